@@ -4,3 +4,6 @@ pub mod ids;
 pub mod sanitize;
 pub mod time;
 pub mod yaml;
+pub mod config;
+pub mod rules;
+pub mod selector;

@@ -1,0 +1,549 @@
+//! The configuration model: GitRepoConfig, WatchRule and ClusterWatchRule as plain serde types
+//! (group `configbutler.ai`, version `v1alpha1`), and their validation into status conditions.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{validate_base_folder, Operation};
+use crate::selector::{LabelSelector, Selector};
+
+/// Fixed byte trigger of a batch: flush once this much sanitized content is pending.
+pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// Default `push.maxCommits`.
+pub const MAX_COMMITS_DEFAULT: u32 = 20;
+/// Largest `push.maxCommits` accepted.
+pub const MAX_COMMITS_LIMIT: u32 = 1000;
+/// Default `push.interval`, in milliseconds.
+pub const PUSH_INTERVAL_DEFAULT_MS: u64 = 60_000;
+/// Shortest `push.interval` accepted, in milliseconds.
+pub const PUSH_INTERVAL_MIN_MS: u64 = 1_000;
+/// Longest `push.interval` accepted, in milliseconds.
+pub const PUSH_INTERVAL_MAX_MS: u64 = 24 * 3_600_000;
+
+/// A namespaced object's namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NamespacedName {
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+impl NamespacedName {
+    /// Builds a reference from its parts.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self { namespace: namespace.into(), name: name.into() }
+    }
+}
+
+impl fmt::Display for NamespacedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// `spec` of a GitRepoConfig.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRepoConfigSpec {
+    /// `https://`, `http://`, `ssh://`, scp-like `git@host:path`, `git://` or `file://`.
+    #[serde(rename = "repoURL", alias = "repoUrl")]
+    pub repo_url: String,
+    /// Branches rules may write to.
+    #[serde(default)]
+    pub allowed_branches: Vec<String>,
+    /// Secret in the same namespace holding credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// Batching of pushes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushStrategy>,
+}
+
+/// A reference to an object in the same namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalObjectReference {
+    /// The object's name.
+    pub name: String,
+}
+
+/// `spec.push` of a GitRepoConfig.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushStrategy {
+    /// A Go-style duration such as `1m` or `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Flush after this many pending commits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_commits: Option<u32>,
+}
+
+/// One entry of `resources`: `*` matches any value of its field.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ResourceSelector {
+    /// API group, `""` for core, `*` for any.
+    #[serde(default)]
+    pub group: String,
+    /// Version or `*`.
+    #[serde(default = "star")]
+    pub version: String,
+    /// Plural resource or `*`.
+    pub resource: String,
+}
+
+fn star() -> String {
+    "*".into()
+}
+
+/// A WatchRule's reference to its GitRepoConfig: a name in the same namespace. The object form exists
+/// so that a rule naming another namespace is refused with a clear reason rather than a parse error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RepoRef {
+    /// `gitRepoConfigRef: my-repo`.
+    Name(String),
+    /// `gitRepoConfigRef: {name: my-repo, namespace: ...}`.
+    Object {
+        /// The GitRepoConfig's name.
+        name: String,
+        /// Its namespace; must be the rule's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
+    },
+}
+
+/// `spec` of a namespaced WatchRule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchRuleSpec {
+    /// The GitRepoConfig in the rule's namespace.
+    pub git_repo_config_ref: RepoRef,
+    /// Target branch; the repo's first allowed branch when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Folder in the repository; the root when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_folder: Option<String>,
+    /// Resources to watch.
+    #[serde(default)]
+    pub resources: Vec<ResourceSelector>,
+    /// `CREATE`, `UPDATE`, `DELETE` or `*`; empty means all.
+    #[serde(default)]
+    pub operations: Vec<String>,
+    /// Only objects whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_selector: Option<LabelSelector>,
+}
+
+/// Which objects a ClusterWatchRule entry covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleScope {
+    /// Cluster-scoped objects only.
+    #[default]
+    Cluster,
+    /// Namespaced objects, in namespaces matching the entry's `namespaceSelector` (all when absent).
+    Namespaced,
+}
+
+/// One entry of a ClusterWatchRule's `rules`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRule {
+    /// Resources to watch.
+    #[serde(default)]
+    pub resources: Vec<ResourceSelector>,
+    /// Operations; empty means all.
+    #[serde(default)]
+    pub operations: Vec<String>,
+    /// `Cluster` or `Namespaced`.
+    #[serde(default)]
+    pub scope: RuleScope,
+    /// For `Namespaced`: only namespaces whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Only objects whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_selector: Option<LabelSelector>,
+}
+
+/// `spec` of a cluster-scoped ClusterWatchRule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterWatchRuleSpec {
+    /// The GitRepoConfig, by namespace and name.
+    pub git_repo_config_ref: NamespacedName,
+    /// Target branch; the repo's first allowed branch when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Folder in the repository; the root when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_folder: Option<String>,
+    /// What to watch.
+    #[serde(default)]
+    pub rules: Vec<ClusterRule>,
+}
+
+/// Which custom resource a status belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CrRef {
+    /// A GitRepoConfig.
+    GitRepoConfig(NamespacedName),
+    /// A WatchRule.
+    WatchRule(NamespacedName),
+    /// A ClusterWatchRule, by name.
+    ClusterWatchRule(String),
+}
+
+impl fmt::Display for CrRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CrRef::GitRepoConfig(n) => write!(f, "GitRepoConfig {n}"),
+            CrRef::WatchRule(n) => write!(f, "WatchRule {n}"),
+            CrRef::ClusterWatchRule(n) => write!(f, "ClusterWatchRule {n}"),
+        }
+    }
+}
+
+/// One status condition, in the shape of `metav1.Condition` (less the timestamps the runtime adds).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Condition {
+    /// `Ready` or `Pushed`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Whether the condition holds.
+    pub status: bool,
+    /// A CamelCase reason.
+    pub reason: String,
+    /// What happened and what to change.
+    pub message: String,
+}
+
+impl Condition {
+    /// `Ready=True`.
+    pub fn ready() -> Self {
+        Self { type_: "Ready".into(), status: true, reason: "Valid".into(), message: "configuration accepted".into() }
+    }
+
+    /// `Ready=False` with a reason and an actionable message.
+    pub fn not_ready(reason: &str, message: impl Into<String>) -> Self {
+        Self { type_: "Ready".into(), status: false, reason: reason.into(), message: message.into() }
+    }
+}
+
+/// A GitRepoConfig after validation: what the pipeline needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepoSettings {
+    /// The repository URL.
+    pub repo_url: String,
+    /// Name of the credentials Secret in the GitRepoConfig's namespace.
+    pub secret_name: Option<String>,
+    /// Branches rules may use, in the order given.
+    pub allowed_branches: Vec<String>,
+    /// Flush after this long, in milliseconds.
+    pub push_interval_ms: u64,
+    /// Flush after this many commits.
+    pub max_commits: u32,
+}
+
+/// Validates a GitRepoConfig into settings, or a `Ready=False` condition saying what to fix.
+pub fn validate_repo(spec: &GitRepoConfigSpec) -> Result<RepoSettings, Condition> {
+    if spec.repo_url.trim().is_empty() {
+        return Err(Condition::not_ready("InvalidRepoURL", "spec.repoURL is empty; set it to the repository's URL"));
+    }
+    if !supported_url(&spec.repo_url) {
+        return Err(Condition::not_ready(
+            "InvalidRepoURL",
+            format!(
+                "spec.repoURL `{}` is not a supported URL; use https://, http://, ssh://, git@host:path, git:// or file://",
+                spec.repo_url
+            ),
+        ));
+    }
+    if spec.allowed_branches.is_empty() {
+        return Err(Condition::not_ready("NoBranches", "spec.allowedBranches is empty; list at least one branch, e.g. [main]"));
+    }
+    if let Some(bad) = spec.allowed_branches.iter().find(|b| !valid_branch(b)) {
+        return Err(Condition::not_ready("InvalidBranch", format!("spec.allowedBranches: `{bad}` is not a valid git branch name")));
+    }
+    let push = spec.push.clone().unwrap_or_default();
+    let push_interval_ms = match push.interval.as_deref() {
+        None => PUSH_INTERVAL_DEFAULT_MS,
+        Some(text) => match parse_duration_ms(text) {
+            Some(ms) if (PUSH_INTERVAL_MIN_MS..=PUSH_INTERVAL_MAX_MS).contains(&ms) => ms,
+            _ => {
+                return Err(Condition::not_ready(
+                    "InvalidPushInterval",
+                    format!("spec.push.interval `{text}` must be a duration between 1s and 24h, e.g. 30s or 1m"),
+                ))
+            }
+        },
+    };
+    let max_commits = push.max_commits.unwrap_or(MAX_COMMITS_DEFAULT);
+    if !(1..=MAX_COMMITS_LIMIT).contains(&max_commits) {
+        return Err(Condition::not_ready(
+            "InvalidMaxCommits",
+            format!("spec.push.maxCommits {max_commits} must be between 1 and {MAX_COMMITS_LIMIT}"),
+        ));
+    }
+    Ok(RepoSettings {
+        repo_url: spec.repo_url.clone(),
+        secret_name: spec.secret_ref.as_ref().map(|r| r.name.clone()),
+        allowed_branches: spec.allowed_branches.clone(),
+        push_interval_ms,
+        max_commits,
+    })
+}
+
+fn supported_url(url: &str) -> bool {
+    const SCHEMES: [&str; 6] = ["https://", "http://", "ssh://", "git://", "file://", "git+ssh://"];
+    if SCHEMES.iter().any(|s| url.starts_with(s) && url.len() > s.len()) {
+        return true;
+    }
+    // scp-like `user@host:path`
+    match url.split_once(':') {
+        Some((userhost, path)) => userhost.contains('@') && !userhost.contains('/') && !path.is_empty(),
+        None => false,
+    }
+}
+
+/// Git's ref-name rules as they apply to a branch name.
+pub fn valid_branch(b: &str) -> bool {
+    !b.is_empty()
+        && !b.starts_with(['-', '/', '.'])
+        && !b.ends_with(['/', '.'])
+        && !b.ends_with(".lock")
+        && !b.contains("..")
+        && !b.contains("//")
+        && !b.contains("@{")
+        && b != "@"
+        && !b.bytes().any(|c| c < 0x20 || c == 0x7f || b" ~^:?*[\\".contains(&c))
+}
+
+/// Parses a Go-style duration (`1h30m`, `45s`, `500ms`) into milliseconds.
+pub fn parse_duration_ms(text: &str) -> Option<u64> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit_ms, len) = if rest.starts_with("ms") {
+            (1, 2)
+        } else if rest.starts_with('h') {
+            (3_600_000, 1)
+        } else if rest.starts_with('m') {
+            (60_000, 1)
+        } else if rest.starts_with('s') {
+            (1_000, 1)
+        } else {
+            return None;
+        };
+        total = total.checked_add(n.checked_mul(unit_ms)?)?;
+        rest = &rest[len..];
+    }
+    Some(total)
+}
+
+/// A set of operations as a bitmask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpSet(u8);
+
+impl OpSet {
+    /// Every operation.
+    pub const ALL: OpSet = OpSet(0b111);
+
+    /// Whether `op` is in the set.
+    pub fn contains(self, op: Operation) -> bool {
+        self.0 & Self::bit(op) != 0
+    }
+
+    fn bit(op: Operation) -> u8 {
+        match op {
+            Operation::Create => 1,
+            Operation::Update => 2,
+            Operation::Delete => 4,
+        }
+    }
+
+    /// Parses `operations`: empty or `*` means all.
+    pub fn parse(ops: &[String]) -> Result<Self, Condition> {
+        if ops.is_empty() {
+            return Ok(Self::ALL);
+        }
+        let mut set = 0;
+        for op in ops {
+            set |= match op.as_str() {
+                "*" => Self::ALL.0,
+                other => Self::bit(Operation::parse(other).ok_or_else(|| {
+                    Condition::not_ready("InvalidOperation", format!("operation `{other}` is not one of CREATE, UPDATE, DELETE or *"))
+                })?),
+            };
+        }
+        Ok(Self(set))
+    }
+}
+
+/// Checks the parts shared by both rule kinds against the repo they name; returns the branch to use.
+pub fn validate_destination(
+    repo: Option<&Result<RepoSettings, Condition>>,
+    repo_name: &NamespacedName,
+    branch: Option<&str>,
+    base_folder: Option<&str>,
+) -> Result<String, Condition> {
+    let settings = match repo {
+        None => {
+            return Err(Condition::not_ready(
+                "GitRepoConfigNotFound",
+                format!("GitRepoConfig {repo_name} does not exist; create it or fix gitRepoConfigRef"),
+            ))
+        }
+        Some(Err(c)) => {
+            return Err(Condition::not_ready(
+                "GitRepoConfigNotReady",
+                format!("GitRepoConfig {repo_name} is not ready: {}", c.message),
+            ))
+        }
+        Some(Ok(s)) => s,
+    };
+    let branch = branch.map(str::to_owned).unwrap_or_else(|| settings.allowed_branches[0].clone());
+    if !settings.allowed_branches.contains(&branch) {
+        return Err(Condition::not_ready(
+            "BranchNotAllowed",
+            format!("branch `{branch}` is not in GitRepoConfig {repo_name}'s allowedBranches {:?}", settings.allowed_branches),
+        ));
+    }
+    if let Err(e) = validate_base_folder(base_folder.unwrap_or_default()) {
+        return Err(Condition::not_ready("InvalidBaseFolder", e.to_string()));
+    }
+    Ok(branch)
+}
+
+/// Checks `resources`: at least one, each field non-empty.
+pub fn validate_resources(resources: &[ResourceSelector]) -> Result<(), Condition> {
+    if resources.is_empty() {
+        return Err(Condition::not_ready("NoResources", "resources is empty; list at least one {group, version, resource}"));
+    }
+    if let Some(r) = resources.iter().find(|r| r.resource.is_empty() || r.version.is_empty()) {
+        return Err(Condition::not_ready("InvalidResource", format!("resource {r:?} needs a version and a resource (or *)")));
+    }
+    Ok(())
+}
+
+/// Compiles an optional selector into a condition-bearing result.
+pub fn compile_selector(sel: Option<&LabelSelector>, field: &str) -> Result<Option<Selector>, Condition> {
+    sel.map(|s| Selector::compile(s).map_err(|e| Condition::not_ready("InvalidSelector", format!("{field}: {e}")))).transpose()
+}
+
+/// The WatchRule's repository reference resolved to its namespace, or why it is refused.
+pub fn resolve_watch_rule_repo(rule_ns: &str, r: &RepoRef) -> Result<NamespacedName, Condition> {
+    let (name, ns) = match r {
+        RepoRef::Name(n) => (n.as_str(), None),
+        RepoRef::Object { name, namespace } => (name.as_str(), namespace.as_deref()),
+    };
+    if name.is_empty() {
+        return Err(Condition::not_ready("GitRepoConfigNotFound", "gitRepoConfigRef is empty; name a GitRepoConfig in this namespace"));
+    }
+    match ns {
+        Some(other) if other != rule_ns => Err(Condition::not_ready(
+            "CrossNamespaceReference",
+            format!("a WatchRule may only use a GitRepoConfig in its own namespace `{rule_ns}`, not `{other}`; use a ClusterWatchRule for that"),
+        )),
+        _ => Ok(NamespacedName::new(rule_ns, name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(yaml_json: &str) -> GitRepoConfigSpec {
+        serde_json::from_str(yaml_json).unwrap()
+    }
+
+    #[test]
+    fn the_originals_example_is_accepted() {
+        let spec = repo(r#"{"repoURL": "https://github.com/org/repo", "allowedBranches": ["main"],
+            "secretRef": {"name": "my-repo-credentials"}, "push": {"interval": "1m", "maxCommits": 20}}"#);
+        let s = validate_repo(&spec).unwrap();
+        assert_eq!((s.push_interval_ms, s.max_commits), (60_000, 20));
+        assert_eq!(s.secret_name.as_deref(), Some("my-repo-credentials"));
+        let rule: WatchRuleSpec = serde_json::from_str(r#"{"gitRepoConfigRef": "my-repo", "branch": "main",
+            "baseFolder": "clusters/prod", "resources": [{"group": "", "version": "v1", "resource": "configmaps"}],
+            "operations": ["CREATE", "UPDATE", "DELETE"], "objectSelector": {"matchLabels": {"app": "x"}}}"#).unwrap();
+        assert_eq!(rule.git_repo_config_ref, RepoRef::Name("my-repo".into()));
+    }
+
+    #[test]
+    fn all_url_forms_are_accepted_and_junk_is_not() {
+        for url in ["https://h/o/r", "ssh://git@h/o/r.git", "git@h:o/r.git", "file:///tmp/r", "git://h/r"] {
+            let spec = GitRepoConfigSpec { repo_url: url.into(), allowed_branches: vec!["main".into()], ..Default::default() };
+            assert!(validate_repo(&spec).is_ok(), "{url}");
+        }
+        let spec = GitRepoConfigSpec { repo_url: "ftp://x".into(), allowed_branches: vec!["main".into()], ..Default::default() };
+        assert_eq!(validate_repo(&spec).unwrap_err().reason, "InvalidRepoURL");
+    }
+
+    #[test]
+    fn a_repo_without_branches_is_not_ready() {
+        let c = validate_repo(&repo(r#"{"repoURL": "https://h/r"}"#)).unwrap_err();
+        assert_eq!(c.reason, "NoBranches");
+        assert!(c.message.contains("allowedBranches"));
+    }
+
+    #[test]
+    fn bad_push_settings_are_refused() {
+        let c = validate_repo(&repo(r#"{"repoURL": "https://h/r", "allowedBranches": ["main"], "push": {"interval": "soon"}}"#)).unwrap_err();
+        assert_eq!(c.reason, "InvalidPushInterval");
+        let c = validate_repo(&repo(r#"{"repoURL": "https://h/r", "allowedBranches": ["main"], "push": {"maxCommits": 0}}"#)).unwrap_err();
+        assert_eq!(c.reason, "InvalidMaxCommits");
+        let c = validate_repo(&repo(r#"{"repoURL": "https://h/r", "allowedBranches": ["bad name"]}"#)).unwrap_err();
+        assert_eq!(c.reason, "InvalidBranch");
+    }
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration_ms("1m"), Some(60_000));
+        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("10"), None);
+        assert_eq!(parse_duration_ms("m"), None);
+    }
+
+    #[test]
+    fn destination_checks_name_what_to_fix() {
+        let name = NamespacedName::new("team-a", "my-repo");
+        let ok = validate_repo(&repo(r#"{"repoURL": "https://h/r", "allowedBranches": ["main", "dev"]}"#));
+        assert_eq!(validate_destination(None, &name, None, None).unwrap_err().reason, "GitRepoConfigNotFound");
+        assert_eq!(validate_destination(Some(&ok), &name, None, None).unwrap(), "main", "first allowed branch by default");
+        assert_eq!(validate_destination(Some(&ok), &name, Some("prod"), None).unwrap_err().reason, "BranchNotAllowed");
+        assert_eq!(validate_destination(Some(&ok), &name, Some("dev"), Some("/abs")).unwrap_err().reason, "InvalidBaseFolder");
+        assert_eq!(validate_destination(Some(&ok), &name, Some("dev"), Some("a/../b")).unwrap_err().reason, "InvalidBaseFolder");
+        let broken = validate_repo(&repo(r#"{"repoURL": "https://h/r"}"#));
+        assert_eq!(validate_destination(Some(&broken), &name, None, None).unwrap_err().reason, "GitRepoConfigNotReady");
+    }
+
+    #[test]
+    fn a_watch_rule_cannot_use_another_namespaces_repo() {
+        let r: RepoRef = serde_json::from_str(r#"{"name": "repo", "namespace": "team-b"}"#).unwrap();
+        assert_eq!(resolve_watch_rule_repo("team-a", &r).unwrap_err().reason, "CrossNamespaceReference");
+        let same: RepoRef = serde_json::from_str(r#"{"name": "repo", "namespace": "team-a"}"#).unwrap();
+        assert_eq!(resolve_watch_rule_repo("team-a", &same).unwrap(), NamespacedName::new("team-a", "repo"));
+    }
+
+    #[test]
+    fn operations_parse_with_wildcards_and_refuse_unknown_ones() {
+        assert_eq!(OpSet::parse(&[]).unwrap(), OpSet::ALL);
+        assert_eq!(OpSet::parse(&["*".into()]).unwrap(), OpSet::ALL);
+        let s = OpSet::parse(&["CREATE".into()]).unwrap();
+        assert!(s.contains(Operation::Create) && !s.contains(Operation::Delete));
+        assert_eq!(OpSet::parse(&["PATCH".into()]).unwrap_err().reason, "InvalidOperation");
+    }
+}

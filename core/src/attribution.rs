@@ -1,0 +1,214 @@
+//! Exact attribution: joining an admission record to the one watch event it caused.
+//!
+//! A record is keyed by (identifier, operation, content hash) and carries the base resourceVersion
+//! of UPDATE/DELETE (`oldObject.metadata.resourceVersion`). The watch side asks with the version of
+//! the object's previous event, so a record only explains the write it belongs to; a rejected write's
+//! record cannot name the author of a later identical one. CREATE has no base and joins on the hash
+//! within the TTL. When the base is uncertain (first event after a relist or restart), the hash-only
+//! join is used, and only when exactly one user is a candidate.
+
+use std::sync::Arc;
+
+use crate::correlation::{CorrelationCounters, CorrelationLimits, CorrelationStore};
+use crate::ids::Operation;
+
+/// The correlation key, hashed: (identifier, operation, content hash).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CorrKey {
+    /// [`crate::live::key128`] of the identifier.
+    pub ident: u128,
+    /// The operation.
+    pub op: Operation,
+    /// Content hash of the sanitized object.
+    pub content: u64,
+}
+
+/// What an admission request left for the watch side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// `userInfo.username`.
+    pub user: Arc<str>,
+    /// Fingerprint of the base resourceVersion; `None` for CREATE.
+    pub base_rv: Option<u64>,
+}
+
+/// How a watch event got its author.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attribution {
+    /// The record of exactly this write.
+    Exact(Arc<str>),
+    /// The only candidate of the hash-only join (uncertain base).
+    HashOnly(Arc<str>),
+    /// No record: the fallback identity.
+    Miss,
+}
+
+impl Attribution {
+    /// The user, if any.
+    pub fn user(&self) -> Option<&Arc<str>> {
+        match self {
+            Attribution::Exact(u) | Attribution::HashOnly(u) => Some(u),
+            Attribution::Miss => None,
+        }
+    }
+}
+
+/// Counters of attribution outcomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttributionCounters {
+    /// Records stored.
+    pub recorded_total: u64,
+    /// Admissions not stored because the sanitized object equals the sanitized `oldObject`.
+    pub noop_skipped_total: u64,
+    /// Dry-run admissions not stored.
+    pub dry_run_skipped_total: u64,
+    /// Watch events attributed by the exact join.
+    pub exact_total: u64,
+    /// Watch events attributed by the hash-only fallback.
+    pub hash_only_total: u64,
+    /// Watch events left to the fallback identity.
+    pub miss_total: u64,
+}
+
+/// The correlation store plus the join rules.
+pub struct Attributor {
+    store: CorrelationStore<CorrKey, Record>,
+    counters: AttributionCounters,
+}
+
+impl Attributor {
+    /// An empty attributor.
+    pub fn new(limits: CorrelationLimits) -> Self {
+        Self { store: CorrelationStore::new(limits), counters: AttributionCounters::default() }
+    }
+
+    /// Stores a record.
+    pub fn record(&mut self, now_ms: u64, key: CorrKey, record: Record) {
+        self.counters.recorded_total += 1;
+        self.store.put(now_ms, key, record);
+    }
+
+    /// Counts an admission skipped as a content no-op.
+    pub fn skip_noop(&mut self) {
+        self.counters.noop_skipped_total += 1;
+    }
+
+    /// Counts a skipped dry run.
+    pub fn skip_dry_run(&mut self) {
+        self.counters.dry_run_skipped_total += 1;
+    }
+
+    /// Finds the author of a watch event. `base_rv` is the fingerprint of the object's previous
+    /// resourceVersion (`None` when unknown); `base_certain` is false right after a (re)list.
+    pub fn attribute(&mut self, now_ms: u64, key: CorrKey, base_rv: Option<u64>, base_certain: bool) -> Attribution {
+        let want = if key.op == Operation::Create { None } else { base_rv };
+        let exact_possible = key.op == Operation::Create || base_rv.is_some();
+        if exact_possible {
+            if let Some(r) = self.store.take(now_ms, &key, |r| r.base_rv == want) {
+                self.counters.exact_total += 1;
+                return Attribution::Exact(r.user);
+            }
+        }
+        if !base_certain || !exact_possible {
+            let (first, single) = {
+                let mut users = self.store.peek(now_ms, &key).map(|r| &r.user);
+                let first = users.next().cloned();
+                let single = users.all(|u| Some(u) == first.as_ref());
+                (first, single)
+            };
+            if let Some(first) = first {
+                if single {
+                    let taken = self.store.take(now_ms, &key, |_| true);
+                    debug_assert_eq!(taken.as_ref().map(|r| &r.user), Some(&first));
+                    self.counters.hash_only_total += 1;
+                    return Attribution::HashOnly(first);
+                }
+            }
+        }
+        self.counters.miss_total += 1;
+        Attribution::Miss
+    }
+
+    /// Drops expired keys.
+    pub fn sweep(&mut self, now_ms: u64) {
+        self.store.sweep(now_ms);
+    }
+
+    /// When the next key expires.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.store.next_expiry_ms()
+    }
+
+    /// Attribution counters.
+    pub fn counters(&self) -> AttributionCounters {
+        self.counters
+    }
+
+    /// The store's counters.
+    pub fn store_counters(&self) -> CorrelationCounters {
+        self.store.counters()
+    }
+
+    /// Keys and entries held.
+    pub fn store_size(&self) -> (usize, usize) {
+        (self.store.keys(), self.store.entries())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(op: Operation, content: u64) -> CorrKey {
+        CorrKey { ident: 7, op, content }
+    }
+
+    fn rec(user: &str, base: Option<u64>) -> Record {
+        Record { user: user.into(), base_rv: base }
+    }
+
+    fn att() -> Attributor {
+        Attributor::new(CorrelationLimits::default())
+    }
+
+    #[test]
+    fn create_joins_on_content_hash() {
+        let mut a = att();
+        a.record(0, key(Operation::Create, 1), rec("alice", None));
+        assert_eq!(a.attribute(5, key(Operation::Create, 1), None, true), Attribution::Exact("alice".into()));
+    }
+
+    #[test]
+    fn update_joins_only_the_write_of_its_base_version() {
+        let mut a = att();
+        // bob's write from base 10 was rejected downstream; alice then writes the same content from 10
+        // without a webhook call reaching us. The watch event's base is 11 (after some other write).
+        a.record(0, key(Operation::Update, 5), rec("bob", Some(10)));
+        assert_eq!(a.attribute(1, key(Operation::Update, 5), Some(11), true), Attribution::Miss, "never bob");
+        a.record(2, key(Operation::Update, 5), rec("carol", Some(11)));
+        assert_eq!(a.attribute(3, key(Operation::Update, 5), Some(11), true), Attribution::Exact("carol".into()));
+    }
+
+    #[test]
+    fn uncertain_base_falls_back_to_a_single_candidate() {
+        let mut a = att();
+        a.record(0, key(Operation::Update, 5), rec("bob", Some(3)));
+        assert_eq!(a.attribute(1, key(Operation::Update, 5), Some(9), false), Attribution::HashOnly("bob".into()));
+    }
+
+    #[test]
+    fn uncertain_base_with_two_candidates_is_a_miss() {
+        let mut a = att();
+        a.record(0, key(Operation::Update, 5), rec("bob", Some(3)));
+        a.record(0, key(Operation::Update, 5), rec("alice", Some(4)));
+        assert_eq!(a.attribute(1, key(Operation::Update, 5), Some(9), false), Attribution::Miss);
+        assert_eq!(a.counters().miss_total, 1);
+    }
+
+    #[test]
+    fn records_expire_after_the_ttl() {
+        let mut a = att();
+        a.record(0, key(Operation::Create, 1), rec("alice", None));
+        assert_eq!(a.attribute(60_000, key(Operation::Create, 1), None, true), Attribution::Miss);
+    }
+}

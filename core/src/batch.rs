@@ -1,0 +1,304 @@
+//! The pending queue of one (repository, branch): commits waiting to be pushed, batching triggers,
+//! and bounded memory by coalescing (latest content per path wins) instead of dropping.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use serde_json::Value;
+use xxhash_rust::xxh3::Xxh3Builder;
+
+use crate::config::BATCH_BYTES_MAX;
+use crate::ids::Operation;
+
+/// Pending commits kept before the queue coalesces.
+pub const PENDING_COMMITS_MAX: usize = 10_000;
+/// Pending sanitized bytes kept before the queue coalesces.
+pub const PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// New content for a path: the sanitized document and its canonical hash and size.
+#[derive(Clone, Debug)]
+pub struct Content {
+    /// Canonical content hash.
+    pub hash: u64,
+    /// The sanitized object, rendered to YAML when the commit is planned.
+    pub doc: Arc<Value>,
+    /// Canonical size in bytes (what the byte trigger counts).
+    pub bytes: usize,
+}
+
+/// One file change waiting to be committed.
+#[derive(Clone, Debug)]
+pub struct PendingWrite {
+    /// Repository path.
+    pub path: Arc<str>,
+    /// [`crate::live::key128`] of the path.
+    pub path_key: u128,
+    /// New content, `None` to delete.
+    pub content: Option<Content>,
+}
+
+/// Why a commit exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommitKind {
+    /// One change of one object.
+    Event {
+        /// The operation.
+        op: Operation,
+        /// The object's identifier.
+        identifier: String,
+    },
+    /// A (re)list brought the folder up to date: unattributed writes and orphan deletes.
+    Resync {
+        /// The destination's folder.
+        folder: String,
+    },
+    /// Several commits merged when the queue hit its limits.
+    Coalesced {
+        /// How many changes went in.
+        changes: usize,
+    },
+}
+
+/// A commit waiting to be pushed.
+#[derive(Clone, Debug)]
+pub struct PendingCommit {
+    /// Queue-unique sequence number.
+    pub seq: u64,
+    /// The Kubernetes user, `None` for the fallback identity.
+    pub author: Option<Arc<str>>,
+    /// When the change was seen, wall milliseconds.
+    pub seen_wall_ms: i64,
+    /// Why it exists.
+    pub kind: CommitKind,
+    /// Its file changes.
+    pub writes: Vec<PendingWrite>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Latest {
+    seq: u64,
+    content: Option<u64>,
+    writes: u32,
+}
+
+/// The pending commits of one branch, oldest first.
+#[derive(Debug, Default)]
+pub struct Queue {
+    commits: VecDeque<PendingCommit>,
+    in_flight: Vec<PendingCommit>,
+    /// Per path: the newest not-yet-pushed write (pending or in flight) and how many exist.
+    latest: HashMap<u128, Latest, Xxh3Builder>,
+    bytes: usize,
+    first_pending_ms: Option<u64>,
+    next_seq: u64,
+    coalesced_total: u64,
+}
+
+fn note_latest(latest: &mut HashMap<u128, Latest, Xxh3Builder>, seq: u64, w: &PendingWrite) {
+    let l = latest.entry(w.path_key).or_insert(Latest { seq, content: None, writes: 0 });
+    l.seq = seq;
+    l.content = w.content.as_ref().map(|c| c.hash);
+    l.writes += 1;
+}
+
+fn write_bytes(w: &PendingWrite) -> usize {
+    w.content.as_ref().map_or(0, |c| c.bytes)
+}
+
+impl Queue {
+    /// The newest unpushed content of a path: `Some(None)` is a pending delete, `None` nothing pending.
+    pub fn latest(&self, path_key: u128) -> Option<Option<u64>> {
+        self.latest.get(&path_key).map(|l| l.content)
+    }
+
+    fn note(&mut self, seq: u64, w: &PendingWrite) {
+        note_latest(&mut self.latest, seq, w);
+        self.bytes += write_bytes(w);
+    }
+
+    fn start_timer(&mut self, now_ms: u64) {
+        self.first_pending_ms.get_or_insert(now_ms);
+    }
+
+    /// Queues one commit for one event.
+    pub fn push_event(&mut self, now_ms: u64, seen_wall_ms: i64, author: Option<Arc<str>>, kind: CommitKind, write: PendingWrite) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.note(seq, &write);
+        self.commits.push_back(PendingCommit { seq, author, seen_wall_ms, kind, writes: vec![write] });
+        self.start_timer(now_ms);
+        self.coalesce_if_over();
+    }
+
+    /// Adds a write to the open resync commit of `folder` (the newest commit, if it is one), or opens one.
+    pub fn push_resync(&mut self, now_ms: u64, seen_wall_ms: i64, folder: &str, write: PendingWrite) {
+        let open = matches!(self.commits.back(), Some(PendingCommit { kind: CommitKind::Resync { folder: f }, .. }) if f == folder);
+        if !open {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let kind = CommitKind::Resync { folder: folder.into() };
+            self.commits.push_back(PendingCommit { seq, author: None, seen_wall_ms, kind, writes: Vec::new() });
+        }
+        let commit = self.commits.back_mut().expect("an open resync commit");
+        let seq = commit.seq;
+        if let Some(i) = commit.writes.iter().position(|w| w.path_key == write.path_key) {
+            let old = commit.writes.remove(i);
+            self.bytes -= write_bytes(&old);
+            if let Some(l) = self.latest.get_mut(&write.path_key) {
+                l.writes -= 1;
+            }
+        }
+        self.commits.back_mut().expect("open").writes.push(write.clone());
+        self.note(seq, &write);
+        self.start_timer(now_ms);
+        self.coalesce_if_over();
+    }
+
+    /// Pending commits (not in flight).
+    pub fn len(&self) -> usize {
+        self.commits.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.commits.is_empty()
+    }
+
+    /// Pending sanitized bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// When the time trigger fires, if anything is pending.
+    pub fn flush_at_ms(&self, interval_ms: u64) -> Option<u64> {
+        self.first_pending_ms.map(|t| t + interval_ms)
+    }
+
+    /// Whether a batching trigger has fired: count, bytes or time.
+    pub fn due(&self, now_ms: u64, max_commits: u32, interval_ms: u64) -> bool {
+        !self.commits.is_empty()
+            && (self.commits.len() >= max_commits as usize
+                || self.bytes >= BATCH_BYTES_MAX
+                || self.flush_at_ms(interval_ms).is_some_and(|t| now_ms >= t))
+    }
+
+    /// Moves every pending commit in flight and returns them; they stay "unpushed" for dedup until
+    /// the push lands.
+    pub fn start_push(&mut self) -> &[PendingCommit] {
+        assert!(self.in_flight.is_empty(), "one push in flight per branch");
+        self.bytes = 0;
+        self.first_pending_ms = None;
+        self.in_flight = self.commits.drain(..).collect();
+        &self.in_flight
+    }
+
+    /// The commits of the push in flight.
+    pub fn in_flight(&self) -> &[PendingCommit] {
+        &self.in_flight
+    }
+
+    /// The push in flight landed: its writes are no longer pending. Returns its commits.
+    pub fn push_landed(&mut self) -> Vec<PendingCommit> {
+        let done = std::mem::take(&mut self.in_flight);
+        for c in &done {
+            for w in &c.writes {
+                self.forget_write(c.seq, w.path_key);
+            }
+        }
+        done
+    }
+
+    /// The push in flight did not land: its commits go back in front, in order; the time trigger
+    /// restarts at `now_ms`.
+    pub fn push_failed(&mut self, now_ms: u64) {
+        for c in std::mem::take(&mut self.in_flight).into_iter().rev() {
+            self.bytes += c.writes.iter().map(write_bytes).sum::<usize>();
+            self.commits.push_front(c);
+        }
+        if !self.commits.is_empty() {
+            self.start_timer(now_ms);
+        }
+    }
+
+    fn forget_write(&mut self, seq: u64, path_key: u128) {
+        if let Some(l) = self.latest.get_mut(&path_key) {
+            l.writes -= 1;
+            if l.writes == 0 {
+                debug_assert_eq!(l.seq, seq, "the last unpushed write of a path is its latest");
+                self.latest.remove(&path_key);
+            }
+        }
+    }
+
+    /// Drops pending writes for which `drop` holds, but only when a write is the only unpushed one of
+    /// its path (dropping one of several would let an older content win). Empty commits go too.
+    pub fn drop_redundant(&mut self, mut drop: impl FnMut(&PendingWrite) -> bool) -> usize {
+        let mut dropped = 0;
+        let mut commits = std::mem::take(&mut self.commits);
+        for c in &mut commits {
+            c.writes.retain(|w| {
+                let only = self.latest.get(&w.path_key).is_some_and(|l| l.writes == 1);
+                if only && drop(w) {
+                    self.bytes -= write_bytes(w);
+                    self.latest.remove(&w.path_key);
+                    dropped += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        commits.retain(|c| !c.writes.is_empty());
+        self.commits = commits;
+        if self.commits.is_empty() {
+            self.first_pending_ms = None;
+        }
+        dropped
+    }
+
+    /// Pending writes (not in flight), oldest first.
+    pub fn writes(&self) -> impl Iterator<Item = &PendingWrite> {
+        self.commits.iter().flat_map(|c| c.writes.iter())
+    }
+
+    /// Commits removed or merged by coalescing so far.
+    pub fn coalesced_total(&self) -> u64 {
+        self.coalesced_total
+    }
+
+    fn coalesce_if_over(&mut self) {
+        if self.commits.len() > PENDING_COMMITS_MAX || self.bytes > PENDING_BYTES_MAX {
+            self.coalesce();
+        }
+    }
+
+    /// Keeps only the newest pending write of each path; commits left empty are removed. If that is
+    /// not enough, the older half of the commits is merged into one commit by the fallback identity.
+    pub fn coalesce(&mut self) {
+        let mut seen: HashSet<u128, Xxh3Builder> = HashSet::with_hasher(Xxh3Builder::new());
+        let before = self.commits.len();
+        for c in self.commits.iter_mut().rev() {
+            c.writes.retain(|w| seen.insert(w.path_key));
+        }
+        self.commits.retain(|c| !c.writes.is_empty());
+        if self.commits.len() > PENDING_COMMITS_MAX {
+            let half = self.commits.len() / 2;
+            let merged: Vec<PendingCommit> = self.commits.drain(..half).collect();
+            let last = merged.last().expect("half of a full queue is not empty");
+            let (seq, seen_wall_ms) = (last.seq, last.seen_wall_ms);
+            let writes: Vec<PendingWrite> = merged.into_iter().flat_map(|c| c.writes).collect();
+            let kind = CommitKind::Coalesced { changes: writes.len() };
+            self.commits.push_front(PendingCommit { seq, author: None, seen_wall_ms, kind, writes });
+        }
+        self.coalesced_total += (before - self.commits.len()) as u64;
+        self.latest.clear();
+        for c in &self.in_flight {
+            c.writes.iter().for_each(|w| note_latest(&mut self.latest, c.seq, w));
+        }
+        for c in &self.commits {
+            c.writes.iter().for_each(|w| note_latest(&mut self.latest, c.seq, w));
+        }
+        self.bytes = self.commits.iter().flat_map(|c| &c.writes).map(write_bytes).sum();
+        debug_assert!(self.commits.len() <= PENDING_COMMITS_MAX);
+    }
+}

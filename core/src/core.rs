@@ -1,0 +1,981 @@
+//! [`Core`]: the whole pipeline as one sans-IO state machine.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::Value;
+use xxhash_rust::xxh3::Xxh3Builder;
+
+use crate::admission::AdmissionRequest;
+use crate::attribution::{Attribution, AttributionCounters, Attributor, CorrKey, Record};
+use crate::batch::{CommitKind, Content, PendingWrite, Queue};
+use crate::canonical::{canonical_bytes_into, content_hash, git_blob_id};
+use crate::config::{self, ClusterWatchRuleSpec, Condition, CrRef, GitRepoConfigSpec, NamespacedName, RepoSettings, WatchRuleSpec};
+use crate::correlation::{CorrelationCounters, CorrelationLimits};
+use crate::gitplan::{self, Identities};
+use crate::ids::{layout_segments, Gvr, Operation, ResourceRef};
+use crate::io::{ApiResource, CommitId, GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent};
+use crate::live::{key128, tag64, StreamLive};
+use crate::rules::{CompiledRule, Destination, ObjectFacts, RuleReach, RuleStore};
+use crate::sanitize::{is_secret, sanitize, SecretPolicy};
+use crate::time::{MonoClamp, Now};
+use crate::yaml;
+
+/// Largest sanitized object written, in canonical bytes; larger ones are refused and counted.
+pub const OBJECT_BYTES_MAX: usize = 2 * 1024 * 1024;
+
+/// How the core is set up.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Distinguishes this process's ops in commit trailers across restarts (the runtime passes a
+    /// random or time-derived value, the simulator a seeded one).
+    pub instance_id: u64,
+    /// Committer, fallback author and e-mail domain.
+    pub identities: Identities,
+    /// What happens to Secrets.
+    pub secret_policy: SecretPolicy,
+    /// Correlation store limits.
+    pub correlation: CorrelationLimits,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            instance_id: 0,
+            identities: Identities {
+                committer: Identity { name: "gitops-reverser".into(), email: "gitops-reverser@configbutler.ai".into() },
+                fallback_author: Identity { name: "gitops-reverser".into(), email: "gitops-reverser@configbutler.ai".into() },
+                user_email_domain: "cluster.local".into(),
+            },
+            secret_policy: SecretPolicy::Redact,
+            correlation: CorrelationLimits::default(),
+        }
+    }
+}
+
+/// Counters for metrics (REFERENCE.md names, without the `gitopsreverser_` prefix).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Watch events received.
+    pub events_received_total: u64,
+    /// Watch events that queued a change.
+    pub events_processed_total: u64,
+    /// Watch events whose content equalled what the repo holds or what is pending.
+    pub watch_duplicates_skipped_total: u64,
+    /// Commits pushed.
+    pub commits_total: u64,
+    /// Bytes of files written by pushed commits.
+    pub commit_bytes_total: u64,
+    /// Files deleted by pushed commits.
+    pub files_deleted_total: u64,
+    /// Orphan files found by seeds and queued for deletion.
+    pub orphans_found_total: u64,
+    /// Pushes re-planned after a conflict.
+    pub rebase_retries_total: u64,
+    /// Git ops issued.
+    pub git_operations_total: u64,
+    /// Git ops that failed.
+    pub git_failures_total: u64,
+    /// Admission requests received.
+    pub admissions_total: u64,
+    /// Objects or admissions refused (bad names, oversized, invalid).
+    pub refused_total: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    content: Option<u64>,
+    blob: [u8; 20],
+}
+
+#[derive(Debug, Default)]
+struct DestState {
+    gvrs: BTreeSet<u16>,
+    awaiting: BTreeSet<u16>,
+    listed: bool,
+    want_read: bool,
+    /// Paths of live objects routed here: (stream, list epoch).
+    members: HashMap<u128, (u16, u32), Xxh3Builder>,
+}
+
+#[derive(Debug)]
+enum OpInFlight {
+    Read { op_id: u64, dest: Destination },
+    Push { op_id: u64, tag: String, expected_head: Option<CommitId>, blobs: Vec<Vec<Option<[u8; 20]>>> },
+    Verify { op_id: u64, tag: String, expected_head: Option<CommitId>, blobs: Vec<Vec<Option<[u8; 20]>>> },
+}
+
+impl OpInFlight {
+    fn op_id(&self) -> u64 {
+        match self {
+            OpInFlight::Read { op_id, .. } | OpInFlight::Push { op_id, .. } | OpInFlight::Verify { op_id, .. } => *op_id,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BranchState {
+    settings: RepoSettings,
+    queue: Queue,
+    held: HashMap<u128, Held, Xxh3Builder>,
+    head: Option<CommitId>,
+    op: Option<OpInFlight>,
+    /// A push whose result was lost, to verify before anything else: (tag, expected head, blobs).
+    unverified: Option<(String, Option<CommitId>, Vec<Vec<Option<[u8; 20]>>>)>,
+    failures_in_row: u32,
+    conflicts_in_row: u32,
+    retry_at_ms: u64,
+    retry_now: bool,
+    last_push_error: Option<String>,
+}
+
+type BranchKey = (NamespacedName, String);
+
+/// What the branch has (or will have once pending commits land) at a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Have {
+    Content(u64),
+    /// A file of unknown content.
+    Present,
+    Absent,
+    /// The folder was never listed.
+    Unknown,
+}
+
+/// A read-only view of one branch's pipeline state, for checkers and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BranchView {
+    /// Commits waiting (not in flight).
+    pub pending_commits: usize,
+    /// Pending sanitized bytes.
+    pub pending_bytes: usize,
+    /// Commits in flight.
+    pub in_flight_commits: usize,
+    /// Whether a git op is in flight.
+    pub op_in_flight: bool,
+    /// The last known head.
+    pub head: Option<CommitId>,
+    /// Paths whose repository content is tracked.
+    pub held_paths: usize,
+    /// Commits removed or merged by coalescing.
+    pub coalesced_total: u64,
+}
+
+/// The pipeline state machine. See the crate docs for the drive loop.
+pub struct Core {
+    config: CoreConfig,
+    clock: MonoClamp,
+    now: Now,
+    repos: BTreeMap<NamespacedName, (GitRepoConfigSpec, Result<RepoSettings, Condition>, Option<String>)>,
+    watch_rules: BTreeMap<NamespacedName, WatchRuleSpec>,
+    cluster_rules: BTreeMap<String, ClusterWatchRuleSpec>,
+    discovered: BTreeSet<Gvr>,
+    rules: RuleStore,
+    watched: BTreeSet<Gvr>,
+    gvr_ids: BTreeMap<Gvr, u16>,
+    live: Vec<StreamLive>,
+    ns_labels: BTreeMap<String, BTreeMap<String, String>>,
+    attributor: Attributor,
+    dests: BTreeMap<Destination, DestState>,
+    branches: BTreeMap<BranchKey, BranchState>,
+    statuses: BTreeMap<CrRef, Vec<Condition>>,
+    outputs: VecDeque<Output>,
+    ops: BTreeMap<u64, BranchKey>,
+    next_op_id: u64,
+    counters: Counters,
+    buf: Vec<u8>,
+}
+
+fn namespaces_gvr() -> Gvr {
+    Gvr::new("", "v1", "namespaces")
+}
+
+impl Core {
+    /// A core with no configuration yet.
+    pub fn new(config: CoreConfig) -> Self {
+        let attributor = Attributor::new(config.correlation);
+        Self {
+            config,
+            clock: MonoClamp::default(),
+            now: Now::default(),
+            repos: BTreeMap::new(),
+            watch_rules: BTreeMap::new(),
+            cluster_rules: BTreeMap::new(),
+            discovered: BTreeSet::new(),
+            rules: RuleStore::default(),
+            watched: BTreeSet::new(),
+            gvr_ids: BTreeMap::new(),
+            live: Vec::new(),
+            ns_labels: BTreeMap::new(),
+            attributor,
+            dests: BTreeMap::new(),
+            branches: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            ops: BTreeMap::new(),
+            next_op_id: 1,
+            counters: Counters::default(),
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Feeds one input at `now`.
+    pub fn handle(&mut self, now: Now, input: Input) {
+        let now = self.clock.observe(now);
+        self.now = now;
+        match input {
+            Input::GitRepoConfig(name, spec) => {
+                match spec {
+                    Some(spec) => {
+                        let settings = config::validate_repo(&spec);
+                        let cred = self.repos.get(&name).and_then(|r| r.2.clone());
+                        self.repos.insert(name, (spec, settings, cred));
+                    }
+                    None => {
+                        self.repos.remove(&name);
+                    }
+                }
+                self.reconfigure();
+            }
+            Input::WatchRule(name, spec) => {
+                match spec {
+                    Some(s) => self.watch_rules.insert(name, s),
+                    None => self.watch_rules.remove(&name),
+                };
+                self.reconfigure();
+            }
+            Input::ClusterWatchRule(name, spec) => {
+                match spec {
+                    Some(s) => self.cluster_rules.insert(name, s),
+                    None => self.cluster_rules.remove(&name),
+                };
+                self.reconfigure();
+            }
+            Input::Credentials(name, problem) => {
+                if let Some(r) = self.repos.get_mut(&name) {
+                    r.2 = problem;
+                }
+                self.reconfigure();
+            }
+            Input::ApiResources(list) => {
+                self.discovered = list.into_iter().map(|r: ApiResource| r.gvr).collect();
+                self.reconfigure();
+            }
+            Input::Admission(req) => self.handle_admission(req),
+            Input::Watch(gvr, event) => self.handle_watch(gvr, event),
+            Input::GitDone(op_id, result) => self.handle_git(op_id, result),
+            Input::Tick => {}
+        }
+        self.drive();
+    }
+
+    /// The next thing for the driver to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When the core next needs a [`Input::Tick`] (monotonic ms); `None` when idle.
+    pub fn poll_deadline(&self) -> Option<u64> {
+        let mut at = self.attributor.next_expiry_ms();
+        for (key, b) in &self.branches {
+            if b.op.is_some() || !self.gate_open(key) {
+                continue;
+            }
+            let t = if b.unverified.is_some() || b.retry_now {
+                Some(b.retry_at_ms)
+            } else {
+                b.queue.flush_at_ms(b.settings.push_interval_ms).map(|t| t.max(b.retry_at_ms))
+            };
+            at = match (at, t) {
+                (Some(a), Some(t)) => Some(a.min(t)),
+                (a, t) => a.or(t),
+            };
+        }
+        at
+    }
+
+    /// Pipeline counters.
+    pub fn counters(&self) -> Counters {
+        let mut c = self.counters;
+        c.git_operations_total = self.next_op_id - 1;
+        c
+    }
+
+    /// Correlation store counters.
+    pub fn correlation_counters(&self) -> CorrelationCounters {
+        self.attributor.store_counters()
+    }
+
+    /// Attribution outcome counters.
+    pub fn attribution_counters(&self) -> AttributionCounters {
+        self.attributor.counters()
+    }
+
+    /// Correlation keys and entries held.
+    pub fn correlation_size(&self) -> (usize, usize) {
+        self.attributor.store_size()
+    }
+
+    /// Live objects tracked over all streams.
+    pub fn live_objects(&self) -> usize {
+        self.live.iter().map(StreamLive::len).sum()
+    }
+
+    /// The GVRs being watched.
+    pub fn watched(&self) -> &BTreeSet<Gvr> {
+        &self.watched
+    }
+
+    /// The state of one branch's pipeline.
+    pub fn branch(&self, repo: &NamespacedName, branch: &str) -> Option<BranchView> {
+        let b = self.branches.get(&(repo.clone(), branch.to_string()))?;
+        Some(BranchView {
+            pending_commits: b.queue.len(),
+            pending_bytes: b.queue.bytes(),
+            in_flight_commits: b.queue.in_flight().len(),
+            op_in_flight: b.op.is_some(),
+            head: b.head.clone(),
+            held_paths: b.held.len(),
+            coalesced_total: b.queue.coalesced_total(),
+        })
+    }
+
+    /// The destinations of valid rules, in order.
+    pub fn destinations(&self) -> Vec<Destination> {
+        self.dests.keys().cloned().collect()
+    }
+
+    /// The last conditions emitted for a custom resource.
+    pub fn status(&self, cr: &CrRef) -> Option<&[Condition]> {
+        self.statuses.get(cr).map(Vec::as_slice)
+    }
+
+    // ---- configuration ----
+
+    fn compile_rules(&self) -> (Vec<CompiledRule>, BTreeMap<CrRef, Vec<Condition>>) {
+        let mut rules = Vec::new();
+        let mut status = BTreeMap::new();
+        for (name, (_, settings, cred)) in &self.repos {
+            let mut conds = vec![match settings {
+                Ok(_) => Condition::ready(),
+                Err(c) => c.clone(),
+            }];
+            if let Some(problem) = cred {
+                conds[0] = Condition::not_ready("CredentialsInvalid", problem.clone());
+            }
+            if let Some(err) = self.branches.iter().filter(|(k, _)| &k.0 == name).find_map(|(_, b)| b.last_push_error.clone()) {
+                conds.push(Condition { type_: "Pushed".into(), status: false, reason: "PushFailed".into(), message: err });
+            }
+            status.insert(CrRef::GitRepoConfig(name.clone()), conds);
+        }
+        for (name, spec) in &self.watch_rules {
+            let result = (|| {
+                let repo = config::resolve_watch_rule_repo(&name.namespace, &spec.git_repo_config_ref)?;
+                let branch =
+                    config::validate_destination(self.repos.get(&repo).map(|r| &r.1), &repo, spec.branch.as_deref(), spec.base_folder.as_deref())?;
+                config::validate_resources(&spec.resources)?;
+                Ok::<_, Condition>(CompiledRule {
+                    source: CrRef::WatchRule(name.clone()),
+                    destination: Destination::new(repo, &branch, spec.base_folder.as_deref().unwrap_or_default()),
+                    resources: spec.resources.clone(),
+                    operations: config::OpSet::parse(&spec.operations)?,
+                    object_selector: config::compile_selector(spec.object_selector.as_ref(), "objectSelector")?,
+                    reach: RuleReach::OwnNamespace(name.namespace.clone()),
+                })
+            })();
+            status.insert(CrRef::WatchRule(name.clone()), vec![result.as_ref().map_or_else(Clone::clone, |_| Condition::ready())]);
+            rules.extend(result);
+        }
+        for (name, spec) in &self.cluster_rules {
+            let repo = &spec.git_repo_config_ref;
+            let result = (|| {
+                let branch =
+                    config::validate_destination(self.repos.get(repo).map(|r| &r.1), repo, spec.branch.as_deref(), spec.base_folder.as_deref())?;
+                if spec.rules.is_empty() {
+                    return Err(Condition::not_ready("NoResources", "rules is empty; add at least one entry with resources"));
+                }
+                let dest = Destination::new(repo.clone(), &branch, spec.base_folder.as_deref().unwrap_or_default());
+                spec.rules
+                    .iter()
+                    .map(|r| {
+                        config::validate_resources(&r.resources)?;
+                        let ns_sel = config::compile_selector(r.namespace_selector.as_ref(), "namespaceSelector")?;
+                        Ok(CompiledRule {
+                            source: CrRef::ClusterWatchRule(name.clone()),
+                            destination: dest.clone(),
+                            resources: r.resources.clone(),
+                            operations: config::OpSet::parse(&r.operations)?,
+                            object_selector: config::compile_selector(r.object_selector.as_ref(), "objectSelector")?,
+                            reach: match r.scope {
+                                config::RuleScope::Cluster => RuleReach::ClusterScoped,
+                                config::RuleScope::Namespaced => RuleReach::Namespaced(ns_sel),
+                            },
+                        })
+                    })
+                    .collect::<Result<Vec<_>, Condition>>()
+            })();
+            status.insert(CrRef::ClusterWatchRule(name.clone()), vec![result.as_ref().map_or_else(Clone::clone, |_| Condition::ready())]);
+            rules.extend(result.into_iter().flatten());
+        }
+        (rules, status)
+    }
+
+    fn gvr_id(&mut self, gvr: &Gvr) -> u16 {
+        if let Some(&id) = self.gvr_ids.get(gvr) {
+            return id;
+        }
+        let id = u16::try_from(self.live.len()).expect("fewer than 65536 resource types");
+        self.gvr_ids.insert(gvr.clone(), id);
+        self.live.push(StreamLive::default());
+        id
+    }
+
+    fn reconfigure(&mut self) {
+        let (compiled, status) = self.compile_rules();
+        let mut rules = RuleStore::new(compiled);
+        let mut watched = rules.watched_gvrs(&self.discovered);
+        if rules.needs_namespace_labels() {
+            watched.insert(namespaces_gvr());
+        }
+        rules.index(&watched);
+        self.rules = rules;
+        if watched != self.watched {
+            self.watched = watched.clone();
+            self.outputs.push_back(Output::EnsureWatches(watched.clone()));
+        }
+        // Destinations: new ones (or ones fed by a changed set of streams) need a seed.
+        let mut new_dests = BTreeMap::new();
+        let mut resync = BTreeSet::new();
+        let dest_list: Vec<Destination> = self.rules.destinations().into_iter().cloned().collect();
+        for dest in dest_list {
+            let gvrs: Vec<Gvr> = self.rules.gvrs_of_destination(&dest).into_iter().cloned().collect();
+            let ids: BTreeSet<u16> = gvrs.iter().map(|g| self.gvr_id(g)).collect();
+            let mut state = self.dests.remove(&dest).unwrap_or_default();
+            if state.gvrs != ids {
+                // New, or fed by other streams now: list its streams again and rescan the folder.
+                state.gvrs = ids.clone();
+                state.awaiting = ids;
+                state.listed = false;
+                resync.extend(gvrs);
+            }
+            new_dests.insert(dest, state);
+        }
+        self.dests = new_dests;
+        // Branches follow destinations; one whose destinations went keeps draining its queue, one
+        // whose GitRepoConfig went or became invalid cannot push and goes with it.
+        let keys: BTreeSet<BranchKey> = self.dests.keys().map(|d| (d.repo.clone(), d.branch.clone())).collect();
+        for key in keys {
+            let Some(Ok(settings)) = self.repos.get(&key.0).map(|r| r.1.clone()) else { continue };
+            match self.branches.get_mut(&key) {
+                Some(b) => b.settings = settings,
+                None => {
+                    self.branches.insert(
+                        key,
+                        BranchState {
+                            settings,
+                            queue: Queue::default(),
+                            held: HashMap::with_hasher(Xxh3Builder::new()),
+                            head: None,
+                            op: None,
+                            unverified: None,
+                            failures_in_row: 0,
+                            conflicts_in_row: 0,
+                            retry_at_ms: 0,
+                            retry_now: false,
+                            last_push_error: None,
+                        },
+                    );
+                }
+            }
+        }
+        let repos = &self.repos;
+        self.branches.retain(|k, _| repos.get(&k.0).is_some_and(|r| r.1.is_ok()));
+        for gvr in resync {
+            // A stream that is not running yet starts with a list anyway.
+            if self.watched.contains(&gvr) {
+                self.outputs.push_back(Output::Resync(gvr));
+            }
+        }
+        self.emit_statuses(status);
+    }
+
+    fn emit_statuses(&mut self, status: BTreeMap<CrRef, Vec<Condition>>) {
+        for (cr, conds) in &status {
+            if self.statuses.get(cr) != Some(conds) {
+                self.outputs.push_back(Output::Status(cr.clone(), conds.clone()));
+            }
+        }
+        self.statuses = status;
+    }
+
+    fn refresh_statuses(&mut self) {
+        let (_, status) = self.compile_rules();
+        self.emit_statuses(status);
+    }
+
+    // ---- ingestion ----
+
+    /// Sanitizes `obj` and returns (content hash, canonical size).
+    fn digest(&mut self, obj: &mut Value) -> (u64, usize) {
+        sanitize(obj);
+        canonical_bytes_into(obj, &mut self.buf);
+        (content_hash(&self.buf), self.buf.len())
+    }
+
+    fn refuse(&mut self, subject: String, reason: String) {
+        self.counters.refused_total += 1;
+        self.outputs.push_back(Output::Refused { subject, reason });
+    }
+
+    fn handle_admission(&mut self, req: AdmissionRequest) {
+        self.counters.admissions_total += 1;
+        if req.dry_run {
+            self.attributor.skip_dry_run();
+            return;
+        }
+        if !self.rules.watches(&req.gvr) {
+            return;
+        }
+        let r = ResourceRef { gvr: &req.gvr, namespace: req.namespace.as_deref(), name: &req.name };
+        if let Err(e) = r.validate() {
+            self.refuse(r.identifier(), format!("admission not recorded: {e}"));
+            return;
+        }
+        let ident = key128(&r.identifier());
+        let base_rv = |o: &Option<Value>| o.as_ref().and_then(|o| o.pointer("/metadata/resourceVersion")).and_then(Value::as_str).map(tag64);
+        let (content, base) = match req.operation {
+            Operation::Create => {
+                let mut obj = req.object.expect("parse_review checked CREATE has an object");
+                (self.digest(&mut obj).0, None)
+            }
+            Operation::Update => {
+                let base = base_rv(&req.old_object);
+                let mut obj = req.object.expect("UPDATE has an object");
+                let mut old = req.old_object.expect("UPDATE has an oldObject");
+                let (new_hash, _) = self.digest(&mut obj);
+                if self.digest(&mut old).0 == new_hash {
+                    // A content no-op (managedFields-only migration, a no-op apply): no watch event
+                    // will carry a change for it to explain.
+                    self.attributor.skip_noop();
+                    return;
+                }
+                (new_hash, base)
+            }
+            Operation::Delete => {
+                let base = base_rv(&req.old_object);
+                let mut old = req.old_object.expect("DELETE has an oldObject");
+                (self.digest(&mut old).0, base)
+            }
+        };
+        let key = CorrKey { ident, op: req.operation, content };
+        self.attributor.record(self.now.mono_ms, key, Record { user: req.username.into(), base_rv: base });
+    }
+
+    fn handle_watch(&mut self, gvr: Gvr, event: WatchEvent) {
+        let is_ns_stream = gvr == namespaces_gvr();
+        if !self.watched.contains(&gvr) {
+            return;
+        }
+        let gid = self.gvr_id(&gvr);
+        match event {
+            WatchEvent::Init => {
+                self.live[gid as usize].begin_list();
+                for d in self.dests.values_mut().filter(|d| d.gvrs.contains(&gid)) {
+                    d.awaiting.insert(gid);
+                }
+            }
+            WatchEvent::InitDone => {
+                self.live[gid as usize].finish_list();
+                let epoch = self.live[gid as usize].epoch();
+                for d in self.dests.values_mut().filter(|d| d.gvrs.contains(&gid)) {
+                    // Objects of this stream not seen by the list are gone.
+                    d.members.retain(|_, (g, e)| *g != gid || *e == epoch);
+                    if d.awaiting.remove(&gid) && d.awaiting.is_empty() {
+                        d.want_read = true;
+                    }
+                }
+            }
+            WatchEvent::InitApply(obj) | WatchEvent::Apply(obj) if is_ns_stream => {
+                self.note_namespace(&obj, false);
+                self.handle_object(gvr, gid, obj, false, true);
+            }
+            WatchEvent::InitApply(obj) => self.handle_object(gvr, gid, obj, false, true),
+            WatchEvent::Apply(obj) => self.handle_object(gvr, gid, obj, false, false),
+            WatchEvent::Delete(obj) => {
+                if is_ns_stream {
+                    self.note_namespace(&obj, true);
+                }
+                self.handle_object(gvr, gid, obj, true, false)
+            }
+        }
+    }
+
+    fn note_namespace(&mut self, obj: &Value, deleted: bool) {
+        let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else { return };
+        let labels: BTreeMap<String, String> = obj
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+            .unwrap_or_default();
+        let changed = if deleted { self.ns_labels.remove(name).is_some() } else { self.ns_labels.insert(name.into(), labels.clone()).as_ref() != Some(&labels) };
+        if changed && self.rules.needs_namespace_labels() {
+            // Objects in this namespace may now match different rules: relist what the selectors cover.
+            let gvrs: BTreeSet<Gvr> = self
+                .rules
+                .rules()
+                .iter()
+                .filter(|r| matches!(r.reach, RuleReach::Namespaced(Some(_))))
+                .flat_map(|r| self.watched.iter().filter(|g| r.selects_gvr(g) && **g != namespaces_gvr()).cloned().collect::<Vec<_>>())
+                .collect();
+            self.outputs.extend(gvrs.into_iter().map(Output::Resync));
+        }
+    }
+
+    fn handle_object(&mut self, gvr: Gvr, gid: u16, mut obj: Value, deleted: bool, initial: bool) {
+        self.counters.events_received_total += 1;
+        let meta = |o: &Value, f: &str| o.get("metadata").and_then(|m| m.get(f)).and_then(Value::as_str).map(str::to_owned);
+        let (Some(name), namespace) = (meta(&obj, "name"), meta(&obj, "namespace")) else {
+            self.refuse(format!("{gvr}"), "watch object without metadata.name".into());
+            return;
+        };
+        let r = ResourceRef { gvr: &gvr, namespace: namespace.as_deref(), name: &name };
+        let identifier = r.identifier();
+        if let Err(e) = r.validate() {
+            self.refuse(identifier, format!("not written: {e}"));
+            return;
+        }
+        let rv = meta(&obj, "resourceVersion").map(|s| tag64(&s)).unwrap_or(0);
+        let uid = meta(&obj, "uid").map(|s| tag64(&s)).unwrap_or(0);
+        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object).cloned();
+        let secret = is_secret(&obj);
+        let (hash, bytes) = self.digest(&mut obj);
+        let ident = key128(&identifier);
+        let live = &mut self.live[gid as usize];
+        let prev = live.get(ident).copied();
+        let same_object = prev.is_some_and(|p| p.uid == uid);
+        let op = if deleted {
+            live.remove(ident);
+            Operation::Delete
+        } else {
+            live.set(ident, rv, uid, hash);
+            if same_object { Operation::Update } else { Operation::Create }
+        };
+        if !deleted && !initial && same_object && prev.is_some_and(|p| p.content == hash) {
+            // Status churn, managedFields-only writes, resync duplicates: nothing to write.
+            self.counters.watch_duplicates_skipped_total += 1;
+            return;
+        }
+        let base_rv = prev.filter(|_| same_object).map(|p| p.rv);
+        let key = CorrKey { ident, op, content: hash };
+        let attribution = self.attributor.attribute(self.now.mono_ms, key, base_rv, !initial && prev.is_some());
+        let author = attribution.user().cloned();
+        if secret && self.config.secret_policy == SecretPolicy::Exclude {
+            return;
+        }
+        if bytes > OBJECT_BYTES_MAX && !deleted {
+            self.refuse(identifier, format!("sanitized object is {bytes} bytes; at most {OBJECT_BYTES_MAX} are written"));
+            return;
+        }
+        let facts = ObjectFacts { namespace: namespace.as_deref(), labels: labels.as_ref(), op };
+        let ns_labels = &self.ns_labels;
+        let routed: BTreeSet<Destination> = self.rules.route(&gvr, &facts, |ns| ns_labels.get(ns)).into_iter().cloned().collect();
+        let fed: Vec<Destination> = self.dests.iter().filter(|(_, d)| d.gvrs.contains(&gid)).map(|(k, _)| k.clone()).collect();
+        let doc = (!deleted).then(|| Arc::new(obj));
+        let epoch = self.live[gid as usize].epoch();
+        let mut queued = false;
+        for dest in fed {
+            let path: Arc<str> = r.path(&dest.base_folder).into();
+            let path_key = key128(&path);
+            let member = self.dests.get(&dest).is_some_and(|d| d.members.contains_key(&path_key));
+            let content = match (&doc, routed.contains(&dest)) {
+                (Some(doc), true) => Some(Content { hash, doc: doc.clone(), bytes }),
+                // Deleted, or no longer selected (labels changed): the file goes if it is there.
+                (_, false) if !member && !deleted => continue,
+                _ => None,
+            };
+            if deleted && !routed.contains(&dest) && !member {
+                continue;
+            }
+            let d = self.dests.get_mut(&dest).expect("fed destination exists");
+            match content {
+                Some(_) => d.members.insert(path_key, (gid, epoch)),
+                None => d.members.remove(&path_key),
+            };
+            let write = PendingWrite { path, path_key, content };
+            let kind = CommitKind::Event { op, identifier: identifier.clone() };
+            let resync = initial && matches!(attribution, Attribution::Miss);
+            queued |= self.enqueue(&dest, write, author.clone(), kind, resync);
+        }
+        if queued {
+            self.counters.events_processed_total += 1;
+        } else {
+            self.counters.watch_duplicates_skipped_total += 1;
+        }
+    }
+
+    /// Queues a write unless the repo already holds, or the queue already has, that content.
+    fn enqueue(&mut self, dest: &Destination, write: PendingWrite, author: Option<Arc<str>>, kind: CommitKind, resync: bool) -> bool {
+        let listed = self.dests.get(dest).is_some_and(|d| d.listed);
+        let Some(b) = self.branches.get_mut(&(dest.repo.clone(), dest.branch.clone())) else { return false };
+        let have = match b.queue.latest(write.path_key) {
+            Some(Some(h)) => Have::Content(h),
+            Some(None) => Have::Absent,
+            None => match b.held.get_mut(&write.path_key) {
+                Some(Held { content: Some(h), .. }) => Have::Content(*h),
+                // Listed but not yet compared: render once to learn whether it is the same file.
+                Some(h) => match &write.content {
+                    Some(c) if git_blob_id(&yaml::render(&c.doc)) == h.blob => {
+                        h.content = Some(c.hash);
+                        Have::Content(c.hash)
+                    }
+                    _ => Have::Present,
+                },
+                None if listed => Have::Absent,
+                None => Have::Unknown,
+            },
+        };
+        let redundant = match (&write.content, have) {
+            (Some(c), Have::Content(h)) => c.hash == h,
+            (None, Have::Absent) => true,
+            _ => false,
+        };
+        if redundant {
+            return false;
+        }
+        let (now, wall) = (self.now.mono_ms, self.now.wall_ms);
+        if resync {
+            b.queue.push_resync(now, wall, &dest.base_folder, write);
+        } else {
+            b.queue.push_event(now, wall, author, kind, write);
+        }
+        true
+    }
+
+    // ---- git ----
+
+    fn gate_open(&self, key: &BranchKey) -> bool {
+        self.dests.iter().filter(|(d, _)| d.repo == key.0 && d.branch == key.1).all(|(_, s)| s.listed)
+    }
+
+    fn drive(&mut self) {
+        self.attributor.sweep(self.now.mono_ms);
+        let keys: Vec<BranchKey> = self.branches.keys().cloned().collect();
+        for key in keys {
+            self.schedule(&key);
+        }
+    }
+
+    fn new_op(&mut self, key: &BranchKey, kind: GitOpKind) -> u64 {
+        let op_id = self.next_op_id;
+        self.next_op_id += 1;
+        self.ops.insert(op_id, key.clone());
+        let b = &self.branches[key];
+        self.outputs.push_back(Output::Git(GitOp {
+            op_id,
+            repo: key.0.clone(),
+            repo_url: b.settings.repo_url.clone(),
+            secret_name: b.settings.secret_name.clone(),
+            branch: key.1.clone(),
+            kind,
+        }));
+        op_id
+    }
+
+    fn schedule(&mut self, key: &BranchKey) {
+        let now = self.now;
+        let b = &self.branches[key];
+        if b.op.is_some() || now.mono_ms < b.retry_at_ms {
+            return;
+        }
+        if let Some((tag, expected_head, _)) = &b.unverified {
+            let kind = GitOpKind::Verify { expected_head: expected_head.clone(), op_tag: tag.clone() };
+            let op_id = self.new_op(key, kind);
+            let b = self.branches.get_mut(key).expect("branch");
+            let (tag, expected_head, blobs) = b.unverified.take().expect("checked");
+            b.op = Some(OpInFlight::Verify { op_id, tag, expected_head, blobs });
+            return;
+        }
+        let read = self.dests.iter().find(|(d, s)| d.repo == key.0 && d.branch == key.1 && s.want_read).map(|(d, _)| d.clone());
+        if let Some(dest) = read {
+            let op_id = self.new_op(key, GitOpKind::ReadPaths { folder: dest.base_folder.clone() });
+            self.dests.get_mut(&dest).expect("dest").want_read = false;
+            self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Read { op_id, dest });
+            return;
+        }
+        if !self.gate_open(key) {
+            return;
+        }
+        let b = &self.branches[key];
+        if !(b.retry_now && !b.queue.is_empty()) && !b.queue.due(now.mono_ms, b.settings.max_commits, b.settings.push_interval_ms) {
+            return;
+        }
+        let op_id = self.next_op_id;
+        let tag = format!("{:x}-{op_id}", self.config.instance_id);
+        let b = self.branches.get_mut(key).expect("branch");
+        let plan = gitplan::plan(b.queue.start_push(), &self.config.identities, now.wall_ms, &tag);
+        let expected_head = b.head.clone();
+        b.retry_now = false;
+        let issued = self.new_op(key, GitOpKind::Push { expected_head: expected_head.clone(), commits: plan.commits });
+        debug_assert_eq!(issued, op_id);
+        self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Push { op_id, tag, expected_head, blobs: plan.blobs });
+    }
+
+    fn handle_git(&mut self, op_id: u64, result: GitResult) {
+        let Some(key) = self.ops.remove(&op_id) else { return };
+        let Some(b) = self.branches.get_mut(&key) else { return };
+        if b.op.as_ref().map(OpInFlight::op_id) != Some(op_id) {
+            return;
+        }
+        let now_ms = self.now.mono_ms;
+        let op = b.op.take().expect("checked");
+        if matches!(result, GitResult::Failed { .. }) {
+            self.counters.git_failures_total += 1;
+        }
+        match (op, result) {
+            (OpInFlight::Read { dest, .. }, GitResult::Paths { head, entries }) => {
+                b.head = head;
+                b.failures_in_row = 0;
+                self.apply_listing(&key, &dest, entries);
+            }
+            (OpInFlight::Read { dest, .. }, other) => {
+                if let Some(d) = self.dests.get_mut(&dest) {
+                    d.want_read = true;
+                }
+                self.failed(&key, other);
+            }
+            (OpInFlight::Push { blobs, .. } | OpInFlight::Verify { blobs, .. }, GitResult::Pushed { head })
+            | (OpInFlight::Verify { blobs, .. }, GitResult::Verified { head: Some(head), landed: true }) => self.landed(&key, head, blobs),
+            (OpInFlight::Push { .. }, GitResult::Conflict { remote_head }) => {
+                self.counters.rebase_retries_total += 1;
+                b.head = remote_head;
+                b.queue.push_failed(now_ms);
+                b.conflicts_in_row += 1;
+                if b.conflicts_in_row > gitplan::CONFLICTS_BEFORE_BACKOFF {
+                    b.retry_at_ms = now_ms + gitplan::backoff_ms(b.conflicts_in_row - gitplan::CONFLICTS_BEFORE_BACKOFF);
+                }
+                b.retry_now = true;
+            }
+            (OpInFlight::Push { tag, expected_head, blobs, .. }, GitResult::Unknown) => {
+                b.unverified = Some((tag, expected_head, blobs));
+            }
+            (OpInFlight::Verify { .. }, GitResult::Verified { head, .. }) => {
+                b.head = head;
+                b.queue.push_failed(now_ms);
+                b.retry_now = true;
+            }
+            (OpInFlight::Verify { tag, expected_head, blobs, .. }, other) => {
+                b.unverified = Some((tag, expected_head, blobs));
+                self.failed(&key, other);
+            }
+            (OpInFlight::Push { .. }, other) => {
+                b.queue.push_failed(now_ms);
+                b.retry_now = true;
+                self.failed(&key, other);
+            }
+        }
+    }
+
+    fn failed(&mut self, key: &BranchKey, result: GitResult) {
+        let b = self.branches.get_mut(key).expect("branch");
+        b.failures_in_row += 1;
+        let (retryable, reason) = match result {
+            GitResult::Failed { retryable, reason } => (retryable, reason),
+            other => (true, format!("unexpected git result {other:?}")),
+        };
+        // A failure a user must fix is retried at the longest interval; nothing is dropped either way.
+        let delay = if retryable { gitplan::backoff_ms(b.failures_in_row) } else { gitplan::BACKOFF_MAX_MS };
+        b.retry_at_ms = self.now.mono_ms + delay;
+        b.last_push_error = Some(format!("branch {}: {reason}", key.1));
+        self.refresh_statuses();
+    }
+
+    fn landed(&mut self, key: &BranchKey, head: CommitId, blobs: Vec<Vec<Option<[u8; 20]>>>) {
+        let b = self.branches.get_mut(key).expect("branch");
+        let commits = b.queue.push_landed();
+        for (c, ids) in commits.iter().zip(blobs) {
+            for (w, id) in c.writes.iter().zip(ids) {
+                match (&w.content, id) {
+                    (Some(ct), Some(blob)) => {
+                        self.counters.commit_bytes_total += ct.bytes as u64;
+                        b.held.insert(w.path_key, Held { content: Some(ct.hash), blob });
+                    }
+                    _ => {
+                        self.counters.files_deleted_total += 1;
+                        b.held.remove(&w.path_key);
+                    }
+                }
+            }
+        }
+        self.counters.commits_total += commits.len() as u64;
+        b.head = Some(head);
+        b.failures_in_row = 0;
+        b.conflicts_in_row = 0;
+        b.retry_at_ms = 0;
+        b.retry_now = false;
+        if b.last_push_error.take().is_some() {
+            self.refresh_statuses();
+        }
+    }
+
+    /// Applies a listing of `dest`'s folder: learn what the repo holds, queue deletes of orphans, drop
+    /// pending writes the repo already has, and relist if the repo diverged from what we believed.
+    fn apply_listing(&mut self, key: &BranchKey, dest: &Destination, entries: Vec<(String, [u8; 20])>) {
+        let Some(d) = self.dests.get_mut(dest) else { return };
+        let prefixes: Vec<(String, usize)> = self
+            .gvr_ids
+            .iter()
+            .filter(|(_, id)| d.gvrs.contains(id))
+            .map(|(g, _)| (g.to_string(), if g.group.is_empty() { 2 } else { 3 }))
+            .collect();
+        let ours = |path: &str| {
+            layout_segments(&dest.base_folder, path).is_some_and(|segs| {
+                prefixes.iter().any(|(prefix, n)| {
+                    let rest = segs.len() - n;
+                    (rest == 1 || rest == 2) && segs[..*n].join("/") == *prefix
+                })
+            })
+        };
+        let b = self.branches.get_mut(key).expect("branch");
+        let mut listed: HashMap<u128, [u8; 20], Xxh3Builder> = HashMap::with_hasher(Xxh3Builder::new());
+        let mut orphans = Vec::new();
+        for (path, blob) in entries.into_iter().filter(|(p, _)| ours(p)) {
+            let pk = key128(&path);
+            listed.insert(pk, blob);
+            let known = b.held.get(&pk).filter(|h| h.blob == blob).and_then(|h| h.content);
+            b.held.insert(pk, Held { content: known, blob });
+            if !d.members.contains_key(&pk) && b.queue.latest(pk).is_none() {
+                orphans.push(path);
+            }
+        }
+        for pk in d.members.keys() {
+            if !listed.contains_key(pk) {
+                b.held.remove(pk);
+            }
+        }
+        d.listed = true;
+        let held = &mut b.held;
+        b.queue.drop_redundant(|w| match &w.content {
+            Some(c) => match listed.get(&w.path_key) {
+                Some(blob) if git_blob_id(&yaml::render(&c.doc)) == *blob => {
+                    held.insert(w.path_key, Held { content: Some(c.hash), blob: *blob });
+                    true
+                }
+                _ => false,
+            },
+            None => !listed.contains_key(&w.path_key) && !held.contains_key(&w.path_key),
+        });
+        let (now, wall) = (self.now.mono_ms, self.now.wall_ms);
+        self.counters.orphans_found_total += orphans.len() as u64;
+        for path in orphans {
+            let path_key = key128(&path);
+            b.queue.push_resync(now, wall, &dest.base_folder, PendingWrite { path: path.into(), path_key, content: None });
+        }
+        // A member whose file differs from what we pushed (an outside edit) or is missing, with
+        // nothing pending to fix it: relist so its content is written again.
+        let diverged = d.members.keys().any(|pk| b.queue.latest(*pk).is_none() && b.held.get(pk).is_none_or(|h| h.content.is_none()));
+        if diverged {
+            let gvrs: Vec<Gvr> = self.gvr_ids.iter().filter(|(_, id)| d.gvrs.contains(id)).map(|(g, _)| g.clone()).collect();
+            self.outputs.extend(gvrs.into_iter().map(Output::Resync));
+        }
+    }
+}

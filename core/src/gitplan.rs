@@ -1,0 +1,119 @@
+//! Git op planning: turning pending commits into planned ones, and the retry policy.
+
+use std::sync::Arc;
+
+use crate::batch::{CommitKind, PendingCommit};
+use crate::canonical::git_blob_id;
+use crate::io::{Identity, PlannedCommit};
+use crate::yaml;
+
+/// First retry delay after a failed push, in milliseconds.
+pub const BACKOFF_BASE_MS: u64 = 1_000;
+/// Longest retry delay, in milliseconds: failures are retried at least this often, forever.
+pub const BACKOFF_MAX_MS: u64 = 300_000;
+/// Conflicts in a row re-planned at once before backing off (an outside writer racing us).
+pub const CONFLICTS_BEFORE_BACKOFF: u32 = 3;
+/// The commit message trailer that names the op a commit was pushed by.
+pub const OP_TRAILER: &str = "Reverser-Op";
+
+/// The delay before retry number `attempt` (1-based): doubling from [`BACKOFF_BASE_MS`], capped.
+pub fn backoff_ms(attempt: u32) -> u64 {
+    let shift = attempt.saturating_sub(1).min(20);
+    (BACKOFF_BASE_MS << shift).min(BACKOFF_MAX_MS)
+}
+
+/// Who commits and who is named when no user is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identities {
+    /// The committer of every commit.
+    pub committer: Identity,
+    /// The author when attribution missed.
+    pub fallback_author: Identity,
+    /// Domain of authors' e-mail addresses (`alice@{domain}`).
+    pub user_email_domain: String,
+}
+
+impl Identities {
+    /// The author identity of a Kubernetes user.
+    pub fn author(&self, user: Option<&Arc<str>>) -> Identity {
+        match user {
+            None => self.fallback_author.clone(),
+            Some(u) => {
+                let local: String = u.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+                Identity { name: u.to_string(), email: format!("{local}@{}", self.user_email_domain) }
+            }
+        }
+    }
+}
+
+/// The first line of a commit message.
+pub fn subject(kind: &CommitKind, writes: usize) -> String {
+    match kind {
+        CommitKind::Event { op, identifier } => format!("[{op}] {identifier}"),
+        CommitKind::Resync { folder } if folder.is_empty() => format!("[RESYNC] {writes} changes from the cluster"),
+        CommitKind::Resync { folder } => format!("[RESYNC] {writes} changes from the cluster under {folder}"),
+        CommitKind::Coalesced { changes } => format!("[COALESCED] {changes} changes merged while the queue was full"),
+    }
+}
+
+/// A planned push: the commits and, per commit and write, the blob id written (`None` for deletes).
+pub struct Plan {
+    /// Commits for the executor.
+    pub commits: Vec<PlannedCommit>,
+    /// Blob ids, parallel to `commits[i].writes` in pending order.
+    pub blobs: Vec<Vec<Option<[u8; 20]>>>,
+}
+
+/// Renders pending commits into planned ones; YAML is produced here and only here.
+pub fn plan(pending: &[PendingCommit], ids: &Identities, now_wall_ms: i64, op_tag: &str) -> Plan {
+    let mut commits = Vec::with_capacity(pending.len());
+    let mut blobs = Vec::with_capacity(pending.len());
+    for c in pending {
+        assert!(!c.writes.is_empty(), "a planned commit always changes something");
+        let mut writes = Vec::with_capacity(c.writes.len());
+        let mut ids_of = Vec::with_capacity(c.writes.len());
+        for w in &c.writes {
+            let bytes: Option<Arc<[u8]>> = w.content.as_ref().map(|ct| yaml::render(&ct.doc).into());
+            ids_of.push(bytes.as_deref().map(git_blob_id));
+            writes.push((w.path.to_string(), bytes));
+        }
+        writes.sort_by(|a, b| a.0.cmp(&b.0));
+        commits.push(PlannedCommit {
+            author: ids.author(c.author.as_ref()),
+            author_time_ms: c.seen_wall_ms,
+            committer: ids.committer.clone(),
+            commit_time_ms: now_wall_ms,
+            message: format!("{}\n\n{OP_TRAILER}: {op_tag}\n", subject(&c.kind, c.writes.len())),
+            writes,
+        });
+        blobs.push(ids_of);
+    }
+    Plan { commits, blobs }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff_ms(1), 1_000);
+        assert_eq!(backoff_ms(2), 2_000);
+        assert_eq!(backoff_ms(5), 16_000);
+        assert_eq!(backoff_ms(100), BACKOFF_MAX_MS);
+    }
+
+    #[test]
+    fn authors_get_an_email_that_git_accepts() {
+        let ids = Identities {
+            committer: Identity { name: "bot".into(), email: "bot@x".into() },
+            fallback_author: Identity { name: "unknown".into(), email: "unknown@x".into() },
+            user_email_domain: "cluster.local".into(),
+        };
+        let sa: Arc<str> = "system:serviceaccount:ns:deployer".into();
+        let a = ids.author(Some(&sa));
+        assert_eq!(a.name, "system:serviceaccount:ns:deployer");
+        assert_eq!(a.email, "system-serviceaccount-ns-deployer@cluster.local");
+        assert_eq!(ids.author(None).name, "unknown");
+    }
+}

@@ -1,0 +1,190 @@
+//! The core's contract: what goes in ([`Input`]) and what comes out ([`Output`]).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::admission::AdmissionRequest;
+use crate::config::{ClusterWatchRuleSpec, Condition, CrRef, GitRepoConfigSpec, NamespacedName, WatchRuleSpec};
+use crate::ids::Gvr;
+
+/// A git commit id as hex.
+pub type CommitId = String;
+
+/// One resource type the API server serves (from discovery).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiResource {
+    /// Its GVR.
+    pub gvr: Gvr,
+    /// Whether its objects live in namespaces.
+    pub namespaced: bool,
+}
+
+/// A watch stream's event, in kube-runtime's watcher vocabulary.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WatchEvent {
+    /// A (re)list starts.
+    Init,
+    /// An object of the (re)list.
+    InitApply(Value),
+    /// The (re)list is complete.
+    InitDone,
+    /// An object was created or changed.
+    Apply(Value),
+    /// An object was deleted; its last state.
+    Delete(Value),
+}
+
+/// Everything that can happen to the core.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A GitRepoConfig was created or changed (`Some`) or deleted (`None`).
+    GitRepoConfig(NamespacedName, Option<GitRepoConfigSpec>),
+    /// A WatchRule was created or changed (`Some`) or deleted (`None`).
+    WatchRule(NamespacedName, Option<WatchRuleSpec>),
+    /// A ClusterWatchRule was created or changed (`Some`) or deleted (`None`).
+    ClusterWatchRule(String, Option<ClusterWatchRuleSpec>),
+    /// The runtime's verdict on a GitRepoConfig's credentials Secret: `None` when usable.
+    Credentials(NamespacedName, Option<String>),
+    /// The API server's resource types, from discovery; wildcards in rules expand over these.
+    ApiResources(Vec<ApiResource>),
+    /// An admission request seen by the webhook.
+    Admission(AdmissionRequest),
+    /// An event of the watch stream of one GVR.
+    Watch(Gvr, WatchEvent),
+    /// The result of a [`GitOp`].
+    GitDone(u64, GitResult),
+    /// A timer fired (or a spurious wake-up: harmless).
+    Tick,
+}
+
+/// A commit author or committer.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Identity {
+    /// Display name.
+    pub name: String,
+    /// E-mail address.
+    pub email: String,
+}
+
+/// One file change of a planned commit: a path and its new bytes (`None` deletes it).
+pub type Write = (String, Option<Arc<[u8]>>);
+
+/// A commit the executor must create, on top of the previous one of the same push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedCommit {
+    /// The Kubernetes user who made the change, or the fallback identity.
+    pub author: Identity,
+    /// When the change was seen, wall milliseconds.
+    pub author_time_ms: i64,
+    /// The operator's own identity.
+    pub committer: Identity,
+    /// When the commit was planned, wall milliseconds.
+    pub commit_time_ms: i64,
+    /// `[OPERATION] identifier`, a blank line, and the `Reverser-Op` trailer.
+    pub message: String,
+    /// File changes, ordered by path; never empty.
+    pub writes: Vec<Write>,
+}
+
+/// What a git op does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GitOpKind {
+    /// List every file under `folder` at the branch head with its blob id (answered by `Paths`).
+    ReadPaths {
+        /// Folder relative to the repository root; empty is the whole tree.
+        folder: String,
+    },
+    /// Create `commits` on `expected_head` (`None`: the branch does not exist yet) and push them as a
+    /// fast-forward only (answered by `Pushed`, `Conflict`, `Failed` or `Unknown`).
+    Push {
+        /// The head the commits are planned on.
+        expected_head: Option<CommitId>,
+        /// The commits, oldest first.
+        commits: Vec<PlannedCommit>,
+    },
+    /// After an `Unknown` push: fetch the branch and report whether a commit carrying `op_tag` in its
+    /// `Reverser-Op` trailer is in its history since `expected_head` (answered by `Verified`).
+    Verify {
+        /// The head the lost push was planned on.
+        expected_head: Option<CommitId>,
+        /// The trailer value of the lost push.
+        op_tag: String,
+    },
+}
+
+/// A git operation for the executor; at most one per (repository, branch) is in flight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitOp {
+    /// Echoed in [`Input::GitDone`].
+    pub op_id: u64,
+    /// The GitRepoConfig.
+    pub repo: NamespacedName,
+    /// Its URL.
+    pub repo_url: String,
+    /// Its credentials Secret, in the GitRepoConfig's namespace.
+    pub secret_name: Option<String>,
+    /// The branch.
+    pub branch: String,
+    /// What to do.
+    pub kind: GitOpKind,
+}
+
+/// The result of a git op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GitResult {
+    /// For `ReadPaths`: the head read and each file under the folder with its blob id.
+    Paths {
+        /// The branch head, `None` if the branch does not exist.
+        head: Option<CommitId>,
+        /// Paths (from the repository root) and blob ids.
+        entries: Vec<(String, [u8; 20])>,
+    },
+    /// The push landed; the branch head is now `head`.
+    Pushed {
+        /// The new head.
+        head: CommitId,
+    },
+    /// The remote head was not the expected one; nothing was pushed.
+    Conflict {
+        /// The remote's head, fetched.
+        remote_head: Option<CommitId>,
+    },
+    /// The op failed; `retryable` says whether waiting may help (network) or a user must act.
+    Failed {
+        /// Whether to retry on its own.
+        retryable: bool,
+        /// What happened and what to change (never a credential).
+        reason: String,
+    },
+    /// The push was sent but its result is unknown (e.g. a timeout after sending).
+    Unknown,
+    /// For `Verify`: the head and whether the lost push landed.
+    Verified {
+        /// The branch head.
+        head: Option<CommitId>,
+        /// Whether a commit with the op's trailer is in the history.
+        landed: bool,
+    },
+}
+
+/// Everything the core asks its driver to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Watch exactly these GVRs (start new streams, stop others).
+    EnsureWatches(BTreeSet<Gvr>),
+    /// Restart this GVR's stream with a fresh list (a rule's destination needs seeding).
+    Resync(Gvr),
+    /// Run a git op and report its result.
+    Git(GitOp),
+    /// Set this custom resource's status conditions.
+    Status(CrRef, Vec<Condition>),
+    /// Something was refused and left out; for the log.
+    Refused {
+        /// What was refused (an identifier, a path).
+        subject: String,
+        /// Why, and what to change.
+        reason: String,
+    },
+}

@@ -96,26 +96,45 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest, AdmissionError> {
     if body.len() > REVIEW_BYTES_MAX {
         return Err(AdmissionError::TooLarge(body.len()));
     }
-    let review: Review = serde_json::from_slice(body).map_err(|e| AdmissionError::Malformed(e.to_string()))?;
-    let req = review.request.ok_or_else(|| AdmissionError::Malformed("no `request`".into()))?;
+    let review: Review =
+        serde_json::from_slice(body).map_err(|e| AdmissionError::Malformed(e.to_string()))?;
+    let req = review
+        .request
+        .ok_or_else(|| AdmissionError::Malformed("no `request`".into()))?;
     if req.uid.is_empty() {
         return Err(AdmissionError::NoUid);
     }
-    let operation = Operation::parse(&req.operation).ok_or_else(|| AdmissionError::Unrecorded(req.operation.clone()))?;
+    let operation = Operation::parse(&req.operation)
+        .ok_or_else(|| AdmissionError::Unrecorded(req.operation.clone()))?;
     let non_null = |v: Option<Value>| v.filter(|v| !v.is_null());
     let (object, old_object) = (non_null(req.object), non_null(req.old_object));
     // The request's name is empty for generateName creates; the object carries the final name.
     let name = req
         .name
         .filter(|n| !n.is_empty())
-        .or_else(|| object.as_ref().or(old_object.as_ref())?.pointer("/metadata/name")?.as_str().map(str::to_owned))
+        .or_else(|| {
+            object
+                .as_ref()
+                .or(old_object.as_ref())?
+                .pointer("/metadata/name")?
+                .as_str()
+                .map(str::to_owned)
+        })
         .ok_or_else(|| AdmissionError::Incomplete("request has no object name".into()))?;
     match operation {
-        Operation::Create if object.is_none() => return Err(AdmissionError::Incomplete("CREATE without `object`".into())),
-        Operation::Update if object.is_none() || old_object.is_none() => {
-            return Err(AdmissionError::Incomplete("UPDATE without `object` and `oldObject`".into()))
+        Operation::Create if object.is_none() => {
+            return Err(AdmissionError::Incomplete("CREATE without `object`".into()))
         }
-        Operation::Delete if old_object.is_none() => return Err(AdmissionError::Incomplete("DELETE without `oldObject`".into())),
+        Operation::Update if object.is_none() || old_object.is_none() => {
+            return Err(AdmissionError::Incomplete(
+                "UPDATE without `object` and `oldObject`".into(),
+            ))
+        }
+        Operation::Delete if old_object.is_none() => {
+            return Err(AdmissionError::Incomplete(
+                "DELETE without `oldObject`".into(),
+            ))
+        }
         _ => {}
     }
     Ok(AdmissionRequest {
@@ -148,27 +167,58 @@ mod tests {
 
     #[test]
     fn parses_every_recorded_review() {
-        let reqs: Vec<AdmissionRequest> = FIXTURE.lines().map(|l| parse_review(l.as_bytes()).unwrap()).collect();
+        let reqs: Vec<AdmissionRequest> = FIXTURE
+            .lines()
+            .map(|l| parse_review(l.as_bytes()).unwrap())
+            .collect();
         assert_eq!(reqs.len(), 10);
-        assert_eq!((reqs[0].operation, reqs[0].username.as_str(), reqs[0].gvr.resource.as_str()), (Operation::Create, "alice", "configmaps"));
-        assert_eq!(reqs[1].old_object.as_ref().unwrap()["metadata"]["resourceVersion"], "202");
+        assert_eq!(
+            (
+                reqs[0].operation,
+                reqs[0].username.as_str(),
+                reqs[0].gvr.resource.as_str()
+            ),
+            (Operation::Create, "alice", "configmaps")
+        );
+        assert_eq!(
+            reqs[1].old_object.as_ref().unwrap()["metadata"]["resourceVersion"],
+            "202"
+        );
         assert!(reqs[8].dry_run, "the recorded dry-run create");
         let del = &reqs[9];
         assert_eq!(del.operation, Operation::Delete);
-        assert!(del.object.is_none() && del.old_object.is_some(), "DELETE carries oldObject, not object");
+        assert!(
+            del.object.is_none() && del.old_object.is_some(),
+            "DELETE carries oldObject, not object"
+        );
     }
 
     #[test]
     fn malformed_bodies_get_a_clear_error() {
-        assert!(matches!(parse_review(b"not json"), Err(AdmissionError::Malformed(_))));
-        assert!(matches!(parse_review(b"{}"), Err(AdmissionError::Malformed(_))));
+        assert!(matches!(
+            parse_review(b"not json"),
+            Err(AdmissionError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_review(b"{}"),
+            Err(AdmissionError::Malformed(_))
+        ));
         let no_uid = br#"{"request": {"resource": {"version": "v1", "resource": "pods"}, "operation": "CREATE", "name": "a", "object": {}}}"#;
         assert_eq!(parse_review(no_uid), Err(AdmissionError::NoUid));
         let connect = br#"{"request": {"uid": "u", "resource": {"version": "v1", "resource": "pods"}, "operation": "CONNECT", "name": "a"}}"#;
-        assert!(matches!(parse_review(connect), Err(AdmissionError::Unrecorded(_))));
+        assert!(matches!(
+            parse_review(connect),
+            Err(AdmissionError::Unrecorded(_))
+        ));
         let update_without_old = br#"{"request": {"uid": "u", "resource": {"version": "v1", "resource": "pods"}, "operation": "UPDATE", "name": "a", "object": {}}}"#;
-        assert!(matches!(parse_review(update_without_old), Err(AdmissionError::Incomplete(_))));
-        assert!(matches!(parse_review(&vec![b' '; REVIEW_BYTES_MAX + 1]), Err(AdmissionError::TooLarge(_))));
+        assert!(matches!(
+            parse_review(update_without_old),
+            Err(AdmissionError::Incomplete(_))
+        ));
+        assert!(matches!(
+            parse_review(&vec![b' '; REVIEW_BYTES_MAX + 1]),
+            Err(AdmissionError::TooLarge(_))
+        ));
     }
 
     #[test]
@@ -177,6 +227,9 @@ mod tests {
         assert_eq!(r["response"]["allowed"], true);
         assert_eq!(r["response"]["uid"], "abc");
         assert_eq!(r["response"]["warnings"][0], "not recorded: x");
-        assert_eq!(review_uid(br#"{"request": {"uid": "u1"}}"#).as_deref(), Some("u1"));
+        assert_eq!(
+            review_uid(br#"{"request": {"uid": "u1"}}"#).as_deref(),
+            Some("u1")
+        );
     }
 }

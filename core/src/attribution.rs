@@ -79,7 +79,10 @@ pub struct Attributor {
 impl Attributor {
     /// An empty attributor.
     pub fn new(limits: CorrelationLimits) -> Self {
-        Self { store: CorrelationStore::new(limits), counters: AttributionCounters::default() }
+        Self {
+            store: CorrelationStore::new(limits),
+            counters: AttributionCounters::default(),
+        }
     }
 
     /// Stores a record.
@@ -100,8 +103,18 @@ impl Attributor {
 
     /// Finds the author of a watch event. `base_rv` is the fingerprint of the object's previous
     /// resourceVersion (`None` when unknown); `base_certain` is false right after a (re)list.
-    pub fn attribute(&mut self, now_ms: u64, key: CorrKey, base_rv: Option<u64>, base_certain: bool) -> Attribution {
-        let want = if key.op == Operation::Create { None } else { base_rv };
+    pub fn attribute(
+        &mut self,
+        now_ms: u64,
+        key: CorrKey,
+        base_rv: Option<u64>,
+        base_certain: bool,
+    ) -> Attribution {
+        let want = if key.op == Operation::Create {
+            None
+        } else {
+            base_rv
+        };
         let exact_possible = key.op == Operation::Create || base_rv.is_some();
         if exact_possible {
             if let Some(r) = self.store.take(now_ms, &key, |r| r.base_rv == want) {
@@ -160,11 +173,18 @@ mod tests {
     use super::*;
 
     fn key(op: Operation, content: u64) -> CorrKey {
-        CorrKey { ident: 7, op, content }
+        CorrKey {
+            ident: 7,
+            op,
+            content,
+        }
     }
 
     fn rec(user: &str, base: Option<u64>) -> Record {
-        Record { user: user.into(), base_rv: base }
+        Record {
+            user: user.into(),
+            base_rv: base,
+        }
     }
 
     fn att() -> Attributor {
@@ -175,7 +195,10 @@ mod tests {
     fn create_joins_on_content_hash() {
         let mut a = att();
         a.record(0, key(Operation::Create, 1), rec("alice", None));
-        assert_eq!(a.attribute(5, key(Operation::Create, 1), None, true), Attribution::Exact("alice".into()));
+        assert_eq!(
+            a.attribute(5, key(Operation::Create, 1), None, true),
+            Attribution::Exact("alice".into())
+        );
     }
 
     #[test]
@@ -184,16 +207,26 @@ mod tests {
         // bob's write from base 10 was rejected downstream; alice then writes the same content from 10
         // without a webhook call reaching us. The watch event's base is 11 (after some other write).
         a.record(0, key(Operation::Update, 5), rec("bob", Some(10)));
-        assert_eq!(a.attribute(1, key(Operation::Update, 5), Some(11), true), Attribution::Miss, "never bob");
+        assert_eq!(
+            a.attribute(1, key(Operation::Update, 5), Some(11), true),
+            Attribution::Miss,
+            "never bob"
+        );
         a.record(2, key(Operation::Update, 5), rec("carol", Some(11)));
-        assert_eq!(a.attribute(3, key(Operation::Update, 5), Some(11), true), Attribution::Exact("carol".into()));
+        assert_eq!(
+            a.attribute(3, key(Operation::Update, 5), Some(11), true),
+            Attribution::Exact("carol".into())
+        );
     }
 
     #[test]
     fn uncertain_base_falls_back_to_a_single_candidate() {
         let mut a = att();
         a.record(0, key(Operation::Update, 5), rec("bob", Some(3)));
-        assert_eq!(a.attribute(1, key(Operation::Update, 5), Some(9), false), Attribution::HashOnly("bob".into()));
+        assert_eq!(
+            a.attribute(1, key(Operation::Update, 5), Some(9), false),
+            Attribution::HashOnly("bob".into())
+        );
     }
 
     #[test]
@@ -201,7 +234,10 @@ mod tests {
         let mut a = att();
         a.record(0, key(Operation::Update, 5), rec("bob", Some(3)));
         a.record(0, key(Operation::Update, 5), rec("alice", Some(4)));
-        assert_eq!(a.attribute(1, key(Operation::Update, 5), Some(9), false), Attribution::Miss);
+        assert_eq!(
+            a.attribute(1, key(Operation::Update, 5), Some(9), false),
+            Attribution::Miss
+        );
         assert_eq!(a.counters().miss_total, 1);
     }
 
@@ -209,6 +245,9 @@ mod tests {
     fn records_expire_after_the_ttl() {
         let mut a = att();
         a.record(0, key(Operation::Create, 1), rec("alice", None));
-        assert_eq!(a.attribute(60_000, key(Operation::Create, 1), None, true), Attribution::Miss);
+        assert_eq!(
+            a.attribute(60_000, key(Operation::Create, 1), None, true),
+            Attribution::Miss
+        );
     }
 }

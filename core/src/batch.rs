@@ -95,7 +95,11 @@ pub struct Queue {
 }
 
 fn note_latest(latest: &mut HashMap<u128, Latest, Xxh3Builder>, seq: u64, w: &PendingWrite) {
-    let l = latest.entry(w.path_key).or_insert(Latest { seq, content: None, writes: 0 });
+    let l = latest.entry(w.path_key).or_insert(Latest {
+        seq,
+        content: None,
+        writes: 0,
+    });
     l.seq = seq;
     l.content = w.content.as_ref().map(|c| c.hash);
     l.writes += 1;
@@ -121,34 +125,69 @@ impl Queue {
     }
 
     /// Queues one commit for one event.
-    pub fn push_event(&mut self, now_ms: u64, seen_wall_ms: i64, author: Option<Arc<str>>, kind: CommitKind, write: PendingWrite) {
+    pub fn push_event(
+        &mut self,
+        now_ms: u64,
+        seen_wall_ms: i64,
+        author: Option<Arc<str>>,
+        kind: CommitKind,
+        write: PendingWrite,
+    ) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.note(seq, &write);
-        self.commits.push_back(PendingCommit { seq, author, seen_wall_ms, kind, writes: vec![write] });
+        self.commits.push_back(PendingCommit {
+            seq,
+            author,
+            seen_wall_ms,
+            kind,
+            writes: vec![write],
+        });
         self.start_timer(now_ms);
         self.coalesce_if_over();
     }
 
     /// Adds a write to the open resync commit of `folder` (the newest commit, if it is one), or opens one.
-    pub fn push_resync(&mut self, now_ms: u64, seen_wall_ms: i64, folder: &str, write: PendingWrite) {
+    pub fn push_resync(
+        &mut self,
+        now_ms: u64,
+        seen_wall_ms: i64,
+        folder: &str,
+        write: PendingWrite,
+    ) {
         let open = matches!(self.commits.back(), Some(PendingCommit { kind: CommitKind::Resync { folder: f }, .. }) if f == folder);
         if !open {
             let seq = self.next_seq;
             self.next_seq += 1;
-            let kind = CommitKind::Resync { folder: folder.into() };
-            self.commits.push_back(PendingCommit { seq, author: None, seen_wall_ms, kind, writes: Vec::new() });
+            let kind = CommitKind::Resync {
+                folder: folder.into(),
+            };
+            self.commits.push_back(PendingCommit {
+                seq,
+                author: None,
+                seen_wall_ms,
+                kind,
+                writes: Vec::new(),
+            });
         }
         let commit = self.commits.back_mut().expect("an open resync commit");
         let seq = commit.seq;
-        if let Some(i) = commit.writes.iter().position(|w| w.path_key == write.path_key) {
+        if let Some(i) = commit
+            .writes
+            .iter()
+            .position(|w| w.path_key == write.path_key)
+        {
             let old = commit.writes.remove(i);
             self.bytes -= write_bytes(&old);
             if let Some(l) = self.latest.get_mut(&write.path_key) {
                 l.writes -= 1;
             }
         }
-        self.commits.back_mut().expect("open").writes.push(write.clone());
+        self.commits
+            .back_mut()
+            .expect("open")
+            .writes
+            .push(write.clone());
         self.note(seq, &write);
         self.start_timer(now_ms);
         self.coalesce_if_over();
@@ -224,7 +263,10 @@ impl Queue {
         if let Some(l) = self.latest.get_mut(&path_key) {
             l.writes -= 1;
             if l.writes == 0 {
-                debug_assert_eq!(l.seq, seq, "the last unpushed write of a path is its latest");
+                debug_assert_eq!(
+                    l.seq, seq,
+                    "the last unpushed write of a path is its latest"
+                );
                 self.latest.remove(&path_key);
             }
         }
@@ -287,18 +329,35 @@ impl Queue {
             let last = merged.last().expect("half of a full queue is not empty");
             let (seq, seen_wall_ms) = (last.seq, last.seen_wall_ms);
             let writes: Vec<PendingWrite> = merged.into_iter().flat_map(|c| c.writes).collect();
-            let kind = CommitKind::Coalesced { changes: writes.len() };
-            self.commits.push_front(PendingCommit { seq, author: None, seen_wall_ms, kind, writes });
+            let kind = CommitKind::Coalesced {
+                changes: writes.len(),
+            };
+            self.commits.push_front(PendingCommit {
+                seq,
+                author: None,
+                seen_wall_ms,
+                kind,
+                writes,
+            });
         }
         self.coalesced_total += (before - self.commits.len()) as u64;
         self.latest.clear();
         for c in &self.in_flight {
-            c.writes.iter().for_each(|w| note_latest(&mut self.latest, c.seq, w));
+            c.writes
+                .iter()
+                .for_each(|w| note_latest(&mut self.latest, c.seq, w));
         }
         for c in &self.commits {
-            c.writes.iter().for_each(|w| note_latest(&mut self.latest, c.seq, w));
+            c.writes
+                .iter()
+                .for_each(|w| note_latest(&mut self.latest, c.seq, w));
         }
-        self.bytes = self.commits.iter().flat_map(|c| &c.writes).map(write_bytes).sum();
+        self.bytes = self
+            .commits
+            .iter()
+            .flat_map(|c| &c.writes)
+            .map(write_bytes)
+            .sum();
         debug_assert!(self.commits.len() <= PENDING_COMMITS_MAX);
     }
 }

@@ -67,14 +67,28 @@ fn write_entry(first: &mut bool, key: &str, value: &Value, out: &mut Vec<u8>) {
 
 /// Calls `f` on map entries in key order, whatever order the map keeps them in (serde_json may be
 /// built with `preserve_order` by another crate in the same build).
-pub(crate) fn for_each_sorted<'a>(map: &'a Map<String, Value>, mut f: impl FnMut(&'a String, &'a Value)) {
-    if map.keys().zip(map.keys().skip(1)).all(|(a, b)| a < b) {
+pub(crate) fn for_each_sorted<'a>(
+    map: &'a Map<String, Value>,
+    mut f: impl FnMut(&'a String, &'a Value),
+) {
+    if map_iterates_sorted() || map.keys().zip(map.keys().skip(1)).all(|(a, b)| a < b) {
         map.iter().for_each(|(k, v)| f(k, v));
     } else {
         let mut entries: Vec<(&String, &Value)> = map.iter().collect();
         entries.sort_by(|a, b| a.0.cmp(b.0));
         entries.into_iter().for_each(|(k, v)| f(k, v));
     }
+}
+
+/// Whether `serde_json::Map` is the sorted (BTreeMap) flavour in this build; checked once.
+fn map_iterates_sorted() -> bool {
+    static SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SORTED.get_or_init(|| {
+        let mut m = Map::new();
+        m.insert("b".into(), Value::Null);
+        m.insert("a".into(), Value::Null);
+        m.keys().next().map(String::as_str) == Some("a")
+    })
 }
 
 fn write_value(value: &Value, out: &mut Vec<u8>) {
@@ -109,6 +123,11 @@ fn write_value(value: &Value, out: &mut Vec<u8>) {
 fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -141,7 +160,10 @@ mod tests {
     fn leading_keys_come_first_and_the_rest_is_sorted() {
         let v = json!({"data": {"b": "2", "a": "1"}, "metadata": {"name": "x"}, "kind": "ConfigMap", "apiVersion": "v1"});
         let s = String::from_utf8(canonical_bytes(&v)).unwrap();
-        assert_eq!(s, r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"a":"1","b":"2"}}"#);
+        assert_eq!(
+            s,
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"a":"1","b":"2"}}"#
+        );
     }
 
     #[test]
@@ -149,7 +171,10 @@ mod tests {
         let a: Value = serde_json::from_str(r#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"namespace":"n","name":"x"},"data":{"k":"v\n\"q\""}}"#).unwrap();
         let b: Value = serde_json::from_str("{ \"apiVersion\" : \"v1\",\n \"data\": {\"k\": \"v\\n\\u0022q\\\"\"}, \"metadata\": {\"name\":\"x\",\"namespace\":\"n\"}, \"kind\":\"ConfigMap\"}").unwrap();
         assert_eq!(canonical_bytes(&a), canonical_bytes(&b));
-        assert_eq!(content_hash(&canonical_bytes(&a)), content_hash(&canonical_bytes(&b)));
+        assert_eq!(
+            content_hash(&canonical_bytes(&a)),
+            content_hash(&canonical_bytes(&b))
+        );
     }
 
     #[test]

@@ -33,7 +33,10 @@ pub struct NamespacedName {
 impl NamespacedName {
     /// Builds a reference from its parts.
     pub fn new(namespace: &str, name: &str) -> Self {
-        Self { namespace: namespace.into(), name: name.into() }
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -223,12 +226,22 @@ pub struct Condition {
 impl Condition {
     /// `Ready=True`.
     pub fn ready() -> Self {
-        Self { type_: "Ready".into(), status: true, reason: "Valid".into(), message: "configuration accepted".into() }
+        Self {
+            type_: "Ready".into(),
+            status: true,
+            reason: "Valid".into(),
+            message: "configuration accepted".into(),
+        }
     }
 
     /// `Ready=False` with a reason and an actionable message.
     pub fn not_ready(reason: &str, message: impl Into<String>) -> Self {
-        Self { type_: "Ready".into(), status: false, reason: reason.into(), message: message.into() }
+        Self {
+            type_: "Ready".into(),
+            status: false,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -250,7 +263,10 @@ pub struct RepoSettings {
 /// Validates a GitRepoConfig into settings, or a `Ready=False` condition saying what to fix.
 pub fn validate_repo(spec: &GitRepoConfigSpec) -> Result<RepoSettings, Condition> {
     if spec.repo_url.trim().is_empty() {
-        return Err(Condition::not_ready("InvalidRepoURL", "spec.repoURL is empty; set it to the repository's URL"));
+        return Err(Condition::not_ready(
+            "InvalidRepoURL",
+            "spec.repoURL is empty; set it to the repository's URL",
+        ));
     }
     if !supported_url(&spec.repo_url) {
         return Err(Condition::not_ready(
@@ -262,10 +278,16 @@ pub fn validate_repo(spec: &GitRepoConfigSpec) -> Result<RepoSettings, Condition
         ));
     }
     if spec.allowed_branches.is_empty() {
-        return Err(Condition::not_ready("NoBranches", "spec.allowedBranches is empty; list at least one branch, e.g. [main]"));
+        return Err(Condition::not_ready(
+            "NoBranches",
+            "spec.allowedBranches is empty; list at least one branch, e.g. [main]",
+        ));
     }
     if let Some(bad) = spec.allowed_branches.iter().find(|b| !valid_branch(b)) {
-        return Err(Condition::not_ready("InvalidBranch", format!("spec.allowedBranches: `{bad}` is not a valid git branch name")));
+        return Err(Condition::not_ready(
+            "InvalidBranch",
+            format!("spec.allowedBranches: `{bad}` is not a valid git branch name"),
+        ));
     }
     let push = spec.push.clone().unwrap_or_default();
     let push_interval_ms = match push.interval.as_deref() {
@@ -297,13 +319,25 @@ pub fn validate_repo(spec: &GitRepoConfigSpec) -> Result<RepoSettings, Condition
 }
 
 fn supported_url(url: &str) -> bool {
-    const SCHEMES: [&str; 6] = ["https://", "http://", "ssh://", "git://", "file://", "git+ssh://"];
-    if SCHEMES.iter().any(|s| url.starts_with(s) && url.len() > s.len()) {
+    const SCHEMES: [&str; 6] = [
+        "https://",
+        "http://",
+        "ssh://",
+        "git://",
+        "file://",
+        "git+ssh://",
+    ];
+    if SCHEMES
+        .iter()
+        .any(|s| url.starts_with(s) && url.len() > s.len())
+    {
         return true;
     }
     // scp-like `user@host:path`
     match url.split_once(':') {
-        Some((userhost, path)) => userhost.contains('@') && !userhost.contains('/') && !path.is_empty(),
+        Some((userhost, path)) => {
+            userhost.contains('@') && !userhost.contains('/') && !path.is_empty()
+        }
         None => false,
     }
 }
@@ -318,7 +352,9 @@ pub fn valid_branch(b: &str) -> bool {
         && !b.contains("//")
         && !b.contains("@{")
         && b != "@"
-        && !b.bytes().any(|c| c < 0x20 || c == 0x7f || b" ~^:?*[\\".contains(&c))
+        && !b
+            .bytes()
+            .any(|c| c < 0x20 || c == 0x7f || b" ~^:?*[\\".contains(&c))
 }
 
 /// Parses a Go-style duration (`1h30m`, `45s`, `500ms`) into milliseconds.
@@ -329,7 +365,9 @@ pub fn parse_duration_ms(text: &str) -> Option<u64> {
     }
     let mut total: u64 = 0;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
@@ -383,7 +421,10 @@ impl OpSet {
             set |= match op.as_str() {
                 "*" => Self::ALL.0,
                 other => Self::bit(Operation::parse(other).ok_or_else(|| {
-                    Condition::not_ready("InvalidOperation", format!("operation `{other}` is not one of CREATE, UPDATE, DELETE or *"))
+                    Condition::not_ready(
+                        "InvalidOperation",
+                        format!("operation `{other}` is not one of CREATE, UPDATE, DELETE or *"),
+                    )
                 })?),
             };
         }
@@ -402,7 +443,9 @@ pub fn validate_destination(
         None => {
             return Err(Condition::not_ready(
                 "GitRepoConfigNotFound",
-                format!("GitRepoConfig {repo_name} does not exist; create it or fix gitRepoConfigRef"),
+                format!(
+                    "GitRepoConfig {repo_name} does not exist; create it or fix gitRepoConfigRef"
+                ),
             ))
         }
         Some(Err(c)) => {
@@ -413,11 +456,16 @@ pub fn validate_destination(
         }
         Some(Ok(s)) => s,
     };
-    let branch = branch.map(str::to_owned).unwrap_or_else(|| settings.allowed_branches[0].clone());
+    let branch = branch
+        .map(str::to_owned)
+        .unwrap_or_else(|| settings.allowed_branches[0].clone());
     if !settings.allowed_branches.contains(&branch) {
         return Err(Condition::not_ready(
             "BranchNotAllowed",
-            format!("branch `{branch}` is not in GitRepoConfig {repo_name}'s allowedBranches {:?}", settings.allowed_branches),
+            format!(
+                "branch `{branch}` is not in GitRepoConfig {repo_name}'s allowedBranches {:?}",
+                settings.allowed_branches
+            ),
         ));
     }
     if let Err(e) = validate_base_folder(base_folder.unwrap_or_default()) {
@@ -429,17 +477,33 @@ pub fn validate_destination(
 /// Checks `resources`: at least one, each field non-empty.
 pub fn validate_resources(resources: &[ResourceSelector]) -> Result<(), Condition> {
     if resources.is_empty() {
-        return Err(Condition::not_ready("NoResources", "resources is empty; list at least one {group, version, resource}"));
+        return Err(Condition::not_ready(
+            "NoResources",
+            "resources is empty; list at least one {group, version, resource}",
+        ));
     }
-    if let Some(r) = resources.iter().find(|r| r.resource.is_empty() || r.version.is_empty()) {
-        return Err(Condition::not_ready("InvalidResource", format!("resource {r:?} needs a version and a resource (or *)")));
+    if let Some(r) = resources
+        .iter()
+        .find(|r| r.resource.is_empty() || r.version.is_empty())
+    {
+        return Err(Condition::not_ready(
+            "InvalidResource",
+            format!("resource {r:?} needs a version and a resource (or *)"),
+        ));
     }
     Ok(())
 }
 
 /// Compiles an optional selector into a condition-bearing result.
-pub fn compile_selector(sel: Option<&LabelSelector>, field: &str) -> Result<Option<Selector>, Condition> {
-    sel.map(|s| Selector::compile(s).map_err(|e| Condition::not_ready("InvalidSelector", format!("{field}: {e}")))).transpose()
+pub fn compile_selector(
+    sel: Option<&LabelSelector>,
+    field: &str,
+) -> Result<Option<Selector>, Condition> {
+    sel.map(|s| {
+        Selector::compile(s)
+            .map_err(|e| Condition::not_ready("InvalidSelector", format!("{field}: {e}")))
+    })
+    .transpose()
 }
 
 /// The WatchRule's repository reference resolved to its namespace, or why it is refused.
@@ -449,7 +513,10 @@ pub fn resolve_watch_rule_repo(rule_ns: &str, r: &RepoRef) -> Result<NamespacedN
         RepoRef::Object { name, namespace } => (name.as_str(), namespace.as_deref()),
     };
     if name.is_empty() {
-        return Err(Condition::not_ready("GitRepoConfigNotFound", "gitRepoConfigRef is empty; name a GitRepoConfig in this namespace"));
+        return Err(Condition::not_ready(
+            "GitRepoConfigNotFound",
+            "gitRepoConfigRef is empty; name a GitRepoConfig in this namespace",
+        ));
     }
     match ns {
         Some(other) if other != rule_ns => Err(Condition::not_ready(
@@ -470,8 +537,10 @@ mod tests {
 
     #[test]
     fn the_originals_example_is_accepted() {
-        let spec = repo(r#"{"repoURL": "https://github.com/org/repo", "allowedBranches": ["main"],
-            "secretRef": {"name": "my-repo-credentials"}, "push": {"interval": "1m", "maxCommits": 20}}"#);
+        let spec = repo(
+            r#"{"repoURL": "https://github.com/org/repo", "allowedBranches": ["main"],
+            "secretRef": {"name": "my-repo-credentials"}, "push": {"interval": "1m", "maxCommits": 20}}"#,
+        );
         let s = validate_repo(&spec).unwrap();
         assert_eq!((s.push_interval_ms, s.max_commits), (60_000, 20));
         assert_eq!(s.secret_name.as_deref(), Some("my-repo-credentials"));
@@ -483,11 +552,25 @@ mod tests {
 
     #[test]
     fn all_url_forms_are_accepted_and_junk_is_not() {
-        for url in ["https://h/o/r", "ssh://git@h/o/r.git", "git@h:o/r.git", "file:///tmp/r", "git://h/r"] {
-            let spec = GitRepoConfigSpec { repo_url: url.into(), allowed_branches: vec!["main".into()], ..Default::default() };
+        for url in [
+            "https://h/o/r",
+            "ssh://git@h/o/r.git",
+            "git@h:o/r.git",
+            "file:///tmp/r",
+            "git://h/r",
+        ] {
+            let spec = GitRepoConfigSpec {
+                repo_url: url.into(),
+                allowed_branches: vec!["main".into()],
+                ..Default::default()
+            };
             assert!(validate_repo(&spec).is_ok(), "{url}");
         }
-        let spec = GitRepoConfigSpec { repo_url: "ftp://x".into(), allowed_branches: vec!["main".into()], ..Default::default() };
+        let spec = GitRepoConfigSpec {
+            repo_url: "ftp://x".into(),
+            allowed_branches: vec!["main".into()],
+            ..Default::default()
+        };
         assert_eq!(validate_repo(&spec).unwrap_err().reason, "InvalidRepoURL");
     }
 
@@ -502,9 +585,15 @@ mod tests {
     fn bad_push_settings_are_refused() {
         let c = validate_repo(&repo(r#"{"repoURL": "https://h/r", "allowedBranches": ["main"], "push": {"interval": "soon"}}"#)).unwrap_err();
         assert_eq!(c.reason, "InvalidPushInterval");
-        let c = validate_repo(&repo(r#"{"repoURL": "https://h/r", "allowedBranches": ["main"], "push": {"maxCommits": 0}}"#)).unwrap_err();
+        let c = validate_repo(&repo(
+            r#"{"repoURL": "https://h/r", "allowedBranches": ["main"], "push": {"maxCommits": 0}}"#,
+        ))
+        .unwrap_err();
         assert_eq!(c.reason, "InvalidMaxCommits");
-        let c = validate_repo(&repo(r#"{"repoURL": "https://h/r", "allowedBranches": ["bad name"]}"#)).unwrap_err();
+        let c = validate_repo(&repo(
+            r#"{"repoURL": "https://h/r", "allowedBranches": ["bad name"]}"#,
+        ))
+        .unwrap_err();
         assert_eq!(c.reason, "InvalidBranch");
     }
 
@@ -520,22 +609,61 @@ mod tests {
     #[test]
     fn destination_checks_name_what_to_fix() {
         let name = NamespacedName::new("team-a", "my-repo");
-        let ok = validate_repo(&repo(r#"{"repoURL": "https://h/r", "allowedBranches": ["main", "dev"]}"#));
-        assert_eq!(validate_destination(None, &name, None, None).unwrap_err().reason, "GitRepoConfigNotFound");
-        assert_eq!(validate_destination(Some(&ok), &name, None, None).unwrap(), "main", "first allowed branch by default");
-        assert_eq!(validate_destination(Some(&ok), &name, Some("prod"), None).unwrap_err().reason, "BranchNotAllowed");
-        assert_eq!(validate_destination(Some(&ok), &name, Some("dev"), Some("/abs")).unwrap_err().reason, "InvalidBaseFolder");
-        assert_eq!(validate_destination(Some(&ok), &name, Some("dev"), Some("a/../b")).unwrap_err().reason, "InvalidBaseFolder");
+        let ok = validate_repo(&repo(
+            r#"{"repoURL": "https://h/r", "allowedBranches": ["main", "dev"]}"#,
+        ));
+        assert_eq!(
+            validate_destination(None, &name, None, None)
+                .unwrap_err()
+                .reason,
+            "GitRepoConfigNotFound"
+        );
+        assert_eq!(
+            validate_destination(Some(&ok), &name, None, None).unwrap(),
+            "main",
+            "first allowed branch by default"
+        );
+        assert_eq!(
+            validate_destination(Some(&ok), &name, Some("prod"), None)
+                .unwrap_err()
+                .reason,
+            "BranchNotAllowed"
+        );
+        assert_eq!(
+            validate_destination(Some(&ok), &name, Some("dev"), Some("/abs"))
+                .unwrap_err()
+                .reason,
+            "InvalidBaseFolder"
+        );
+        assert_eq!(
+            validate_destination(Some(&ok), &name, Some("dev"), Some("a/../b"))
+                .unwrap_err()
+                .reason,
+            "InvalidBaseFolder"
+        );
         let broken = validate_repo(&repo(r#"{"repoURL": "https://h/r"}"#));
-        assert_eq!(validate_destination(Some(&broken), &name, None, None).unwrap_err().reason, "GitRepoConfigNotReady");
+        assert_eq!(
+            validate_destination(Some(&broken), &name, None, None)
+                .unwrap_err()
+                .reason,
+            "GitRepoConfigNotReady"
+        );
     }
 
     #[test]
     fn a_watch_rule_cannot_use_another_namespaces_repo() {
-        let r: RepoRef = serde_json::from_str(r#"{"name": "repo", "namespace": "team-b"}"#).unwrap();
-        assert_eq!(resolve_watch_rule_repo("team-a", &r).unwrap_err().reason, "CrossNamespaceReference");
-        let same: RepoRef = serde_json::from_str(r#"{"name": "repo", "namespace": "team-a"}"#).unwrap();
-        assert_eq!(resolve_watch_rule_repo("team-a", &same).unwrap(), NamespacedName::new("team-a", "repo"));
+        let r: RepoRef =
+            serde_json::from_str(r#"{"name": "repo", "namespace": "team-b"}"#).unwrap();
+        assert_eq!(
+            resolve_watch_rule_repo("team-a", &r).unwrap_err().reason,
+            "CrossNamespaceReference"
+        );
+        let same: RepoRef =
+            serde_json::from_str(r#"{"name": "repo", "namespace": "team-a"}"#).unwrap();
+        assert_eq!(
+            resolve_watch_rule_repo("team-a", &same).unwrap(),
+            NamespacedName::new("team-a", "repo")
+        );
     }
 
     #[test]
@@ -544,6 +672,9 @@ mod tests {
         assert_eq!(OpSet::parse(&["*".into()]).unwrap(), OpSet::ALL);
         let s = OpSet::parse(&["CREATE".into()]).unwrap();
         assert!(s.contains(Operation::Create) && !s.contains(Operation::Delete));
-        assert_eq!(OpSet::parse(&["PATCH".into()]).unwrap_err().reason, "InvalidOperation");
+        assert_eq!(
+            OpSet::parse(&["PATCH".into()]).unwrap_err().reason,
+            "InvalidOperation"
+        );
     }
 }

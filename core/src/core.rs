@@ -10,11 +10,16 @@ use crate::admission::AdmissionRequest;
 use crate::attribution::{Attribution, AttributionCounters, Attributor, CorrKey, Record};
 use crate::batch::{CommitKind, Content, PendingWrite, Queue};
 use crate::canonical::{canonical_bytes_into, content_hash, git_blob_id};
-use crate::config::{self, ClusterWatchRuleSpec, Condition, CrRef, GitRepoConfigSpec, NamespacedName, RepoSettings, WatchRuleSpec};
+use crate::config::{
+    self, ClusterWatchRuleSpec, Condition, CrRef, GitRepoConfigSpec, NamespacedName, RepoSettings,
+    WatchRuleSpec,
+};
 use crate::correlation::{CorrelationCounters, CorrelationLimits};
 use crate::gitplan::{self, Identities};
 use crate::ids::{layout_segments, Gvr, Operation, ResourceRef};
-use crate::io::{ApiResource, CommitId, GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent};
+use crate::io::{
+    ApiResource, CommitId, GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent,
+};
 use crate::live::{key128, tag64, StreamLive};
 use crate::rules::{CompiledRule, Destination, ObjectFacts, RuleReach, RuleStore};
 use crate::sanitize::{is_secret, sanitize, SecretPolicy};
@@ -43,8 +48,14 @@ impl Default for CoreConfig {
         Self {
             instance_id: 0,
             identities: Identities {
-                committer: Identity { name: "gitops-reverser".into(), email: "gitops-reverser@configbutler.ai".into() },
-                fallback_author: Identity { name: "gitops-reverser".into(), email: "gitops-reverser@configbutler.ai".into() },
+                committer: Identity {
+                    name: "gitops-reverser".into(),
+                    email: "gitops-reverser@configbutler.ai".into(),
+                },
+                fallback_author: Identity {
+                    name: "gitops-reverser".into(),
+                    email: "gitops-reverser@configbutler.ai".into(),
+                },
                 user_email_domain: "cluster.local".into(),
             },
             secret_policy: SecretPolicy::Redact,
@@ -88,8 +99,9 @@ struct Held {
     blob: [u8; 20],
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct DestState {
+    branch: BranchKey,
     gvrs: BTreeSet<u16>,
     awaiting: BTreeSet<u16>,
     listed: bool,
@@ -100,15 +112,30 @@ struct DestState {
 
 #[derive(Debug)]
 enum OpInFlight {
-    Read { op_id: u64, dest: Destination },
-    Push { op_id: u64, tag: String, expected_head: Option<CommitId>, blobs: Vec<Vec<Option<[u8; 20]>>> },
-    Verify { op_id: u64, tag: String, expected_head: Option<CommitId>, blobs: Vec<Vec<Option<[u8; 20]>>> },
+    Read {
+        op_id: u64,
+        dest: Arc<Destination>,
+    },
+    Push {
+        op_id: u64,
+        tag: String,
+        expected_head: Option<CommitId>,
+        blobs: Blobs,
+    },
+    Verify {
+        op_id: u64,
+        tag: String,
+        expected_head: Option<CommitId>,
+        blobs: Blobs,
+    },
 }
 
 impl OpInFlight {
     fn op_id(&self) -> u64 {
         match self {
-            OpInFlight::Read { op_id, .. } | OpInFlight::Push { op_id, .. } | OpInFlight::Verify { op_id, .. } => *op_id,
+            OpInFlight::Read { op_id, .. }
+            | OpInFlight::Push { op_id, .. }
+            | OpInFlight::Verify { op_id, .. } => *op_id,
         }
     }
 }
@@ -121,7 +148,7 @@ struct BranchState {
     head: Option<CommitId>,
     op: Option<OpInFlight>,
     /// A push whose result was lost, to verify before anything else: (tag, expected head, blobs).
-    unverified: Option<(String, Option<CommitId>, Vec<Vec<Option<[u8; 20]>>>)>,
+    unverified: Option<Unverified>,
     failures_in_row: u32,
     conflicts_in_row: u32,
     retry_at_ms: u64,
@@ -130,6 +157,19 @@ struct BranchState {
 }
 
 type BranchKey = (NamespacedName, String);
+
+/// Blob ids written by a push, per commit and write (`None` for deletes).
+type Blobs = Vec<Vec<Option<[u8; 20]>>>;
+
+/// A push whose result was lost: its op tag, the head it was planned on, its blob ids.
+type Unverified = (String, Option<CommitId>, Blobs);
+
+/// A GitRepoConfig as last seen: spec, validation result, credentials problem.
+type RepoEntry = (
+    GitRepoConfigSpec,
+    Result<RepoSettings, Condition>,
+    Option<String>,
+);
 
 /// What the branch has (or will have once pending commits land) at a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,7 +206,7 @@ pub struct Core {
     config: CoreConfig,
     clock: MonoClamp,
     now: Now,
-    repos: BTreeMap<NamespacedName, (GitRepoConfigSpec, Result<RepoSettings, Condition>, Option<String>)>,
+    repos: BTreeMap<NamespacedName, RepoEntry>,
     watch_rules: BTreeMap<NamespacedName, WatchRuleSpec>,
     cluster_rules: BTreeMap<String, ClusterWatchRuleSpec>,
     discovered: BTreeSet<Gvr>,
@@ -176,7 +216,7 @@ pub struct Core {
     live: Vec<StreamLive>,
     ns_labels: BTreeMap<String, BTreeMap<String, String>>,
     attributor: Attributor,
-    dests: BTreeMap<Destination, DestState>,
+    dests: BTreeMap<Arc<Destination>, DestState>,
     branches: BTreeMap<BranchKey, BranchState>,
     statuses: BTreeMap<CrRef, Vec<Condition>>,
     outputs: VecDeque<Output>,
@@ -284,7 +324,9 @@ impl Core {
             let t = if b.unverified.is_some() || b.retry_now {
                 Some(b.retry_at_ms)
             } else {
-                b.queue.flush_at_ms(b.settings.push_interval_ms).map(|t| t.max(b.retry_at_ms))
+                b.queue
+                    .flush_at_ms(b.settings.push_interval_ms)
+                    .map(|t| t.max(b.retry_at_ms))
             };
             at = match (at, t) {
                 (Some(a), Some(t)) => Some(a.min(t)),
@@ -342,7 +384,7 @@ impl Core {
 
     /// The destinations of valid rules, in order.
     pub fn destinations(&self) -> Vec<Destination> {
-        self.dests.keys().cloned().collect()
+        self.dests.keys().map(|d| Destination::clone(d)).collect()
     }
 
     /// The last conditions emitted for a custom resource.
@@ -363,49 +405,93 @@ impl Core {
             if let Some(problem) = cred {
                 conds[0] = Condition::not_ready("CredentialsInvalid", problem.clone());
             }
-            if let Some(err) = self.branches.iter().filter(|(k, _)| &k.0 == name).find_map(|(_, b)| b.last_push_error.clone()) {
-                conds.push(Condition { type_: "Pushed".into(), status: false, reason: "PushFailed".into(), message: err });
+            if let Some(err) = self
+                .branches
+                .iter()
+                .filter(|(k, _)| &k.0 == name)
+                .find_map(|(_, b)| b.last_push_error.clone())
+            {
+                conds.push(Condition {
+                    type_: "Pushed".into(),
+                    status: false,
+                    reason: "PushFailed".into(),
+                    message: err,
+                });
             }
             status.insert(CrRef::GitRepoConfig(name.clone()), conds);
         }
         for (name, spec) in &self.watch_rules {
             let result = (|| {
-                let repo = config::resolve_watch_rule_repo(&name.namespace, &spec.git_repo_config_ref)?;
-                let branch =
-                    config::validate_destination(self.repos.get(&repo).map(|r| &r.1), &repo, spec.branch.as_deref(), spec.base_folder.as_deref())?;
+                let repo =
+                    config::resolve_watch_rule_repo(&name.namespace, &spec.git_repo_config_ref)?;
+                let branch = config::validate_destination(
+                    self.repos.get(&repo).map(|r| &r.1),
+                    &repo,
+                    spec.branch.as_deref(),
+                    spec.base_folder.as_deref(),
+                )?;
                 config::validate_resources(&spec.resources)?;
                 Ok::<_, Condition>(CompiledRule {
                     source: CrRef::WatchRule(name.clone()),
-                    destination: Destination::new(repo, &branch, spec.base_folder.as_deref().unwrap_or_default()),
+                    destination: Arc::new(Destination::new(
+                        repo,
+                        &branch,
+                        spec.base_folder.as_deref().unwrap_or_default(),
+                    )),
                     resources: spec.resources.clone(),
                     operations: config::OpSet::parse(&spec.operations)?,
-                    object_selector: config::compile_selector(spec.object_selector.as_ref(), "objectSelector")?,
+                    object_selector: config::compile_selector(
+                        spec.object_selector.as_ref(),
+                        "objectSelector",
+                    )?,
                     reach: RuleReach::OwnNamespace(name.namespace.clone()),
                 })
             })();
-            status.insert(CrRef::WatchRule(name.clone()), vec![result.as_ref().map_or_else(Clone::clone, |_| Condition::ready())]);
+            status.insert(
+                CrRef::WatchRule(name.clone()),
+                vec![result
+                    .as_ref()
+                    .map_or_else(Clone::clone, |_| Condition::ready())],
+            );
             rules.extend(result);
         }
         for (name, spec) in &self.cluster_rules {
             let repo = &spec.git_repo_config_ref;
             let result = (|| {
-                let branch =
-                    config::validate_destination(self.repos.get(repo).map(|r| &r.1), repo, spec.branch.as_deref(), spec.base_folder.as_deref())?;
+                let branch = config::validate_destination(
+                    self.repos.get(repo).map(|r| &r.1),
+                    repo,
+                    spec.branch.as_deref(),
+                    spec.base_folder.as_deref(),
+                )?;
                 if spec.rules.is_empty() {
-                    return Err(Condition::not_ready("NoResources", "rules is empty; add at least one entry with resources"));
+                    return Err(Condition::not_ready(
+                        "NoResources",
+                        "rules is empty; add at least one entry with resources",
+                    ));
                 }
-                let dest = Destination::new(repo.clone(), &branch, spec.base_folder.as_deref().unwrap_or_default());
+                let dest = Arc::new(Destination::new(
+                    repo.clone(),
+                    &branch,
+                    spec.base_folder.as_deref().unwrap_or_default(),
+                ));
                 spec.rules
                     .iter()
                     .map(|r| {
                         config::validate_resources(&r.resources)?;
-                        let ns_sel = config::compile_selector(r.namespace_selector.as_ref(), "namespaceSelector")?;
+                        let ns_sel = config::compile_selector(
+                            r.namespace_selector.as_ref(),
+                            "namespaceSelector",
+                        )?;
                         Ok(CompiledRule {
                             source: CrRef::ClusterWatchRule(name.clone()),
                             destination: dest.clone(),
                             resources: r.resources.clone(),
                             operations: config::OpSet::parse(&r.operations)?,
-                            object_selector: config::compile_selector(r.object_selector.as_ref(), "objectSelector")?,
+                            object_selector: config::compile_selector(
+                                r.object_selector.as_ref(),
+                                "objectSelector",
+                            )?,
                             reach: match r.scope {
                                 config::RuleScope::Cluster => RuleReach::ClusterScoped,
                                 config::RuleScope::Namespaced => RuleReach::Namespaced(ns_sel),
@@ -414,7 +500,12 @@ impl Core {
                     })
                     .collect::<Result<Vec<_>, Condition>>()
             })();
-            status.insert(CrRef::ClusterWatchRule(name.clone()), vec![result.as_ref().map_or_else(Clone::clone, |_| Condition::ready())]);
+            status.insert(
+                CrRef::ClusterWatchRule(name.clone()),
+                vec![result
+                    .as_ref()
+                    .map_or_else(Clone::clone, |_| Condition::ready())],
+            );
             rules.extend(result.into_iter().flatten());
         }
         (rules, status)
@@ -441,16 +532,29 @@ impl Core {
         self.rules = rules;
         if watched != self.watched {
             self.watched = watched.clone();
-            self.outputs.push_back(Output::EnsureWatches(watched.clone()));
+            self.outputs
+                .push_back(Output::EnsureWatches(watched.clone()));
         }
         // Destinations: new ones (or ones fed by a changed set of streams) need a seed.
         let mut new_dests = BTreeMap::new();
         let mut resync = BTreeSet::new();
-        let dest_list: Vec<Destination> = self.rules.destinations().into_iter().cloned().collect();
-        for dest in dest_list {
-            let gvrs: Vec<Gvr> = self.rules.gvrs_of_destination(&dest).into_iter().cloned().collect();
+        for dest in self.rules.destinations() {
+            let gvrs: Vec<Gvr> = self
+                .rules
+                .gvrs_of_destination(&dest)
+                .into_iter()
+                .cloned()
+                .collect();
             let ids: BTreeSet<u16> = gvrs.iter().map(|g| self.gvr_id(g)).collect();
-            let mut state = self.dests.remove(&dest).unwrap_or_default();
+            let branch = (dest.repo.clone(), dest.branch.clone());
+            let mut state = self.dests.remove(&dest).unwrap_or_else(|| DestState {
+                branch,
+                gvrs: BTreeSet::new(),
+                awaiting: BTreeSet::new(),
+                listed: false,
+                want_read: false,
+                members: HashMap::with_hasher(Xxh3Builder::new()),
+            });
             if state.gvrs != ids {
                 // New, or fed by other streams now: list its streams again and rescan the folder.
                 state.gvrs = ids.clone();
@@ -463,9 +567,15 @@ impl Core {
         self.dests = new_dests;
         // Branches follow destinations; one whose destinations went keeps draining its queue, one
         // whose GitRepoConfig went or became invalid cannot push and goes with it.
-        let keys: BTreeSet<BranchKey> = self.dests.keys().map(|d| (d.repo.clone(), d.branch.clone())).collect();
+        let keys: BTreeSet<BranchKey> = self
+            .dests
+            .keys()
+            .map(|d| (d.repo.clone(), d.branch.clone()))
+            .collect();
         for key in keys {
-            let Some(Ok(settings)) = self.repos.get(&key.0).map(|r| r.1.clone()) else { continue };
+            let Some(Ok(settings)) = self.repos.get(&key.0).map(|r| r.1.clone()) else {
+                continue;
+            };
             match self.branches.get_mut(&key) {
                 Some(b) => b.settings = settings,
                 None => {
@@ -489,7 +599,8 @@ impl Core {
             }
         }
         let repos = &self.repos;
-        self.branches.retain(|k, _| repos.get(&k.0).is_some_and(|r| r.1.is_ok()));
+        self.branches
+            .retain(|k, _| repos.get(&k.0).is_some_and(|r| r.1.is_ok()));
         for gvr in resync {
             // A stream that is not running yet starts with a list anyway.
             if self.watched.contains(&gvr) {
@@ -502,7 +613,8 @@ impl Core {
     fn emit_statuses(&mut self, status: BTreeMap<CrRef, Vec<Condition>>) {
         for (cr, conds) in &status {
             if self.statuses.get(cr) != Some(conds) {
-                self.outputs.push_back(Output::Status(cr.clone(), conds.clone()));
+                self.outputs
+                    .push_back(Output::Status(cr.clone(), conds.clone()));
             }
         }
         self.statuses = status;
@@ -536,16 +648,27 @@ impl Core {
         if !self.rules.watches(&req.gvr) {
             return;
         }
-        let r = ResourceRef { gvr: &req.gvr, namespace: req.namespace.as_deref(), name: &req.name };
+        let r = ResourceRef {
+            gvr: &req.gvr,
+            namespace: req.namespace.as_deref(),
+            name: &req.name,
+        };
         if let Err(e) = r.validate() {
             self.refuse(r.identifier(), format!("admission not recorded: {e}"));
             return;
         }
         let ident = key128(&r.identifier());
-        let base_rv = |o: &Option<Value>| o.as_ref().and_then(|o| o.pointer("/metadata/resourceVersion")).and_then(Value::as_str).map(tag64);
+        let base_rv = |o: &Option<Value>| {
+            o.as_ref()
+                .and_then(|o| o.pointer("/metadata/resourceVersion"))
+                .and_then(Value::as_str)
+                .map(tag64)
+        };
         let (content, base) = match req.operation {
             Operation::Create => {
-                let mut obj = req.object.expect("parse_review checked CREATE has an object");
+                let mut obj = req
+                    .object
+                    .expect("parse_review checked CREATE has an object");
                 (self.digest(&mut obj).0, None)
             }
             Operation::Update => {
@@ -567,8 +690,19 @@ impl Core {
                 (self.digest(&mut old).0, base)
             }
         };
-        let key = CorrKey { ident, op: req.operation, content };
-        self.attributor.record(self.now.mono_ms, key, Record { user: req.username.into(), base_rv: base });
+        let key = CorrKey {
+            ident,
+            op: req.operation,
+            content,
+        };
+        self.attributor.record(
+            self.now.mono_ms,
+            key,
+            Record {
+                user: req.username.into(),
+                base_rv: base,
+            },
+        );
     }
 
     fn handle_watch(&mut self, gvr: Gvr, event: WatchEvent) {
@@ -611,13 +745,23 @@ impl Core {
     }
 
     fn note_namespace(&mut self, obj: &Value, deleted: bool) {
-        let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else { return };
+        let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else {
+            return;
+        };
         let labels: BTreeMap<String, String> = obj
             .pointer("/metadata/labels")
             .and_then(Value::as_object)
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
             .unwrap_or_default();
-        let changed = if deleted { self.ns_labels.remove(name).is_some() } else { self.ns_labels.insert(name.into(), labels.clone()).as_ref() != Some(&labels) };
+        let changed = if deleted {
+            self.ns_labels.remove(name).is_some()
+        } else {
+            self.ns_labels.insert(name.into(), labels.clone()).as_ref() != Some(&labels)
+        };
         if changed && self.rules.needs_namespace_labels() {
             // Objects in this namespace may now match different rules: relist what the selectors cover.
             let gvrs: BTreeSet<Gvr> = self
@@ -625,7 +769,13 @@ impl Core {
                 .rules()
                 .iter()
                 .filter(|r| matches!(r.reach, RuleReach::Namespaced(Some(_))))
-                .flat_map(|r| self.watched.iter().filter(|g| r.selects_gvr(g) && **g != namespaces_gvr()).cloned().collect::<Vec<_>>())
+                .flat_map(|r| {
+                    self.watched
+                        .iter()
+                        .filter(|g| r.selects_gvr(g) && **g != namespaces_gvr())
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             self.outputs.extend(gvrs.into_iter().map(Output::Resync));
         }
@@ -633,77 +783,124 @@ impl Core {
 
     fn handle_object(&mut self, gvr: Gvr, gid: u16, mut obj: Value, deleted: bool, initial: bool) {
         self.counters.events_received_total += 1;
-        let meta = |o: &Value, f: &str| o.get("metadata").and_then(|m| m.get(f)).and_then(Value::as_str).map(str::to_owned);
+        let meta = |o: &Value, f: &str| {
+            o.get("metadata")
+                .and_then(|m| m.get(f))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         let (Some(name), namespace) = (meta(&obj, "name"), meta(&obj, "namespace")) else {
-            self.refuse(format!("{gvr}"), "watch object without metadata.name".into());
+            self.refuse(
+                format!("{gvr}"),
+                "watch object without metadata.name".into(),
+            );
             return;
         };
-        let r = ResourceRef { gvr: &gvr, namespace: namespace.as_deref(), name: &name };
+        let r = ResourceRef {
+            gvr: &gvr,
+            namespace: namespace.as_deref(),
+            name: &name,
+        };
         let identifier = r.identifier();
         if let Err(e) = r.validate() {
             self.refuse(identifier, format!("not written: {e}"));
             return;
         }
-        let rv = meta(&obj, "resourceVersion").map(|s| tag64(&s)).unwrap_or(0);
+        let rv = meta(&obj, "resourceVersion")
+            .map(|s| tag64(&s))
+            .unwrap_or(0);
         let uid = meta(&obj, "uid").map(|s| tag64(&s)).unwrap_or(0);
-        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object).cloned();
+        let ident = key128(&identifier);
+        let prev = self.live[gid as usize].get(ident).copied();
+        let same_object = prev.is_some_and(|p| p.uid == uid);
+        let op = match (deleted, same_object) {
+            (true, _) => Operation::Delete,
+            (false, true) => Operation::Update,
+            (false, false) => Operation::Create,
+        };
+        // Route on the labels as the cluster has them (before sanitization removes tooling labels).
+        let facts = ObjectFacts {
+            namespace: namespace.as_deref(),
+            labels: obj.pointer("/metadata/labels").and_then(Value::as_object),
+            op,
+        };
+        let ns_labels = &self.ns_labels;
+        let routed: Vec<Arc<Destination>> = self
+            .rules
+            .route(&gvr, &facts, |ns| ns_labels.get(ns))
+            .into_iter()
+            .cloned()
+            .collect();
         let secret = is_secret(&obj);
         let (hash, bytes) = self.digest(&mut obj);
-        let ident = key128(&identifier);
         let live = &mut self.live[gid as usize];
-        let prev = live.get(ident).copied();
-        let same_object = prev.is_some_and(|p| p.uid == uid);
-        let op = if deleted {
+        if deleted {
             live.remove(ident);
-            Operation::Delete
         } else {
             live.set(ident, rv, uid, hash);
-            if same_object { Operation::Update } else { Operation::Create }
-        };
+        }
         if !deleted && !initial && same_object && prev.is_some_and(|p| p.content == hash) {
             // Status churn, managedFields-only writes, resync duplicates: nothing to write.
             self.counters.watch_duplicates_skipped_total += 1;
             return;
         }
         let base_rv = prev.filter(|_| same_object).map(|p| p.rv);
-        let key = CorrKey { ident, op, content: hash };
-        let attribution = self.attributor.attribute(self.now.mono_ms, key, base_rv, !initial && prev.is_some());
+        let key = CorrKey {
+            ident,
+            op,
+            content: hash,
+        };
+        let attribution =
+            self.attributor
+                .attribute(self.now.mono_ms, key, base_rv, !initial && prev.is_some());
         let author = attribution.user().cloned();
         if secret && self.config.secret_policy == SecretPolicy::Exclude {
             return;
         }
         if bytes > OBJECT_BYTES_MAX && !deleted {
-            self.refuse(identifier, format!("sanitized object is {bytes} bytes; at most {OBJECT_BYTES_MAX} are written"));
+            self.refuse(
+                identifier,
+                format!(
+                    "sanitized object is {bytes} bytes; at most {OBJECT_BYTES_MAX} are written"
+                ),
+            );
             return;
         }
-        let facts = ObjectFacts { namespace: namespace.as_deref(), labels: labels.as_ref(), op };
-        let ns_labels = &self.ns_labels;
-        let routed: BTreeSet<Destination> = self.rules.route(&gvr, &facts, |ns| ns_labels.get(ns)).into_iter().cloned().collect();
-        let fed: Vec<Destination> = self.dests.iter().filter(|(_, d)| d.gvrs.contains(&gid)).map(|(k, _)| k.clone()).collect();
         let doc = (!deleted).then(|| Arc::new(obj));
         let epoch = self.live[gid as usize].epoch();
+        let resync = initial && matches!(attribution, Attribution::Miss);
         let mut queued = false;
-        for dest in fed {
+        for dest in self.rules.destinations_of_gvr(&gvr).to_vec() {
+            let selected = routed.contains(&dest);
             let path: Arc<str> = r.path(&dest.base_folder).into();
             let path_key = key128(&path);
-            let member = self.dests.get(&dest).is_some_and(|d| d.members.contains_key(&path_key));
-            let content = match (&doc, routed.contains(&dest)) {
-                (Some(doc), true) => Some(Content { hash, doc: doc.clone(), bytes }),
-                // Deleted, or no longer selected (labels changed): the file goes if it is there.
-                (_, false) if !member && !deleted => continue,
-                _ => None,
-            };
-            if deleted && !routed.contains(&dest) && !member {
+            let Some(d) = self.dests.get_mut(&dest) else {
                 continue;
-            }
-            let d = self.dests.get_mut(&dest).expect("fed destination exists");
+            };
+            let was_member = d.members.contains_key(&path_key);
+            let content = match &doc {
+                Some(doc) if selected => Some(Content {
+                    hash,
+                    doc: doc.clone(),
+                    bytes,
+                }),
+                // Deleted, or no longer selected (labels changed): the file goes if it is there.
+                _ if selected || was_member => None,
+                _ => continue,
+            };
             match content {
                 Some(_) => d.members.insert(path_key, (gid, epoch)),
                 None => d.members.remove(&path_key),
             };
-            let write = PendingWrite { path, path_key, content };
-            let kind = CommitKind::Event { op, identifier: identifier.clone() };
-            let resync = initial && matches!(attribution, Attribution::Miss);
+            let write = PendingWrite {
+                path,
+                path_key,
+                content,
+            };
+            let kind = CommitKind::Event {
+                op,
+                identifier: identifier.clone(),
+            };
             queued |= self.enqueue(&dest, write, author.clone(), kind, resync);
         }
         if queued {
@@ -714,14 +911,28 @@ impl Core {
     }
 
     /// Queues a write unless the repo already holds, or the queue already has, that content.
-    fn enqueue(&mut self, dest: &Destination, write: PendingWrite, author: Option<Arc<str>>, kind: CommitKind, resync: bool) -> bool {
-        let listed = self.dests.get(dest).is_some_and(|d| d.listed);
-        let Some(b) = self.branches.get_mut(&(dest.repo.clone(), dest.branch.clone())) else { return false };
+    fn enqueue(
+        &mut self,
+        dest: &Destination,
+        write: PendingWrite,
+        author: Option<Arc<str>>,
+        kind: CommitKind,
+        resync: bool,
+    ) -> bool {
+        let Some(d) = self.dests.get(dest) else {
+            return false;
+        };
+        let listed = d.listed;
+        let Some(b) = self.branches.get_mut(&d.branch) else {
+            return false;
+        };
         let have = match b.queue.latest(write.path_key) {
             Some(Some(h)) => Have::Content(h),
             Some(None) => Have::Absent,
             None => match b.held.get_mut(&write.path_key) {
-                Some(Held { content: Some(h), .. }) => Have::Content(*h),
+                Some(Held {
+                    content: Some(h), ..
+                }) => Have::Content(*h),
                 // Listed but not yet compared: render once to learn whether it is the same file.
                 Some(h) => match &write.content {
                     Some(c) if git_blob_id(&yaml::render(&c.doc)) == h.blob => {
@@ -754,7 +965,10 @@ impl Core {
     // ---- git ----
 
     fn gate_open(&self, key: &BranchKey) -> bool {
-        self.dests.iter().filter(|(d, _)| d.repo == key.0 && d.branch == key.1).all(|(_, s)| s.listed)
+        self.dests
+            .iter()
+            .filter(|(d, _)| d.repo == key.0 && d.branch == key.1)
+            .all(|(_, s)| s.listed)
     }
 
     fn drive(&mut self) {
@@ -788,16 +1002,33 @@ impl Core {
             return;
         }
         if let Some((tag, expected_head, _)) = &b.unverified {
-            let kind = GitOpKind::Verify { expected_head: expected_head.clone(), op_tag: tag.clone() };
+            let kind = GitOpKind::Verify {
+                expected_head: expected_head.clone(),
+                op_tag: tag.clone(),
+            };
             let op_id = self.new_op(key, kind);
             let b = self.branches.get_mut(key).expect("branch");
             let (tag, expected_head, blobs) = b.unverified.take().expect("checked");
-            b.op = Some(OpInFlight::Verify { op_id, tag, expected_head, blobs });
+            b.op = Some(OpInFlight::Verify {
+                op_id,
+                tag,
+                expected_head,
+                blobs,
+            });
             return;
         }
-        let read = self.dests.iter().find(|(d, s)| d.repo == key.0 && d.branch == key.1 && s.want_read).map(|(d, _)| d.clone());
+        let read = self
+            .dests
+            .iter()
+            .find(|(d, s)| d.repo == key.0 && d.branch == key.1 && s.want_read)
+            .map(|(d, _)| d.clone());
         if let Some(dest) = read {
-            let op_id = self.new_op(key, GitOpKind::ReadPaths { folder: dest.base_folder.clone() });
+            let op_id = self.new_op(
+                key,
+                GitOpKind::ReadPaths {
+                    folder: dest.base_folder.clone(),
+                },
+            );
             self.dests.get_mut(&dest).expect("dest").want_read = false;
             self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Read { op_id, dest });
             return;
@@ -806,23 +1037,49 @@ impl Core {
             return;
         }
         let b = &self.branches[key];
-        if !(b.retry_now && !b.queue.is_empty()) && !b.queue.due(now.mono_ms, b.settings.max_commits, b.settings.push_interval_ms) {
+        if (!b.retry_now || b.queue.is_empty())
+            && !b.queue.due(
+                now.mono_ms,
+                b.settings.max_commits,
+                b.settings.push_interval_ms,
+            )
+        {
             return;
         }
         let op_id = self.next_op_id;
         let tag = format!("{:x}-{op_id}", self.config.instance_id);
         let b = self.branches.get_mut(key).expect("branch");
-        let plan = gitplan::plan(b.queue.start_push(), &self.config.identities, now.wall_ms, &tag);
+        let plan = gitplan::plan(
+            b.queue.start_push(),
+            &self.config.identities,
+            now.wall_ms,
+            &tag,
+        );
         let expected_head = b.head.clone();
         b.retry_now = false;
-        let issued = self.new_op(key, GitOpKind::Push { expected_head: expected_head.clone(), commits: plan.commits });
+        let issued = self.new_op(
+            key,
+            GitOpKind::Push {
+                expected_head: expected_head.clone(),
+                commits: plan.commits,
+            },
+        );
         debug_assert_eq!(issued, op_id);
-        self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Push { op_id, tag, expected_head, blobs: plan.blobs });
+        self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Push {
+            op_id,
+            tag,
+            expected_head,
+            blobs: plan.blobs,
+        });
     }
 
     fn handle_git(&mut self, op_id: u64, result: GitResult) {
-        let Some(key) = self.ops.remove(&op_id) else { return };
-        let Some(b) = self.branches.get_mut(&key) else { return };
+        let Some(key) = self.ops.remove(&op_id) else {
+            return;
+        };
+        let Some(b) = self.branches.get_mut(&key) else {
+            return;
+        };
         if b.op.as_ref().map(OpInFlight::op_id) != Some(op_id) {
             return;
         }
@@ -843,19 +1100,39 @@ impl Core {
                 }
                 self.failed(&key, other);
             }
-            (OpInFlight::Push { blobs, .. } | OpInFlight::Verify { blobs, .. }, GitResult::Pushed { head })
-            | (OpInFlight::Verify { blobs, .. }, GitResult::Verified { head: Some(head), landed: true }) => self.landed(&key, head, blobs),
+            (
+                OpInFlight::Push { blobs, .. } | OpInFlight::Verify { blobs, .. },
+                GitResult::Pushed { head },
+            )
+            | (
+                OpInFlight::Verify { blobs, .. },
+                GitResult::Verified {
+                    head: Some(head),
+                    landed: true,
+                },
+            ) => self.landed(&key, head, blobs),
             (OpInFlight::Push { .. }, GitResult::Conflict { remote_head }) => {
                 self.counters.rebase_retries_total += 1;
                 b.head = remote_head;
                 b.queue.push_failed(now_ms);
                 b.conflicts_in_row += 1;
                 if b.conflicts_in_row > gitplan::CONFLICTS_BEFORE_BACKOFF {
-                    b.retry_at_ms = now_ms + gitplan::backoff_ms(b.conflicts_in_row - gitplan::CONFLICTS_BEFORE_BACKOFF);
+                    b.retry_at_ms = now_ms
+                        + gitplan::backoff_ms(
+                            b.conflicts_in_row - gitplan::CONFLICTS_BEFORE_BACKOFF,
+                        );
                 }
                 b.retry_now = true;
             }
-            (OpInFlight::Push { tag, expected_head, blobs, .. }, GitResult::Unknown) => {
+            (
+                OpInFlight::Push {
+                    tag,
+                    expected_head,
+                    blobs,
+                    ..
+                },
+                GitResult::Unknown,
+            ) => {
                 b.unverified = Some((tag, expected_head, blobs));
             }
             (OpInFlight::Verify { .. }, GitResult::Verified { head, .. }) => {
@@ -863,7 +1140,15 @@ impl Core {
                 b.queue.push_failed(now_ms);
                 b.retry_now = true;
             }
-            (OpInFlight::Verify { tag, expected_head, blobs, .. }, other) => {
+            (
+                OpInFlight::Verify {
+                    tag,
+                    expected_head,
+                    blobs,
+                    ..
+                },
+                other,
+            ) => {
                 b.unverified = Some((tag, expected_head, blobs));
                 self.failed(&key, other);
             }
@@ -883,13 +1168,17 @@ impl Core {
             other => (true, format!("unexpected git result {other:?}")),
         };
         // A failure a user must fix is retried at the longest interval; nothing is dropped either way.
-        let delay = if retryable { gitplan::backoff_ms(b.failures_in_row) } else { gitplan::BACKOFF_MAX_MS };
+        let delay = if retryable {
+            gitplan::backoff_ms(b.failures_in_row)
+        } else {
+            gitplan::BACKOFF_MAX_MS
+        };
         b.retry_at_ms = self.now.mono_ms + delay;
         b.last_push_error = Some(format!("branch {}: {reason}", key.1));
         self.refresh_statuses();
     }
 
-    fn landed(&mut self, key: &BranchKey, head: CommitId, blobs: Vec<Vec<Option<[u8; 20]>>>) {
+    fn landed(&mut self, key: &BranchKey, head: CommitId, blobs: Blobs) {
         let b = self.branches.get_mut(key).expect("branch");
         let commits = b.queue.push_landed();
         for (c, ids) in commits.iter().zip(blobs) {
@@ -897,7 +1186,13 @@ impl Core {
                 match (&w.content, id) {
                     (Some(ct), Some(blob)) => {
                         self.counters.commit_bytes_total += ct.bytes as u64;
-                        b.held.insert(w.path_key, Held { content: Some(ct.hash), blob });
+                        b.held.insert(
+                            w.path_key,
+                            Held {
+                                content: Some(ct.hash),
+                                blob,
+                            },
+                        );
                     }
                     _ => {
                         self.counters.files_deleted_total += 1;
@@ -919,8 +1214,15 @@ impl Core {
 
     /// Applies a listing of `dest`'s folder: learn what the repo holds, queue deletes of orphans, drop
     /// pending writes the repo already has, and relist if the repo diverged from what we believed.
-    fn apply_listing(&mut self, key: &BranchKey, dest: &Destination, entries: Vec<(String, [u8; 20])>) {
-        let Some(d) = self.dests.get_mut(dest) else { return };
+    fn apply_listing(
+        &mut self,
+        key: &BranchKey,
+        dest: &Destination,
+        entries: Vec<(String, [u8; 20])>,
+    ) {
+        let Some(d) = self.dests.get_mut(dest) else {
+            return;
+        };
         let prefixes: Vec<(String, usize)> = self
             .gvr_ids
             .iter()
@@ -936,13 +1238,24 @@ impl Core {
             })
         };
         let b = self.branches.get_mut(key).expect("branch");
-        let mut listed: HashMap<u128, [u8; 20], Xxh3Builder> = HashMap::with_hasher(Xxh3Builder::new());
+        let mut listed: HashMap<u128, [u8; 20], Xxh3Builder> =
+            HashMap::with_hasher(Xxh3Builder::new());
         let mut orphans = Vec::new();
         for (path, blob) in entries.into_iter().filter(|(p, _)| ours(p)) {
             let pk = key128(&path);
             listed.insert(pk, blob);
-            let known = b.held.get(&pk).filter(|h| h.blob == blob).and_then(|h| h.content);
-            b.held.insert(pk, Held { content: known, blob });
+            let known = b
+                .held
+                .get(&pk)
+                .filter(|h| h.blob == blob)
+                .and_then(|h| h.content);
+            b.held.insert(
+                pk,
+                Held {
+                    content: known,
+                    blob,
+                },
+            );
             if !d.members.contains_key(&pk) && b.queue.latest(pk).is_none() {
                 orphans.push(path);
             }
@@ -957,7 +1270,13 @@ impl Core {
         b.queue.drop_redundant(|w| match &w.content {
             Some(c) => match listed.get(&w.path_key) {
                 Some(blob) if git_blob_id(&yaml::render(&c.doc)) == *blob => {
-                    held.insert(w.path_key, Held { content: Some(c.hash), blob: *blob });
+                    held.insert(
+                        w.path_key,
+                        Held {
+                            content: Some(c.hash),
+                            blob: *blob,
+                        },
+                    );
                     true
                 }
                 _ => false,
@@ -968,13 +1287,29 @@ impl Core {
         self.counters.orphans_found_total += orphans.len() as u64;
         for path in orphans {
             let path_key = key128(&path);
-            b.queue.push_resync(now, wall, &dest.base_folder, PendingWrite { path: path.into(), path_key, content: None });
+            b.queue.push_resync(
+                now,
+                wall,
+                &dest.base_folder,
+                PendingWrite {
+                    path: path.into(),
+                    path_key,
+                    content: None,
+                },
+            );
         }
         // A member whose file differs from what we pushed (an outside edit) or is missing, with
         // nothing pending to fix it: relist so its content is written again.
-        let diverged = d.members.keys().any(|pk| b.queue.latest(*pk).is_none() && b.held.get(pk).is_none_or(|h| h.content.is_none()));
+        let diverged = d.members.keys().any(|pk| {
+            b.queue.latest(*pk).is_none() && b.held.get(pk).is_none_or(|h| h.content.is_none())
+        });
         if diverged {
-            let gvrs: Vec<Gvr> = self.gvr_ids.iter().filter(|(_, id)| d.gvrs.contains(id)).map(|(g, _)| g.clone()).collect();
+            let gvrs: Vec<Gvr> = self
+                .gvr_ids
+                .iter()
+                .filter(|(_, id)| d.gvrs.contains(id))
+                .map(|(g, _)| g.clone())
+                .collect();
             self.outputs.extend(gvrs.into_iter().map(Output::Resync));
         }
     }

@@ -33,7 +33,11 @@ pub struct CorrelationLimits {
 
 impl Default for CorrelationLimits {
     fn default() -> Self {
-        Self { keys_max: KEYS_MAX, entries_per_key_max: ENTRIES_PER_KEY_MAX, ttl_ms: TTL_MS }
+        Self {
+            keys_max: KEYS_MAX,
+            entries_per_key_max: ENTRIES_PER_KEY_MAX,
+            ttl_ms: TTL_MS,
+        }
     }
 }
 
@@ -80,7 +84,10 @@ pub struct CorrelationStore<K, V> {
 impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
     /// An empty store with the given limits.
     pub fn new(limits: CorrelationLimits) -> Self {
-        assert!(limits.keys_max > 0 && limits.entries_per_key_max > 0, "limits must allow one entry");
+        assert!(
+            limits.keys_max > 0 && limits.entries_per_key_max > 0,
+            "limits must allow one entry"
+        );
         Self {
             limits,
             index: HashMap::with_capacity_and_hasher(limits.keys_max.min(1024), Xxh3Builder::new()),
@@ -95,7 +102,10 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
     pub fn put(&mut self, now_ms: u64, key: K, value: V) {
         self.sweep(now_ms);
         self.counters.entries_total += 1;
-        let entry = Entry { value, at_ms: now_ms };
+        let entry = Entry {
+            value,
+            at_ms: now_ms,
+        };
         if let Some(&id) = self.index.get(&key) {
             self.drop_expired_front(id, now_ms);
             let node = &mut self.nodes[id];
@@ -114,7 +124,13 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
             let evicted = self.remove_node(victim);
             self.counters.evictions_total += evicted as u64;
         }
-        let id = self.nodes.insert(Node { key: key.clone(), entries: VecDeque::from([entry]), last_put_ms: now_ms, newer: None, older: None });
+        let id = self.nodes.insert(Node {
+            key: key.clone(),
+            entries: VecDeque::from([entry]),
+            last_put_ms: now_ms,
+            newer: None,
+            older: None,
+        });
         self.index.insert(key, id);
         self.push_newest(id);
         debug_assert!(self.index.len() <= self.limits.keys_max);
@@ -129,7 +145,11 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
         };
         self.drop_expired_front(id, now_ms);
         let node = &mut self.nodes[id];
-        let found = node.entries.iter().position(|e| matches(&e.value)).and_then(|i| node.entries.remove(i));
+        let found = node
+            .entries
+            .iter()
+            .position(|e| matches(&e.value))
+            .and_then(|i| node.entries.remove(i));
         let now_empty = node.entries.is_empty();
         if now_empty {
             self.remove_node(id);
@@ -171,7 +191,8 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
 
     /// When the next key expires, if any: the driver's timer for [`Self::sweep`].
     pub fn next_expiry_ms(&self) -> Option<u64> {
-        self.oldest.map(|id| self.nodes[id].last_put_ms + self.limits.ttl_ms)
+        self.oldest
+            .map(|id| self.nodes[id].last_put_ms + self.limits.ttl_ms)
     }
 
     /// Keys held (some may hold only expired entries until the next sweep).
@@ -197,7 +218,11 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
     fn drop_expired_front(&mut self, id: NodeId, now_ms: u64) {
         let ttl_ms = self.limits.ttl_ms;
         let node = &mut self.nodes[id];
-        while node.entries.front().is_some_and(|e| e.at_ms + ttl_ms <= now_ms) {
+        while node
+            .entries
+            .front()
+            .is_some_and(|e| e.at_ms + ttl_ms <= now_ms)
+        {
             node.entries.pop_front();
             self.counters.expirations_total += 1;
         }
@@ -242,7 +267,11 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     fn small() -> CorrelationLimits {
-        CorrelationLimits { keys_max: 3, entries_per_key_max: 2, ttl_ms: 100 }
+        CorrelationLimits {
+            keys_max: 3,
+            entries_per_key_max: 2,
+            ttl_ms: 100,
+        }
     }
 
     #[test]
@@ -271,7 +300,11 @@ mod tests {
         let mut s = CorrelationStore::new(small());
         s.put(0, "k", 1);
         s.put(50, "k", 2);
-        assert_eq!(s.take(100, &"k", |_| true), Some(2), "the entry put at 0 expired at 100");
+        assert_eq!(
+            s.take(100, &"k", |_| true),
+            Some(2),
+            "the entry put at 0 expired at 100"
+        );
         s.put(200, "j", 3);
         assert_eq!(s.next_expiry_ms(), Some(300));
         s.sweep(300);
@@ -312,11 +345,14 @@ mod tests {
         assert_eq!(s.keys(), 1);
     }
 
+    /// (key, entries as (value, put time), last write sequence, last write time)
+    type ModelKey = (u8, VecDeque<(u32, u64)>, u64, u64);
+
     /// The obvious model: a list of keys with their entries, last write sequence and time, scanned
     /// fully. A key lives while its last write is younger than the TTL; expired entries are invisible.
     struct Model {
         limits: CorrelationLimits,
-        keys: Vec<(u8, VecDeque<(u32, u64)>, u64, u64)>,
+        keys: Vec<ModelKey>,
         seq: u64,
     }
 
@@ -341,15 +377,21 @@ mod tests {
                 return;
             }
             if self.keys.len() == self.limits.keys_max {
-                let lru = (0..self.keys.len()).min_by_key(|&i| self.keys[i].2).unwrap();
+                let lru = (0..self.keys.len())
+                    .min_by_key(|&i| self.keys[i].2)
+                    .unwrap();
                 self.keys.remove(lru);
             }
-            self.keys.push((k, VecDeque::from([(v, now)]), self.seq, now));
+            self.keys
+                .push((k, VecDeque::from([(v, now)]), self.seq, now));
         }
         fn take(&mut self, now: u64, k: u8, want_even: bool) -> Option<u32> {
             self.expire(now);
             let i = self.keys.iter().position(|s| s.0 == k)?;
-            let pos = self.keys[i].1.iter().position(|&(v, _)| !want_even || v % 2 == 0);
+            let pos = self.keys[i]
+                .1
+                .iter()
+                .position(|&(v, _)| !want_even || v % 2 == 0);
             let got = pos.and_then(|p| self.keys[i].1.remove(p)).map(|(v, _)| v);
             if self.keys[i].1.is_empty() {
                 self.keys.remove(i);
@@ -368,7 +410,11 @@ mod tests {
                 ttl_ms: rng.gen_range(1..50),
             };
             let mut store = CorrelationStore::new(limits);
-            let mut model = Model { limits, keys: Vec::new(), seq: 0 };
+            let mut model = Model {
+                limits,
+                keys: Vec::new(),
+                seq: 0,
+            };
             let mut now = 0u64;
             for step in 0..400u32 {
                 now += rng.gen_range(0..8);
@@ -381,12 +427,20 @@ mod tests {
                     5..=8 => {
                         let even = rng.gen_bool(0.3);
                         let got = store.take(now, &key, |v| !even || v % 2 == 0);
-                        assert_eq!(got, model.take(now, key, even), "seed {seed} step {step}: take({key})");
+                        assert_eq!(
+                            got,
+                            model.take(now, key, even),
+                            "seed {seed} step {step}: take({key})"
+                        );
                     }
                     _ => {
                         store.sweep(now);
                         model.expire(now);
-                        assert_eq!(store.keys(), model.keys.len(), "seed {seed} step {step}: keys after sweep");
+                        assert_eq!(
+                            store.keys(),
+                            model.keys.len(),
+                            "seed {seed} step {step}: keys after sweep"
+                        );
                     }
                 }
                 assert!(store.keys() <= limits.keys_max, "seed {seed}: key limit");

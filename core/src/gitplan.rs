@@ -39,8 +39,20 @@ impl Identities {
         match user {
             None => self.fallback_author.clone(),
             Some(u) => {
-                let local: String = u.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
-                Identity { name: u.to_string(), email: format!("{local}@{}", self.user_email_domain) }
+                let local: String = u
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                            c
+                        } else {
+                            '-'
+                        }
+                    })
+                    .collect();
+                Identity {
+                    name: u.to_string(),
+                    email: format!("{local}@{}", self.user_email_domain),
+                }
             }
         }
     }
@@ -50,9 +62,15 @@ impl Identities {
 pub fn subject(kind: &CommitKind, writes: usize) -> String {
     match kind {
         CommitKind::Event { op, identifier } => format!("[{op}] {identifier}"),
-        CommitKind::Resync { folder } if folder.is_empty() => format!("[RESYNC] {writes} changes from the cluster"),
-        CommitKind::Resync { folder } => format!("[RESYNC] {writes} changes from the cluster under {folder}"),
-        CommitKind::Coalesced { changes } => format!("[COALESCED] {changes} changes merged while the queue was full"),
+        CommitKind::Resync { folder } if folder.is_empty() => {
+            format!("[RESYNC] {writes} changes from the cluster")
+        }
+        CommitKind::Resync { folder } => {
+            format!("[RESYNC] {writes} changes from the cluster under {folder}")
+        }
+        CommitKind::Coalesced { changes } => {
+            format!("[COALESCED] {changes} changes merged while the queue was full")
+        }
     }
 }
 
@@ -69,11 +87,15 @@ pub fn plan(pending: &[PendingCommit], ids: &Identities, now_wall_ms: i64, op_ta
     let mut commits = Vec::with_capacity(pending.len());
     let mut blobs = Vec::with_capacity(pending.len());
     for c in pending {
-        assert!(!c.writes.is_empty(), "a planned commit always changes something");
+        assert!(
+            !c.writes.is_empty(),
+            "a planned commit always changes something"
+        );
         let mut writes = Vec::with_capacity(c.writes.len());
         let mut ids_of = Vec::with_capacity(c.writes.len());
         for w in &c.writes {
-            let bytes: Option<Arc<[u8]>> = w.content.as_ref().map(|ct| yaml::render(&ct.doc).into());
+            let bytes: Option<Arc<[u8]>> =
+                w.content.as_ref().map(|ct| yaml::render(&ct.doc).into());
             ids_of.push(bytes.as_deref().map(git_blob_id));
             writes.push((w.path.to_string(), bytes));
         }
@@ -83,7 +105,10 @@ pub fn plan(pending: &[PendingCommit], ids: &Identities, now_wall_ms: i64, op_ta
             author_time_ms: c.seen_wall_ms,
             committer: ids.committer.clone(),
             commit_time_ms: now_wall_ms,
-            message: format!("{}\n\n{OP_TRAILER}: {op_tag}\n", subject(&c.kind, c.writes.len())),
+            message: format!(
+                "{}\n\n{OP_TRAILER}: {op_tag}\n",
+                subject(&c.kind, c.writes.len())
+            ),
             writes,
         });
         blobs.push(ids_of);
@@ -106,8 +131,14 @@ mod tests {
     #[test]
     fn authors_get_an_email_that_git_accepts() {
         let ids = Identities {
-            committer: Identity { name: "bot".into(), email: "bot@x".into() },
-            fallback_author: Identity { name: "unknown".into(), email: "unknown@x".into() },
+            committer: Identity {
+                name: "bot".into(),
+                email: "bot@x".into(),
+            },
+            fallback_author: Identity {
+                name: "unknown".into(),
+                email: "unknown@x".into(),
+            },
             user_email_domain: "cluster.local".into(),
         };
         let sa: Arc<str> = "system:serviceaccount:ns:deployer".into();

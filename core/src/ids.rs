@@ -20,7 +20,11 @@ pub struct Gvr {
 impl Gvr {
     /// Builds a GVR from its three parts.
     pub fn new(group: &str, version: &str, resource: &str) -> Self {
-        Self { group: group.into(), version: version.into(), resource: resource.into() }
+        Self {
+            group: group.into(),
+            version: version.into(),
+            resource: resource.into(),
+        }
     }
 
     /// Writes `group/version/resource` with the core group left out.
@@ -129,13 +133,25 @@ pub fn validate_segment(what: &'static str, value: &str) -> Result<(), PathError
         return Err(PathError::Empty { what });
     }
     if value == "." || value == ".." {
-        return Err(PathError::Relative { what, value: value.into() });
+        return Err(PathError::Relative {
+            what,
+            value: value.into(),
+        });
     }
-    if value.bytes().any(|b| b == b'/' || b == b'\\' || b < 0x20 || b == 0x7f) {
-        return Err(PathError::BadChar { what, value: value.into() });
+    if value
+        .bytes()
+        .any(|b| b == b'/' || b == b'\\' || b < 0x20 || b == 0x7f)
+    {
+        return Err(PathError::BadChar {
+            what,
+            value: value.into(),
+        });
     }
     if value.len() > SEGMENT_BYTES_MAX {
-        return Err(PathError::TooLong { what, len: value.len() });
+        return Err(PathError::TooLong {
+            what,
+            len: value.len(),
+        });
     }
     Ok(())
 }
@@ -149,7 +165,9 @@ pub fn validate_base_folder(folder: &str) -> Result<(), PathError> {
     if trimmed.is_empty() {
         return Ok(());
     }
-    trimmed.split('/').try_for_each(|seg| validate_segment("baseFolder segment", seg))
+    trimmed
+        .split('/')
+        .try_for_each(|seg| validate_segment("baseFolder segment", seg))
 }
 
 /// Normalises a valid base folder: no trailing slash; empty means the repository root.
@@ -207,7 +225,12 @@ impl ResourceRef<'_> {
 }
 
 /// `{identifier}:{OPERATION}:{16 hex}` and, when the base resourceVersion is known, `@{baseRV}`.
-pub fn correlation_key(identifier: &str, op: Operation, content_hash: u64, base_rv: Option<&str>) -> String {
+pub fn correlation_key(
+    identifier: &str,
+    op: Operation,
+    content_hash: u64,
+    base_rv: Option<&str>,
+) -> String {
     match base_rv {
         Some(rv) => format!("{identifier}:{op}:{content_hash:016x}@{rv}"),
         None => format!("{identifier}:{op}:{content_hash:016x}"),
@@ -224,7 +247,9 @@ pub fn layout_segments<'p>(base_folder: &str, path: &'p str) -> Option<Vec<&'p s
     };
     let rest = rest.strip_suffix(".yaml")?;
     let segs: Vec<&str> = rest.split('/').collect();
-    if !(3..=5).contains(&segs.len()) || segs.iter().any(|s| validate_segment("segment", s).is_err()) {
+    if !(3..=5).contains(&segs.len())
+        || segs.iter().any(|s| validate_segment("segment", s).is_err())
+    {
         return None;
     }
     Some(segs)
@@ -240,19 +265,43 @@ mod tests {
 
     #[test]
     fn identifier_leaves_out_empty_group_and_namespace() {
-        let core_ns = ResourceRef { gvr: &cm(), namespace: Some("default"), name: "my-config" };
+        let core_ns = ResourceRef {
+            gvr: &cm(),
+            namespace: Some("default"),
+            name: "my-config",
+        };
         assert_eq!(core_ns.identifier(), "v1/configmaps/default/my-config");
         let deploy = Gvr::new("apps", "v1", "deployments");
-        let grouped_cluster = ResourceRef { gvr: &deploy, namespace: None, name: "my-app" };
+        let grouped_cluster = ResourceRef {
+            gvr: &deploy,
+            namespace: None,
+            name: "my-app",
+        };
         assert_eq!(grouped_cluster.identifier(), "apps/v1/deployments/my-app");
         let nodes = Gvr::new("", "v1", "nodes");
-        assert_eq!(ResourceRef { gvr: &nodes, namespace: None, name: "node-1" }.identifier(), "v1/nodes/node-1");
+        assert_eq!(
+            ResourceRef {
+                gvr: &nodes,
+                namespace: None,
+                name: "node-1"
+            }
+            .identifier(),
+            "v1/nodes/node-1"
+        );
     }
 
     #[test]
     fn correlation_key_matches_reference_format() {
-        let key = correlation_key("v1/configmaps/default/my-config", Operation::Update, 0xa1b2c3d4e5f67890, None);
-        assert_eq!(key, "v1/configmaps/default/my-config:UPDATE:a1b2c3d4e5f67890");
+        let key = correlation_key(
+            "v1/configmaps/default/my-config",
+            Operation::Update,
+            0xa1b2c3d4e5f67890,
+            None,
+        );
+        assert_eq!(
+            key,
+            "v1/configmaps/default/my-config:UPDATE:a1b2c3d4e5f67890"
+        );
         let exact = correlation_key("v1/nodes/node-1", Operation::Update, 0x12, Some("204"));
         assert_eq!(exact, "v1/nodes/node-1:UPDATE:0000000000000012@204");
     }
@@ -260,22 +309,58 @@ mod tests {
     #[test]
     fn path_is_base_folder_then_identifier_dot_yaml() {
         let deploy = Gvr::new("apps", "v1", "deployments");
-        let r = ResourceRef { gvr: &deploy, namespace: Some("shop"), name: "web" };
-        assert_eq!(r.path("clusters/prod"), "clusters/prod/apps/v1/deployments/shop/web.yaml");
+        let r = ResourceRef {
+            gvr: &deploy,
+            namespace: Some("shop"),
+            name: "web",
+        };
+        assert_eq!(
+            r.path("clusters/prod"),
+            "clusters/prod/apps/v1/deployments/shop/web.yaml"
+        );
         assert_eq!(r.path(""), "apps/v1/deployments/shop/web.yaml");
         let ns = Gvr::new("", "v1", "namespaces");
-        assert_eq!(ResourceRef { gvr: &ns, namespace: None, name: "shop" }.path("x"), "x/v1/namespaces/shop.yaml");
+        assert_eq!(
+            ResourceRef {
+                gvr: &ns,
+                namespace: None,
+                name: "shop"
+            }
+            .path("x"),
+            "x/v1/namespaces/shop.yaml"
+        );
     }
 
     #[test]
     fn bad_segments_are_refused() {
-        assert!(matches!(validate_segment("name", ""), Err(PathError::Empty { .. })));
-        assert!(matches!(validate_segment("name", ".."), Err(PathError::Relative { .. })));
-        assert!(matches!(validate_segment("name", "."), Err(PathError::Relative { .. })));
-        assert!(matches!(validate_segment("name", "a/b"), Err(PathError::BadChar { .. })));
-        assert!(matches!(validate_segment("name", "a\\b"), Err(PathError::BadChar { .. })));
-        assert!(matches!(validate_segment("name", "a\nb"), Err(PathError::BadChar { .. })));
-        assert!(matches!(validate_segment("name", &"x".repeat(251)), Err(PathError::TooLong { .. })));
+        assert!(matches!(
+            validate_segment("name", ""),
+            Err(PathError::Empty { .. })
+        ));
+        assert!(matches!(
+            validate_segment("name", ".."),
+            Err(PathError::Relative { .. })
+        ));
+        assert!(matches!(
+            validate_segment("name", "."),
+            Err(PathError::Relative { .. })
+        ));
+        assert!(matches!(
+            validate_segment("name", "a/b"),
+            Err(PathError::BadChar { .. })
+        ));
+        assert!(matches!(
+            validate_segment("name", "a\\b"),
+            Err(PathError::BadChar { .. })
+        ));
+        assert!(matches!(
+            validate_segment("name", "a\nb"),
+            Err(PathError::BadChar { .. })
+        ));
+        assert!(matches!(
+            validate_segment("name", &"x".repeat(251)),
+            Err(PathError::TooLong { .. })
+        ));
         assert!(validate_segment("name", "system:controller:weird.name-1").is_ok());
     }
 
@@ -283,18 +368,41 @@ mod tests {
     fn base_folder_must_be_relative_without_dot_segments() {
         assert!(validate_base_folder("").is_ok());
         assert!(validate_base_folder("clusters/prod/").is_ok());
-        assert!(matches!(validate_base_folder("/etc"), Err(PathError::AbsoluteBase(_))));
-        assert!(matches!(validate_base_folder("a/../b"), Err(PathError::Relative { .. })));
-        assert!(matches!(validate_base_folder("a//b"), Err(PathError::Empty { .. })));
+        assert!(matches!(
+            validate_base_folder("/etc"),
+            Err(PathError::AbsoluteBase(_))
+        ));
+        assert!(matches!(
+            validate_base_folder("a/../b"),
+            Err(PathError::Relative { .. })
+        ));
+        assert!(matches!(
+            validate_base_folder("a//b"),
+            Err(PathError::Empty { .. })
+        ));
         assert_eq!(normalize_base_folder("clusters/prod/"), "clusters/prod");
     }
 
     #[test]
     fn layout_segments_only_accepts_paths_of_our_shape_under_the_folder() {
-        assert_eq!(layout_segments("c", "c/v1/configmaps/ns/a.yaml"), Some(vec!["v1", "configmaps", "ns", "a"]));
-        assert_eq!(layout_segments("", "v1/nodes/n1.yaml"), Some(vec!["v1", "nodes", "n1"]));
-        assert_eq!(layout_segments("c", "cc/v1/configmaps/ns/a.yaml"), None, "prefix must end at a slash");
+        assert_eq!(
+            layout_segments("c", "c/v1/configmaps/ns/a.yaml"),
+            Some(vec!["v1", "configmaps", "ns", "a"])
+        );
+        assert_eq!(
+            layout_segments("", "v1/nodes/n1.yaml"),
+            Some(vec!["v1", "nodes", "n1"])
+        );
+        assert_eq!(
+            layout_segments("c", "cc/v1/configmaps/ns/a.yaml"),
+            None,
+            "prefix must end at a slash"
+        );
         assert_eq!(layout_segments("c", "c/README.md"), None);
-        assert_eq!(layout_segments("c", "c/a/b/c/d/e/f.yaml"), None, "too deep to be ours");
+        assert_eq!(
+            layout_segments("c", "c/a/b/c/d/e/f.yaml"),
+            None,
+            "too deep to be ours"
+        );
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::admission::AdmissionRequest;
-use crate::config::{ClusterWatchRuleSpec, Condition, CrRef, GitRepoConfigSpec, NamespacedName, WatchRuleSpec};
+use crate::config::{
+    ClusterWatchRuleSpec, Condition, CrRef, GitRepoConfigSpec, NamespacedName, WatchRuleSpec,
+};
 use crate::ids::Gvr;
 
 /// A git commit id as hex.

@@ -61,7 +61,15 @@ impl StreamLive {
 
     /// Records the object's new state, stamped with the current epoch.
     pub fn set(&mut self, id: u128, rv: u64, uid: u64, content: u64) -> Option<LiveEntry> {
-        self.objects.insert(id, LiveEntry { rv, uid, content, epoch: self.epoch })
+        self.objects.insert(
+            id,
+            LiveEntry {
+                rv,
+                uid,
+                content,
+                epoch: self.epoch,
+            },
+        )
     }
 
     /// Forgets a deleted object.

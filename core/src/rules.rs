@@ -2,6 +2,7 @@
 //! (repository, branch, base folder) they route to.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -23,7 +24,11 @@ pub struct Destination {
 impl Destination {
     /// Builds a destination, normalising the folder.
     pub fn new(repo: NamespacedName, branch: &str, base_folder: &str) -> Self {
-        Self { repo, branch: branch.into(), base_folder: normalize_base_folder(base_folder) }
+        Self {
+            repo,
+            branch: branch.into(),
+            base_folder: normalize_base_folder(base_folder),
+        }
     }
 }
 
@@ -44,7 +49,7 @@ pub struct CompiledRule {
     /// The custom resource it came from.
     pub source: CrRef,
     /// Where it writes.
-    pub destination: Destination,
+    pub destination: Arc<Destination>,
     /// Resources it selects.
     pub resources: Vec<ResourceSelector>,
     /// Operations it records.
@@ -63,7 +68,9 @@ impl CompiledRule {
     /// Whether this rule's resources select `gvr`.
     pub fn selects_gvr(&self, gvr: &Gvr) -> bool {
         self.resources.iter().any(|r| {
-            field_matches(&r.group, &gvr.group) && field_matches(&r.version, &gvr.version) && field_matches(&r.resource, &gvr.resource)
+            field_matches(&r.group, &gvr.group)
+                && field_matches(&r.version, &gvr.version)
+                && field_matches(&r.resource, &gvr.resource)
         })
     }
 }
@@ -87,12 +94,17 @@ fn label_of<'a>(labels: Option<&'a Map<String, Value>>) -> impl Fn(&str) -> Opti
 pub struct RuleStore {
     rules: Vec<CompiledRule>,
     by_gvr: BTreeMap<Gvr, Vec<usize>>,
+    dests_by_gvr: BTreeMap<Gvr, Vec<Arc<Destination>>>,
 }
 
 impl RuleStore {
     /// A store over the given rules (in a deterministic order chosen by the caller).
     pub fn new(rules: Vec<CompiledRule>) -> Self {
-        Self { rules, by_gvr: BTreeMap::new() }
+        Self {
+            rules,
+            by_gvr: BTreeMap::new(),
+            dests_by_gvr: BTreeMap::new(),
+        }
     }
 
     /// The compiled rules.
@@ -101,14 +113,18 @@ impl RuleStore {
     }
 
     /// Every destination of a valid rule.
-    pub fn destinations(&self) -> BTreeSet<&Destination> {
-        self.rules.iter().map(|r| &r.destination).collect()
+    pub fn destinations(&self) -> BTreeSet<Arc<Destination>> {
+        self.rules.iter().map(|r| r.destination.clone()).collect()
     }
 
     /// The GVRs among `known` (discovered resources plus exact GVRs named by rules) that some rule
     /// selects. Wildcards only expand over discovered resources.
     pub fn watched_gvrs(&self, discovered: &BTreeSet<Gvr>) -> BTreeSet<Gvr> {
-        let mut out: BTreeSet<Gvr> = discovered.iter().filter(|g| self.rules.iter().any(|r| r.selects_gvr(g))).cloned().collect();
+        let mut out: BTreeSet<Gvr> = discovered
+            .iter()
+            .filter(|g| self.rules.iter().any(|r| r.selects_gvr(g)))
+            .cloned()
+            .collect();
         for r in &self.rules {
             for sel in &r.resources {
                 if sel.group != "*" && sel.version != "*" && sel.resource != "*" {
@@ -124,7 +140,23 @@ impl RuleStore {
     pub fn index(&mut self, watched: &BTreeSet<Gvr>) {
         self.by_gvr = watched
             .iter()
-            .map(|g| (g.clone(), (0..self.rules.len()).filter(|&i| self.rules[i].selects_gvr(g)).collect()))
+            .map(|g| {
+                (
+                    g.clone(),
+                    (0..self.rules.len())
+                        .filter(|&i| self.rules[i].selects_gvr(g))
+                        .collect(),
+                )
+            })
+            .collect();
+        self.dests_by_gvr = self
+            .by_gvr
+            .iter()
+            .map(|(g, rules)| {
+                let set: BTreeSet<&Arc<Destination>> =
+                    rules.iter().map(|&i| &self.rules[i].destination).collect();
+                (g.clone(), set.into_iter().cloned().collect())
+            })
             .collect();
     }
 
@@ -133,14 +165,18 @@ impl RuleStore {
         self.by_gvr.get(gvr).is_some_and(|v| !v.is_empty())
     }
 
-    /// Destinations fed by `gvr`'s stream.
-    pub fn destinations_of_gvr(&self, gvr: &Gvr) -> BTreeSet<&Destination> {
-        self.by_gvr.get(gvr).into_iter().flatten().map(|&i| &self.rules[i].destination).collect()
+    /// Destinations fed by `gvr`'s stream, ordered.
+    pub fn destinations_of_gvr(&self, gvr: &Gvr) -> &[Arc<Destination>] {
+        self.dests_by_gvr.get(gvr).map_or(&[], Vec::as_slice)
     }
 
     /// The GVRs (among the watched ones) that feed `dest`.
     pub fn gvrs_of_destination(&self, dest: &Destination) -> BTreeSet<&Gvr> {
-        self.by_gvr.iter().filter(|(_, rules)| rules.iter().any(|&i| &self.rules[i].destination == dest)).map(|(g, _)| g).collect()
+        self.by_gvr
+            .iter()
+            .filter(|(_, rules)| rules.iter().any(|&i| *self.rules[i].destination == *dest))
+            .map(|(g, _)| g)
+            .collect()
     }
 
     /// The destinations an object's change is routed to, deduplicated and ordered. `ns_labels` gives
@@ -150,9 +186,11 @@ impl RuleStore {
         gvr: &Gvr,
         obj: &ObjectFacts<'_>,
         ns_labels: impl Fn(&str) -> Option<&'n BTreeMap<String, String>>,
-    ) -> BTreeSet<&'s Destination> {
-        let mut out = BTreeSet::new();
-        let Some(candidates) = self.by_gvr.get(gvr) else { return out };
+    ) -> Vec<&'s Arc<Destination>> {
+        let mut out = Vec::new();
+        let Some(candidates) = self.by_gvr.get(gvr) else {
+            return out;
+        };
         for &i in candidates {
             let r = &self.rules[i];
             if !r.operations.contains(obj.op) {
@@ -162,19 +200,29 @@ impl RuleStore {
                 (RuleReach::OwnNamespace(own), Some(ns)) => own == ns,
                 (RuleReach::ClusterScoped, None) => true,
                 (RuleReach::Namespaced(None), Some(_)) => true,
-                (RuleReach::Namespaced(Some(sel)), Some(ns)) => ns_labels(ns).is_some_and(|l| sel.matches_map(l)),
+                (RuleReach::Namespaced(Some(sel)), Some(ns)) => {
+                    ns_labels(ns).is_some_and(|l| sel.matches_map(l))
+                }
                 _ => false,
             };
-            if in_reach && r.object_selector.as_ref().is_none_or(|s| s.matches(label_of(obj.labels))) {
-                out.insert(&r.destination);
+            if in_reach
+                && r.object_selector
+                    .as_ref()
+                    .is_none_or(|s| s.matches(label_of(obj.labels)))
+            {
+                out.push(&r.destination);
             }
         }
+        out.sort();
+        out.dedup();
         out
     }
 
     /// Whether some rule selects `gvr` through a namespace selector (so namespaces must be watched).
     pub fn needs_namespace_labels(&self) -> bool {
-        self.rules.iter().any(|r| matches!(r.reach, RuleReach::Namespaced(Some(_))))
+        self.rules
+            .iter()
+            .any(|r| matches!(r.reach, RuleReach::Namespaced(Some(_))))
     }
 }
 
@@ -191,8 +239,12 @@ mod tests {
     fn rule(folder: &str, res: (&str, &str, &str), reach: RuleReach) -> CompiledRule {
         CompiledRule {
             source: CrRef::ClusterWatchRule(folder.into()),
-            destination: dest(folder),
-            resources: vec![ResourceSelector { group: res.0.into(), version: res.1.into(), resource: res.2.into() }],
+            destination: Arc::new(dest(folder)),
+            resources: vec![ResourceSelector {
+                group: res.0.into(),
+                version: res.1.into(),
+                resource: res.2.into(),
+            }],
             operations: OpSet::ALL,
             object_selector: None,
             reach,
@@ -205,8 +257,16 @@ mod tests {
         s
     }
 
-    fn facts<'a>(ns: Option<&'a str>, labels: Option<&'a Map<String, Value>>, op: Operation) -> ObjectFacts<'a> {
-        ObjectFacts { namespace: ns, labels, op }
+    fn facts<'a>(
+        ns: Option<&'a str>,
+        labels: Option<&'a Map<String, Value>>,
+        op: Operation,
+    ) -> ObjectFacts<'a> {
+        ObjectFacts {
+            namespace: ns,
+            labels,
+            op,
+        }
     }
 
     fn no_ns(_: &str) -> Option<&'static BTreeMap<String, String>> {
@@ -217,38 +277,89 @@ mod tests {
     fn wildcards_match_any_value_of_their_field() {
         let cm = Gvr::new("", "v1", "configmaps");
         let dep = Gvr::new("apps", "v1", "deployments");
-        let s = store(vec![rule("a", ("*", "v1", "*"), RuleReach::Namespaced(None))], &[cm.clone(), dep.clone()]);
+        let s = store(
+            vec![rule("a", ("*", "v1", "*"), RuleReach::Namespaced(None))],
+            &[cm.clone(), dep.clone()],
+        );
         assert!(s.watches(&cm) && s.watches(&dep));
-        let s = store(vec![rule("a", ("apps", "*", "deployments"), RuleReach::Namespaced(None))], &[cm.clone(), dep.clone()]);
+        let s = store(
+            vec![rule(
+                "a",
+                ("apps", "*", "deployments"),
+                RuleReach::Namespaced(None),
+            )],
+            &[cm.clone(), dep.clone()],
+        );
         assert!(!s.watches(&cm) && s.watches(&dep));
     }
 
     #[test]
     fn a_watch_rule_only_sees_its_own_namespace() {
         let cm = Gvr::new("", "v1", "configmaps");
-        let s = store(vec![rule("a", ("", "v1", "configmaps"), RuleReach::OwnNamespace("team-a".into()))], &[cm.clone()]);
-        assert_eq!(s.route(&cm, &facts(Some("team-a"), None, Operation::Create), no_ns).len(), 1);
-        assert!(s.route(&cm, &facts(Some("team-b"), None, Operation::Create), no_ns).is_empty());
-        assert!(s.route(&cm, &facts(None, None, Operation::Create), no_ns).is_empty());
+        let s = store(
+            vec![rule(
+                "a",
+                ("", "v1", "configmaps"),
+                RuleReach::OwnNamespace("team-a".into()),
+            )],
+            std::slice::from_ref(&cm),
+        );
+        assert_eq!(
+            s.route(&cm, &facts(Some("team-a"), None, Operation::Create), no_ns)
+                .len(),
+            1
+        );
+        assert!(s
+            .route(&cm, &facts(Some("team-b"), None, Operation::Create), no_ns)
+            .is_empty());
+        assert!(s
+            .route(&cm, &facts(None, None, Operation::Create), no_ns)
+            .is_empty());
     }
 
     #[test]
     fn cluster_scope_and_namespaced_scope_are_kept_apart() {
         let nodes = Gvr::new("", "v1", "nodes");
-        let s = store(vec![rule("c", ("", "v1", "*"), RuleReach::ClusterScoped)], &[nodes.clone()]);
-        assert_eq!(s.route(&nodes, &facts(None, None, Operation::Update), no_ns).len(), 1);
-        assert!(s.route(&nodes, &facts(Some("x"), None, Operation::Update), no_ns).is_empty());
+        let s = store(
+            vec![rule("c", ("", "v1", "*"), RuleReach::ClusterScoped)],
+            std::slice::from_ref(&nodes),
+        );
+        assert_eq!(
+            s.route(&nodes, &facts(None, None, Operation::Update), no_ns)
+                .len(),
+            1
+        );
+        assert!(s
+            .route(&nodes, &facts(Some("x"), None, Operation::Update), no_ns)
+            .is_empty());
     }
 
     #[test]
     fn namespace_selector_uses_the_namespaces_labels() {
         let cm = Gvr::new("", "v1", "configmaps");
-        let sel = Selector::compile(&LabelSelector { match_labels: [("env".into(), "prod".into())].into(), ..Default::default() }).unwrap();
-        let s = store(vec![rule("n", ("", "v1", "configmaps"), RuleReach::Namespaced(Some(sel)))], &[cm.clone()]);
+        let sel = Selector::compile(&LabelSelector {
+            match_labels: [("env".into(), "prod".into())].into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let s = store(
+            vec![rule(
+                "n",
+                ("", "v1", "configmaps"),
+                RuleReach::Namespaced(Some(sel)),
+            )],
+            std::slice::from_ref(&cm),
+        );
         let prod: BTreeMap<String, String> = [("env".to_string(), "prod".to_string())].into();
         let lookup = |ns: &str| if ns == "shop" { Some(&prod) } else { None };
-        assert_eq!(s.route(&cm, &facts(Some("shop"), None, Operation::Create), lookup).len(), 1);
-        assert!(s.route(&cm, &facts(Some("dev"), None, Operation::Create), lookup).is_empty());
+        assert_eq!(
+            s.route(&cm, &facts(Some("shop"), None, Operation::Create), lookup)
+                .len(),
+            1
+        );
+        assert!(s
+            .route(&cm, &facts(Some("dev"), None, Operation::Create), lookup)
+            .is_empty());
         assert!(s.needs_namespace_labels());
     }
 
@@ -257,13 +368,26 @@ mod tests {
         let cm = Gvr::new("", "v1", "configmaps");
         let mut r = rule("a", ("", "v1", "configmaps"), RuleReach::Namespaced(None));
         r.operations = OpSet::parse(&["CREATE".into()]).unwrap();
-        r.object_selector = Some(Selector::compile(&serde_json::from_value(json!({"matchLabels": {"app": "shop"}})).unwrap()).unwrap());
-        let s = store(vec![r], &[cm.clone()]);
+        r.object_selector = Some(
+            Selector::compile(
+                &serde_json::from_value(json!({"matchLabels": {"app": "shop"}})).unwrap(),
+            )
+            .unwrap(),
+        );
+        let s = store(vec![r], std::slice::from_ref(&cm));
         let shop = json!({"app": "shop"});
         let labels = shop.as_object();
-        assert_eq!(s.route(&cm, &facts(Some("n"), labels, Operation::Create), no_ns).len(), 1);
-        assert!(s.route(&cm, &facts(Some("n"), labels, Operation::Delete), no_ns).is_empty());
-        assert!(s.route(&cm, &facts(Some("n"), None, Operation::Create), no_ns).is_empty());
+        assert_eq!(
+            s.route(&cm, &facts(Some("n"), labels, Operation::Create), no_ns)
+                .len(),
+            1
+        );
+        assert!(s
+            .route(&cm, &facts(Some("n"), labels, Operation::Delete), no_ns)
+            .is_empty());
+        assert!(s
+            .route(&cm, &facts(Some("n"), None, Operation::Create), no_ns)
+            .is_empty());
     }
 
     #[test]
@@ -275,19 +399,31 @@ mod tests {
                 rule("a", ("", "v1", "*"), RuleReach::Namespaced(None)),
                 rule("a", ("", "v1", "configmaps"), RuleReach::Namespaced(None)),
             ],
-            &[cm.clone()],
+            std::slice::from_ref(&cm),
         );
-        let routed: Vec<_> = s.route(&cm, &facts(Some("n"), None, Operation::Update), no_ns).into_iter().map(|d| d.base_folder.clone()).collect();
+        let routed: Vec<_> = s
+            .route(&cm, &facts(Some("n"), None, Operation::Update), no_ns)
+            .into_iter()
+            .map(|d| d.base_folder.clone())
+            .collect();
+        assert_eq!(s.destinations_of_gvr(&cm).len(), 2);
         assert_eq!(routed, vec!["a", "b"]);
         assert_eq!(s.gvrs_of_destination(&dest("a")).len(), 1);
     }
 
     #[test]
     fn exact_gvrs_are_watched_without_discovery_wildcards_need_it() {
-        let s = RuleStore::new(vec![rule("a", ("", "v1", "configmaps"), RuleReach::Namespaced(None)), rule("b", ("apps", "*", "*"), RuleReach::Namespaced(None))]);
+        let s = RuleStore::new(vec![
+            rule("a", ("", "v1", "configmaps"), RuleReach::Namespaced(None)),
+            rule("b", ("apps", "*", "*"), RuleReach::Namespaced(None)),
+        ]);
         let none = s.watched_gvrs(&BTreeSet::new());
         assert_eq!(none, [Gvr::new("", "v1", "configmaps")].into());
-        let discovered = [Gvr::new("apps", "v1", "deployments"), Gvr::new("batch", "v1", "jobs")].into();
+        let discovered = [
+            Gvr::new("apps", "v1", "deployments"),
+            Gvr::new("batch", "v1", "jobs"),
+        ]
+        .into();
         assert_eq!(s.watched_gvrs(&discovered).len(), 2);
     }
 }

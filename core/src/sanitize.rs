@@ -51,25 +51,49 @@ const ANNOTATIONS_REMOVED: [&str; 4] = [
 ];
 
 /// Label key prefixes removed.
-const LABEL_PREFIXES_REMOVED: [&str; 3] = ["kustomize.toolkit.fluxcd.io/", "kro.run/", "applyset.kubernetes.io/"];
+const LABEL_PREFIXES_REMOVED: [&str; 3] = [
+    "kustomize.toolkit.fluxcd.io/",
+    "kro.run/",
+    "applyset.kubernetes.io/",
+];
 
 /// Service `spec` fields the cluster allocates.
-const SERVICE_SPEC_REMOVED: [&str; 6] =
-    ["clusterIP", "clusterIPs", "healthCheckNodePort", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy"];
+const SERVICE_SPEC_REMOVED: [&str; 6] = [
+    "clusterIP",
+    "clusterIPs",
+    "healthCheckNodePort",
+    "ipFamilies",
+    "ipFamilyPolicy",
+    "internalTrafficPolicy",
+];
 
 /// Kinds of the built-in workload APIs whose `spec.template` is a pod template.
-const POD_TEMPLATE_KINDS: [&str; 6] = ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController"];
+const POD_TEMPLATE_KINDS: [&str; 6] = [
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "ReplicationController",
+];
 
 /// Whether `obj` is a core `v1` Secret.
 pub fn is_secret(obj: &Value) -> bool {
-    obj.get("kind").and_then(Value::as_str) == Some("Secret") && obj.get("apiVersion").and_then(Value::as_str) == Some("v1")
+    obj.get("kind").and_then(Value::as_str) == Some("Secret")
+        && obj.get("apiVersion").and_then(Value::as_str) == Some("v1")
 }
 
 /// Removes server-set noise from `obj` in place and redacts Secret values.
 pub fn sanitize(obj: &mut Value) {
-    let Some(root) = obj.as_object_mut() else { return };
+    let Some(root) = obj.as_object_mut() else {
+        return;
+    };
     root.remove("status");
-    let kind = root.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let kind = root
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let core_api = root.get("apiVersion").and_then(Value::as_str) == Some("v1");
     if let Some(Value::Object(meta)) = root.get_mut("metadata") {
         sanitize_metadata(meta);
@@ -77,10 +101,16 @@ pub fn sanitize(obj: &mut Value) {
     match (kind.as_str(), core_api) {
         ("Service", true) => remove_fields(root, &["spec"], &SERVICE_SPEC_REMOVED),
         ("Pod", true) => remove_fields(root, &["spec"], &["nodeName"]),
-        ("PersistentVolumeClaim", true) => remove_fields(root, &["spec"], &["volumeName", "volumeMode"]),
+        ("PersistentVolumeClaim", true) => {
+            remove_fields(root, &["spec"], &["volumeName", "volumeMode"])
+        }
         ("Secret", true) => redact_secret(root),
-        ("CronJob", _) => drop_template_timestamp(root, &["spec", "jobTemplate", "spec", "template"]),
-        (k, _) if POD_TEMPLATE_KINDS.contains(&k) => drop_template_timestamp(root, &["spec", "template"]),
+        ("CronJob", _) => {
+            drop_template_timestamp(root, &["spec", "jobTemplate", "spec", "template"])
+        }
+        (k, _) if POD_TEMPLATE_KINDS.contains(&k) => {
+            drop_template_timestamp(root, &["spec", "template"])
+        }
         ("PodTemplate", true) => drop_template_timestamp(root, &["template"]),
         _ => {}
     }
@@ -90,25 +120,37 @@ fn sanitize_metadata(meta: &mut Map<String, Value>) {
     for field in METADATA_REMOVED {
         meta.remove(field);
     }
-    if meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+    if meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty())
+    {
         meta.remove("generateName");
     }
     prune_keys(meta, "annotations", |k| {
-        ANNOTATIONS_REMOVED.contains(&k) || ANNOTATION_PREFIXES_REMOVED.iter().any(|p| k.starts_with(p))
+        ANNOTATIONS_REMOVED.contains(&k)
+            || ANNOTATION_PREFIXES_REMOVED.iter().any(|p| k.starts_with(p))
     });
-    prune_keys(meta, "labels", |k| LABEL_PREFIXES_REMOVED.iter().any(|p| k.starts_with(p)));
+    prune_keys(meta, "labels", |k| {
+        LABEL_PREFIXES_REMOVED.iter().any(|p| k.starts_with(p))
+    });
 }
 
 /// Removes keys of `meta[field]` for which `remove` holds; drops the map if that left it empty.
 fn prune_keys(meta: &mut Map<String, Value>, field: &str, remove: impl Fn(&str) -> bool) {
-    let Some(Value::Object(map)) = meta.get_mut(field) else { return };
+    let Some(Value::Object(map)) = meta.get_mut(field) else {
+        return;
+    };
     map.retain(|k, _| !remove(k));
     if map.is_empty() {
         meta.remove(field);
     }
 }
 
-fn get_path_mut<'a>(root: &'a mut Map<String, Value>, path: &[&str]) -> Option<&'a mut Map<String, Value>> {
+fn get_path_mut<'a>(
+    root: &'a mut Map<String, Value>,
+    path: &[&str],
+) -> Option<&'a mut Map<String, Value>> {
     let mut cur = root;
     for seg in path {
         cur = cur.get_mut(*seg)?.as_object_mut()?;
@@ -127,8 +169,12 @@ fn remove_fields(root: &mut Map<String, Value>, path: &[&str], fields: &[&str]) 
 /// Pod templates carry `metadata.creationTimestamp: null` from the Go encoder; an empty template
 /// `metadata` left behind goes too.
 fn drop_template_timestamp(root: &mut Map<String, Value>, template_path: &[&str]) {
-    let Some(template) = get_path_mut(root, template_path) else { return };
-    let Some(Value::Object(meta)) = template.get_mut("metadata") else { return };
+    let Some(template) = get_path_mut(root, template_path) else {
+        return;
+    };
+    let Some(Value::Object(meta)) = template.get_mut("metadata") else {
+        return;
+    };
     if meta.remove("creationTimestamp").is_some() && meta.is_empty() {
         template.remove("metadata");
     }
@@ -164,24 +210,34 @@ mod tests {
                 "finalizers": ["keep/me"]},
             "status": {"phase": "x"}, "data": {"k": "v"}
         }));
-        assert_eq!(v, json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "a", "namespace": "n", "finalizers": ["keep/me"]}, "data": {"k": "v"}}));
+        assert_eq!(
+            v,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "n", "finalizers": ["keep/me"]}, "data": {"k": "v"}})
+        );
     }
 
     #[test]
     fn generate_name_survives_when_there_is_no_name() {
-        let v = sanitized(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "job-"}}));
+        let v = sanitized(
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "job-"}}),
+        );
         assert_eq!(v["metadata"]["generateName"], "job-");
     }
 
     #[test]
     fn noise_annotations_and_labels_go_user_ones_stay() {
-        let v = sanitized(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a",
+        let v = sanitized(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a",
             "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}",
                 "kubectl.kubernetes.io/default-container": "app", "deployment.kubernetes.io/revision": "3",
                 "argocd.argoproj.io/tracking-id": "x", "kcp.io/cluster": "c", "owner": "payments"},
-            "labels": {"kustomize.toolkit.fluxcd.io/name": "x", "kro.run/owned": "true", "app": "shop"}}}));
-        assert_eq!(v["metadata"]["annotations"], json!({"kubectl.kubernetes.io/default-container": "app", "owner": "payments"}));
+            "labels": {"kustomize.toolkit.fluxcd.io/name": "x", "kro.run/owned": "true", "app": "shop"}}}),
+        );
+        assert_eq!(
+            v["metadata"]["annotations"],
+            json!({"kubectl.kubernetes.io/default-container": "app", "owner": "payments"})
+        );
         assert_eq!(v["metadata"]["labels"], json!({"app": "shop"}));
     }
 
@@ -193,7 +249,10 @@ mod tests {
                 "spec": {"volumes": [{"name": "tmp", "emptyDir": {}}]}}}}));
         assert!(v["metadata"].get("annotations").is_none());
         assert!(v["spec"]["template"].get("metadata").is_none());
-        assert_eq!(v["spec"]["template"]["spec"]["volumes"][0]["emptyDir"], json!({}));
+        assert_eq!(
+            v["spec"]["template"]["spec"]["volumes"][0]["emptyDir"],
+            json!({})
+        );
     }
 
     #[test]
@@ -207,19 +266,33 @@ mod tests {
 
     #[test]
     fn per_kind_allocated_fields_are_removed() {
-        let svc = sanitized(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        let svc = sanitized(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
             "spec": {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "ipFamilies": ["IPv4"],
                 "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster", "healthCheckNodePort": 3,
-                "ports": [{"port": 80, "protocol": "TCP"}]}}));
-        assert_eq!(svc["spec"], json!({"ports": [{"port": 80, "protocol": "TCP"}]}));
-        let pod = sanitized(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"nodeName": "n1", "containers": []}}));
+                "ports": [{"port": 80, "protocol": "TCP"}]}}),
+        );
+        assert_eq!(
+            svc["spec"],
+            json!({"ports": [{"port": 80, "protocol": "TCP"}]})
+        );
+        let pod = sanitized(
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"nodeName": "n1", "containers": []}}),
+        );
         assert_eq!(pod["spec"], json!({"containers": []}));
-        let pvc = sanitized(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "c"},
-            "spec": {"volumeName": "pv-1", "volumeMode": "Filesystem", "resources": {}}}));
+        let pvc = sanitized(
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "c"},
+            "spec": {"volumeName": "pv-1", "volumeMode": "Filesystem", "resources": {}}}),
+        );
         assert_eq!(pvc["spec"], json!({"resources": {}}));
-        let cron = sanitized(json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
-            "spec": {"jobTemplate": {"spec": {"template": {"metadata": {"creationTimestamp": null, "labels": {"a": "b"}}}}}}}));
-        assert_eq!(cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"], json!({"labels": {"a": "b"}}));
+        let cron = sanitized(
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+            "spec": {"jobTemplate": {"spec": {"template": {"metadata": {"creationTimestamp": null, "labels": {"a": "b"}}}}}}}),
+        );
+        assert_eq!(
+            cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"],
+            json!({"labels": {"a": "b"}})
+        );
     }
 
     #[test]
@@ -230,8 +303,10 @@ mod tests {
 
     #[test]
     fn secret_values_are_redacted_keys_kept() {
-        let v = sanitized(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "Opaque",
-            "data": {"password": "aHVudGVyMg=="}, "stringData": {"token": "hunter2"}}));
+        let v = sanitized(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "Opaque",
+            "data": {"password": "aHVudGVyMg=="}, "stringData": {"token": "hunter2"}}),
+        );
         assert_eq!(v["data"], json!({"password": REDACTED}));
         assert_eq!(v["stringData"], json!({"token": REDACTED}));
         assert!(!v.to_string().contains("hunter2") && !v.to_string().contains("aHVudGVyMg"));

@@ -70,15 +70,25 @@ pub struct Selector {
 impl Selector {
     /// Validates and compiles a selector; an empty selector matches everything.
     pub fn compile(sel: &LabelSelector) -> Result<Self, SelectorError> {
-        let mut requirements: Vec<Requirement> =
-            sel.match_labels.iter().map(|(k, v)| Requirement::Equals(k.clone(), v.clone())).collect();
+        let mut requirements: Vec<Requirement> = sel
+            .match_labels
+            .iter()
+            .map(|(k, v)| Requirement::Equals(k.clone(), v.clone()))
+            .collect();
         for r in &sel.match_expressions {
             let needs_values = matches!(r.operator.as_str(), "In" | "NotIn");
-            let bad = |problem| SelectorError::BadValues { key: r.key.clone(), operator: r.operator.clone(), problem };
+            let bad = |problem| SelectorError::BadValues {
+                key: r.key.clone(),
+                operator: r.operator.clone(),
+                problem,
+            };
             if needs_values && r.values.is_empty() {
                 return Err(bad("needs at least one value"));
             }
-            if !needs_values && !r.values.is_empty() && matches!(r.operator.as_str(), "Exists" | "DoesNotExist") {
+            if !needs_values
+                && !r.values.is_empty()
+                && matches!(r.operator.as_str(), "Exists" | "DoesNotExist")
+            {
                 return Err(bad("takes no values"));
             }
             requirements.push(match r.operator.as_str() {
@@ -86,7 +96,12 @@ impl Selector {
                 "NotIn" => Requirement::NotIn(r.key.clone(), r.values.clone()),
                 "Exists" => Requirement::Exists(r.key.clone()),
                 "DoesNotExist" => Requirement::DoesNotExist(r.key.clone()),
-                _ => return Err(SelectorError::UnknownOperator { key: r.key.clone(), operator: r.operator.clone() }),
+                _ => {
+                    return Err(SelectorError::UnknownOperator {
+                        key: r.key.clone(),
+                        operator: r.operator.clone(),
+                    })
+                }
             });
         }
         Ok(Self { requirements })
@@ -114,7 +129,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn sel(json: &str) -> Selector {
@@ -136,10 +154,15 @@ mod tests {
 
     #[test]
     fn match_expressions_follow_kubernetes_semantics() {
-        let s = sel(r#"{"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]},
+        let s = sel(
+            r#"{"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]},
             {"key": "env", "operator": "NotIn", "values": ["prod"]}, {"key": "team", "operator": "Exists"},
-            {"key": "skip", "operator": "DoesNotExist"}]}"#);
-        assert!(s.matches_map(&labels(&[("tier", "a"), ("team", "x")])), "NotIn holds when the label is absent");
+            {"key": "skip", "operator": "DoesNotExist"}]}"#,
+        );
+        assert!(
+            s.matches_map(&labels(&[("tier", "a"), ("team", "x")])),
+            "NotIn holds when the label is absent"
+        );
         assert!(!s.matches_map(&labels(&[("tier", "c"), ("team", "x")])));
         assert!(!s.matches_map(&labels(&[("tier", "a"), ("team", "x"), ("env", "prod")])));
         assert!(!s.matches_map(&labels(&[("tier", "a")])));
@@ -148,10 +171,21 @@ mod tests {
 
     #[test]
     fn invalid_selectors_are_refused_with_a_reason() {
-        let bad_op = serde_json::from_str(r#"{"matchExpressions": [{"key": "a", "operator": "Equals", "values": ["x"]}]}"#).unwrap();
-        assert!(matches!(Selector::compile(&bad_op), Err(SelectorError::UnknownOperator { .. })));
-        let no_values = serde_json::from_str(r#"{"matchExpressions": [{"key": "a", "operator": "In"}]}"#).unwrap();
+        let bad_op = serde_json::from_str(
+            r#"{"matchExpressions": [{"key": "a", "operator": "Equals", "values": ["x"]}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            Selector::compile(&bad_op),
+            Err(SelectorError::UnknownOperator { .. })
+        ));
+        let no_values =
+            serde_json::from_str(r#"{"matchExpressions": [{"key": "a", "operator": "In"}]}"#)
+                .unwrap();
         let err = Selector::compile(&no_values).unwrap_err();
-        assert!(err.to_string().contains("needs at least one value"), "{err}");
+        assert!(
+            err.to_string().contains("needs at least one value"),
+            "{err}"
+        );
     }
 }

@@ -127,13 +127,17 @@ fn write_scalar_str(s: &str, ind: usize, is_key: bool, out: &mut Vec<u8>) {
 }
 
 /// Words YAML 1.1 readers (Go's yaml, kubectl) resolve to booleans or null.
-const RESERVED: [&str; 11] = ["true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", ""];
+const RESERVED: [&str; 11] = [
+    "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", "",
+];
 
 /// Plain style only for strings that start with a letter, `_` or `/`, use a small safe alphabet, and
 /// are no reserved word: nothing a reader could resolve to a number, bool, null, date or indicator.
 fn is_plain_safe(s: &str) -> bool {
     let b = s.as_bytes();
-    let Some(&first) = b.first() else { return false };
+    let Some(&first) = b.first() else {
+        return false;
+    };
     if !(first.is_ascii_alphabetic() || first == b'_' || first == b'/') || b[b.len() - 1] == b' ' {
         return false;
     }
@@ -151,8 +155,17 @@ fn is_plain_safe(s: &str) -> bool {
 fn is_literal_safe(s: &str) -> bool {
     s.contains('\n')
         && !s.starts_with([' ', '\n', '\t'])
-        && s.chars().all(|c| c == '\n' || c == '\t' || (is_printable(c) && c != '\r' && c != '\u{85}' && c != '\u{2028}' && c != '\u{2029}'))
-        && s.split('\n').all(|line| line.is_empty() || !line.chars().all(|c| c == ' ' || c == '\t'))
+        && s.chars().all(|c| {
+            c == '\n'
+                || c == '\t'
+                || (is_printable(c)
+                    && c != '\r'
+                    && c != '\u{85}'
+                    && c != '\u{2028}'
+                    && c != '\u{2029}')
+        })
+        && s.split('\n')
+            .all(|line| line.is_empty() || !line.chars().all(|c| c == ' ' || c == '\t'))
 }
 
 fn write_literal(s: &str, ind: usize, out: &mut Vec<u8>) {
@@ -213,7 +226,8 @@ mod tests {
 
     fn round_trip(v: &Value) -> Value {
         let text = String::from_utf8(render(v)).unwrap();
-        let parsed: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("unparseable YAML ({e}):\n{text}"));
+        let parsed: Value = serde_yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("unparseable YAML ({e}):\n{text}"));
         parsed
     }
 
@@ -270,9 +284,45 @@ mod tests {
 
     #[test]
     fn ambiguous_scalars_are_quoted_and_round_trip() {
-        for s in ["true", "No", "on", "~", "null", "", "80", "0x1F", "1e3", ".inf", "-1", "2001-12-14", "a: b",
-            "x #c", " lead", "trail ", "@at", "*alias", "&anchor", "!tag", "%dir", "{a}", "[a]", "a,b", "é", "'q'", "\"q\"",
-            "tab\there", "cr\r\nlf", "\u{7f}", "\u{85}", "\u{feff}bom", "line\n", "two\n\n", " x\ny", "a\n \nb", "\n"] {
+        for s in [
+            "true",
+            "No",
+            "on",
+            "~",
+            "null",
+            "",
+            "80",
+            "0x1F",
+            "1e3",
+            ".inf",
+            "-1",
+            "2001-12-14",
+            "a: b",
+            "x #c",
+            " lead",
+            "trail ",
+            "@at",
+            "*alias",
+            "&anchor",
+            "!tag",
+            "%dir",
+            "{a}",
+            "[a]",
+            "a,b",
+            "é",
+            "'q'",
+            "\"q\"",
+            "tab\there",
+            "cr\r\nlf",
+            "\u{7f}",
+            "\u{85}",
+            "\u{feff}bom",
+            "line\n",
+            "two\n\n",
+            " x\ny",
+            "a\n \nb",
+            "\n",
+        ] {
             let v = json!({"k": s});
             assert_eq!(round_trip(&v), v, "string {s:?} did not survive");
         }
@@ -286,11 +336,16 @@ mod tests {
 
     #[test]
     fn random_strings_round_trip_exactly() {
-        let alphabet: Vec<char> = "ab Z09_-./:@#,'\"\\\t\n\r{}[]&*!|>%`?=~é\u{85}\u{2028}\u{1}\u{7f}\u{10348}".chars().collect();
+        let alphabet: Vec<char> =
+            "ab Z09_-./:@#,'\"\\\t\n\r{}[]&*!|>%`?=~é\u{85}\u{2028}\u{1}\u{7f}\u{10348}"
+                .chars()
+                .collect();
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         for _ in 0..4000 {
             let len = rng.gen_range(0..12);
-            let s: String = (0..len).map(|_| alphabet[rng.gen_range(0..alphabet.len())]).collect();
+            let s: String = (0..len)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
             let v = json!({"key": s.clone(), s.clone(): [s.clone()]});
             assert_eq!(round_trip(&v), v, "string {s:?} did not survive");
         }

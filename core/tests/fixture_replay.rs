@@ -24,9 +24,15 @@ fn watch_event(line: &str) -> WatchEvent {
 
 #[test]
 fn recorded_history_yields_exactly_the_five_real_changes_with_their_authors() {
-    let mut h = Harness::with_rule(&[("", "v1", "configmaps"), ("apps", "v1", "deployments")], "clusters/prod");
+    let mut h = Harness::with_rule(
+        &[("", "v1", "configmaps"), ("apps", "v1", "deployments")],
+        "clusters/prod",
+    );
     h.seed_empty();
-    let adm: Vec<_> = ADMISSION.lines().map(|l| Input::Admission(parse_review(l.as_bytes()).unwrap())).collect();
+    let adm: Vec<_> = ADMISSION
+        .lines()
+        .map(|l| Input::Admission(parse_review(l.as_bytes()).unwrap()))
+        .collect();
     let cm: Vec<_> = WATCH_CM.lines().map(watch_event).collect();
     let dep: Vec<_> = WATCH_DEP.lines().map(watch_event).collect();
     let cm_gvr = gvr("", "v1", "configmaps");
@@ -48,21 +54,55 @@ fn recorded_history_yields_exactly_the_five_real_changes_with_their_authors() {
     h.input(adm[9].clone()); // DELETE alice (base 209)
     h.input(Input::Watch(cm_gvr.clone(), cm[7].clone())); // DELETED 210
     let commits = h.flush_and_push();
-    let summary: Vec<(String, String)> = commits.iter().map(|c| (c.author.name.clone(), c.message.lines().next().unwrap().to_string())).collect();
+    let summary: Vec<(String, String)> = commits
+        .iter()
+        .map(|c| {
+            (
+                c.author.name.clone(),
+                c.message.lines().next().unwrap().to_string(),
+            )
+        })
+        .collect();
     assert_eq!(
         summary,
         vec![
-            ("alice".into(), "[CREATE] v1/configmaps/team-a/app-config".into()),
-            ("bob".into(), "[UPDATE] v1/configmaps/team-a/app-config".into()),
-            ("alice".into(), "[UPDATE] v1/configmaps/team-a/app-config".into()),
-            ("alice".into(), "[CREATE] apps/v1/deployments/team-a/web".into()),
-            ("alice".into(), "[DELETE] v1/configmaps/team-a/app-config".into()),
+            (
+                "alice".into(),
+                "[CREATE] v1/configmaps/team-a/app-config".into()
+            ),
+            (
+                "bob".into(),
+                "[UPDATE] v1/configmaps/team-a/app-config".into()
+            ),
+            (
+                "alice".into(),
+                "[UPDATE] v1/configmaps/team-a/app-config".into()
+            ),
+            (
+                "alice".into(),
+                "[CREATE] apps/v1/deployments/team-a/web".into()
+            ),
+            (
+                "alice".into(),
+                "[DELETE] v1/configmaps/team-a/app-config".into()
+            ),
         ]
     );
     let a = h.core.attribution_counters();
-    assert_eq!((a.exact_total, a.miss_total, a.noop_skipped_total, a.dry_run_skipped_total), (5, 0, 4, 1));
+    assert_eq!(
+        (
+            a.exact_total,
+            a.miss_total,
+            a.noop_skipped_total,
+            a.dry_run_skipped_total
+        ),
+        (5, 0, 4, 1)
+    );
     let first = &commits[0].writes[0];
-    assert_eq!(first.0, "clusters/prod/v1/configmaps/team-a/app-config.yaml");
+    assert_eq!(
+        first.0,
+        "clusters/prod/v1/configmaps/team-a/app-config.yaml"
+    );
     insta::assert_snapshot!(String::from_utf8(first.1.as_deref().unwrap().to_vec()).unwrap(), @r#"
     apiVersion: v1
     kind: ConfigMap
@@ -77,27 +117,44 @@ fn recorded_history_yields_exactly_the_five_real_changes_with_their_authors() {
       FEATURE_X: "true"
       LOG_LEVEL: info
     "#);
-    assert_eq!(commits[4].writes, vec![("clusters/prod/v1/configmaps/team-a/app-config.yaml".to_string(), None)]);
+    assert_eq!(
+        commits[4].writes,
+        vec![(
+            "clusters/prod/v1/configmaps/team-a/app-config.yaml".to_string(),
+            None
+        )]
+    );
 }
 
 #[test]
 fn admission_and_watch_shapes_of_one_object_have_identical_canonical_bytes() {
     use gitops_reverser_core::canonical::canonical_bytes;
     use gitops_reverser_core::sanitize::sanitize;
-    let reqs: Vec<_> = ADMISSION.lines().map(|l| parse_review(l.as_bytes()).unwrap()).collect();
+    let reqs: Vec<_> = ADMISSION
+        .lines()
+        .map(|l| parse_review(l.as_bytes()).unwrap())
+        .collect();
     let canon = |mut v: Value| {
         sanitize(&mut v);
         canonical_bytes(&v)
     };
-    let added: Value = serde_json::from_str::<Value>(WATCH_CM.lines().next().unwrap()).unwrap()["object"].clone();
-    assert!(added["metadata"]["resourceVersion"].is_string() && added["metadata"]["managedFields"].is_array());
+    let added: Value =
+        serde_json::from_str::<Value>(WATCH_CM.lines().next().unwrap()).unwrap()["object"].clone();
+    assert!(
+        added["metadata"]["resourceVersion"].is_string()
+            && added["metadata"]["managedFields"].is_array()
+    );
     // admission CREATE `object` (no resourceVersion) vs the watch ADDED object (server fields added)
     assert_eq!(canon(reqs[0].object.clone().unwrap()), canon(added));
     // admission DELETE `oldObject` (rv 209) vs the watch DELETED object (rv 210)
-    let deleted: Value = serde_json::from_str::<Value>(WATCH_CM.lines().last().unwrap()).unwrap()["object"].clone();
+    let deleted: Value =
+        serde_json::from_str::<Value>(WATCH_CM.lines().last().unwrap()).unwrap()["object"].clone();
     assert_eq!(canon(reqs[9].old_object.clone().unwrap()), canon(deleted));
     // the four migration updates change nothing once sanitized
     for r in &reqs[4..8] {
-        assert_eq!(canon(r.object.clone().unwrap()), canon(r.old_object.clone().unwrap()));
+        assert_eq!(
+            canon(r.object.clone().unwrap()),
+            canon(r.old_object.clone().unwrap())
+        );
     }
 }

@@ -18,7 +18,10 @@ fn cm(name: &str, value: &str, rv: u64) -> Value {
 }
 
 fn admission(op: Operation, user: &str, object: Option<Value>, old: Option<Value>) -> Input {
-    let name = object.as_ref().or(old.as_ref()).unwrap()["metadata"]["name"].as_str().unwrap().to_string();
+    let name = object.as_ref().or(old.as_ref()).unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     Input::Admission(AdmissionRequest {
         uid: "u".into(),
         gvr: gvr("", "v1", "configmaps"),
@@ -47,22 +50,36 @@ fn seeded() -> Harness {
 }
 
 fn subjects(commits: &[gitops_reverser_core::io::PlannedCommit]) -> Vec<String> {
-    commits.iter().map(|c| format!("{} {}", c.author.name, c.message.lines().next().unwrap())).collect()
+    commits
+        .iter()
+        .map(|c| format!("{} {}", c.author.name, c.message.lines().next().unwrap()))
+        .collect()
 }
 
 #[test]
 fn a_watch_event_correlated_with_an_admission_is_authored_by_its_user() {
     let mut h = seeded();
-    h.input(admission(Operation::Create, "alice", Some(cm("a", "1", 0)), None));
+    h.input(admission(
+        Operation::Create,
+        "alice",
+        Some(cm("a", "1", 0)),
+        None,
+    ));
     h.input(apply(cm("a", "1", 10)));
-    assert_eq!(subjects(&h.flush_and_push()), vec!["alice [CREATE] v1/configmaps/team-a/a"]);
+    assert_eq!(
+        subjects(&h.flush_and_push()),
+        vec!["alice [CREATE] v1/configmaps/team-a/a"]
+    );
 }
 
 #[test]
 fn without_an_admission_record_the_fallback_identity_is_the_author() {
     let mut h = seeded();
     h.input(apply(cm("a", "1", 10)));
-    assert_eq!(subjects(&h.flush_and_push()), vec!["gitops-reverser [CREATE] v1/configmaps/team-a/a"]);
+    assert_eq!(
+        subjects(&h.flush_and_push()),
+        vec!["gitops-reverser [CREATE] v1/configmaps/team-a/a"]
+    );
 }
 
 #[test]
@@ -86,22 +103,38 @@ fn content_equal_to_what_is_pending_is_not_queued_twice() {
     h.input(apply(cm("a", "1", 12)));
     h.input(apply(cm("a", "1", 13)));
     let view = h.core.branch(&repo_name(), "main").unwrap();
-    assert_eq!(view.pending_commits, 3, "the last event repeats pending content");
+    assert_eq!(
+        view.pending_commits, 3,
+        "the last event repeats pending content"
+    );
 }
 
 #[test]
 fn a_rejected_write_never_names_the_author_of_a_later_identical_write() {
     let mut h = seeded();
-    h.input(admission(Operation::Create, "alice", Some(cm("a", "1", 0)), None));
+    h.input(admission(
+        Operation::Create,
+        "alice",
+        Some(cm("a", "1", 0)),
+        None,
+    ));
     h.input(apply(cm("a", "1", 10)));
     // bob's update from base 10 is admitted, then rejected downstream: no watch event.
-    h.input(admission(Operation::Update, "bob", Some(cm("a", "2", 10)), Some(cm("a", "1", 10))));
+    h.input(admission(
+        Operation::Update,
+        "bob",
+        Some(cm("a", "2", 10)),
+        Some(cm("a", "1", 10)),
+    ));
     // carol changes something else (her webhook call is missed), then the same content as bob's lands
     // from base 11 without a webhook record.
     h.input(apply(cm("a", "3", 11)));
     h.input(apply(cm("a", "2", 12)));
     let s = subjects(&h.flush_and_push());
-    assert_eq!(s[2], "gitops-reverser [UPDATE] v1/configmaps/team-a/a", "never bob: {s:?}");
+    assert_eq!(
+        s[2], "gitops-reverser [UPDATE] v1/configmaps/team-a/a",
+        "never bob: {s:?}"
+    );
 }
 
 #[test]
@@ -122,7 +155,10 @@ fn batches_flush_on_one_mebibyte_of_pending_bytes() {
     for i in 0..3 {
         h.input(apply(cm(&format!("o{i}"), &big, 10 + i)));
     }
-    assert!(h.take_git_ops().is_empty(), "900 KiB is below the byte trigger");
+    assert!(
+        h.take_git_ops().is_empty(),
+        "900 KiB is below the byte trigger"
+    );
     h.input(apply(cm("o3", &big, 20)));
     assert_eq!(h.take_git_ops().len(), 1);
 }
@@ -145,14 +181,18 @@ fn a_push_conflict_replans_the_same_writes_on_the_new_head_and_keeps_the_outside
     h.advance(60_000);
     let op = h.take_git_ops().pop().unwrap();
     // An outside writer pushes first.
-    h.files.insert("README.md".into(), b"hello\n".to_vec().into());
+    h.files
+        .insert("README.md".into(), b"hello\n".to_vec().into());
     h.head = Some("outside".into());
     let result = h.apply(&op);
     assert!(matches!(result, GitResult::Conflict { .. }));
     h.input(Input::GitDone(op.op_id, result));
     let retry = h.take_git_ops().pop().expect("re-planned at once");
     match &retry.kind {
-        GitOpKind::Push { expected_head, commits } => {
+        GitOpKind::Push {
+            expected_head,
+            commits,
+        } => {
             assert_eq!(expected_head.as_deref(), Some("outside"));
             assert_eq!(commits.len(), 1);
         }
@@ -160,7 +200,10 @@ fn a_push_conflict_replans_the_same_writes_on_the_new_head_and_keeps_the_outside
     }
     let r = h.apply(&retry);
     h.input(Input::GitDone(retry.op_id, r));
-    assert!(h.files.contains_key("README.md") && h.files.contains_key("prod/v1/configmaps/team-a/a.yaml"));
+    assert!(
+        h.files.contains_key("README.md")
+            && h.files.contains_key("prod/v1/configmaps/team-a/a.yaml")
+    );
     assert_eq!(h.core.counters().rebase_retries_total, 1);
 }
 
@@ -172,20 +215,50 @@ fn a_failed_push_is_retried_with_backoff_and_never_dropped() {
     let mut delays = Vec::new();
     for _ in 0..4 {
         let op = h.take_git_ops().pop().expect("a push is outstanding");
-        h.input(Input::GitDone(op.op_id, GitResult::Failed { retryable: true, reason: "connection refused".into() }));
+        h.input(Input::GitDone(
+            op.op_id,
+            GitResult::Failed {
+                retryable: true,
+                reason: "connection refused".into(),
+            },
+        ));
         let at = h.core.poll_deadline().unwrap();
         delays.push(at - h.now_ms);
         h.input(apply(cm("b", "1", 20 + delays.len() as u64))); // work keeps arriving meanwhile
-        assert!(h.take_git_ops().is_empty(), "no retry before the backoff ends");
+        assert!(
+            h.take_git_ops().is_empty(),
+            "no retry before the backoff ends"
+        );
         h.now_ms = at;
         h.input(Input::Tick);
     }
-    assert_eq!(delays, vec![BACKOFF_BASE_MS, 2 * BACKOFF_BASE_MS, 4 * BACKOFF_BASE_MS, 8 * BACKOFF_BASE_MS]);
+    assert_eq!(
+        delays,
+        vec![
+            BACKOFF_BASE_MS,
+            2 * BACKOFF_BASE_MS,
+            4 * BACKOFF_BASE_MS,
+            8 * BACKOFF_BASE_MS
+        ]
+    );
     let status = h.core.status(&CrRef::GitRepoConfig(repo_name())).unwrap();
-    assert!(status.iter().any(|c| c.type_ == "Pushed" && !c.status && c.message.contains("connection refused")));
+    assert!(status
+        .iter()
+        .any(|c| c.type_ == "Pushed" && !c.status && c.message.contains("connection refused")));
     let pushed = h.answer_all();
-    assert_eq!(subjects(&pushed), vec!["gitops-reverser [CREATE] v1/configmaps/team-a/a", "gitops-reverser [CREATE] v1/configmaps/team-a/b"]);
-    assert!(h.core.status(&CrRef::GitRepoConfig(repo_name())).unwrap().iter().all(|c| c.type_ != "Pushed"));
+    assert_eq!(
+        subjects(&pushed),
+        vec![
+            "gitops-reverser [CREATE] v1/configmaps/team-a/a",
+            "gitops-reverser [CREATE] v1/configmaps/team-a/b"
+        ]
+    );
+    assert!(h
+        .core
+        .status(&CrRef::GitRepoConfig(repo_name()))
+        .unwrap()
+        .iter()
+        .all(|c| c.type_ != "Pushed"));
 }
 
 #[test]
@@ -198,10 +271,22 @@ fn an_unknown_push_result_is_verified_before_anything_is_retried() {
     assert!(matches!(landed, GitResult::Pushed { .. }));
     h.input(Input::GitDone(op.op_id, GitResult::Unknown));
     let verify = h.take_git_ops().pop().unwrap();
-    let GitOpKind::Verify { op_tag, .. } = &verify.kind else { panic!("{:?}", verify.kind) };
-    let GitOpKind::Push { commits, .. } = &op.kind else { unreachable!() };
-    assert!(commits[0].message.contains(&format!("Reverser-Op: {op_tag}")));
-    h.input(Input::GitDone(verify.op_id, GitResult::Verified { head: h.head.clone(), landed: true }));
+    let GitOpKind::Verify { op_tag, .. } = &verify.kind else {
+        panic!("{:?}", verify.kind)
+    };
+    let GitOpKind::Push { commits, .. } = &op.kind else {
+        unreachable!()
+    };
+    assert!(commits[0]
+        .message
+        .contains(&format!("Reverser-Op: {op_tag}")));
+    h.input(Input::GitDone(
+        verify.op_id,
+        GitResult::Verified {
+            head: h.head.clone(),
+            landed: true,
+        },
+    ));
     assert!(h.take_git_ops().is_empty(), "nothing is pushed twice");
     assert_eq!(h.core.counters().commits_total, 1);
 }
@@ -209,21 +294,42 @@ fn an_unknown_push_result_is_verified_before_anything_is_retried() {
 #[test]
 fn orphans_are_deleted_only_under_the_folder_and_only_in_our_layout() {
     let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "prod");
-    for p in ["prod/v1/configmaps/team-a/gone.yaml", "prod/v1/configmaps/team-a/live.yaml", "prod/README.md",
-        "prod/v1/secrets/team-a/other-kind.yaml", "staging/v1/configmaps/team-a/gone.yaml", "prod/notes/v1/configmaps/x.yaml"] {
+    for p in [
+        "prod/v1/configmaps/team-a/gone.yaml",
+        "prod/v1/configmaps/team-a/live.yaml",
+        "prod/README.md",
+        "prod/v1/secrets/team-a/other-kind.yaml",
+        "staging/v1/configmaps/team-a/gone.yaml",
+        "prod/notes/v1/configmaps/x.yaml",
+    ] {
         h.files.insert(p.into(), b"x: 1\n".to_vec().into());
     }
     let g = gvr("", "v1", "configmaps");
     h.input(Input::Watch(g.clone(), WatchEvent::Init));
-    h.input(Input::Watch(g.clone(), WatchEvent::InitApply(cm("live", "1", 5))));
+    h.input(Input::Watch(
+        g.clone(),
+        WatchEvent::InitApply(cm("live", "1", 5)),
+    ));
     assert!(h.take_git_ops().is_empty(), "no listing before InitDone");
     h.input(Input::Watch(g, WatchEvent::InitDone));
     h.answer_all();
     let pushed = h.flush_and_push();
     let files: Vec<&String> = h.files.keys().collect();
-    assert_eq!(files, vec!["prod/README.md", "prod/notes/v1/configmaps/x.yaml", "prod/v1/configmaps/team-a/live.yaml",
-        "prod/v1/secrets/team-a/other-kind.yaml", "staging/v1/configmaps/team-a/gone.yaml"]);
-    assert_eq!(pushed.len(), 1, "the seed's writes and orphan deletes form one resync commit");
+    assert_eq!(
+        files,
+        vec![
+            "prod/README.md",
+            "prod/notes/v1/configmaps/x.yaml",
+            "prod/v1/configmaps/team-a/live.yaml",
+            "prod/v1/secrets/team-a/other-kind.yaml",
+            "staging/v1/configmaps/team-a/gone.yaml"
+        ]
+    );
+    assert_eq!(
+        pushed.len(),
+        1,
+        "the seed's writes and orphan deletes form one resync commit"
+    );
     assert_eq!(h.core.counters().orphans_found_total, 1);
 }
 
@@ -235,11 +341,17 @@ fn a_relist_after_410_gone_deletes_what_vanished_during_the_gap() {
     h.flush_and_push();
     let g = gvr("", "v1", "configmaps");
     h.input(Input::Watch(g.clone(), WatchEvent::Init));
-    h.input(Input::Watch(g.clone(), WatchEvent::InitApply(cm("a", "1", 10))));
+    h.input(Input::Watch(
+        g.clone(),
+        WatchEvent::InitApply(cm("a", "1", 10)),
+    ));
     h.input(Input::Watch(g, WatchEvent::InitDone));
     h.answer_all();
     h.flush_and_push();
-    assert_eq!(h.files.keys().collect::<Vec<_>>(), vec!["prod/v1/configmaps/team-a/a.yaml"]);
+    assert_eq!(
+        h.files.keys().collect::<Vec<_>>(),
+        vec!["prod/v1/configmaps/team-a/a.yaml"]
+    );
 }
 
 #[test]
@@ -256,23 +368,40 @@ fn a_restart_seed_commits_only_real_differences() {
     h.head = head;
     let g = gvr("", "v1", "configmaps");
     h.input(Input::Watch(g.clone(), WatchEvent::Init));
-    h.input(Input::Watch(g.clone(), WatchEvent::InitApply(cm("same", "1", 10))));
-    h.input(Input::Watch(g.clone(), WatchEvent::InitApply(cm("changed", "2", 12))));
+    h.input(Input::Watch(
+        g.clone(),
+        WatchEvent::InitApply(cm("same", "1", 10)),
+    ));
+    h.input(Input::Watch(
+        g.clone(),
+        WatchEvent::InitApply(cm("changed", "2", 12)),
+    ));
     h.input(Input::Watch(g, WatchEvent::InitDone));
     h.answer_all();
     let pushed = h.flush_and_push();
     assert_eq!(pushed.len(), 1);
-    assert_eq!(pushed[0].writes.iter().map(|w| w.0.as_str()).collect::<Vec<_>>(), vec!["prod/v1/configmaps/team-a/changed.yaml"]);
+    assert_eq!(
+        pushed[0]
+            .writes
+            .iter()
+            .map(|w| w.0.as_str())
+            .collect::<Vec<_>>(),
+        vec!["prod/v1/configmaps/team-a/changed.yaml"]
+    );
 }
 
 #[test]
 fn an_object_leaving_the_selector_is_removed_from_the_folder() {
     let mut h = Harness::new();
-    let repo = serde_json::from_value(json!({"repoURL": "file:///r", "allowedBranches": ["main"]})).unwrap();
+    let repo = serde_json::from_value(json!({"repoURL": "file:///r", "allowedBranches": ["main"]}))
+        .unwrap();
     h.input(Input::GitRepoConfig(repo_name(), Some(repo)));
     let rule: WatchRuleSpec = serde_json::from_value(json!({"gitRepoConfigRef": "my-repo",
         "resources": [{"version": "v1", "resource": "configmaps"}], "objectSelector": {"matchLabels": {"keep": "yes"}}})).unwrap();
-    h.input(Input::WatchRule(NamespacedName::new("team-a", "r"), Some(rule)));
+    h.input(Input::WatchRule(
+        NamespacedName::new("team-a", "r"),
+        Some(rule),
+    ));
     h.gvrs = vec![gvr("", "v1", "configmaps")];
     h.seed_empty();
     let mut labelled = cm("a", "1", 10);
@@ -290,9 +419,17 @@ fn deletes_remove_the_file_and_are_attributed() {
     let mut h = seeded();
     h.input(apply(cm("a", "1", 10)));
     h.flush_and_push();
-    h.input(admission(Operation::Delete, "alice", None, Some(cm("a", "1", 10))));
+    h.input(admission(
+        Operation::Delete,
+        "alice",
+        None,
+        Some(cm("a", "1", 10)),
+    ));
     h.input(delete(cm("a", "1", 11)));
-    assert_eq!(subjects(&h.flush_and_push()), vec!["alice [DELETE] v1/configmaps/team-a/a"]);
+    assert_eq!(
+        subjects(&h.flush_and_push()),
+        vec!["alice [DELETE] v1/configmaps/team-a/a"]
+    );
     assert!(h.files.is_empty());
 }
 
@@ -302,19 +439,33 @@ fn secret_values_never_reach_git() {
     h.seed_empty();
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "team-a"},
         "data": {"password": "aHVudGVyMg=="}});
-    h.input(Input::Watch(gvr("", "v1", "secrets"), WatchEvent::Apply(secret)));
+    h.input(Input::Watch(
+        gvr("", "v1", "secrets"),
+        WatchEvent::Apply(secret),
+    ));
     let pushed = h.flush_and_push();
     let bytes = pushed[0].writes[0].1.as_deref().unwrap();
     let text = String::from_utf8_lossy(bytes);
-    assert!(text.contains("password: \"<redacted>\"") && !text.contains("aHVudGVyMg=="), "{text}");
+    assert!(
+        text.contains("password: \"<redacted>\"") && !text.contains("aHVudGVyMg=="),
+        "{text}"
+    );
 }
 
 #[test]
 fn the_watch_set_follows_rules_as_they_come_and_go() {
     let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "");
-    assert!(h.outputs.contains(&Output::EnsureWatches([gvr("", "v1", "configmaps")].into())));
-    h.input(Input::WatchRule(NamespacedName::new("team-a", "rule"), None));
-    assert_eq!(h.outputs.last(), Some(&Output::EnsureWatches(Default::default())));
+    assert!(h
+        .outputs
+        .contains(&Output::EnsureWatches([gvr("", "v1", "configmaps")].into())));
+    h.input(Input::WatchRule(
+        NamespacedName::new("team-a", "rule"),
+        None,
+    ));
+    assert_eq!(
+        h.outputs.last(),
+        Some(&Output::EnsureWatches(Default::default()))
+    );
     assert!(h.core.watched().is_empty());
 }
 
@@ -322,10 +473,22 @@ fn the_watch_set_follows_rules_as_they_come_and_go() {
 fn invalid_rules_get_a_status_condition_saying_what_to_fix() {
     let mut h = Harness::new();
     let rule: WatchRuleSpec = serde_json::from_value(json!({"gitRepoConfigRef": "missing", "resources": [{"version": "v1", "resource": "configmaps"}]})).unwrap();
-    h.input(Input::WatchRule(NamespacedName::new("team-a", "r"), Some(rule)));
-    let st = h.core.status(&CrRef::WatchRule(NamespacedName::new("team-a", "r"))).unwrap();
-    assert_eq!((st[0].status, st[0].reason.as_str()), (false, "GitRepoConfigNotFound"));
-    assert!(h.outputs.iter().any(|o| matches!(o, Output::Status(CrRef::WatchRule(_), c) if !c[0].status)));
+    h.input(Input::WatchRule(
+        NamespacedName::new("team-a", "r"),
+        Some(rule),
+    ));
+    let st = h
+        .core
+        .status(&CrRef::WatchRule(NamespacedName::new("team-a", "r")))
+        .unwrap();
+    assert_eq!(
+        (st[0].status, st[0].reason.as_str()),
+        (false, "GitRepoConfigNotFound")
+    );
+    assert!(h
+        .outputs
+        .iter()
+        .any(|o| matches!(o, Output::Status(CrRef::WatchRule(_), c) if !c[0].status)));
 }
 
 #[test]
@@ -333,8 +496,14 @@ fn objects_with_unusable_names_are_refused_with_a_reason_and_nothing_else_is_los
     let mut h = seeded();
     h.input(apply(cm("..", "1", 10)));
     h.input(apply(cm("fine", "1", 11)));
-    assert!(h.outputs.iter().any(|o| matches!(o, Output::Refused { reason, .. } if reason.contains("relative path"))));
-    assert_eq!(subjects(&h.flush_and_push()), vec!["gitops-reverser [CREATE] v1/configmaps/team-a/fine"]);
+    assert!(h
+        .outputs
+        .iter()
+        .any(|o| matches!(o, Output::Refused { reason, .. } if reason.contains("relative path"))));
+    assert_eq!(
+        subjects(&h.flush_and_push()),
+        vec!["gitops-reverser [CREATE] v1/configmaps/team-a/fine"]
+    );
 }
 
 #[test]

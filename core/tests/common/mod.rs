@@ -8,7 +8,9 @@ use std::sync::Arc;
 use gitops_reverser_core::config::{GitRepoConfigSpec, NamespacedName, WatchRuleSpec};
 use gitops_reverser_core::core::{Core, CoreConfig};
 use gitops_reverser_core::ids::Gvr;
-use gitops_reverser_core::io::{GitOp, GitOpKind, GitResult, Input, Output, PlannedCommit, WatchEvent};
+use gitops_reverser_core::io::{
+    GitOp, GitOpKind, GitResult, Input, Output, PlannedCommit, WatchEvent,
+};
 use gitops_reverser_core::time::Now;
 
 pub fn gvr(g: &str, v: &str, r: &str) -> Gvr {
@@ -32,25 +34,44 @@ pub fn repo_name() -> NamespacedName {
 
 impl Harness {
     pub fn new() -> Self {
-        Self { core: Core::new(CoreConfig::default()), now_ms: 1_000, outputs: Vec::new(), files: BTreeMap::new(), commits: Vec::new(), head: None, gvrs: Vec::new() }
+        Self {
+            core: Core::new(CoreConfig::default()),
+            now_ms: 1_000,
+            outputs: Vec::new(),
+            files: BTreeMap::new(),
+            commits: Vec::new(),
+            head: None,
+            gvrs: Vec::new(),
+        }
     }
 
     /// A repo `team-a/my-repo` (branch main, maxCommits 20, interval 1m) and a WatchRule in team-a.
     pub fn with_rule(resources: &[(&str, &str, &str)], folder: &str) -> Self {
         let mut h = Self::new();
         let repo: GitRepoConfigSpec = serde_json::from_value(serde_json::json!({
-            "repoURL": "https://git.example/org/repo", "allowedBranches": ["main"]})).unwrap();
+            "repoURL": "https://git.example/org/repo", "allowedBranches": ["main"]}))
+        .unwrap();
         h.input(Input::GitRepoConfig(repo_name(), Some(repo)));
-        let res: Vec<_> = resources.iter().map(|(g, v, r)| serde_json::json!({"group": g, "version": v, "resource": r})).collect();
+        let res: Vec<_> = resources
+            .iter()
+            .map(|(g, v, r)| serde_json::json!({"group": g, "version": v, "resource": r}))
+            .collect();
         let rule: WatchRuleSpec = serde_json::from_value(serde_json::json!({
-            "gitRepoConfigRef": "my-repo", "baseFolder": folder, "resources": res})).unwrap();
-        h.input(Input::WatchRule(NamespacedName::new("team-a", "rule"), Some(rule)));
+            "gitRepoConfigRef": "my-repo", "baseFolder": folder, "resources": res}))
+        .unwrap();
+        h.input(Input::WatchRule(
+            NamespacedName::new("team-a", "rule"),
+            Some(rule),
+        ));
         h.gvrs = resources.iter().map(|(g, v, r)| gvr(g, v, r)).collect();
         h
     }
 
     pub fn now(&self) -> Now {
-        Now { mono_ms: self.now_ms, wall_ms: 1_700_000_000_000 + self.now_ms as i64 }
+        Now {
+            mono_ms: self.now_ms,
+            wall_ms: 1_700_000_000_000 + self.now_ms as i64,
+        }
     }
 
     pub fn input(&mut self, input: Input) {
@@ -98,7 +119,9 @@ impl Harness {
             }
             for op in ops {
                 let result = self.apply(&op);
-                if let (GitOpKind::Push { commits, .. }, GitResult::Pushed { .. }) = (&op.kind, &result) {
+                if let (GitOpKind::Push { commits, .. }, GitResult::Pushed { .. }) =
+                    (&op.kind, &result)
+                {
                     pushed.extend(commits.iter().cloned());
                 }
                 self.input(Input::GitDone(op.op_id, result));
@@ -118,9 +141,14 @@ impl Harness {
                     .map(|(p, b)| (p.clone(), gitops_reverser_core::canonical::git_blob_id(b)))
                     .collect(),
             },
-            GitOpKind::Push { expected_head, commits } => {
+            GitOpKind::Push {
+                expected_head,
+                commits,
+            } => {
                 if *expected_head != self.head {
-                    return GitResult::Conflict { remote_head: self.head.clone() };
+                    return GitResult::Conflict {
+                        remote_head: self.head.clone(),
+                    };
                 }
                 for c in commits {
                     assert!(!c.writes.is_empty(), "no empty commits");
@@ -136,7 +164,10 @@ impl Harness {
                 self.head = Some(head.clone());
                 GitResult::Pushed { head }
             }
-            GitOpKind::Verify { .. } => GitResult::Verified { head: self.head.clone(), landed: false },
+            GitOpKind::Verify { .. } => GitResult::Verified {
+                head: self.head.clone(),
+                landed: false,
+            },
         }
     }
 

@@ -361,3 +361,90 @@ impl Queue {
         debug_assert!(self.commits.len() <= PENDING_COMMITS_MAX);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn write(path: &str, hash: u64) -> PendingWrite {
+        let content = Some(Content { hash, doc: Arc::new(json!({"h": hash})), bytes: 100 });
+        PendingWrite { path: path.into(), path_key: crate::live::key128(path), content }
+    }
+
+    fn event(q: &mut Queue, user: &str, path: &str, hash: u64) {
+        let kind = CommitKind::Event { op: Operation::Update, identifier: path.into() };
+        q.push_event(0, 0, Some(user.into()), kind, write(path, hash));
+    }
+
+    #[test]
+    fn latest_reports_the_newest_unpushed_content_of_a_path() {
+        let mut q = Queue::default();
+        event(&mut q, "a", "p", 1);
+        event(&mut q, "b", "p", 2);
+        assert_eq!(q.latest(crate::live::key128("p")), Some(Some(2)));
+        q.start_push();
+        assert_eq!(q.latest(crate::live::key128("p")), Some(Some(2)), "in flight still counts as pending");
+        q.push_landed();
+        assert_eq!(q.latest(crate::live::key128("p")), None);
+    }
+
+    #[test]
+    fn a_failed_push_puts_its_commits_back_in_front_in_order() {
+        let mut q = Queue::default();
+        event(&mut q, "a", "p", 1);
+        q.start_push();
+        event(&mut q, "b", "q", 2);
+        q.push_failed(5);
+        let users: Vec<_> = q.start_push().iter().map(|c| c.author.as_deref().unwrap().to_owned()).collect();
+        assert_eq!(users, ["a", "b"]);
+    }
+
+    #[test]
+    fn coalescing_keeps_the_latest_content_per_path_and_the_authors_of_what_survives() {
+        let mut q = Queue::default();
+        event(&mut q, "a", "p", 1);
+        event(&mut q, "b", "q", 2);
+        event(&mut q, "c", "p", 3);
+        q.coalesce();
+        let kept: Vec<(String, u64)> = q
+            .start_push()
+            .iter()
+            .map(|c| (c.author.as_deref().unwrap().to_owned(), c.writes[0].content.as_ref().unwrap().hash))
+            .collect();
+        assert_eq!(kept, [("b".to_string(), 2), ("c".to_string(), 3)]);
+        assert_eq!(q.coalesced_total(), 1);
+    }
+
+    #[test]
+    fn a_queue_over_its_commit_limit_coalesces_instead_of_dropping() {
+        let mut q = Queue::default();
+        for i in 0..(PENDING_COMMITS_MAX + 1) {
+            event(&mut q, "u", &format!("p{i}"), i as u64);
+        }
+        assert!(q.len() <= PENDING_COMMITS_MAX);
+        let paths: HashSet<u128, Xxh3Builder> = q.writes().map(|w| w.path_key).collect::<HashSet<_, _>>();
+        assert_eq!(paths.len(), PENDING_COMMITS_MAX + 1, "every path's change is still there");
+    }
+
+    #[test]
+    fn redundant_writes_are_dropped_only_when_they_are_the_only_change_of_their_path() {
+        let mut q = Queue::default();
+        event(&mut q, "a", "p", 1);
+        event(&mut q, "b", "p", 2);
+        event(&mut q, "c", "q", 3);
+        assert_eq!(q.drop_redundant(|_| true), 1, "only q's single write may go");
+        assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn the_resync_commit_collects_writes_and_replaces_repeated_paths() {
+        let mut q = Queue::default();
+        q.push_resync(0, 0, "f", write("p", 1));
+        q.push_resync(0, 0, "f", write("q", 2));
+        q.push_resync(0, 0, "f", write("p", 3));
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.bytes(), 200);
+        assert_eq!(q.latest(crate::live::key128("p")), Some(Some(3)));
+    }
+}

@@ -17,21 +17,49 @@ use gitops_reverser_core::time::Now;
 use serde_json::{json, Value};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kube-apiserver-1.20"));
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kube-apiserver-1.20")
+        });
     let mut inputs: Vec<(u64, u8, Input)> = Vec::new();
     // Order: by resourceVersion; an admission goes right before the event whose version follows its base.
     for line in std::fs::read_to_string(dir.join("admission.jsonl"))?.lines() {
         let req = parse_review(line.as_bytes())?;
-        let base: u64 = req.old_object.as_ref().and_then(|o| o.pointer("/metadata/resourceVersion")?.as_str()?.parse().ok()).unwrap_or(0);
+        let base: u64 = req
+            .old_object
+            .as_ref()
+            .and_then(|o| {
+                o.pointer("/metadata/resourceVersion")?
+                    .as_str()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
         inputs.push((base, 0, Input::Admission(req)));
     }
     let mut gvrs = Vec::new();
-    for (file, gvr) in [("watch-configmaps.jsonl", Gvr::new("", "v1", "configmaps")), ("watch-deployments.jsonl", Gvr::new("apps", "v1", "deployments"))] {
+    for (file, gvr) in [
+        ("watch-configmaps.jsonl", Gvr::new("", "v1", "configmaps")),
+        (
+            "watch-deployments.jsonl",
+            Gvr::new("apps", "v1", "deployments"),
+        ),
+    ] {
         gvrs.push(gvr.clone());
         for line in std::fs::read_to_string(dir.join(file))?.lines() {
             let v: Value = serde_json::from_str(line)?;
-            let rv: u64 = v.pointer("/object/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0").parse()?;
-            let ev = if v["type"] == "DELETED" { WatchEvent::Delete(v["object"].clone()) } else { WatchEvent::Apply(v["object"].clone()) };
+            let rv: u64 = v
+                .pointer("/object/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("0")
+                .parse()?;
+            let ev = if v["type"] == "DELETED" {
+                WatchEvent::Delete(v["object"].clone())
+            } else {
+                WatchEvent::Apply(v["object"].clone())
+            };
             inputs.push((rv, 1, Input::Watch(gvr.clone(), ev)));
         }
     }
@@ -51,9 +79,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     inputs.sort_by_key(|(rv, kind, _)| (*rv, *kind));
 
     let mut core = Core::new(CoreConfig::default());
-    let mut now = Now { mono_ms: 0, wall_ms: 1_790_000_000_000 };
+    let mut now = Now {
+        mono_ms: 0,
+        wall_ms: 1_790_000_000_000,
+    };
     let repo = NamespacedName::new("team-a", "my-repo");
-    core.handle(now, Input::GitRepoConfig(repo, Some(serde_json::from_value(json!({"repoURL": "file:///replay", "allowedBranches": ["main"]}))?)));
+    core.handle(
+        now,
+        Input::GitRepoConfig(
+            repo,
+            Some(serde_json::from_value(
+                json!({"repoURL": "file:///replay", "allowedBranches": ["main"]}),
+            )?),
+        ),
+    );
     core.handle(now, Input::WatchRule(NamespacedName::new("team-a", "all"), Some(serde_json::from_value(json!({"gitRepoConfigRef": "my-repo",
         "baseFolder": "clusters/prod", "resources": [{"group": "", "version": "v1", "resource": "configmaps"}, {"group": "apps", "version": "v1", "resource": "deployments"}]}))?)));
     for g in &gvrs {
@@ -67,8 +106,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             match out {
                 Output::Git(op) => {
                     let result = match &op.kind {
-                        GitOpKind::ReadPaths { .. } => GitResult::Paths { head: None, entries: vec![] },
-                        GitOpKind::Push { commits: planned, .. } => {
+                        GitOpKind::ReadPaths { .. } => GitResult::Paths {
+                            head: None,
+                            entries: vec![],
+                        },
+                        GitOpKind::Push {
+                            commits: planned, ..
+                        } => {
                             for c in planned {
                                 for (p, b) in &c.writes {
                                     match b {
@@ -78,9 +122,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                                 }
                             }
                             commits.extend(planned.iter().cloned());
-                            GitResult::Pushed { head: format!("{}", commits.len()) }
+                            GitResult::Pushed {
+                                head: format!("{}", commits.len()),
+                            }
                         }
-                        GitOpKind::Verify { .. } => GitResult::Verified { head: None, landed: false },
+                        GitOpKind::Verify { .. } => GitResult::Verified {
+                            head: None,
+                            landed: false,
+                        },
                     };
                     core.handle(now, Input::GitDone(op.op_id, result));
                 }
@@ -97,15 +146,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         drive(&mut core, now);
     }
     while let Some(at) = core.poll_deadline() {
-        now = Now { mono_ms: at, wall_ms: now.wall_ms + (at - now.mono_ms) as i64 };
+        now = Now {
+            mono_ms: at,
+            wall_ms: now.wall_ms + (at - now.mono_ms) as i64,
+        };
         core.handle(now, Input::Tick);
         drive(&mut core, now);
-        if core.counters().commits_total > 0 && core.poll_deadline().is_none_or(|d| d > now.mono_ms + 120_000) {
+        if core.counters().commits_total > 0
+            && core
+                .poll_deadline()
+                .is_none_or(|d| d > now.mono_ms + 120_000)
+        {
             break;
         }
     }
     for c in &commits {
-        println!("{:<16} {}", c.author.name, c.message.lines().next().unwrap_or_default());
+        println!(
+            "{:<16} {}",
+            c.author.name,
+            c.message.lines().next().unwrap_or_default()
+        );
     }
     println!("\nfiles on the branch:");
     for (p, b) in &files {

@@ -368,12 +368,23 @@ mod tests {
     use serde_json::json;
 
     fn write(path: &str, hash: u64) -> PendingWrite {
-        let content = Some(Content { hash, doc: Arc::new(json!({"h": hash})), bytes: 100 });
-        PendingWrite { path: path.into(), path_key: crate::live::key128(path), content }
+        let content = Some(Content {
+            hash,
+            doc: Arc::new(json!({"h": hash})),
+            bytes: 100,
+        });
+        PendingWrite {
+            path: path.into(),
+            path_key: crate::live::key128(path),
+            content,
+        }
     }
 
     fn event(q: &mut Queue, user: &str, path: &str, hash: u64) {
-        let kind = CommitKind::Event { op: Operation::Update, identifier: path.into() };
+        let kind = CommitKind::Event {
+            op: Operation::Update,
+            identifier: path.into(),
+        };
         q.push_event(0, 0, Some(user.into()), kind, write(path, hash));
     }
 
@@ -384,7 +395,11 @@ mod tests {
         event(&mut q, "b", "p", 2);
         assert_eq!(q.latest(crate::live::key128("p")), Some(Some(2)));
         q.start_push();
-        assert_eq!(q.latest(crate::live::key128("p")), Some(Some(2)), "in flight still counts as pending");
+        assert_eq!(
+            q.latest(crate::live::key128("p")),
+            Some(Some(2)),
+            "in flight still counts as pending"
+        );
         q.push_landed();
         assert_eq!(q.latest(crate::live::key128("p")), None);
     }
@@ -396,7 +411,11 @@ mod tests {
         q.start_push();
         event(&mut q, "b", "q", 2);
         q.push_failed(5);
-        let users: Vec<_> = q.start_push().iter().map(|c| c.author.as_deref().unwrap().to_owned()).collect();
+        let users: Vec<_> = q
+            .start_push()
+            .iter()
+            .map(|c| c.author.as_deref().unwrap().to_owned())
+            .collect();
         assert_eq!(users, ["a", "b"]);
     }
 
@@ -410,7 +429,12 @@ mod tests {
         let kept: Vec<(String, u64)> = q
             .start_push()
             .iter()
-            .map(|c| (c.author.as_deref().unwrap().to_owned(), c.writes[0].content.as_ref().unwrap().hash))
+            .map(|c| {
+                (
+                    c.author.as_deref().unwrap().to_owned(),
+                    c.writes[0].content.as_ref().unwrap().hash,
+                )
+            })
             .collect();
         assert_eq!(kept, [("b".to_string(), 2), ("c".to_string(), 3)]);
         assert_eq!(q.coalesced_total(), 1);
@@ -423,8 +447,13 @@ mod tests {
             event(&mut q, "u", &format!("p{i}"), i as u64);
         }
         assert!(q.len() <= PENDING_COMMITS_MAX);
-        let paths: HashSet<u128, Xxh3Builder> = q.writes().map(|w| w.path_key).collect::<HashSet<_, _>>();
-        assert_eq!(paths.len(), PENDING_COMMITS_MAX + 1, "every path's change is still there");
+        let paths: HashSet<u128, Xxh3Builder> =
+            q.writes().map(|w| w.path_key).collect::<HashSet<_, _>>();
+        assert_eq!(
+            paths.len(),
+            PENDING_COMMITS_MAX + 1,
+            "every path's change is still there"
+        );
     }
 
     #[test]
@@ -433,7 +462,11 @@ mod tests {
         event(&mut q, "a", "p", 1);
         event(&mut q, "b", "p", 2);
         event(&mut q, "c", "q", 3);
-        assert_eq!(q.drop_redundant(|_| true), 1, "only q's single write may go");
+        assert_eq!(
+            q.drop_redundant(|_| true),
+            1,
+            "only q's single write may go"
+        );
         assert_eq!(q.len(), 2);
     }
 

@@ -221,6 +221,8 @@ pub struct Core {
     statuses: BTreeMap<CrRef, Vec<Condition>>,
     outputs: VecDeque<Output>,
     ops: BTreeMap<u64, BranchKey>,
+    /// Branches whose schedule may have changed since the last drive (all of them on a tick).
+    wake: BTreeSet<BranchKey>,
     next_op_id: u64,
     counters: Counters,
     buf: Vec<u8>,
@@ -253,6 +255,7 @@ impl Core {
             statuses: BTreeMap::new(),
             outputs: VecDeque::new(),
             ops: BTreeMap::new(),
+            wake: BTreeSet::new(),
             next_op_id: 1,
             counters: Counters::default(),
             buf: Vec::with_capacity(4096),
@@ -304,7 +307,7 @@ impl Core {
             Input::Admission(req) => self.handle_admission(req),
             Input::Watch(gvr, event) => self.handle_watch(gvr, event),
             Input::GitDone(op_id, result) => self.handle_git(op_id, result),
-            Input::Tick => {}
+            Input::Tick => self.wake.extend(self.branches.keys().cloned()),
         }
         self.drive();
     }
@@ -601,6 +604,7 @@ impl Core {
         let repos = &self.repos;
         self.branches
             .retain(|k, _| repos.get(&k.0).is_some_and(|r| r.1.is_ok()));
+        self.wake.extend(self.branches.keys().cloned());
         for gvr in resync {
             // A stream that is not running yet starts with a list anyway.
             if self.watched.contains(&gvr) {
@@ -726,6 +730,7 @@ impl Core {
                     d.members.retain(|_, (g, e)| *g != gid || *e == epoch);
                     if d.awaiting.remove(&gid) && d.awaiting.is_empty() {
                         d.want_read = true;
+                        self.wake.insert(d.branch.clone());
                     }
                 }
             }
@@ -959,6 +964,13 @@ impl Core {
         } else {
             b.queue.push_event(now, wall, author, kind, write);
         }
+        // Count and byte triggers act at once; the time trigger comes with a tick.
+        if b.op.is_none()
+            && b.queue
+                .due(now, b.settings.max_commits, b.settings.push_interval_ms)
+        {
+            self.wake.insert(d.branch.clone());
+        }
         true
     }
 
@@ -973,9 +985,10 @@ impl Core {
 
     fn drive(&mut self) {
         self.attributor.sweep(self.now.mono_ms);
-        let keys: Vec<BranchKey> = self.branches.keys().cloned().collect();
-        for key in keys {
-            self.schedule(&key);
+        for key in std::mem::take(&mut self.wake) {
+            if self.branches.contains_key(&key) {
+                self.schedule(&key);
+            }
         }
     }
 
@@ -1077,6 +1090,7 @@ impl Core {
         let Some(key) = self.ops.remove(&op_id) else {
             return;
         };
+        self.wake.insert(key.clone());
         let Some(b) = self.branches.get_mut(&key) else {
             return;
         };

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use xxhash_rust::xxh64::xxh64;
 
 /// Top-level keys written first, in this order.
-const LEADING_KEYS: [&str; 3] = ["apiVersion", "kind", "metadata"];
+pub(crate) const LEADING_KEYS: [&str; 3] = ["apiVersion", "kind", "metadata"];
 
 /// Writes the canonical bytes of `value` into `out` (cleared first).
 pub fn canonical_bytes_into(value: &Value, out: &mut Vec<u8>) {

@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::canonical::for_each_sorted;
+use crate::canonical::{for_each_sorted, LEADING_KEYS};
 
 /// Renders `value` as a YAML document (no `---`), ending in a newline.
 pub fn render(value: &Value) -> Vec<u8> {
@@ -23,8 +23,6 @@ pub fn render(value: &Value) -> Vec<u8> {
     }
     out
 }
-
-const LEADING_KEYS: [&str; 3] = ["apiVersion", "kind", "metadata"];
 
 fn write_map_top(map: &Map<String, Value>, out: &mut Vec<u8>) {
     for key in LEADING_KEYS {

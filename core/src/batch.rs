@@ -86,7 +86,8 @@ struct Latest {
 pub struct Queue {
     commits: VecDeque<PendingCommit>,
     in_flight: Vec<PendingCommit>,
-    /// Per path: the newest not-yet-pushed write (pending or in flight) and how many exist.
+    /// Per path: the newest not-yet-pushed write (pending or in flight) and how many exist. Looked up
+    /// only, never iterated, so its (fixed-seed) hash order cannot reach an output.
     latest: HashMap<u128, Latest, Xxh3Builder>,
     bytes: usize,
     first_pending_ms: Option<u64>,

@@ -225,7 +225,10 @@ pub struct Core {
     wake: BTreeSet<BranchKey>,
     next_op_id: u64,
     counters: Counters,
+    /// Scratch buffers of the watch path, reused so that an event allocates only what it keeps.
     buf: Vec<u8>,
+    ident: String,
+    routed: Vec<Arc<Destination>>,
 }
 
 fn namespaces_gvr() -> Gvr {
@@ -259,6 +262,8 @@ impl Core {
             next_op_id: 1,
             counters: Counters::default(),
             buf: Vec::with_capacity(4096),
+            ident: String::with_capacity(128),
+            routed: Vec::new(),
         }
     }
 
@@ -788,34 +793,39 @@ impl Core {
 
     fn handle_object(&mut self, gvr: Gvr, gid: u16, mut obj: Value, deleted: bool, initial: bool) {
         self.counters.events_received_total += 1;
-        let meta = |o: &Value, f: &str| {
-            o.get("metadata")
-                .and_then(|m| m.get(f))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
+        // Read by borrow: an event that changes nothing (status churn) allocates nothing here.
+        let mut routed = std::mem::take(&mut self.routed);
+        let head = {
+            let meta = obj.get("metadata");
+            let field = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str);
+            field("name").map(|name| {
+                let r = ResourceRef {
+                    gvr: &gvr,
+                    namespace: field("namespace"),
+                    name,
+                };
+                let valid = r.validate();
+                self.ident.clear();
+                r.write_identifier(&mut self.ident);
+                let rv = field("resourceVersion").map_or(0, tag64);
+                let uid = field("uid").map_or(0, tag64);
+                (valid, rv, uid, r.namespace)
+            })
         };
-        let (Some(name), namespace) = (meta(&obj, "name"), meta(&obj, "namespace")) else {
+        let Some((valid, rv, uid, namespace)) = head else {
+            self.routed = routed;
             self.refuse(
                 format!("{gvr}"),
                 "watch object without metadata.name".into(),
             );
             return;
         };
-        let r = ResourceRef {
-            gvr: &gvr,
-            namespace: namespace.as_deref(),
-            name: &name,
-        };
-        let identifier = r.identifier();
-        if let Err(e) = r.validate() {
-            self.refuse(identifier, format!("not written: {e}"));
+        if let Err(e) = valid {
+            self.routed = routed;
+            self.refuse(self.ident.clone(), format!("not written: {e}"));
             return;
         }
-        let rv = meta(&obj, "resourceVersion")
-            .map(|s| tag64(&s))
-            .unwrap_or(0);
-        let uid = meta(&obj, "uid").map(|s| tag64(&s)).unwrap_or(0);
-        let ident = key128(&identifier);
+        let ident = key128(&self.ident);
         let prev = self.live[gid as usize].get(ident).copied();
         let same_object = prev.is_some_and(|p| p.uid == uid);
         let op = match (deleted, same_object) {
@@ -825,17 +835,13 @@ impl Core {
         };
         // Route on the labels as the cluster has them (before sanitization removes tooling labels).
         let facts = ObjectFacts {
-            namespace: namespace.as_deref(),
+            namespace,
             labels: obj.pointer("/metadata/labels").and_then(Value::as_object),
             op,
         };
         let ns_labels = &self.ns_labels;
-        let routed: Vec<Arc<Destination>> = self
-            .rules
-            .route(&gvr, &facts, |ns| ns_labels.get(ns))
-            .into_iter()
-            .cloned()
-            .collect();
+        self.rules
+            .route_into(&gvr, &facts, |ns| ns_labels.get(ns), &mut routed);
         let secret = is_secret(&obj);
         let (hash, bytes) = self.digest(&mut obj);
         let live = &mut self.live[gid as usize];
@@ -847,8 +853,21 @@ impl Core {
         if !deleted && !initial && same_object && prev.is_some_and(|p| p.content == hash) {
             // Status churn, managedFields-only writes, resync duplicates: nothing to write.
             self.counters.watch_duplicates_skipped_total += 1;
+            self.routed = routed;
             return;
         }
+        // Sanitizing keeps name and namespace.
+        let meta = |f: &str| obj.pointer(f).and_then(Value::as_str).map(str::to_owned);
+        let (name, namespace) = (
+            meta("/metadata/name").unwrap_or_default(),
+            meta("/metadata/namespace"),
+        );
+        let r = ResourceRef {
+            gvr: &gvr,
+            namespace: namespace.as_deref(),
+            name: &name,
+        };
+        let identifier = self.ident.clone();
         let base_rv = prev.filter(|_| same_object).map(|p| p.rv);
         let key = CorrKey {
             ident,
@@ -860,9 +879,11 @@ impl Core {
                 .attribute(self.now.mono_ms, key, base_rv, !initial && prev.is_some());
         let author = attribution.user().cloned();
         if secret && self.config.secret_policy == SecretPolicy::Exclude {
+            self.routed = routed;
             return;
         }
         if bytes > OBJECT_BYTES_MAX && !deleted {
+            self.routed = routed;
             self.refuse(
                 identifier,
                 format!(
@@ -908,6 +929,7 @@ impl Core {
             };
             queued |= self.enqueue(&dest, write, author.clone(), kind, resync);
         }
+        self.routed = routed;
         if queued {
             self.counters.events_processed_total += 1;
         } else {

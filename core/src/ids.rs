@@ -190,14 +190,19 @@ impl ResourceRef<'_> {
     /// `{group}/{version}/{resource}/{namespace}/{name}`, empty group and namespace left out.
     pub fn identifier(&self) -> String {
         let mut s = String::with_capacity(64);
-        self.gvr.write_prefix(&mut s);
+        self.write_identifier(&mut s);
+        s
+    }
+
+    /// Appends [`ResourceRef::identifier`] to `s`.
+    pub fn write_identifier(&self, s: &mut String) {
+        self.gvr.write_prefix(s);
         if let Some(ns) = self.namespace {
             s.push('/');
             s.push_str(ns);
         }
         s.push('/');
         s.push_str(self.name);
-        s
     }
 
     /// Validates every segment that will become part of a path.

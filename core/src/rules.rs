@@ -187,14 +187,41 @@ impl RuleStore {
         obj: &ObjectFacts<'_>,
         ns_labels: impl Fn(&str) -> Option<&'n BTreeMap<String, String>>,
     ) -> Vec<&'s Arc<Destination>> {
-        let mut out = Vec::new();
-        let Some(candidates) = self.by_gvr.get(gvr) else {
-            return out;
-        };
-        for &i in candidates {
+        let mut out: Vec<_> = self.routed(gvr, obj, ns_labels).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// [`RuleStore::route`] into a caller's buffer (cleared first), so the hot path allocates nothing.
+    pub fn route_into<'n>(
+        &self,
+        gvr: &Gvr,
+        obj: &ObjectFacts<'_>,
+        ns_labels: impl Fn(&str) -> Option<&'n BTreeMap<String, String>>,
+        out: &mut Vec<Arc<Destination>>,
+    ) {
+        out.clear();
+        out.extend(self.routed(gvr, obj, ns_labels).cloned());
+        out.sort();
+        out.dedup();
+    }
+
+    /// The destinations of every rule that selects the object, possibly repeated.
+    fn routed<'s, 'n, 'o>(
+        &'s self,
+        gvr: &Gvr,
+        obj: &'o ObjectFacts<'o>,
+        ns_labels: impl Fn(&str) -> Option<&'n BTreeMap<String, String>> + 'o,
+    ) -> impl Iterator<Item = &'s Arc<Destination>> + 'o
+    where
+        's: 'o,
+    {
+        let candidates = self.by_gvr.get(gvr).map_or(&[][..], Vec::as_slice);
+        candidates.iter().filter_map(move |&i| {
             let r = &self.rules[i];
             if !r.operations.contains(obj.op) {
-                continue;
+                return None;
             }
             let in_reach = match (&r.reach, obj.namespace) {
                 (RuleReach::OwnNamespace(own), Some(ns)) => own == ns,
@@ -205,17 +232,12 @@ impl RuleStore {
                 }
                 _ => false,
             };
-            if in_reach
+            let selected = in_reach
                 && r.object_selector
                     .as_ref()
-                    .is_none_or(|s| s.matches(label_of(obj.labels)))
-            {
-                out.push(&r.destination);
-            }
-        }
-        out.sort();
-        out.dedup();
-        out
+                    .is_none_or(|s| s.matches(label_of(obj.labels)));
+            selected.then_some(&r.destination)
+        })
     }
 
     /// Whether some rule selects `gvr` through a namespace selector (so namespaces must be watched).

@@ -89,30 +89,42 @@ pub fn sanitize(obj: &mut Value) {
         return;
     };
     root.remove("status");
-    let kind = root
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let core_api = root.get("apiVersion").and_then(Value::as_str) == Some("v1");
+    let kind_rule = kind_rule(root);
     if let Some(Value::Object(meta)) = root.get_mut("metadata") {
         sanitize_metadata(meta);
     }
-    match (kind.as_str(), core_api) {
-        ("Service", true) => remove_fields(root, &["spec"], &SERVICE_SPEC_REMOVED),
-        ("Pod", true) => remove_fields(root, &["spec"], &["nodeName"]),
+    match kind_rule {
+        KindRule::None => {}
+        KindRule::Remove(path, fields) => remove_fields(root, path, fields),
+        KindRule::Redact => redact_secret(root),
+        KindRule::TemplateTimestamp(path) => drop_template_timestamp(root, path),
+    }
+}
+
+/// What a kind adds to the common rules; decided by borrow so sanitizing allocates nothing.
+enum KindRule {
+    None,
+    Remove(&'static [&'static str], &'static [&'static str]),
+    Redact,
+    TemplateTimestamp(&'static [&'static str]),
+}
+
+fn kind_rule(root: &Map<String, Value>) -> KindRule {
+    let kind = root.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let core_api = root.get("apiVersion").and_then(Value::as_str) == Some("v1");
+    match (kind, core_api) {
+        ("Service", true) => KindRule::Remove(&["spec"], &SERVICE_SPEC_REMOVED),
+        ("Pod", true) => KindRule::Remove(&["spec"], &["nodeName"]),
         ("PersistentVolumeClaim", true) => {
-            remove_fields(root, &["spec"], &["volumeName", "volumeMode"])
+            KindRule::Remove(&["spec"], &["volumeName", "volumeMode"])
         }
-        ("Secret", true) => redact_secret(root),
-        ("CronJob", _) => {
-            drop_template_timestamp(root, &["spec", "jobTemplate", "spec", "template"])
-        }
+        ("Secret", true) => KindRule::Redact,
+        ("CronJob", _) => KindRule::TemplateTimestamp(&["spec", "jobTemplate", "spec", "template"]),
         (k, _) if POD_TEMPLATE_KINDS.contains(&k) => {
-            drop_template_timestamp(root, &["spec", "template"])
+            KindRule::TemplateTimestamp(&["spec", "template"])
         }
-        ("PodTemplate", true) => drop_template_timestamp(root, &["template"]),
-        _ => {}
+        ("PodTemplate", true) => KindRule::TemplateTimestamp(&["template"]),
+        _ => KindRule::None,
     }
 }
 

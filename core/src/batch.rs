@@ -273,26 +273,37 @@ impl Queue {
         }
     }
 
-    /// Drops pending writes for which `drop` holds, but only when a write is the only unpushed one of
-    /// its path (dropping one of several would let an older content win). Empty commits go too.
-    pub fn drop_redundant(&mut self, mut drop: impl FnMut(&PendingWrite) -> bool) -> usize {
+    /// Drops pending writes that would change nothing. The first pending write of a path is
+    /// compared with the repository by `same_as_repo`; each later one with the write before it
+    /// that stays. So a relisted object's seed write that the repository already holds goes, while
+    /// a later change of the same path stays (and the order of contents is never altered).
+    /// Commits left without writes go too.
+    pub fn drop_redundant(&mut self, mut same_as_repo: impl FnMut(&PendingWrite) -> bool) -> usize {
         let mut dropped = 0;
+        // Per path: the content of the last write kept (`Some(None)`: a delete); absent: the repo's.
+        let mut kept: HashMap<u128, Option<u64>, Xxh3Builder> =
+            HashMap::with_hasher(Xxh3Builder::new());
         let mut commits = std::mem::take(&mut self.commits);
         for c in &mut commits {
             c.writes.retain(|w| {
-                let only = self.latest.get(&w.path_key).is_some_and(|l| l.writes == 1);
-                if only && drop(w) {
-                    self.bytes -= write_bytes(w);
-                    self.latest.remove(&w.path_key);
+                let content = w.content.as_ref().map(|c| c.hash);
+                let redundant = match kept.get(&w.path_key) {
+                    Some(prev) => *prev == content,
+                    None => same_as_repo(w),
+                };
+                if redundant {
                     dropped += 1;
-                    false
                 } else {
-                    true
+                    kept.insert(w.path_key, content);
                 }
+                !redundant
             });
         }
         commits.retain(|c| !c.writes.is_empty());
         self.commits = commits;
+        if dropped > 0 {
+            self.reindex();
+        }
         if self.commits.is_empty() {
             self.first_pending_ms = None;
         }
@@ -342,6 +353,11 @@ impl Queue {
             });
         }
         self.coalesced_total += (before - self.commits.len()) as u64;
+        self.reindex();
+    }
+
+    /// Rebuilds the per-path index and the byte count from the queue.
+    fn reindex(&mut self) {
         self.latest.clear();
         for c in &self.in_flight {
             c.writes

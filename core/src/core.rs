@@ -1150,6 +1150,13 @@ impl Core {
             (OpInFlight::Push { .. }, GitResult::Conflict { remote_head }) => {
                 self.counters.rebase_retries_total += 1;
                 b.head = remote_head;
+                // Someone else wrote the branch: what we believe it holds may be stale (files
+                // edited or removed), so read every folder again before planning on the new head.
+                for d in self.dests.values_mut() {
+                    if d.branch == key && d.listed && d.awaiting.is_empty() {
+                        d.want_read = true;
+                    }
+                }
                 b.queue.push_failed(now_ms);
                 b.conflicts_in_row += 1;
                 if b.conflicts_in_row > gitplan::CONFLICTS_BEFORE_BACKOFF {
@@ -1171,7 +1178,15 @@ impl Core {
             ) => {
                 b.unverified = Some((tag, expected_head, blobs));
             }
-            (OpInFlight::Verify { .. }, GitResult::Verified { head, .. }) => {
+            (OpInFlight::Verify { expected_head, .. }, GitResult::Verified { head, .. }) => {
+                if head != expected_head {
+                    // Others wrote meanwhile: read again, as after a conflict.
+                    for d in self.dests.values_mut() {
+                        if d.branch == key && d.listed && d.awaiting.is_empty() {
+                            d.want_read = true;
+                        }
+                    }
+                }
                 b.head = head;
                 b.queue.push_failed(now_ms);
                 b.retry_now = true;
@@ -1317,7 +1332,16 @@ impl Core {
                 }
                 _ => false,
             },
-            None => !listed.contains_key(&w.path_key) && !held.contains_key(&w.path_key),
+            // A delete under this folder is redundant when the listing lacks the file; elsewhere,
+            // when we believe the file is not there.
+            None if ours(&w.path) => {
+                let absent = !listed.contains_key(&w.path_key);
+                if absent {
+                    held.remove(&w.path_key);
+                }
+                absent
+            }
+            None => !held.contains_key(&w.path_key),
         });
         let (now, wall) = (self.now.mono_ms, self.now.wall_ms);
         self.counters.orphans_found_total += orphans.len() as u64;

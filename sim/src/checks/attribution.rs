@@ -1,0 +1,127 @@
+//! Attribution never wrong: an event commit's author is the user who made that change, or the
+//! fallback identity. The commits of one path form a subsequence of the object's writes; each is
+//! matched to the earliest later write with the same file and author.
+//!
+//! Tolerated and counted apart (`ambiguous`): the author made an identical write that was rejected
+//! after admission, within the correlation TTL — a rejected CREATE followed by an identical CREATE
+//! whose webhook call was missed cannot be told apart from the real one.
+
+use std::collections::BTreeMap;
+
+use gitops_reverser_core::correlation::TTL_MS;
+use gitops_reverser_core::io::PlannedCommit;
+
+use crate::checks::event_subject;
+use crate::cluster::WriteRecord;
+
+/// Attribution outcomes over a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttrCounts {
+    /// Authored by the true user.
+    pub hit: u64,
+    /// Authored by the fallback identity.
+    pub miss: u64,
+    /// Authored by someone else.
+    pub wrong: u64,
+    /// The documented ambiguous case.
+    pub ambiguous: u64,
+}
+
+/// Per-path matching state.
+pub struct AttributionCheck {
+    matched: BTreeMap<(String, String, String), usize>,
+    fallback: String,
+    /// Every event commit must name its true user (no fault that can lose attribution is on).
+    strict: bool,
+    /// Outcomes.
+    pub counts: AttrCounts,
+}
+
+impl AttributionCheck {
+    /// A checker; `fallback` is the fallback author's name.
+    pub fn new(fallback: &str, strict: bool) -> Self {
+        Self {
+            matched: BTreeMap::new(),
+            fallback: fallback.into(),
+            strict,
+            counts: AttrCounts::default(),
+        }
+    }
+
+    /// Checks one commit the remote accepted.
+    pub fn on_commit(
+        &mut self,
+        url: &str,
+        branch: &str,
+        commit: &PlannedCommit,
+        history: &BTreeMap<String, Vec<WriteRecord>>,
+        out: &mut Vec<String>,
+    ) {
+        let Some((_, ident)) = event_subject(&commit.message) else {
+            return;
+        };
+        let author = commit.author.name.as_str();
+        let empty = Vec::new();
+        let writes = history.get(ident).unwrap_or(&empty);
+        for (path, bytes) in &commit.writes {
+            let key = (url.to_string(), branch.to_string(), path.clone());
+            let start = self.matched.get(&key).map_or(0, |k| k + 1);
+            // A deletion also stands for a write that unselected the object (labels changed).
+            let same = |w: &WriteRecord| match bytes {
+                Some(b) => w.file.as_deref() == Some(&b[..]),
+                None => true,
+            };
+            let later = || writes.iter().enumerate().skip(start).filter(|(_, w)| !w.rejected);
+            if author == self.fallback {
+                self.counts.miss += 1;
+                if self.strict {
+                    out.push(format!(
+                        "{url} {branch}: {ident} committed with the fallback author in a run without attribution faults"
+                    ));
+                }
+                if let Some((j, _)) = later().find(|(_, w)| same(w)) {
+                    self.matched.insert(key, j);
+                }
+                continue;
+            }
+            if let Some((j, _)) = later().find(|(_, w)| same(w) && w.user == author) {
+                self.counts.hit += 1;
+                self.matched.insert(key, j);
+                continue;
+            }
+            let rejected_twin = writes.iter().any(|w| {
+                w.rejected
+                    && w.user == author
+                    && same(w)
+                    && writes
+                        .iter()
+                        .any(|x| !x.rejected && x.at_ms >= w.at_ms && x.at_ms <= w.at_ms + TTL_MS && same(x))
+            });
+            if rejected_twin {
+                self.counts.ambiguous += 1;
+                continue;
+            }
+            self.counts.wrong += 1;
+            let trail: Vec<String> = writes
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    format!(
+                        "  #{i} t={} {} {:?}{} {}",
+                        w.at_ms,
+                        w.user,
+                        w.op,
+                        if w.rejected { " (rejected)" } else { "" },
+                        w.file.as_deref().map_or(String::from("<deleted>"), |f| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(f)))
+                    )
+                })
+                .collect();
+            out.push(format!(
+                "{url} {branch}: {ident} attributed to {author}, who did not make that change (matched up to #{}); file {}; writes:\n{}",
+                start as i64 - 1,
+                bytes.as_deref().map_or(String::from("<deleted>"), |f| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(f))),
+                trail.join("\n")
+            ));
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Convergence: after the liveness phase, every active destination's folder holds exactly the
+//! sanitized, rule-selected live objects, byte for byte.
+
+use std::collections::BTreeMap;
+
+use crate::cluster::{file_of, Cluster};
+use crate::git::Remotes;
+use crate::topology::Topology;
+
+/// Compares every active destination with the cluster.
+pub fn check(topo: &Topology, cluster: &Cluster, remotes: &Remotes, out: &mut Vec<String>) {
+    for (url, branch, folder) in topo.destinations() {
+        let rules: Vec<usize> = (0..topo.rules.len())
+            .filter(|&i| {
+                let r = &topo.rules[i];
+                topo.active[i]
+                    && topo.repos[r.repo].url == url
+                    && r.branch == branch
+                    && r.folder == folder
+            })
+            .collect();
+        let base = if folder.is_empty() {
+            String::new()
+        } else {
+            format!("{folder}/")
+        };
+        let mut prefixes = Vec::new();
+        let mut expected: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (key, obj) in &cluster.objects {
+            let kind = &cluster.kinds[key.0];
+            let labels = obj
+                .body
+                .pointer("/metadata/labels")
+                .cloned()
+                .unwrap_or_default();
+            if rules
+                .iter()
+                .any(|&i| topo.selects(i, kind, key.1.as_deref(), &labels))
+            {
+                expected.insert(
+                    format!("{base}{}.yaml", cluster.identifier(key)),
+                    file_of(&obj.body),
+                );
+            }
+        }
+        for kind in &cluster.kinds {
+            if rules.iter().any(|&i| {
+                topo.rules[i]
+                    .entries
+                    .iter()
+                    .any(|e| e.resources.contains(&kind.gvr.resource.as_str()))
+            }) {
+                let mut p = base.clone();
+                if !kind.gvr.group.is_empty() {
+                    p.push_str(&kind.gvr.group);
+                    p.push('/');
+                }
+                p.push_str(&format!("{}/{}/", kind.gvr.version, kind.gvr.resource));
+                prefixes.push(p);
+            }
+        }
+        let tree = remotes.tree(url, branch);
+        let actual: BTreeMap<&String, &[u8]> = tree
+            .iter()
+            .filter(|(p, _)| prefixes.iter().any(|x| p.starts_with(x.as_str())))
+            .map(|(p, b)| (p, &b[..]))
+            .collect();
+        for (path, want) in &expected {
+            match actual.get(path) {
+                None => out.push(format!("{url} {branch}: missing {path}")),
+                Some(have) if *have != &want[..] => out.push(format!(
+                    "{url} {branch}: {path} differs\n--- git\n{}--- cluster\n{}",
+                    String::from_utf8_lossy(have),
+                    String::from_utf8_lossy(want)
+                )),
+                Some(_) => {}
+            }
+        }
+        for path in actual.keys() {
+            if !expected.contains_key(*path) {
+                out.push(format!("{url} {branch}: {path} has no live object"));
+            }
+        }
+    }
+}

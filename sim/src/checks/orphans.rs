@@ -1,0 +1,88 @@
+//! Orphan safety: no file is deleted while its object lived, selected, all along.
+//!
+//! A deletion planned at `t` is justified when the object was created, deleted or relabelled at
+//! some point since the operator last wrote the file (minus the longest watch delay), or when it
+//! is not live and selected when the push is planned. Anything else deleted a live object's file.
+
+use std::collections::BTreeMap;
+
+use gitops_reverser_core::io::PlannedCommit;
+use serde_json::Value;
+
+use crate::checks::identifier_of;
+use crate::cluster::Cluster;
+use crate::git::Tree;
+use crate::topology::Topology;
+
+/// Longest time between a write and the watch event that shows it (latency plus disconnects).
+pub const WATCH_DELAY_MAX_MS: u64 = 10_000;
+
+/// When the operator last wrote each file: (push, planned at) of the last push that wrote it and
+/// of the push before that one.
+#[derive(Default)]
+pub struct OrphanCheck {
+    written: BTreeMap<(String, String, String), [(u64, u64); 2]>,
+}
+
+impl OrphanCheck {
+    /// Checks one commit of push number `push` (unique in the run), planned at `planned_ms`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_commit(
+        &mut self,
+        url: &str,
+        branch: &str,
+        push: u64,
+        planned_ms: u64,
+        commit: &PlannedCommit,
+        before: &Tree,
+        topo: &Topology,
+        cluster: &Cluster,
+        out: &mut Vec<String>,
+    ) {
+        for (path, bytes) in &commit.writes {
+            let key = (url.to_string(), branch.to_string(), path.clone());
+            let w = self.written.entry(key).or_insert([(u64::MAX, 0); 2]);
+            if bytes.is_some() {
+                if w[0].0 != push {
+                    *w = [(push, planned_ms), w[0]];
+                }
+                continue;
+            }
+            if !before.contains_key(path) {
+                continue;
+            }
+            // A write earlier in this same push may stand for a state before the deletion; the
+            // last write of an earlier push is the one the cluster had moved on from.
+            let last = if w[0].0 == push { w[1] } else { w[0] };
+            let since = last.1.saturating_sub(WATCH_DELAY_MAX_MS);
+            for i in (0..topo.rules.len()).filter(|&i| topo.active[i]) {
+                let r = &topo.rules[i];
+                if topo.repos[r.repo].url != url || r.branch != branch {
+                    continue;
+                }
+                let Some(id) = identifier_of(path, r.folder) else {
+                    continue;
+                };
+                let Some((okey, obj)) = cluster.by_identifier(id) else {
+                    continue;
+                };
+                let labels = obj
+                    .body
+                    .pointer("/metadata/labels")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let selected = topo.selects(i, &cluster.kinds[okey.0], okey.1.as_deref(), &labels);
+                let changed = cluster
+                    .changes
+                    .get(id)
+                    .is_some_and(|ts| ts.iter().any(|&t| t >= since && t <= planned_ms));
+                if selected && !changed {
+                    out.push(format!(
+                        "{url} {branch}: {path} deleted by {:?} (planned at {planned_ms} ms) while its object lived and was selected since before {since} ms",
+                        commit.message.lines().next().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+}

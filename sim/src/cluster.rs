@@ -1,0 +1,246 @@
+//! The modelled cluster: resource types, live objects, and the history of every write.
+
+use std::collections::BTreeMap;
+
+use gitops_reverser_core::ids::{Gvr, Operation, ResourceRef};
+use gitops_reverser_core::io::ApiResource;
+use gitops_reverser_core::sanitize::sanitize;
+use gitops_reverser_core::yaml;
+use serde_json::{json, Map, Value};
+
+/// One resource type the modelled API server serves.
+#[derive(Clone, Debug)]
+pub struct Kind {
+    /// Its GVR.
+    pub gvr: Gvr,
+    /// `kind`.
+    pub kind: &'static str,
+    /// `apiVersion`.
+    pub api_version: &'static str,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// Whether a controller writes its `status`.
+    pub has_status: bool,
+    /// Whether users write it (namespaces are fixed).
+    pub written: bool,
+}
+
+/// The types: core and apps built-ins, a CRD, a cluster-scoped type, Secrets and the namespaces.
+pub fn kinds() -> Vec<Kind> {
+    let k = |g: &str, v: &str, r: &str, kind, api_version, namespaced, has_status, written| Kind {
+        gvr: Gvr::new(g, v, r),
+        kind,
+        api_version,
+        namespaced,
+        has_status,
+        written,
+    };
+    vec![
+        k("", "v1", "configmaps", "ConfigMap", "v1", true, false, true),
+        k("", "v1", "secrets", "Secret", "v1", true, false, true),
+        k("apps", "v1", "deployments", "Deployment", "apps/v1", true, true, true),
+        k("example.com", "v1", "widgets", "Widget", "example.com/v1", true, true, true),
+        k(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterroles",
+            "ClusterRole",
+            "rbac.authorization.k8s.io/v1",
+            false,
+            false,
+            true,
+        ),
+        k("", "v1", "namespaces", "Namespace", "v1", false, false, false),
+    ]
+}
+
+/// Discovery as the core gets it.
+pub fn api_resources(kinds: &[Kind]) -> Vec<ApiResource> {
+    kinds
+        .iter()
+        .map(|k| ApiResource {
+            gvr: k.gvr.clone(),
+            namespaced: k.namespaced,
+        })
+        .collect()
+}
+
+/// The namespaces and their (fixed) labels.
+pub const NAMESPACES: [(&str, &str); 2] = [("team-a", "prod"), ("team-b", "dev")];
+
+/// An object's key: kind index, namespace, name.
+pub type ObjKey = (usize, Option<String>, String);
+
+/// A live object as the server holds it.
+#[derive(Clone, Debug)]
+pub struct Obj {
+    /// The full server object (uid, resourceVersion, managedFields, status, …).
+    pub body: Value,
+}
+
+/// One write the cluster saw, persisted or not.
+#[derive(Clone, Debug)]
+pub struct WriteRecord {
+    /// Simulated monotonic time of the write.
+    pub at_ms: u64,
+    /// Who made it.
+    pub user: String,
+    /// What the API server did.
+    pub op: Operation,
+    /// The file the write leaves (rendered sanitized object); `None` for a delete.
+    pub file: Option<Vec<u8>>,
+    /// Rejected after admission: never persisted.
+    pub rejected: bool,
+}
+
+/// Objects, the resourceVersion counter and per-identifier histories.
+pub struct Cluster {
+    /// The types.
+    pub kinds: Vec<Kind>,
+    /// Live objects.
+    pub objects: BTreeMap<ObjKey, Obj>,
+    rv: u64,
+    uids: u64,
+    /// Every write per identifier, in order.
+    pub history: BTreeMap<String, Vec<WriteRecord>>,
+    /// Per identifier: every time it was created, deleted or relabelled. Orphan safety needs
+    /// "this object was there, selected, all along".
+    pub changes: BTreeMap<String, Vec<u64>>,
+}
+
+impl Cluster {
+    /// A cluster with the namespaces and no other objects.
+    pub fn new() -> Self {
+        let mut c = Self {
+            kinds: kinds(),
+            objects: BTreeMap::new(),
+            rv: 100,
+            uids: 0,
+            history: BTreeMap::new(),
+            changes: BTreeMap::new(),
+        };
+        let ns_kind = c.kind_index("namespaces");
+        for (ns, env) in NAMESPACES {
+            let body = json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {"env": env, "kubernetes.io/metadata.name": ns}}});
+            c.persist_create((ns_kind, None, ns.into()), body, 0);
+        }
+        c
+    }
+
+    /// Index of the kind with this resource name.
+    pub fn kind_index(&self, resource: &str) -> usize {
+        self.kinds
+            .iter()
+            .position(|k| k.gvr.resource == resource)
+            .expect("known kind")
+    }
+
+    /// The identifier of an object key.
+    pub fn identifier(&self, key: &ObjKey) -> String {
+        ResourceRef {
+            gvr: &self.kinds[key.0].gvr,
+            namespace: key.1.as_deref(),
+            name: &key.2,
+        }
+        .identifier()
+    }
+
+    fn next_rv(&mut self) -> String {
+        self.rv += 1;
+        self.rv.to_string()
+    }
+
+    /// Stamps server fields onto a new object and stores it; returns the stored body.
+    pub fn persist_create(&mut self, key: ObjKey, mut body: Value, at_ms: u64) -> Value {
+        self.uids += 1;
+        let rv = self.next_rv();
+        let meta = meta_mut(&mut body);
+        meta.insert("uid".into(), json!(format!("uid-{:06}", self.uids)));
+        meta.insert("resourceVersion".into(), json!(rv));
+        meta.insert("creationTimestamp".into(), json!("2026-11-26T00:00:00Z"));
+        meta.insert(
+            "managedFields".into(),
+            json!([{"manager": "kubectl-client-side-apply", "operation": "Update"}]),
+        );
+        let id = self.identifier(&key);
+        self.changes.entry(id).or_default().push(at_ms);
+        self.objects.insert(key, Obj { body: body.clone() });
+        body
+    }
+
+    /// Stores a changed object (server fields carried over, new resourceVersion).
+    pub fn persist_update(&mut self, key: &ObjKey, mut body: Value, at_ms: u64) -> Value {
+        let old = &self.objects[key].body;
+        let old_labels = old.pointer("/metadata/labels").cloned();
+        let keep: Vec<(String, Value)> = ["uid", "creationTimestamp"]
+            .iter()
+            .filter_map(|f| Some((f.to_string(), old.pointer(&format!("/metadata/{f}"))?.clone())))
+            .collect();
+        let rv = self.next_rv();
+        let meta = meta_mut(&mut body);
+        for (f, v) in keep {
+            meta.insert(f, v);
+        }
+        meta.insert("resourceVersion".into(), json!(rv));
+        if body.pointer("/metadata/labels").cloned() != old_labels {
+            let id = self.identifier(key);
+            self.changes.entry(id).or_default().push(at_ms);
+        }
+        self.objects.get_mut(key).expect("live").body = body.clone();
+        body
+    }
+
+    /// Removes an object; returns its last state with the deletion's resourceVersion.
+    pub fn persist_delete(&mut self, key: &ObjKey, at_ms: u64) -> Value {
+        let mut body = self.objects.remove(key).expect("live").body;
+        let rv = self.next_rv();
+        meta_mut(&mut body).insert("resourceVersion".into(), json!(rv));
+        let id = self.identifier(key);
+        self.changes.entry(id).or_default().push(at_ms);
+        body
+    }
+
+    /// Appends to an identifier's history.
+    pub fn record(&mut self, key: &ObjKey, write: WriteRecord) {
+        let id = self.identifier(key);
+        self.history.entry(id).or_default().push(write);
+    }
+
+    /// The live objects of one kind, in key order.
+    pub fn list(&self, kind: usize) -> Vec<Value> {
+        self.objects
+            .range((kind, None, String::new())..)
+            .take_while(|(k, _)| k.0 == kind)
+            .map(|(_, o)| o.body.clone())
+            .collect()
+    }
+
+    /// The live object at `identifier`, if any.
+    pub fn by_identifier(&self, id: &str) -> Option<(&ObjKey, &Obj)> {
+        self.objects.iter().find(|(k, _)| self.identifier(k) == id)
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `metadata` of `body` as a map (created if missing).
+pub fn meta_mut(body: &mut Value) -> &mut Map<String, Value> {
+    body.as_object_mut()
+        .expect("object")
+        .entry("metadata")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .expect("metadata is a map")
+}
+
+/// The file GitOps Reverser should write for a server object.
+pub fn file_of(body: &Value) -> Vec<u8> {
+    let mut v = body.clone();
+    sanitize(&mut v);
+    yaml::render(&v)
+}

@@ -1,0 +1,19 @@
+//! Deterministic simulation of GitOps Reverser (after TigerBeetle's VOPR).
+//!
+//! One `u64` seed drives a modelled cluster, API server (webhook and watch streams), git remotes
+//! and clock, with faults switched on per seed (swarm testing), around the real
+//! [`gitops_reverser_core::core::Core`]. A run has a safety phase (workload and faults) and a
+//! liveness phase (faults healed, workload stopped, every stream relisted, run to quiescence);
+//! checkers watch every commit and the final state. The same seed always gives the same run.
+
+pub mod checks;
+pub mod cluster;
+pub mod git;
+pub mod rng;
+pub mod shrink;
+pub mod swarm;
+pub mod topology;
+pub mod workload;
+pub mod world;
+
+pub use world::{run, Params, Report};

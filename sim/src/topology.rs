@@ -1,0 +1,293 @@
+//! The operator's configuration in the world: repositories and rules, some of which come and go.
+
+use gitops_reverser_core::config::{
+    ClusterWatchRuleSpec, GitRepoConfigSpec, NamespacedName, WatchRuleSpec,
+};
+use gitops_reverser_core::io::Input;
+use serde_json::{json, Value};
+
+use crate::cluster::{Kind, NAMESPACES};
+
+/// A GitRepoConfig.
+#[derive(Clone, Debug)]
+pub struct Repo {
+    /// Its name.
+    pub name: NamespacedName,
+    /// Its URL in the in-memory remote.
+    pub url: &'static str,
+    /// Allowed branches.
+    pub branches: &'static [&'static str],
+}
+
+/// One selection entry of a rule.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Resource names selected.
+    pub resources: &'static [&'static str],
+    /// For ClusterWatchRules: `Namespaced` (true) or `Cluster` scope.
+    pub namespaced_scope: bool,
+    /// `namespaceSelector` as one `key=value`.
+    pub ns_selector: Option<(&'static str, &'static str)>,
+    /// `objectSelector` as one `key=value`.
+    pub obj_selector: Option<(&'static str, &'static str)>,
+}
+
+/// A WatchRule (`namespace` set) or ClusterWatchRule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Its name.
+    pub name: &'static str,
+    /// `Some(ns)` for a WatchRule in `ns`.
+    pub namespace: Option<&'static str>,
+    /// Index into [`Topology::repos`].
+    pub repo: usize,
+    /// Branch.
+    pub branch: &'static str,
+    /// baseFolder.
+    pub folder: &'static str,
+    /// What it selects.
+    pub entries: Vec<Entry>,
+    /// Added and removed during the run.
+    pub toggles: bool,
+}
+
+/// Repositories, rules and which rules are active.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    /// GitRepoConfigs.
+    pub repos: Vec<Repo>,
+    /// Rules.
+    pub rules: Vec<Rule>,
+    /// Whether each rule exists now.
+    pub active: Vec<bool>,
+    /// `push.maxCommits` of every repository.
+    pub max_commits: u32,
+    /// `push.interval`.
+    pub interval: &'static str,
+}
+
+const fn entry(resources: &'static [&'static str]) -> Entry {
+    Entry {
+        resources,
+        namespaced_scope: true,
+        ns_selector: None,
+        obj_selector: None,
+    }
+}
+
+impl Topology {
+    /// The world's configuration: two repositories, three branches, five rules (two toggle).
+    pub fn new(max_commits: u32, interval: &'static str) -> Self {
+        let repos = vec![
+            Repo {
+                name: NamespacedName::new("team-a", "repo-a"),
+                url: "https://git.sim/repo-a.git",
+                branches: &["main", "dev"],
+            },
+            Repo {
+                name: NamespacedName::new("ops", "repo-b"),
+                url: "https://git.sim/repo-b.git",
+                branches: &["main"],
+            },
+        ];
+        let rules = vec![
+            Rule {
+                name: "apps",
+                namespace: Some("team-a"),
+                repo: 0,
+                branch: "main",
+                folder: "apps",
+                entries: vec![entry(&["configmaps", "secrets"])],
+                toggles: false,
+            },
+            Rule {
+                name: "deploys",
+                namespace: Some("team-a"),
+                repo: 0,
+                branch: "dev",
+                folder: "",
+                entries: vec![entry(&["deployments"])],
+                toggles: false,
+            },
+            Rule {
+                name: "cluster",
+                namespace: None,
+                repo: 1,
+                branch: "main",
+                folder: "cluster",
+                entries: vec![
+                    Entry {
+                        namespaced_scope: false,
+                        ..entry(&["clusterroles"])
+                    },
+                    Entry {
+                        obj_selector: Some(("tier", "web")),
+                        ..entry(&["widgets"])
+                    },
+                ],
+                toggles: false,
+            },
+            Rule {
+                name: "widgets",
+                namespace: Some("team-a"),
+                repo: 0,
+                branch: "main",
+                folder: "widgets",
+                entries: vec![entry(&["widgets"])],
+                toggles: true,
+            },
+            Rule {
+                name: "prod-config",
+                namespace: None,
+                repo: 1,
+                branch: "main",
+                folder: "prod",
+                entries: vec![Entry {
+                    ns_selector: Some(("env", "prod")),
+                    ..entry(&["configmaps"])
+                }],
+                toggles: true,
+            },
+        ];
+        let active = rules.iter().map(|r| !r.toggles).collect();
+        Self {
+            repos,
+            rules,
+            active,
+            max_commits,
+            interval,
+        }
+    }
+
+    /// The inputs that configure a fresh core.
+    pub fn config_inputs(&self) -> Vec<Input> {
+        let mut out: Vec<Input> = self
+            .repos
+            .iter()
+            .map(|r| {
+                let spec: GitRepoConfigSpec = serde_json::from_value(json!({
+                    "repoURL": r.url, "allowedBranches": r.branches,
+                    "push": {"interval": self.interval, "maxCommits": self.max_commits}}))
+                .expect("valid GitRepoConfig");
+                Input::GitRepoConfig(r.name.clone(), Some(spec))
+            })
+            .collect();
+        for i in 0..self.rules.len() {
+            if self.active[i] {
+                out.push(self.rule_input(i, true));
+            }
+        }
+        out
+    }
+
+    /// The input that creates (`present`) or deletes rule `i`.
+    pub fn rule_input(&self, i: usize, present: bool) -> Input {
+        let r = &self.rules[i];
+        let repo = &self.repos[r.repo].name;
+        let sel = |s: Option<(&str, &str)>| s.map(|(k, v)| json!({"matchLabels": {k: v}}));
+        let res = |e: &Entry| -> Vec<Value> {
+            e.resources
+                .iter()
+                .map(|x| {
+                    let (g, v) = match *x {
+                        "deployments" => ("apps", "v1"),
+                        "widgets" => ("example.com", "v1"),
+                        "clusterroles" => ("rbac.authorization.k8s.io", "v1"),
+                        _ => ("", "v1"),
+                    };
+                    json!({"group": g, "version": v, "resource": x})
+                })
+                .collect()
+        };
+        match r.namespace {
+            Some(ns) => {
+                let spec: Option<WatchRuleSpec> = present.then(|| {
+                    let e = &r.entries[0];
+                    let mut v = json!({"gitRepoConfigRef": repo.name, "branch": r.branch,
+                        "baseFolder": r.folder, "resources": res(e)});
+                    if let Some(s) = sel(e.obj_selector) {
+                        v["objectSelector"] = s;
+                    }
+                    serde_json::from_value(v).expect("valid WatchRule")
+                });
+                Input::WatchRule(NamespacedName::new(ns, r.name), spec)
+            }
+            None => {
+                let spec: Option<ClusterWatchRuleSpec> = present.then(|| {
+                    let rules: Vec<Value> = r
+                        .entries
+                        .iter()
+                        .map(|e| {
+                            let mut v = json!({"resources": res(e),
+                                "scope": if e.namespaced_scope { "Namespaced" } else { "Cluster" }});
+                            if let Some(s) = sel(e.ns_selector) {
+                                v["namespaceSelector"] = s;
+                            }
+                            if let Some(s) = sel(e.obj_selector) {
+                                v["objectSelector"] = s;
+                            }
+                            v
+                        })
+                        .collect();
+                    serde_json::from_value(json!({
+                        "gitRepoConfigRef": {"name": repo.name, "namespace": repo.namespace},
+                        "branch": r.branch, "baseFolder": r.folder, "rules": rules}))
+                    .expect("valid ClusterWatchRule")
+                });
+                Input::ClusterWatchRule(r.name.into(), spec)
+            }
+        }
+    }
+
+    /// Whether active rule `i` selects an object of `kind` in `namespace` with `labels`.
+    pub fn selects(&self, i: usize, kind: &Kind, namespace: Option<&str>, labels: &Value) -> bool {
+        let r = &self.rules[i];
+        let label = |(k, v): (&str, &str)| labels.get(k).and_then(Value::as_str) == Some(v);
+        r.entries.iter().any(|e| {
+            let reach = match (r.namespace, namespace) {
+                (Some(own), Some(ns)) => own == ns,
+                (Some(_), None) => false,
+                (None, ns) => {
+                    e.namespaced_scope == ns.is_some()
+                        && e.ns_selector.is_none_or(|(k, v)| {
+                            NAMESPACES
+                                .iter()
+                                .any(|(n, env)| Some(*n) == ns && k == "env" && *env == v)
+                        })
+                }
+            };
+            e.resources.contains(&kind.gvr.resource.as_str())
+                && reach
+                && e.obj_selector.is_none_or(label)
+        })
+    }
+
+    /// Every (url, branch, folder) destination of an active rule.
+    pub fn destinations(&self) -> Vec<(&'static str, &'static str, &'static str)> {
+        let mut out: Vec<_> = (0..self.rules.len())
+            .filter(|&i| self.active[i])
+            .map(|i| {
+                let r = &self.rules[i];
+                (self.repos[r.repo].url, r.branch, r.folder)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Every (repo, branch) any rule may write.
+    pub fn branches(&self) -> Vec<(NamespacedName, &'static str, &'static str)> {
+        let mut out: Vec<_> = self
+            .rules
+            .iter()
+            .map(|r| {
+                let repo = &self.repos[r.repo];
+                (repo.name.clone(), repo.url, r.branch)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}

@@ -1,0 +1,151 @@
+//! What users, service accounts and controllers do to the cluster.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+use crate::cluster::{Cluster, ObjKey, NAMESPACES};
+
+/// People and service accounts that write objects.
+pub const USERS: [&str; 4] = [
+    "alice",
+    "bob",
+    "carol",
+    "system:serviceaccount:ci:deployer",
+];
+
+/// The controller that writes `status` (through the status subresource: no webhook call).
+pub const CONTROLLER: &str = "system:serviceaccount:kube-system:status-controller";
+
+/// Names: a few hot ones (many writes collide on them) and a longer cold tail.
+const HOT: [&str; 2] = ["web", "db"];
+const COLD: usize = 12;
+
+/// One thing that happens.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// A user creates an object (updates it if it exists).
+    Create(ObjKey, Value, &'static str),
+    /// A user changes an object's content, labels or tooling annotations.
+    Update(ObjKey, Value, &'static str),
+    /// A user deletes an object.
+    Delete(ObjKey, &'static str),
+    /// A user deletes an object and creates it again at once (new uid).
+    Recreate(ObjKey, Value, &'static str),
+    /// A write that changes nothing but `managedFields` (kubectl's migration, a no-op re-apply).
+    Noop(ObjKey, &'static str),
+    /// The controller updates `status`.
+    Status(ObjKey),
+    /// A dry-run write: admission only.
+    DryRun(ObjKey, Value, &'static str),
+    /// A rule is added or removed.
+    ToggleRule,
+}
+
+/// Draws the next action.
+pub fn next(rng: &mut ChaCha8Rng, cluster: &Cluster) -> Action {
+    let writable: Vec<usize> = (0..cluster.kinds.len())
+        .filter(|&k| cluster.kinds[k].written)
+        .collect();
+    let kind = writable[rng.gen_range(0..writable.len())];
+    let k = &cluster.kinds[kind];
+    let name = if rng.gen_bool(0.6) {
+        HOT[rng.gen_range(0..HOT.len())].to_string()
+    } else {
+        format!("obj-{}", rng.gen_range(0..COLD))
+    };
+    let ns = k
+        .namespaced
+        .then(|| NAMESPACES[rng.gen_range(0..NAMESPACES.len())].0.to_string());
+    let key: ObjKey = (kind, ns, name);
+    let user = USERS[rng.gen_range(0..USERS.len())];
+    let live = cluster.objects.get(&key).map(|o| o.body.clone());
+    let roll = rng.gen_range(0..100);
+    match (roll, live) {
+        (0..=1, _) => Action::ToggleRule,
+        (2..=4, live) => {
+            let body = match live {
+                Some(b) => mutate(rng, b),
+                None => fresh(rng, cluster, &key),
+            };
+            Action::DryRun(key, body, user)
+        }
+        (_, None) => {
+            let body = fresh(rng, cluster, &key);
+            Action::Create(key, body, user)
+        }
+        (5..=14, Some(_)) => Action::Delete(key, user),
+        (15..=19, Some(_)) => {
+            let body = fresh(rng, cluster, &key);
+            Action::Recreate(key, body, user)
+        }
+        (20..=29, Some(_)) => Action::Noop(key, user),
+        (30..=44, Some(_)) if k.has_status => Action::Status(key),
+        (_, Some(b)) => Action::Update(key, mutate(rng, b), user),
+    }
+}
+
+/// A new object as a client sends it.
+fn fresh(rng: &mut ChaCha8Rng, cluster: &Cluster, key: &ObjKey) -> Value {
+    let k = &cluster.kinds[key.0];
+    let mut meta = json!({"name": key.2, "labels": {"app": key.2, "tier": tier(rng)}});
+    if let Some(ns) = &key.1 {
+        meta["namespace"] = json!(ns);
+    }
+    let mut body = json!({"apiVersion": k.api_version, "kind": k.kind, "metadata": meta});
+    let v = value(rng);
+    match k.kind {
+        "ConfigMap" => body["data"] = json!({"mode": v}),
+        "Secret" => {
+            body["type"] = json!("Opaque");
+            body["data"] = json!({"password": v});
+        }
+        "Deployment" => {
+            body["spec"] = json!({"replicas": 1, "selector": {"matchLabels": {"app": key.2}},
+                "template": {"metadata": {"creationTimestamp": null, "labels": {"app": key.2}},
+                    "spec": {"containers": [{"name": "app", "image": format!("app:{v}")}]}}})
+        }
+        "Widget" => body["spec"] = json!({"size": v}),
+        "ClusterRole" => body["rules"] = json!([{"apiGroups": [""], "resources": [v], "verbs": ["get"]}]),
+        _ => {}
+    }
+    body
+}
+
+/// A changed copy: a value from a small set (so content toggles back), the tier label, or only a
+/// tooling annotation that sanitization removes.
+fn mutate(rng: &mut ChaCha8Rng, mut body: Value) -> Value {
+    match rng.gen_range(0..10) {
+        0..=5 => {
+            let v = value(rng);
+            let slot = match body["kind"].as_str().unwrap_or_default() {
+                "ConfigMap" => "/data/mode",
+                "Secret" => "/data/password",
+                "Deployment" => "/spec/template/spec/containers/0/image",
+                "Widget" => "/spec/size",
+                _ => "/rules/0/resources/0",
+            };
+            if let Some(x) = body.pointer_mut(slot) {
+                *x = json!(v);
+            }
+        }
+        6..=7 => body["metadata"]["labels"]["tier"] = json!(tier(rng)),
+        _ => {
+            body["metadata"]["annotations"] = json!({
+                "kubectl.kubernetes.io/last-applied-configuration": format!("{{\"n\":{}}}", rng.gen_range(0..1000))})
+        }
+    }
+    body
+}
+
+fn value(rng: &mut ChaCha8Rng) -> &'static str {
+    ["one", "two", "three"][rng.gen_range(0..3)]
+}
+
+fn tier(rng: &mut ChaCha8Rng) -> &'static str {
+    if rng.gen_bool(0.5) {
+        "web"
+    } else {
+        "db"
+    }
+}

@@ -1,0 +1,868 @@
+//! The world: a discrete-event loop that drives the real `Core` against the modelled cluster,
+//! API server, git remotes and clock, injecting the seed's faults, and runs the checkers.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use gitops_reverser_core::admission::AdmissionRequest;
+use gitops_reverser_core::config::NamespacedName;
+use gitops_reverser_core::core::{Core, CoreConfig};
+use gitops_reverser_core::gitplan::Identities;
+use gitops_reverser_core::ids::{Gvr, Operation};
+use gitops_reverser_core::io::{GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent};
+use gitops_reverser_core::time::Now;
+use rand::Rng;
+use serde_json::{json, Value};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::checks::attribution::{AttrCounts, AttributionCheck};
+use crate::checks::orphans::OrphanCheck;
+use crate::checks::{convergence, empty_commits, history, limits};
+use crate::cluster::{api_resources, file_of, meta_mut, Cluster, ObjKey, WriteRecord};
+use crate::git::{PushError, Remotes};
+use crate::rng::{chance, Rngs};
+use crate::swarm::{Fault, FaultChoice, Swarm};
+use crate::topology::Topology;
+use crate::workload::{self, Action, CONTROLLER};
+
+/// Wall clock at simulated time zero (2026-11-26T00:00:00Z).
+const WALL_EPOCH_MS: i64 = 1_795_651_200_000;
+/// The fallback author's name in the simulated operator.
+pub const FALLBACK: &str = "unknown-author";
+/// Simulated time the liveness phase runs at least (beyond the longest retry backoff).
+const LIVENESS_MIN_MS: u64 = 600_000;
+/// Simulated time the liveness phase may take to reach quiescence.
+const LIVENESS_BUDGET_MS: u64 = 3_600_000;
+
+/// What one run does.
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// The seed.
+    pub seed: u64,
+    /// Workload steps in the safety phase.
+    pub steps: usize,
+    /// Which faults.
+    pub faults: FaultChoice,
+}
+
+impl Params {
+    /// The command that reproduces this run.
+    pub fn command(&self) -> String {
+        let faults = match &self.faults {
+            FaultChoice::Seeded => String::new(),
+            FaultChoice::Only(list) if list.is_empty() => " --faults none".into(),
+            FaultChoice::Only(list) => format!(
+                " --faults {}",
+                list.iter().map(|f| f.name()).collect::<Vec<_>>().join(",")
+            ),
+        };
+        format!(
+            "cargo run -p gitops-reverser-sim --release -- --seed {} --steps {}{faults}",
+            self.seed, self.steps
+        )
+    }
+}
+
+/// What a run did and found.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The parameters.
+    pub params: Params,
+    /// The faults and weights the seed drew.
+    pub swarm: Swarm,
+    /// `push.maxCommits` and `push.interval` the seed drew.
+    pub push: (u32, &'static str),
+    /// Watch events delivered to the core.
+    pub watch_events: u64,
+    /// Admission requests delivered to the core.
+    pub admissions: u64,
+    /// Commits the operator landed.
+    pub commits: u64,
+    /// Attribution outcomes.
+    pub attribution: AttrCounts,
+    /// Faults injected, by kind.
+    pub injected: BTreeMap<&'static str, u64>,
+    /// Simulated time at the end, ms.
+    pub sim_ms: u64,
+    /// Hash of every output of the core and of the final remotes.
+    pub output_hash: u64,
+    /// Invariant violations.
+    pub violations: Vec<String>,
+}
+
+enum Ev {
+    Step,
+    Deliver(Gvr),
+    Admission(u64, AdmissionRequest),
+    GitDone(u64, u64),
+    Tick,
+    Heal,
+}
+
+struct Stream {
+    queue: VecDeque<WatchEvent>,
+    paused_until: u64,
+}
+
+struct InFlight {
+    op: GitOp,
+    planned_ms: u64,
+}
+
+struct World {
+    now: u64,
+    wall_offset_ms: i64,
+    sched: BTreeMap<(u64, u64), Ev>,
+    seq: u64,
+    rng: Rngs,
+    swarm: Swarm,
+    cluster: Cluster,
+    topo: Topology,
+    streams: BTreeMap<Gvr, Stream>,
+    core: Core,
+    generation: u64,
+    remotes: Remotes,
+    ops: BTreeMap<u64, InFlight>,
+    busy: BTreeSet<(NamespacedName, String)>,
+    next_tick: Option<u64>,
+    steps_left: usize,
+    healed_at: Option<u64>,
+    hash: Xxh3,
+    violations: Vec<String>,
+    attribution: AttributionCheck,
+    orphans: OrphanCheck,
+    injected: BTreeMap<&'static str, u64>,
+    watch_events: u64,
+    admissions: u64,
+    commits: u64,
+    pushes: u64,
+    request_seq: u64,
+    /// `SIM_TRACE=1`: every input and output on stderr.
+    trace: bool,
+}
+
+fn core_config(generation: u64) -> CoreConfig {
+    let bot = Identity {
+        name: "gitops-reverser".into(),
+        email: "bot@sim".into(),
+    };
+    CoreConfig {
+        instance_id: generation,
+        identities: Identities {
+            committer: bot,
+            fallback_author: Identity {
+                name: FALLBACK.into(),
+                email: "unknown@sim".into(),
+            },
+            user_email_domain: "sim".into(),
+        },
+        ..CoreConfig::default()
+    }
+}
+
+/// Runs one seed through both phases and all checkers.
+pub fn run(params: &Params) -> Report {
+    let mut rng = Rngs::new(params.seed);
+    let swarm = Swarm::draw(&mut rng.swarm, &params.faults);
+    let max_commits = rng.swarm.gen_range(1..=20);
+    let interval = ["1s", "5s", "30s"][rng.swarm.gen_range(0..3)];
+    let strict = !swarm.enabled().iter().any(|f| f.loses_attribution());
+    let mut w = World {
+        now: 0,
+        wall_offset_ms: 0,
+        sched: BTreeMap::new(),
+        seq: 0,
+        rng,
+        swarm: swarm.clone(),
+        cluster: Cluster::new(),
+        topo: Topology::new(max_commits, interval),
+        streams: BTreeMap::new(),
+        core: Core::new(core_config(0)),
+        generation: 0,
+        remotes: Remotes::default(),
+        ops: BTreeMap::new(),
+        busy: BTreeSet::new(),
+        next_tick: None,
+        steps_left: params.steps,
+        healed_at: None,
+        hash: Xxh3::new(),
+        violations: Vec::new(),
+        attribution: AttributionCheck::new(FALLBACK, strict),
+        orphans: OrphanCheck::default(),
+        injected: BTreeMap::new(),
+        watch_events: 0,
+        admissions: 0,
+        commits: 0,
+        pushes: 0,
+        request_seq: 0,
+        trace: std::env::var_os("SIM_TRACE").is_some(),
+    };
+    w.configure();
+    w.at(1, Ev::Step);
+    w.run_loop();
+    history::check(&w.remotes, &mut w.violations);
+    convergence::check(&w.topo, &w.cluster, &w.remotes, &mut w.violations);
+    for (url, branch) in w.remotes.branches() {
+        w.hash.update(url.as_bytes());
+        w.hash.update(branch.as_bytes());
+        for (p, b) in w.remotes.tree(&url, &branch).iter() {
+            w.hash.update(p.as_bytes());
+            w.hash.update(b);
+        }
+    }
+    Report {
+        params: params.clone(),
+        swarm,
+        push: (max_commits, interval),
+        watch_events: w.watch_events,
+        admissions: w.admissions,
+        commits: w.commits,
+        attribution: w.attribution.counts,
+        injected: w.injected,
+        sim_ms: w.now,
+        output_hash: w.hash.digest(),
+        violations: w.violations,
+    }
+}
+
+impl World {
+    fn at(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.sched.insert((t.max(self.now), self.seq), ev);
+    }
+
+    fn inject(&mut self, f: Fault) -> bool {
+        let hit = chance(&mut self.rng.faults, self.swarm.p(f));
+        if hit {
+            *self.injected.entry(f.name()).or_default() += 1;
+        }
+        hit
+    }
+
+    fn configure(&mut self) {
+        self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
+        for input in self.topo.config_inputs() {
+            self.feed(input);
+        }
+    }
+
+    fn run_loop(&mut self) {
+        while let Some(((t, _), ev)) = self.sched.pop_first() {
+            self.now = t;
+            let seen = self.violations.len();
+            match ev {
+                Ev::Step => self.step(),
+                Ev::Deliver(gvr) => self.deliver(gvr),
+                Ev::Admission(generation, req) => {
+                    if generation == self.generation {
+                        self.admissions += 1;
+                        self.feed(Input::Admission(req));
+                    }
+                }
+                Ev::GitDone(op_id, generation) => self.git_done(op_id, generation),
+                Ev::Tick => {
+                    self.next_tick = None;
+                    self.feed(Input::Tick);
+                }
+                Ev::Heal => self.heal(),
+            }
+            for v in &mut self.violations[seen..] {
+                *v = format!("[t={t} ms] {v}");
+            }
+            if let Some(h) = self.healed_at {
+                if self.now >= h + LIVENESS_MIN_MS && self.quiescent() {
+                    return;
+                }
+                if self.now > h + LIVENESS_BUDGET_MS {
+                    self.violations.push(format!(
+                        "no quiescence within {LIVENESS_BUDGET_MS} ms of healing"
+                    ));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn quiescent(&self) -> bool {
+        self.ops.is_empty()
+            && self.streams.values().all(|s| s.queue.is_empty())
+            && !self
+                .sched
+                .values()
+                .any(|e| matches!(e, Ev::Deliver(_) | Ev::Admission(..) | Ev::GitDone(..)))
+            && self.topo.branches().iter().all(|(repo, _, branch)| {
+                self.core
+                    .branch(repo, branch)
+                    .is_none_or(|b| b.pending_commits == 0 && !b.op_in_flight)
+            })
+    }
+
+    // ---- the core ----------------------------------------------------------------------------
+
+    fn feed(&mut self, input: Input) {
+        let now = Now {
+            mono_ms: self.now,
+            wall_ms: WALL_EPOCH_MS + self.now as i64 + self.wall_offset_ms,
+        };
+        if self.trace {
+            eprintln!("{:>9} in  {}", self.now, brief_input(&input));
+        }
+        self.core.handle(now, input);
+        while let Some(out) = self.core.poll_output() {
+            let s = format!("{out:?}");
+            if self.trace {
+                eprintln!("{:>9} out {}", self.now, brief(&out, &s));
+            }
+            self.hash.update(s.as_bytes());
+            self.output(out);
+        }
+        limits::check(&self.core, &self.topo, &mut self.violations);
+        if let Some(d) = self.core.poll_deadline() {
+            if self.next_tick.is_none_or(|t| d < t) {
+                self.next_tick = Some(d);
+                self.at(d, Ev::Tick);
+            }
+        }
+    }
+
+    fn output(&mut self, out: Output) {
+        match out {
+            Output::EnsureWatches(set) => {
+                self.streams.retain(|g, _| set.contains(g));
+                for gvr in set {
+                    if !self.streams.contains_key(&gvr) {
+                        self.relist(gvr);
+                    }
+                }
+            }
+            Output::Resync(gvr) => {
+                if self.streams.contains_key(&gvr) {
+                    self.relist(gvr);
+                }
+            }
+            Output::Git(op) => {
+                let key = (op.repo.clone(), op.branch.clone());
+                if !self.busy.insert(key) {
+                    self.violations.push(format!(
+                        "{} {}: a second git op while one is in flight",
+                        op.repo, op.branch
+                    ));
+                }
+                let slow = self.inject(Fault::GitLatency);
+                let lat = if slow {
+                    self.rng.git.gen_range(1_000..20_000)
+                } else {
+                    self.rng.git.gen_range(2..50)
+                };
+                let id = op.op_id;
+                self.ops.insert(
+                    id,
+                    InFlight {
+                        op,
+                        planned_ms: self.now,
+                    },
+                );
+                self.at(self.now + lat, Ev::GitDone(id, self.generation));
+            }
+            Output::Status(..) | Output::Refused { .. } => {}
+        }
+    }
+
+    // ---- the API server ----------------------------------------------------------------------
+
+    /// Starts (or restarts) a stream with a fresh list: whatever was queued is lost.
+    fn relist(&mut self, gvr: Gvr) {
+        let kind = self.cluster.kinds.iter().position(|k| k.gvr == gvr);
+        let mut queue = VecDeque::new();
+        queue.push_back(WatchEvent::Init);
+        if let Some(k) = kind {
+            queue.extend(self.cluster.list(k).into_iter().map(WatchEvent::InitApply));
+        }
+        queue.push_back(WatchEvent::InitDone);
+        let n = queue.len();
+        self.streams.insert(
+            gvr.clone(),
+            Stream {
+                queue,
+                paused_until: 0,
+            },
+        );
+        for i in 0..n {
+            let t = self.now + 1 + i as u64;
+            self.at(t, Ev::Deliver(gvr.clone()));
+        }
+    }
+
+    fn emit(&mut self, gvr: &Gvr, ev: WatchEvent) {
+        let lat = self.rng.apiserver.gen_range(1..50);
+        if let Some(s) = self.streams.get_mut(gvr) {
+            s.queue.push_back(ev);
+            self.at(self.now + lat, Ev::Deliver(gvr.clone()));
+        }
+    }
+
+    fn deliver(&mut self, gvr: Gvr) {
+        let Some(s) = self.streams.get(&gvr) else {
+            return;
+        };
+        if s.paused_until > self.now {
+            let t = s.paused_until + self.rng.apiserver.gen_range(0..20);
+            self.at(t, Ev::Deliver(gvr));
+            return;
+        }
+        if self.healed_at.is_none() {
+            if self.inject(Fault::WatchGone) {
+                // 410 Gone: the queued events (deletes among them) are never seen; relist.
+                self.relist(gvr);
+                return;
+            }
+            if self.inject(Fault::WatchDisconnect) {
+                let pause = self.rng.faults.gen_range(100..5_000);
+                self.streams.get_mut(&gvr).expect("checked").paused_until = self.now + pause;
+                self.at(self.now + pause, Ev::Deliver(gvr));
+                return;
+            }
+        }
+        let Some(ev) = self.streams.get_mut(&gvr).and_then(|s| s.queue.pop_front()) else {
+            return;
+        };
+        let dup = matches!(ev, WatchEvent::Apply(_) | WatchEvent::Delete(_))
+            && self.inject(Fault::WatchDuplicate);
+        self.watch_events += 1;
+        if dup {
+            self.feed(Input::Watch(gvr.clone(), ev.clone()));
+        }
+        self.feed(Input::Watch(gvr, ev));
+    }
+
+    /// The webhook's view of a write: delivered now-ish, late, or never.
+    fn webhook(&mut self, req: AdmissionRequest) {
+        if self.inject(Fault::WebhookMissed) {
+            return;
+        }
+        let late = self.inject(Fault::WebhookLate);
+        let lat = if late {
+            self.rng.apiserver.gen_range(60..2_000)
+        } else {
+            self.rng.apiserver.gen_range(0..2)
+        };
+        self.at(self.now + lat, Ev::Admission(self.generation, req));
+    }
+
+    fn request(
+        &mut self,
+        key: &ObjKey,
+        op: Operation,
+        user: &str,
+        object: Option<Value>,
+        old: Option<Value>,
+        dry_run: bool,
+    ) -> AdmissionRequest {
+        self.request_seq += 1;
+        AdmissionRequest {
+            uid: format!("req-{}", self.request_seq),
+            gvr: self.cluster.kinds[key.0].gvr.clone(),
+            namespace: key.1.clone(),
+            name: key.2.clone(),
+            operation: op,
+            username: user.into(),
+            dry_run,
+            object,
+            old_object: old,
+        }
+    }
+
+    /// A user's write through admission; returns whether it was persisted.
+    fn write(&mut self, key: &ObjKey, op: Operation, user: &'static str, body: Option<Value>) {
+        let gvr = self.cluster.kinds[key.0].gvr.clone();
+        let old = self.cluster.objects.get(key).map(|o| o.body.clone());
+        let req = self.request(key, op, user, body.clone(), old.clone(), false);
+        self.webhook(req);
+        if self.inject(Fault::RejectedDownstream) {
+            self.cluster.record(
+                key,
+                WriteRecord {
+                    at_ms: self.now,
+                    user: user.into(),
+                    op,
+                    file: body.as_ref().map(file_of),
+                    rejected: true,
+                },
+            );
+            return;
+        }
+        let (stored, ev) = match op {
+            Operation::Create => {
+                let b = self
+                    .cluster
+                    .persist_create(key.clone(), body.expect("object"), self.now);
+                (Some(b.clone()), WatchEvent::Apply(b))
+            }
+            Operation::Update => {
+                let b = self
+                    .cluster
+                    .persist_update(key, body.expect("object"), self.now);
+                (Some(b.clone()), WatchEvent::Apply(b))
+            }
+            Operation::Delete => (None, WatchEvent::Delete(self.cluster.persist_delete(key, self.now))),
+        };
+        self.cluster.record(
+            key,
+            WriteRecord {
+                at_ms: self.now,
+                user: user.into(),
+                op,
+                file: stored.as_ref().map(file_of),
+                rejected: false,
+            },
+        );
+        self.emit(&gvr, ev);
+    }
+
+    fn step(&mut self) {
+        if self.steps_left == 0 {
+            self.at(self.now + 1, Ev::Heal);
+            return;
+        }
+        self.steps_left -= 1;
+        let gap = self.rng.workload.gen_range(1..400);
+        self.at(self.now + gap, Ev::Step);
+        self.world_faults();
+        match workload::next(&mut self.rng.workload, &self.cluster) {
+            Action::Create(key, body, user) => self.write(&key, Operation::Create, user, Some(body)),
+            Action::Update(key, body, user) => self.write(&key, Operation::Update, user, Some(body)),
+            Action::Delete(key, user) => self.write(&key, Operation::Delete, user, None),
+            Action::Recreate(key, body, user) => {
+                self.write(&key, Operation::Delete, user, None);
+                if !self.cluster.objects.contains_key(&key) {
+                    self.write(&key, Operation::Create, user, Some(body));
+                }
+            }
+            Action::Noop(key, user) => {
+                let mut body = self.cluster.objects[&key].body.clone();
+                meta_mut(&mut body).insert(
+                    "managedFields".into(),
+                    json!([{"manager": "kubectl", "operation": "Apply", "n": self.request_seq}]),
+                );
+                self.write(&key, Operation::Update, user, Some(body));
+            }
+            Action::Status(key) => {
+                // The status subresource: no webhook call, a new resourceVersion, same content.
+                let gvr = self.cluster.kinds[key.0].gvr.clone();
+                let mut body = self.cluster.objects[&key].body.clone();
+                body["status"] = json!({"observedGeneration": self.request_seq, "ready": true});
+                self.request_seq += 1;
+                let stored = self.cluster.persist_update(&key, body, self.now);
+                self.cluster.record(
+                    &key,
+                    WriteRecord {
+                        at_ms: self.now,
+                        user: CONTROLLER.into(),
+                        op: Operation::Update,
+                        file: Some(file_of(&stored)),
+                        rejected: false,
+                    },
+                );
+                self.emit(&gvr, WatchEvent::Apply(stored));
+            }
+            Action::DryRun(key, body, user) => {
+                let old = self.cluster.objects.get(&key).map(|o| o.body.clone());
+                let op = if old.is_some() {
+                    Operation::Update
+                } else {
+                    Operation::Create
+                };
+                let req = self.request(&key, op, user, Some(body), old, true);
+                self.webhook(req);
+            }
+            Action::ToggleRule => {
+                let toggles: Vec<usize> = (0..self.topo.rules.len())
+                    .filter(|&i| self.topo.rules[i].toggles)
+                    .collect();
+                let i = toggles[self.rng.workload.gen_range(0..toggles.len())];
+                self.topo.active[i] = !self.topo.active[i];
+                let input = self.topo.rule_input(i, self.topo.active[i]);
+                self.feed(input);
+            }
+        }
+    }
+
+    /// Faults that strike the world rather than one write: crash, clock, outside writers.
+    fn world_faults(&mut self) {
+        if self.inject(Fault::Crash) {
+            self.crash();
+        }
+        if self.inject(Fault::ClockJump) {
+            let jump = self.rng.faults.gen_range(-7_200_000i64..7_200_000);
+            self.wall_offset_ms += jump;
+        }
+        if self.inject(Fault::OutsideWriter) {
+            self.outside_write(None);
+        }
+    }
+
+    /// The operator restarts: memory lost, in-flight pushes may or may not have landed.
+    fn crash(&mut self) {
+        let ops = std::mem::take(&mut self.ops);
+        for (_, f) in ops {
+            if let GitOpKind::Push {
+                expected_head,
+                commits,
+            } = &f.op.kind
+            {
+                if self.rng.faults.gen_bool(0.5) {
+                    let _ = self.apply_push(&f.op, expected_head.as_ref(), commits, f.planned_ms);
+                }
+            }
+        }
+        self.busy.clear();
+        self.streams.clear();
+        self.generation += 1;
+        self.next_tick = None;
+        self.core = Core::new(core_config(self.generation));
+        self.configure();
+    }
+
+    // ---- git ----------------------------------------------------------------------------------
+
+    /// Someone else pushes to one of the operator's branches: notes, edits of the operator's
+    /// files, deletions of them, stray files in the operator's layout.
+    fn outside_write(&mut self, target: Option<(String, String)>) {
+        let (url, branch) = match target {
+            Some(t) => t,
+            None => {
+                let all = self.topo.branches();
+                let (_, url, branch) = all[self.rng.git.gen_range(0..all.len())].clone();
+                (url.to_string(), branch.to_string())
+            }
+        };
+        let tree = self.remotes.tree(&url, &branch);
+        let ours: Vec<String> = tree
+            .keys()
+            .filter(|p| p.ends_with(".yaml"))
+            .cloned()
+            .collect();
+        let what = self.rng.git.gen_range(0..4);
+        let n = self.rng.git.gen_range(0..1000);
+        let folder = self
+            .topo
+            .rules
+            .iter()
+            .find(|r| self.topo.repos[r.repo].url == url && r.branch == branch)
+            .map_or("", |r| r.folder);
+        let pick = (!ours.is_empty()).then(|| ours[n % ours.len()].clone());
+        self.remotes.outside_commit(&url, &branch, |t| match (what, pick) {
+            (1, Some(p)) => {
+                let mut b = t[&p].to_vec();
+                b.extend_from_slice(b"# edited by hand\n");
+                t.insert(p, b.into());
+            }
+            (2, Some(p)) => {
+                t.remove(&p);
+            }
+            (3, _) => {
+                let base = if folder.is_empty() {
+                    String::new()
+                } else {
+                    format!("{folder}/")
+                };
+                t.insert(
+                    format!("{base}v1/configmaps/team-a/stray-{n}.yaml"),
+                    b"kind: ConfigMap\n".to_vec().into(),
+                );
+            }
+            _ => {
+                t.insert(format!("notes/{n}.md"), format!("note {n}\n").into_bytes().into());
+            }
+        });
+    }
+
+    fn apply_push(
+        &mut self,
+        op: &GitOp,
+        expected: Option<&String>,
+        commits: &[gitops_reverser_core::io::PlannedCommit],
+        planned_ms: u64,
+    ) -> Result<String, PushError> {
+        let World {
+            remotes,
+            violations,
+            attribution,
+            orphans,
+            topo,
+            cluster,
+            commits: count,
+            pushes,
+            ..
+        } = self;
+        *pushes += 1;
+        let push = *pushes;
+        remotes.push(&op.repo_url, &op.branch, expected, commits, |c, before, after| {
+            *count += 1;
+            empty_commits::on_commit(c, before, after, violations);
+            orphans.on_commit(
+                &op.repo_url,
+                &op.branch,
+                push,
+                planned_ms,
+                c,
+                before,
+                topo,
+                cluster,
+                violations,
+            );
+            attribution.on_commit(&op.repo_url, &op.branch, c, &cluster.history, violations);
+        })
+    }
+
+    fn git_done(&mut self, op_id: u64, generation: u64) {
+        if generation != self.generation {
+            return;
+        }
+        let Some(f) = self.ops.remove(&op_id) else {
+            return;
+        };
+        self.busy.remove(&(f.op.repo.clone(), f.op.branch.clone()));
+        let op = f.op;
+        let (url, branch) = (op.repo_url.clone(), op.branch.clone());
+        let failed = |what: &str| GitResult::Failed {
+            retryable: true,
+            reason: format!("{what}: connection reset by peer"),
+        };
+        let result = match &op.kind {
+            GitOpKind::ReadPaths { folder } => {
+                if self.inject(Fault::GitTransient) {
+                    failed("fetch")
+                } else {
+                    GitResult::Paths {
+                        head: self.remotes.head(&url, &branch),
+                        entries: self.remotes.paths(&url, &branch, folder),
+                    }
+                }
+            }
+            GitOpKind::Push {
+                expected_head,
+                commits,
+            } => {
+                if self.inject(Fault::OutsideWriter) {
+                    // Another writer pushed just before us.
+                    self.outside_write(Some((url.clone(), branch.clone())));
+                }
+                if self.inject(Fault::GitTransient) {
+                    failed("push")
+                } else if self.inject(Fault::PushUnknown) {
+                    if self.rng.faults.gen_bool(0.5) {
+                        let _ = self.apply_push(&op, expected_head.as_ref(), commits, f.planned_ms);
+                    }
+                    GitResult::Unknown
+                } else {
+                    match self.apply_push(&op, expected_head.as_ref(), commits, f.planned_ms) {
+                        Ok(head) => GitResult::Pushed { head },
+                        Err(PushError::NotFastForward(remote_head)) => {
+                            GitResult::Conflict { remote_head }
+                        }
+                    }
+                }
+            }
+            GitOpKind::Verify {
+                expected_head,
+                op_tag,
+            } => {
+                if self.inject(Fault::GitTransient) {
+                    failed("fetch")
+                } else {
+                    GitResult::Verified {
+                        head: self.remotes.head(&url, &branch),
+                        landed: self
+                            .remotes
+                            .landed(&url, &branch, expected_head.as_ref(), op_tag),
+                    }
+                }
+            }
+        };
+        self.feed(Input::GitDone(op_id, result));
+    }
+
+    // ---- phases -------------------------------------------------------------------------------
+
+    /// The liveness phase: faults off, workload stopped, every stream relisted (a resync).
+    fn heal(&mut self) {
+        self.swarm.heal();
+        self.healed_at = Some(self.now);
+        let gvrs: Vec<Gvr> = self.streams.keys().cloned().collect();
+        for gvr in gvrs {
+            self.relist(gvr);
+        }
+    }
+}
+
+/// One line per output for `SIM_TRACE`; pushes list their commits.
+fn brief(out: &Output, debug: &str) -> String {
+    match out {
+        Output::Git(op) => match &op.kind {
+            GitOpKind::Push {
+                expected_head,
+                commits,
+            } => {
+                let cs: Vec<String> = commits
+                    .iter()
+                    .map(|c| {
+                        let paths: Vec<String> = c
+                            .writes
+                            .iter()
+                            .map(|(p, b)| format!("{}{p}", if b.is_some() { "+" } else { "-" }))
+                            .collect();
+                        format!(
+                            "{} by {} [{}]",
+                            c.message.lines().next().unwrap_or_default(),
+                            c.author.name,
+                            paths.join(" ")
+                        )
+                    })
+                    .collect();
+                format!(
+                    "Git#{} push {} {} on {:?}: {}",
+                    op.op_id,
+                    op.repo_url,
+                    op.branch,
+                    expected_head.as_deref().map(|h| &h[32..]),
+                    cs.join(" | ")
+                )
+            }
+            other => format!("Git#{} {} {} {other:?}", op.op_id, op.repo_url, op.branch),
+        },
+        _ => debug[..debug.len().min(300)].to_string(),
+    }
+}
+
+/// One line per input for `SIM_TRACE`.
+fn brief_input(input: &Input) -> String {
+    let obj = |v: &Value| {
+        let m = |f: &str| v.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).unwrap_or("-").to_string();
+        format!("{}/{} rv={} uid={} {}", m("namespace"), m("name"), m("resourceVersion"), m("uid"), xxhash_rust::xxh3::xxh3_64(&file_of(v)) as u16)
+    };
+    match input {
+        Input::Watch(g, ev) => {
+            let e = match ev {
+                WatchEvent::Init => "Init".to_string(),
+                WatchEvent::InitDone => "InitDone".to_string(),
+                WatchEvent::InitApply(v) => format!("InitApply {}", obj(v)),
+                WatchEvent::Apply(v) => format!("Apply {}", obj(v)),
+                WatchEvent::Delete(v) => format!("Delete {}", obj(v)),
+            };
+            format!("Watch {} {e}", g.resource)
+        }
+        Input::Admission(r) => format!(
+            "Admission {} {} {:?}/{} by {}{}",
+            r.operation.as_str(),
+            r.gvr.resource,
+            r.namespace,
+            r.name,
+            r.username,
+            if r.dry_run { " (dry run)" } else { "" }
+        ),
+        other => {
+            let s = format!("{other:?}");
+            s[..s.len().min(300)].to_string()
+        }
+    }
+}

@@ -474,16 +474,35 @@ mod tests {
     }
 
     #[test]
-    fn redundant_writes_are_dropped_only_when_they_are_the_only_change_of_their_path() {
+    fn a_write_equal_to_what_precedes_it_is_dropped_and_later_changes_stay() {
+        // The repository holds p = 1 and q = 3.
+        let repo = |w: &PendingWrite| {
+            let held = if w.path_key == crate::live::key128("p") {
+                1
+            } else {
+                3
+            };
+            w.content.as_ref().map(|c| c.hash) == Some(held)
+        };
         let mut q = Queue::default();
         event(&mut q, "a", "p", 1);
         event(&mut q, "b", "p", 2);
         event(&mut q, "c", "q", 3);
-        assert_eq!(
-            q.drop_redundant(|_| true),
-            1,
-            "only q's single write may go"
-        );
+        assert_eq!(q.drop_redundant(repo), 2, "p = 1 and q = 3 change nothing");
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.latest(crate::live::key128("p")), Some(Some(2)));
+        assert_eq!(q.latest(crate::live::key128("q")), None);
+        assert_eq!(q.bytes(), 100);
+    }
+
+    #[test]
+    fn a_write_back_to_the_repository_content_stays_after_a_different_one() {
+        // The repository holds p = 2; pending p = 1 then p = 2: both are real changes in order.
+        let repo = |w: &PendingWrite| w.content.as_ref().map(|c| c.hash) == Some(2);
+        let mut q = Queue::default();
+        event(&mut q, "a", "p", 1);
+        event(&mut q, "b", "p", 2);
+        assert_eq!(q.drop_redundant(repo), 0);
         assert_eq!(q.len(), 2);
     }
 

@@ -187,6 +187,11 @@ fn a_push_conflict_replans_the_same_writes_on_the_new_head_and_keeps_the_outside
     let result = h.apply(&op);
     assert!(matches!(result, GitResult::Conflict { .. }));
     h.input(Input::GitDone(op.op_id, result));
+    // Someone else wrote the branch: read it again before planning on the new head.
+    let read = h.take_git_ops().pop().expect("a read at once");
+    assert!(matches!(&read.kind, GitOpKind::ReadPaths { folder } if folder == "prod"));
+    let listing = h.apply(&read);
+    h.input(Input::GitDone(read.op_id, listing));
     let retry = h.take_git_ops().pop().expect("re-planned at once");
     match &retry.kind {
         GitOpKind::Push {
@@ -205,6 +210,51 @@ fn a_push_conflict_replans_the_same_writes_on_the_new_head_and_keeps_the_outside
             && h.files.contains_key("prod/v1/configmaps/team-a/a.yaml")
     );
     assert_eq!(h.core.counters().rebase_retries_total, 1);
+}
+
+#[test]
+fn a_file_removed_by_someone_else_is_not_deleted_again_after_a_conflict() {
+    let mut h = seeded();
+    h.input(apply(cm("a", "1", 10)));
+    h.flush_and_push();
+    h.input(delete(cm("a", "1", 11)));
+    h.advance(60_000);
+    let op = h.take_git_ops().pop().unwrap();
+    // Someone removes the file first: the planned delete would now change nothing.
+    h.files.remove("prod/v1/configmaps/team-a/a.yaml");
+    h.head = Some("outside".into());
+    let result = h.apply(&op);
+    h.input(Input::GitDone(op.op_id, result));
+    let pushed = h.answer_all();
+    assert!(pushed.is_empty(), "no empty commit: {pushed:?}");
+    assert_eq!(
+        h.core.branch(&repo_name(), "main").unwrap().pending_commits,
+        0
+    );
+}
+
+#[test]
+fn a_seed_write_the_repository_holds_goes_while_a_later_change_stays() {
+    let mut h = seeded();
+    h.input(apply(cm("a", "1", 10)));
+    h.flush_and_push();
+    // Relist: the list shows the object as the repo has it, then a change arrives before the
+    // folder is read.
+    h.input(Input::Watch(gvr("", "v1", "configmaps"), WatchEvent::Init));
+    h.input(Input::Watch(
+        gvr("", "v1", "configmaps"),
+        WatchEvent::InitApply(cm("a", "1", 10)),
+    ));
+    h.input(Input::Watch(
+        gvr("", "v1", "configmaps"),
+        WatchEvent::InitDone,
+    ));
+    h.input(apply(cm("a", "2", 12)));
+    let pushed = h.flush_and_push();
+    assert_eq!(
+        subjects(&pushed),
+        ["gitops-reverser [UPDATE] v1/configmaps/team-a/a"]
+    );
 }
 
 #[test]

@@ -38,8 +38,26 @@ pub fn kinds() -> Vec<Kind> {
     vec![
         k("", "v1", "configmaps", "ConfigMap", "v1", true, false, true),
         k("", "v1", "secrets", "Secret", "v1", true, false, true),
-        k("apps", "v1", "deployments", "Deployment", "apps/v1", true, true, true),
-        k("example.com", "v1", "widgets", "Widget", "example.com/v1", true, true, true),
+        k(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            "apps/v1",
+            true,
+            true,
+            true,
+        ),
+        k(
+            "example.com",
+            "v1",
+            "widgets",
+            "Widget",
+            "example.com/v1",
+            true,
+            true,
+            true,
+        ),
         k(
             "rbac.authorization.k8s.io",
             "v1",
@@ -50,7 +68,16 @@ pub fn kinds() -> Vec<Kind> {
             false,
             true,
         ),
-        k("", "v1", "namespaces", "Namespace", "v1", false, false, false),
+        k(
+            "",
+            "v1",
+            "namespaces",
+            "Namespace",
+            "v1",
+            false,
+            false,
+            false,
+        ),
     ]
 }
 
@@ -175,7 +202,12 @@ impl Cluster {
         let old_labels = old.pointer("/metadata/labels").cloned();
         let keep: Vec<(String, Value)> = ["uid", "creationTimestamp"]
             .iter()
-            .filter_map(|f| Some((f.to_string(), old.pointer(&format!("/metadata/{f}"))?.clone())))
+            .filter_map(|f| {
+                Some((
+                    f.to_string(),
+                    old.pointer(&format!("/metadata/{f}"))?.clone(),
+                ))
+            })
             .collect();
         let rv = self.next_rv();
         let meta = meta_mut(&mut body);

@@ -187,7 +187,10 @@ impl Remotes {
 
     fn set_head(&mut self, url: &str, branch: &str, id: CommitId) {
         let key = (url.to_string(), branch.to_string());
-        self.head_log.entry(key.clone()).or_default().push(id.clone());
+        self.head_log
+            .entry(key.clone())
+            .or_default()
+            .push(id.clone());
         self.heads.insert(key, id);
     }
 }

@@ -16,7 +16,10 @@ fn main() -> ExitCode {
     let mut do_shrink = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = || args.next().unwrap_or_else(|| die(&format!("{a} needs a value")));
+        let mut val = || {
+            args.next()
+                .unwrap_or_else(|| die(&format!("{a} needs a value")))
+        };
         match a.as_str() {
             "--seed" => seed = val().parse().unwrap_or_else(|_| die("--seed: a number")),
             "--runs" => runs = val().parse().unwrap_or_else(|_| die("--runs: a number")),

@@ -7,12 +7,7 @@ use serde_json::{json, Value};
 use crate::cluster::{Cluster, ObjKey, NAMESPACES};
 
 /// People and service accounts that write objects.
-pub const USERS: [&str; 4] = [
-    "alice",
-    "bob",
-    "carol",
-    "system:serviceaccount:ci:deployer",
-];
+pub const USERS: [&str; 4] = ["alice", "bob", "carol", "system:serviceaccount:ci:deployer"];
 
 /// The controller that writes `status` (through the status subresource: no webhook call).
 pub const CONTROLLER: &str = "system:serviceaccount:kube-system:status-controller";
@@ -106,7 +101,9 @@ fn fresh(rng: &mut ChaCha8Rng, cluster: &Cluster, key: &ObjKey) -> Value {
                     "spec": {"containers": [{"name": "app", "image": format!("app:{v}")}]}}})
         }
         "Widget" => body["spec"] = json!({"size": v}),
-        "ClusterRole" => body["rules"] = json!([{"apiGroups": [""], "resources": [v], "verbs": ["get"]}]),
+        "ClusterRole" => {
+            body["rules"] = json!([{"apiGroups": [""], "resources": [v], "verbs": ["get"]}])
+        }
         _ => {}
     }
     body

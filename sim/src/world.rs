@@ -503,7 +503,10 @@ impl World {
                     .persist_update(key, body.expect("object"), self.now);
                 (Some(b.clone()), WatchEvent::Apply(b))
             }
-            Operation::Delete => (None, WatchEvent::Delete(self.cluster.persist_delete(key, self.now))),
+            Operation::Delete => (
+                None,
+                WatchEvent::Delete(self.cluster.persist_delete(key, self.now)),
+            ),
         };
         self.cluster.record(
             key,
@@ -528,8 +531,12 @@ impl World {
         self.at(self.now + gap, Ev::Step);
         self.world_faults();
         match workload::next(&mut self.rng.workload, &self.cluster) {
-            Action::Create(key, body, user) => self.write(&key, Operation::Create, user, Some(body)),
-            Action::Update(key, body, user) => self.write(&key, Operation::Update, user, Some(body)),
+            Action::Create(key, body, user) => {
+                self.write(&key, Operation::Create, user, Some(body))
+            }
+            Action::Update(key, body, user) => {
+                self.write(&key, Operation::Update, user, Some(body))
+            }
             Action::Delete(key, user) => self.write(&key, Operation::Delete, user, None),
             Action::Recreate(key, body, user) => {
                 self.write(&key, Operation::Delete, user, None);
@@ -650,30 +657,34 @@ impl World {
             .find(|r| self.topo.repos[r.repo].url == url && r.branch == branch)
             .map_or("", |r| r.folder);
         let pick = (!ours.is_empty()).then(|| ours[n % ours.len()].clone());
-        self.remotes.outside_commit(&url, &branch, |t| match (what, pick) {
-            (1, Some(p)) => {
-                let mut b = t[&p].to_vec();
-                b.extend_from_slice(b"# edited by hand\n");
-                t.insert(p, b.into());
-            }
-            (2, Some(p)) => {
-                t.remove(&p);
-            }
-            (3, _) => {
-                let base = if folder.is_empty() {
-                    String::new()
-                } else {
-                    format!("{folder}/")
-                };
-                t.insert(
-                    format!("{base}v1/configmaps/team-a/stray-{n}.yaml"),
-                    b"kind: ConfigMap\n".to_vec().into(),
-                );
-            }
-            _ => {
-                t.insert(format!("notes/{n}.md"), format!("note {n}\n").into_bytes().into());
-            }
-        });
+        self.remotes
+            .outside_commit(&url, &branch, |t| match (what, pick) {
+                (1, Some(p)) => {
+                    let mut b = t[&p].to_vec();
+                    b.extend_from_slice(b"# edited by hand\n");
+                    t.insert(p, b.into());
+                }
+                (2, Some(p)) => {
+                    t.remove(&p);
+                }
+                (3, _) => {
+                    let base = if folder.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{folder}/")
+                    };
+                    t.insert(
+                        format!("{base}v1/configmaps/team-a/stray-{n}.yaml"),
+                        b"kind: ConfigMap\n".to_vec().into(),
+                    );
+                }
+                _ => {
+                    t.insert(
+                        format!("notes/{n}.md"),
+                        format!("note {n}\n").into_bytes().into(),
+                    );
+                }
+            });
     }
 
     fn apply_push(
@@ -696,22 +707,28 @@ impl World {
         } = self;
         *pushes += 1;
         let push = *pushes;
-        remotes.push(&op.repo_url, &op.branch, expected, commits, |c, before, after| {
-            *count += 1;
-            empty_commits::on_commit(c, before, after, violations);
-            orphans.on_commit(
-                &op.repo_url,
-                &op.branch,
-                push,
-                planned_ms,
-                c,
-                before,
-                topo,
-                cluster,
-                violations,
-            );
-            attribution.on_commit(&op.repo_url, &op.branch, c, &cluster.history, violations);
-        })
+        remotes.push(
+            &op.repo_url,
+            &op.branch,
+            expected,
+            commits,
+            |c, before, after| {
+                *count += 1;
+                empty_commits::on_commit(c, before, after, violations);
+                orphans.on_commit(
+                    &op.repo_url,
+                    &op.branch,
+                    push,
+                    planned_ms,
+                    c,
+                    before,
+                    topo,
+                    cluster,
+                    violations,
+                );
+                attribution.on_commit(&op.repo_url, &op.branch, c, &cluster.history, violations);
+            },
+        )
     }
 
     fn git_done(&mut self, op_id: u64, generation: u64) {
@@ -837,8 +854,20 @@ fn brief(out: &Output, debug: &str) -> String {
 /// One line per input for `SIM_TRACE`.
 fn brief_input(input: &Input) -> String {
     let obj = |v: &Value| {
-        let m = |f: &str| v.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).unwrap_or("-").to_string();
-        format!("{}/{} rv={} uid={} {}", m("namespace"), m("name"), m("resourceVersion"), m("uid"), xxhash_rust::xxh3::xxh3_64(&file_of(v)) as u16)
+        let m = |f: &str| {
+            v.pointer(&format!("/metadata/{f}"))
+                .and_then(Value::as_str)
+                .unwrap_or("-")
+                .to_string()
+        };
+        format!(
+            "{}/{} rv={} uid={} {}",
+            m("namespace"),
+            m("name"),
+            m("resourceVersion"),
+            m("uid"),
+            xxhash_rust::xxh3::xxh3_64(&file_of(v)) as u16
+        )
     };
     match input {
         Input::Watch(g, ev) => {

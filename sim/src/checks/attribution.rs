@@ -71,7 +71,13 @@ impl AttributionCheck {
                 Some(b) => w.file.as_deref() == Some(&b[..]),
                 None => true,
             };
-            let later = || writes.iter().enumerate().skip(start).filter(|(_, w)| !w.rejected);
+            let later = || {
+                writes
+                    .iter()
+                    .enumerate()
+                    .skip(start)
+                    .filter(|(_, w)| !w.rejected)
+            };
             if author == self.fallback {
                 self.counts.miss += 1;
                 if self.strict {
@@ -93,9 +99,9 @@ impl AttributionCheck {
                 w.rejected
                     && w.user == author
                     && same(w)
-                    && writes
-                        .iter()
-                        .any(|x| !x.rejected && x.at_ms >= w.at_ms && x.at_ms <= w.at_ms + TTL_MS && same(x))
+                    && writes.iter().any(|x| {
+                        !x.rejected && x.at_ms >= w.at_ms && x.at_ms <= w.at_ms + TTL_MS && same(x)
+                    })
             });
             if rejected_twin {
                 self.counts.ambiguous += 1;
@@ -112,7 +118,12 @@ impl AttributionCheck {
                         w.user,
                         w.op,
                         if w.rejected { " (rejected)" } else { "" },
-                        w.file.as_deref().map_or(String::from("<deleted>"), |f| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(f)))
+                        w.file
+                            .as_deref()
+                            .map_or(String::from("<deleted>"), |f| format!(
+                                "{:016x}",
+                                xxhash_rust::xxh3::xxh3_64(f)
+                            ))
                     )
                 })
                 .collect();

@@ -1,8 +1,8 @@
 //! Limits held: correlation store bounds and per-branch queue caps, after every input.
 
 use gitops_reverser_core::batch::{PENDING_BYTES_MAX, PENDING_COMMITS_MAX};
-use gitops_reverser_core::correlation::{ENTRIES_PER_KEY_MAX, KEYS_MAX};
 use gitops_reverser_core::core::Core;
+use gitops_reverser_core::correlation::{ENTRIES_PER_KEY_MAX, KEYS_MAX};
 
 use crate::topology::Topology;
 

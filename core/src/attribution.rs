@@ -62,6 +62,8 @@ pub struct AttributionCounters {
     pub noop_skipped_total: u64,
     /// Dry-run admissions not stored.
     pub dry_run_skipped_total: u64,
+    /// Admissions not stored because they arrived after the watch event of their write.
+    pub late_skipped_total: u64,
     /// Watch events attributed by the exact join.
     pub exact_total: u64,
     /// Watch events attributed by the hash-only fallback.
@@ -73,6 +75,10 @@ pub struct AttributionCounters {
 /// The correlation store plus the join rules.
 pub struct Attributor {
     store: CorrelationStore<CorrKey, Record>,
+    /// Watch events left unattributed within the TTL. The webhook's path can be slower than the
+    /// watch: an admission that matches one of these came late for that write, and stored, it
+    /// could only ever be matched to someone else's identical write later.
+    missed: CorrelationStore<CorrKey, ()>,
     counters: AttributionCounters,
 }
 
@@ -81,12 +87,17 @@ impl Attributor {
     pub fn new(limits: CorrelationLimits) -> Self {
         Self {
             store: CorrelationStore::new(limits),
+            missed: CorrelationStore::new(limits),
             counters: AttributionCounters::default(),
         }
     }
 
-    /// Stores a record.
+    /// Stores a record, unless it is late for a write already seen without one.
     pub fn record(&mut self, now_ms: u64, key: CorrKey, record: Record) {
+        if self.missed.take(now_ms, &key, |_| true).is_some() {
+            self.counters.late_skipped_total += 1;
+            return;
+        }
         self.counters.recorded_total += 1;
         self.store.put(now_ms, key, record);
     }
@@ -142,14 +153,25 @@ impl Attributor {
         Attribution::Miss
     }
 
+    /// Notes a change that was written without an author, so that its admission, should it still
+    /// come, is recognised as late ([`Attributor::record`]). Only real changes are noted: a
+    /// duplicate event would make a later genuine record look late.
+    pub fn note_missed(&mut self, now_ms: u64, key: CorrKey) {
+        self.missed.put(now_ms, key, ());
+    }
+
     /// Drops expired keys.
     pub fn sweep(&mut self, now_ms: u64) {
         self.store.sweep(now_ms);
+        self.missed.sweep(now_ms);
     }
 
     /// When the next key expires.
     pub fn next_expiry_ms(&self) -> Option<u64> {
-        self.store.next_expiry_ms()
+        match (self.store.next_expiry_ms(), self.missed.next_expiry_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Attribution counters.

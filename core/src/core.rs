@@ -874,9 +874,15 @@ impl Core {
             op,
             content: hash,
         };
-        let attribution =
+        // A relist that shows a version this core already saw is no new change: it has no author
+        // to find, and taking a record here would steal one that arrived late for a past write.
+        let seen_before = initial && same_object && prev.is_some_and(|p| p.rv == rv);
+        let attribution = if seen_before {
+            Attribution::Miss
+        } else {
             self.attributor
-                .attribute(self.now.mono_ms, key, base_rv, !initial && prev.is_some());
+                .attribute(self.now.mono_ms, key, base_rv, !initial && prev.is_some())
+        };
         let author = attribution.user().cloned();
         if secret && self.config.secret_policy == SecretPolicy::Exclude {
             self.routed = routed;
@@ -930,6 +936,9 @@ impl Core {
             queued |= self.enqueue(&dest, write, author.clone(), kind, resync);
         }
         self.routed = routed;
+        if queued && author.is_none() && !seen_before {
+            self.attributor.note_missed(self.now.mono_ms, key);
+        }
         if queued {
             self.counters.events_processed_total += 1;
         } else {

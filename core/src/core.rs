@@ -1316,10 +1316,27 @@ impl Core {
                     blob,
                 },
             );
-            if !d.members.contains_key(&pk) && b.queue.latest(pk).is_none() {
+            // Not a live object's file, and no delete already pending for it.
+            if !d.members.contains_key(&pk) && !matches!(b.queue.latest(pk), Some(None)) {
                 orphans.push(path);
             }
         }
+        // Writes still pending for objects a relist no longer shows (deleted in the gap): their
+        // files would be created and never removed.
+        let mut gone: Vec<String> = b
+            .queue
+            .writes()
+            .filter(|w| {
+                !listed.contains_key(&w.path_key)
+                    && !d.members.contains_key(&w.path_key)
+                    && matches!(b.queue.latest(w.path_key), Some(Some(_)))
+                    && ours(&w.path)
+            })
+            .map(|w| w.path.to_string())
+            .collect();
+        gone.sort();
+        gone.dedup();
+        orphans.extend(gone);
         for pk in d.members.keys() {
             if !listed.contains_key(pk) {
                 b.held.remove(pk);

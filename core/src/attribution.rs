@@ -30,6 +30,17 @@ pub struct Record {
     pub user: Arc<str>,
     /// Fingerprint of the base resourceVersion; `None` for CREATE.
     pub base_rv: Option<u64>,
+    /// Content hash of the sanitized object written (deleted, for DELETE).
+    pub content: u64,
+}
+
+/// Where a record is filed. CREATE records of one object share a key whatever their content, so
+/// that the object's next creation can retire them all at once ([`Attributor::supersede_creates`]).
+fn store_key(key: CorrKey) -> CorrKey {
+    match key.op {
+        Operation::Create => CorrKey { content: 0, ..key },
+        _ => key,
+    }
 }
 
 /// How a watch event got its author.
@@ -64,6 +75,8 @@ pub struct AttributionCounters {
     pub dry_run_skipped_total: u64,
     /// Admissions not stored because they arrived after the watch event of their write.
     pub late_skipped_total: u64,
+    /// CREATE records dropped because the object was created by another write.
+    pub superseded_total: u64,
     /// Watch events attributed by the exact join.
     pub exact_total: u64,
     /// Watch events attributed by the hash-only fallback.
@@ -98,8 +111,23 @@ impl Attributor {
             self.counters.late_skipped_total += 1;
             return;
         }
+        debug_assert_eq!(record.content, key.content, "a record carries its key's content");
         self.counters.recorded_total += 1;
-        self.store.put(now_ms, key, record);
+        self.store.put(now_ms, store_key(key), record);
+    }
+
+    /// The object was created: any other CREATE record for it is stale. Its write was refused
+    /// (the name was taken), or it was already created and this is its late record; kept, it
+    /// could name the author of a later identical re-creation.
+    pub fn supersede_creates(&mut self, now_ms: u64, ident: u128) {
+        let key = store_key(CorrKey {
+            ident,
+            op: Operation::Create,
+            content: 0,
+        });
+        while self.store.take(now_ms, &key, |_| true).is_some() {
+            self.counters.superseded_total += 1;
+        }
     }
 
     /// Counts an admission skipped as a content no-op.
@@ -127,22 +155,30 @@ impl Attributor {
             base_rv
         };
         let exact_possible = key.op == Operation::Create || base_rv.is_some();
+        let (sk, content) = (store_key(key), key.content);
         if exact_possible {
-            if let Some(r) = self.store.take(now_ms, &key, |r| r.base_rv == want) {
+            if let Some(r) = self
+                .store
+                .take(now_ms, &sk, |r| r.content == content && r.base_rv == want)
+            {
                 self.counters.exact_total += 1;
                 return Attribution::Exact(r.user);
             }
         }
         if !base_certain || !exact_possible {
             let (first, single) = {
-                let mut users = self.store.peek(now_ms, &key).map(|r| &r.user);
+                let mut users = self
+                    .store
+                    .peek(now_ms, &sk)
+                    .filter(|r| r.content == content)
+                    .map(|r| &r.user);
                 let first = users.next().cloned();
                 let single = users.all(|u| Some(u) == first.as_ref());
                 (first, single)
             };
             if let Some(first) = first {
                 if single {
-                    let taken = self.store.take(now_ms, &key, |_| true);
+                    let taken = self.store.take(now_ms, &sk, |r| r.content == content);
                     debug_assert_eq!(taken.as_ref().map(|r| &r.user), Some(&first));
                     self.counters.hash_only_total += 1;
                     return Attribution::HashOnly(first);
@@ -206,7 +242,12 @@ mod tests {
         Record {
             user: user.into(),
             base_rv: base,
+            content: 0,
         }
+    }
+
+    fn record(a: &mut Attributor, now: u64, key: CorrKey, r: Record) {
+        a.record(now, key, Record { content: key.content, ..r });
     }
 
     fn att() -> Attributor {
@@ -216,10 +257,49 @@ mod tests {
     #[test]
     fn create_joins_on_content_hash() {
         let mut a = att();
-        a.record(0, key(Operation::Create, 1), rec("alice", None));
+        record(&mut a, 0, key(Operation::Create, 1), rec("alice", None));
         assert_eq!(
             a.attribute(5, key(Operation::Create, 1), None, true),
             Attribution::Exact("alice".into())
+        );
+    }
+
+    #[test]
+    fn a_creation_retires_every_other_create_record_of_the_object() {
+        let mut a = att();
+        // alice's create (content 1) was refused: bob's create (content 2) took the name.
+        record(&mut a, 0, key(Operation::Create, 1), rec("alice", None));
+        record(&mut a, 1, key(Operation::Create, 2), rec("bob", None));
+        assert_eq!(
+            a.attribute(2, key(Operation::Create, 2), None, true),
+            Attribution::Exact("bob".into())
+        );
+        a.supersede_creates(2, 7);
+        // bob deletes; carol re-creates with alice's content and her webhook call is lost.
+        assert_eq!(
+            a.attribute(3, key(Operation::Create, 1), None, true),
+            Attribution::Miss,
+            "never alice"
+        );
+        assert_eq!(a.counters().superseded_total, 1);
+    }
+
+    #[test]
+    fn a_late_admission_is_not_kept_for_someone_elses_identical_write() {
+        let mut a = att();
+        // The watch showed alice's create before her admission arrived.
+        assert_eq!(
+            a.attribute(0, key(Operation::Create, 1), None, true),
+            Attribution::Miss
+        );
+        a.note_missed(0, key(Operation::Create, 1));
+        record(&mut a, 5, key(Operation::Create, 1), rec("alice", None));
+        assert_eq!(a.counters().late_skipped_total, 1);
+        // bob deletes and re-creates the same content; his webhook call is lost.
+        assert_eq!(
+            a.attribute(9, key(Operation::Create, 1), None, true),
+            Attribution::Miss,
+            "never alice"
         );
     }
 
@@ -228,13 +308,13 @@ mod tests {
         let mut a = att();
         // bob's write from base 10 was rejected downstream; alice then writes the same content from 10
         // without a webhook call reaching us. The watch event's base is 11 (after some other write).
-        a.record(0, key(Operation::Update, 5), rec("bob", Some(10)));
+        record(&mut a, 0, key(Operation::Update, 5), rec("bob", Some(10)));
         assert_eq!(
             a.attribute(1, key(Operation::Update, 5), Some(11), true),
             Attribution::Miss,
             "never bob"
         );
-        a.record(2, key(Operation::Update, 5), rec("carol", Some(11)));
+        record(&mut a, 2, key(Operation::Update, 5), rec("carol", Some(11)));
         assert_eq!(
             a.attribute(3, key(Operation::Update, 5), Some(11), true),
             Attribution::Exact("carol".into())
@@ -244,7 +324,7 @@ mod tests {
     #[test]
     fn uncertain_base_falls_back_to_a_single_candidate() {
         let mut a = att();
-        a.record(0, key(Operation::Update, 5), rec("bob", Some(3)));
+        record(&mut a, 0, key(Operation::Update, 5), rec("bob", Some(3)));
         assert_eq!(
             a.attribute(1, key(Operation::Update, 5), Some(9), false),
             Attribution::HashOnly("bob".into())
@@ -254,8 +334,8 @@ mod tests {
     #[test]
     fn uncertain_base_with_two_candidates_is_a_miss() {
         let mut a = att();
-        a.record(0, key(Operation::Update, 5), rec("bob", Some(3)));
-        a.record(0, key(Operation::Update, 5), rec("alice", Some(4)));
+        record(&mut a, 0, key(Operation::Update, 5), rec("bob", Some(3)));
+        record(&mut a, 0, key(Operation::Update, 5), rec("alice", Some(4)));
         assert_eq!(
             a.attribute(1, key(Operation::Update, 5), Some(9), false),
             Attribution::Miss
@@ -266,7 +346,7 @@ mod tests {
     #[test]
     fn records_expire_after_the_ttl() {
         let mut a = att();
-        a.record(0, key(Operation::Create, 1), rec("alice", None));
+        record(&mut a, 0, key(Operation::Create, 1), rec("alice", None));
         assert_eq!(
             a.attribute(60_000, key(Operation::Create, 1), None, true),
             Attribution::Miss

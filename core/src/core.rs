@@ -329,7 +329,8 @@ impl Core {
             if b.op.is_some() || !self.gate_open(key) {
                 continue;
             }
-            let t = if b.unverified.is_some() || b.retry_now {
+            // A retry with nothing left to push (a re-read found it all there) needs no wake-up.
+            let t = if b.unverified.is_some() || (b.retry_now && !b.queue.is_empty()) {
                 Some(b.retry_at_ms)
             } else {
                 b.queue
@@ -710,6 +711,7 @@ impl Core {
             Record {
                 user: req.username.into(),
                 base_rv: base,
+                content,
             },
         );
     }
@@ -884,6 +886,9 @@ impl Core {
                 .attribute(self.now.mono_ms, key, base_rv, !initial && prev.is_some())
         };
         let author = attribution.user().cloned();
+        if op == Operation::Create {
+            self.attributor.supersede_creates(self.now.mono_ms, ident);
+        }
         if secret && self.config.secret_policy == SecretPolicy::Exclude {
             self.routed = routed;
             return;

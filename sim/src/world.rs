@@ -30,6 +30,8 @@ const WALL_EPOCH_MS: i64 = 1_795_651_200_000;
 pub const FALLBACK: &str = "unknown-author";
 /// Simulated time the liveness phase runs at least (beyond the longest retry backoff).
 const LIVENESS_MIN_MS: u64 = 600_000;
+/// Ticks at one instant before the run counts as a busy loop (a deadline that never advances).
+const TICKS_AT_ONCE_MAX: u32 = 100;
 /// Simulated time the liveness phase may take to reach quiescence.
 const LIVENESS_BUDGET_MS: u64 = 3_600_000;
 
@@ -136,6 +138,8 @@ struct World {
     commits: u64,
     pushes: u64,
     request_seq: u64,
+    last_tick_ms: Option<u64>,
+    ticks_at_now: u32,
     /// `SIM_TRACE=1`: every input and output on stderr.
     trace: bool,
 }
@@ -194,6 +198,8 @@ pub fn run(params: &Params) -> Report {
         commits: 0,
         pushes: 0,
         request_seq: 0,
+        last_tick_ms: None,
+        ticks_at_now: 0,
         trace: std::env::var_os("SIM_TRACE").is_some(),
     };
     w.configure();
@@ -261,6 +267,19 @@ impl World {
                 Ev::GitDone(op_id, generation) => self.git_done(op_id, generation),
                 Ev::Tick => {
                     self.next_tick = None;
+                    self.ticks_at_now = if self.last_tick_ms == Some(t) {
+                        self.ticks_at_now + 1
+                    } else {
+                        0
+                    };
+                    self.last_tick_ms = Some(t);
+                    if self.ticks_at_now > TICKS_AT_ONCE_MAX {
+                        self.violations.push(format!(
+                            "[t={t} ms] busy loop: the core keeps asking for a wake-up at {:?} and a tick changes nothing",
+                            self.core.poll_deadline()
+                        ));
+                        return;
+                    }
                     self.feed(Input::Tick);
                 }
                 Ev::Heal => self.heal(),

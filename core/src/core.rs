@@ -103,6 +103,9 @@ struct Held {
 struct DestState {
     branch: BranchKey,
     gvrs: BTreeSet<u16>,
+    /// Streams whose list must be complete before the folder is read: `gvrs`, plus namespaces
+    /// when a namespace selector routes here.
+    gate: BTreeSet<u16>,
     awaiting: BTreeSet<u16>,
     listed: bool,
     want_read: bool,
@@ -555,21 +558,35 @@ impl Core {
                 .cloned()
                 .collect();
             let ids: BTreeSet<u16> = gvrs.iter().map(|g| self.gvr_id(g)).collect();
+            // A namespace selector routes on namespace labels: until the namespaces are listed,
+            // objects would look unselected and their files like orphans.
+            let ns_gated = self.rules.rules().iter().any(|r| {
+                *r.destination == *dest && matches!(r.reach, RuleReach::Namespaced(Some(_)))
+            });
+            let mut gate = ids.clone();
+            if ns_gated {
+                gate.insert(self.gvr_id(&namespaces_gvr()));
+            }
             let branch = (dest.repo.clone(), dest.branch.clone());
             let mut state = self.dests.remove(&dest).unwrap_or_else(|| DestState {
                 branch,
                 gvrs: BTreeSet::new(),
+                gate: BTreeSet::new(),
                 awaiting: BTreeSet::new(),
                 listed: false,
                 want_read: false,
                 members: HashMap::with_hasher(Xxh3Builder::new()),
             });
-            if state.gvrs != ids {
+            if state.gvrs != ids || state.gate != gate {
                 // New, or fed by other streams now: list its streams again and rescan the folder.
-                state.gvrs = ids.clone();
-                state.awaiting = ids;
+                state.gvrs = ids;
+                state.awaiting = gate.clone();
+                state.gate = gate;
                 state.listed = false;
                 resync.extend(gvrs);
+                if ns_gated {
+                    resync.insert(namespaces_gvr());
+                }
             }
             new_dests.insert(dest, state);
         }
@@ -725,14 +742,14 @@ impl Core {
         match event {
             WatchEvent::Init => {
                 self.live[gid as usize].begin_list();
-                for d in self.dests.values_mut().filter(|d| d.gvrs.contains(&gid)) {
+                for d in self.dests.values_mut().filter(|d| d.gate.contains(&gid)) {
                     d.awaiting.insert(gid);
                 }
             }
             WatchEvent::InitDone => {
                 self.live[gid as usize].finish_list();
                 let epoch = self.live[gid as usize].epoch();
-                for d in self.dests.values_mut().filter(|d| d.gvrs.contains(&gid)) {
+                for d in self.dests.values_mut().filter(|d| d.gate.contains(&gid)) {
                     // Objects of this stream not seen by the list are gone.
                     d.members.retain(|_, (g, e)| *g != gid || *e == epoch);
                     if d.awaiting.remove(&gid) && d.awaiting.is_empty() {

@@ -310,6 +310,26 @@ impl Queue {
         dropped
     }
 
+    /// Drops the pending resync commits of `folder`; returns how many writes went.
+    pub fn drop_resync(&mut self, folder: &str) -> usize {
+        let before = self.commits.len();
+        let mut dropped = 0;
+        self.commits.retain(|c| match &c.kind {
+            CommitKind::Resync { folder: f } if f == folder => {
+                dropped += c.writes.len();
+                false
+            }
+            _ => true,
+        });
+        if self.commits.len() != before {
+            self.reindex();
+        }
+        if self.commits.is_empty() {
+            self.first_pending_ms = None;
+        }
+        dropped
+    }
+
     /// Pending writes (not in flight), oldest first.
     pub fn writes(&self) -> impl Iterator<Item = &PendingWrite> {
         self.commits.iter().flat_map(|c| c.writes.iter())
@@ -493,6 +513,18 @@ mod tests {
         assert_eq!(q.latest(crate::live::key128("p")), Some(Some(2)));
         assert_eq!(q.latest(crate::live::key128("q")), None);
         assert_eq!(q.bytes(), 100);
+    }
+
+    #[test]
+    fn dropping_a_folders_resync_keeps_events_and_other_folders() {
+        let mut q = Queue::default();
+        q.push_resync(0, 0, "a", write("a/p", 1));
+        event(&mut q, "alice", "a/q", 2);
+        q.push_resync(0, 0, "b", write("b/p", 3));
+        assert_eq!(q.drop_resync("a"), 1);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.latest(crate::live::key128("a/p")), None);
+        assert_eq!(q.latest(crate::live::key128("b/p")), Some(Some(3)));
     }
 
     #[test]

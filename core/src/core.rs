@@ -590,6 +590,16 @@ impl Core {
             }
             new_dests.insert(dest, state);
         }
+        // A destination that went takes its unpushed reconciliation with it: resync writes
+        // stand for no user's change, and unlisted ones were never compared with the repository.
+        for gone in self.dests.keys().filter(|d| !new_dests.contains_key(*d)) {
+            if let Some(b) = self
+                .branches
+                .get_mut(&(gone.repo.clone(), gone.branch.clone()))
+            {
+                b.queue.drop_resync(&gone.base_folder);
+            }
+        }
         self.dests = new_dests;
         // Branches follow destinations; one whose destinations went keeps draining its queue, one
         // whose GitRepoConfig went or became invalid cannot push and goes with it.

@@ -32,6 +32,8 @@ pub struct Record {
     pub base_rv: Option<u64>,
     /// Content hash of the sanitized object written (deleted, for DELETE).
     pub content: u64,
+    /// Order of arrival, set by [`Attributor::record`].
+    pub seq: u64,
 }
 
 /// Where a record is filed. CREATE records of one object share a key whatever their content, so
@@ -92,6 +94,7 @@ pub struct Attributor {
     /// watch: an admission that matches one of these came late for that write, and stored, it
     /// could only ever be matched to someone else's identical write later.
     missed: CorrelationStore<CorrKey, ()>,
+    next_seq: u64,
     counters: AttributionCounters,
 }
 
@@ -101,31 +104,34 @@ impl Attributor {
         Self {
             store: CorrelationStore::new(limits),
             missed: CorrelationStore::new(limits),
+            next_seq: 0,
             counters: AttributionCounters::default(),
         }
     }
 
     /// Stores a record, unless it is late for a write already seen without one.
-    pub fn record(&mut self, now_ms: u64, key: CorrKey, record: Record) {
+    pub fn record(&mut self, now_ms: u64, key: CorrKey, mut record: Record) {
         if self.missed.take(now_ms, &key, |_| true).is_some() {
             self.counters.late_skipped_total += 1;
             return;
         }
         debug_assert_eq!(record.content, key.content, "a record carries its key's content");
+        record.seq = self.next_seq;
+        self.next_seq += 1;
         self.counters.recorded_total += 1;
         self.store.put(now_ms, store_key(key), record);
     }
 
-    /// The object was created: any other CREATE record for it is stale. Its write was refused
-    /// (the name was taken), or it was already created and this is its late record; kept, it
-    /// could name the author of a later identical re-creation.
-    pub fn supersede_creates(&mut self, now_ms: u64, ident: u128) {
-        let key = store_key(CorrKey {
-            ident,
-            op: Operation::Create,
-            content: 0,
-        });
-        while self.store.take(now_ms, &key, |_| true).is_some() {
+    /// `taken` explained the object's creation: CREATE records for it that arrived before it
+    /// are stale. Their writes were refused (the name was taken) or already seen; kept, they
+    /// could name the author of a later identical re-creation. Records that arrived after it
+    /// may be for a re-creation still on its way through the watch, and stay.
+    fn retire_older_creates(&mut self, now_ms: u64, key: CorrKey, taken: &Record) {
+        if key.op != Operation::Create {
+            return;
+        }
+        let sk = store_key(key);
+        while self.store.take(now_ms, &sk, |r| r.seq < taken.seq).is_some() {
             self.counters.superseded_total += 1;
         }
     }
@@ -162,6 +168,7 @@ impl Attributor {
                 .take(now_ms, &sk, |r| r.content == content && r.base_rv == want)
             {
                 self.counters.exact_total += 1;
+                self.retire_older_creates(now_ms, key, &r);
                 return Attribution::Exact(r.user);
             }
         }
@@ -178,9 +185,13 @@ impl Attributor {
             };
             if let Some(first) = first {
                 if single {
-                    let taken = self.store.take(now_ms, &sk, |r| r.content == content);
-                    debug_assert_eq!(taken.as_ref().map(|r| &r.user), Some(&first));
+                    let taken = self
+                        .store
+                        .take(now_ms, &sk, |r| r.content == content)
+                        .expect("peeked");
+                    debug_assert_eq!(taken.user, first);
                     self.counters.hash_only_total += 1;
+                    self.retire_older_creates(now_ms, key, &taken);
                     return Attribution::HashOnly(first);
                 }
             }
@@ -243,6 +254,7 @@ mod tests {
             user: user.into(),
             base_rv: base,
             content: 0,
+            seq: 0,
         }
     }
 
@@ -265,23 +277,28 @@ mod tests {
     }
 
     #[test]
-    fn a_creation_retires_every_other_create_record_of_the_object() {
+    fn a_creation_retires_the_create_records_that_came_before_its_own() {
         let mut a = att();
         // alice's create (content 1) was refused: bob's create (content 2) took the name.
         record(&mut a, 0, key(Operation::Create, 1), rec("alice", None));
         record(&mut a, 1, key(Operation::Create, 2), rec("bob", None));
+        // carol's create (content 3) is admitted while bob's is still on its way.
+        record(&mut a, 2, key(Operation::Create, 3), rec("carol", None));
         assert_eq!(
-            a.attribute(2, key(Operation::Create, 2), None, true),
+            a.attribute(3, key(Operation::Create, 2), None, true),
             Attribution::Exact("bob".into())
         );
-        a.supersede_creates(2, 7);
-        // bob deletes; carol re-creates with alice's content and her webhook call is lost.
+        assert_eq!(a.counters().superseded_total, 1, "alice's, not carol's");
+        // bob deletes; someone re-creates with alice's content and their webhook call is lost.
         assert_eq!(
-            a.attribute(3, key(Operation::Create, 1), None, true),
+            a.attribute(4, key(Operation::Create, 1), None, true),
             Attribution::Miss,
             "never alice"
         );
-        assert_eq!(a.counters().superseded_total, 1);
+        assert_eq!(
+            a.attribute(5, key(Operation::Create, 3), None, true),
+            Attribution::Exact("carol".into())
+        );
     }
 
     #[test]

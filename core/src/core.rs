@@ -739,6 +739,7 @@ impl Core {
                 user: req.username.into(),
                 base_rv: base,
                 content,
+                seq: 0,
             },
         );
     }
@@ -913,9 +914,6 @@ impl Core {
                 .attribute(self.now.mono_ms, key, base_rv, !initial && prev.is_some())
         };
         let author = attribution.user().cloned();
-        if op == Operation::Create {
-            self.attributor.supersede_creates(self.now.mono_ms, ident);
-        }
         if secret && self.config.secret_policy == SecretPolicy::Exclude {
             self.routed = routed;
             return;

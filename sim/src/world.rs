@@ -30,6 +30,8 @@ const WALL_EPOCH_MS: i64 = 1_795_651_200_000;
 pub const FALLBACK: &str = "unknown-author";
 /// Simulated time the liveness phase runs at least (beyond the longest retry backoff).
 const LIVENESS_MIN_MS: u64 = 600_000;
+/// Longest time from a write to the core receiving its admission request, when on time.
+const WEBHOOK_LATENCY_MAX_MS: u64 = 2;
 /// Ticks at one instant before the run counts as a busy loop (a deadline that never advances).
 const TICKS_AT_ONCE_MAX: u32 = 100;
 /// Simulated time the liveness phase may take to reach quiescence.
@@ -412,7 +414,9 @@ impl World {
     }
 
     fn emit(&mut self, gvr: &Gvr, ev: WatchEvent) {
-        let lat = self.rng.apiserver.gen_range(1..50);
+        // The API server persists only after the webhook answered, and the webhook handed the
+        // request to the core before answering: an on-time admission always comes first.
+        let lat = self.rng.apiserver.gen_range(WEBHOOK_LATENCY_MAX_MS + 1..50);
         if let Some(s) = self.streams.get_mut(gvr) {
             s.queue.push_back(ev);
             self.at(self.now + lat, Ev::Deliver(gvr.clone()));
@@ -462,7 +466,7 @@ impl World {
         let lat = if late {
             self.rng.apiserver.gen_range(60..2_000)
         } else {
-            self.rng.apiserver.gen_range(0..2)
+            self.rng.apiserver.gen_range(0..=WEBHOOK_LATENCY_MAX_MS)
         };
         self.at(self.now + lat, Ev::Admission(self.generation, req));
     }

@@ -568,3 +568,27 @@ fn same_inputs_give_the_same_outputs() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_create_seen_first_in_a_relist_keeps_its_author() {
+    let mut h = seeded();
+    h.input(admission(
+        Operation::Create,
+        "alice",
+        Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "team-a"}, "data": {"key": "1"}})),
+        None,
+    ));
+    // The watch event is lost in a relist; the list shows the new object.
+    h.input(Input::Watch(gvr("", "v1", "configmaps"), WatchEvent::Init));
+    h.input(Input::Watch(
+        gvr("", "v1", "configmaps"),
+        WatchEvent::InitApply(cm("a", "1", 10)),
+    ));
+    h.input(Input::Watch(gvr("", "v1", "configmaps"), WatchEvent::InitDone));
+    let pushed = h.flush_and_push();
+    assert_eq!(
+        subjects(&pushed),
+        ["alice [CREATE] v1/configmaps/team-a/a"]
+    );
+}

@@ -95,7 +95,7 @@ pub struct Report {
 
 enum Ev {
     Step,
-    Deliver(Gvr),
+    Deliver(Gvr, u64),
     Admission(u64, AdmissionRequest),
     GitDone(u64, u64),
     Tick,
@@ -103,8 +103,11 @@ enum Ev {
 }
 
 struct Stream {
-    queue: VecDeque<WatchEvent>,
+    /// Events and when each may be delivered (never before the one ahead of it).
+    queue: VecDeque<(u64, WatchEvent)>,
     paused_until: u64,
+    /// Identifies the one outstanding delivery; others are stale.
+    token: u64,
 }
 
 struct InFlight {
@@ -259,7 +262,7 @@ impl World {
             let seen = self.violations.len();
             match ev {
                 Ev::Step => self.step(),
-                Ev::Deliver(gvr) => self.deliver(gvr),
+                Ev::Deliver(gvr, token) => self.deliver(gvr, token),
                 Ev::Admission(generation, req) => {
                     if generation == self.generation {
                         self.admissions += 1;
@@ -309,7 +312,7 @@ impl World {
             && !self
                 .sched
                 .values()
-                .any(|e| matches!(e, Ev::Deliver(_) | Ev::Admission(..) | Ev::GitDone(..)))
+                .any(|e| matches!(e, Ev::Deliver(..) | Ev::Admission(..) | Ev::GitDone(..)))
             && self.topo.branches().iter().all(|(repo, _, branch)| {
                 self.core
                     .branch(repo, branch)
@@ -393,43 +396,58 @@ impl World {
     /// Starts (or restarts) a stream with a fresh list: whatever was queued is lost.
     fn relist(&mut self, gvr: Gvr) {
         let kind = self.cluster.kinds.iter().position(|k| k.gvr == gvr);
-        let mut queue = VecDeque::new();
-        queue.push_back(WatchEvent::Init);
+        let mut events = vec![WatchEvent::Init];
         if let Some(k) = kind {
-            queue.extend(self.cluster.list(k).into_iter().map(WatchEvent::InitApply));
+            events.extend(self.cluster.list(k).into_iter().map(WatchEvent::InitApply));
         }
-        queue.push_back(WatchEvent::InitDone);
-        let n = queue.len();
+        events.push(WatchEvent::InitDone);
+        let queue: VecDeque<(u64, WatchEvent)> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (self.now + 1 + i as u64, e))
+            .collect();
+        let token = self.streams.get(&gvr).map_or(0, |s| s.token) + 1;
         self.streams.insert(
             gvr.clone(),
             Stream {
                 queue,
                 paused_until: 0,
+                token,
             },
         );
-        for i in 0..n {
-            let t = self.now + 1 + i as u64;
-            self.at(t, Ev::Deliver(gvr.clone()));
-        }
+        self.schedule_delivery(&gvr);
+    }
+
+    /// Schedules the stream's one outstanding delivery: its front event, when it is due.
+    fn schedule_delivery(&mut self, gvr: &Gvr) {
+        let Some(s) = self.streams.get_mut(gvr) else {
+            return;
+        };
+        let Some(&(ready, _)) = s.queue.front() else {
+            return;
+        };
+        s.token += 1;
+        let (t, token) = (ready.max(s.paused_until), s.token);
+        self.at(t, Ev::Deliver(gvr.clone(), token));
     }
 
     fn emit(&mut self, gvr: &Gvr, ev: WatchEvent) {
         // The API server persists only after the webhook answered, and the webhook handed the
         // request to the core before answering: an on-time admission always comes first.
         let lat = self.rng.apiserver.gen_range(WEBHOOK_LATENCY_MAX_MS + 1..50);
-        if let Some(s) = self.streams.get_mut(gvr) {
-            s.queue.push_back(ev);
-            self.at(self.now + lat, Ev::Deliver(gvr.clone()));
+        let Some(s) = self.streams.get_mut(gvr) else {
+            return;
+        };
+        let behind = s.queue.back().map_or(0, |(t, _)| *t);
+        let was_empty = s.queue.is_empty();
+        s.queue.push_back(((self.now + lat).max(behind), ev));
+        if was_empty {
+            self.schedule_delivery(gvr);
         }
     }
 
-    fn deliver(&mut self, gvr: Gvr) {
-        let Some(s) = self.streams.get(&gvr) else {
-            return;
-        };
-        if s.paused_until > self.now {
-            let t = s.paused_until + self.rng.apiserver.gen_range(0..20);
-            self.at(t, Ev::Deliver(gvr));
+    fn deliver(&mut self, gvr: Gvr, token: u64) {
+        if self.streams.get(&gvr).is_none_or(|s| s.token != token) {
             return;
         }
         if self.healed_at.is_none() {
@@ -441,13 +459,14 @@ impl World {
             if self.inject(Fault::WatchDisconnect) {
                 let pause = self.rng.faults.gen_range(100..5_000);
                 self.streams.get_mut(&gvr).expect("checked").paused_until = self.now + pause;
-                self.at(self.now + pause, Ev::Deliver(gvr));
+                self.schedule_delivery(&gvr);
                 return;
             }
         }
-        let Some(ev) = self.streams.get_mut(&gvr).and_then(|s| s.queue.pop_front()) else {
+        let Some((_, ev)) = self.streams.get_mut(&gvr).and_then(|s| s.queue.pop_front()) else {
             return;
         };
+        self.schedule_delivery(&gvr);
         let dup = matches!(ev, WatchEvent::Apply(_) | WatchEvent::Delete(_))
             && self.inject(Fault::WatchDuplicate);
         self.watch_events += 1;

@@ -330,6 +330,26 @@ impl Queue {
         dropped
     }
 
+    /// Drops the pending writes for which `drop` holds (and commits left empty); returns how many.
+    pub fn drop_writes(&mut self, mut drop: impl FnMut(&PendingWrite) -> bool) -> usize {
+        let mut dropped = 0;
+        for c in &mut self.commits {
+            c.writes.retain(|w| {
+                let d = drop(w);
+                dropped += usize::from(d);
+                !d
+            });
+        }
+        if dropped > 0 {
+            self.commits.retain(|c| !c.writes.is_empty());
+            self.reindex();
+        }
+        if self.commits.is_empty() {
+            self.first_pending_ms = None;
+        }
+        dropped
+    }
+
     /// Pending writes (not in flight), oldest first.
     pub fn writes(&self) -> impl Iterator<Item = &PendingWrite> {
         self.commits.iter().flat_map(|c| c.writes.iter())

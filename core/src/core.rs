@@ -234,6 +234,28 @@ pub struct Core {
     routed: Vec<Arc<Destination>>,
 }
 
+/// Whether a path is one of a destination's own files: under its folder, in the reverser's
+/// layout, of one of its streams' resource types.
+fn layout_of<'a>(
+    gvr_ids: &BTreeMap<Gvr, u16>,
+    gvrs: &BTreeSet<u16>,
+    base_folder: &'a str,
+) -> impl Fn(&str) -> bool + 'a {
+    let prefixes: Vec<(String, usize)> = gvr_ids
+        .iter()
+        .filter(|(_, id)| gvrs.contains(id))
+        .map(|(g, _)| (g.to_string(), if g.group.is_empty() { 2 } else { 3 }))
+        .collect();
+    move |path: &str| {
+        layout_segments(base_folder, path).is_some_and(|segs| {
+            prefixes.iter().any(|(prefix, n)| {
+                let rest = segs.len() - n;
+                (rest == 1 || rest == 2) && segs[..*n].join("/") == *prefix
+            })
+        })
+    }
+}
+
 fn namespaces_gvr() -> Gvr {
     Gvr::new("", "v1", "namespaces")
 }
@@ -591,13 +613,19 @@ impl Core {
             new_dests.insert(dest, state);
         }
         // A destination that went takes its unpushed reconciliation with it: resync writes
-        // stand for no user's change, and unlisted ones were never compared with the repository.
-        for gone in self.dests.keys().filter(|d| !new_dests.contains_key(*d)) {
-            if let Some(b) = self
+        // stand for no user's change. One never listed takes all its writes: nothing says whether
+        // they would change anything, and no listing will come to tell.
+        for (gone, d) in self.dests.iter().filter(|(d, _)| !new_dests.contains_key(*d)) {
+            let Some(b) = self
                 .branches
                 .get_mut(&(gone.repo.clone(), gone.branch.clone()))
-            {
-                b.queue.drop_resync(&gone.base_folder);
+            else {
+                continue;
+            };
+            b.queue.drop_resync(&gone.base_folder);
+            if !d.listed {
+                let ours = layout_of(&self.gvr_ids, &d.gvrs, &gone.base_folder);
+                b.queue.drop_writes(|w| ours(&w.path));
             }
         }
         self.dests = new_dests;
@@ -1313,20 +1341,7 @@ impl Core {
         let Some(d) = self.dests.get_mut(dest) else {
             return;
         };
-        let prefixes: Vec<(String, usize)> = self
-            .gvr_ids
-            .iter()
-            .filter(|(_, id)| d.gvrs.contains(id))
-            .map(|(g, _)| (g.to_string(), if g.group.is_empty() { 2 } else { 3 }))
-            .collect();
-        let ours = |path: &str| {
-            layout_segments(&dest.base_folder, path).is_some_and(|segs| {
-                prefixes.iter().any(|(prefix, n)| {
-                    let rest = segs.len() - n;
-                    (rest == 1 || rest == 2) && segs[..*n].join("/") == *prefix
-                })
-            })
-        };
+        let ours = layout_of(&self.gvr_ids, &d.gvrs, &dest.base_folder);
         let b = self.branches.get_mut(key).expect("branch");
         let mut listed: HashMap<u128, [u8; 20], Xxh3Builder> =
             HashMap::with_hasher(Xxh3Builder::new());

@@ -310,18 +310,23 @@ impl Queue {
         dropped
     }
 
-    /// Drops the pending resync commits of `folder`; returns how many writes went.
+    /// Drops the pending resync writes of `folder` that are the only unpushed write of their path
+    /// (a later write was planned on top of one, and stays with it); returns how many went.
     pub fn drop_resync(&mut self, folder: &str) -> usize {
-        let before = self.commits.len();
+        let latest = &self.latest;
         let mut dropped = 0;
-        self.commits.retain(|c| match &c.kind {
-            CommitKind::Resync { folder: f } if f == folder => {
-                dropped += c.writes.len();
-                false
+        for c in &mut self.commits {
+            if !matches!(&c.kind, CommitKind::Resync { folder: f } if f == folder) {
+                continue;
             }
-            _ => true,
-        });
-        if self.commits.len() != before {
+            c.writes.retain(|w| {
+                let alone = latest.get(&w.path_key).is_some_and(|l| l.writes == 1);
+                dropped += usize::from(alone);
+                !alone
+            });
+        }
+        if dropped > 0 {
+            self.commits.retain(|c| !c.writes.is_empty());
             self.reindex();
         }
         if self.commits.is_empty() {
@@ -541,8 +546,10 @@ mod tests {
         q.push_resync(0, 0, "a", write("a/p", 1));
         event(&mut q, "alice", "a/q", 2);
         q.push_resync(0, 0, "b", write("b/p", 3));
-        assert_eq!(q.drop_resync("a"), 1);
-        assert_eq!(q.len(), 2);
+        event(&mut q, "bob", "a/r", 4);
+        q.push_resync(0, 0, "a", write("a/r", 5));
+        assert_eq!(q.drop_resync("a"), 1, "a/p goes; a/r's resync write follows bob's");
+        assert_eq!(q.len(), 4);
         assert_eq!(q.latest(crate::live::key128("a/p")), None);
         assert_eq!(q.latest(crate::live::key128("b/p")), Some(Some(3)));
     }

@@ -1220,7 +1220,7 @@ impl Core {
                 // Someone else wrote the branch: what we believe it holds may be stale (files
                 // edited or removed), so read every folder again before planning on the new head.
                 for d in self.dests.values_mut() {
-                    if d.branch == key && d.listed && d.awaiting.is_empty() {
+                    if d.branch == key && d.listed {
                         d.want_read = true;
                     }
                 }
@@ -1249,7 +1249,7 @@ impl Core {
                 if head != expected_head {
                     // Others wrote meanwhile: read again, as after a conflict.
                     for d in self.dests.values_mut() {
-                        if d.branch == key && d.listed && d.awaiting.is_empty() {
+                        if d.branch == key && d.listed {
                             d.want_read = true;
                         }
                     }

@@ -310,31 +310,6 @@ impl Queue {
         dropped
     }
 
-    /// Drops the pending resync writes of `folder` that are the only unpushed write of their path
-    /// (a later write was planned on top of one, and stays with it); returns how many went.
-    pub fn drop_resync(&mut self, folder: &str) -> usize {
-        let latest = &self.latest;
-        let mut dropped = 0;
-        for c in &mut self.commits {
-            if !matches!(&c.kind, CommitKind::Resync { folder: f } if f == folder) {
-                continue;
-            }
-            c.writes.retain(|w| {
-                let alone = latest.get(&w.path_key).is_some_and(|l| l.writes == 1);
-                dropped += usize::from(alone);
-                !alone
-            });
-        }
-        if dropped > 0 {
-            self.commits.retain(|c| !c.writes.is_empty());
-            self.reindex();
-        }
-        if self.commits.is_empty() {
-            self.first_pending_ms = None;
-        }
-        dropped
-    }
-
     /// Drops the pending writes for which `drop` holds (and commits left empty); returns how many.
     pub fn drop_writes(&mut self, mut drop: impl FnMut(&PendingWrite) -> bool) -> usize {
         let mut dropped = 0;
@@ -541,17 +516,16 @@ mod tests {
     }
 
     #[test]
-    fn dropping_a_folders_resync_keeps_events_and_other_folders() {
+    fn dropping_writes_removes_emptied_commits_and_reindexes() {
         let mut q = Queue::default();
         q.push_resync(0, 0, "a", write("a/p", 1));
         event(&mut q, "alice", "a/q", 2);
-        q.push_resync(0, 0, "b", write("b/p", 3));
-        event(&mut q, "bob", "a/r", 4);
-        q.push_resync(0, 0, "a", write("a/r", 5));
-        assert_eq!(q.drop_resync("a"), 1, "a/p goes; a/r's resync write follows bob's");
-        assert_eq!(q.len(), 4);
-        assert_eq!(q.latest(crate::live::key128("a/p")), None);
-        assert_eq!(q.latest(crate::live::key128("b/p")), Some(Some(3)));
+        event(&mut q, "bob", "b/q", 3);
+        assert_eq!(q.drop_writes(|w| w.path.starts_with("a/")), 2);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.bytes(), 100);
+        assert_eq!(q.latest(crate::live::key128("a/q")), None);
+        assert_eq!(q.latest(crate::live::key128("b/q")), Some(Some(3)));
     }
 
     #[test]

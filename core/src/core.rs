@@ -612,18 +612,13 @@ impl Core {
             }
             new_dests.insert(dest, state);
         }
-        // A destination that went takes its unpushed reconciliation with it: resync writes
-        // stand for no user's change. One never listed takes all its writes: nothing says whether
-        // they would change anything, and no listing will come to tell.
+        // A destination that went takes its unpushed writes with it: its folder is no longer
+        // kept, and after a conflict nothing could re-read the folder to check them.
         for (gone, d) in self.dests.iter().filter(|(d, _)| !new_dests.contains_key(*d)) {
-            let Some(b) = self
+            if let Some(b) = self
                 .branches
                 .get_mut(&(gone.repo.clone(), gone.branch.clone()))
-            else {
-                continue;
-            };
-            b.queue.drop_resync(&gone.base_folder);
-            if !d.listed {
+            {
                 let ours = layout_of(&self.gvr_ids, &d.gvrs, &gone.base_folder);
                 b.queue.drop_writes(|w| ours(&w.path));
             }

@@ -85,6 +85,8 @@ pub struct AttributionCounters {
     pub hash_only_total: u64,
     /// Watch events left to the fallback identity.
     pub miss_total: u64,
+    /// Of those, events that two users' records could explain (counted in `miss_total` too).
+    pub ambiguous_total: u64,
 }
 
 /// The correlation store plus the join rules.
@@ -163,10 +165,29 @@ impl Attributor {
         let exact_possible = key.op == Operation::Create || base_rv.is_some();
         let (sk, content) = (store_key(key), key.content);
         if exact_possible {
-            if let Some(r) = self
-                .store
-                .take(now_ms, &sk, |r| r.content == content && r.base_rv == want)
-            {
+            let fits = |r: &Record| r.content == content && r.base_rv == want;
+            let (first, single) = {
+                let mut users = self.store.peek(now_ms, &sk).filter(|r| fits(r)).map(|r| &r.user);
+                let first = users.next().cloned();
+                let single = users.all(|u| Some(u) == first.as_ref());
+                (first, single)
+            };
+            if first.is_some() && !single {
+                // Two users wrote exactly this from the same base (one was refused later, or
+                // lost a race): no way to tell whose write this is. Name neither, and retire
+                // them all: the write they could explain has happened.
+                let mut last = None;
+                while let Some(r) = self.store.take(now_ms, &sk, fits) {
+                    last = Some(r);
+                }
+                if let Some(r) = last {
+                    self.retire_older_creates(now_ms, key, &r);
+                }
+                self.counters.ambiguous_total += 1;
+                self.counters.miss_total += 1;
+                return Attribution::Miss;
+            }
+            if let Some(r) = self.store.take(now_ms, &sk, fits) {
                 self.counters.exact_total += 1;
                 self.retire_older_creates(now_ms, key, &r);
                 return Attribution::Exact(r.user);
@@ -336,6 +357,20 @@ mod tests {
             a.attribute(3, key(Operation::Update, 5), Some(11), true),
             Attribution::Exact("carol".into())
         );
+    }
+
+    #[test]
+    fn two_users_writing_the_same_from_the_same_base_name_neither() {
+        let mut a = att();
+        // The deployer's delete was refused after admission; bob's identical delete went through.
+        record(&mut a, 0, key(Operation::Delete, 5), rec("deployer", Some(3)));
+        record(&mut a, 1, key(Operation::Delete, 5), rec("bob", Some(3)));
+        assert_eq!(
+            a.attribute(2, key(Operation::Delete, 5), Some(3), true),
+            Attribution::Miss
+        );
+        assert_eq!(a.counters().ambiguous_total, 1);
+        assert_eq!(a.store_size(), (0, 0), "both retired");
     }
 
     #[test]

@@ -66,18 +66,13 @@ impl AttributionCheck {
         for (path, bytes) in &commit.writes {
             let key = (url.to_string(), branch.to_string(), path.clone());
             let start = self.matched.get(&key).map_or(0, |k| k + 1);
-            // A deletion also stands for a write that unselected the object (labels changed).
+            // The file a write leaves; a deletion matches a delete first, and only failing that
+            // a write that unselected the object (its labels changed).
             let same = |w: &WriteRecord| match bytes {
                 Some(b) => w.file.as_deref() == Some(&b[..]),
-                None => true,
+                None => w.file.is_none(),
             };
-            let later = || {
-                writes
-                    .iter()
-                    .enumerate()
-                    .skip(start)
-                    .filter(|(_, w)| !w.rejected)
-            };
+            let later = || writes.iter().enumerate().skip(start).filter(|(_, w)| !w.rejected);
             if author == self.fallback {
                 self.counts.miss += 1;
                 if self.strict {
@@ -99,13 +94,23 @@ impl AttributionCheck {
                 w.rejected
                     && w.user == author
                     && same(w)
-                    && writes.iter().any(|x| {
-                        !x.rejected && x.at_ms >= w.at_ms && x.at_ms <= w.at_ms + TTL_MS && same(x)
-                    })
+                    && writes
+                        .iter()
+                        .any(|x| !x.rejected && x.at_ms >= w.at_ms && x.at_ms <= w.at_ms + TTL_MS && same(x))
             });
             if rejected_twin {
                 self.counts.ambiguous += 1;
+                if let Some((j, _)) = later().find(|(_, w)| same(w)) {
+                    self.matched.insert(key, j);
+                }
                 continue;
+            }
+            if bytes.is_none() {
+                if let Some((j, _)) = later().find(|(_, w)| w.user == author) {
+                    self.counts.hit += 1;
+                    self.matched.insert(key, j);
+                    continue;
+                }
             }
             self.counts.wrong += 1;
             let trail: Vec<String> = writes

@@ -1188,6 +1188,15 @@ impl Core {
         }
         match (op, result) {
             (OpInFlight::Read { dest, .. }, GitResult::Paths { head, entries }) => {
+                if b.head.is_some() && head != b.head {
+                    // Others wrote the branch since we last knew it: re-read the other folders
+                    // too before planning on it.
+                    for (od, d) in self.dests.iter_mut() {
+                        if d.branch == key && d.listed && **od != *dest {
+                            d.want_read = true;
+                        }
+                    }
+                }
                 b.head = head;
                 b.failures_in_row = 0;
                 self.apply_listing(&key, &dest, entries);

@@ -569,7 +569,12 @@ impl World {
             return;
         }
         self.steps_left -= 1;
-        let gap = self.rng.workload.gen_range(1..400);
+        // Mostly a busy cluster; now and then a lull longer than the correlation TTL.
+        let gap = if self.rng.workload.gen_bool(0.03) {
+            self.rng.workload.gen_range(20_000..90_000)
+        } else {
+            self.rng.workload.gen_range(1..400)
+        };
         self.at(self.now + gap, Ev::Step);
         self.world_faults();
         match workload::next(&mut self.rng.workload, &self.cluster) {

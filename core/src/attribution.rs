@@ -117,7 +117,10 @@ impl Attributor {
             self.counters.late_skipped_total += 1;
             return;
         }
-        debug_assert_eq!(record.content, key.content, "a record carries its key's content");
+        debug_assert_eq!(
+            record.content, key.content,
+            "a record carries its key's content"
+        );
         record.seq = self.next_seq;
         self.next_seq += 1;
         self.counters.recorded_total += 1;
@@ -133,7 +136,11 @@ impl Attributor {
             return;
         }
         let sk = store_key(key);
-        while self.store.take(now_ms, &sk, |r| r.seq < taken.seq).is_some() {
+        while self
+            .store
+            .take(now_ms, &sk, |r| r.seq < taken.seq)
+            .is_some()
+        {
             self.counters.superseded_total += 1;
         }
     }
@@ -167,7 +174,11 @@ impl Attributor {
         if exact_possible {
             let fits = |r: &Record| r.content == content && r.base_rv == want;
             let (first, single) = {
-                let mut users = self.store.peek(now_ms, &sk).filter(|r| fits(r)).map(|r| &r.user);
+                let mut users = self
+                    .store
+                    .peek(now_ms, &sk)
+                    .filter(|r| fits(r))
+                    .map(|r| &r.user);
                 let first = users.next().cloned();
                 let single = users.all(|u| Some(u) == first.as_ref());
                 (first, single)
@@ -280,7 +291,14 @@ mod tests {
     }
 
     fn record(a: &mut Attributor, now: u64, key: CorrKey, r: Record) {
-        a.record(now, key, Record { content: key.content, ..r });
+        a.record(
+            now,
+            key,
+            Record {
+                content: key.content,
+                ..r
+            },
+        );
     }
 
     fn att() -> Attributor {
@@ -363,7 +381,12 @@ mod tests {
     fn two_users_writing_the_same_from_the_same_base_name_neither() {
         let mut a = att();
         // The deployer's delete was refused after admission; bob's identical delete went through.
-        record(&mut a, 0, key(Operation::Delete, 5), rec("deployer", Some(3)));
+        record(
+            &mut a,
+            0,
+            key(Operation::Delete, 5),
+            rec("deployer", Some(3)),
+        );
         record(&mut a, 1, key(Operation::Delete, 5), rec("bob", Some(3)));
         assert_eq!(
             a.attribute(2, key(Operation::Delete, 5), Some(3), true),

@@ -614,7 +614,11 @@ impl Core {
         }
         // A destination that went takes its unpushed writes with it: its folder is no longer
         // kept, and after a conflict nothing could re-read the folder to check them.
-        for (gone, d) in self.dests.iter().filter(|(d, _)| !new_dests.contains_key(*d)) {
+        for (gone, d) in self
+            .dests
+            .iter()
+            .filter(|(d, _)| !new_dests.contains_key(*d))
+        {
             if let Some(b) = self
                 .branches
                 .get_mut(&(gone.repo.clone(), gone.branch.clone()))

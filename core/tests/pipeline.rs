@@ -585,10 +585,10 @@ fn a_create_seen_first_in_a_relist_keeps_its_author() {
         gvr("", "v1", "configmaps"),
         WatchEvent::InitApply(cm("a", "1", 10)),
     ));
-    h.input(Input::Watch(gvr("", "v1", "configmaps"), WatchEvent::InitDone));
+    h.input(Input::Watch(
+        gvr("", "v1", "configmaps"),
+        WatchEvent::InitDone,
+    ));
     let pushed = h.flush_and_push();
-    assert_eq!(
-        subjects(&pushed),
-        ["alice [CREATE] v1/configmaps/team-a/a"]
-    );
+    assert_eq!(subjects(&pushed), ["alice [CREATE] v1/configmaps/team-a/a"]);
 }

@@ -16,7 +16,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::checks::attribution::{AttrCounts, AttributionCheck};
 use crate::checks::orphans::OrphanCheck;
-use crate::checks::{convergence, empty_commits, history, limits};
+use crate::checks::{convergence, empty_commits, history, limits, watches};
 use crate::cluster::{api_resources, file_of, meta_mut, Cluster, ObjKey, WriteRecord};
 use crate::git::{PushError, Remotes};
 use crate::rng::{chance, Rngs};
@@ -212,6 +212,8 @@ pub fn run(params: &Params) -> Report {
     w.run_loop();
     history::check(&w.remotes, &mut w.violations);
     convergence::check(&w.topo, &w.cluster, &w.remotes, &mut w.violations);
+    let running = w.streams.keys().cloned().collect();
+    watches::check(&w.topo, &w.cluster.kinds, &running, &mut w.violations);
     for (url, branch) in w.remotes.branches() {
         w.hash.update(url.as_bytes());
         w.hash.update(branch.as_bytes());

@@ -9,7 +9,10 @@ use gitops_reverser_sim::{run, Params};
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} must be a number"))
+        })
         .unwrap_or(default)
 }
 
@@ -43,7 +46,10 @@ fn the_ci_seed_set_passes_every_checker_and_is_deterministic() {
             ));
         }
     }
-    assert!(injected > count, "the swarm injects faults ({injected} in {count} runs)");
+    assert!(
+        injected > count,
+        "the swarm injects faults ({injected} in {count} runs)"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

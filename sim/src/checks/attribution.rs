@@ -72,7 +72,13 @@ impl AttributionCheck {
                 Some(b) => w.file.as_deref() == Some(&b[..]),
                 None => w.file.is_none(),
             };
-            let later = || writes.iter().enumerate().skip(start).filter(|(_, w)| !w.rejected);
+            let later = || {
+                writes
+                    .iter()
+                    .enumerate()
+                    .skip(start)
+                    .filter(|(_, w)| !w.rejected)
+            };
             if author == self.fallback {
                 self.counts.miss += 1;
                 if self.strict {
@@ -94,9 +100,9 @@ impl AttributionCheck {
                 w.rejected
                     && w.user == author
                     && same(w)
-                    && writes
-                        .iter()
-                        .any(|x| !x.rejected && x.at_ms >= w.at_ms && x.at_ms <= w.at_ms + TTL_MS && same(x))
+                    && writes.iter().any(|x| {
+                        !x.rejected && x.at_ms >= w.at_ms && x.at_ms <= w.at_ms + TTL_MS && same(x)
+                    })
             });
             if rejected_twin {
                 self.counts.ambiguous += 1;

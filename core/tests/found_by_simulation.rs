@@ -1,0 +1,165 @@
+//! Regression tests for core bugs the simulator found (see docs/simulation.md). Each names the
+//! behaviour that was wrong.
+
+mod common;
+
+use common::{gvr, repo_name, Harness};
+use gitops_reverser_core::admission::AdmissionRequest;
+use gitops_reverser_core::config::NamespacedName;
+use gitops_reverser_core::ids::Operation;
+use gitops_reverser_core::io::{GitOpKind, Input, WatchEvent};
+use serde_json::{json, Value};
+
+fn cm(name: &str, value: &str, uid: &str, rv: u64) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "team-a", "uid": uid, "resourceVersion": rv.to_string()},
+        "data": {"key": value}})
+}
+
+fn watch(ev: WatchEvent) -> Input {
+    Input::Watch(gvr("", "v1", "configmaps"), ev)
+}
+
+fn create(user: &str, name: &str, value: &str) -> Input {
+    Input::Admission(AdmissionRequest {
+        uid: format!("req-{user}"),
+        gvr: gvr("", "v1", "configmaps"),
+        namespace: Some("team-a".into()),
+        name: name.into(),
+        operation: Operation::Create,
+        username: user.into(),
+        dry_run: false,
+        object: Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "team-a"}, "data": {"key": value}})),
+        old_object: None,
+    })
+}
+
+fn seeded() -> Harness {
+    let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "prod");
+    h.seed_empty();
+    h
+}
+
+fn authors(h: &mut Harness) -> Vec<String> {
+    h.flush_and_push()
+        .iter()
+        .map(|c| format!("{} {}", c.author.name, c.message.lines().next().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_relist_that_no_longer_shows_an_object_removes_its_file_even_with_a_write_pending() {
+    let mut h = seeded();
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    // The object is deleted during a watch gap; the relist does not show it.
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.flush_and_push();
+    assert!(
+        !h.files.contains_key("prod/v1/configmaps/team-a/a.yaml"),
+        "{:?}",
+        h.files.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn an_admission_that_arrives_after_its_watch_event_cannot_name_a_later_author() {
+    let mut h = seeded();
+    // alice's create is seen by the watch before her admission arrives.
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.input(create("alice", "a", "1"));
+    assert_eq!(
+        authors(&mut h),
+        ["gitops-reverser [CREATE] v1/configmaps/team-a/a"]
+    );
+    // Deleted and re-created with the same content by someone whose webhook call was lost.
+    h.input(watch(WatchEvent::Delete(cm("a", "1", "u1", 11))));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u2", 12))));
+    let got = authors(&mut h);
+    assert!(got.iter().all(|c| !c.starts_with("alice")), "{got:?}");
+}
+
+#[test]
+fn a_retry_with_nothing_left_to_push_asks_for_no_wake_up() {
+    let mut h = seeded();
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.advance(60_000);
+    let op = h.take_git_ops().pop().unwrap();
+    // Someone else wrote exactly our file first: the conflict's re-read finds nothing to do.
+    h.files.insert(
+        "prod/v1/configmaps/team-a/a.yaml".into(),
+        match &op.kind {
+            GitOpKind::Push { commits, .. } => commits[0].writes[0].1.clone().unwrap(),
+            other => panic!("{other:?}"),
+        },
+    );
+    h.head = Some("outside".into());
+    let result = h.apply(&op);
+    h.input(Input::GitDone(op.op_id, result));
+    h.answer_all();
+    let view = h.core.branch(&repo_name(), "main").unwrap();
+    assert_eq!(view.pending_commits, 0);
+    assert!(
+        h.core.poll_deadline().is_none_or(|t| t > h.now_ms),
+        "a deadline in the past that a tick cannot clear is a busy loop"
+    );
+}
+
+#[test]
+fn removing_a_rule_discards_the_unpushed_writes_of_its_folder() {
+    let mut h = seeded();
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.input(Input::WatchRule(
+        NamespacedName::new("team-a", "rule"),
+        None,
+    ));
+    assert!(h
+        .core
+        .branch(&repo_name(), "main")
+        .is_none_or(|b| b.pending_commits == 0));
+    assert!(h.flush_and_push().is_empty());
+}
+
+#[test]
+fn a_listing_that_shows_the_branch_moved_rereads_the_other_folders() {
+    let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "prod");
+    let second: gitops_reverser_core::config::WatchRuleSpec = serde_json::from_value(json!({
+        "gitRepoConfigRef": "my-repo", "baseFolder": "staging",
+        "resources": [{"group": "", "version": "v1", "resource": "secrets"}]}))
+    .unwrap();
+    h.input(Input::WatchRule(
+        NamespacedName::new("team-a", "second"),
+        Some(second),
+    ));
+    h.gvrs.push(gvr("", "v1", "secrets"));
+    h.seed_empty();
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.flush_and_push();
+    // Someone removes our file and then the branch is read for another reason (a relist of the
+    // other folder's stream): the read shows a new head.
+    h.files.remove("prod/v1/configmaps/team-a/a.yaml");
+    h.head = Some("outside".into());
+    h.input(Input::Watch(gvr("", "v1", "secrets"), WatchEvent::Init));
+    h.input(Input::Watch(gvr("", "v1", "secrets"), WatchEvent::InitDone));
+    let mut folders = Vec::new();
+    loop {
+        let ops = h.take_git_ops();
+        if ops.is_empty() {
+            break;
+        }
+        for op in ops {
+            if let GitOpKind::ReadPaths { folder } = &op.kind {
+                folders.push(folder.clone());
+            }
+            let r = h.apply(&op);
+            h.input(Input::GitDone(op.op_id, r));
+        }
+    }
+    assert!(folders.contains(&"prod".to_string()), "{folders:?}");
+    // Now a delete of `a` is known to change nothing, and is not pushed as an empty commit.
+    h.input(watch(WatchEvent::Delete(cm("a", "1", "u1", 11))));
+    let pushed = h.flush_and_push();
+    assert!(pushed.is_empty(), "the file is already gone: {pushed:?}");
+}

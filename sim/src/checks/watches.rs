@@ -1,0 +1,41 @@
+//! Watch set held: at the end, the streams running are exactly those the active rules need
+//! (plus namespaces when a namespace selector needs their labels). A removed rule's stream that
+//! keeps running costs API server load and memory for nothing.
+
+use std::collections::BTreeSet;
+
+use gitops_reverser_core::ids::Gvr;
+
+use crate::cluster::Kind;
+use crate::topology::Topology;
+
+/// Compares the running streams with the active rules' needs.
+pub fn check(topo: &Topology, kinds: &[Kind], running: &BTreeSet<Gvr>, out: &mut Vec<String>) {
+    let mut want = BTreeSet::new();
+    for (i, rule) in topo.rules.iter().enumerate() {
+        if !topo.active[i] {
+            continue;
+        }
+        for e in &rule.entries {
+            for k in kinds
+                .iter()
+                .filter(|k| e.resources.contains(&k.gvr.resource.as_str()))
+            {
+                want.insert(k.gvr.clone());
+            }
+            if e.ns_selector.is_some() {
+                want.insert(Gvr::new("", "v1", "namespaces"));
+            }
+        }
+    }
+    if *running != want {
+        out.push(format!(
+            "watch set: running {:?}, the active rules need {:?}",
+            running
+                .iter()
+                .map(|g| g.resource.as_str())
+                .collect::<Vec<_>>(),
+            want.iter().map(|g| g.resource.as_str()).collect::<Vec<_>>()
+        ));
+    }
+}

@@ -136,10 +136,11 @@ impl Topology {
                 entries: vec![entry(&["widgets"])],
                 toggles: true,
             },
+            // Shares repo-a's main branch and the configmaps type with `apps`, in its own folder.
             Rule {
                 name: "prod-config",
                 namespace: None,
-                repo: 1,
+                repo: 0,
                 branch: "main",
                 folder: "prod",
                 entries: vec![Entry {

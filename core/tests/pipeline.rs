@@ -43,6 +43,16 @@ fn delete(obj: Value) -> Input {
     Input::Watch(gvr("", "v1", "configmaps"), WatchEvent::Delete(obj))
 }
 
+/// The configmaps stream relists and shows `objects`.
+fn relist(h: &mut Harness, objects: Vec<Value>) {
+    let cms = gvr("", "v1", "configmaps");
+    h.input(Input::Watch(cms.clone(), WatchEvent::Init));
+    for o in objects {
+        h.input(Input::Watch(cms.clone(), WatchEvent::InitApply(o)));
+    }
+    h.input(Input::Watch(cms, WatchEvent::InitDone));
+}
+
 fn seeded() -> Harness {
     let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "prod");
     h.seed_empty();
@@ -240,15 +250,7 @@ fn a_seed_write_the_repository_holds_goes_while_a_later_change_stays() {
     h.flush_and_push();
     // Relist: the list shows the object as the repo has it, then a change arrives before the
     // folder is read.
-    h.input(Input::Watch(gvr("", "v1", "configmaps"), WatchEvent::Init));
-    h.input(Input::Watch(
-        gvr("", "v1", "configmaps"),
-        WatchEvent::InitApply(cm("a", "1", 10)),
-    ));
-    h.input(Input::Watch(
-        gvr("", "v1", "configmaps"),
-        WatchEvent::InitDone,
-    ));
+    relist(&mut h, vec![cm("a", "1", 10)]);
     h.input(apply(cm("a", "2", 12)));
     let pushed = h.flush_and_push();
     assert_eq!(
@@ -580,15 +582,7 @@ fn a_create_seen_first_in_a_relist_keeps_its_author() {
         None,
     ));
     // The watch event is lost in a relist; the list shows the new object.
-    h.input(Input::Watch(gvr("", "v1", "configmaps"), WatchEvent::Init));
-    h.input(Input::Watch(
-        gvr("", "v1", "configmaps"),
-        WatchEvent::InitApply(cm("a", "1", 10)),
-    ));
-    h.input(Input::Watch(
-        gvr("", "v1", "configmaps"),
-        WatchEvent::InitDone,
-    ));
+    relist(&mut h, vec![cm("a", "1", 10)]);
     let pushed = h.flush_and_push();
     assert_eq!(subjects(&pushed), ["alice [CREATE] v1/configmaps/team-a/a"]);
 }

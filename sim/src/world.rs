@@ -522,16 +522,8 @@ impl World {
         let req = self.request(key, op, user, body.clone(), old.clone(), false);
         self.webhook(req);
         if self.inject(Fault::RejectedDownstream) {
-            self.cluster.record(
-                key,
-                WriteRecord {
-                    at_ms: self.now,
-                    user: user.into(),
-                    op,
-                    file: body.as_ref().map(file_of),
-                    rejected: true,
-                },
-            );
+            let file = body.as_ref().map(file_of);
+            self.note_write(key, user, op, file, true);
             return;
         }
         let (stored, ev) = match op {
@@ -552,17 +544,31 @@ impl World {
                 WatchEvent::Delete(self.cluster.persist_delete(key, self.now)),
             ),
         };
+        let file = stored.as_ref().map(file_of);
+        self.note_write(key, user, op, file, false);
+        self.emit(&gvr, ev);
+    }
+
+    /// Adds a write to the object's history (what the checkers judge commits against).
+    fn note_write(
+        &mut self,
+        key: &ObjKey,
+        user: &str,
+        op: Operation,
+        file: Option<Vec<u8>>,
+        rejected: bool,
+    ) {
+        let at_ms = self.now;
         self.cluster.record(
             key,
             WriteRecord {
-                at_ms: self.now,
+                at_ms,
                 user: user.into(),
                 op,
-                file: stored.as_ref().map(file_of),
-                rejected: false,
+                file,
+                rejected,
             },
         );
-        self.emit(&gvr, ev);
     }
 
     fn step(&mut self) {

@@ -1390,6 +1390,7 @@ impl Core {
         gone.sort();
         gone.dedup();
         orphans.extend(gone);
+        // Hash-map iteration here only removes entries or answers "any": order reaches no output.
         for pk in d.members.keys() {
             if !listed.contains_key(pk) {
                 b.held.remove(pk);

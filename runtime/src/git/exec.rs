@@ -1,0 +1,576 @@
+//! Running one git op, blocking: a persistent bare clone per (repository, branch), commits built from
+//! the previous tree without a working tree, and pushes as compare-and-swap on the expected head.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use git2::{
+    AutotagOption, Cred, CredentialType, FetchOptions, Oid, PushOptions, RemoteCallbacks,
+    Repository,
+};
+use gitops_reverser_core::io::{GitOp, GitOpKind, GitResult, Identity, PlannedCommit};
+
+use super::creds::{Credentials, HttpAuth};
+use super::errors::{classify, scrub, Fail, Findings};
+use super::known_hosts::{fingerprint, Verdict};
+use super::tree;
+use super::url::{RemoteUrl, Transport};
+
+/// Seconds libgit2 waits to connect to a server, in milliseconds.
+pub const CONNECT_TIMEOUT_MS: i32 = 15_000;
+/// Longest silence on an open connection before libgit2 gives up, in milliseconds.
+pub const IO_TIMEOUT_MS: i32 = 120_000;
+/// Pushes writing at least this many files build their objects in memory and store them as one
+/// pack, as `git fast-import` does, instead of one compressed file per object.
+pub const BULK_WRITES_MIN: usize = 512;
+/// Commits `Verify` searches back from the head for the lost push's trailer.
+pub const VERIFY_DEPTH_MAX: usize = 10_000;
+
+/// Where the persistent clones live.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    root: PathBuf,
+}
+
+impl Workspace {
+    /// A workspace under `root` (created if missing). Sets libgit2's process-wide timeouts once.
+    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Workspace> {
+        static TIMEOUTS: Once = Once::new();
+        TIMEOUTS.call_once(|| {
+            // SAFETY: these set process-wide integers in libgit2 before any of our connections start.
+            unsafe {
+                let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
+                let _ = git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS);
+            }
+        });
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(Workspace { root })
+    }
+
+    /// The clone directory of an op's (repository, URL, branch).
+    pub fn clone_dir(&self, op: &GitOp) -> PathBuf {
+        let key = format!(
+            "{}\0{}\0{}\0{}",
+            op.repo.namespace, op.repo.name, op.repo_url, op.branch
+        );
+        let hash = xxhash_rust::xxh64::xxh64(key.as_bytes(), 0);
+        let readable: String = format!("{}-{}", op.repo.namespace, op.repo.name)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(100)
+            .collect();
+        self.root.join(format!("{readable}-{hash:016x}"))
+    }
+}
+
+/// Runs `op` to completion on this thread; failures come back as `GitResult::Failed` with reasons
+/// scrubbed of every credential in `creds`.
+pub fn execute(ws: &Workspace, op: &GitOp, creds: Option<&Credentials>) -> GitResult {
+    let secrets = creds.map(Credentials::secrets).unwrap_or_default();
+    match run(ws, op, creds) {
+        Ok(result) => result,
+        Err(fail) => GitResult::Failed {
+            retryable: fail.retryable,
+            reason: scrub(&fail.reason, &secrets),
+        },
+    }
+}
+
+fn run(ws: &Workspace, op: &GitOp, creds: Option<&Credentials>) -> Result<GitResult, Fail> {
+    let url = RemoteUrl::parse(&op.repo_url).map_err(Fail::fatal)?;
+    if !git2::Reference::is_valid_name(&format!("refs/heads/{}", op.branch)) {
+        return Err(Fail::fatal(format!(
+            "{:?} is not a valid branch name",
+            op.branch
+        )));
+    }
+    check_auth_fits(&url, creds, op.secret_name.as_deref())?;
+    let clone = Clone::open(&ws.clone_dir(op), url, &op.branch, creds)?;
+    match &op.kind {
+        GitOpKind::ReadPaths { folder } => {
+            let head = clone.fetch()?;
+            let entries = match head {
+                None => Vec::new(),
+                Some(h) => {
+                    let tree = clone
+                        .repo
+                        .find_commit(h)
+                        .and_then(|c| c.tree())
+                        .map_err(local)?;
+                    tree::list(&clone.repo, &tree, folder).map_err(local)?
+                }
+            };
+            Ok(GitResult::Paths {
+                head: head.map(|h| h.to_string()),
+                entries,
+            })
+        }
+        GitOpKind::Push {
+            expected_head,
+            commits,
+        } => clone.push(parse_oid(expected_head)?, commits),
+        GitOpKind::Verify {
+            expected_head,
+            op_tag,
+        } => {
+            let head = clone.fetch()?;
+            let landed = match head {
+                None => false,
+                Some(h) => clone
+                    .has_trailer(h, parse_oid(expected_head)?, op_tag)
+                    .map_err(local)?,
+            };
+            Ok(GitResult::Verified {
+                head: head.map(|h| h.to_string()),
+                landed,
+            })
+        }
+    }
+}
+
+/// Refuses at once what cannot work, with the fix: SSH without a key, HTTP credentials on git://.
+fn check_auth_fits(
+    url: &RemoteUrl,
+    creds: Option<&Credentials>,
+    secret: Option<&str>,
+) -> Result<(), Fail> {
+    match (url.transport, creds) {
+        (Transport::Ssh, None) => Err(Fail::fatal(format!(
+            "{} is an SSH URL: the GitRepoConfig needs a secretRef with ssh-privatekey and known_hosts{}",
+            url.redacted,
+            secret.map(|s| format!(" (Secret {s} is missing or unreadable)")).unwrap_or_default()
+        ))),
+        (Transport::Ssh, Some(c)) if c.ssh.is_none() => Err(Fail::fatal(format!(
+            "{} is an SSH URL but Secret {} has no ssh-privatekey",
+            url.redacted, c.secret_name
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn parse_oid(hex: &Option<String>) -> Result<Option<Oid>, Fail> {
+    hex.as_deref()
+        .map(|h| Oid::from_str(h).map_err(|_| Fail::fatal(format!("{h:?} is not a commit id"))))
+        .transpose()
+}
+
+/// A local error: the clone itself (disk, corruption). Retrying after re-cloning may help.
+fn local(e: git2::Error) -> Fail {
+    Fail::retry(format!("local clone: {}", e.message()))
+}
+
+struct Clone<'c> {
+    repo: Repository,
+    url: RemoteUrl,
+    branch: String,
+    creds: Option<&'c Credentials>,
+}
+
+/// What the callbacks of one remote operation observed.
+#[derive(Default)]
+struct Session {
+    findings: RefCell<Findings>,
+    ssh_attempts: Cell<u32>,
+    http_attempts: Cell<u32>,
+    /// The remote's head when the push was negotiated (zero: no such branch).
+    remote_at_negotiation: Cell<Option<Oid>>,
+    /// The push's update was refused by the server, with its status.
+    rejected: RefCell<Option<String>>,
+}
+
+impl<'c> Clone<'c> {
+    fn open(
+        dir: &Path,
+        url: RemoteUrl,
+        branch: &str,
+        creds: Option<&'c Credentials>,
+    ) -> Result<Clone<'c>, Fail> {
+        let repo = match Repository::open_bare(dir) {
+            Ok(r) => r,
+            Err(_) => {
+                // Missing or damaged: start again (the remote is the truth).
+                let _ = std::fs::remove_dir_all(dir);
+                Repository::init_bare(dir).map_err(local)?
+            }
+        };
+        Ok(Clone {
+            repo,
+            url,
+            branch: branch.to_string(),
+            creds,
+        })
+    }
+
+    fn tracking_ref(&self) -> String {
+        format!("refs/remotes/origin/{}", self.branch)
+    }
+
+    fn tracked_head(&self) -> Option<Oid> {
+        self.repo.refname_to_id(&self.tracking_ref()).ok()
+    }
+
+    fn set_tracked_head(&self, head: Option<Oid>) -> Result<(), Fail> {
+        match head {
+            Some(h) => self
+                .repo
+                .reference(&self.tracking_ref(), h, true, "remote head")
+                .map(drop),
+            None => match self.repo.find_reference(&self.tracking_ref()) {
+                Ok(mut r) => r.delete(),
+                Err(_) => Ok(()),
+            },
+        }
+        .map_err(local)
+    }
+
+    fn callbacks<'s>(&'s self, s: &'s Session) -> RemoteCallbacks<'s> {
+        let mut cb = RemoteCallbacks::new();
+        let creds = self.creds;
+        let url = &self.url;
+        cb.credentials(move |_url, user_from_url, allowed| {
+            let secret = creds.map_or("(none)", |c| c.secret_name.as_str());
+            if allowed.contains(CredentialType::USERNAME) {
+                return Cred::username(user_from_url.unwrap_or("git"));
+            }
+            if allowed.contains(CredentialType::SSH_KEY) {
+                if let Some(ssh) = creds.and_then(|c| c.ssh.as_ref()) {
+                    s.ssh_attempts.set(s.ssh_attempts.get() + 1);
+                    if s.ssh_attempts.get() == 1 {
+                        return Cred::ssh_key_from_memory(
+                            user_from_url.unwrap_or("git"),
+                            None,
+                            &ssh.private_key,
+                            ssh.passphrase.as_deref(),
+                        );
+                    }
+                    s.findings.borrow_mut().auth = Some(format!(
+                        "SSH authentication to {} failed: the server refused the key in Secret {secret} (is it a deploy key with write access, and is ssh-password right?)",
+                        url.redacted
+                    ));
+                    return Err(git2::Error::from_str("authentication refused"));
+                }
+            }
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                if let Some(HttpAuth::Basic { username, password }) = creds.and_then(|c| c.http.as_ref()) {
+                    s.http_attempts.set(s.http_attempts.get() + 1);
+                    if s.http_attempts.get() == 1 {
+                        return Cred::userpass_plaintext(username, password);
+                    }
+                    s.findings.borrow_mut().auth = Some(format!(
+                        "authentication to {} failed: the server refused the username and password in Secret {secret}",
+                        url.redacted
+                    ));
+                    return Err(git2::Error::from_str("authentication refused"));
+                }
+            }
+            let bearer = matches!(creds.and_then(|c| c.http.as_ref()), Some(HttpAuth::Bearer(_)));
+            s.findings.borrow_mut().auth = Some(if bearer {
+                format!("authentication to {} failed: the server refused the bearerToken in Secret {secret}", url.redacted)
+            } else {
+                format!(
+                    "{} asks for credentials the GitRepoConfig does not have (Secret {secret}): add username + password, bearerToken, or ssh-privatekey + known_hosts",
+                    url.redacted
+                )
+            });
+            Err(git2::Error::from_str("no usable credentials"))
+        });
+        cb.certificate_check(move |cert, _host| {
+            let Some(hk) = cert.as_hostkey() else {
+                // TLS: libgit2 has verified the chain against the system's CAs; keep its verdict.
+                return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
+            };
+            let host = url.host.as_deref().unwrap_or("");
+            let port = url.ssh_port();
+            let key_type = hk.hostkey_type().map_or("unknown", |t| t.name());
+            let print = hk.hash_sha256().map(fingerprint).unwrap_or_else(|| "(no fingerprint)".into());
+            let name = if port == 22 { host.to_string() } else { format!("[{host}]:{port}") };
+            let verdict = match (creds.and_then(|c| c.ssh.as_ref()), hk.hostkey()) {
+                (Some(ssh), Some(key)) => ssh.known_hosts.check(host, port, key_type, key),
+                _ => Verdict::Unknown,
+            };
+            let why = match verdict {
+                Verdict::Trusted => return Ok(git2::CertificateCheckStatus::CertificateOk),
+                Verdict::Unknown => format!(
+                    "host key verification failed: {name} is not in known_hosts; it offered {key_type} {print}. Add the server's key (ssh-keyscan -p {port} {host}) after checking that fingerprint"
+                ),
+                Verdict::Mismatch { listed_types } => format!(
+                    "host key verification failed: {name} offered {key_type} {print}, which does not match known_hosts (listed: {}). The server's key changed or someone is intercepting the connection",
+                    listed_types.join(", ")
+                ),
+                Verdict::Revoked => format!("host key verification failed: {name} offered a revoked key {key_type} {print}"),
+            };
+            s.findings.borrow_mut().host_key = Some(why);
+            Err(git2::Error::from_str("host key verification failed"))
+        });
+        cb.push_negotiation(move |updates| {
+            if let Some(u) = updates.first() {
+                s.remote_at_negotiation.set(Some(u.src()));
+            }
+            Ok(())
+        });
+        cb.push_update_reference(move |_refname, status| {
+            if let Some(msg) = status {
+                *s.rejected.borrow_mut() = Some(msg.to_string());
+            }
+            Ok(())
+        });
+        cb
+    }
+
+    fn bearer_header(&self) -> Option<String> {
+        match self.creds.and_then(|c| c.http.as_ref()) {
+            Some(HttpAuth::Bearer(t))
+                if matches!(self.url.transport, Transport::Https | Transport::Http) =>
+            {
+                Some(format!("Authorization: Bearer {t}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Fetches the branch and returns the remote's head (`None`: no such branch), which also becomes
+    /// the tracking ref.
+    fn fetch(&self) -> Result<Option<Oid>, Fail> {
+        let session = Session::default();
+        let header = self.bearer_header();
+        let headers: Vec<&str> = header.iter().map(String::as_str).collect();
+        // An anonymous remote: the URL (which may hold a password) is never written to the clone's config.
+        let mut remote = self.repo.remote_anonymous(self.url.raw()).map_err(local)?;
+        let mut fo = FetchOptions::new();
+        fo.remote_callbacks(self.callbacks(&session))
+            .download_tags(AutotagOption::None)
+            .update_fetchhead(false)
+            .custom_headers(&headers);
+        let branch_ref = format!("refs/heads/{}", self.branch);
+        let refspec = format!("+{branch_ref}:{}", self.tracking_ref());
+        remote
+            .fetch(&[refspec.as_str()], Some(&mut fo), None)
+            .map_err(|e| classify(&e, &session.findings.borrow(), &self.url.redacted))?;
+        let head = remote
+            .list()
+            .map_err(local)?
+            .iter()
+            .find(|h| h.name() == branch_ref)
+            .map(|h| h.oid());
+        self.set_tracked_head(head)?;
+        Ok(head)
+    }
+
+    fn push(&self, expected: Option<Oid>, commits: &[PlannedCommit]) -> Result<GitResult, Fail> {
+        if self.tracked_head() != expected {
+            // Our copy is behind (or ahead of) what the core planned on: learn the truth first.
+            let remote = self.fetch()?;
+            if remote != expected {
+                return Ok(GitResult::Conflict {
+                    remote_head: remote.map(|h| h.to_string()),
+                });
+            }
+        }
+        let head = self.build(expected, commits)?;
+        if Some(head) == expected {
+            // Every commit was already true of the remote's tree: nothing to push.
+            return Ok(GitResult::Pushed {
+                head: head.to_string(),
+            });
+        }
+        let branch_ref = format!("refs/heads/{}", self.branch);
+        self.repo
+            .reference(&branch_ref, head, true, "planned commits")
+            .map_err(local)?;
+
+        let session = Session::default();
+        let header = self.bearer_header();
+        let headers: Vec<&str> = header.iter().map(String::as_str).collect();
+        let mut remote = self.repo.remote_anonymous(self.url.raw()).map_err(local)?;
+        let mut po = PushOptions::new();
+        po.remote_callbacks(self.callbacks(&session))
+            .custom_headers(&headers);
+        let refspec = format!("{branch_ref}:{branch_ref}");
+        let pushed = remote.push(&[refspec.as_str()], Some(&mut po));
+        let at_negotiation = session.remote_at_negotiation.get();
+        let moved =
+            at_negotiation.is_some_and(|src| Some(src).filter(|s| !s.is_zero()) != expected);
+        match pushed {
+            Err(e) if e.code() == git2::ErrorCode::NotFastForward || moved => {
+                // Someone else pushed since we read: never overwrite; let the core re-plan on theirs.
+                let remote = self.fetch()?;
+                Ok(GitResult::Conflict { remote_head: remote.map(|h| h.to_string()) })
+            }
+            Err(e) if at_negotiation.is_some() && session.findings.borrow().auth.is_none() => {
+                // The server had our update and then the connection failed: it may have landed.
+                tracing::warn!(url = %self.url.redacted, error = %scrub(e.message(), &self.secrets()), "push result unknown");
+                Ok(GitResult::Unknown)
+            }
+            Err(e) => Err(classify(&e, &session.findings.borrow(), &self.url.redacted)),
+            Ok(()) => match session.rejected.borrow().clone() {
+                None => {
+                    self.set_tracked_head(Some(head))?;
+                    Ok(GitResult::Pushed { head: head.to_string() })
+                }
+                Some(status) if is_stale(&status) => {
+                    let remote = self.fetch()?;
+                    if remote == expected {
+                        return Err(Fail::fatal(format!(
+                            "{} refused the update of {branch_ref}: {status}",
+                            self.url.redacted
+                        )));
+                    }
+                    Ok(GitResult::Conflict { remote_head: remote.map(|h| h.to_string()) })
+                }
+                Some(status) => Err(Fail::fatal(format!(
+                    "{} refused the update of {branch_ref}: {status} (a server-side hook or branch protection; allow the operator to push to {})",
+                    self.url.redacted, self.branch
+                ))),
+            },
+        }
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        self.creds.map(Credentials::secrets).unwrap_or_default()
+    }
+
+    /// Creates the planned commits on `parent` and returns the last one's id (`parent` if every
+    /// commit would have left the tree as it was).
+    fn build(&self, parent: Option<Oid>, commits: &[PlannedCommit]) -> Result<Oid, Fail> {
+        let repo = &self.repo;
+        let writes: usize = commits.iter().map(|c| c.writes.len()).sum();
+        let odb = repo.odb().map_err(local)?;
+        // Bulk: objects in memory, then one pack (what fast-import does) instead of loose files.
+        let mempack = if writes >= BULK_WRITES_MIN {
+            Some(odb.add_new_mempack_backend(1_000).map_err(local)?)
+        } else {
+            None
+        };
+        let mut head = parent;
+        let mut tree_id = match parent {
+            Some(p) => Some(repo.find_commit(p).map(|c| c.tree_id()).map_err(local)?),
+            None => None,
+        };
+        for c in commits {
+            let mut changes = Vec::with_capacity(c.writes.len());
+            for (path, bytes) in &c.writes {
+                let blob = match bytes {
+                    Some(b) => Some(odb.write(git2::ObjectType::Blob, b).map_err(local)?),
+                    None => None,
+                };
+                changes.push((path.as_str(), blob));
+            }
+            changes.sort_by(|a, b| a.0.cmp(b.0));
+            changes.dedup_by(|later, earlier| {
+                // The same path twice in one commit: the later write wins.
+                let same = later.0 == earlier.0;
+                if same {
+                    *earlier = *later;
+                }
+                same
+            });
+            let base = tree_id
+                .map(|t| repo.find_tree(t))
+                .transpose()
+                .map_err(local)?;
+            let new_tree = tree::apply(repo, base.as_ref(), &changes).map_err(local)?;
+            if head.is_some() && Some(new_tree) == tree_id {
+                continue;
+            }
+            let tree = repo.find_tree(new_tree).map_err(local)?;
+            let parents = head
+                .map(|h| repo.find_commit(h))
+                .transpose()
+                .map_err(local)?;
+            let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+            let id = repo
+                .commit(
+                    None,
+                    &signature(&c.author, c.author_time_ms)?,
+                    &signature(&c.committer, c.commit_time_ms)?,
+                    &c.message,
+                    &tree,
+                    &parents,
+                )
+                .map_err(local)?;
+            head = Some(id);
+            tree_id = Some(new_tree);
+        }
+        if let Some(mp) = mempack {
+            let mut buf = git2::Buf::new();
+            mp.dump(repo, &mut buf).map_err(local)?;
+            let mut writer = odb.packwriter().map_err(local)?;
+            std::io::Write::write_all(&mut writer, &buf)
+                .map_err(|e| Fail::retry(format!("local clone: {e}")))?;
+            writer.commit().map_err(local)?;
+            mp.reset().map_err(local)?;
+        }
+        head.ok_or_else(|| Fail::fatal("a push without commits"))
+    }
+
+    /// Whether a commit after `since` up to `head` carries `Reverser-Op: {tag}`.
+    fn has_trailer(&self, head: Oid, since: Option<Oid>, tag: &str) -> Result<bool, git2::Error> {
+        let line = format!("{}: {tag}", gitops_reverser_core::gitplan::OP_TRAILER);
+        let mut walk = self.repo.revwalk()?;
+        walk.push(head)?;
+        if let Some(s) = since {
+            if self.repo.find_commit(s).is_ok() {
+                walk.hide(s)?;
+            }
+        }
+        for id in walk.take(VERIFY_DEPTH_MAX) {
+            let commit = self.repo.find_commit(id?)?;
+            if commit
+                .message_raw_bytes()
+                .split(|b| *b == b'\n')
+                .any(|l| l == line.as_bytes())
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Server statuses that mean "the branch moved under you".
+fn is_stale(status: &str) -> bool {
+    let s = status.to_ascii_lowercase();
+    [
+        "non-fast-forward",
+        "fetch first",
+        "stale info",
+        "cannot lock ref",
+        "failed to update ref",
+    ]
+    .iter()
+    .any(|p| s.contains(p))
+}
+
+/// A git signature; characters git cannot store in one (`<`, `>`, line breaks) become `-`.
+fn signature(id: &Identity, time_ms: i64) -> Result<git2::Signature<'static>, Fail> {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if matches!(c, '<' | '>' | '\n' | '\r' | '\0') {
+                    '-'
+                } else {
+                    c
+                }
+            })
+            .collect::<String>()
+            .trim()
+            .to_string()
+    };
+    let name = clean(&id.name);
+    let name = if name.is_empty() {
+        "unknown".to_string()
+    } else {
+        name
+    };
+    let time = git2::Time::new(time_ms.div_euclid(1000), 0);
+    git2::Signature::new(&name, &clean(&id.email), &time)
+        .map_err(|e| Fail::fatal(format!("commit identity {name:?}: {}", e.message())))
+}

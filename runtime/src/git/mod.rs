@@ -1,0 +1,86 @@
+//! The git executor: runs the core's [`GitOp`]s against real remotes and returns their results.
+//!
+//! Each op runs on tokio's blocking pool (libgit2 is blocking), one at a time per clone directory,
+//! so the task driving the core never waits on the network or the disk.
+
+pub mod creds;
+pub mod errors;
+pub mod exec;
+pub mod known_hosts;
+pub mod tree;
+pub mod url;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use gitops_reverser_core::io::{GitOp, GitResult};
+
+pub use creds::Credentials;
+pub use exec::{execute, Workspace};
+
+/// Runs git ops off the async threads.
+#[derive(Clone)]
+pub struct GitExecutor {
+    ws: Workspace,
+    locks: Arc<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>>,
+}
+
+impl GitExecutor {
+    /// An executor keeping its clones under `work_dir`.
+    pub fn new(work_dir: impl Into<PathBuf>) -> std::io::Result<GitExecutor> {
+        Ok(GitExecutor {
+            ws: Workspace::new(work_dir)?,
+            locks: Arc::default(),
+        })
+    }
+
+    /// Runs `op` with `creds` on the blocking pool and returns its result. Ops on the same clone
+    /// run one after the other (the core already sends one per branch at a time).
+    pub async fn run(&self, op: GitOp, creds: Option<Arc<Credentials>>) -> GitResult {
+        let ws = self.ws.clone();
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(ws.clone_dir(&op)).or_default().clone()
+        };
+        let started = std::time::Instant::now();
+        let op_id = op.op_id;
+        let joined = tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let result = execute(&ws, &op, creds.as_deref());
+            log_result(&op, &result, started.elapsed());
+            result
+        })
+        .await;
+        joined.unwrap_or_else(|e| GitResult::Failed {
+            retryable: true,
+            reason: format!("git op {op_id} panicked: {e}"),
+        })
+    }
+}
+
+fn log_result(op: &GitOp, result: &GitResult, took: std::time::Duration) {
+    let url = url::RemoteUrl::parse(&op.repo_url)
+        .map(|u| u.redacted)
+        .unwrap_or_else(|e| e);
+    let ms = took.as_millis() as u64;
+    match result {
+        GitResult::Failed { retryable, reason } => {
+            tracing::warn!(op = op.op_id, repo = %op.repo, %url, branch = %op.branch, retryable, ms, "git op failed: {reason}")
+        }
+        other => {
+            tracing::info!(op = op.op_id, repo = %op.repo, %url, branch = %op.branch, ms, result = result_name(other), "git op done")
+        }
+    }
+}
+
+fn result_name(r: &GitResult) -> &'static str {
+    match r {
+        GitResult::Paths { .. } => "paths",
+        GitResult::Pushed { .. } => "pushed",
+        GitResult::Conflict { .. } => "conflict",
+        GitResult::Failed { .. } => "failed",
+        GitResult::Unknown => "unknown",
+        GitResult::Verified { .. } => "verified",
+    }
+}

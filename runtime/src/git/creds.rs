@@ -26,6 +26,9 @@ pub struct SshAuth {
     pub private_key: String,
     /// Its passphrase, if encrypted.
     pub passphrase: Option<String>,
+    /// The public half (`type base64`), read from an OpenSSH-format key's clear header: libssh2
+    /// cannot derive it from an encrypted key.
+    pub public_key: Option<String>,
     /// Host keys the server must present.
     pub known_hosts: KnownHosts,
 }
@@ -105,6 +108,7 @@ impl Credentials {
             }
             let passphrase = text(KEY_SSH_PASSPHRASE)?.filter(|p| !p.is_empty());
             creds.ssh = Some(SshAuth {
+                public_key: openssh_public_key(&private_key),
                 private_key: format!("{private_key}\n"),
                 passphrase,
                 known_hosts,
@@ -154,6 +158,42 @@ impl Credentials {
         out.retain(|s| !s.is_empty());
         out
     }
+}
+
+/// The public key of an `openssh-key-v1` private key, as `type base64`. The format keeps public keys
+/// in clear before the (possibly encrypted) private part: magic, cipher, kdf, kdf options, count,
+/// then the public key blobs.
+fn openssh_public_key(pem: &str) -> Option<String> {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .map(str::trim)
+        .collect();
+    let bytes = B64.decode(body).ok()?;
+    let mut rest = bytes.strip_prefix(b"openssh-key-v1\0")?;
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
+        *rest = tail;
+        Some(head)
+    }
+    fn string<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let len = u32::from_be_bytes(take(rest, 4)?.try_into().ok()?) as usize;
+        take(rest, len)
+    }
+    let (_cipher, _kdf, _kdf_options) =
+        (string(&mut rest)?, string(&mut rest)?, string(&mut rest)?);
+    let count = u32::from_be_bytes(take(&mut rest, 4)?.try_into().ok()?);
+    if count != 1 {
+        return None;
+    }
+    let blob = string(&mut rest)?;
+    let mut inner = blob;
+    let key_type = std::str::from_utf8(string(&mut inner)?).ok()?;
+    Some(format!("{key_type} {}", B64.encode(blob)))
 }
 
 #[cfg(test)]

@@ -57,6 +57,11 @@ pub fn classify(err: &git2::Error, findings: &Findings, url: &str) -> Fail {
             "authentication to {url} failed: {msg}; check the credentials Secret"
         ));
     }
+    if has("private key") || has("public key from private") {
+        return Fail::fatal(format!(
+            "the SSH key could not be used for {url}: {msg}; check ssh-privatekey's format and ssh-password"
+        ));
+    }
     if err.code() == ErrorCode::Certificate || err.class() == ErrorClass::Ssl {
         return Fail::fatal(format!("TLS certificate of {url} was not accepted: {msg}"));
     }
@@ -69,6 +74,7 @@ pub fn classify(err: &git2::Error, findings: &Findings, url: &str) -> Fail {
         || has("not exported")
         || has("does not appear to be a git repository")
         || has("repository not found")
+        || has("no such repository")
         || has("could not find repository")
         || has("not a git repository")
         || (err.class() == ErrorClass::Repository && err.code() == ErrorCode::NotFound)

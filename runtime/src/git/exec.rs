@@ -246,7 +246,7 @@ impl<'c> Clone<'c> {
                     if s.ssh_attempts.get() == 1 {
                         return Cred::ssh_key_from_memory(
                             user_from_url.unwrap_or("git"),
-                            None,
+                            ssh.public_key.as_deref(),
                             &ssh.private_key,
                             ssh.passphrase.as_deref(),
                         );
@@ -349,19 +349,15 @@ impl<'c> Clone<'c> {
             .download_tags(AutotagOption::None)
             .update_fetchhead(false)
             .custom_headers(&headers);
-        let branch_ref = format!("refs/heads/{}", self.branch);
-        let refspec = format!("+{branch_ref}:{}", self.tracking_ref());
+        let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking_ref());
+        // The tracking ref is recreated by the fetch exactly when the remote has the branch, which
+        // tells "no such branch" apart from "unchanged". (Reading the remote's advertised refs
+        // instead is unsound in git2 for an empty local remote.)
+        self.set_tracked_head(None)?;
         remote
             .fetch(&[refspec.as_str()], Some(&mut fo), None)
             .map_err(|e| classify(&e, &session.findings.borrow(), &self.url.redacted))?;
-        let head = remote
-            .list()
-            .map_err(local)?
-            .iter()
-            .find(|h| h.name() == branch_ref)
-            .map(|h| h.oid());
-        self.set_tracked_head(head)?;
-        Ok(head)
+        Ok(self.tracked_head())
     }
 
     fn push(&self, expected: Option<Oid>, commits: &[PlannedCommit]) -> Result<GitResult, Fail> {

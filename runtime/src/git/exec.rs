@@ -9,8 +9,9 @@ use git2::{
     AutotagOption, Cred, CredentialType, FetchOptions, Oid, PushOptions, RemoteCallbacks,
     Repository,
 };
-use gitops_reverser_core::io::{GitOp, GitOpKind, GitResult, Identity, PlannedCommit};
+use gitops_reverser_core::io::{GitOp, GitOpKind, GitResult, PlannedCommit};
 
+use super::commit::{write_commits, CommitError};
 use super::creds::{Credentials, HttpAuth};
 use super::errors::{classify, scrub, Fail, Findings};
 use super::known_hosts::{fingerprint, Verdict};
@@ -21,9 +22,6 @@ use super::url::{RemoteUrl, Transport};
 pub const CONNECT_TIMEOUT_MS: i32 = 15_000;
 /// Longest silence on an open connection before libgit2 gives up, in milliseconds.
 pub const IO_TIMEOUT_MS: i32 = 120_000;
-/// Pushes writing at least this many files build their objects in memory and store them as one
-/// pack, as `git fast-import` does, instead of one compressed file per object.
-pub const BULK_WRITES_MIN: usize = 512;
 /// Commits `Verify` searches back from the head for the lost push's trailer.
 pub const VERIFY_DEPTH_MAX: usize = 10_000;
 
@@ -433,78 +431,11 @@ impl<'c> Clone<'c> {
         self.creds.map(Credentials::secrets).unwrap_or_default()
     }
 
-    /// Creates the planned commits on `parent` and returns the last one's id (`parent` if every
-    /// commit would have left the tree as it was).
     fn build(&self, parent: Option<Oid>, commits: &[PlannedCommit]) -> Result<Oid, Fail> {
-        let repo = &self.repo;
-        let writes: usize = commits.iter().map(|c| c.writes.len()).sum();
-        let odb = repo.odb().map_err(local)?;
-        // Bulk: objects in memory, then one pack (what fast-import does) instead of loose files.
-        let mempack = if writes >= BULK_WRITES_MIN {
-            Some(odb.add_new_mempack_backend(1_000).map_err(local)?)
-        } else {
-            None
-        };
-        let mut head = parent;
-        let mut tree_id = match parent {
-            Some(p) => Some(repo.find_commit(p).map(|c| c.tree_id()).map_err(local)?),
-            None => None,
-        };
-        for c in commits {
-            let mut changes = Vec::with_capacity(c.writes.len());
-            for (path, bytes) in &c.writes {
-                let blob = match bytes {
-                    Some(b) => Some(odb.write(git2::ObjectType::Blob, b).map_err(local)?),
-                    None => None,
-                };
-                changes.push((path.as_str(), blob));
-            }
-            changes.sort_by(|a, b| a.0.cmp(b.0));
-            changes.dedup_by(|later, earlier| {
-                // The same path twice in one commit: the later write wins.
-                let same = later.0 == earlier.0;
-                if same {
-                    *earlier = *later;
-                }
-                same
-            });
-            let base = tree_id
-                .map(|t| repo.find_tree(t))
-                .transpose()
-                .map_err(local)?;
-            let new_tree = tree::apply(repo, base.as_ref(), &changes).map_err(local)?;
-            if head.is_some() && Some(new_tree) == tree_id {
-                continue;
-            }
-            let tree = repo.find_tree(new_tree).map_err(local)?;
-            let parents = head
-                .map(|h| repo.find_commit(h))
-                .transpose()
-                .map_err(local)?;
-            let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
-            let id = repo
-                .commit(
-                    None,
-                    &signature(&c.author, c.author_time_ms)?,
-                    &signature(&c.committer, c.commit_time_ms)?,
-                    &c.message,
-                    &tree,
-                    &parents,
-                )
-                .map_err(local)?;
-            head = Some(id);
-            tree_id = Some(new_tree);
-        }
-        if let Some(mp) = mempack {
-            let mut buf = git2::Buf::new();
-            mp.dump(repo, &mut buf).map_err(local)?;
-            let mut writer = odb.packwriter().map_err(local)?;
-            std::io::Write::write_all(&mut writer, &buf)
-                .map_err(|e| Fail::retry(format!("local clone: {e}")))?;
-            writer.commit().map_err(local)?;
-            mp.reset().map_err(local)?;
-        }
-        head.ok_or_else(|| Fail::fatal("a push without commits"))
+        write_commits(&self.repo, parent, commits).map_err(|e| match e {
+            CommitError::Identity(why) => Fail::fatal(why),
+            CommitError::Git(e) => local(e),
+        })
     }
 
     /// Whether a commit after `since` up to `head` carries `Reverser-Op: {tag}`.
@@ -543,30 +474,4 @@ fn is_stale(status: &str) -> bool {
     ]
     .iter()
     .any(|p| s.contains(p))
-}
-
-/// A git signature; characters git cannot store in one (`<`, `>`, line breaks) become `-`.
-fn signature(id: &Identity, time_ms: i64) -> Result<git2::Signature<'static>, Fail> {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if matches!(c, '<' | '>' | '\n' | '\r' | '\0') {
-                    '-'
-                } else {
-                    c
-                }
-            })
-            .collect::<String>()
-            .trim()
-            .to_string()
-    };
-    let name = clean(&id.name);
-    let name = if name.is_empty() {
-        "unknown".to_string()
-    } else {
-        name
-    };
-    let time = git2::Time::new(time_ms.div_euclid(1000), 0);
-    git2::Signature::new(&name, &clean(&id.email), &time)
-        .map_err(|e| Fail::fatal(format!("commit identity {name:?}: {}", e.message())))
 }

@@ -3,6 +3,7 @@
 //! Each op runs on tokio's blocking pool (libgit2 is blocking), one at a time per clone directory,
 //! so the task driving the core never waits on the network or the disk.
 
+pub mod commit;
 pub mod creds;
 pub mod errors;
 pub mod exec;

@@ -1,14 +1,21 @@
 //! Writing planned commits into a repository: blobs, incremental trees, commits with the planned
-//! identities and times. Large batches (a seed) go into one pack instead of one file per object.
+//! identities and times. Every batch is built in memory and stored as one pack, as `git fast-import`
+//! does: creating one file per object (loose objects) costs more than all the rest together on
+//! these file systems. [`maintain`] keeps the number of packs bounded.
+
+use std::path::Path;
 
 use git2::{Oid, Repository};
 use gitops_reverser_core::io::{Identity, PlannedCommit};
 
 use super::tree;
 
-/// Batches writing at least this many files build their objects in memory and store them as one
-/// pack, as `git fast-import` does, instead of one compressed file per object.
-pub const BULK_WRITES_MIN: usize = 512;
+/// Packs a clone may hold before [`maintain`] merges them into one (each push and each fetch adds
+/// one; lookups get slower with every pack).
+pub const PACKS_MAX: usize = 16;
+
+/// The configuration key libgit2's pack builder reads its delta size limit from.
+const NO_DELTA_KEY: &str = "pack.deltaCacheSize";
 
 /// Why commits could not be written.
 #[derive(Debug)]
@@ -33,13 +40,15 @@ pub fn write_commits(
     parent: Option<Oid>,
     commits: &[PlannedCommit],
 ) -> Result<Oid, CommitError> {
-    let writes: usize = commits.iter().map(|c| c.writes.len()).sum();
+    // libgit2 cannot detach an odb backend: the batch gets its own handle on the repository, so
+    // the in-memory backend dies with it.
+    let handle = Repository::open_bare(repo.path())?;
+    let repo = &handle;
     let odb = repo.odb()?;
-    let mempack = if writes >= BULK_WRITES_MIN {
-        Some(odb.add_new_mempack_backend(1_000)?)
-    } else {
-        None
-    };
+    let _in_memory = odb.add_new_mempack_backend(1_000)?;
+    // Every object this batch writes, for its pack. (libgit2's own mempack dump would pack each
+    // commit's whole tree: the entire repository, every time.)
+    let mut written: Vec<Oid> = Vec::new();
     let mut head = parent;
     let mut tree_id = match parent {
         Some(p) => Some(repo.find_commit(p)?.tree_id()),
@@ -49,7 +58,11 @@ pub fn write_commits(
         let mut changes = Vec::with_capacity(c.writes.len());
         for (path, bytes) in &c.writes {
             let blob = match bytes {
-                Some(b) => Some(odb.write(git2::ObjectType::Blob, b)?),
+                Some(b) => {
+                    let id = odb.write(git2::ObjectType::Blob, b)?;
+                    written.push(id);
+                    Some(id)
+                }
                 None => None,
             };
             changes.push((path.as_str(), blob));
@@ -64,7 +77,7 @@ pub fn write_commits(
             same
         });
         let base = tree_id.map(|t| repo.find_tree(t)).transpose()?;
-        let new_tree = tree::apply(repo, base.as_ref(), &changes)?;
+        let new_tree = tree::apply(repo, base.as_ref(), &changes, &mut written)?;
         if head.is_some() && Some(new_tree) == tree_id {
             continue;
         }
@@ -73,19 +86,117 @@ pub fn write_commits(
         let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
         let author = signature(&c.author, c.author_time_ms)?;
         let committer = signature(&c.committer, c.commit_time_ms)?;
-        head = Some(repo.commit(None, &author, &committer, &c.message, &tree, &parents)?);
+        let id = repo.commit(None, &author, &committer, &c.message, &tree, &parents)?;
+        written.push(id);
+        head = Some(id);
         tree_id = Some(new_tree);
     }
-    if let Some(mp) = mempack {
+    if head != parent {
+        written.sort();
+        written.dedup();
+        let mut builder = packbuilder_without_deltas(repo)?;
+        for id in written {
+            builder.insert_object(id, None)?;
+        }
         let mut buf = git2::Buf::new();
-        mp.dump(repo, &mut buf)?;
+        builder.write_buf(&mut buf)?;
         let mut writer = odb.packwriter()?;
         std::io::Write::write_all(&mut writer, &buf)
             .map_err(|e| git2::Error::from_str(&format!("writing a pack: {e}")))?;
         writer.commit()?;
-        mp.reset()?;
     }
     head.ok_or_else(|| CommitError::Identity("a push without commits".into()))
+}
+
+/// Keeps the number of packs bounded: with more than [`PACKS_MAX`], the small packs are merged
+/// into one (a geometric repack: the large base pack of the seed or first fetch is never rewritten,
+/// which would cost seconds on a 100,000-file repository). Objects are taken
+/// from the packs' indexes, so nothing a pack holds is lost. Call it before opening other handles
+/// on the clone: it deletes pack files. Returns whether it merged.
+pub fn maintain(dir: &Path) -> Result<bool, git2::Error> {
+    let pack_dir = dir.join("objects").join("pack");
+    let mut packs: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(&pack_dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+                .filter(|p| p.with_extension("idx").is_file())
+                .map(|p| (std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0), p))
+                .collect()
+        })
+        .unwrap_or_default();
+    if packs.len() <= PACKS_MAX {
+        return Ok(false);
+    }
+    // Geometric merging: the smallest half, then each next pack while it is smaller than twice
+    // what is being merged. Large packs are rewritten rarely (amortised O(log n) rewrites per
+    // object) and the largest, usually the seed or first fetch, never.
+    packs.sort();
+    let mut take = PACKS_MAX / 2;
+    let mut merged: u64 = packs[..take].iter().map(|(size, _)| size).sum();
+    while take + 1 < packs.len() && packs[take].0 < 2 * merged {
+        merged += packs[take].0;
+        take += 1;
+    }
+    packs.truncate(take);
+    let mut ids = Vec::new();
+    for (_, pack) in &packs {
+        let idx = std::fs::read(pack.with_extension("idx"))
+            .map_err(|e| git2::Error::from_str(&format!("reading a pack index: {e}")))?;
+        ids.extend(
+            idx_object_ids(&idx).ok_or_else(|| git2::Error::from_str("unreadable pack index"))?,
+        );
+    }
+    ids.sort();
+    ids.dedup();
+    let name = {
+        let repo = Repository::open_bare(dir)?;
+        let mut builder = packbuilder_without_deltas(&repo)?;
+        for id in &ids {
+            builder.insert_object(*id, None)?;
+        }
+        builder.write(&pack_dir, 0o444)?;
+        match builder.name() {
+            Some(name) if pack_dir.join(format!("pack-{name}.idx")).is_file() => name.to_string(),
+            _ => return Err(git2::Error::from_str("the merged pack was not written")),
+        }
+    };
+    for (_, pack) in packs
+        .iter()
+        .filter(|(_, p)| !p.to_string_lossy().contains(&name))
+    {
+        for ext in ["pack", "idx", "rev", "keep"] {
+            let _ = std::fs::remove_file(pack.with_extension(ext));
+        }
+    }
+    Ok(true)
+}
+
+/// A pack builder that skips delta search. Local packs are for lookups, not transfer: searching
+/// deltas among a batch's trees (8 KiB each in a large repository) costs more than writing them
+/// whole, and pushes still build their own packs with deltas. libgit2 takes its "too big for
+/// deltas" size from `pack.deltaCacheSize` when a builder is created; it is set to 1 byte for
+/// this builder only.
+fn packbuilder_without_deltas(repo: &Repository) -> Result<git2::PackBuilder<'_>, git2::Error> {
+    let mut config = repo.config()?.open_level(git2::ConfigLevel::Local)?;
+    config.set_i64(NO_DELTA_KEY, 1)?;
+    let builder = repo.packbuilder();
+    config.remove(NO_DELTA_KEY)?;
+    let mut builder = builder?;
+    builder.set_threads(1);
+    Ok(builder)
+}
+
+/// The object ids listed in a version-2 pack index: magic, version, 256 fan-out counts (the last is
+/// the object count), then the sorted 20-byte ids.
+fn idx_object_ids(idx: &[u8]) -> Option<Vec<Oid>> {
+    if idx.get(..8)? != [0xff, b't', b'O', b'c', 0, 0, 0, 2] {
+        return None;
+    }
+    let count = u32::from_be_bytes(idx.get(8 + 255 * 4..8 + 256 * 4)?.try_into().ok()?) as usize;
+    let ids = idx.get(8 + 256 * 4..8 + 256 * 4 + count * 20)?;
+    ids.chunks_exact(20)
+        .map(|c| Oid::from_bytes(c).ok())
+        .collect()
 }
 
 /// A git signature; characters git cannot store in one (`<`, `>`, line breaks) become `-`.
@@ -173,7 +284,7 @@ mod tests {
     fn bulk_batches_land_in_one_pack_and_read_back() {
         let d = tempfile::tempdir().unwrap();
         let repo = Repository::init_bare(d.path()).unwrap();
-        let files: Vec<(String, String)> = (0..BULK_WRITES_MIN + 10)
+        let files: Vec<(String, String)> = (0..600)
             .map(|i| {
                 (
                     format!("v1/configmaps/ns{}/n{i}.yaml", i % 7),
@@ -193,7 +304,18 @@ mod tests {
                 n.len() == 2 && n != "info"
             });
         assert_eq!(loose.count(), 0, "no loose objects");
+        // The same handle goes on writing to disk afterwards: the next batch is persisted.
+        let next = write_commits(
+            &repo,
+            Some(head),
+            &[planned("b", &[("small.yaml", Some("s\n"))])],
+        )
+        .unwrap();
         let repo = Repository::open_bare(d.path()).unwrap();
+        assert!(
+            repo.find_commit(next).is_ok(),
+            "a later commit survives its handle"
+        );
         let tree = repo.find_commit(head).unwrap().tree().unwrap();
         assert_eq!(tree::list(&repo, &tree, "").unwrap().len(), files.len());
         let blob = tree
@@ -202,6 +324,56 @@ mod tests {
             .to_object(&repo)
             .unwrap();
         assert_eq!(blob.as_blob().unwrap().content(), b"i: 10\n");
+    }
+
+    #[test]
+    fn maintenance_merges_packs_and_keeps_every_object() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(d.path()).unwrap();
+        let mut head = None;
+        for i in 0..PACKS_MAX + 2 {
+            let content = format!("{i}\n");
+            head = Some(
+                write_commits(
+                    &repo,
+                    head,
+                    &[planned("a", &[(&format!("f{}", i % 5), Some(&content))])],
+                )
+                .unwrap(),
+            );
+        }
+        repo.reference("refs/heads/main", head.unwrap(), true, "t")
+            .unwrap();
+        let count = || {
+            std::fs::read_dir(d.path().join("objects/pack"))
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "pack")
+                .count()
+        };
+        assert_eq!(count(), PACKS_MAX + 2, "one pack per batch");
+        drop(repo);
+        assert!(maintain(d.path()).unwrap());
+        assert!(
+            count() <= PACKS_MAX / 2 + 3,
+            "the small packs were merged: {}",
+            count()
+        );
+        assert!(
+            !maintain(d.path()).unwrap(),
+            "nothing to do under the limit"
+        );
+        let repo = Repository::open_bare(d.path()).unwrap();
+        let mut walk = repo.revwalk().unwrap();
+        walk.push(head.unwrap()).unwrap();
+        assert_eq!(walk.count(), PACKS_MAX + 2, "all history survives");
+        let tree = repo.find_commit(head.unwrap()).unwrap().tree().unwrap();
+        let f = tree
+            .get_path(Path::new(&format!("f{}", (PACKS_MAX + 1) % 5)))
+            .unwrap();
+        assert_eq!(
+            f.to_object(&repo).unwrap().as_blob().unwrap().content(),
+            format!("{}\n", PACKS_MAX + 1).as_bytes()
+        );
     }
 
     #[test]

@@ -191,6 +191,9 @@ impl<'c> Clone<'c> {
         branch: &str,
         creds: Option<&'c Credentials>,
     ) -> Result<Clone<'c>, Fail> {
+        if let Err(e) = super::commit::maintain(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e.message(), "merging the clone's packs failed; going on");
+        }
         let repo = match Repository::open_bare(dir) {
             Ok(r) => r,
             Err(_) => {

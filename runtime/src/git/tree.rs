@@ -7,21 +7,27 @@ use git2::{FileMode, Oid, Repository, Tree};
 /// One change: a path from the repository root and its new blob (`None` deletes it).
 pub type Change<'a> = (&'a str, Option<Oid>);
 
-/// Applies `changes` (sorted by path) to `base` and returns the new root tree's id. Directories left
+/// Applies `changes` (sorted by path) to `base` and returns the new root tree's id; every tree it
+/// writes is appended to `written` (the objects a pack of this change needs). Directories left
 /// empty by deletions disappear, as git has no empty directories. Deleting a missing path is a no-op.
 pub fn apply(
     repo: &Repository,
     base: Option<&Tree<'_>>,
     changes: &[Change<'_>],
+    written: &mut Vec<Oid>,
 ) -> Result<Oid, git2::Error> {
     debug_assert!(
         changes.windows(2).all(|w| w[0].0 < w[1].0),
         "changes sorted, one per path"
     );
-    match update(repo, base, changes)? {
+    match update(repo, base, changes, written)? {
         Some(id) => Ok(id),
         // Everything was deleted: the root is the empty tree.
-        None => repo.treebuilder(None)?.write(),
+        None => {
+            let id = repo.treebuilder(None)?.write()?;
+            written.push(id);
+            Ok(id)
+        }
     }
 }
 
@@ -29,6 +35,7 @@ fn update(
     repo: &Repository,
     tree: Option<&Tree<'_>>,
     changes: &[Change<'_>],
+    written: &mut Vec<Oid>,
 ) -> Result<Option<Oid>, git2::Error> {
     let mut builder = repo.treebuilder(tree)?;
     let mut i = 0;
@@ -61,7 +68,7 @@ fn update(
                     }
                     _ => None,
                 };
-                match update(repo, existing.as_ref(), &sub)? {
+                match update(repo, existing.as_ref(), &sub, written)? {
                     Some(id) => drop(builder.insert(dir, id, FileMode::Tree.into())?),
                     None if builder.get(dir)?.is_some() => builder.remove(dir)?,
                     None => {}
@@ -73,7 +80,9 @@ fn update(
     if builder.is_empty() {
         return Ok(None);
     }
-    builder.write().map(Some)
+    let id = builder.write()?;
+    written.push(id);
+    Ok(Some(id))
 }
 
 /// Every file under `folder` (empty: the whole tree) as (path from the root, blob id), sorted.
@@ -122,6 +131,14 @@ mod tests {
         (dir, repo)
     }
 
+    fn apply_t(
+        repo: &Repository,
+        base: Option<&Tree<'_>>,
+        changes: &[Change<'_>],
+    ) -> Result<Oid, git2::Error> {
+        apply(repo, base, changes, &mut Vec::new())
+    }
+
     fn paths(repo: &Repository, tree: Oid) -> Vec<String> {
         let t = repo.find_tree(tree).unwrap();
         list(repo, &t, "")
@@ -136,7 +153,7 @@ mod tests {
         let (_d, repo) = repo();
         let a = repo.blob(b"a").unwrap();
         let b = repo.blob(b"b").unwrap();
-        let t1 = apply(
+        let t1 = apply_t(
             &repo,
             None,
             &[
@@ -155,7 +172,7 @@ mod tests {
             ]
         );
         let base = repo.find_tree(t1).unwrap();
-        let t2 = apply(
+        let t2 = apply_t(
             &repo,
             Some(&base),
             &[
@@ -168,7 +185,7 @@ mod tests {
         assert_eq!(paths(&repo, t2), ["README.md", "v1/secrets/ns/s.yaml"]);
         // Unchanged subtrees are shared, not rewritten.
         let base2 = repo.find_tree(t2).unwrap();
-        let t3 = apply(&repo, Some(&base2), &[("README.md", Some(b))]).unwrap();
+        let t3 = apply_t(&repo, Some(&base2), &[("README.md", Some(b))]).unwrap();
         let v1 = |t: Oid| repo.find_tree(t).unwrap().get_name("v1").unwrap().id();
         assert_eq!(v1(t2), v1(t3));
     }
@@ -177,19 +194,19 @@ mod tests {
     fn same_content_gives_the_same_tree_as_git_would() {
         let (_d, repo) = repo();
         let a = repo.blob(b"a").unwrap();
-        let one = apply(
+        let one = apply_t(
             &repo,
             None,
             &[("d-e/y", Some(a)), ("d.f", Some(a)), ("d/x", Some(a))],
         )
         .unwrap();
         let base = repo.find_tree(one).unwrap();
-        let again = apply(&repo, Some(&base), &[("d/x", Some(a))]).unwrap();
+        let again = apply_t(&repo, Some(&base), &[("d/x", Some(a))]).unwrap();
         assert_eq!(
             one, again,
             "rewriting a file with its own content changes nothing"
         );
-        let deleted = apply(
+        let deleted = apply_t(
             &repo,
             Some(&base),
             &[
@@ -207,7 +224,7 @@ mod tests {
     fn listing_a_folder_gives_root_relative_paths() {
         let (_d, repo) = repo();
         let a = repo.blob(b"a").unwrap();
-        let t = apply(
+        let t = apply_t(
             &repo,
             None,
             &[

@@ -204,9 +204,10 @@ fn await_port(port: u16, what: &str) {
 pub fn git_daemon() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = Command::new(require("git", &[]))
+    // git-daemon itself, not `git daemon`: the wrapper would leave the daemon running when killed.
+    let daemon = PathBuf::from(git(dir.path(), &["--exec-path"]).trim()).join("git-daemon");
+    let mut child = Command::new(daemon)
         .args([
-            "daemon",
             "--reuseaddr",
             "--verbose",
             "--export-all",

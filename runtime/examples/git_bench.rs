@@ -108,6 +108,19 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
 /// A server process killed when the benchmark ends, also by a panic.
 struct KillOnDrop(std::process::Child);
 impl Drop for KillOnDrop {
@@ -247,7 +260,11 @@ fn main() {
         })
         .collect();
     // As the executor runs: merge packs if there are too many, then write a batch as one pack.
+    // Each mode on its own copy of the seeded repository (copying is not timed), so one mode's
+    // packs and merges do not weigh on the other.
     let run = |batch: usize| -> (Oid, Duration, Vec<Duration>) {
+        let ours_repo = root.join(format!("ours-{batch}.git"));
+        copy_dir(&root.join("ours.git"), &ours_repo);
         let mut head = seed_head;
         let mut per_batch = Vec::new();
         let mut repacks = 0;
@@ -271,6 +288,7 @@ fn main() {
     };
     let (_, ours_single, per_commit) = run(1);
     let (head, ours_inc, _) = run(PUSH_MAX_COMMITS);
+    let ours_repo = root.join(format!("ours-{PUSH_MAX_COMMITS}.git"));
     let repo = git2::Repository::open_bare(&ours_repo).unwrap();
     repo.reference("refs/heads/main", head, true, "incremental")
         .unwrap();

@@ -8,14 +8,11 @@ use std::path::Path;
 use git2::{Oid, Repository};
 use gitops_reverser_core::io::{Identity, PlannedCommit};
 
-use super::tree;
+use super::{pack, tree};
 
 /// Packs a clone may hold before [`maintain`] merges them into one (each push and each fetch adds
 /// one; lookups get slower with every pack).
 pub const PACKS_MAX: usize = 16;
-
-/// The configuration key libgit2's pack builder reads its delta size limit from.
-const NO_DELTA_KEY: &str = "pack.deltaCacheSize";
 
 /// Why commits could not be written.
 #[derive(Debug)]
@@ -94,16 +91,7 @@ pub fn write_commits(
     if head != parent {
         written.sort();
         written.dedup();
-        let mut builder = packbuilder_without_deltas(repo)?;
-        for id in written {
-            builder.insert_object(id, None)?;
-        }
-        let mut buf = git2::Buf::new();
-        builder.write_buf(&mut buf)?;
-        let mut writer = odb.packwriter()?;
-        std::io::Write::write_all(&mut writer, &buf)
-            .map_err(|e| git2::Error::from_str(&format!("writing a pack: {e}")))?;
-        writer.commit()?;
+        store_as_pack(repo, &written)?;
     }
     head.ok_or_else(|| CommitError::Identity("a push without commits".into()))
 }
@@ -148,18 +136,7 @@ pub fn maintain(dir: &Path) -> Result<bool, git2::Error> {
     }
     ids.sort();
     ids.dedup();
-    let name = {
-        let repo = Repository::open_bare(dir)?;
-        let mut builder = packbuilder_without_deltas(&repo)?;
-        for id in &ids {
-            builder.insert_object(*id, None)?;
-        }
-        builder.write(&pack_dir, 0o444)?;
-        match builder.name() {
-            Some(name) if pack_dir.join(format!("pack-{name}.idx")).is_file() => name.to_string(),
-            _ => return Err(git2::Error::from_str("the merged pack was not written")),
-        }
-    };
+    let name = store_as_pack(&Repository::open_bare(dir)?, &ids)?;
     for (_, pack) in packs
         .iter()
         .filter(|(_, p)| !p.to_string_lossy().contains(&name))
@@ -171,19 +148,22 @@ pub fn maintain(dir: &Path) -> Result<bool, git2::Error> {
     Ok(true)
 }
 
-/// A pack builder that skips delta search. Local packs are for lookups, not transfer: searching
-/// deltas among a batch's trees (8 KiB each in a large repository) costs more than writing them
-/// whole, and pushes still build their own packs with deltas. libgit2 takes its "too big for
-/// deltas" size from `pack.deltaCacheSize` when a builder is created; it is set to 1 byte for
-/// this builder only.
-fn packbuilder_without_deltas(repo: &Repository) -> Result<git2::PackBuilder<'_>, git2::Error> {
-    let mut config = repo.config()?.open_level(git2::ConfigLevel::Local)?;
-    config.set_i64(NO_DELTA_KEY, 1)?;
-    let builder = repo.packbuilder();
-    config.remove(NO_DELTA_KEY)?;
-    let mut builder = builder?;
-    builder.set_threads(1);
-    Ok(builder)
+/// Reads `ids` (sorted, unique) from the repository (memory or disk) and writes them as one pack
+/// with [`pack::write`]: deflated once at the fastest level, no delta search. Local packs are for
+/// lookups, not transfer (pushes build their own packs, with deltas); searching deltas among a
+/// batch's trees, 8 KiB each in a large repository, costs more than storing them whole.
+fn store_as_pack(repo: &Repository, ids: &[Oid]) -> Result<String, git2::Error> {
+    let odb = repo.odb()?;
+    let objects: Vec<git2::OdbObject<'_>> =
+        ids.iter().map(|id| odb.read(*id)).collect::<Result<_, _>>()?;
+    let entries: Vec<pack::Object<'_>> = ids
+        .iter()
+        .zip(&objects)
+        .map(|(id, o)| pack::Object { id: *id, kind: o.kind(), data: o.data() })
+        .collect();
+    let pack_dir = repo.path().join("objects").join("pack");
+    pack::write(&pack_dir, &entries)
+        .map_err(|e| git2::Error::from_str(&format!("writing a pack: {e}")))
 }
 
 /// The object ids listed in a version-2 pack index: magic, version, 256 fan-out counts (the last is

@@ -8,6 +8,7 @@ pub mod creds;
 pub mod errors;
 pub mod exec;
 pub mod known_hosts;
+pub mod pack;
 pub mod tree;
 pub mod url;
 

@@ -621,6 +621,63 @@ fn http_bearer_token() {
 }
 
 #[test]
+fn https_fails_closed_on_an_untrusted_certificate_and_works_once_it_is_trusted() {
+    let server = https_server();
+    let bare = bare_repo(&server.dir.path().join("repos"), "r.git");
+    let (_d, ws) = workspace();
+    let url = format!("https://127.0.0.1:{}/basic/r.git", server.port);
+    let c = creds(&[("username", HTTP_USER), ("password", HTTP_PASSWORD)]);
+    let (retryable, reason) = failed(read(&ws, &url, Some(&c), ""));
+    assert!(!retryable, "{reason}");
+    assert!(reason.contains("TLS certificate"), "{reason}");
+    // Trusting the server's certificate (process-wide, like a CA bundle in the image) makes it work.
+    // No other test of this binary uses TLS.
+    unsafe { git2::opts::set_ssl_cert_file(server.dir.path().join("cert.pem")).unwrap() };
+    first_push_then_incremental(&ws, &url, Some(&c), &bare);
+}
+
+#[test]
+fn a_new_branch_is_created_beside_existing_ones() {
+    let server = git_daemon();
+    let bare = bare_repo(server.dir.path(), "r.git");
+    let main = outside_commit(&bare, "main", "README.md", "x\n");
+    let (_d, ws) = workspace();
+    let url = format!("git://127.0.0.1:{}/r.git", server.port);
+    let mut dev = op(
+        5,
+        &url,
+        None,
+        GitOpKind::ReadPaths {
+            folder: String::new(),
+        },
+    );
+    dev.branch = "dev".into();
+    assert_eq!(
+        execute(&ws, &dev, None),
+        GitResult::Paths {
+            head: None,
+            entries: vec![]
+        }
+    );
+    dev.kind = GitOpKind::Push {
+        expected_head: None,
+        commits: vec![commit(
+            "a",
+            "[CREATE] x",
+            1,
+            &[("v1/x/ns/n.yaml", Some("1\n"))],
+        )],
+    };
+    let head = pushed(execute(&ws, &dev, None));
+    assert_eq!(head_of(&bare, "dev"), Some(head));
+    assert_eq!(
+        head_of(&bare, "main"),
+        Some(main),
+        "other branches are untouched"
+    );
+}
+
+#[test]
 fn http_repository_that_does_not_exist() {
     let server = http_server();
     let (_d, ws) = workspace();

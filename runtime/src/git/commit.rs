@@ -154,12 +154,18 @@ pub fn maintain(dir: &Path) -> Result<bool, git2::Error> {
 /// batch's trees, 8 KiB each in a large repository, costs more than storing them whole.
 fn store_as_pack(repo: &Repository, ids: &[Oid]) -> Result<String, git2::Error> {
     let odb = repo.odb()?;
-    let objects: Vec<git2::OdbObject<'_>> =
-        ids.iter().map(|id| odb.read(*id)).collect::<Result<_, _>>()?;
+    let objects: Vec<git2::OdbObject<'_>> = ids
+        .iter()
+        .map(|id| odb.read(*id))
+        .collect::<Result<_, _>>()?;
     let entries: Vec<pack::Object<'_>> = ids
         .iter()
         .zip(&objects)
-        .map(|(id, o)| pack::Object { id: *id, kind: o.kind(), data: o.data() })
+        .map(|(id, o)| pack::Object {
+            id: *id,
+            kind: o.kind(),
+            data: o.data(),
+        })
         .collect();
     let pack_dir = repo.path().join("objects").join("pack");
     pack::write(&pack_dir, &entries)

@@ -37,7 +37,8 @@ fn type_code(kind: ObjectType) -> u8 {
 /// pack's name (the hex SHA-1 of its contents). The index is renamed into place last, so readers
 /// never see a pack without all its bytes.
 pub fn write(pack_dir: &Path, objects: &[Object<'_>]) -> std::io::Result<String> {
-    let mut pack = Vec::with_capacity(objects.iter().map(|o| o.data.len() / 2 + 16).sum::<usize>() + 32);
+    let mut pack =
+        Vec::with_capacity(objects.iter().map(|o| o.data.len() / 2 + 16).sum::<usize>() + 32);
     pack.extend_from_slice(b"PACK");
     pack.extend_from_slice(&2u32.to_be_bytes());
     pack.extend_from_slice(&(objects.len() as u32).to_be_bytes());
@@ -63,8 +64,11 @@ pub fn write(pack_dir: &Path, objects: &[Object<'_>]) -> std::io::Result<String>
     let checksum = sha1_smol::Sha1::from(&pack).digest().bytes();
     pack.extend_from_slice(&checksum);
 
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    debug_assert!(entries.windows(2).all(|w| w[0].0 != w[1].0), "object ids are unique");
+    entries.sort_by_key(|e| e.0);
+    debug_assert!(
+        entries.windows(2).all(|w| w[0].0 != w[1].0),
+        "object ids are unique"
+    );
     let mut idx = Vec::with_capacity(8 + 1024 + entries.len() * 28 + 40);
     idx.extend_from_slice(&[0xff, b't', b'O', b'c', 0, 0, 0, 2]);
     let mut fanout = [0u32; 256];
@@ -124,11 +128,18 @@ mod tests {
             .iter()
             .map(|n| (0..*n).map(|i| (i * 7 % 251) as u8).collect())
             .collect();
-        let ids: Vec<Oid> = blobs.iter().map(|b| Oid::hash_object(ObjectType::Blob, b).unwrap()).collect();
+        let ids: Vec<Oid> = blobs
+            .iter()
+            .map(|b| Oid::hash_object(ObjectType::Blob, b).unwrap())
+            .collect();
         let mut objects: Vec<Object<'_>> = ids
             .iter()
             .zip(&blobs)
-            .map(|(id, b)| Object { id: *id, kind: ObjectType::Blob, data: b })
+            .map(|(id, b)| Object {
+                id: *id,
+                kind: ObjectType::Blob,
+                data: b,
+            })
             .collect();
         let mut tb = repo.treebuilder(None).unwrap();
         let dst = tempfile::tempdir().unwrap();
@@ -141,7 +152,11 @@ mod tests {
         let tree_id = tb.write().unwrap();
         let odb = repo.odb().unwrap();
         let tree_data = odb.read(tree_id).unwrap().data().to_vec();
-        objects.push(Object { id: tree_id, kind: ObjectType::Tree, data: &tree_data });
+        objects.push(Object {
+            id: tree_id,
+            kind: ObjectType::Tree,
+            data: &tree_data,
+        });
         let name = write(&dst.path().join("objects/pack"), &objects).unwrap();
         for (id, b) in ids.iter().zip(&blobs) {
             assert_eq!(target.find_blob(*id).unwrap().content(), &b[..]);
@@ -152,6 +167,10 @@ mod tests {
             .arg(dst.path().join(format!("objects/pack/pack-{name}.idx")))
             .output()
             .unwrap();
-        assert!(out.status.success(), "git verify-pack: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git verify-pack: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

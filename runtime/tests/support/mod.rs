@@ -339,10 +339,51 @@ pub const HTTP_TOKEN: &str = "tok-4d1a8b3e-accepted";
 
 /// `git http-backend` behind lighttpd: `/basic/` needs basic auth, `/bearer/` a bearer token.
 pub fn http_server() -> Server {
+    web_server(false)
+}
+
+/// The same over TLS with a self-signed certificate for 127.0.0.1, written to `dir/cert.pem`.
+pub fn https_server() -> Server {
+    web_server(true)
+}
+
+fn web_server(tls: bool) -> Server {
     let lighttpd = require("lighttpd", &["/usr/sbin/lighttpd"]);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let port = free_port();
+    let tls_config = if tls {
+        let out = Command::new(require("openssl", &[]))
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+            ])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+            .arg(d.join("key.pem"))
+            .arg("-out")
+            .arg(d.join("cert.pem"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!(
+            "server.modules += (\"mod_openssl\")\nssl.engine = \"enable\"\nssl.pemfile = \"{}\"\nssl.privkey = \"{}\"\n",
+            d.join("cert.pem").display(),
+            d.join("key.pem").display()
+        )
+    } else {
+        String::new()
+    };
     let exec_path = git(d, &["--exec-path"]);
     let backend = format!("{}/git-http-backend", exec_path.trim());
     std::fs::create_dir_all(d.join("repos")).unwrap();
@@ -364,7 +405,7 @@ $HTTP["url"] =~ "^/basic/" {{
 $HTTP["url"] =~ "^/bearer/" {{
   $REQUEST_HEADER["Authorization"] != "Bearer {HTTP_TOKEN}" {{ url.access-deny = ("") }}
 }}
-"#,
+{tls_config}"#,
         root = d.display()
     );
     std::fs::write(d.join("lighttpd.conf"), config).unwrap();

@@ -236,6 +236,50 @@ fn a_push_on_a_stale_head_is_a_conflict_and_both_histories_are_kept() {
 }
 
 #[test]
+fn an_update_the_server_rejects_as_stale_is_a_conflict() {
+    let server = git_daemon();
+    let bare = bare_repo(server.dir.path(), "r.git");
+    let (_d, ws) = workspace();
+    let url = format!("git://127.0.0.1:{}/r.git", server.port);
+    let h1 = pushed(push(
+        &ws,
+        &url,
+        None,
+        None,
+        vec![commit(
+            "alice",
+            "[CREATE] a",
+            1_000,
+            &[("a.yaml", Some("a\n"))],
+        )],
+    ));
+    let theirs = outside_commit(&bare, "side", "NOTES.md", "n\n");
+    // Someone moves main after the server advertised it to us and before it applies our update:
+    // our update names the old head, and the server refuses it (the race a client cannot see).
+    // (Git forbids ref updates from a pre-receive hook's quarantine; the hook steps out of it.)
+    let hook = bare.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\nset -e\nrm -f \"$0\"\nenv -u GIT_QUARANTINE_PATH git update-ref refs/heads/main {theirs}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let ours = vec![commit(
+        "bob",
+        "[UPDATE] a",
+        2_000,
+        &[("a.yaml", Some("b\n"))],
+    )];
+    assert_eq!(
+        push(&ws, &url, None, Some(&h1), ours),
+        GitResult::Conflict {
+            remote_head: Some(theirs.clone())
+        }
+    );
+    assert_eq!(head_of(&bare, "main"), Some(theirs), "their update stands");
+}
+
+#[test]
 fn a_push_planned_on_an_unknown_head_fetches_and_reports_the_remote_head() {
     let server = git_daemon();
     let bare = bare_repo(server.dir.path(), "r.git");

@@ -146,6 +146,27 @@ fn first_push_then_incremental(
 
 // ---------------------------------------------------------------- git daemon (git://)
 
+/// A git daemon whose `r.git` got one commit from us (by alice, writing `a\n` to `path`), with the
+/// workspace that pushed it and the pushed head.
+fn daemon_after_first_push(
+    path: &str,
+) -> (
+    Server,
+    std::path::PathBuf,
+    tempfile::TempDir,
+    Workspace,
+    String,
+    String,
+) {
+    let server = git_daemon();
+    let bare = bare_repo(server.dir.path(), "r.git");
+    let (d, ws) = workspace();
+    let url = format!("git://127.0.0.1:{}/r.git", server.port);
+    let first = commit("alice", "[CREATE] a", 1_000, &[(path, Some("a\n"))]);
+    let h1 = pushed(push(&ws, &url, None, None, vec![first]));
+    (server, bare, d, ws, url, h1)
+}
+
 #[test]
 fn git_daemon_first_push_incremental_commits_and_read() {
     let server = git_daemon();
@@ -190,22 +211,7 @@ fn author_committer_timestamps_and_message_are_exactly_as_planned() {
 
 #[test]
 fn a_push_on_a_stale_head_is_a_conflict_and_both_histories_are_kept() {
-    let server = git_daemon();
-    let bare = bare_repo(server.dir.path(), "r.git");
-    let (_d, ws) = workspace();
-    let url = format!("git://127.0.0.1:{}/r.git", server.port);
-    let h1 = pushed(push(
-        &ws,
-        &url,
-        None,
-        None,
-        vec![commit(
-            "alice",
-            "[CREATE] a",
-            1_000,
-            &[("v1/configmaps/ns/a.yaml", Some("a\n"))],
-        )],
-    ));
+    let (_server, bare, _d, ws, url, h1) = daemon_after_first_push("v1/configmaps/ns/a.yaml");
     // Someone pushes after our last read: our tracking ref still says h1, so the executor pushes
     // without fetching first, and the server's advertised head gives the race away.
     let theirs = outside_commit(&bare, "main", "NOTES.md", "hello\n");
@@ -237,33 +243,12 @@ fn a_push_on_a_stale_head_is_a_conflict_and_both_histories_are_kept() {
 
 #[test]
 fn an_update_the_server_rejects_as_stale_is_a_conflict() {
-    let server = git_daemon();
-    let bare = bare_repo(server.dir.path(), "r.git");
-    let (_d, ws) = workspace();
-    let url = format!("git://127.0.0.1:{}/r.git", server.port);
-    let h1 = pushed(push(
-        &ws,
-        &url,
-        None,
-        None,
-        vec![commit(
-            "alice",
-            "[CREATE] a",
-            1_000,
-            &[("a.yaml", Some("a\n"))],
-        )],
-    ));
+    let (_server, bare, _d, ws, url, h1) = daemon_after_first_push("a.yaml");
     let theirs = outside_commit(&bare, "side", "NOTES.md", "n\n");
     // Someone moves main after the server advertised it to us and before it applies our update:
     // our update names the old head, and the server refuses it (the race a client cannot see).
     // (Git forbids ref updates from a pre-receive hook's quarantine; the hook steps out of it.)
-    let hook = bare.join("hooks/pre-receive");
-    std::fs::write(
-        &hook,
-        format!("#!/bin/sh\nset -e\nrm -f \"$0\"\nenv -u GIT_QUARANTINE_PATH git update-ref refs/heads/main {theirs}\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    install_hook(&bare, "pre-receive", format!("#!/bin/sh\nset -e\nrm -f \"$0\"\nenv -u GIT_QUARANTINE_PATH git update-ref refs/heads/main {theirs}\n"));
     let ours = vec![commit(
         "bob",
         "[UPDATE] a",
@@ -312,13 +297,11 @@ fn a_push_planned_on_an_unknown_head_fetches_and_reports_the_remote_head() {
 fn an_update_refused_by_a_server_hook_is_a_failure_a_user_must_fix() {
     let server = git_daemon();
     let bare = bare_repo(server.dir.path(), "r.git");
-    let hook = bare.join("hooks/pre-receive");
-    std::fs::write(&hook, "#!/bin/sh\necho 'main is protected' >&2\nexit 1\n").unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&hook).unwrap().permissions(),
-        0o755,
+    install_hook(
+        &bare,
+        "pre-receive",
+        "#!/bin/sh\necho 'main is protected' >&2\nexit 1\n",
     );
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (_d, ws) = workspace();
     let url = format!("git://127.0.0.1:{}/r.git", server.port);
     let (retryable, reason) = failed(push(
@@ -341,13 +324,11 @@ fn a_connection_lost_after_the_server_took_the_update_is_unknown_and_verify_find
     let server = git_daemon();
     let bare = bare_repo(server.dir.path(), "r.git");
     // The server updates the branch, then dies before it can report: the client cannot know.
-    let hook = bare.join("hooks/reference-transaction");
-    std::fs::write(
-        &hook,
+    let hook = install_hook(
+        &bare,
+        "reference-transaction",
         "#!/bin/sh\n[ \"$1\" = committed ] && kill -9 $PPID\nexit 0\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let (_d, ws) = workspace();
     let url = format!("git://127.0.0.1:{}/r.git", server.port);
     let c = commit("alice", "[CREATE] x", 7, &[("v1/x/ns/n.yaml", Some("1\n"))]);

@@ -102,6 +102,15 @@ pub fn outside_commit(repo: &Path, branch: &str, file: &str, content: &str) -> S
     git(w, &["rev-parse", "HEAD"]).trim().to_string()
 }
 
+/// Installs an executable hook `name` with `script` in the bare repository at `repo`.
+pub fn install_hook(repo: &Path, name: &str, script: impl AsRef<str>) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let hook = repo.join("hooks").join(name);
+    std::fs::write(&hook, script.as_ref()).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    hook
+}
+
 /// The head of `branch` in the bare repository at `repo`, if any.
 pub fn head_of(repo: &Path, branch: &str) -> Option<String> {
     let out = Command::new("git")

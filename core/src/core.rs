@@ -106,7 +106,9 @@ struct DestState {
     /// Streams whose list must be complete before the folder is read: `gvrs`, plus namespaces
     /// when a namespace selector routes here.
     gate: BTreeSet<u16>,
-    awaiting: BTreeSet<u16>,
+    /// Streams whose list the folder waits for, with the list epoch that will do: a list that
+    /// began before a relist was asked for does not count.
+    awaiting: BTreeMap<u16, u32>,
     listed: bool,
     want_read: bool,
     /// Paths of live objects routed here: (stream, list epoch).
@@ -594,7 +596,7 @@ impl Core {
                 branch,
                 gvrs: BTreeSet::new(),
                 gate: BTreeSet::new(),
-                awaiting: BTreeSet::new(),
+                awaiting: BTreeMap::new(),
                 listed: false,
                 want_read: false,
                 members: HashMap::with_hasher(Xxh3Builder::new()),
@@ -602,7 +604,10 @@ impl Core {
             if state.gvrs != ids || state.gate != gate {
                 // New, or fed by other streams now: list its streams again and rescan the folder.
                 state.gvrs = ids;
-                state.awaiting = gate.clone();
+                state.awaiting = gate
+                    .iter()
+                    .map(|g| (*g, self.live[*g as usize].epoch() + 1))
+                    .collect();
                 state.gate = gate;
                 state.listed = false;
                 resync.extend(gvrs);
@@ -665,12 +670,12 @@ impl Core {
         self.branches
             .retain(|k, _| repos.get(&k.0).is_some_and(|r| r.1.is_ok()));
         self.wake.extend(self.branches.keys().cloned());
-        for gvr in resync {
-            // A stream that is not running yet starts with a list anyway.
-            if self.watched.contains(&gvr) {
-                self.outputs.push_back(Output::Resync(gvr));
-            }
-        }
+        // A stream that is not running yet starts with a list anyway.
+        let running: Vec<Gvr> = resync
+            .into_iter()
+            .filter(|g| self.watched.contains(g))
+            .collect();
+        self.resync(running);
         self.emit_statuses(status);
     }
 
@@ -779,9 +784,10 @@ impl Core {
         let gid = self.gvr_id(&gvr);
         match event {
             WatchEvent::Init => {
-                self.live[gid as usize].begin_list();
+                let epoch = self.live[gid as usize].begin_list();
                 for d in self.dests.values_mut().filter(|d| d.gate.contains(&gid)) {
-                    d.awaiting.insert(gid);
+                    let needed = d.awaiting.entry(gid).or_insert(epoch);
+                    *needed = (*needed).max(epoch);
                 }
             }
             WatchEvent::InitDone => {
@@ -790,7 +796,8 @@ impl Core {
                 for d in self.dests.values_mut().filter(|d| d.gate.contains(&gid)) {
                     // Objects of this stream not seen by the list are gone.
                     d.members.retain(|_, (g, e)| *g != gid || *e == epoch);
-                    if d.awaiting.remove(&gid) && d.awaiting.is_empty() {
+                    let done = d.awaiting.get(&gid).is_some_and(|needed| *needed <= epoch);
+                    if done && d.awaiting.remove(&gid).is_some() && d.awaiting.is_empty() {
                         d.want_read = true;
                         self.wake.insert(d.branch.clone());
                     }
@@ -844,7 +851,24 @@ impl Core {
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            self.outputs.extend(gvrs.into_iter().map(Output::Resync));
+            self.resync(gvrs);
+        }
+    }
+
+    /// Asks the driver to relist `gvrs`. The folders those streams feed wait for the new lists
+    /// before they are read: until then the core's idea of their members is about to change (a
+    /// namespace's labels moved objects in or out), and a listing taken now would make live
+    /// objects' files look like orphans.
+    fn resync(&mut self, gvrs: impl IntoIterator<Item = Gvr>) {
+        for gvr in gvrs {
+            let gid = self.gvr_id(&gvr);
+            // The list this asks for, not one already running.
+            let next = self.live[gid as usize].epoch() + 1;
+            for d in self.dests.values_mut().filter(|d| d.gate.contains(&gid)) {
+                let needed = d.awaiting.entry(gid).or_insert(next);
+                *needed = (*needed).max(next);
+            }
+            self.outputs.push_back(Output::Resync(gvr));
         }
     }
 
@@ -1349,6 +1373,10 @@ impl Core {
         let Some(d) = self.dests.get_mut(dest) else {
             return;
         };
+        // A stream feeding this folder began a relist after the read was sent (or one was asked
+        // for): what the core knows of the folder's members is incomplete, so nothing is an
+        // orphan yet. What the repo holds is still learnt; the relist's end reads again.
+        let members_complete = d.awaiting.is_empty();
         let ours = layout_of(&self.gvr_ids, &d.gvrs, &dest.base_folder);
         let b = self.branches.get_mut(key).expect("branch");
         let mut listed: HashMap<u128, [u8; 20], Xxh3Builder> =
@@ -1370,7 +1398,10 @@ impl Core {
                 },
             );
             // Not a live object's file, and no delete already pending for it.
-            if !d.members.contains_key(&pk) && !matches!(b.queue.latest(pk), Some(None)) {
+            if members_complete
+                && !d.members.contains_key(&pk)
+                && !matches!(b.queue.latest(pk), Some(None))
+            {
                 orphans.push(path);
             }
         }
@@ -1380,7 +1411,8 @@ impl Core {
             .queue
             .writes()
             .filter(|w| {
-                !listed.contains_key(&w.path_key)
+                members_complete
+                    && !listed.contains_key(&w.path_key)
                     && !d.members.contains_key(&w.path_key)
                     && matches!(b.queue.latest(w.path_key), Some(Some(_)))
                     && ours(&w.path)
@@ -1450,7 +1482,7 @@ impl Core {
                 .filter(|(_, id)| d.gvrs.contains(id))
                 .map(|(g, _)| g.clone())
                 .collect();
-            self.outputs.extend(gvrs.into_iter().map(Output::Resync));
+            self.resync(gvrs);
         }
     }
 }

@@ -163,3 +163,104 @@ fn a_listing_that_shows_the_branch_moved_rereads_the_other_folders() {
     let pushed = h.flush_and_push();
     assert!(pushed.is_empty(), "the file is already gone: {pushed:?}");
 }
+
+/// The `prod` ClusterWatchRule of the simulator: ConfigMaps in namespaces labelled `env=prod`.
+fn prod_rule_inputs() -> Vec<Input> {
+    let repo = serde_json::from_value(json!({
+        "repoURL": "https://git.example/org/repo", "allowedBranches": ["main"]}))
+    .unwrap();
+    let rule = serde_json::from_value(json!({
+        "gitRepoConfigRef": {"namespace": "team-a", "name": "my-repo"}, "baseFolder": "prod",
+        "rules": [{"resources": [{"group": "", "version": "v1", "resource": "configmaps"}],
+                   "scope": "Namespaced", "namespaceSelector": {"matchLabels": {"env": "prod"}}}]}))
+    .unwrap();
+    vec![
+        Input::GitRepoConfig(repo_name(), Some(repo)),
+        Input::ClusterWatchRule("prod".into(), Some(rule)),
+    ]
+}
+
+fn namespaces(ev: WatchEvent) -> Input {
+    Input::Watch(gvr("", "v1", "namespaces"), ev)
+}
+
+fn team_a_prod() -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "team-a", "uid": "ns1", "resourceVersion": "1", "labels": {"env": "prod"}}})
+}
+
+#[test]
+fn a_folder_is_not_scanned_for_orphans_before_the_relist_a_namespace_change_asked_for() {
+    // The folder's listing comes back after the relist began, as the simulator found (seed 852),
+    // and before it began (the relist was asked for but its first event is still on its way).
+    relist_race(true);
+    relist_race(false);
+}
+
+fn relist_race(listing_after_relist_began: bool) {
+    let mut h = Harness::new();
+    for i in prod_rule_inputs() {
+        h.input(i);
+    }
+    let list_namespaces = |h: &mut Harness| {
+        h.input(namespaces(WatchEvent::Init));
+        h.input(namespaces(WatchEvent::InitApply(team_a_prod())));
+        h.input(namespaces(WatchEvent::InitDone));
+    };
+    let list_configmaps = |h: &mut Harness| {
+        h.input(watch(WatchEvent::Init));
+        h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+        h.input(watch(WatchEvent::InitDone));
+    };
+    list_namespaces(&mut h);
+    list_configmaps(&mut h);
+    h.answer_all();
+    h.flush_and_push();
+    let file = "prod/v1/configmaps/team-a/a.yaml";
+    assert!(
+        h.files.contains_key(file),
+        "{:?}",
+        h.files.keys().collect::<Vec<_>>()
+    );
+
+    // A restart. The ConfigMaps are listed before the namespaces: no object is in a `prod`
+    // namespace yet as far as the new core knows. The namespaces' list changes that and asks for
+    // a relist of the ConfigMaps; the folder must wait for it before looking for orphans.
+    h.core = gitops_reverser_core::core::Core::new(Default::default());
+    h.outputs.clear();
+    for i in prod_rule_inputs() {
+        h.input(i);
+    }
+    list_configmaps(&mut h);
+    list_namespaces(&mut h);
+    let ops = h.take_git_ops();
+    if listing_after_relist_began {
+        h.input(watch(WatchEvent::Init));
+    }
+    for op in ops {
+        let result = h.apply(&op);
+        h.input(Input::GitDone(op.op_id, result));
+    }
+    if !listing_after_relist_began {
+        h.input(watch(WatchEvent::Init));
+    }
+    // Someone's change in between keeps the scan's commit and the relist's apart.
+    h.input(create("alice", "b", "2"));
+    h.input(watch(WatchEvent::Apply(cm("b", "2", "u2", 11))));
+    h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+    h.input(watch(WatchEvent::InitApply(cm("b", "2", "u2", 11))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.flush_and_push();
+    let deleted: Vec<&String> = h
+        .commits
+        .iter()
+        .filter(|c| c.writes.iter().any(|(p, b)| p == file && b.is_none()))
+        .map(|c| &c.message)
+        .collect();
+    assert!(
+        deleted.is_empty(),
+        "listing after the relist began: {listing_after_relist_began}; a live object's file was deleted by {deleted:?}"
+    );
+    assert!(h.files.contains_key(file));
+}

@@ -238,6 +238,23 @@ pub struct Core {
 
 /// Whether a path is one of a destination's own files: under its folder, in the reverser's
 /// layout, of one of its streams' resource types.
+/// Writes that were in flight when their destination was removed come back to the queue after a
+/// failed, conflicting or lost push. As at the removal itself they are dropped: their folder is no
+/// longer kept, and nothing would re-read it to check them against the new head.
+fn drop_writes_of_removed_destinations(
+    queue: &mut Queue,
+    dests: &BTreeMap<Arc<Destination>, DestState>,
+    gvr_ids: &BTreeMap<Gvr, u16>,
+    key: &BranchKey,
+) {
+    let layouts: Vec<_> = dests
+        .iter()
+        .filter(|(_, d)| d.branch == *key)
+        .map(|(dest, d)| layout_of(gvr_ids, &d.gvrs, &dest.base_folder))
+        .collect();
+    queue.drop_writes(|w| !layouts.iter().any(|ours| ours(&w.path)));
+}
+
 fn layout_of<'a>(
     gvr_ids: &BTreeMap<Gvr, u16>,
     gvrs: &BTreeSet<u16>,
@@ -1257,6 +1274,7 @@ impl Core {
                     }
                 }
                 b.queue.push_failed(now_ms);
+                drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
                 b.conflicts_in_row += 1;
                 if b.conflicts_in_row > gitplan::CONFLICTS_BEFORE_BACKOFF {
                     b.retry_at_ms = now_ms
@@ -1288,6 +1306,7 @@ impl Core {
                 }
                 b.head = head;
                 b.queue.push_failed(now_ms);
+                drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
                 b.retry_now = true;
             }
             (
@@ -1304,6 +1323,7 @@ impl Core {
             }
             (OpInFlight::Push { .. }, other) => {
                 b.queue.push_failed(now_ms);
+                drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
                 b.retry_now = true;
                 self.failed(&key, other);
             }

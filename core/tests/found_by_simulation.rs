@@ -264,3 +264,31 @@ fn relist_race(listing_after_relist_began: bool) {
     );
     assert!(h.files.contains_key(file));
 }
+
+#[test]
+fn writes_in_flight_when_their_rule_is_removed_do_not_come_back_after_a_conflict() {
+    let mut h = seeded();
+    h.input(create("alice", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.advance(60_000);
+    let pushes = h.take_git_ops();
+    assert!(matches!(pushes[..], [ref op] if matches!(op.kind, GitOpKind::Push { .. })));
+    // The rule goes while the push is on its way; the push then loses a race with someone else.
+    h.input(Input::WatchRule(
+        NamespacedName::new("team-a", "rule"),
+        None,
+    ));
+    h.head = Some("outside".into());
+    h.input(Input::GitDone(
+        pushes[0].op_id,
+        gitops_reverser_core::io::GitResult::Conflict {
+            remote_head: h.head.clone(),
+        },
+    ));
+    let pushed = h.flush_and_push();
+    assert!(
+        pushed.is_empty(),
+        "the removed rule's folder was written after the conflict: {:?}",
+        pushed.iter().map(|c| &c.message).collect::<Vec<_>>()
+    );
+}

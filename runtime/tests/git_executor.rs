@@ -827,3 +827,34 @@ async fn no_credential_appears_in_any_result_or_log_line() {
 }
 
 use std::process::Command;
+
+// ---------------------------------------------------------------- the async side
+
+#[tokio::test(flavor = "current_thread")]
+async fn git_ops_leave_the_async_thread_free() {
+    let server = git_daemon();
+    let bare = bare_repo(server.dir.path(), "r.git");
+    let d = tempfile::tempdir().unwrap();
+    let exec = GitExecutor::new(d.path()).unwrap();
+    // On this single-threaded runtime another task can only run if the git op is not executed on
+    // the runtime's own thread.
+    let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::task::yield_now().await;
+        }
+    });
+    let url = format!("git://127.0.0.1:{}/r.git", server.port);
+    let kind = GitOpKind::Push {
+        expected_head: None,
+        commits: vec![commit("a", "[CREATE] x", 1, &[("x", Some("1\n"))])],
+    };
+    let result = exec.run(op(1, &url, None, kind), None).await;
+    let seen = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    ticker.abort();
+    let head = pushed(result);
+    assert_eq!(head_of(&bare, "main"), Some(head));
+    assert!(seen > 0, "the runtime's thread was blocked while git ran");
+}

@@ -18,7 +18,7 @@ use super::known_hosts::{fingerprint, Verdict};
 use super::tree;
 use super::url::{RemoteUrl, Transport};
 
-/// Seconds libgit2 waits to connect to a server, in milliseconds.
+/// How long libgit2 waits to connect to a server, in milliseconds.
 pub const CONNECT_TIMEOUT_MS: i32 = 15_000;
 /// Longest silence on an open connection before libgit2 gives up, in milliseconds.
 pub const IO_TIMEOUT_MS: i32 = 120_000;

@@ -281,6 +281,7 @@ impl Queue {
     pub fn drop_redundant(&mut self, mut same_as_repo: impl FnMut(&PendingWrite) -> bool) -> usize {
         let mut dropped = 0;
         // Per path: the content of the last write kept (`Some(None)`: a delete); absent: the repo's.
+        // Looked up only, never iterated: the commits' own order decides everything.
         let mut kept: HashMap<u128, Option<u64>, Xxh3Builder> =
             HashMap::with_hasher(Xxh3Builder::new());
         let mut commits = std::mem::take(&mut self.commits);

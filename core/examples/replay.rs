@@ -13,6 +13,7 @@ use gitops_reverser_core::config::NamespacedName;
 use gitops_reverser_core::core::{Core, CoreConfig};
 use gitops_reverser_core::ids::Gvr;
 use gitops_reverser_core::io::{GitOpKind, GitResult, Input, Output, PlannedCommit, WatchEvent};
+use gitops_reverser_core::json::split_watch_line;
 use gitops_reverser_core::time::Now;
 use serde_json::{json, Value};
 
@@ -31,7 +32,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .old_object
             .as_ref()
             .and_then(|o| {
-                o.pointer("/metadata/resourceVersion")?
+                o.to_value()?
+                    .pointer("/metadata/resourceVersion")?
                     .as_str()?
                     .parse()
                     .ok()
@@ -55,10 +57,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .and_then(Value::as_str)
                 .unwrap_or("0")
                 .parse()?;
-            let ev = if v["type"] == "DELETED" {
-                WatchEvent::Delete(v["object"].clone())
+            let (kind, object) = split_watch_line(line.as_bytes())?;
+            let ev = if kind == "DELETED" {
+                WatchEvent::Delete(object)
             } else {
-                WatchEvent::Apply(v["object"].clone())
+                WatchEvent::Apply(object)
             };
             inputs.push((rv, 1, Input::Watch(gvr.clone(), ev)));
         }
@@ -73,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     for (name, i) in creates {
-        let added = inputs.iter().filter(|(_, k, inp)| *k == 1 && matches!(inp, Input::Watch(_, WatchEvent::Apply(o)) if o["metadata"]["name"] == name.as_str())).map(|(rv, ..)| *rv).min();
+        let added = inputs.iter().filter(|(_, k, inp)| *k == 1 && matches!(inp, Input::Watch(_, WatchEvent::Apply(o)) if o.to_value().is_some_and(|o| o["metadata"]["name"] == name.as_str()))).map(|(rv, ..)| *rv).min();
         inputs[i].0 = added.map_or(0, |rv| rv - 1);
     }
     inputs.sort_by_key(|(rv, kind, _)| (*rv, *kind));

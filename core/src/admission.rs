@@ -1,10 +1,10 @@
 //! AdmissionReview parsing and answering. The webhook always allows: this module only reads.
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use thiserror::Error;
 
 use crate::ids::{Gvr, Operation};
+use crate::json::{Doc, Kind, NodeId, RawObject};
 
 /// Largest AdmissionReview body accepted, in bytes (the apiserver's own request limit is 3 MiB).
 pub const REVIEW_BYTES_MAX: usize = 3 * 1024 * 1024;
@@ -27,9 +27,9 @@ pub struct AdmissionRequest {
     /// Whether this is a dry run (never persisted).
     pub dry_run: bool,
     /// `object` (absent on DELETE).
-    pub object: Option<Value>,
+    pub object: Option<RawObject>,
     /// `oldObject` (UPDATE and DELETE).
-    pub old_object: Option<Value>,
+    pub old_object: Option<RawObject>,
 }
 
 /// Why a review could not be used.
@@ -52,75 +52,56 @@ pub enum AdmissionError {
     Incomplete(String),
 }
 
-#[derive(Deserialize)]
-struct Review {
-    request: Option<Request>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Request {
-    #[serde(default)]
-    uid: String,
-    resource: Gvr,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    operation: String,
-    #[serde(default)]
-    user_info: UserInfo,
-    #[serde(default)]
-    dry_run: Option<bool>,
-    #[serde(default)]
-    object: Option<Value>,
-    #[serde(default)]
-    old_object: Option<Value>,
-}
-
-#[derive(Default, Deserialize)]
-struct UserInfo {
-    #[serde(default)]
-    username: String,
-}
-
 /// Reads the uid of a review, if the body is JSON with one: enough to answer even a request this
 /// module otherwise refuses.
 pub fn review_uid(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    v.get("request")?.get("uid")?.as_str().map(str::to_owned)
+    let doc = Doc::parse(body).ok()?;
+    doc.path(&["request", "uid"])
+        .and_then(|u| doc.str(u))
+        .map(str::to_owned)
 }
 
-/// Parses an AdmissionReview body into the request the pipeline records.
+/// Parses an AdmissionReview body into the request the pipeline records. `object` and `oldObject`
+/// are kept as the JSON text the API server sent.
 pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest, AdmissionError> {
     if body.len() > REVIEW_BYTES_MAX {
         return Err(AdmissionError::TooLarge(body.len()));
     }
-    let review: Review =
-        serde_json::from_slice(body).map_err(|e| AdmissionError::Malformed(e.to_string()))?;
-    let req = review
-        .request
-        .ok_or_else(|| AdmissionError::Malformed("no `request`".into()))?;
-    if req.uid.is_empty() {
-        return Err(AdmissionError::NoUid);
-    }
-    let operation = Operation::parse(&req.operation)
-        .ok_or_else(|| AdmissionError::Unrecorded(req.operation.clone()))?;
-    let non_null = |v: Option<Value>| v.filter(|v| !v.is_null());
-    let (object, old_object) = (non_null(req.object), non_null(req.old_object));
-    // The request's name is empty for generateName creates; the object carries the final name.
-    let name = req
-        .name
-        .filter(|n| !n.is_empty())
-        .or_else(|| {
-            object
-                .as_ref()
-                .or(old_object.as_ref())?
-                .pointer("/metadata/name")?
-                .as_str()
-                .map(str::to_owned)
+    let doc = Doc::parse(body).map_err(|e| AdmissionError::Malformed(e.to_string()))?;
+    let req = doc
+        .get(Doc::ROOT, "request")
+        .filter(|&r| doc.kind(r) == Kind::Object)
+        .ok_or_else(|| AdmissionError::Malformed("no `request` object".into()))?;
+    let text = |key: &str| doc.get_str(req, key).filter(|s| !s.is_empty());
+    let gvr = doc
+        .get(req, "resource")
+        .and_then(|r| {
+            let part = |k| doc.get_str(r, k);
+            Some(Gvr::new(
+                part("group").unwrap_or_default(),
+                part("version")?,
+                part("resource")?,
+            ))
         })
-        .ok_or_else(|| AdmissionError::Incomplete("request has no object name".into()))?;
+        .ok_or_else(|| {
+            AdmissionError::Malformed("`request.resource` needs `version` and `resource`".into())
+        })?;
+    let op_text = doc
+        .get_str(req, "operation")
+        .ok_or_else(|| AdmissionError::Malformed("`request.operation` is missing".into()))?;
+    let uid = text("uid").ok_or(AdmissionError::NoUid)?.to_owned();
+    let operation =
+        Operation::parse(op_text).ok_or_else(|| AdmissionError::Unrecorded(op_text.into()))?;
+    let object_at = |key: &str| doc.get(req, key).filter(|&o| doc.kind(o) != Kind::Null);
+    let (object, old_object) = (object_at("object"), object_at("oldObject"));
+    // The request's name is empty for generateName creates; the object carries the final name.
+    let name = text("name")
+        .or_else(|| {
+            let o = object.or(old_object)?;
+            doc.get(o, "metadata").and_then(|m| doc.get_str(m, "name"))
+        })
+        .ok_or_else(|| AdmissionError::Incomplete("request has no object name".into()))?
+        .to_owned();
     match operation {
         Operation::Create if object.is_none() => {
             return Err(AdmissionError::Incomplete("CREATE without `object`".into()))
@@ -137,16 +118,27 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest, AdmissionError> {
         }
         _ => {}
     }
+    let raw = |o: Option<NodeId>| {
+        o.map(|o| match doc.kind(o) {
+            // A string is no object; keep it as JSON text so the core refuses it like any other.
+            Kind::String => RawObject::from(Value::String(doc.str(o).unwrap_or_default().into())),
+            _ => RawObject::new(doc.raw(o)),
+        })
+    };
     Ok(AdmissionRequest {
-        uid: req.uid,
-        gvr: req.resource,
-        namespace: req.namespace.filter(|n| !n.is_empty()),
+        uid,
+        gvr,
+        namespace: text("namespace").map(str::to_owned),
         name,
         operation,
-        username: req.user_info.username,
-        dry_run: req.dry_run.unwrap_or(false),
-        object,
-        old_object,
+        username: doc
+            .get(req, "userInfo")
+            .and_then(|u| doc.get_str(u, "username"))
+            .unwrap_or_default()
+            .to_owned(),
+        dry_run: doc.get(req, "dryRun").is_some_and(|d| doc.is_true(d)),
+        object: raw(object),
+        old_object: raw(old_object),
     })
 }
 
@@ -181,7 +173,7 @@ mod tests {
             (Operation::Create, "alice", "configmaps")
         );
         assert_eq!(
-            reqs[1].old_object.as_ref().unwrap()["metadata"]["resourceVersion"],
+            reqs[1].old_object.as_ref().unwrap().to_value().unwrap()["metadata"]["resourceVersion"],
             "202"
         );
         assert!(reqs[8].dry_run, "the recorded dry-run create");

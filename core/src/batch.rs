@@ -4,7 +4,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use serde_json::Value;
 use xxhash_rust::xxh3::Xxh3Builder;
 
 use crate::config::BATCH_BYTES_MAX;
@@ -20,8 +19,8 @@ pub const PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
 pub struct Content {
     /// Canonical content hash.
     pub hash: u64,
-    /// The sanitized object, rendered to YAML when the commit is planned.
-    pub doc: Arc<Value>,
+    /// The sanitized object's canonical bytes, rendered to YAML when the commit is planned.
+    pub canonical: Arc<[u8]>,
     /// Canonical size in bytes (what the byte trigger counts).
     pub bytes: usize,
 }
@@ -403,12 +402,11 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn write(path: &str, hash: u64) -> PendingWrite {
         let content = Some(Content {
             hash,
-            doc: Arc::new(json!({"h": hash})),
+            canonical: format!("{{\"h\":{hash}}}").into_bytes().into(),
             bytes: 100,
         });
         PendingWrite {

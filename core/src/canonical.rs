@@ -1,29 +1,111 @@
 //! Canonical bytes and content hashes of sanitized objects.
 //!
-//! The webhook and the watch see the same object through different encoders (field order, spacing).
-//! Both paths hash this canonical form — compact JSON, `apiVersion`, `kind`, `metadata` first at the
-//! top level, every other map's keys sorted — so the same object always gets the same hash.
+//! The webhook and the watch see the same object through different encoders (field order, spacing,
+//! escapes). Both paths hash this canonical form — compact JSON, `apiVersion`, `kind`, `metadata`
+//! first at the top level, every other map's keys sorted, duplicate keys resolved to the last —
+//! so the same object always gets the same hash. It is written straight from the borrowed
+//! [`Doc`], skipping what sanitization marked removed.
 
-use serde_json::{Map, Value};
 use xxhash_rust::xxh64::xxh64;
+
+use crate::json::{Doc, JsonError, Kind, NodeId, Scratch, REDACTED, REMOVED};
+use crate::sanitize::{sanitize, REDACTED as REDACTED_TEXT};
 
 /// Top-level keys written first, in this order.
 pub(crate) const LEADING_KEYS: [&str; 3] = ["apiVersion", "kind", "metadata"];
 
-/// Writes the canonical bytes of `value` into `out` (cleared first).
-pub fn canonical_bytes_into(value: &Value, out: &mut Vec<u8>) {
+/// Writes the canonical bytes of `doc` (as sanitization marked it) into `out`, cleared first.
+/// `order` is scratch space for sorting keys, reused across calls.
+pub fn write_canonical(doc: &Doc, out: &mut Vec<u8>, order: &mut Vec<NodeId>) {
     out.clear();
-    match value {
-        Value::Object(map) => write_top(map, out),
-        other => write_value(other, out),
+    order.clear();
+    if doc.kind(Doc::ROOT) == Kind::Object {
+        write_object(doc, Doc::ROOT, true, out, order);
+    } else {
+        write_value(doc, Doc::ROOT, out, order);
     }
 }
 
-/// The canonical bytes of `value`.
-pub fn canonical_bytes(value: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1024);
-    canonical_bytes_into(value, &mut out);
-    out
+/// The canonical bytes of JSON text, unsanitized.
+pub fn canonical_bytes(json: &[u8]) -> Result<Vec<u8>, JsonError> {
+    let doc = Doc::parse(json)?;
+    let mut out = Vec::with_capacity(json.len());
+    write_canonical(&doc, &mut out, &mut Vec::new());
+    Ok(out)
+}
+
+/// The canonical bytes of an object after sanitization: what the repository's file is rendered
+/// from and what its content hash is taken over.
+pub fn sanitized_bytes(json: &[u8]) -> Result<Vec<u8>, JsonError> {
+    let mut doc = Doc::parse(json)?;
+    sanitize(&mut doc);
+    let mut out = Vec::with_capacity(json.len());
+    write_canonical(&doc, &mut out, &mut Vec::new());
+    Ok(out)
+}
+
+/// Sanitizes objects and keeps their canonical bytes, reusing its buffers from object to object.
+#[derive(Debug, Default)]
+pub struct Digester {
+    scratch: Scratch,
+    order: Vec<NodeId>,
+    /// The canonical bytes of the last object digested.
+    pub canonical: Vec<u8>,
+}
+
+impl Digester {
+    /// Parses `json` and hands the tree to `f` (which may sanitize it and call [`Self::finish`]);
+    /// the buffers come back afterwards.
+    pub fn with_doc<R>(
+        &mut self,
+        json: &[u8],
+        f: impl FnOnce(&mut Doc, &mut DigestOut) -> R,
+    ) -> Result<R, JsonError> {
+        let scratch = std::mem::take(&mut self.scratch);
+        let mut doc = match Doc::parse_in(json, scratch) {
+            Ok(doc) => doc,
+            Err((e, scratch)) => {
+                self.scratch = scratch;
+                return Err(e);
+            }
+        };
+        let mut out = DigestOut {
+            order: &mut self.order,
+            canonical: &mut self.canonical,
+        };
+        let r = f(&mut doc, &mut out);
+        self.scratch = doc.recycle();
+        Ok(r)
+    }
+
+    /// Sanitizes `json` and returns its content hash and canonical size; the bytes stay in
+    /// [`Self::canonical`].
+    pub fn digest(&mut self, json: &[u8]) -> Result<(u64, usize), JsonError> {
+        self.with_doc(json, |doc, out| {
+            sanitize(doc);
+            out.finish(doc)
+        })
+    }
+}
+
+/// Where a [`Digester`] writes canonical bytes.
+#[derive(Debug)]
+pub struct DigestOut<'a> {
+    order: &'a mut Vec<NodeId>,
+    canonical: &'a mut Vec<u8>,
+}
+
+impl DigestOut<'_> {
+    /// Writes `doc`'s canonical bytes; returns their content hash and size.
+    pub fn finish(&mut self, doc: &Doc) -> (u64, usize) {
+        write_canonical(doc, self.canonical, self.order);
+        (content_hash(self.canonical), self.canonical.len())
+    }
+
+    /// The canonical bytes [`Self::finish`] wrote.
+    pub fn bytes(&self) -> &[u8] {
+        self.canonical
+    }
 }
 
 /// xxHash64 (seed 0) of canonical bytes: the content hash of correlation keys and dedup.
@@ -39,84 +121,110 @@ pub fn git_blob_id(bytes: &[u8]) -> [u8; 20] {
     h.digest().bytes()
 }
 
-fn write_top(map: &Map<String, Value>, out: &mut Vec<u8>) {
+/// Writes an object's members in canonical order. Members are gathered in `order` (shared by
+/// every level: each level sorts its own tail and truncates it when done), sorted by key and
+/// then by position, so of duplicate keys the last is the one written, as JSON readers resolve
+/// them. Members sanitization removed are dropped after that choice.
+fn write_object(doc: &Doc, obj: NodeId, top: bool, out: &mut Vec<u8>, order: &mut Vec<NodeId>) {
     out.push(b'{');
     let mut first = true;
-    for key in LEADING_KEYS {
-        if let Some(v) = map.get(key) {
-            write_entry(&mut first, key, v, out);
+    if top {
+        for c in doc.lookup(obj, LEADING_KEYS).into_iter().flatten() {
+            write_member(doc, c, &mut first, out, order);
         }
     }
-    for_each_sorted(map, |k, v| {
-        if !LEADING_KEYS.contains(&k.as_str()) {
-            write_entry(&mut first, k, v, out);
+    let base = order.len();
+    let mut sorted = true;
+    let mut prev: &[u8] = &[];
+    for c in doc.children(obj) {
+        let key = doc.key(c);
+        if top && is_leading(key) {
+            continue;
         }
-    });
+        sorted &= order.len() == base || prev < key;
+        prev = key;
+        order.push(c);
+    }
+    // Go's encoder writes map keys sorted already; struct fields need the sort.
+    if !sorted {
+        order[base..].sort_unstable_by(|&a, &b| doc.key(a).cmp(doc.key(b)).then(a.cmp(&b)));
+    }
+    let end = order.len();
+    for i in base..end {
+        let c = order[i];
+        let superseded = i + 1 < end && doc.key(order[i + 1]) == doc.key(c);
+        if !superseded && !doc.has(c, REMOVED) {
+            write_member(doc, c, &mut first, out, order);
+        }
+    }
+    order.truncate(base);
     out.push(b'}');
 }
 
-fn write_entry(first: &mut bool, key: &str, value: &Value, out: &mut Vec<u8>) {
+fn is_leading(key: &[u8]) -> bool {
+    LEADING_KEYS.iter().any(|k| k.as_bytes() == key)
+}
+
+fn write_member(
+    doc: &Doc,
+    c: NodeId,
+    first: &mut bool,
+    out: &mut Vec<u8>,
+    order: &mut Vec<NodeId>,
+) {
     if !*first {
         out.push(b',');
     }
     *first = false;
-    write_str(key, out);
-    out.push(b':');
-    write_value(value, out);
-}
-
-/// Calls `f` on map entries in key order, whatever order the map keeps them in (serde_json may be
-/// built with `preserve_order` by another crate in the same build).
-pub(crate) fn for_each_sorted<'a>(
-    map: &'a Map<String, Value>,
-    mut f: impl FnMut(&'a String, &'a Value),
-) {
-    if map_iterates_sorted() || map.keys().zip(map.keys().skip(1)).all(|(a, b)| a < b) {
-        map.iter().for_each(|(k, v)| f(k, v));
+    if doc.key_verbatim(c) {
+        write_verbatim(doc.key(c), out);
     } else {
-        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-        entries.sort_by(|a, b| a.0.cmp(b.0));
-        entries.into_iter().for_each(|(k, v)| f(k, v));
+        write_str(doc.key(c), out);
+    }
+    out.push(b':');
+    if doc.has(c, REDACTED) {
+        write_str(REDACTED_TEXT.as_bytes(), out);
+    } else {
+        write_value(doc, c, out, order);
     }
 }
 
-/// Whether `serde_json::Map` is the sorted (BTreeMap) flavour in this build; checked once.
-fn map_iterates_sorted() -> bool {
-    static SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SORTED.get_or_init(|| {
-        let mut m = Map::new();
-        m.insert("b".into(), Value::Null);
-        m.insert("a".into(), Value::Null);
-        m.keys().next().map(String::as_str) == Some("a")
-    })
-}
-
-fn write_value(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => {
-            use std::io::Write;
-            let _ = write!(out, "{n}");
-        }
-        Value::String(s) => write_str(s, out),
-        Value::Array(items) => {
+fn write_value(doc: &Doc, id: NodeId, out: &mut Vec<u8>, order: &mut Vec<NodeId>) {
+    match doc.kind(id) {
+        Kind::Null | Kind::Bool => out.extend_from_slice(doc.raw(id)),
+        Kind::Number => write_number(doc.raw(id), out),
+        Kind::String if doc.str_verbatim(id) => write_verbatim(doc.str_bytes(id), out),
+        Kind::String => write_str(doc.str_bytes(id), out),
+        Kind::Array => {
             out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
+            for (i, c) in doc.children(id).enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value(item, out);
+                write_value(doc, c, out, order);
             }
             out.push(b']');
         }
-        Value::Object(map) => {
-            out.push(b'{');
-            let mut first = true;
-            for_each_sorted(map, |k, v| write_entry(&mut first, k, v, out));
-            out.push(b'}');
-        }
+        Kind::Object => write_object(doc, id, false, out, order),
+    }
+}
+
+/// Integers of up to 18 digits are written as they came; anything else (fractions, exponents,
+/// `-0`, huge integers) as serde_json prints the number it reads, so every encoding of one number
+/// gives the same bytes.
+fn write_number(raw: &[u8], out: &mut Vec<u8>) {
+    let digits = raw.strip_prefix(b"-").unwrap_or(raw);
+    let plain = digits.len() <= 18
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits == b"0" || digits[0] != b'0')
+        && raw != b"-0";
+    if plain {
+        out.extend_from_slice(raw);
+    } else {
+        use std::io::Write;
+        let n: serde_json::Number =
+            serde_json::from_slice(raw).expect("the parser checked the number's grammar");
+        let _ = write!(out, "{n}");
     }
 }
 
@@ -133,9 +241,16 @@ const NEEDS_ESCAPE: [bool; 256] = {
     t
 };
 
-fn write_str(s: &str, out: &mut Vec<u8>) {
+/// A string that came without escapes needs none: copied between quotes as it is.
+fn write_verbatim(bytes: &[u8], out: &mut Vec<u8>) {
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let bytes = s.as_bytes();
+    out.extend_from_slice(bytes);
+    out.push(b'"');
+}
+
+fn write_str(bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if !NEEDS_ESCAPE[b as usize] {
@@ -164,12 +279,16 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn canon(v: &Value) -> Vec<u8> {
+        canonical_bytes(&serde_json::to_vec(v).unwrap()).unwrap()
+    }
 
     #[test]
     fn leading_keys_come_first_and_the_rest_is_sorted() {
         let v = json!({"data": {"b": "2", "a": "1"}, "metadata": {"name": "x"}, "kind": "ConfigMap", "apiVersion": "v1"});
-        let s = String::from_utf8(canonical_bytes(&v)).unwrap();
+        let s = String::from_utf8(canon(&v)).unwrap();
         assert_eq!(
             s,
             r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"a":"1","b":"2"}}"#
@@ -178,20 +297,25 @@ mod tests {
 
     #[test]
     fn same_object_from_different_encoders_has_identical_bytes() {
-        let a: Value = serde_json::from_str(r#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"namespace":"n","name":"x"},"data":{"k":"v\n\"q\""}}"#).unwrap();
-        let b: Value = serde_json::from_str("{ \"apiVersion\" : \"v1\",\n \"data\": {\"k\": \"v\\n\\u0022q\\\"\"}, \"metadata\": {\"name\":\"x\",\"namespace\":\"n\"}, \"kind\":\"ConfigMap\"}").unwrap();
-        assert_eq!(canonical_bytes(&a), canonical_bytes(&b));
+        let a = br#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"namespace":"n","name":"x"},"data":{"k":"v\n\"q\"","n":[1.0,1e2,-0]}}"#;
+        let b = "{ \"apiVersion\" : \"v1\",\n \"data\": {\"n\": [1.00, 100.0, -0.0], \"k\": \"v\\n\\u0022q\\\"\"}, \"metadata\": {\"name\":\"x\",\"namespace\":\"n\"}, \"kind\":\"Config\\u004dap\"}";
         assert_eq!(
-            content_hash(&canonical_bytes(&a)),
-            content_hash(&canonical_bytes(&b))
+            canonical_bytes(a).unwrap(),
+            canonical_bytes(b.as_bytes()).unwrap()
         );
     }
 
     #[test]
     fn canonical_bytes_are_valid_json_of_the_same_value() {
-        let v = json!({"apiVersion": "v1", "s": "tab\tctl\u{1}é\u{10348}", "n": [1, -2.5, null, true, {}], "e": {}});
-        let back: Value = serde_json::from_slice(&canonical_bytes(&v)).unwrap();
+        let v = json!({"apiVersion": "v1", "s": "tab\tctl\u{1}é\u{10348}", "n": [1, -2.5, null, true, {}, 12345678901234567890u64], "e": {}});
+        let back: Value = serde_json::from_slice(&canon(&v)).unwrap();
         assert_eq!(back, v);
+    }
+
+    #[test]
+    fn of_duplicate_keys_the_last_is_written() {
+        let bytes = canonical_bytes(br#"{"b":1,"a":{"y":1,"x":2,"y":3},"b":2}"#).unwrap();
+        assert_eq!(bytes, br#"{"a":{"x":2,"y":3},"b":2}"#);
     }
 
     #[test]

@@ -3,13 +3,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
-use serde_json::Value;
 use xxhash_rust::xxh3::Xxh3Builder;
 
 use crate::admission::AdmissionRequest;
 use crate::attribution::{Attribution, AttributionCounters, Attributor, CorrKey, Record};
 use crate::batch::{CommitKind, Content, PendingWrite, Queue};
-use crate::canonical::{canonical_bytes_into, content_hash, git_blob_id};
+use crate::canonical::{git_blob_id, DigestOut, Digester};
 use crate::config::{
     self, ClusterWatchRuleSpec, Condition, CrRef, GitRepoConfigSpec, NamespacedName, RepoSettings,
     WatchRuleSpec,
@@ -20,8 +19,9 @@ use crate::ids::{layout_segments, Gvr, Operation, ResourceRef};
 use crate::io::{
     ApiResource, CommitId, GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent,
 };
+use crate::json::{Doc, JsonError, Kind, RawObject};
 use crate::live::{key128, tag64, StreamLive};
-use crate::rules::{CompiledRule, Destination, ObjectFacts, RuleReach, RuleStore};
+use crate::rules::{CompiledRule, Destination, DocLabels, ObjectFacts, RuleReach, RuleStore};
 use crate::sanitize::{is_secret, sanitize, SecretPolicy};
 use crate::time::{MonoClamp, Now};
 use crate::yaml;
@@ -231,7 +231,7 @@ pub struct Core {
     next_op_id: u64,
     counters: Counters,
     /// Scratch buffers of the watch path, reused so that an event allocates only what it keeps.
-    buf: Vec<u8>,
+    digester: Digester,
     ident: String,
     routed: Vec<Arc<Destination>>,
 }
@@ -305,7 +305,7 @@ impl Core {
             wake: BTreeSet::new(),
             next_op_id: 1,
             counters: Counters::default(),
-            buf: Vec::with_capacity(4096),
+            digester: Digester::default(),
             ident: String::with_capacity(128),
             routed: Vec::new(),
         }
@@ -713,11 +713,16 @@ impl Core {
 
     // ---- ingestion ----
 
-    /// Sanitizes `obj` and returns (content hash, canonical size).
-    fn digest(&mut self, obj: &mut Value) -> (u64, usize) {
-        sanitize(obj);
-        canonical_bytes_into(obj, &mut self.buf);
-        (content_hash(&self.buf), self.buf.len())
+    /// Sanitizes an admission's object: its content hash and its `metadata.resourceVersion`.
+    fn digest_admission(&mut self, obj: &RawObject) -> Result<(u64, Option<u64>), JsonError> {
+        self.digester.with_doc(obj.as_bytes(), |doc, out| {
+            let rv = doc
+                .path(&["metadata", "resourceVersion"])
+                .and_then(|v| doc.str(v))
+                .map(tag64);
+            sanitize(doc);
+            (out.finish(doc).0, rv)
+        })
     }
 
     fn refuse(&mut self, subject: String, reason: String) {
@@ -744,37 +749,45 @@ impl Core {
             return;
         }
         let ident = key128(&r.identifier());
-        let base_rv = |o: &Option<Value>| {
-            o.as_ref()
-                .and_then(|o| o.pointer("/metadata/resourceVersion"))
-                .and_then(Value::as_str)
-                .map(tag64)
+        let digests = match req.operation {
+            Operation::Create => req.object.as_ref().map(|o| (o, None)),
+            Operation::Update => req.object.as_ref().zip(req.old_object.as_ref().map(Some)),
+            Operation::Delete => req.old_object.as_ref().map(|o| (o, None)),
         };
-        let (content, base) = match req.operation {
-            Operation::Create => {
-                let mut obj = req
-                    .object
-                    .expect("parse_review checked CREATE has an object");
-                (self.digest(&mut obj).0, None)
+        let Some((primary, old)) = digests else {
+            self.refuse(
+                r.identifier(),
+                format!(
+                    "admission not recorded: {} without the objects it needs",
+                    req.operation
+                ),
+            );
+            return;
+        };
+        let digested = self.digest_admission(primary).and_then(|(hash, rv)| {
+            let old = old.map(|o| self.digest_admission(o)).transpose()?;
+            Ok((hash, rv, old))
+        });
+        let (hash, primary_rv, old) = match digested {
+            Ok(d) => d,
+            Err(e) => {
+                self.refuse(r.identifier(), format!("admission not recorded: {e}"));
+                return;
             }
-            Operation::Update => {
-                let base = base_rv(&req.old_object);
-                let mut obj = req.object.expect("UPDATE has an object");
-                let mut old = req.old_object.expect("UPDATE has an oldObject");
-                let (new_hash, _) = self.digest(&mut obj);
-                if self.digest(&mut old).0 == new_hash {
+        };
+        let (content, base) = match (req.operation, old) {
+            (Operation::Create, _) => (hash, None),
+            (Operation::Update, Some((old_hash, old_rv))) => {
+                if old_hash == hash {
                     // A content no-op (managedFields-only migration, a no-op apply): no watch event
                     // will carry a change for it to explain.
                     self.attributor.skip_noop();
                     return;
                 }
-                (new_hash, base)
+                (hash, old_rv)
             }
-            Operation::Delete => {
-                let base = base_rv(&req.old_object);
-                let mut old = req.old_object.expect("DELETE has an oldObject");
-                (self.digest(&mut old).0, base)
-            }
+            // DELETE's object is the old one: its version is the base.
+            (_, _) => (hash, primary_rv),
         };
         let key = CorrKey {
             ident,
@@ -822,32 +835,42 @@ impl Core {
             }
             WatchEvent::InitApply(obj) | WatchEvent::Apply(obj) if is_ns_stream => {
                 self.note_namespace(&obj, false);
-                self.handle_object(gvr, gid, obj, false, true);
+                self.handle_object(gvr, gid, &obj, false, true);
             }
-            WatchEvent::InitApply(obj) => self.handle_object(gvr, gid, obj, false, true),
-            WatchEvent::Apply(obj) => self.handle_object(gvr, gid, obj, false, false),
+            WatchEvent::InitApply(obj) => self.handle_object(gvr, gid, &obj, false, true),
+            WatchEvent::Apply(obj) => self.handle_object(gvr, gid, &obj, false, false),
             WatchEvent::Delete(obj) => {
                 if is_ns_stream {
                     self.note_namespace(&obj, true);
                 }
-                self.handle_object(gvr, gid, obj, true, false)
+                self.handle_object(gvr, gid, &obj, true, false)
             }
         }
     }
 
-    fn note_namespace(&mut self, obj: &Value, deleted: bool) {
-        let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else {
+    fn note_namespace(&mut self, obj: &RawObject, deleted: bool) {
+        let read = self.digester.with_doc(obj.as_bytes(), |doc, _| {
+            let meta = doc.get(Doc::ROOT, "metadata")?;
+            let name = doc.get_str(meta, "name")?.to_owned();
+            let labels: BTreeMap<String, String> = doc
+                .get(meta, "labels")
+                .filter(|&l| doc.kind(l) == Kind::Object)
+                .map(|l| {
+                    doc.children(l)
+                        .filter_map(|c| {
+                            let key = std::str::from_utf8(doc.key(c)).ok()?;
+                            Some((key.to_owned(), doc.str(c)?.to_owned()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some((name, labels))
+        });
+        // An unreadable namespace object is refused by handle_object, which reads it next.
+        let Ok(Some((name, labels))) = read else {
             return;
         };
-        let labels: BTreeMap<String, String> = obj
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let name = name.as_str();
         let changed = if deleted {
             self.ns_labels.remove(name).is_some()
         } else {
@@ -889,27 +912,47 @@ impl Core {
         }
     }
 
-    fn handle_object(&mut self, gvr: Gvr, gid: u16, mut obj: Value, deleted: bool, initial: bool) {
+    fn handle_object(&mut self, gvr: Gvr, gid: u16, obj: &RawObject, deleted: bool, initial: bool) {
         self.counters.events_received_total += 1;
+        let mut digester = std::mem::take(&mut self.digester);
+        let read = digester.with_doc(obj.as_bytes(), |doc, out| {
+            self.handle_doc(&gvr, gid, doc, out, deleted, initial)
+        });
+        self.digester = digester;
+        if let Err(e) = read {
+            self.refuse(format!("{gvr}"), format!("watch object not read: {e}"));
+        }
+    }
+
+    fn handle_doc(
+        &mut self,
+        gvr: &Gvr,
+        gid: u16,
+        doc: &mut Doc,
+        out: &mut DigestOut,
+        deleted: bool,
+        initial: bool,
+    ) {
         // Read by borrow: an event that changes nothing (status churn) allocates nothing here.
         let mut routed = std::mem::take(&mut self.routed);
-        let head = {
-            let meta = obj.get("metadata");
-            let field = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str);
-            field("name").map(|name| {
-                let r = ResourceRef {
-                    gvr: &gvr,
-                    namespace: field("namespace"),
-                    name,
-                };
-                let valid = r.validate();
-                self.ident.clear();
-                r.write_identifier(&mut self.ident);
-                let rv = field("resourceVersion").map_or(0, tag64);
-                let uid = field("uid").map_or(0, tag64);
-                (valid, rv, uid, r.namespace)
-            })
-        };
+        let [name, namespace, rv, uid, labels] = doc
+            .get(Doc::ROOT, "metadata")
+            .map(|m| doc.lookup(m, ["name", "namespace", "resourceVersion", "uid", "labels"]))
+            .unwrap_or_default();
+        let text = |node: Option<_>| node.and_then(|n| doc.str(n));
+        let head = text(name).map(|name| {
+            let r = ResourceRef {
+                gvr,
+                namespace: text(namespace),
+                name,
+            };
+            let valid = r.validate();
+            self.ident.clear();
+            r.write_identifier(&mut self.ident);
+            let rv = text(rv).map_or(0, tag64);
+            let uid = text(uid).map_or(0, tag64);
+            (valid, rv, uid, r.namespace)
+        });
         let Some((valid, rv, uid, namespace)) = head else {
             self.routed = routed;
             self.refuse(
@@ -932,16 +975,18 @@ impl Core {
             (false, false) => Operation::Create,
         };
         // Route on the labels as the cluster has them (before sanitization removes tooling labels).
+        let labels = DocLabels(doc, labels);
         let facts = ObjectFacts {
             namespace,
-            labels: obj.pointer("/metadata/labels").and_then(Value::as_object),
+            labels: &labels,
             op,
         };
         let ns_labels = &self.ns_labels;
         self.rules
-            .route_into(&gvr, &facts, |ns| ns_labels.get(ns), &mut routed);
-        let secret = is_secret(&obj);
-        let (hash, bytes) = self.digest(&mut obj);
+            .route_into(gvr, &facts, |ns| ns_labels.get(ns), &mut routed);
+        let secret = is_secret(doc);
+        sanitize(doc);
+        let (hash, bytes) = out.finish(doc);
         let live = &mut self.live[gid as usize];
         if deleted {
             live.remove(ident);
@@ -955,13 +1000,14 @@ impl Core {
             return;
         }
         // Sanitizing keeps name and namespace.
-        let meta = |f: &str| obj.pointer(f).and_then(Value::as_str).map(str::to_owned);
-        let (name, namespace) = (
-            meta("/metadata/name").unwrap_or_default(),
-            meta("/metadata/namespace"),
-        );
+        let meta = |f: &str| {
+            doc.path(&["metadata", f])
+                .and_then(|v| doc.str(v))
+                .map(str::to_owned)
+        };
+        let (name, namespace) = (meta("name").unwrap_or_default(), meta("namespace"));
         let r = ResourceRef {
-            gvr: &gvr,
+            gvr,
             namespace: namespace.as_deref(),
             name: &name,
         };
@@ -996,11 +1042,11 @@ impl Core {
             );
             return;
         }
-        let doc = (!deleted).then(|| Arc::new(obj));
+        let canonical: Option<Arc<[u8]>> = (!deleted).then(|| out.bytes().into());
         let epoch = self.live[gid as usize].epoch();
         let resync = initial && matches!(attribution, Attribution::Miss);
         let mut queued = false;
-        for dest in self.rules.destinations_of_gvr(&gvr).to_vec() {
+        for dest in self.rules.destinations_of_gvr(gvr).to_vec() {
             let selected = routed.contains(&dest);
             let path: Arc<str> = r.path(&dest.base_folder).into();
             let path_key = key128(&path);
@@ -1008,10 +1054,10 @@ impl Core {
                 continue;
             };
             let was_member = d.members.contains_key(&path_key);
-            let content = match &doc {
-                Some(doc) if selected => Some(Content {
+            let content = match &canonical {
+                Some(canonical) if selected => Some(Content {
                     hash,
-                    doc: doc.clone(),
+                    canonical: canonical.clone(),
                     bytes,
                 }),
                 // Deleted, or no longer selected (labels changed): the file goes if it is there.
@@ -1069,7 +1115,7 @@ impl Core {
                 }) => Have::Content(*h),
                 // Listed but not yet compared: render once to learn whether it is the same file.
                 Some(h) => match &write.content {
-                    Some(c) if git_blob_id(&yaml::render(&c.doc)) == h.blob => {
+                    Some(c) if git_blob_id(&yaml::render(&c.canonical)) == h.blob => {
                         h.content = Some(c.hash);
                         Have::Content(c.hash)
                     }
@@ -1452,7 +1498,7 @@ impl Core {
         let held = &mut b.held;
         b.queue.drop_redundant(|w| match &w.content {
             Some(c) => match listed.get(&w.path_key) {
-                Some(blob) if git_blob_id(&yaml::render(&c.doc)) == *blob => {
+                Some(blob) if git_blob_id(&yaml::render(&c.canonical)) == *blob => {
                     held.insert(
                         w.path_key,
                         Held {

@@ -94,8 +94,10 @@ pub fn plan(pending: &[PendingCommit], ids: &Identities, now_wall_ms: i64, op_ta
         let mut writes = Vec::with_capacity(c.writes.len());
         let mut ids_of = Vec::with_capacity(c.writes.len());
         for w in &c.writes {
-            let bytes: Option<Arc<[u8]>> =
-                w.content.as_ref().map(|ct| yaml::render(&ct.doc).into());
+            let bytes: Option<Arc<[u8]>> = w
+                .content
+                .as_ref()
+                .map(|ct| yaml::render(&ct.canonical).into());
             ids_of.push(bytes.as_deref().map(git_blob_id));
             writes.push((w.path.to_string(), bytes));
         }

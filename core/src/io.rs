@@ -3,13 +3,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::admission::AdmissionRequest;
 use crate::config::{
     ClusterWatchRuleSpec, Condition, CrRef, GitRepoConfigSpec, NamespacedName, WatchRuleSpec,
 };
 use crate::ids::Gvr;
+use crate::json::RawObject;
 
 /// A git commit id as hex.
 pub type CommitId = String;
@@ -23,19 +22,20 @@ pub struct ApiResource {
     pub namespaced: bool,
 }
 
-/// A watch stream's event, in kube-runtime's watcher vocabulary.
+/// A watch stream's event, in kube-runtime's watcher vocabulary. Objects are the JSON text the
+/// API server sent; the core reads them without building a document tree.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WatchEvent {
     /// A (re)list starts.
     Init,
     /// An object of the (re)list.
-    InitApply(Value),
+    InitApply(RawObject),
     /// The (re)list is complete.
     InitDone,
     /// An object was created or changed.
-    Apply(Value),
+    Apply(RawObject),
     /// An object was deleted; its last state.
-    Delete(Value),
+    Delete(RawObject),
 }
 
 /// Everything that can happen to the core.

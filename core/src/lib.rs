@@ -37,7 +37,7 @@
 //! core.handle(now, Input::Watch(cms.clone(), WatchEvent::Init));
 //! core.handle(now, Input::Watch(cms.clone(), WatchEvent::InitDone));
 //! core.handle(now, Input::Watch(cms, WatchEvent::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
-//!     "metadata": {"name": "app", "namespace": "team-a", "resourceVersion": "7"}, "data": {"k": "v"}}))));
+//!     "metadata": {"name": "app", "namespace": "team-a", "resourceVersion": "7"}, "data": {"k": "v"}}).into())));
 //!
 //! let mut pushed = Vec::new();
 //! loop {
@@ -74,6 +74,7 @@ pub mod correlation;
 pub mod gitplan;
 pub mod ids;
 pub mod io;
+pub mod json;
 pub mod live;
 pub mod rules;
 pub mod sanitize;

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{CrRef, NamespacedName, OpSet, ResourceSelector};
 use crate::ids::{normalize_base_folder, Gvr, Operation};
+use crate::json::{Doc, NodeId};
 use crate::selector::Selector;
 
 /// Where matching objects are written: a branch of a GitRepoConfig's repository, under a folder.
@@ -79,14 +80,31 @@ impl CompiledRule {
 pub struct ObjectFacts<'a> {
     /// Namespace, `None` for cluster-scoped objects.
     pub namespace: Option<&'a str>,
-    /// `metadata.labels`, if any.
-    pub labels: Option<&'a Map<String, Value>>,
+    /// `metadata.labels`.
+    pub labels: &'a dyn Labels,
     /// The operation.
     pub op: Operation,
 }
 
-fn label_of<'a>(labels: Option<&'a Map<String, Value>>) -> impl Fn(&str) -> Option<&'a str> {
-    move |k| labels.and_then(|l| l.get(k)).and_then(Value::as_str)
+/// An object's labels, wherever they are read from.
+pub trait Labels {
+    /// The value of label `key`.
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl Labels for Option<&Map<String, Value>> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.and_then(|l| l.get(key)).and_then(Value::as_str)
+    }
+}
+
+/// The labels of an object read from its JSON tree: the `metadata.labels` node, if any.
+pub struct DocLabels<'d, 's>(pub &'d Doc<'s>, pub Option<NodeId>);
+
+impl Labels for DocLabels<'_, '_> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.1.and_then(|l| self.0.get_str(l, key))
+    }
 }
 
 /// All valid rules, indexed by the GVRs being watched.
@@ -235,7 +253,7 @@ impl RuleStore {
             let selected = in_reach
                 && r.object_selector
                     .as_ref()
-                    .is_none_or(|s| s.matches(label_of(obj.labels)));
+                    .is_none_or(|s| s.matches(|k| obj.labels.label(k)));
             selected.then_some(&r.destination)
         })
     }
@@ -281,7 +299,7 @@ mod tests {
 
     fn facts<'a>(
         ns: Option<&'a str>,
-        labels: Option<&'a Map<String, Value>>,
+        labels: &'a Option<&'a Map<String, Value>>,
         op: Operation,
     ) -> ObjectFacts<'a> {
         ObjectFacts {
@@ -327,15 +345,15 @@ mod tests {
             std::slice::from_ref(&cm),
         );
         assert_eq!(
-            s.route(&cm, &facts(Some("team-a"), None, Operation::Create), no_ns)
+            s.route(&cm, &facts(Some("team-a"), &None, Operation::Create), no_ns)
                 .len(),
             1
         );
         assert!(s
-            .route(&cm, &facts(Some("team-b"), None, Operation::Create), no_ns)
+            .route(&cm, &facts(Some("team-b"), &None, Operation::Create), no_ns)
             .is_empty());
         assert!(s
-            .route(&cm, &facts(None, None, Operation::Create), no_ns)
+            .route(&cm, &facts(None, &None, Operation::Create), no_ns)
             .is_empty());
     }
 
@@ -347,12 +365,12 @@ mod tests {
             std::slice::from_ref(&nodes),
         );
         assert_eq!(
-            s.route(&nodes, &facts(None, None, Operation::Update), no_ns)
+            s.route(&nodes, &facts(None, &None, Operation::Update), no_ns)
                 .len(),
             1
         );
         assert!(s
-            .route(&nodes, &facts(Some("x"), None, Operation::Update), no_ns)
+            .route(&nodes, &facts(Some("x"), &None, Operation::Update), no_ns)
             .is_empty());
     }
 
@@ -375,12 +393,12 @@ mod tests {
         let prod: BTreeMap<String, String> = [("env".to_string(), "prod".to_string())].into();
         let lookup = |ns: &str| if ns == "shop" { Some(&prod) } else { None };
         assert_eq!(
-            s.route(&cm, &facts(Some("shop"), None, Operation::Create), lookup)
+            s.route(&cm, &facts(Some("shop"), &None, Operation::Create), lookup)
                 .len(),
             1
         );
         assert!(s
-            .route(&cm, &facts(Some("dev"), None, Operation::Create), lookup)
+            .route(&cm, &facts(Some("dev"), &None, Operation::Create), lookup)
             .is_empty());
         assert!(s.needs_namespace_labels());
     }
@@ -398,7 +416,7 @@ mod tests {
         );
         let s = store(vec![r], std::slice::from_ref(&cm));
         let shop = json!({"app": "shop"});
-        let labels = shop.as_object();
+        let labels = &shop.as_object();
         assert_eq!(
             s.route(&cm, &facts(Some("n"), labels, Operation::Create), no_ns)
                 .len(),
@@ -408,7 +426,7 @@ mod tests {
             .route(&cm, &facts(Some("n"), labels, Operation::Delete), no_ns)
             .is_empty());
         assert!(s
-            .route(&cm, &facts(Some("n"), None, Operation::Create), no_ns)
+            .route(&cm, &facts(Some("n"), &None, Operation::Create), no_ns)
             .is_empty());
     }
 
@@ -424,7 +442,7 @@ mod tests {
             std::slice::from_ref(&cm),
         );
         let routed: Vec<_> = s
-            .route(&cm, &facts(Some("n"), None, Operation::Update), no_ns)
+            .route(&cm, &facts(Some("n"), &None, Operation::Update), no_ns)
             .into_iter()
             .map(|d| d.base_folder.clone())
             .collect();

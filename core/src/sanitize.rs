@@ -5,7 +5,8 @@
 //! redacted so they never reach Git.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+
+use crate::json::{Doc, Kind, NodeId, REDACTED as REDACT, REMOVED};
 
 /// What happens to `v1` Secrets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,31 +78,44 @@ const POD_TEMPLATE_KINDS: [&str; 6] = [
     "ReplicationController",
 ];
 
-/// Whether `obj` is a core `v1` Secret.
-pub fn is_secret(obj: &Value) -> bool {
-    obj.get("kind").and_then(Value::as_str) == Some("Secret")
-        && obj.get("apiVersion").and_then(Value::as_str) == Some("v1")
+/// Whether the object is a core `v1` Secret.
+pub fn is_secret(doc: &Doc) -> bool {
+    doc.get_str(Doc::ROOT, "kind") == Some("Secret")
+        && doc.get_str(Doc::ROOT, "apiVersion") == Some("v1")
 }
 
-/// Removes server-set noise from `obj` in place and redacts Secret values.
-pub fn sanitize(obj: &mut Value) {
-    let Some(root) = obj.as_object_mut() else {
-        return;
-    };
-    root.remove("status");
-    let kind_rule = kind_rule(root);
-    if let Some(Value::Object(meta)) = root.get_mut("metadata") {
-        sanitize_metadata(meta);
+/// Marks server-set noise removed and Secret values redacted; [`crate::canonical`] writes the
+/// result. Nothing is copied or freed.
+pub fn sanitize(doc: &mut Doc) {
+    let root = Doc::ROOT;
+    let [status, kind, api_version, meta] =
+        doc.lookup(root, ["status", "kind", "apiVersion", "metadata"]);
+    if let Some(status) = status {
+        doc.mark(status, REMOVED);
+    }
+    let text = |node: Option<NodeId>| node.and_then(|n| doc.str(n));
+    let kind_rule = kind_rule(
+        text(kind).unwrap_or_default(),
+        text(api_version) == Some("v1"),
+    );
+    if let Some(meta) = meta {
+        sanitize_metadata(doc, meta);
     }
     match kind_rule {
         KindRule::None => {}
-        KindRule::Remove(path, fields) => remove_fields(root, path, fields),
-        KindRule::Redact => redact_secret(root),
-        KindRule::TemplateTimestamp(path) => drop_template_timestamp(root, path),
+        KindRule::Remove(path, fields) => {
+            if let Some(map) = doc.path(path) {
+                for f in fields {
+                    remove(doc, map, f);
+                }
+            }
+        }
+        KindRule::Redact => redact_secret(doc),
+        KindRule::TemplateTimestamp(path) => drop_template_timestamp(doc, path),
     }
 }
 
-/// What a kind adds to the common rules; decided by borrow so sanitizing allocates nothing.
+/// What a kind adds to the common rules.
 enum KindRule {
     None,
     Remove(&'static [&'static str], &'static [&'static str]),
@@ -109,9 +123,7 @@ enum KindRule {
     TemplateTimestamp(&'static [&'static str]),
 }
 
-fn kind_rule(root: &Map<String, Value>) -> KindRule {
-    let kind = root.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let core_api = root.get("apiVersion").and_then(Value::as_str) == Some("v1");
+fn kind_rule(kind: &str, core_api: bool) -> KindRule {
     match (kind, core_api) {
         ("Service", true) => KindRule::Remove(&["spec"], &SERVICE_SPEC_REMOVED),
         ("Pod", true) => KindRule::Remove(&["spec"], &["nodeName"]),
@@ -128,88 +140,102 @@ fn kind_rule(root: &Map<String, Value>) -> KindRule {
     }
 }
 
-fn sanitize_metadata(meta: &mut Map<String, Value>) {
-    for field in METADATA_REMOVED {
-        meta.remove(field);
+/// Removes member `key` of `obj` if it is an object that has one; returns whether it did.
+fn remove(doc: &mut Doc, obj: NodeId, key: &str) -> bool {
+    let found = doc.get(obj, key);
+    if let Some(c) = found {
+        doc.mark(c, REMOVED);
     }
-    if meta
-        .get("name")
-        .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty())
-    {
-        meta.remove("generateName");
+    found.is_some()
+}
+
+fn sanitize_metadata(doc: &mut Doc, meta: NodeId) {
+    if doc.kind(meta) != Kind::Object {
+        return;
     }
-    prune_keys(meta, "annotations", |k| {
+    let [name, generate_name, annotations, labels] =
+        doc.lookup(meta, ["name", "generateName", "annotations", "labels"]);
+    // One pass over the members; marking every duplicate of a removed key is what removing the
+    // one that counts (the last) means.
+    mark_children(doc, meta, REMOVED, |doc, c| {
+        let key = doc.key(c);
+        METADATA_REMOVED.iter().any(|f| key == f.as_bytes())
+    });
+    if let Some(g) = generate_name {
+        if name.and_then(|n| doc.str(n)).is_some_and(|n| !n.is_empty()) {
+            doc.mark(g, REMOVED);
+        }
+    }
+    prune_keys(doc, meta, annotations, |k| {
         ANNOTATIONS_REMOVED.contains(&k)
             || ANNOTATION_PREFIXES_REMOVED.iter().any(|p| k.starts_with(p))
     });
-    prune_keys(meta, "labels", |k| {
+    prune_keys(doc, meta, labels, |k| {
         LABEL_PREFIXES_REMOVED.iter().any(|p| k.starts_with(p))
     });
 }
 
-/// Removes keys of `meta[field]` for which `remove` holds; drops the map if that left it empty.
-fn prune_keys(meta: &mut Map<String, Value>, field: &str, remove: impl Fn(&str) -> bool) {
-    let Some(Value::Object(map)) = meta.get_mut(field) else {
+/// Removes keys of the map `field` (a member of `meta`) for which `remove` holds; drops the map
+/// if that left it empty.
+fn prune_keys(doc: &mut Doc, meta: NodeId, field: Option<NodeId>, remove: impl Fn(&str) -> bool) {
+    debug_assert!(field.is_none_or(|f| f > meta && f < doc.subtree_end(meta)));
+    let Some(map) = field.filter(|&m| doc.kind(m) == Kind::Object) else {
         return;
     };
-    map.retain(|k, _| !remove(k));
-    if map.is_empty() {
-        meta.remove(field);
-    }
-}
-
-fn get_path_mut<'a>(
-    root: &'a mut Map<String, Value>,
-    path: &[&str],
-) -> Option<&'a mut Map<String, Value>> {
-    let mut cur = root;
-    for seg in path {
-        cur = cur.get_mut(*seg)?.as_object_mut()?;
-    }
-    Some(cur)
-}
-
-fn remove_fields(root: &mut Map<String, Value>, path: &[&str], fields: &[&str]) {
-    if let Some(map) = get_path_mut(root, path) {
-        for f in fields {
-            map.remove(*f);
-        }
+    mark_children(doc, map, REMOVED, |doc, c| {
+        std::str::from_utf8(doc.key(c)).is_ok_and(&remove)
+    });
+    if !doc.has_members(map) {
+        doc.mark(map, REMOVED);
     }
 }
 
 /// Pod templates carry `metadata.creationTimestamp: null` from the Go encoder; an empty template
 /// `metadata` left behind goes too.
-fn drop_template_timestamp(root: &mut Map<String, Value>, template_path: &[&str]) {
-    let Some(template) = get_path_mut(root, template_path) else {
+fn drop_template_timestamp(doc: &mut Doc, template_path: &[&str]) {
+    let Some(meta) = doc
+        .path(template_path)
+        .and_then(|t| doc.get(t, "metadata"))
+        .filter(|&m| doc.kind(m) == Kind::Object)
+    else {
         return;
     };
-    let Some(Value::Object(meta)) = template.get_mut("metadata") else {
-        return;
-    };
-    if meta.remove("creationTimestamp").is_some() && meta.is_empty() {
-        template.remove("metadata");
+    if remove(doc, meta, "creationTimestamp") && !doc.has_members(meta) {
+        doc.mark(meta, REMOVED);
     }
 }
 
-fn redact_secret(root: &mut Map<String, Value>) {
-    for field in ["data", "stringData"] {
-        if let Some(Value::Object(map)) = root.get_mut(field) {
-            for v in map.values_mut() {
-                *v = Value::String(REDACTED.into());
-            }
+/// Marks the children of `parent` for which `pick` holds with `flag`.
+fn mark_children(doc: &mut Doc, parent: NodeId, flag: u8, pick: impl Fn(&Doc, NodeId) -> bool) {
+    let (mut c, end) = (parent + 1, doc.subtree_end(parent));
+    while c < end {
+        if pick(doc, c) {
+            doc.mark(c, flag);
         }
+        c = doc.subtree_end(c);
+    }
+}
+
+fn redact_secret(doc: &mut Doc) {
+    for field in ["data", "stringData"] {
+        let Some(map) = doc
+            .get(Doc::ROOT, field)
+            .filter(|&m| doc.kind(m) == Kind::Object)
+        else {
+            continue;
+        };
+        mark_children(doc, map, REDACT, |_, _| true);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn sanitized(mut v: Value) -> Value {
-        sanitize(&mut v);
-        v
+    fn sanitized(v: Value) -> Value {
+        let bytes = crate::canonical::sanitized_bytes(&serde_json::to_vec(&v).unwrap()).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
     }
 
     #[test]

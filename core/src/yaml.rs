@@ -6,93 +6,97 @@
 //! is double-quoted. Our own emitter keeps the archived `serde_yaml` off the write path and runs several
 //! times faster; round-trip tests parse its output back with `serde_yaml`.
 
-use serde_json::{Map, Value};
+use crate::canonical::sanitized_bytes;
+use crate::json::{Doc, JsonError, Kind, NodeId};
 
-use crate::canonical::{for_each_sorted, LEADING_KEYS};
+/// Renders canonical bytes (see [`crate::canonical`]) as a YAML document (no `---`), ending in a
+/// newline. Keys come out in the order the bytes hold them, which for canonical bytes is the
+/// canonical order.
+pub fn render(canonical: &[u8]) -> Vec<u8> {
+    let doc = Doc::parse(canonical).expect("canonical bytes are JSON the core wrote");
+    render_doc(&doc)
+}
 
-/// Renders `value` as a YAML document (no `---`), ending in a newline.
-pub fn render(value: &Value) -> Vec<u8> {
+/// Sanitizes an object's JSON text and renders it: the file the repository gets for it.
+pub fn render_object(json: &[u8]) -> Result<Vec<u8>, JsonError> {
+    sanitized_bytes(json).map(|c| render(&c))
+}
+
+/// Renders a parsed document in its own key order.
+pub fn render_doc(doc: &Doc) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
-    match value {
-        Value::Object(map) if !map.is_empty() => write_map_top(map, &mut out),
-        Value::Array(items) if !items.is_empty() => write_seq(items, 0, &mut out),
-        scalar => {
-            write_inline(scalar, 0, &mut out);
+    let root = Doc::ROOT;
+    match doc.kind(root) {
+        Kind::Object if has_children(doc, root) => write_map(doc, root, 0, &mut out),
+        Kind::Array if has_children(doc, root) => write_seq(doc, root, 0, &mut out),
+        _ => {
+            write_inline(doc, root, 0, &mut out);
             out.push(b'\n');
         }
     }
     out
 }
 
-fn write_map_top(map: &Map<String, Value>, out: &mut Vec<u8>) {
-    for key in LEADING_KEYS {
-        if let Some(v) = map.get(key) {
-            write_entry(key, v, 0, out);
-        }
-    }
-    for_each_sorted(map, |k, v| {
-        if !LEADING_KEYS.contains(&k.as_str()) {
-            write_entry(k, v, 0, out);
-        }
-    });
+fn has_children(doc: &Doc, id: NodeId) -> bool {
+    doc.children(id).next().is_some()
 }
 
 fn indent(n: usize, out: &mut Vec<u8>) {
     out.resize(out.len() + n, b' ');
 }
 
+fn key_of<'d>(doc: &'d Doc, id: NodeId) -> &'d str {
+    std::str::from_utf8(doc.key(id)).expect("keys are UTF-8 (checked at parse)")
+}
+
 /// Writes `key: value` at `ind`, starting at the current position (the caller wrote the indent).
-fn write_entry_here(key: &str, value: &Value, ind: usize, out: &mut Vec<u8>) {
-    write_scalar_str(key, ind, true, out);
+fn write_entry_here(doc: &Doc, id: NodeId, ind: usize, out: &mut Vec<u8>) {
+    write_scalar_str(key_of(doc, id), ind, true, out);
     out.push(b':');
-    match value {
-        Value::Object(m) if !m.is_empty() => {
+    match doc.kind(id) {
+        Kind::Object if has_children(doc, id) => {
             out.push(b'\n');
-            write_map(m, ind + 2, out);
+            write_map(doc, id, ind + 2, out);
         }
         // Sequences sit at their key's indent, as kubectl prints them.
-        Value::Array(items) if !items.is_empty() => {
+        Kind::Array if has_children(doc, id) => {
             out.push(b'\n');
-            write_seq(items, ind, out);
+            write_seq(doc, id, ind, out);
         }
-        scalar => {
+        _ => {
             out.push(b' ');
-            write_inline(scalar, ind + 2, out);
+            write_inline(doc, id, ind + 2, out);
             out.push(b'\n');
         }
     }
 }
 
-fn write_entry(key: &str, value: &Value, ind: usize, out: &mut Vec<u8>) {
-    indent(ind, out);
-    write_entry_here(key, value, ind, out);
+fn write_map(doc: &Doc, map: NodeId, ind: usize, out: &mut Vec<u8>) {
+    for c in doc.children(map) {
+        indent(ind, out);
+        write_entry_here(doc, c, ind, out);
+    }
 }
 
-fn write_map(map: &Map<String, Value>, ind: usize, out: &mut Vec<u8>) {
-    for_each_sorted(map, |k, v| write_entry(k, v, ind, out));
-}
-
-fn write_seq(items: &[Value], ind: usize, out: &mut Vec<u8>) {
-    for item in items {
+fn write_seq(doc: &Doc, seq: NodeId, ind: usize, out: &mut Vec<u8>) {
+    for item in doc.children(seq) {
         indent(ind, out);
         out.extend_from_slice(b"- ");
-        match item {
-            Value::Object(m) if !m.is_empty() => {
-                let mut first = true;
-                for_each_sorted(m, |k, v| {
-                    if !first {
+        match doc.kind(item) {
+            Kind::Object if has_children(doc, item) => {
+                for (i, c) in doc.children(item).enumerate() {
+                    if i > 0 {
                         indent(ind + 2, out);
                     }
-                    first = false;
-                    write_entry_here(k, v, ind + 2, out);
-                });
+                    write_entry_here(doc, c, ind + 2, out);
+                }
             }
-            Value::Array(inner) if !inner.is_empty() => {
+            Kind::Array if has_children(doc, item) => {
                 out.push(b'\n');
-                write_seq(inner, ind + 2, out);
+                write_seq(doc, item, ind + 2, out);
             }
-            scalar => {
-                write_inline(scalar, ind + 2, out);
+            _ => {
+                write_inline(doc, item, ind + 2, out);
                 out.push(b'\n');
             }
         }
@@ -100,17 +104,13 @@ fn write_seq(items: &[Value], ind: usize, out: &mut Vec<u8>) {
 }
 
 /// A scalar or empty collection on the current line; `ind` is the indent of a literal block's body.
-fn write_inline(value: &Value, ind: usize, out: &mut Vec<u8>) {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Number(n) => {
-            use std::io::Write;
-            let _ = write!(out, "{n}");
-        }
-        Value::String(s) => write_scalar_str(s, ind, false, out),
-        Value::Array(_) => out.extend_from_slice(b"[]"),
-        Value::Object(_) => out.extend_from_slice(b"{}"),
+fn write_inline(doc: &Doc, id: NodeId, ind: usize, out: &mut Vec<u8>) {
+    match doc.kind(id) {
+        // Canonical bytes hold numbers already normalized; the text is the number.
+        Kind::Null | Kind::Bool | Kind::Number => out.extend_from_slice(doc.raw(id)),
+        Kind::String => write_scalar_str(doc.str(id).expect("a string node"), ind, false, out),
+        Kind::Array => out.extend_from_slice(b"[]"),
+        Kind::Object => out.extend_from_slice(b"{}"),
     }
 }
 
@@ -220,10 +220,15 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    /// Renders a value in canonical order, as the core renders sanitized objects.
+    fn render_value(v: &Value) -> Vec<u8> {
+        render(&crate::canonical::canonical_bytes(&serde_json::to_vec(v).unwrap()).unwrap())
+    }
 
     fn round_trip(v: &Value) -> Value {
-        let text = String::from_utf8(render(v)).unwrap();
+        let text = String::from_utf8(render_value(v)).unwrap();
         let parsed: Value = serde_yaml::from_str(&text)
             .unwrap_or_else(|e| panic!("unparseable YAML ({e}):\n{text}"));
         parsed
@@ -234,7 +239,7 @@ mod tests {
         let v = json!({"data": {"LOG_LEVEL": "debug", "FEATURE_X": "true", "app.conf": "a=1\nb=2\n"},
             "metadata": {"name": "app-config", "namespace": "team-a", "labels": {"app": "shop"}},
             "kind": "ConfigMap", "apiVersion": "v1"});
-        insta::assert_snapshot!(String::from_utf8(render(&v)).unwrap(), @r#"
+        insta::assert_snapshot!(String::from_utf8(render_value(&v)).unwrap(), @r#"
         apiVersion: v1
         kind: ConfigMap
         metadata:
@@ -256,7 +261,7 @@ mod tests {
         let v = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
             "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.25",
             "ports": [{"containerPort": 80}], "args": ["--a", "b"]}], "volumes": [{"name": "t", "emptyDir": {}}]}}}});
-        insta::assert_snapshot!(String::from_utf8(render(&v)).unwrap(), @r#"
+        insta::assert_snapshot!(String::from_utf8(render_value(&v)).unwrap(), @r#"
         apiVersion: apps/v1
         kind: Deployment
         metadata:

@@ -7,16 +7,15 @@ mod common;
 use common::*;
 use gitops_reverser_core::admission::parse_review;
 use gitops_reverser_core::io::{Input, WatchEvent};
-use serde_json::Value;
+use gitops_reverser_core::json::{split_watch_line, RawObject};
 
 const ADMISSION: &str = include_str!("fixtures/kube-apiserver-1.20/admission.jsonl");
 const WATCH_CM: &str = include_str!("fixtures/kube-apiserver-1.20/watch-configmaps.jsonl");
 const WATCH_DEP: &str = include_str!("fixtures/kube-apiserver-1.20/watch-deployments.jsonl");
 
 fn watch_event(line: &str) -> WatchEvent {
-    let v: Value = serde_json::from_str(line).unwrap();
-    let obj = v["object"].clone();
-    match v["type"].as_str().unwrap() {
+    let (kind, obj) = split_watch_line(line.as_bytes()).unwrap();
+    match kind.as_str() {
         "DELETED" => WatchEvent::Delete(obj),
         _ => WatchEvent::Apply(obj),
     }
@@ -128,27 +127,26 @@ fn recorded_history_yields_exactly_the_five_real_changes_with_their_authors() {
 
 #[test]
 fn admission_and_watch_shapes_of_one_object_have_identical_canonical_bytes() {
-    use gitops_reverser_core::canonical::canonical_bytes;
-    use gitops_reverser_core::sanitize::sanitize;
+    use gitops_reverser_core::canonical::sanitized_bytes;
     let reqs: Vec<_> = ADMISSION
         .lines()
         .map(|l| parse_review(l.as_bytes()).unwrap())
         .collect();
-    let canon = |mut v: Value| {
-        sanitize(&mut v);
-        canonical_bytes(&v)
-    };
-    let added: Value =
-        serde_json::from_str::<Value>(WATCH_CM.lines().next().unwrap()).unwrap()["object"].clone();
+    let canon = |o: RawObject| sanitized_bytes(o.as_bytes()).unwrap();
+    let added = split_watch_line(WATCH_CM.lines().next().unwrap().as_bytes())
+        .unwrap()
+        .1;
+    let added_value = added.to_value().unwrap();
     assert!(
-        added["metadata"]["resourceVersion"].is_string()
-            && added["metadata"]["managedFields"].is_array()
+        added_value["metadata"]["resourceVersion"].is_string()
+            && added_value["metadata"]["managedFields"].is_array()
     );
     // admission CREATE `object` (no resourceVersion) vs the watch ADDED object (server fields added)
     assert_eq!(canon(reqs[0].object.clone().unwrap()), canon(added));
     // admission DELETE `oldObject` (rv 209) vs the watch DELETED object (rv 210)
-    let deleted: Value =
-        serde_json::from_str::<Value>(WATCH_CM.lines().last().unwrap()).unwrap()["object"].clone();
+    let deleted = split_watch_line(WATCH_CM.lines().last().unwrap().as_bytes())
+        .unwrap()
+        .1;
     assert_eq!(canon(reqs[9].old_object.clone().unwrap()), canon(deleted));
     // the four migration updates change nothing once sanitized
     for r in &reqs[4..8] {

@@ -8,12 +8,14 @@ use gitops_reverser_core::admission::AdmissionRequest;
 use gitops_reverser_core::config::NamespacedName;
 use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::{GitOpKind, Input, WatchEvent};
-use serde_json::{json, Value};
+use gitops_reverser_core::json::RawObject;
+use serde_json::json;
 
-fn cm(name: &str, value: &str, uid: &str, rv: u64) -> Value {
+fn cm(name: &str, value: &str, uid: &str, rv: u64) -> RawObject {
     json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": "team-a", "uid": uid, "resourceVersion": rv.to_string()},
         "data": {"key": value}})
+    .into()
 }
 
 fn watch(ev: WatchEvent) -> Input {
@@ -29,8 +31,11 @@ fn create(user: &str, name: &str, value: &str) -> Input {
         operation: Operation::Create,
         username: user.into(),
         dry_run: false,
-        object: Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": "team-a"}, "data": {"key": value}})),
+        object: Some(
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "team-a"}, "data": {"key": value}})
+            .into(),
+        ),
         old_object: None,
     })
 }
@@ -184,9 +189,10 @@ fn namespaces(ev: WatchEvent) -> Input {
     Input::Watch(gvr("", "v1", "namespaces"), ev)
 }
 
-fn team_a_prod() -> Value {
+fn team_a_prod() -> RawObject {
     json!({"apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": "team-a", "uid": "ns1", "resourceVersion": "1", "labels": {"env": "prod"}}})
+    .into()
 }
 
 #[test]

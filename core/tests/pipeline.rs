@@ -30,17 +30,17 @@ fn admission(op: Operation, user: &str, object: Option<Value>, old: Option<Value
         operation: op,
         username: user.into(),
         dry_run: false,
-        object,
-        old_object: old,
+        object: object.map(Into::into),
+        old_object: old.map(Into::into),
     })
 }
 
 fn apply(obj: Value) -> Input {
-    Input::Watch(gvr("", "v1", "configmaps"), WatchEvent::Apply(obj))
+    Input::Watch(gvr("", "v1", "configmaps"), WatchEvent::Apply(obj.into()))
 }
 
 fn delete(obj: Value) -> Input {
-    Input::Watch(gvr("", "v1", "configmaps"), WatchEvent::Delete(obj))
+    Input::Watch(gvr("", "v1", "configmaps"), WatchEvent::Delete(obj.into()))
 }
 
 /// The configmaps stream relists and shows `objects`.
@@ -48,7 +48,7 @@ fn relist(h: &mut Harness, objects: Vec<Value>) {
     let cms = gvr("", "v1", "configmaps");
     h.input(Input::Watch(cms.clone(), WatchEvent::Init));
     for o in objects {
-        h.input(Input::Watch(cms.clone(), WatchEvent::InitApply(o)));
+        h.input(Input::Watch(cms.clone(), WatchEvent::InitApply(o.into())));
     }
     h.input(Input::Watch(cms, WatchEvent::InitDone));
 }
@@ -360,7 +360,7 @@ fn orphans_are_deleted_only_under_the_folder_and_only_in_our_layout() {
     h.input(Input::Watch(g.clone(), WatchEvent::Init));
     h.input(Input::Watch(
         g.clone(),
-        WatchEvent::InitApply(cm("live", "1", 5)),
+        WatchEvent::InitApply(cm("live", "1", 5).into()),
     ));
     assert!(h.take_git_ops().is_empty(), "no listing before InitDone");
     h.input(Input::Watch(g, WatchEvent::InitDone));
@@ -395,7 +395,7 @@ fn a_relist_after_410_gone_deletes_what_vanished_during_the_gap() {
     h.input(Input::Watch(g.clone(), WatchEvent::Init));
     h.input(Input::Watch(
         g.clone(),
-        WatchEvent::InitApply(cm("a", "1", 10)),
+        WatchEvent::InitApply(cm("a", "1", 10).into()),
     ));
     h.input(Input::Watch(g, WatchEvent::InitDone));
     h.answer_all();
@@ -422,11 +422,11 @@ fn a_restart_seed_commits_only_real_differences() {
     h.input(Input::Watch(g.clone(), WatchEvent::Init));
     h.input(Input::Watch(
         g.clone(),
-        WatchEvent::InitApply(cm("same", "1", 10)),
+        WatchEvent::InitApply(cm("same", "1", 10).into()),
     ));
     h.input(Input::Watch(
         g.clone(),
-        WatchEvent::InitApply(cm("changed", "2", 12)),
+        WatchEvent::InitApply(cm("changed", "2", 12).into()),
     ));
     h.input(Input::Watch(g, WatchEvent::InitDone));
     h.answer_all();
@@ -493,7 +493,7 @@ fn secret_values_never_reach_git() {
         "data": {"password": "aHVudGVyMg=="}});
     h.input(Input::Watch(
         gvr("", "v1", "secrets"),
-        WatchEvent::Apply(secret),
+        WatchEvent::Apply(secret.into()),
     ));
     let pushed = h.flush_and_push();
     let bytes = pushed[0].writes[0].1.as_deref().unwrap();

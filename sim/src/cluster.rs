@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use gitops_reverser_core::ids::{Gvr, Operation, ResourceRef};
 use gitops_reverser_core::io::ApiResource;
-use gitops_reverser_core::sanitize::sanitize;
 use gitops_reverser_core::yaml;
 use serde_json::{json, Map, Value};
 
@@ -272,7 +271,6 @@ pub fn meta_mut(body: &mut Value) -> &mut Map<String, Value> {
 
 /// The file GitOps Reverser should write for a server object.
 pub fn file_of(body: &Value) -> Vec<u8> {
-    let mut v = body.clone();
-    sanitize(&mut v);
-    yaml::render(&v)
+    let json = serde_json::to_vec(body).expect("a Value serializes");
+    yaml::render_object(&json).expect("a serialized Value is JSON")
 }

@@ -9,6 +9,7 @@ use gitops_reverser_core::core::{Core, CoreConfig};
 use gitops_reverser_core::gitplan::Identities;
 use gitops_reverser_core::ids::{Gvr, Operation};
 use gitops_reverser_core::io::{GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent};
+use gitops_reverser_core::json::RawObject;
 use gitops_reverser_core::time::Now;
 use rand::Rng;
 use serde_json::{json, Value};
@@ -400,7 +401,12 @@ impl World {
         let kind = self.cluster.kinds.iter().position(|k| k.gvr == gvr);
         let mut events = vec![WatchEvent::Init];
         if let Some(k) = kind {
-            events.extend(self.cluster.list(k).into_iter().map(WatchEvent::InitApply));
+            events.extend(
+                self.cluster
+                    .list(k)
+                    .into_iter()
+                    .map(|o| WatchEvent::InitApply(o.into())),
+            );
         }
         events.push(WatchEvent::InitDone);
         let queue: VecDeque<(u64, WatchEvent)> = events
@@ -510,8 +516,8 @@ impl World {
             operation: op,
             username: user.into(),
             dry_run,
-            object,
-            old_object: old,
+            object: object.map(Into::into),
+            old_object: old.map(Into::into),
         }
     }
 
@@ -531,17 +537,17 @@ impl World {
                 let b = self
                     .cluster
                     .persist_create(key.clone(), body.expect("object"), self.now);
-                (Some(b.clone()), WatchEvent::Apply(b))
+                (Some(b.clone()), WatchEvent::Apply((&b).into()))
             }
             Operation::Update => {
                 let b = self
                     .cluster
                     .persist_update(key, body.expect("object"), self.now);
-                (Some(b.clone()), WatchEvent::Apply(b))
+                (Some(b.clone()), WatchEvent::Apply((&b).into()))
             }
             Operation::Delete => (
                 None,
-                WatchEvent::Delete(self.cluster.persist_delete(key, self.now)),
+                WatchEvent::Delete(self.cluster.persist_delete(key, self.now).into()),
             ),
         };
         let file = stored.as_ref().map(file_of);
@@ -624,7 +630,7 @@ impl World {
                         rejected: false,
                     },
                 );
-                self.emit(&gvr, WatchEvent::Apply(stored));
+                self.emit(&gvr, WatchEvent::Apply(stored.into()));
             }
             Action::DryRun(key, body, user) => {
                 let old = self.cluster.objects.get(&key).map(|o| o.body.clone());
@@ -908,7 +914,8 @@ fn brief(out: &Output, debug: &str) -> String {
 
 /// One line per input for `SIM_TRACE`.
 fn brief_input(input: &Input) -> String {
-    let obj = |v: &Value| {
+    let obj = |raw: &RawObject| {
+        let v = &raw.to_value().unwrap_or_default();
         let m = |f: &str| {
             v.pointer(&format!("/metadata/{f}"))
                 .and_then(Value::as_str)

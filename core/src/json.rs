@@ -1,0 +1,908 @@
+//! Objects as JSON text, and a borrowed tree over that text.
+//!
+//! Watch events and admission requests arrive as JSON. Building a `serde_json::Value` for each one
+//! allocates every key and string and frees them again, which costs more than everything else the
+//! core does with an event that changes nothing. [`Doc`] is one flat vector of nodes (reused from
+//! event to event); keys and strings are slices of the input, decoded into a side buffer only when
+//! they hold escapes. Sanitization marks nodes instead of removing them, so the input is read once
+//! and never copied.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+use thiserror::Error;
+
+/// An object's JSON text, as the API server sent it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawObject(Arc<[u8]>);
+
+impl RawObject {
+    /// Wraps JSON text (checked when the core reads it).
+    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Self {
+        Self(bytes.into())
+    }
+
+    /// The JSON text.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The text as a `serde_json::Value`, if it is JSON.
+    pub fn to_value(&self) -> Option<Value> {
+        serde_json::from_slice(&self.0).ok()
+    }
+}
+
+impl From<&Value> for RawObject {
+    fn from(v: &Value) -> Self {
+        Self::new(serde_json::to_vec(v).expect("a Value always serializes"))
+    }
+}
+
+impl From<Value> for RawObject {
+    fn from(v: Value) -> Self {
+        Self::from(&v)
+    }
+}
+
+impl fmt::Debug for RawObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// Splits one line of a watch stream (`{"type": "ADDED", "object": {...}}`) into its type and the
+/// object's text, copied out without building a tree.
+pub fn split_watch_line(line: &[u8]) -> Result<(String, RawObject), JsonError> {
+    let doc = Doc::parse(line)?;
+    let kind = doc.get_str(Doc::ROOT, "type");
+    let object = doc
+        .get(Doc::ROOT, "object")
+        .filter(|&o| doc.kind(o) == Kind::Object);
+    match (kind, object) {
+        (Some(kind), Some(object)) => Ok((kind.to_owned(), RawObject::new(doc.raw(object)))),
+        _ => Err(JsonError {
+            what: "a watch line needs `type` and an `object`",
+            at: 0,
+        }),
+    }
+}
+
+/// Why text is not JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("invalid JSON: {what} at byte {at}")]
+pub struct JsonError {
+    /// What is wrong.
+    pub what: &'static str,
+    /// Where, as a byte offset into the text.
+    pub at: usize,
+}
+
+/// Deepest nesting accepted (serde_json's default limit too); deeper input is refused, not recursed.
+pub const DEPTH_MAX: usize = 128;
+
+/// A node's index in its [`Doc`]; the root is 0.
+pub type NodeId = u32;
+
+/// What a node holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Bool,
+    /// A number, kept as its text.
+    Number,
+    /// A string.
+    String,
+    /// An array.
+    Array,
+    /// An object.
+    Object,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+}
+
+/// The key lives in the side buffer (it had escapes).
+const KEY_DECODED: u8 = 1;
+/// The string value lives in the side buffer.
+const VAL_DECODED: u8 = 2;
+/// Sanitization removed this member.
+pub(crate) const REMOVED: u8 = 4;
+/// Sanitization replaced this value (a Secret's).
+pub(crate) const REDACTED: u8 = 8;
+
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    kind: Kind,
+    flags: u8,
+    /// The member's key, for children of objects.
+    key: Span,
+    /// Strings: the decoded text; everything else: the value's source text.
+    val: Span,
+    /// One past the last node of this node's subtree: the next sibling, if any.
+    end: NodeId,
+}
+
+/// Buffers a [`Doc`] reuses; keep one per parser and hand it back with [`Doc::recycle`].
+#[derive(Debug, Default)]
+pub struct Scratch {
+    nodes: Vec<Node>,
+    text: Vec<u8>,
+}
+
+/// A parsed JSON text: nodes in document order, each subtree contiguous.
+#[derive(Debug)]
+pub struct Doc<'s> {
+    src: &'s [u8],
+    nodes: Vec<Node>,
+    text: Vec<u8>,
+}
+
+impl<'s> Doc<'s> {
+    /// Parses `src`, which must be exactly one JSON value (whitespace around it allowed).
+    pub fn parse(src: &'s [u8]) -> Result<Self, JsonError> {
+        Self::parse_in(src, Scratch::default()).map_err(|(e, _)| e)
+    }
+
+    /// Parses `src` into reused buffers; on error the buffers come back with it.
+    pub fn parse_in(src: &'s [u8], scratch: Scratch) -> Result<Self, (JsonError, Scratch)> {
+        let Scratch {
+            mut nodes,
+            mut text,
+        } = scratch;
+        nodes.clear();
+        text.clear();
+        let mut p = Parser {
+            src,
+            pos: 0,
+            nodes,
+            text,
+        };
+        match p.document() {
+            Ok(()) => Ok(Doc {
+                src,
+                nodes: p.nodes,
+                text: p.text,
+            }),
+            Err(e) => Err((
+                e,
+                Scratch {
+                    nodes: p.nodes,
+                    text: p.text,
+                },
+            )),
+        }
+    }
+
+    /// Returns the buffers for the next parse.
+    pub fn recycle(self) -> Scratch {
+        Scratch {
+            nodes: self.nodes,
+            text: self.text,
+        }
+    }
+
+    /// The root node.
+    pub const ROOT: NodeId = 0;
+
+    /// What `id` holds.
+    pub fn kind(&self, id: NodeId) -> Kind {
+        self.nodes[id as usize].kind
+    }
+
+    /// The decoded key of an object member.
+    pub fn key(&self, id: NodeId) -> &[u8] {
+        let n = &self.nodes[id as usize];
+        if n.flags & KEY_DECODED != 0 {
+            &self.text[n.key.range()]
+        } else {
+            &self.src[n.key.range()]
+        }
+    }
+
+    /// The decoded text of a string node, `None` for other kinds.
+    pub fn str(&self, id: NodeId) -> Option<&str> {
+        let n = &self.nodes[id as usize];
+        if n.kind != Kind::String {
+            return None;
+        }
+        // Both buffers hold valid UTF-8 (the source is checked, decoding writes chars), so this
+        // check only guards the invariant.
+        std::str::from_utf8(self.str_bytes(id)).ok()
+    }
+
+    /// Whether a member's key is exactly its source text, which then needs no escaping: JSON text
+    /// without escapes holds no quote, backslash or control character.
+    pub(crate) fn key_verbatim(&self, id: NodeId) -> bool {
+        self.nodes[id as usize].flags & KEY_DECODED == 0
+    }
+
+    /// Whether a string node's text is exactly its source text (see [`Self::key_verbatim`]).
+    pub(crate) fn str_verbatim(&self, id: NodeId) -> bool {
+        self.nodes[id as usize].flags & VAL_DECODED == 0
+    }
+
+    /// The decoded bytes of a string node.
+    pub(crate) fn str_bytes(&self, id: NodeId) -> &[u8] {
+        let n = &self.nodes[id as usize];
+        if n.flags & VAL_DECODED != 0 {
+            &self.text[n.val.range()]
+        } else {
+            &self.src[n.val.range()]
+        }
+    }
+
+    /// The source text of a value that is not a string: a number's digits, a literal, or a whole
+    /// array or object.
+    pub fn raw(&self, id: NodeId) -> &'s [u8] {
+        let n = &self.nodes[id as usize];
+        debug_assert!(n.kind != Kind::String, "strings are read with str()");
+        &self.src[n.val.range()]
+    }
+
+    /// Whether a bool node is `true`.
+    pub fn is_true(&self, id: NodeId) -> bool {
+        self.kind(id) == Kind::Bool && self.raw(id) == b"true"
+    }
+
+    /// The children of an array or object, in document order (sanitization marks included).
+    pub fn children(&self, id: NodeId) -> Children<'_, 's> {
+        Children {
+            doc: self,
+            next: id + 1,
+            end: self.nodes[id as usize].end,
+        }
+    }
+
+    /// The member `key` of object `obj`: the last one, as JSON readers resolve duplicates. `None`
+    /// when `obj` is no object, has no such member, or sanitization removed it.
+    pub fn get(&self, obj: NodeId, key: &str) -> Option<NodeId> {
+        if self.kind(obj) != Kind::Object {
+            return None;
+        }
+        let found = self
+            .children(obj)
+            .filter(|&c| self.key(c) == key.as_bytes())
+            .last()?;
+        (!self.has(found, REMOVED)).then_some(found)
+    }
+
+    /// [`Self::get`] for several keys in one pass over `obj`'s members.
+    pub fn lookup<const N: usize>(&self, obj: NodeId, keys: [&str; N]) -> [Option<NodeId>; N] {
+        let mut found = [None; N];
+        if self.kind(obj) != Kind::Object {
+            return found;
+        }
+        for c in self.children(obj) {
+            let key = self.key(c);
+            if let Some(i) = keys.iter().position(|k| k.as_bytes() == key) {
+                found[i] = Some(c);
+            }
+        }
+        found.map(|f| f.filter(|&c| !self.has(c, REMOVED)))
+    }
+
+    /// The string member `key` of `obj`.
+    pub fn get_str(&self, obj: NodeId, key: &str) -> Option<&str> {
+        self.get(obj, key).and_then(|c| self.str(c))
+    }
+
+    /// Follows object members from the root.
+    pub fn path(&self, keys: &[&str]) -> Option<NodeId> {
+        keys.iter()
+            .try_fold(Self::ROOT, |node, key| self.get(node, key))
+    }
+
+    /// Whether `obj` has a member left after sanitization.
+    pub fn has_members(&self, obj: NodeId) -> bool {
+        self.children(obj)
+            .any(|c| !self.has(c, REMOVED) && self.get(obj, key_str(self.key(c))) == Some(c))
+    }
+
+    /// One past the last node of `id`'s subtree: its next sibling, if it has one.
+    pub(crate) fn subtree_end(&self, id: NodeId) -> NodeId {
+        self.nodes[id as usize].end
+    }
+
+    pub(crate) fn mark(&mut self, id: NodeId, flag: u8) {
+        self.nodes[id as usize].flags |= flag;
+    }
+
+    pub(crate) fn has(&self, id: NodeId, flag: u8) -> bool {
+        self.nodes[id as usize].flags & flag != 0
+    }
+}
+
+/// Keys are UTF-8 (checked at parse); a non-UTF-8 key cannot occur, and would match nothing.
+fn key_str(key: &[u8]) -> &str {
+    std::str::from_utf8(key).unwrap_or("\u{fffd}")
+}
+
+/// Iterator over a node's children.
+pub struct Children<'d, 's> {
+    doc: &'d Doc<'s>,
+    next: NodeId,
+    end: NodeId,
+}
+
+impl Iterator for Children<'_, '_> {
+    type Item = NodeId;
+
+    fn next(&mut self) -> Option<NodeId> {
+        (self.next < self.end).then(|| {
+            let id = self.next;
+            self.next = self.doc.nodes[id as usize].end;
+            id
+        })
+    }
+}
+
+/// Bytes that end the fast scan of a string: the closing quote, an escape, or a control character
+/// (which JSON forbids inside strings).
+const STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// The high bit of each byte of `w` (little-endian) that may be `"`, `\\` or below 0x20: the "has
+/// zero / has less" bit tests. Any flag means a stop byte exists, and the lowest flag is exact
+/// (a borrow can only flag bytes above a true one).
+fn string_stops(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v;
+    let quote = w ^ (ONES * b'"' as u64);
+    let backslash = w ^ (ONES * b'\\' as u64);
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    (zero_in(quote) | zero_in(backslash) | control) & HIGH
+}
+
+struct Parser<'s> {
+    src: &'s [u8],
+    pos: usize,
+    nodes: Vec<Node>,
+    text: Vec<u8>,
+}
+
+impl Parser<'_> {
+    fn err<T>(&self, what: &'static str) -> Result<T, JsonError> {
+        Err(JsonError { what, at: self.pos })
+    }
+
+    fn document(&mut self) -> Result<(), JsonError> {
+        if self.src.len() >= u32::MAX as usize {
+            return self.err("text longer than 4 GiB");
+        }
+        if let Err(e) = std::str::from_utf8(self.src) {
+            self.pos = e.valid_up_to();
+            return self.err("not UTF-8");
+        }
+        self.skip_ws();
+        self.value(Span::default(), 0, 0)?;
+        self.skip_ws();
+        if self.pos != self.src.len() {
+            return self.err("trailing characters");
+        }
+        Ok(())
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.src.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, b: u8, what: &'static str) -> Result<(), JsonError> {
+        if self.peek() != Some(b) {
+            return self.err(what);
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn push(&mut self, kind: Kind, flags: u8, key: Span, val: Span) -> usize {
+        let id = self.nodes.len();
+        self.nodes.push(Node {
+            kind,
+            flags,
+            key,
+            val,
+            end: id as NodeId + 1,
+        });
+        id
+    }
+
+    fn span_from(&self, start: usize) -> Span {
+        Span {
+            start: start as u32,
+            len: (self.pos - start) as u32,
+        }
+    }
+
+    fn value(&mut self, key: Span, key_flags: u8, depth: usize) -> Result<(), JsonError> {
+        let start = self.pos;
+        match self.peek() {
+            Some(b'{') | Some(b'[') if depth >= DEPTH_MAX => {
+                self.err("nesting deeper than 128 levels")
+            }
+            Some(b'{') => {
+                let id = self.push(Kind::Object, key_flags, key, Span::default());
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        if self.peek() != Some(b'"') {
+                            return self.err("expected a key");
+                        }
+                        let (k, decoded) = self.string()?;
+                        self.skip_ws();
+                        self.expect(b':', "expected `:`")?;
+                        self.skip_ws();
+                        let flags = if decoded { KEY_DECODED } else { 0 };
+                        self.value(k, flags, depth + 1)?;
+                        self.skip_ws();
+                        match self.peek() {
+                            Some(b',') => {
+                                self.pos += 1;
+                                self.skip_ws();
+                            }
+                            Some(b'}') => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return self.err("expected `,` or `}`"),
+                        }
+                    }
+                }
+                self.close(id, start);
+                Ok(())
+            }
+            Some(b'[') => {
+                let id = self.push(Kind::Array, key_flags, key, Span::default());
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        self.value(Span::default(), 0, depth + 1)?;
+                        self.skip_ws();
+                        match self.peek() {
+                            Some(b',') => {
+                                self.pos += 1;
+                                self.skip_ws();
+                            }
+                            Some(b']') => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return self.err("expected `,` or `]`"),
+                        }
+                    }
+                }
+                self.close(id, start);
+                Ok(())
+            }
+            Some(b'"') => {
+                let (val, decoded) = self.string()?;
+                let flags = key_flags | if decoded { VAL_DECODED } else { 0 };
+                self.push(Kind::String, flags, key, val);
+                Ok(())
+            }
+            Some(b't') => self.literal(b"true", Kind::Bool, key, key_flags),
+            Some(b'f') => self.literal(b"false", Kind::Bool, key, key_flags),
+            Some(b'n') => self.literal(b"null", Kind::Null, key, key_flags),
+            Some(b'-' | b'0'..=b'9') => {
+                self.number()?;
+                let val = self.span_from(start);
+                self.push(Kind::Number, key_flags, key, val);
+                Ok(())
+            }
+            None => self.err("unexpected end"),
+            Some(_) => self.err("expected a value"),
+        }
+    }
+
+    fn close(&mut self, id: usize, start: usize) {
+        let val = self.span_from(start);
+        let end = self.nodes.len() as NodeId;
+        let n = &mut self.nodes[id];
+        n.val = val;
+        n.end = end;
+    }
+
+    fn literal(
+        &mut self,
+        word: &'static [u8],
+        kind: Kind,
+        key: Span,
+        key_flags: u8,
+    ) -> Result<(), JsonError> {
+        if !self.src[self.pos..].starts_with(word) {
+            return self.err("expected a value");
+        }
+        let start = self.pos;
+        self.pos += word.len();
+        let val = self.span_from(start);
+        self.push(kind, key_flags, key, val);
+        Ok(())
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Result<(), JsonError> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return self.err("invalid number"),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return self.err("invalid number");
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return self.err("invalid number");
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a string starting at its opening quote; returns its text's span and whether the span
+    /// is in the side buffer (the string had escapes).
+    fn string(&mut self) -> Result<(Span, bool), JsonError> {
+        self.pos += 1;
+        let start = self.pos;
+        // Eight bytes at a time: the lowest flagged byte of a word is exactly the first stop byte.
+        let src = self.src;
+        let mut pos = start;
+        while let Some(word) = src.get(pos..pos + 8) {
+            let stops = string_stops(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+            if stops != 0 {
+                pos += stops.trailing_zeros() as usize / 8;
+                break;
+            }
+            pos += 8;
+        }
+        while src.get(pos).is_some_and(|&b| !STRING_STOP[b as usize]) {
+            pos += 1;
+        }
+        self.pos = pos;
+        match src.get(pos) {
+            Some(b'"') => {
+                let span = self.span_from(start);
+                self.pos += 1;
+                Ok((span, false))
+            }
+            Some(b'\\') => self.escaped_string(start).map(|s| (s, true)),
+            Some(_) => self.err("control character in string"),
+            None => self.err("unterminated string"),
+        }
+    }
+
+    /// The slow path of [`Self::string`]: decodes into the side buffer.
+    fn escaped_string(&mut self, start: usize) -> Result<Span, JsonError> {
+        let text_start = self.text.len();
+        self.text.extend_from_slice(&self.src[start..self.pos]);
+        loop {
+            let Some(&b) = self.src.get(self.pos) else {
+                return self.err("unterminated string");
+            };
+            self.pos += 1;
+            match b {
+                b'"' => {
+                    return Ok(Span {
+                        start: text_start as u32,
+                        len: (self.text.len() - text_start) as u32,
+                    })
+                }
+                b'\\' => {
+                    let Some(&e) = self.src.get(self.pos) else {
+                        return self.err("unterminated string");
+                    };
+                    self.pos += 1;
+                    let decoded = match e {
+                        b'"' => b'"',
+                        b'\\' => b'\\',
+                        b'/' => b'/',
+                        b'b' => 0x08,
+                        b'f' => 0x0c,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'u' => {
+                            let c = self.unicode_escape()?;
+                            let mut buf = [0u8; 4];
+                            self.text
+                                .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                            continue;
+                        }
+                        _ => {
+                            self.pos -= 1;
+                            return self.err("invalid escape");
+                        }
+                    };
+                    self.text.push(decoded);
+                }
+                b if b < 0x20 => {
+                    self.pos -= 1;
+                    return self.err("control character in string");
+                }
+                b => self.text.push(b),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let Some(digits) = self.src.get(self.pos..self.pos + 4) else {
+            return self.err("invalid \\u escape");
+        };
+        let mut v = 0;
+        for &d in digits {
+            let Some(x) = (d as char).to_digit(16) else {
+                return self.err("invalid \\u escape");
+            };
+            v = v * 16 + x;
+        }
+        self.pos += 4;
+        Ok(v)
+    }
+
+    /// After `\u`: one code point, joining a surrogate pair.
+    fn unicode_escape(&mut self) -> Result<char, JsonError> {
+        let hi = self.hex4()?;
+        let code = match hi {
+            0xD800..=0xDBFF => {
+                if !self.src[self.pos..].starts_with(b"\\u") {
+                    return self.err("lone surrogate in \\u escape");
+                }
+                self.pos += 2;
+                let lo = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&lo) {
+                    return self.err("lone surrogate in \\u escape");
+                }
+                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return self.err("lone surrogate in \\u escape"),
+            c => c,
+        };
+        char::from_u32(code).map_or_else(|| self.err("invalid \\u escape"), Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use serde_json::json;
+
+    /// Rebuilds a `Value` from the tree: the reference for what the tree holds.
+    fn to_value(doc: &Doc, id: NodeId) -> Value {
+        match doc.kind(id) {
+            Kind::Null => Value::Null,
+            Kind::Bool => Value::Bool(doc.is_true(id)),
+            Kind::Number => serde_json::from_slice(doc.raw(id)).unwrap(),
+            Kind::String => Value::String(doc.str(id).unwrap().to_owned()),
+            Kind::Array => Value::Array(doc.children(id).map(|c| to_value(doc, c)).collect()),
+            Kind::Object => Value::Object(
+                doc.children(id)
+                    .map(|c| {
+                        (
+                            String::from_utf8(doc.key(c).to_vec()).unwrap(),
+                            to_value(doc, c),
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn parses_like_serde(text: &str) {
+        let ours = Doc::parse(text.as_bytes());
+        let theirs: Result<Value, _> = serde_json::from_str(text);
+        match (ours, theirs) {
+            (Ok(doc), Ok(v)) => assert_eq!(to_value(&doc, Doc::ROOT), v, "text {text:?}"),
+            (Err(_), Err(_)) => {}
+            (ours, theirs) => panic!("text {text:?}: ours {ours:?}, serde_json {theirs:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_what_serde_json_reads() {
+        for text in [
+            r#"{"apiVersion":"v1","metadata":{"name":"a","labels":{}},"data":{"k":"v"}}"#,
+            " [1, -2.5e3, 0, -0, 1E+2, true, false, null, \"\", {}, []] ",
+            r#"{"esc":"q\"b\\s\/n\nt\tu\u00e9\ud83d\ude00","k\u0041":"x"}"#,
+            r#""plain""#,
+            "12345678901234567890123",
+        ] {
+            parses_like_serde(text);
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_json() {
+        for text in [
+            "",
+            "{",
+            "{\"a\"}",
+            "{\"a\":1,}",
+            "[1,]",
+            "[1 2]",
+            "01",
+            "1.",
+            "-",
+            "1e",
+            ".5",
+            "tru",
+            "nul",
+            "\"a",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"\\ud800\"",
+            "\"\\udc00x\"",
+            "\"\\ud800\\u0041\"",
+            "\"tab\tinside\"",
+            "{} {}",
+            "{'a':1}",
+            "[1]x",
+        ] {
+            let e = Doc::parse(text.as_bytes()).expect_err(text);
+            assert!(serde_json::from_str::<Value>(text).is_err(), "{text:?}");
+            assert!(e.at <= text.len(), "{text:?}: {e}");
+        }
+        assert_eq!(
+            Doc::parse(b"{\"a\":\"\xff\"}").unwrap_err(),
+            JsonError {
+                what: "not UTF-8",
+                at: 6
+            }
+        );
+    }
+
+    #[test]
+    fn the_word_scan_finds_every_stop_byte_and_nothing_else() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = [b'a'; 8];
+                word[at] = b;
+                let stop = b == b'"' || b == b'\\' || b < 0x20;
+                let flags = string_stops(u64::from_le_bytes(word));
+                assert_eq!(flags != 0, stop, "{b:#x} at {at}");
+                if stop {
+                    assert_eq!(flags.trailing_zeros() as usize / 8, at, "{b:#x} at {at}");
+                }
+            }
+        }
+        // Neighbouring high bytes must not borrow a false positive.
+        assert_eq!(
+            string_stops(u64::from_le_bytes(*b"\xff\x80\xc3\xa9 !#~")),
+            0
+        );
+        // Two stops: the lowest flag is the first.
+        let flags = string_stops(u64::from_le_bytes(*b"ab\x01\"cdef"));
+        assert_eq!(flags.trailing_zeros() / 8, 2);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_recursed() {
+        let deep = "[".repeat(100_000);
+        let e = Doc::parse(deep.as_bytes()).unwrap_err();
+        assert_eq!(e.what, "nesting deeper than 128 levels");
+        let ok = format!("{}{}", "[".repeat(DEPTH_MAX), "]".repeat(DEPTH_MAX));
+        assert!(Doc::parse(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn get_resolves_duplicate_keys_to_the_last_like_serde_json() {
+        let text = r#"{"a":1,"b":{"c":"x"},"a":2}"#;
+        let doc = Doc::parse(text.as_bytes()).unwrap();
+        assert_eq!(doc.raw(doc.get(Doc::ROOT, "a").unwrap()), b"2");
+        assert_eq!(doc.path(&["b", "c"]).and_then(|c| doc.str(c)), Some("x"));
+        assert_eq!(doc.path(&["b", "d"]), None);
+        assert_eq!(doc.path(&["a", "c"]), None);
+    }
+
+    #[test]
+    fn buffers_are_reused_across_parses() {
+        let first = Doc::parse(br#"{"a":"\n","b":[1,2,3]}"#).unwrap();
+        let scratch = first.recycle();
+        let (nodes_cap, text_cap) = (scratch.nodes.capacity(), scratch.text.capacity());
+        let second = Doc::parse_in(br#"{"x":"\t"}"#, scratch).unwrap();
+        assert_eq!(second.str(1), Some("\t"));
+        let scratch = second.recycle();
+        assert_eq!(
+            (scratch.nodes.capacity(), scratch.text.capacity()),
+            (nodes_cap, text_cap)
+        );
+    }
+
+    fn random_value(rng: &mut ChaCha8Rng, depth: usize) -> Value {
+        let alphabet: Vec<char> = "ab Z0_-./\"\\\t\n\r\u{1}\u{7f}é\u{2028}\u{10348}"
+            .chars()
+            .collect();
+        let s = |rng: &mut ChaCha8Rng| -> String {
+            (0..rng.gen_range(0..6))
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect()
+        };
+        match rng.gen_range(0..if depth > 3 { 5 } else { 8 }) {
+            0 => Value::Null,
+            1 => Value::Bool(rng.gen()),
+            2 => json!(rng.gen::<i64>()),
+            3 => json!(rng.gen::<f64>() * 1e6),
+            4 => Value::String(s(rng)),
+            5 | 6 => Value::Object(
+                (0..rng.gen_range(0..5))
+                    .map(|_| (s(rng), random_value(rng, depth + 1)))
+                    .collect(),
+            ),
+            _ => Value::Array(
+                (0..rng.gen_range(0..5))
+                    .map(|_| random_value(rng, depth + 1))
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn random_documents_read_back_exactly() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for _ in 0..3000 {
+            let v = random_value(&mut rng, 0);
+            let compact = serde_json::to_string(&v).unwrap();
+            let pretty = serde_json::to_string_pretty(&v).unwrap();
+            for text in [compact, pretty] {
+                // Compared with serde_json's reading of the text, not with `v`: without its
+                // `float_roundtrip` feature serde_json reads some floats one ulp off.
+                let doc = Doc::parse(text.as_bytes()).unwrap();
+                let expected: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(to_value(&doc, Doc::ROOT), expected, "text {text}");
+            }
+        }
+    }
+}

@@ -19,8 +19,9 @@ pub const PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
 pub struct Content {
     /// Canonical content hash.
     pub hash: u64,
-    /// The sanitized object's canonical bytes, rendered to YAML when the commit is planned.
-    pub canonical: Arc<[u8]>,
+    /// The file: the sanitized object as YAML, rendered once when the event is read (the tree is
+    /// parsed then; rendering later would parse it again).
+    pub yaml: Arc<[u8]>,
     /// Canonical size in bytes (what the byte trigger counts).
     pub bytes: usize,
 }
@@ -406,7 +407,7 @@ mod tests {
     fn write(path: &str, hash: u64) -> PendingWrite {
         let content = Some(Content {
             hash,
-            canonical: format!("{{\"h\":{hash}}}").into_bytes().into(),
+            yaml: format!("{{\"h\":{hash}}}").into_bytes().into(),
             bytes: 100,
         });
         PendingWrite {

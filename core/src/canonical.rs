@@ -102,6 +102,13 @@ impl DigestOut<'_> {
         (content_hash(self.canonical), self.canonical.len())
     }
 
+    /// Renders `doc`, as sanitization marked it, to the YAML file the repository gets.
+    pub fn yaml(&mut self, doc: &Doc) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.canonical.len() + self.canonical.len() / 4 + 64);
+        crate::yaml::render_into(doc, self.order, &mut out);
+        out
+    }
+
     /// The canonical bytes [`Self::finish`] wrote.
     pub fn bytes(&self) -> &[u8] {
         self.canonical
@@ -114,26 +121,32 @@ pub fn content_hash(canonical: &[u8]) -> u64 {
 }
 
 /// A git blob id: SHA-1 over `blob {len}\0` and the bytes, as `git hash-object` computes it.
+/// (RustCrypto's `sha1` uses the CPU's SHA extensions where it has them: every planned file is
+/// hashed, and that was an eighth of a changing event's cost.)
 pub fn git_blob_id(bytes: &[u8]) -> [u8; 20] {
-    let mut h = sha1_smol::Sha1::new();
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
     h.update(format!("blob {}\0", bytes.len()).as_bytes());
     h.update(bytes);
-    h.digest().bytes()
+    h.finalize().into()
 }
 
-/// Writes an object's members in canonical order. Members are gathered in `order` (shared by
-/// every level: each level sorts its own tail and truncates it when done), sorted by key and
-/// then by position, so of duplicate keys the last is the one written, as JSON readers resolve
-/// them. Members sanitization removed are dropped after that choice.
-fn write_object(doc: &Doc, obj: NodeId, top: bool, out: &mut Vec<u8>, order: &mut Vec<NodeId>) {
-    out.push(b'{');
-    let mut first = true;
-    if top {
-        for c in doc.lookup(obj, LEADING_KEYS).into_iter().flatten() {
-            write_member(doc, c, &mut first, out, order);
-        }
-    }
+/// Pushes the members of `obj` that count onto `order`, in canonical order, and returns where they
+/// start: the leading keys first at the top level, the rest sorted by key. Of duplicate keys only
+/// the last counts, as JSON readers resolve them; members sanitization removed are left out after
+/// that choice. `order` is shared by every level of a walk: the caller reads `order[base..]` (copying
+/// each id out, as deeper levels push past it) and truncates back to `base` when done.
+pub(crate) fn members_in_order(
+    doc: &Doc,
+    obj: NodeId,
+    top: bool,
+    order: &mut Vec<NodeId>,
+) -> usize {
     let base = order.len();
+    if top {
+        order.extend(doc.lookup(obj, LEADING_KEYS).into_iter().flatten());
+    }
+    let rest = order.len();
     let mut sorted = true;
     let mut prev: &[u8] = &[];
     for c in doc.children(obj) {
@@ -141,21 +154,35 @@ fn write_object(doc: &Doc, obj: NodeId, top: bool, out: &mut Vec<u8>, order: &mu
         if top && is_leading(key) {
             continue;
         }
-        sorted &= order.len() == base || prev < key;
+        sorted &= order.len() == rest || prev < key;
         prev = key;
         order.push(c);
     }
     // Go's encoder writes map keys sorted already; struct fields need the sort.
     if !sorted {
-        order[base..].sort_unstable_by(|&a, &b| doc.key(a).cmp(doc.key(b)).then(a.cmp(&b)));
+        order[rest..].sort_unstable_by(|&a, &b| doc.key(a).cmp(doc.key(b)).then(a.cmp(&b)));
     }
-    let end = order.len();
-    for i in base..end {
+    let mut kept = rest;
+    for i in rest..order.len() {
         let c = order[i];
-        let superseded = i + 1 < end && doc.key(order[i + 1]) == doc.key(c);
+        // Strictly ascending input has no duplicates; sorted ones sit side by side, last last.
+        let superseded = !sorted && order.get(i + 1).is_some_and(|&n| doc.key(n) == doc.key(c));
         if !superseded && !doc.has(c, REMOVED) {
-            write_member(doc, c, &mut first, out, order);
+            order[kept] = c;
+            kept += 1;
         }
+    }
+    order.truncate(kept);
+    base
+}
+
+fn write_object(doc: &Doc, obj: NodeId, top: bool, out: &mut Vec<u8>, order: &mut Vec<NodeId>) {
+    out.push(b'{');
+    let mut first = true;
+    let base = members_in_order(doc, obj, top, order);
+    for i in base..order.len() {
+        let c = order[i];
+        write_member(doc, c, &mut first, out, order);
     }
     order.truncate(base);
     out.push(b'}');
@@ -212,7 +239,7 @@ fn write_value(doc: &Doc, id: NodeId, out: &mut Vec<u8>, order: &mut Vec<NodeId>
 /// Integers of up to 18 digits are written as they came; anything else (fractions, exponents,
 /// `-0`, huge integers) as serde_json prints the number it reads, so every encoding of one number
 /// gives the same bytes.
-fn write_number(raw: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn write_number(raw: &[u8], out: &mut Vec<u8>) {
     let digits = raw.strip_prefix(b"-").unwrap_or(raw);
     let plain = digits.len() <= 18
         && digits.iter().all(u8::is_ascii_digit)
@@ -222,9 +249,13 @@ fn write_number(raw: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(raw);
     } else {
         use std::io::Write;
-        let n: serde_json::Number =
-            serde_json::from_slice(raw).expect("the parser checked the number's grammar");
-        let _ = write!(out, "{n}");
+        match serde_json::from_slice::<serde_json::Number>(raw) {
+            Ok(n) => {
+                let _ = write!(out, "{n}");
+            }
+            // Out of f64's range (`1e400`): valid JSON no reader agrees on; kept as written.
+            Err(_) => out.extend_from_slice(raw),
+        }
     }
 }
 
@@ -310,6 +341,14 @@ mod tests {
         let v = json!({"apiVersion": "v1", "s": "tab\tctl\u{1}é\u{10348}", "n": [1, -2.5, null, true, {}, 12345678901234567890u64], "e": {}});
         let back: Value = serde_json::from_slice(&canon(&v)).unwrap();
         assert_eq!(back, v);
+    }
+
+    #[test]
+    fn numbers_beyond_f64_are_kept_as_written_not_a_panic() {
+        assert_eq!(
+            canonical_bytes(br#"{"a":1e400,"b":-1E+400}"#).unwrap(),
+            br#"{"a":1e400,"b":-1E+400}"#
+        );
     }
 
     #[test]

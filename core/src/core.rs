@@ -24,7 +24,6 @@ use crate::live::{key128, tag64, StreamLive};
 use crate::rules::{CompiledRule, Destination, DocLabels, ObjectFacts, RuleReach, RuleStore};
 use crate::sanitize::{is_secret, sanitize, SecretPolicy};
 use crate::time::{MonoClamp, Now};
-use crate::yaml;
 
 /// Largest sanitized object written, in canonical bytes; larger ones are refused and counted.
 pub const OBJECT_BYTES_MAX: usize = 2 * 1024 * 1024;
@@ -1042,7 +1041,7 @@ impl Core {
             );
             return;
         }
-        let canonical: Option<Arc<[u8]>> = (!deleted).then(|| out.bytes().into());
+        let yaml: Option<Arc<[u8]>> = (!deleted).then(|| out.yaml(doc).into());
         let epoch = self.live[gid as usize].epoch();
         let resync = initial && matches!(attribution, Attribution::Miss);
         let mut queued = false;
@@ -1054,10 +1053,10 @@ impl Core {
                 continue;
             };
             let was_member = d.members.contains_key(&path_key);
-            let content = match &canonical {
-                Some(canonical) if selected => Some(Content {
+            let content = match &yaml {
+                Some(yaml) if selected => Some(Content {
                     hash,
-                    canonical: canonical.clone(),
+                    yaml: yaml.clone(),
                     bytes,
                 }),
                 // Deleted, or no longer selected (labels changed): the file goes if it is there.
@@ -1115,7 +1114,7 @@ impl Core {
                 }) => Have::Content(*h),
                 // Listed but not yet compared: render once to learn whether it is the same file.
                 Some(h) => match &write.content {
-                    Some(c) if git_blob_id(&yaml::render(&c.canonical)) == h.blob => {
+                    Some(c) if git_blob_id(&c.yaml) == h.blob => {
                         h.content = Some(c.hash);
                         Have::Content(c.hash)
                     }
@@ -1498,7 +1497,7 @@ impl Core {
         let held = &mut b.held;
         b.queue.drop_redundant(|w| match &w.content {
             Some(c) => match listed.get(&w.path_key) {
-                Some(blob) if git_blob_id(&yaml::render(&c.canonical)) == *blob => {
+                Some(blob) if git_blob_id(&c.yaml) == *blob => {
                     held.insert(
                         w.path_key,
                         Held {

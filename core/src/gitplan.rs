@@ -5,7 +5,6 @@ use std::sync::Arc;
 use crate::batch::{CommitKind, PendingCommit};
 use crate::canonical::git_blob_id;
 use crate::io::{Identity, PlannedCommit};
-use crate::yaml;
 
 /// First retry delay after a failed push, in milliseconds.
 pub const BACKOFF_BASE_MS: u64 = 1_000;
@@ -82,7 +81,7 @@ pub struct Plan {
     pub blobs: Vec<Vec<Option<[u8; 20]>>>,
 }
 
-/// Renders pending commits into planned ones; YAML is produced here and only here.
+/// Turns pending commits into planned ones: authors, messages, files ordered by path, blob ids.
 pub fn plan(pending: &[PendingCommit], ids: &Identities, now_wall_ms: i64, op_tag: &str) -> Plan {
     let mut commits = Vec::with_capacity(pending.len());
     let mut blobs = Vec::with_capacity(pending.len());
@@ -94,10 +93,7 @@ pub fn plan(pending: &[PendingCommit], ids: &Identities, now_wall_ms: i64, op_ta
         let mut writes = Vec::with_capacity(c.writes.len());
         let mut ids_of = Vec::with_capacity(c.writes.len());
         for w in &c.writes {
-            let bytes: Option<Arc<[u8]>> = w
-                .content
-                .as_ref()
-                .map(|ct| yaml::render(&ct.canonical).into());
+            let bytes: Option<Arc<[u8]>> = w.content.as_ref().map(|ct| ct.yaml.clone());
             ids_of.push(bytes.as_deref().map(git_blob_id));
             writes.push((w.path.to_string(), bytes));
         }

@@ -456,8 +456,10 @@ impl Parser<'_> {
                     self.pos += 1;
                 } else {
                     loop {
-                        if self.peek() != Some(b'"') {
-                            return self.err("expected a key");
+                        match self.peek() {
+                            Some(b'"') => {}
+                            None => return self.err("unexpected end"),
+                            _ => return self.err("expected a key"),
                         }
                         let (k, decoded) = self.string()?;
                         self.skip_ws();
@@ -475,6 +477,7 @@ impl Parser<'_> {
                                 self.pos += 1;
                                 break;
                             }
+                            None => return self.err("unexpected end"),
                             _ => return self.err("expected `,` or `}`"),
                         }
                     }
@@ -501,6 +504,7 @@ impl Parser<'_> {
                                 self.pos += 1;
                                 break;
                             }
+                            None => return self.err("unexpected end"),
                             _ => return self.err("expected `,` or `]`"),
                         }
                     }

@@ -6,12 +6,12 @@
 //! is double-quoted. Our own emitter keeps the archived `serde_yaml` off the write path and runs several
 //! times faster; round-trip tests parse its output back with `serde_yaml`.
 
-use crate::canonical::sanitized_bytes;
-use crate::json::{Doc, JsonError, Kind, NodeId};
+use crate::canonical::{members_in_order, write_number};
+use crate::json::{Doc, JsonError, Kind, NodeId, REDACTED};
+use crate::sanitize::REDACTED as REDACTED_TEXT;
 
 /// Renders canonical bytes (see [`crate::canonical`]) as a YAML document (no `---`), ending in a
-/// newline. Keys come out in the order the bytes hold them, which for canonical bytes is the
-/// canonical order.
+/// newline.
 pub fn render(canonical: &[u8]) -> Vec<u8> {
     let doc = Doc::parse(canonical).expect("canonical bytes are JSON the core wrote");
     render_doc(&doc)
@@ -19,22 +19,39 @@ pub fn render(canonical: &[u8]) -> Vec<u8> {
 
 /// Sanitizes an object's JSON text and renders it: the file the repository gets for it.
 pub fn render_object(json: &[u8]) -> Result<Vec<u8>, JsonError> {
-    sanitized_bytes(json).map(|c| render(&c))
+    let mut doc = Doc::parse(json)?;
+    crate::sanitize::sanitize(&mut doc);
+    Ok(render_doc(&doc))
 }
 
-/// Renders a parsed document in its own key order.
+/// Renders a parsed document as sanitization marked it, keys in canonical order: the same YAML
+/// whether the document is an object's JSON text or its canonical bytes.
 pub fn render_doc(doc: &Doc) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
+    render_into(doc, &mut Vec::new(), &mut out);
+    out
+}
+
+/// [`render_doc`] into `out` (cleared first), with `order` as reused scratch space.
+pub fn render_into(doc: &Doc, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
+    out.clear();
+    order.clear();
     let root = Doc::ROOT;
     match doc.kind(root) {
-        Kind::Object if has_children(doc, root) => write_map(doc, root, 0, &mut out),
-        Kind::Array if has_children(doc, root) => write_seq(doc, root, 0, &mut out),
+        Kind::Object => {
+            let base = members_in_order(doc, root, true, order);
+            if order.len() > base {
+                write_map(doc, base, 0, order, out);
+            } else {
+                out.extend_from_slice(b"{}\n");
+            }
+        }
+        Kind::Array if has_children(doc, root) => write_seq(doc, root, 0, order, out),
         _ => {
-            write_inline(doc, root, 0, &mut out);
+            write_inline(doc, root, 0, out);
             out.push(b'\n');
         }
     }
-    out
 }
 
 fn has_children(doc: &Doc, id: NodeId) -> bool {
@@ -45,23 +62,30 @@ fn indent(n: usize, out: &mut Vec<u8>) {
     out.resize(out.len() + n, b' ');
 }
 
-fn key_of<'d>(doc: &'d Doc, id: NodeId) -> &'d str {
-    std::str::from_utf8(doc.key(id)).expect("keys are UTF-8 (checked at parse)")
-}
-
 /// Writes `key: value` at `ind`, starting at the current position (the caller wrote the indent).
-fn write_entry_here(doc: &Doc, id: NodeId, ind: usize, out: &mut Vec<u8>) {
-    write_scalar_str(key_of(doc, id), ind, true, out);
+fn write_entry_here(doc: &Doc, id: NodeId, ind: usize, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
+    write_scalar_str(doc.key(id), ind, true, out);
     out.push(b':');
+    if doc.has(id, REDACTED) {
+        out.push(b' ');
+        write_scalar_str(REDACTED_TEXT.as_bytes(), ind + 2, false, out);
+        out.push(b'\n');
+        return;
+    }
     match doc.kind(id) {
-        Kind::Object if has_children(doc, id) => {
-            out.push(b'\n');
-            write_map(doc, id, ind + 2, out);
+        Kind::Object => {
+            let base = members_in_order(doc, id, false, order);
+            if order.len() > base {
+                out.push(b'\n');
+                write_map(doc, base, ind + 2, order, out);
+            } else {
+                out.extend_from_slice(b" {}\n");
+            }
         }
         // Sequences sit at their key's indent, as kubectl prints them.
         Kind::Array if has_children(doc, id) => {
             out.push(b'\n');
-            write_seq(doc, id, ind, out);
+            write_seq(doc, id, ind, order, out);
         }
         _ => {
             out.push(b' ');
@@ -71,29 +95,38 @@ fn write_entry_here(doc: &Doc, id: NodeId, ind: usize, out: &mut Vec<u8>) {
     }
 }
 
-fn write_map(doc: &Doc, map: NodeId, ind: usize, out: &mut Vec<u8>) {
-    for c in doc.children(map) {
+/// Writes the members at `order[base..]` at `ind`, each on its own line, and truncates `order`.
+fn write_map(doc: &Doc, base: usize, ind: usize, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
+    for i in base..order.len() {
+        let c = order[i];
         indent(ind, out);
-        write_entry_here(doc, c, ind, out);
+        write_entry_here(doc, c, ind, order, out);
     }
+    order.truncate(base);
 }
 
-fn write_seq(doc: &Doc, seq: NodeId, ind: usize, out: &mut Vec<u8>) {
+fn write_seq(doc: &Doc, seq: NodeId, ind: usize, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
     for item in doc.children(seq) {
         indent(ind, out);
         out.extend_from_slice(b"- ");
         match doc.kind(item) {
-            Kind::Object if has_children(doc, item) => {
-                for (i, c) in doc.children(item).enumerate() {
-                    if i > 0 {
+            Kind::Object => {
+                let base = members_in_order(doc, item, false, order);
+                if order.len() == base {
+                    out.extend_from_slice(b"{}\n");
+                }
+                for i in base..order.len() {
+                    let c = order[i];
+                    if i > base {
                         indent(ind + 2, out);
                     }
-                    write_entry_here(doc, c, ind + 2, out);
+                    write_entry_here(doc, c, ind + 2, order, out);
                 }
+                order.truncate(base);
             }
             Kind::Array if has_children(doc, item) => {
                 out.push(b'\n');
-                write_seq(doc, item, ind + 2, out);
+                write_seq(doc, item, ind + 2, order, out);
             }
             _ => {
                 write_inline(doc, item, ind + 2, out);
@@ -106,18 +139,22 @@ fn write_seq(doc: &Doc, seq: NodeId, ind: usize, out: &mut Vec<u8>) {
 /// A scalar or empty collection on the current line; `ind` is the indent of a literal block's body.
 fn write_inline(doc: &Doc, id: NodeId, ind: usize, out: &mut Vec<u8>) {
     match doc.kind(id) {
-        // Canonical bytes hold numbers already normalized; the text is the number.
-        Kind::Null | Kind::Bool | Kind::Number => out.extend_from_slice(doc.raw(id)),
-        Kind::String => write_scalar_str(doc.str(id).expect("a string node"), ind, false, out),
+        Kind::Null | Kind::Bool => out.extend_from_slice(doc.raw(id)),
+        Kind::Number => write_number(doc.raw(id), out),
+        Kind::String => write_scalar_str(doc.str_bytes(id), ind, false, out),
         Kind::Array => out.extend_from_slice(b"[]"),
         Kind::Object => out.extend_from_slice(b"{}"),
     }
 }
 
-fn write_scalar_str(s: &str, ind: usize, is_key: bool, out: &mut Vec<u8>) {
+/// Writes a string (UTF-8, checked when its document was parsed) in the style it needs.
+fn write_scalar_str(s: &[u8], ind: usize, is_key: bool, out: &mut Vec<u8>) {
     if is_plain_safe(s) {
-        out.extend_from_slice(s.as_bytes());
-    } else if !is_key && is_literal_safe(s) {
+        out.extend_from_slice(s);
+        return;
+    }
+    let s = std::str::from_utf8(s).expect("parsed JSON strings are UTF-8");
+    if !is_key && is_literal_safe(s) {
         write_literal(s, ind, out);
     } else {
         write_double_quoted(s, out);
@@ -129,23 +166,41 @@ const RESERVED: [&str; 11] = [
     "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", "",
 ];
 
+/// Bytes a plain scalar may hold anywhere: `[A-Za-z0-9_./@-]`.
+const PLAIN_BODY: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'/' | b'@');
+        b += 1;
+    }
+    t
+};
+
 /// Plain style only for strings that start with a letter, `_` or `/`, use a small safe alphabet, and
 /// are no reserved word: nothing a reader could resolve to a number, bool, null, date or indicator.
-fn is_plain_safe(s: &str) -> bool {
-    let b = s.as_bytes();
+fn is_plain_safe(b: &[u8]) -> bool {
     let Some(&first) = b.first() else {
         return false;
     };
     if !(first.is_ascii_alphabetic() || first == b'_' || first == b'/') || b[b.len() - 1] == b' ' {
         return false;
     }
-    let body_ok = b.iter().enumerate().all(|(i, &c)| match c {
-        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'/' | b'@' => true,
-        b':' => b.get(i + 1).is_some_and(|&n| n != b' ' && n != b':'),
-        b' ' => b.get(i + 1).is_some_and(|&n| n != b'#' && n != b' '),
-        _ => false,
+    let body_ok = b.iter().enumerate().all(|(i, &c)| {
+        PLAIN_BODY[c as usize]
+            || match c {
+                b':' => b.get(i + 1).is_some_and(|&n| n != b' ' && n != b':'),
+                b' ' => b.get(i + 1).is_some_and(|&n| n != b'#' && n != b' '),
+                _ => false,
+            }
     });
-    body_ok && !RESERVED.iter().any(|r| s.eq_ignore_ascii_case(r))
+    // Every reserved word is at most five bytes long.
+    body_ok
+        && (b.len() > 5
+            || !RESERVED
+                .iter()
+                .any(|r| b.eq_ignore_ascii_case(r.as_bytes())))
 }
 
 /// A literal block reproduces a string exactly only if it has a line break, no carriage return or
@@ -232,6 +287,78 @@ mod tests {
         let parsed: Value = serde_yaml::from_str(&text)
             .unwrap_or_else(|e| panic!("unparseable YAML ({e}):\n{text}"));
         parsed
+    }
+
+    /// Objects whose sanitization touches every rule: unsorted and duplicate keys, removed
+    /// metadata, emptied maps, a Secret, pod template timestamps, escapes, odd numbers.
+    fn sanitize_shapes(rng: &mut ChaCha8Rng) -> Value {
+        let pick = |rng: &mut ChaCha8Rng, xs: &[&str]| xs[rng.gen_range(0..xs.len())].to_owned();
+        let kinds = [
+            "ConfigMap",
+            "Secret",
+            "Service",
+            "Deployment",
+            "CronJob",
+            "Pod",
+        ];
+        let keys = [
+            "a",
+            "b",
+            "z",
+            "k8s.io/x",
+            "kustomize.toolkit.fluxcd.io/n",
+            "deployment.kubernetes.io/revision",
+            "kubectl.kubernetes.io/last-applied-configuration",
+            "q\"uote",
+            "line\nbreak",
+            "é",
+        ];
+        let map = |rng: &mut ChaCha8Rng| -> Value {
+            Value::Object(
+                (0..rng.gen_range(0..4))
+                    .map(|_| (pick(rng, &keys), json!(pick(rng, &keys))))
+                    .collect(),
+            )
+        };
+        let labels = map(rng);
+        let annotations = map(rng);
+        let data = map(rng);
+        json!({"kind": pick(rng, &kinds), "apiVersion": pick(rng, &["v1", "apps/v1", "batch/v1"]),
+            "metadata": {"name": "n", "generateName": "g-", "uid": "u", "resourceVersion": "9",
+                "labels": labels, "annotations": annotations, "managedFields": [{"f": 1}]},
+            "spec": {"clusterIP": "10.0.0.1", "nodeName": "x", "replicas": rng.gen_range(-3..3),
+                "ratio": [1.5, 1e2, -0.0, 12345678901234567890u64],
+                "template": {"metadata": {"creationTimestamp": null}, "spec": {"containers": [{}, []]}},
+                "jobTemplate": {"spec": {"template": {"metadata": {"creationTimestamp": null, "labels": {"a": "b"}}}}}},
+            "data": data, "stringData": {"t": "secret"}, "status": {"phase": "x"}})
+    }
+
+    #[test]
+    fn an_object_renders_the_same_from_its_text_as_from_its_canonical_bytes() {
+        let mut texts: Vec<String> = [
+            include_str!("../tests/fixtures/kube-apiserver-1.20/watch-configmaps.jsonl"),
+            include_str!("../tests/fixtures/kube-apiserver-1.20/watch-deployments.jsonl"),
+        ]
+        .iter()
+        .flat_map(|f| f.lines())
+        .map(|l| crate::json::split_watch_line(l.as_bytes()).unwrap().1)
+        .map(|o| String::from_utf8(o.as_bytes().to_vec()).unwrap())
+        .collect();
+        texts.push(r#"{"metadata":{"name":"a","labels":{"b":"1","a":"2","b":"3"}},"kind":"ConfigMap","apiVersion":"v1","data":{"k":"v\u0041"},"kind":"Secret"}"#.into());
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..500 {
+            texts.push(serde_json::to_string(&sanitize_shapes(&mut rng)).unwrap());
+        }
+        for text in &texts {
+            let direct = render_object(text.as_bytes()).unwrap();
+            let via_canonical =
+                render(&crate::canonical::sanitized_bytes(text.as_bytes()).unwrap());
+            assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                String::from_utf8(via_canonical).unwrap(),
+                "object {text}"
+            );
+        }
     }
 
     #[test]

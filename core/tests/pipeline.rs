@@ -8,6 +8,7 @@ use gitops_reverser_core::config::{CrRef, NamespacedName, WatchRuleSpec};
 use gitops_reverser_core::gitplan::BACKOFF_BASE_MS;
 use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::{GitOpKind, GitResult, Input, Output, WatchEvent};
+use gitops_reverser_core::json::RawObject;
 use serde_json::{json, Value};
 
 fn cm(name: &str, value: &str, rv: u64) -> Value {
@@ -555,6 +556,48 @@ fn objects_with_unusable_names_are_refused_with_a_reason_and_nothing_else_is_los
     assert_eq!(
         subjects(&h.flush_and_push()),
         vec!["gitops-reverser [CREATE] v1/configmaps/team-a/fine"]
+    );
+}
+
+#[test]
+fn objects_that_are_not_json_are_refused_with_a_reason_and_nothing_else_is_lost() {
+    let mut h = seeded();
+    let cms = gvr("", "v1", "configmaps");
+    let broken =
+        RawObject::new(&br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x""#[..]);
+    h.input(Input::Watch(cms.clone(), WatchEvent::Apply(broken.clone())));
+    h.input(admission(
+        Operation::Create,
+        "alice",
+        Some(cm("fine", "1", 0)),
+        None,
+    ));
+    let mut bad_admission =
+        match admission(Operation::Create, "mallory", Some(cm("x", "1", 0)), None) {
+            Input::Admission(r) => r,
+            _ => unreachable!(),
+        };
+    bad_admission.object = Some(broken);
+    h.input(Input::Admission(bad_admission));
+    h.input(apply(cm("fine", "1", 11)));
+    let reasons: Vec<&str> = h
+        .outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Refused { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "watch object not read: invalid JSON: unexpected end at byte 60",
+            "admission not recorded: invalid JSON: unexpected end at byte 60"
+        ]
+    );
+    assert_eq!(
+        subjects(&h.flush_and_push()),
+        vec!["alice [CREATE] v1/configmaps/team-a/fine"]
     );
 }
 

@@ -44,17 +44,16 @@ pub fn sanitized_bytes(json: &[u8]) -> Result<Vec<u8>, JsonError> {
     Ok(out)
 }
 
-/// Sanitizes objects and keeps their canonical bytes, reusing its buffers from object to object.
+/// Parses, sanitizes and digests objects, reusing its buffers from object to object.
 #[derive(Debug, Default)]
 pub struct Digester {
     scratch: Scratch,
     order: Vec<NodeId>,
-    /// The canonical bytes of the last object digested.
-    pub canonical: Vec<u8>,
+    canonical: Vec<u8>,
 }
 
 impl Digester {
-    /// Parses `json` and hands the tree to `f` (which may sanitize it and call [`Self::finish`]);
+    /// Parses `json` and hands the tree to `f` (which may sanitize it and call [`DigestOut::finish`]);
     /// the buffers come back afterwards.
     pub fn with_doc<R>(
         &mut self,
@@ -78,8 +77,7 @@ impl Digester {
         Ok(r)
     }
 
-    /// Sanitizes `json` and returns its content hash and canonical size; the bytes stay in
-    /// [`Self::canonical`].
+    /// Sanitizes `json` and returns its content hash and canonical size.
     pub fn digest(&mut self, json: &[u8]) -> Result<(u64, usize), JsonError> {
         self.with_doc(json, |doc, out| {
             sanitize(doc);
@@ -108,11 +106,6 @@ impl DigestOut<'_> {
         crate::yaml::render_into(doc, self.order, &mut out);
         out
     }
-
-    /// The canonical bytes [`Self::finish`] wrote.
-    pub fn bytes(&self) -> &[u8] {
-        self.canonical
-    }
 }
 
 /// xxHash64 (seed 0) of canonical bytes: the content hash of correlation keys and dedup.
@@ -126,7 +119,9 @@ pub fn content_hash(canonical: &[u8]) -> u64 {
 pub fn git_blob_id(bytes: &[u8]) -> [u8; 20] {
     use sha1::{Digest, Sha1};
     let mut h = Sha1::new();
-    h.update(format!("blob {}\0", bytes.len()).as_bytes());
+    h.update(b"blob ");
+    h.update(bytes.len().to_string().as_bytes());
+    h.update(b"\0");
     h.update(bytes);
     h.finalize().into()
 }

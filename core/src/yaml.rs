@@ -187,14 +187,16 @@ fn is_plain_safe(b: &[u8]) -> bool {
     if !(first.is_ascii_alphabetic() || first == b'_' || first == b'/') || b[b.len() - 1] == b' ' {
         return false;
     }
-    let body_ok = b.iter().enumerate().all(|(i, &c)| {
-        PLAIN_BODY[c as usize]
-            || match c {
-                b':' => b.get(i + 1).is_some_and(|&n| n != b' ' && n != b':'),
-                b' ' => b.get(i + 1).is_some_and(|&n| n != b'#' && n != b' '),
-                _ => false,
-            }
-    });
+    // Most strings are names and values of the safe alphabet only: one table lookup per byte.
+    let body_ok = b.iter().all(|&c| PLAIN_BODY[c as usize])
+        || b.iter().enumerate().all(|(i, &c)| {
+            PLAIN_BODY[c as usize]
+                || match c {
+                    b':' => b.get(i + 1).is_some_and(|&n| n != b' ' && n != b':'),
+                    b' ' => b.get(i + 1).is_some_and(|&n| n != b'#' && n != b' '),
+                    _ => false,
+                }
+        });
     // Every reserved word is at most five bytes long.
     body_ok
         && (b.len() > 5

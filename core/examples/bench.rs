@@ -119,7 +119,9 @@ fn main() {
     let (mut adm_n, mut watch_n) = (0usize, 0usize);
     let mut rv = 1u64;
     let mut last_rv = vec![0u64; objects];
+    let mut round_times = Vec::new();
     for round in 0..=updates {
+        let round_start = watch_time;
         for start in (0..objects).step_by(CHUNK) {
             let end = (start + CHUNK).min(objects);
             let mut adm = Vec::with_capacity(CHUNK);
@@ -166,6 +168,7 @@ fn main() {
             watch_n += end - start;
             drain(&mut core, now);
         }
+        round_times.push(watch_time - round_start);
     }
     // Status churn: every object again with a new resourceVersion and a status, same content.
     // Baselines measured in the same run, on the same bytes:
@@ -231,6 +234,14 @@ fn main() {
         adm_n as f64 / adm_time.as_secs_f64()
     );
     println!("watch events: {watch_n} in {:.3} s = {:.0}/s (includes planning and YAML rendering of every commit)", watch_time.as_secs_f64(), watch_n as f64 / watch_time.as_secs_f64());
+    let per_round: Vec<String> = round_times
+        .iter()
+        .map(|d| format!("{:.0}/s", objects as f64 / d.as_secs_f64()))
+        .collect();
+    println!(
+        "  per round (create, then updates): {}",
+        per_round.join(", ")
+    );
     println!(
         "status-churn watch events (no commit): {churn_n} in {:.3} s = {:.0}/s",
         churn_time.as_secs_f64(),

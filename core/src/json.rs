@@ -893,6 +893,63 @@ mod tests {
         }
     }
 
+    /// Recorded objects with random byte edits: the tree accepts exactly what serde_json accepts
+    /// (bar numbers beyond f64, which serde_json refuses and we keep as text), reads the same
+    /// value, and nothing downstream panics on what it accepts.
+    #[test]
+    fn mutated_objects_are_read_or_refused_like_serde_json_and_never_panic() {
+        let lines: Vec<&str> = [
+            include_str!("../tests/fixtures/kube-apiserver-1.20/watch-configmaps.jsonl"),
+            include_str!("../tests/fixtures/kube-apiserver-1.20/watch-deployments.jsonl"),
+            include_str!("../tests/fixtures/kube-apiserver-1.20/admission.jsonl"),
+        ]
+        .iter()
+        .flat_map(|f| f.lines())
+        .collect();
+        let specials = b"{}[]\",:\\u0123456789eE+-.tfn \t\n\x00\x1f\x7f\xc3\xa9\xff";
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let mut text = lines[rng.gen_range(0..lines.len())].as_bytes().to_vec();
+            for _ in 0..rng.gen_range(1..4) {
+                let at = rng.gen_range(0..text.len());
+                let b = specials[rng.gen_range(0..specials.len())];
+                match rng.gen_range(0..3) {
+                    0 => text[at] = b,
+                    1 => text.insert(at, b),
+                    _ => {
+                        text.remove(at);
+                    }
+                }
+            }
+            let theirs = serde_json::from_slice::<Value>(&text);
+            match Doc::parse(&text) {
+                Ok(mut doc) => {
+                    accepted += 1;
+                    if let Ok(v) = theirs {
+                        assert_eq!(to_value(&doc, Doc::ROOT), v);
+                    } else {
+                        let e = theirs.unwrap_err().to_string();
+                        assert!(e.contains("out of range"), "serde_json refused: {e}");
+                    }
+                    crate::sanitize::sanitize(&mut doc);
+                    let mut out = Vec::new();
+                    crate::canonical::write_canonical(&doc, &mut out, &mut Vec::new());
+                    crate::yaml::render_doc(&doc);
+                }
+                Err(e) => {
+                    refused += 1;
+                    assert!(theirs.is_err(), "serde_json read what we refused ({e})");
+                    assert!(e.at <= text.len());
+                }
+            }
+        }
+        assert!(
+            accepted > 1000 && refused > 1000,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
+
     #[test]
     fn random_documents_read_back_exactly() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);

@@ -8,7 +8,7 @@
 
 use xxhash_rust::xxh64::xxh64;
 
-use crate::json::{Doc, JsonError, Kind, NodeId, Scratch, REDACTED, REMOVED};
+use crate::json::{Doc, JsonError, Kind, NodeId, Scratch, REDACTED, REMOVED, STRING_STOP};
 use crate::sanitize::{sanitize, REDACTED as REDACTED_TEXT};
 
 /// Top-level keys written first, in this order.
@@ -254,19 +254,6 @@ pub(crate) fn write_number(raw: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Bytes that JSON strings must escape: `"`, `\\` and the control characters.
-const NEEDS_ESCAPE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        t[b] = true;
-        b += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
-
 /// A string that came without escapes needs none: copied between quotes as it is.
 fn write_verbatim(bytes: &[u8], out: &mut Vec<u8>) {
     out.reserve(bytes.len() + 2);
@@ -279,7 +266,7 @@ fn write_str(bytes: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        if !NEEDS_ESCAPE[b as usize] {
+        if !STRING_STOP[b as usize] {
             continue;
         }
         out.extend_from_slice(&bytes[start..i]);

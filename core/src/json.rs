@@ -349,9 +349,9 @@ impl Iterator for Children<'_, '_> {
     }
 }
 
-/// Bytes that end the fast scan of a string: the closing quote, an escape, or a control character
-/// (which JSON forbids inside strings).
-const STRING_STOP: [bool; 256] = {
+/// Bytes a JSON string cannot hold as they are: the quote, the backslash and the control characters.
+/// They end the parser's fast scan of a string, and writers escape them.
+pub(crate) const STRING_STOP: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 0x20 {

@@ -15,6 +15,10 @@
 //! 3. Sleep until `core.poll_deadline()` (monotonic ms) or the next input, whichever is first, then
 //!    send [`io::Input::Tick`]. A spurious tick does nothing.
 //!
+//! Objects enter as the JSON text the API server sent ([`json::RawObject`]; `From<serde_json::Value>`
+//! is there for tests and tools): the core reads them through a borrowed tree and never builds a
+//! document per event.
+//!
 //! Time enters only as [`time::Now`]: `mono_ms` drives timers (and is clamped so it never runs
 //! backwards), `wall_ms` only stamps commits.
 //!

@@ -785,8 +785,9 @@ impl Core {
                 }
                 (hash, old_rv)
             }
-            // DELETE's object is the old one: its version is the base.
-            (_, _) => (hash, primary_rv),
+            // DELETE's object is the old one: its version is the base. (An UPDATE always has
+            // its old object's digest: `digests` required both.)
+            (Operation::Delete, _) | (Operation::Update, None) => (hash, primary_rv),
         };
         let key = CorrKey {
             ident,

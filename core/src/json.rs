@@ -603,16 +603,20 @@ impl Parser<'_> {
         // Eight bytes at a time: the lowest flagged byte of a word is exactly the first stop byte.
         let src = self.src;
         let mut pos = start;
-        while let Some(word) = src.get(pos..pos + 8) {
+        loop {
+            let Some(word) = src.get(pos..pos + 8) else {
+                // Fewer than eight bytes left: byte by byte.
+                while src.get(pos).is_some_and(|&b| !STRING_STOP[b as usize]) {
+                    pos += 1;
+                }
+                break;
+            };
             let stops = string_stops(u64::from_le_bytes(word.try_into().expect("eight bytes")));
             if stops != 0 {
                 pos += stops.trailing_zeros() as usize / 8;
                 break;
             }
             pos += 8;
-        }
-        while src.get(pos).is_some_and(|&b| !STRING_STOP[b as usize]) {
-            pos += 1;
         }
         self.pos = pos;
         match src.get(pos) {

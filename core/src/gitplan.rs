@@ -60,7 +60,15 @@ impl Identities {
 /// The first line of a commit message.
 pub fn subject(kind: &CommitKind, writes: usize) -> String {
     match kind {
-        CommitKind::Event { op, identifier } => format!("[{op}] {identifier}"),
+        CommitKind::Event { op, identifier } => {
+            let op = op.as_str();
+            let mut s = String::with_capacity(op.len() + identifier.len() + 3);
+            s.push('[');
+            s.push_str(op);
+            s.push_str("] ");
+            s.push_str(identifier);
+            s
+        }
         CommitKind::Resync { folder } if folder.is_empty() => {
             format!("[RESYNC] {writes} changes from the cluster")
         }
@@ -71,6 +79,19 @@ pub fn subject(kind: &CommitKind, writes: usize) -> String {
             format!("[COALESCED] {changes} changes merged while the queue was full")
         }
     }
+}
+
+/// The whole commit message: the subject, a blank line and the `Reverser-Op` trailer.
+fn message(kind: &CommitKind, writes: usize, op_tag: &str) -> String {
+    let subject = subject(kind, writes);
+    let mut m = String::with_capacity(subject.len() + OP_TRAILER.len() + op_tag.len() + 5);
+    m.push_str(&subject);
+    m.push_str("\n\n");
+    m.push_str(OP_TRAILER);
+    m.push_str(": ");
+    m.push_str(op_tag);
+    m.push('\n');
+    m
 }
 
 /// A planned push: the commits and, per commit and write, the blob id written (`None` for deletes).
@@ -103,10 +124,7 @@ pub fn plan(pending: &[PendingCommit], ids: &Identities, now_wall_ms: i64, op_ta
             author_time_ms: c.seen_wall_ms,
             committer: ids.committer.clone(),
             commit_time_ms: now_wall_ms,
-            message: format!(
-                "{}\n\n{OP_TRAILER}: {op_tag}\n",
-                subject(&c.kind, c.writes.len())
-            ),
+            message: message(&c.kind, c.writes.len(), op_tag),
             writes,
         });
         blobs.push(ids_of);

@@ -220,12 +220,15 @@ impl ResourceRef<'_> {
 
     /// `{baseFolder}/{identifier}.yaml`; the caller validated the segments and normalised the folder.
     pub fn path(&self, base_folder: &str) -> String {
-        let id = self.identifier();
-        if base_folder.is_empty() {
-            format!("{id}.yaml")
-        } else {
-            format!("{base_folder}/{id}.yaml")
+        // Built by pushes, not `format!`: every changing watch event computes one per destination.
+        let mut p = String::with_capacity(base_folder.len() + 96);
+        if !base_folder.is_empty() {
+            p.push_str(base_folder);
+            p.push('/');
         }
+        self.write_identifier(&mut p);
+        p.push_str(".yaml");
+        p
     }
 }
 

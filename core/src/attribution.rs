@@ -155,15 +155,35 @@ impl Attributor {
         self.counters.dry_run_skipped_total += 1;
     }
 
-    /// Finds the author of a watch event. `base_rv` is the fingerprint of the object's previous
-    /// resourceVersion (`None` when unknown); `base_certain` is false right after a (re)list.
+    /// Finds the author of a watch event. `rv` is the fingerprint of the event's own
+    /// resourceVersion, `base_rv` that of the object's previous one (`None` when unknown);
+    /// `base_certain` is false right after a (re)list.
     pub fn attribute(
         &mut self,
         now_ms: u64,
         key: CorrKey,
+        rv: u64,
         base_rv: Option<u64>,
         base_certain: bool,
     ) -> Attribution {
+        // A DELETE admitted for exactly this version shows the version existed when that DELETE
+        // was admitted, so the creation that made it was admitted earlier: a CREATE record that
+        // arrived after such a DELETE is for the next incarnation of the name (still on its way
+        // through the watch) and cannot explain this one.
+        let created_before = (key.op == Operation::Create)
+            .then(|| {
+                let delete = CorrKey {
+                    op: Operation::Delete,
+                    ..key
+                };
+                self.store
+                    .peek(now_ms, &delete)
+                    .filter(|r| r.base_rv == Some(rv))
+                    .map(|r| r.seq)
+                    .min()
+            })
+            .flatten();
+        let in_time = move |r: &Record| created_before.is_none_or(|bound| r.seq < bound);
         let want = if key.op == Operation::Create {
             None
         } else {
@@ -172,7 +192,7 @@ impl Attributor {
         let exact_possible = key.op == Operation::Create || base_rv.is_some();
         let (sk, content) = (store_key(key), key.content);
         if exact_possible {
-            let fits = |r: &Record| r.content == content && r.base_rv == want;
+            let fits = |r: &Record| r.content == content && r.base_rv == want && in_time(r);
             let (first, single) = {
                 let mut users = self
                     .store
@@ -209,7 +229,7 @@ impl Attributor {
                 let mut users = self
                     .store
                     .peek(now_ms, &sk)
-                    .filter(|r| r.content == content)
+                    .filter(|r| r.content == content && in_time(r))
                     .map(|r| &r.user);
                 let first = users.next().cloned();
                 let single = users.all(|u| Some(u) == first.as_ref());
@@ -219,7 +239,7 @@ impl Attributor {
                 if single {
                     let taken = self
                         .store
-                        .take(now_ms, &sk, |r| r.content == content)
+                        .take(now_ms, &sk, |r| r.content == content && in_time(r))
                         .expect("peeked");
                     debug_assert_eq!(taken.user, first);
                     self.counters.hash_only_total += 1;
@@ -310,7 +330,7 @@ mod tests {
         let mut a = att();
         record(&mut a, 0, key(Operation::Create, 1), rec("alice", None));
         assert_eq!(
-            a.attribute(5, key(Operation::Create, 1), None, true),
+            a.attribute(5, key(Operation::Create, 1), 0, None, true),
             Attribution::Exact("alice".into())
         );
     }
@@ -324,18 +344,18 @@ mod tests {
         // carol's create (content 3) is admitted while bob's is still on its way.
         record(&mut a, 2, key(Operation::Create, 3), rec("carol", None));
         assert_eq!(
-            a.attribute(3, key(Operation::Create, 2), None, true),
+            a.attribute(3, key(Operation::Create, 2), 0, None, true),
             Attribution::Exact("bob".into())
         );
         assert_eq!(a.counters().superseded_total, 1, "alice's, not carol's");
         // bob deletes; someone re-creates with alice's content and their webhook call is lost.
         assert_eq!(
-            a.attribute(4, key(Operation::Create, 1), None, true),
+            a.attribute(4, key(Operation::Create, 1), 0, None, true),
             Attribution::Miss,
             "never alice"
         );
         assert_eq!(
-            a.attribute(5, key(Operation::Create, 3), None, true),
+            a.attribute(5, key(Operation::Create, 3), 0, None, true),
             Attribution::Exact("carol".into())
         );
     }
@@ -345,7 +365,7 @@ mod tests {
         let mut a = att();
         // The watch showed alice's create before her admission arrived.
         assert_eq!(
-            a.attribute(0, key(Operation::Create, 1), None, true),
+            a.attribute(0, key(Operation::Create, 1), 0, None, true),
             Attribution::Miss
         );
         a.note_missed(0, key(Operation::Create, 1));
@@ -353,7 +373,7 @@ mod tests {
         assert_eq!(a.counters().late_skipped_total, 1);
         // bob deletes and re-creates the same content; his webhook call is lost.
         assert_eq!(
-            a.attribute(9, key(Operation::Create, 1), None, true),
+            a.attribute(9, key(Operation::Create, 1), 0, None, true),
             Attribution::Miss,
             "never alice"
         );
@@ -366,13 +386,13 @@ mod tests {
         // without a webhook call reaching us. The watch event's base is 11 (after some other write).
         record(&mut a, 0, key(Operation::Update, 5), rec("bob", Some(10)));
         assert_eq!(
-            a.attribute(1, key(Operation::Update, 5), Some(11), true),
+            a.attribute(1, key(Operation::Update, 5), 0, Some(11), true),
             Attribution::Miss,
             "never bob"
         );
         record(&mut a, 2, key(Operation::Update, 5), rec("carol", Some(11)));
         assert_eq!(
-            a.attribute(3, key(Operation::Update, 5), Some(11), true),
+            a.attribute(3, key(Operation::Update, 5), 0, Some(11), true),
             Attribution::Exact("carol".into())
         );
     }
@@ -389,7 +409,7 @@ mod tests {
         );
         record(&mut a, 1, key(Operation::Delete, 5), rec("bob", Some(3)));
         assert_eq!(
-            a.attribute(2, key(Operation::Delete, 5), Some(3), true),
+            a.attribute(2, key(Operation::Delete, 5), 0, Some(3), true),
             Attribution::Miss
         );
         assert_eq!(a.counters().ambiguous_total, 1);
@@ -401,7 +421,7 @@ mod tests {
         let mut a = att();
         record(&mut a, 0, key(Operation::Update, 5), rec("bob", Some(3)));
         assert_eq!(
-            a.attribute(1, key(Operation::Update, 5), Some(9), false),
+            a.attribute(1, key(Operation::Update, 5), 0, Some(9), false),
             Attribution::HashOnly("bob".into())
         );
     }
@@ -412,7 +432,7 @@ mod tests {
         record(&mut a, 0, key(Operation::Update, 5), rec("bob", Some(3)));
         record(&mut a, 0, key(Operation::Update, 5), rec("alice", Some(4)));
         assert_eq!(
-            a.attribute(1, key(Operation::Update, 5), Some(9), false),
+            a.attribute(1, key(Operation::Update, 5), 0, Some(9), false),
             Attribution::Miss
         );
         assert_eq!(a.counters().miss_total, 1);
@@ -423,7 +443,7 @@ mod tests {
         let mut a = att();
         record(&mut a, 0, key(Operation::Create, 1), rec("alice", None));
         assert_eq!(
-            a.attribute(60_000, key(Operation::Create, 1), None, true),
+            a.attribute(60_000, key(Operation::Create, 1), 0, None, true),
             Attribution::Miss
         );
     }

@@ -1024,8 +1024,13 @@ impl Core {
         let attribution = if seen_before {
             Attribution::Miss
         } else {
-            self.attributor
-                .attribute(self.now.mono_ms, key, base_rv, !initial && prev.is_some())
+            self.attributor.attribute(
+                self.now.mono_ms,
+                key,
+                rv,
+                base_rv,
+                !initial && prev.is_some(),
+            )
         };
         let author = attribution.user().cloned();
         if secret && self.config.secret_policy == SecretPolicy::Exclude {

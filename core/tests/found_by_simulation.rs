@@ -298,3 +298,35 @@ fn writes_in_flight_when_their_rule_is_removed_do_not_come_back_after_a_conflict
         pushed.iter().map(|c| &c.message).collect::<Vec<_>>()
     );
 }
+
+/// Seed 1769 (shrunk to 16 steps): the deployer created `a` (its admission never reached us), then
+/// bob deleted that version and created `a` again with the same content. Bob's CREATE record was
+/// already waiting when the watch showed the deployer's creation, and was taken for it; bob's own
+/// creation then went to the fallback identity.
+#[test]
+fn a_create_admitted_after_a_delete_of_that_very_version_cannot_explain_it() {
+    let mut h = seeded();
+    h.input(Input::Admission(AdmissionRequest {
+        uid: "req-delete".into(),
+        gvr: gvr("", "v1", "configmaps"),
+        namespace: Some("team-a".into()),
+        name: "a".into(),
+        operation: Operation::Delete,
+        username: "bob".into(),
+        dry_run: false,
+        object: None,
+        old_object: Some(cm("a", "1", "u1", 10)),
+    }));
+    h.input(create("bob", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.input(watch(WatchEvent::Delete(cm("a", "1", "u1", 11))));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u2", 12))));
+    assert_eq!(
+        authors(&mut h),
+        [
+            "gitops-reverser [CREATE] v1/configmaps/team-a/a",
+            "bob [DELETE] v1/configmaps/team-a/a",
+            "bob [CREATE] v1/configmaps/team-a/a",
+        ]
+    );
+}

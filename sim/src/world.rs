@@ -128,6 +128,10 @@ struct World {
     streams: BTreeMap<Gvr, Stream>,
     core: Core,
     generation: u64,
+    /// When the last admission reaches the core: the webhook hands requests to the core in the
+    /// order the API server calls it (the runtime queues each before it answers), so a slow
+    /// delivery holds back the ones behind it instead of being overtaken.
+    admissions_due_ms: u64,
     remotes: Remotes,
     ops: BTreeMap<u64, InFlight>,
     busy: BTreeSet<(NamespacedName, String)>,
@@ -188,6 +192,7 @@ pub fn run(params: &Params) -> Report {
         streams: BTreeMap::new(),
         core: Core::new(core_config(0)),
         generation: 0,
+        admissions_due_ms: 0,
         remotes: Remotes::default(),
         ops: BTreeMap::new(),
         busy: BTreeSet::new(),
@@ -495,7 +500,9 @@ impl World {
         } else {
             self.rng.apiserver.gen_range(0..=WEBHOOK_LATENCY_MAX_MS)
         };
-        self.at(self.now + lat, Ev::Admission(self.generation, req));
+        let due = (self.now + lat).max(self.admissions_due_ms);
+        self.admissions_due_ms = due;
+        self.at(due, Ev::Admission(self.generation, req));
     }
 
     fn request(

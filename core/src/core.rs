@@ -1085,7 +1085,11 @@ impl Core {
             queued |= self.enqueue(&dest, write, author.clone(), kind, resync);
         }
         self.routed = routed;
-        if queued && author.is_none() && !seen_before {
+        // A live change nobody was found for is noted whether or not a destination took it: its
+        // admission may still come (the webhook's path is slower), and kept, that record would
+        // name the author of the next same-content creation. A relist's object is noted only if it
+        // was written (it may be old news, not a change).
+        if author.is_none() && !seen_before && (queued || !initial) {
             self.attributor.note_missed(self.now.mono_ms, key);
         }
         if queued {

@@ -330,3 +330,45 @@ fn a_create_admitted_after_a_delete_of_that_very_version_cannot_explain_it() {
         ]
     );
 }
+
+fn rule_selecting(selector: Option<serde_json::Value>) -> Input {
+    let mut spec = json!({"gitRepoConfigRef": "my-repo", "baseFolder": "prod",
+        "resources": [{"version": "v1", "resource": "configmaps"}]});
+    if let Some(s) = selector {
+        spec["objectSelector"] = s;
+    }
+    Input::WatchRule(
+        NamespacedName::new("team-a", "rule"),
+        Some(serde_json::from_value(spec).unwrap()),
+    )
+}
+
+/// Seed 982: carol created `a` while no rule selected it, and her admission reached us after the
+/// watch event. Nothing was written, so nothing noted the event as unattributed; her record stayed
+/// and, within the TTL, named the author of alice's same-content re-creation, whose own admissions
+/// were late too.
+#[test]
+fn a_late_admission_of_a_change_nothing_wrote_cannot_name_a_later_creation() {
+    let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "prod");
+    h.input(rule_selecting(Some(
+        json!({"matchLabels": {"app": "shop"}}),
+    )));
+    h.seed_empty();
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.input(create("carol", "a", "1"));
+    // The rule now selects every ConfigMap: the relist writes `a` as a resync.
+    h.input(rule_selecting(None));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    // Alice deletes `a` and creates it again with the same content; both admissions come late.
+    h.input(watch(WatchEvent::Delete(cm("a", "1", "u1", 11))));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u2", 12))));
+    let subjects = authors(&mut h);
+    assert!(
+        subjects.contains(&"gitops-reverser [CREATE] v1/configmaps/team-a/a".to_string())
+            && !subjects.iter().any(|s| s.starts_with("carol")),
+        "{subjects:?}"
+    );
+}

@@ -4,7 +4,8 @@
 //!
 //! Tolerated and counted apart (`ambiguous`): the author made an identical write that was rejected
 //! after admission, within the correlation TTL — a rejected CREATE followed by an identical CREATE
-//! whose webhook call was missed cannot be told apart from the real one.
+//! whose webhook call was missed cannot be told apart from the real one. The commit of the real
+//! write may remove the file (the write unselected the object); that is the same ambiguity.
 
 use std::collections::BTreeMap;
 
@@ -96,12 +97,18 @@ impl AttributionCheck {
                 self.matched.insert(key, j);
                 continue;
             }
+            // The commit may also remove the file because the twin write unselected the object
+            // (its labels changed): then the writes are identical to each other, not to the file.
+            let twin_commit = |x: &WriteRecord| same(x) || (bytes.is_none() && x.file.is_some());
             let rejected_twin = writes.iter().any(|w| {
                 w.rejected
                     && w.user == author
-                    && same(w)
                     && writes.iter().any(|x| {
-                        !x.rejected && x.at_ms >= w.at_ms && x.at_ms <= w.at_ms + TTL_MS && same(x)
+                        !x.rejected
+                            && x.at_ms >= w.at_ms
+                            && x.at_ms <= w.at_ms + TTL_MS
+                            && x.file == w.file
+                            && twin_commit(x)
                     })
             });
             if rejected_twin {

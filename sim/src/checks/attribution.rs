@@ -73,12 +73,25 @@ impl AttributionCheck {
                 Some(b) => w.file.as_deref() == Some(&b[..]),
                 None => w.file.is_none(),
             };
+            // A write that leaves the file as the previous persisted write left it (a no-op
+            // apply, a managedFields-only update) makes no commit: never a match.
+            let noop: Vec<bool> = writes
+                .iter()
+                .scan(None::<&Option<Vec<u8>>>, |prev, w| {
+                    if w.rejected {
+                        return Some(false);
+                    }
+                    let same_as_prev = prev.is_some_and(|p| *p == w.file);
+                    *prev = Some(&w.file);
+                    Some(same_as_prev)
+                })
+                .collect();
             let later = || {
                 writes
                     .iter()
                     .enumerate()
                     .skip(start)
-                    .filter(|(_, w)| !w.rejected)
+                    .filter(|(j, w)| !w.rejected && !noop[*j])
             };
             if author == self.fallback {
                 self.counts.miss += 1;

@@ -5,7 +5,10 @@
 //! the object's previous event, so a record only explains the write it belongs to; a rejected write's
 //! record cannot name the author of a later identical one. CREATE has no base and joins on the hash
 //! within the TTL. When the base is uncertain (first event after a relist or restart), the hash-only
-//! join is used, and only when exactly one user is a candidate.
+//! join is used, and only when exactly one user is a candidate. Records keep their order of
+//! arrival, which is the order the API server called the webhook (the runtime queues each request
+//! before it answers); a creation can only be explained by a CREATE record that arrived before a
+//! DELETE of that very version.
 
 use std::sync::Arc;
 

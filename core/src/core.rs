@@ -1088,8 +1088,10 @@ impl Core {
         // A live change nobody was found for is noted whether or not a destination took it: its
         // admission may still come (the webhook's path is slower), and kept, that record would
         // name the author of the next same-content creation. A relist's object is noted only if it
-        // was written (it may be old news, not a change).
-        if author.is_none() && !seen_before && (queued || !initial) {
+        // was written (it may be old news, not a change), and so is the delete of an object we did
+        // not know (a duplicate event): noted, it would make a later genuine record look late.
+        let live_change = !initial && !(deleted && prev.is_none());
+        if author.is_none() && !seen_before && (queued || live_change) {
             self.attributor.note_missed(self.now.mono_ms, key);
         }
         if queued {

@@ -372,3 +372,43 @@ fn a_late_admission_of_a_change_nothing_wrote_cannot_name_a_later_creation() {
         "{subjects:?}"
     );
 }
+
+fn delete_by(user: &str, old: RawObject) -> Input {
+    Input::Admission(AdmissionRequest {
+        uid: format!("req-delete-{user}"),
+        gvr: gvr("", "v1", "configmaps"),
+        namespace: Some("team-a".into()),
+        name: "a".into(),
+        operation: Operation::Delete,
+        username: user.into(),
+        dry_run: false,
+        object: None,
+        old_object: Some(old),
+    })
+}
+
+/// Seed 4058 (a regression of the seed 982 fix, caught by the next seed range): a stream delivered
+/// a Delete twice. The second, for an object no longer known, was noted as an unattributed change,
+/// and a later genuine DELETE admission of the same content looked late and was dropped.
+#[test]
+fn a_duplicate_delete_does_not_make_a_later_delete_admission_look_late() {
+    let mut h = seeded();
+    h.input(create("bob", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.input(delete_by("deployer", cm("a", "1", "u1", 10)));
+    h.input(watch(WatchEvent::Delete(cm("a", "1", "u1", 11))));
+    h.input(watch(WatchEvent::Delete(cm("a", "1", "u1", 11))));
+    h.input(create("alice", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u2", 12))));
+    h.input(delete_by("carol", cm("a", "1", "u2", 12)));
+    h.input(watch(WatchEvent::Delete(cm("a", "1", "u2", 13))));
+    assert_eq!(
+        authors(&mut h),
+        [
+            "bob [CREATE] v1/configmaps/team-a/a",
+            "deployer [DELETE] v1/configmaps/team-a/a",
+            "alice [CREATE] v1/configmaps/team-a/a",
+            "carol [DELETE] v1/configmaps/team-a/a",
+        ]
+    );
+}

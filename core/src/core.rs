@@ -1090,7 +1090,7 @@ impl Core {
         // name the author of the next same-content creation. A relist's object is noted only if it
         // was written (it may be old news, not a change), and so is the delete of an object we did
         // not know (a duplicate event): noted, it would make a later genuine record look late.
-        let live_change = !initial && !(deleted && prev.is_none());
+        let live_change = !initial && (!deleted || prev.is_some());
         if author.is_none() && !seen_before && (queued || live_change) {
             self.attributor.note_missed(self.now.mono_ms, key);
         }

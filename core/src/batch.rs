@@ -350,6 +350,7 @@ impl Queue {
     /// Keeps only the newest pending write of each path; commits left empty are removed. If that is
     /// not enough, the older half of the commits is merged into one commit by the fallback identity.
     pub fn coalesce(&mut self) {
+        // Membership only, never iterated: the commits' order decides what stays.
         let mut seen: HashSet<u128, Xxh3Builder> = HashSet::with_hasher(Xxh3Builder::new());
         let before = self.commits.len();
         for c in self.commits.iter_mut().rev() {

@@ -834,43 +834,16 @@ impl Core {
                 }
             }
             WatchEvent::InitApply(obj) | WatchEvent::Apply(obj) if is_ns_stream => {
-                self.note_namespace(&obj, false);
                 self.handle_object(gvr, gid, &obj, false, true);
             }
             WatchEvent::InitApply(obj) => self.handle_object(gvr, gid, &obj, false, true),
             WatchEvent::Apply(obj) => self.handle_object(gvr, gid, &obj, false, false),
-            WatchEvent::Delete(obj) => {
-                if is_ns_stream {
-                    self.note_namespace(&obj, true);
-                }
-                self.handle_object(gvr, gid, &obj, true, false)
-            }
+            WatchEvent::Delete(obj) => self.handle_object(gvr, gid, &obj, true, false),
         }
     }
 
-    fn note_namespace(&mut self, obj: &RawObject, deleted: bool) {
-        let read = self.digester.with_doc(obj.as_bytes(), |doc, _| {
-            let meta = doc.get(Doc::ROOT, "metadata")?;
-            let name = doc.get_str(meta, "name")?.to_owned();
-            let labels: BTreeMap<String, String> = doc
-                .get(meta, "labels")
-                .filter(|&l| doc.kind(l) == Kind::Object)
-                .map(|l| {
-                    doc.children(l)
-                        .filter_map(|c| {
-                            let key = std::str::from_utf8(doc.key(c)).ok()?;
-                            Some((key.to_owned(), doc.str(c)?.to_owned()))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            Some((name, labels))
-        });
-        // An unreadable namespace object is refused by handle_object, which reads it next.
-        let Ok(Some((name, labels))) = read else {
-            return;
-        };
-        let name = name.as_str();
+    /// Remembers a namespace's labels (for namespace selectors), read from its watch object.
+    fn note_namespace(&mut self, name: &str, labels: BTreeMap<String, String>, deleted: bool) {
         let changed = if deleted {
             self.ns_labels.remove(name).is_some()
         } else {
@@ -961,6 +934,20 @@ impl Core {
             );
             return;
         };
+        if *gvr == namespaces_gvr() {
+            let labels_of_namespace: BTreeMap<String, String> = labels
+                .filter(|&l| doc.kind(l) == Kind::Object)
+                .map(|l| {
+                    doc.children(l)
+                        .filter_map(|c| {
+                            let key = std::str::from_utf8(doc.key(c)).ok()?;
+                            Some((key.to_owned(), doc.str(c)?.to_owned()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.note_namespace(text(name).unwrap_or_default(), labels_of_namespace, deleted);
+        }
         if let Err(e) = valid {
             self.routed = routed;
             self.refuse(self.ident.clone(), format!("not written: {e}"));

@@ -269,14 +269,8 @@ impl<'s> Doc<'s> {
     /// The member `key` of object `obj`: the last one, as JSON readers resolve duplicates. `None`
     /// when `obj` is no object, has no such member, or sanitization removed it.
     pub fn get(&self, obj: NodeId, key: &str) -> Option<NodeId> {
-        if self.kind(obj) != Kind::Object {
-            return None;
-        }
-        let found = self
-            .children(obj)
-            .filter(|&c| self.key(c) == key.as_bytes())
-            .last()?;
-        (!self.has(found, REMOVED)).then_some(found)
+        let [found] = self.lookup(obj, [key]);
+        found
     }
 
     /// [`Self::get`] for several keys in one pass over `obj`'s members.
@@ -450,65 +444,27 @@ impl Parser<'_> {
             }
             Some(b'{') => {
                 let id = self.push(Kind::Object, key_flags, key, Span::default());
-                self.pos += 1;
-                self.skip_ws();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        match self.peek() {
-                            Some(b'"') => {}
-                            None => return self.err("unexpected end"),
-                            _ => return self.err("expected a key"),
-                        }
-                        let (k, decoded) = self.string()?;
-                        self.skip_ws();
-                        self.expect(b':', "expected `:`")?;
-                        self.skip_ws();
-                        let flags = if decoded { KEY_DECODED } else { 0 };
-                        self.value(k, flags, depth + 1)?;
-                        self.skip_ws();
-                        match self.peek() {
-                            Some(b',') => {
-                                self.pos += 1;
-                                self.skip_ws();
-                            }
-                            Some(b'}') => {
-                                self.pos += 1;
-                                break;
-                            }
-                            None => return self.err("unexpected end"),
-                            _ => return self.err("expected `,` or `}`"),
-                        }
+                self.container(b'}', "expected `,` or `}`", |p| {
+                    match p.peek() {
+                        Some(b'"') => {}
+                        None => return p.err("unexpected end"),
+                        _ => return p.err("expected a key"),
                     }
-                }
+                    let (k, decoded) = p.string()?;
+                    p.skip_ws();
+                    p.expect(b':', "expected `:`")?;
+                    p.skip_ws();
+                    let flags = if decoded { KEY_DECODED } else { 0 };
+                    p.value(k, flags, depth + 1)
+                })?;
                 self.close(id, start);
                 Ok(())
             }
             Some(b'[') => {
                 let id = self.push(Kind::Array, key_flags, key, Span::default());
-                self.pos += 1;
-                self.skip_ws();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        self.value(Span::default(), 0, depth + 1)?;
-                        self.skip_ws();
-                        match self.peek() {
-                            Some(b',') => {
-                                self.pos += 1;
-                                self.skip_ws();
-                            }
-                            Some(b']') => {
-                                self.pos += 1;
-                                break;
-                            }
-                            None => return self.err("unexpected end"),
-                            _ => return self.err("expected `,` or `]`"),
-                        }
-                    }
-                }
+                self.container(b']', "expected `,` or `]`", |p| {
+                    p.value(Span::default(), 0, depth + 1)
+                })?;
                 self.close(id, start);
                 Ok(())
             }
@@ -529,6 +485,38 @@ impl Parser<'_> {
             }
             None => self.err("unexpected end"),
             Some(_) => self.err("expected a value"),
+        }
+    }
+
+    /// The body of an object or array, from its opening byte to `close`: `item` reads one member
+    /// or element, and items are separated by commas.
+    fn container(
+        &mut self,
+        close: u8,
+        expected: &'static str,
+        mut item: impl FnMut(&mut Self) -> Result<(), JsonError>,
+    ) -> Result<(), JsonError> {
+        self.pos += 1;
+        self.skip_ws();
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            item(self)?;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                Some(b) if b == close => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                None => return self.err("unexpected end"),
+                _ => return self.err(expected),
+            }
         }
     }
 

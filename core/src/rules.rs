@@ -4,8 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-
 use crate::config::{CrRef, NamespacedName, OpSet, ResourceSelector};
 use crate::ids::{normalize_base_folder, Gvr, Operation};
 use crate::json::{Doc, NodeId};
@@ -90,12 +88,6 @@ pub struct ObjectFacts<'a> {
 pub trait Labels {
     /// The value of label `key`.
     fn label(&self, key: &str) -> Option<&str>;
-}
-
-impl Labels for Option<&Map<String, Value>> {
-    fn label(&self, key: &str) -> Option<&str> {
-        self.and_then(|l| l.get(key)).and_then(Value::as_str)
-    }
 }
 
 /// The labels of an object read from its JSON tree: the `metadata.labels` node, if any.
@@ -270,7 +262,13 @@ impl RuleStore {
 mod tests {
     use super::*;
     use crate::selector::LabelSelector;
-    use serde_json::json;
+    use serde_json::{json, Map, Value};
+
+    impl Labels for Option<&Map<String, Value>> {
+        fn label(&self, key: &str) -> Option<&str> {
+            self.and_then(|l| l.get(key)).and_then(Value::as_str)
+        }
+    }
 
     fn dest(folder: &str) -> Destination {
         Destination::new(NamespacedName::new("team-a", "repo"), "main", folder)

@@ -64,6 +64,19 @@ impl AttributionCheck {
         let author = commit.author.name.as_str();
         let empty = Vec::new();
         let writes = history.get(ident).unwrap_or(&empty);
+        // A write that leaves the file as the previous persisted write left it (a no-op
+        // apply, a managedFields-only update) makes no commit: never a match.
+        let noop: Vec<bool> = writes
+            .iter()
+            .scan(None::<&Option<Vec<u8>>>, |prev, w| {
+                if w.rejected {
+                    return Some(false);
+                }
+                let same_as_prev = prev.is_some_and(|p| *p == w.file);
+                *prev = Some(&w.file);
+                Some(same_as_prev)
+            })
+            .collect();
         for (path, bytes) in &commit.writes {
             let key = (url.to_string(), branch.to_string(), path.clone());
             let start = self.matched.get(&key).map_or(0, |k| k + 1);
@@ -73,19 +86,6 @@ impl AttributionCheck {
                 Some(b) => w.file.as_deref() == Some(&b[..]),
                 None => w.file.is_none(),
             };
-            // A write that leaves the file as the previous persisted write left it (a no-op
-            // apply, a managedFields-only update) makes no commit: never a match.
-            let noop: Vec<bool> = writes
-                .iter()
-                .scan(None::<&Option<Vec<u8>>>, |prev, w| {
-                    if w.rejected {
-                        return Some(false);
-                    }
-                    let same_as_prev = prev.is_some_and(|p| *p == w.file);
-                    *prev = Some(&w.file);
-                    Some(same_as_prev)
-                })
-                .collect();
             let later = || {
                 writes
                     .iter()

@@ -4,9 +4,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use xxhash_rust::xxh3::Xxh3Builder;
 
 use crate::config::BATCH_BYTES_MAX;
+use crate::live::KeyHash;
 use crate::ids::Operation;
 
 /// Pending commits kept before the queue coalesces.
@@ -88,14 +88,14 @@ pub struct Queue {
     in_flight: Vec<PendingCommit>,
     /// Per path: the newest not-yet-pushed write (pending or in flight) and how many exist. Looked up
     /// only, never iterated, so its (fixed-seed) hash order cannot reach an output.
-    latest: HashMap<u128, Latest, Xxh3Builder>,
+    latest: HashMap<u128, Latest, KeyHash>,
     bytes: usize,
     first_pending_ms: Option<u64>,
     next_seq: u64,
     coalesced_total: u64,
 }
 
-fn note_latest(latest: &mut HashMap<u128, Latest, Xxh3Builder>, seq: u64, w: &PendingWrite) {
+fn note_latest(latest: &mut HashMap<u128, Latest, KeyHash>, seq: u64, w: &PendingWrite) {
     let l = latest.entry(w.path_key).or_insert(Latest {
         seq,
         content: None,
@@ -282,8 +282,8 @@ impl Queue {
         let mut dropped = 0;
         // Per path: the content of the last write kept (`Some(None)`: a delete); absent: the repo's.
         // Looked up only, never iterated: the commits' own order decides everything.
-        let mut kept: HashMap<u128, Option<u64>, Xxh3Builder> =
-            HashMap::with_hasher(Xxh3Builder::new());
+        let mut kept: HashMap<u128, Option<u64>, KeyHash> =
+            HashMap::default();
         let mut commits = std::mem::take(&mut self.commits);
         for c in &mut commits {
             c.writes.retain(|w| {
@@ -351,7 +351,7 @@ impl Queue {
     /// not enough, the older half of the commits is merged into one commit by the fallback identity.
     pub fn coalesce(&mut self) {
         // Membership only, never iterated: the commits' order decides what stays.
-        let mut seen: HashSet<u128, Xxh3Builder> = HashSet::with_hasher(Xxh3Builder::new());
+        let mut seen: HashSet<u128, KeyHash> = HashSet::default();
         let before = self.commits.len();
         for c in self.commits.iter_mut().rev() {
             c.writes.retain(|w| seen.insert(w.path_key));
@@ -485,7 +485,7 @@ mod tests {
             event(&mut q, "u", &format!("p{i}"), i as u64);
         }
         assert!(q.len() <= PENDING_COMMITS_MAX);
-        let paths: HashSet<u128, Xxh3Builder> =
+        let paths: HashSet<u128, KeyHash> =
             q.writes().map(|w| w.path_key).collect::<HashSet<_, _>>();
         assert_eq!(
             paths.len(),

@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
-use xxhash_rust::xxh3::Xxh3Builder;
 
 use crate::admission::AdmissionRequest;
 use crate::attribution::{Attribution, AttributionCounters, Attributor, CorrKey, Record};
@@ -20,7 +19,7 @@ use crate::io::{
     ApiResource, CommitId, GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent,
 };
 use crate::json::{Doc, JsonError, Kind, RawObject};
-use crate::live::{key128, tag64, StreamLive};
+use crate::live::{key128, tag64, KeyHash, StreamLive};
 use crate::rules::{CompiledRule, Destination, DocLabels, ObjectFacts, RuleReach, RuleStore};
 use crate::sanitize::{is_secret, sanitize, SecretPolicy};
 use crate::time::{MonoClamp, Now};
@@ -111,7 +110,7 @@ struct DestState {
     listed: bool,
     want_read: bool,
     /// Paths of live objects routed here: (stream, list epoch).
-    members: HashMap<u128, (u16, u32), Xxh3Builder>,
+    members: HashMap<u128, (u16, u32), KeyHash>,
 }
 
 #[derive(Debug)]
@@ -148,7 +147,7 @@ impl OpInFlight {
 struct BranchState {
     settings: RepoSettings,
     queue: Queue,
-    held: HashMap<u128, Held, Xxh3Builder>,
+    held: HashMap<u128, Held, KeyHash>,
     head: Option<CommitId>,
     op: Option<OpInFlight>,
     /// A push whose result was lost, to verify before anything else: (tag, expected head, blobs).
@@ -276,6 +275,11 @@ fn layout_of<'a>(
 
 fn namespaces_gvr() -> Gvr {
     Gvr::new("", "v1", "namespaces")
+}
+
+/// Whether `gvr` is the namespaces stream, without building one to compare (every event asks).
+fn is_namespaces(gvr: &Gvr) -> bool {
+    gvr.resource == "namespaces" && gvr.version == "v1" && gvr.group.is_empty()
 }
 
 impl Core {
@@ -615,7 +619,7 @@ impl Core {
                 awaiting: BTreeMap::new(),
                 listed: false,
                 want_read: false,
-                members: HashMap::with_hasher(Xxh3Builder::new()),
+                members: HashMap::default(),
             });
             if state.gvrs != ids || state.gate != gate {
                 // New, or fed by other streams now: list its streams again and rescan the folder.
@@ -668,7 +672,7 @@ impl Core {
                         BranchState {
                             settings,
                             queue: Queue::default(),
-                            held: HashMap::with_hasher(Xxh3Builder::new()),
+                            held: HashMap::default(),
                             head: None,
                             op: None,
                             unverified: None,
@@ -807,7 +811,7 @@ impl Core {
     }
 
     fn handle_watch(&mut self, gvr: Gvr, event: WatchEvent) {
-        let is_ns_stream = gvr == namespaces_gvr();
+        let is_ns_stream = is_namespaces(&gvr);
         if !self.watched.contains(&gvr) {
             return;
         }
@@ -859,7 +863,7 @@ impl Core {
                 .flat_map(|r| {
                     self.watched
                         .iter()
-                        .filter(|g| r.selects_gvr(g) && **g != namespaces_gvr())
+                        .filter(|g| r.selects_gvr(g) && !is_namespaces(g))
                         .cloned()
                         .collect::<Vec<_>>()
                 })
@@ -934,7 +938,7 @@ impl Core {
             );
             return;
         };
-        if *gvr == namespaces_gvr() {
+        if is_namespaces(gvr) {
             let labels_of_namespace: BTreeMap<String, String> = labels
                 .filter(|&l| doc.kind(l) == Kind::Object)
                 .map(|l| {
@@ -1443,8 +1447,8 @@ impl Core {
         let members_complete = d.awaiting.is_empty();
         let ours = layout_of(&self.gvr_ids, &d.gvrs, &dest.base_folder);
         let b = self.branches.get_mut(key).expect("branch");
-        let mut listed: HashMap<u128, [u8; 20], Xxh3Builder> =
-            HashMap::with_hasher(Xxh3Builder::new());
+        let mut listed: HashMap<u128, [u8; 20], KeyHash> =
+            HashMap::default();
         let mut orphans = Vec::new();
         for (path, blob) in entries.into_iter().filter(|(p, _)| ours(p)) {
             let pk = key128(&path);

@@ -11,7 +11,8 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
 use slotmap::{new_key_type, SlotMap};
-use xxhash_rust::xxh3::Xxh3Builder;
+
+use crate::live::KeyHash;
 
 /// Keys kept at most.
 pub const KEYS_MAX: usize = 10_000;
@@ -74,7 +75,7 @@ struct Node<K, V> {
 /// A bounded FIFO-per-key store with LRU eviction and TTL, driven by the caller's clock.
 pub struct CorrelationStore<K, V> {
     limits: CorrelationLimits,
-    index: HashMap<K, NodeId, Xxh3Builder>,
+    index: HashMap<K, NodeId, KeyHash>,
     nodes: SlotMap<NodeId, Node<K, V>>,
     newest: Option<NodeId>,
     oldest: Option<NodeId>,
@@ -90,7 +91,7 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
         );
         Self {
             limits,
-            index: HashMap::with_capacity_and_hasher(limits.keys_max.min(1024), Xxh3Builder::new()),
+            index: HashMap::with_capacity_and_hasher(limits.keys_max.min(1024), KeyHash::default()),
             nodes: SlotMap::with_key(),
             newest: None,
             oldest: None,

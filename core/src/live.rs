@@ -1,8 +1,9 @@
 //! What the watch side remembers of each live object: hashes, not documents.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
-use xxhash_rust::xxh3::{xxh3_128, xxh3_64, Xxh3Builder};
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 /// A 128-bit key for a string (identifier or path); collisions are negligible at any cluster size.
 pub fn key128(s: &str) -> u128 {
@@ -13,6 +14,62 @@ pub fn key128(s: &str) -> u128 {
 pub fn tag64(s: &str) -> u64 {
     xxh3_64(s.as_bytes())
 }
+
+/// A hasher for keys that are hashes already ([`key128`] fingerprints and structs of them): one
+/// multiply per word. A general-purpose hasher spent more on building its state than the lookup
+/// cost. Fixed (no per-process seed), like every hasher in the core; the maps it serves are looked
+/// up, never iterated into an output.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeyHasher(u64);
+
+impl KeyHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        // hashbrown takes its bucket from the low bits and its tag from the top seven: fold the
+        // well-mixed high half down over the low one.
+        self.0 ^ (self.0 >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.mix(xxh3_64(bytes));
+    }
+
+    fn write_u8(&mut self, v: u8) {
+        self.mix(u64::from(v));
+    }
+
+    fn write_u16(&mut self, v: u16) {
+        self.mix(u64::from(v));
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.mix(u64::from(v));
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.mix(v);
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.mix(v as u64 ^ (v >> 64) as u64);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.mix(v as u64);
+    }
+
+    fn write_isize(&mut self, v: isize) {
+        self.mix(v as u64);
+    }
+}
+
+/// Builds [`KeyHasher`]s.
+pub type KeyHash = BuildHasherDefault<KeyHasher>;
 
 /// The last state of one live object as the watch saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +88,7 @@ pub struct LiveEntry {
 #[derive(Debug, Default)]
 pub struct StreamLive {
     epoch: u32,
-    objects: HashMap<u128, LiveEntry, Xxh3Builder>,
+    objects: HashMap<u128, LiveEntry, KeyHash>,
 }
 
 impl StreamLive {
@@ -91,6 +148,35 @@ impl StreamLive {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spread(hashes: impl Iterator<Item = u64>, buckets: usize) -> (usize, usize) {
+        let mut low = vec![0usize; buckets];
+        let mut tags = [0usize; 128];
+        for h in hashes {
+            low[h as usize % buckets] += 1;
+            tags[(h >> 57) as usize] += 1;
+        }
+        (*low.iter().max().unwrap(), *tags.iter().max().unwrap())
+    }
+
+    #[test]
+    fn the_key_hasher_spreads_keys_over_buckets_and_tags() {
+        use std::hash::{BuildHasher, Hash};
+        let build = KeyHash::default();
+        let hash = |v: &dyn Fn(&mut KeyHasher)| {
+            let mut h = build.build_hasher();
+            v(&mut h);
+            h.finish()
+        };
+        // 65,536 identifiers into 4,096 buckets: 16 expected per bucket, 512 per tag value.
+        let idents: Vec<u128> = (0..65_536).map(|i| key128(&format!("v1/configmaps/ns/cm-{i}"))).collect();
+        let (bucket_max, tag_max) = spread(idents.iter().map(|k| hash(&|h| k.hash(h))), 4096);
+        assert!(bucket_max < 48 && tag_max < 700, "{bucket_max} {tag_max}");
+        // Keys that differ only in a small field (an operation) or a counter still spread.
+        let small = (0..65_536u64).map(|i| hash(&|h| (7u128, (i % 3) as u8, i).hash(h)));
+        let (bucket_max, tag_max) = spread(small, 4096);
+        assert!(bucket_max < 48 && tag_max < 700, "{bucket_max} {tag_max}");
+    }
 
     #[test]
     fn a_relist_forgets_objects_it_did_not_see() {

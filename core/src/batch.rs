@@ -4,10 +4,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-
 use crate::config::BATCH_BYTES_MAX;
-use crate::live::KeyHash;
 use crate::ids::Operation;
+use crate::live::KeyHash;
 
 /// Pending commits kept before the queue coalesces.
 pub const PENDING_COMMITS_MAX: usize = 10_000;
@@ -282,8 +281,7 @@ impl Queue {
         let mut dropped = 0;
         // Per path: the content of the last write kept (`Some(None)`: a delete); absent: the repo's.
         // Looked up only, never iterated: the commits' own order decides everything.
-        let mut kept: HashMap<u128, Option<u64>, KeyHash> =
-            HashMap::default();
+        let mut kept: HashMap<u128, Option<u64>, KeyHash> = HashMap::default();
         let mut commits = std::mem::take(&mut self.commits);
         for c in &mut commits {
             c.writes.retain(|w| {

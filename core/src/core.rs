@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
-
 use crate::admission::AdmissionRequest;
 use crate::attribution::{Attribution, AttributionCounters, Attributor, CorrKey, Record};
 use crate::batch::{CommitKind, Content, PendingWrite, Queue};
@@ -14,7 +13,7 @@ use crate::config::{
 };
 use crate::correlation::{CorrelationCounters, CorrelationLimits};
 use crate::gitplan::{self, Identities};
-use crate::ids::{layout_segments, Gvr, Operation, ResourceRef};
+use crate::ids::{layout_segments, write_file_path, Gvr, Operation, ResourceRef};
 use crate::io::{
     ApiResource, CommitId, GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent,
 };
@@ -232,6 +231,8 @@ pub struct Core {
     digester: Digester,
     ident: String,
     routed: Vec<Arc<Destination>>,
+    dests_of_gvr: Vec<Arc<Destination>>,
+    path: String,
 }
 
 /// Whether a path is one of a destination's own files: under its folder, in the reverser's
@@ -273,6 +274,73 @@ fn layout_of<'a>(
     }
 }
 
+/// Where one routed write goes, with what [`Enqueue::write`] needs besides the branch: borrowed
+/// field by field from the core, so that the watch path looks each map up once.
+struct Enqueue<'a> {
+    dest: &'a Destination,
+    listed: bool,
+    now: Now,
+    wake: &'a mut BTreeSet<BranchKey>,
+    branch_key: &'a BranchKey,
+}
+
+impl Enqueue<'_> {
+    /// Queues a write unless the repo already holds, or the queue already has, that content.
+    fn write(
+        self,
+        b: &mut BranchState,
+        write: PendingWrite,
+        author: Option<Arc<str>>,
+        kind: CommitKind,
+        resync: bool,
+    ) -> bool {
+        let listed = self.listed;
+        let have = match b.queue.latest(write.path_key) {
+            Some(Some(h)) => Have::Content(h),
+            Some(None) => Have::Absent,
+            None => match b.held.get_mut(&write.path_key) {
+                Some(Held {
+                    content: Some(h), ..
+                }) => Have::Content(*h),
+                // Listed but not yet compared: render once to learn whether it is the same file.
+                Some(h) => match &write.content {
+                    Some(c) if git_blob_id(&c.yaml) == h.blob => {
+                        h.content = Some(c.hash);
+                        Have::Content(c.hash)
+                    }
+                    _ => Have::Present,
+                },
+                None if listed => Have::Absent,
+                None => Have::Unknown,
+            },
+        };
+        let redundant = match (&write.content, have) {
+            (Some(c), Have::Content(h)) => c.hash == h,
+            (None, Have::Absent) => true,
+            _ => false,
+        };
+        if redundant {
+            return false;
+        }
+        let (now, wall) = (self.now.mono_ms, self.now.wall_ms);
+        if resync {
+            b.queue
+                .push_resync(now, wall, &self.dest.base_folder, write);
+        } else {
+            b.queue.push_event(now, wall, author, kind, write);
+        }
+        // Count and byte triggers act at once; the time trigger comes with a tick.
+        if b.op.is_none()
+            && b.queue
+                .due(now, b.settings.max_commits, b.settings.push_interval_ms)
+            && !self.wake.contains(self.branch_key)
+        {
+            self.wake.insert(self.branch_key.clone());
+        }
+        true
+    }
+}
+
 fn namespaces_gvr() -> Gvr {
     Gvr::new("", "v1", "namespaces")
 }
@@ -311,6 +379,8 @@ impl Core {
             digester: Digester::default(),
             ident: String::with_capacity(128),
             routed: Vec::new(),
+            dests_of_gvr: Vec::new(),
+            path: String::new(),
         }
     }
 
@@ -990,19 +1060,6 @@ impl Core {
             self.routed = routed;
             return;
         }
-        // Sanitizing keeps name and namespace.
-        let meta = |f: &str| {
-            doc.path(&["metadata", f])
-                .and_then(|v| doc.str(v))
-                .map(str::to_owned)
-        };
-        let (name, namespace) = (meta("name").unwrap_or_default(), meta("namespace"));
-        let r = ResourceRef {
-            gvr,
-            namespace: namespace.as_deref(),
-            name: &name,
-        };
-        let identifier = self.ident.clone();
         let base_rv = prev.filter(|_| same_object).map(|p| p.rv);
         let key = CorrKey {
             ident,
@@ -1031,50 +1088,66 @@ impl Core {
         if bytes > OBJECT_BYTES_MAX && !deleted {
             self.routed = routed;
             self.refuse(
-                identifier,
+                self.ident.clone(),
                 format!(
                     "sanitized object is {bytes} bytes; at most {OBJECT_BYTES_MAX} are written"
                 ),
             );
             return;
         }
-        let yaml: Option<Arc<[u8]>> = (!deleted).then(|| out.yaml(doc).into());
+        let yaml: Option<Arc<[u8]>> = (!deleted).then(|| out.yaml(doc));
         let epoch = self.live[gid as usize].epoch();
         let resync = initial && matches!(attribution, Attribution::Miss);
         let mut queued = false;
-        for dest in self.rules.destinations_of_gvr(gvr).to_vec() {
+        let mut dests = std::mem::take(&mut self.dests_of_gvr);
+        dests.extend_from_slice(self.rules.destinations_of_gvr(gvr));
+        for dest in dests.drain(..) {
             let selected = routed.contains(&dest);
-            let path: Arc<str> = r.path(&dest.base_folder).into();
-            let path_key = key128(&path);
+            write_file_path(&dest.base_folder, &self.ident, &mut self.path);
+            let path_key = key128(&self.path);
             let Some(d) = self.dests.get_mut(&dest) else {
                 continue;
             };
-            let was_member = d.members.contains_key(&path_key);
-            let content = match &yaml {
-                Some(yaml) if selected => Some(Content {
-                    hash,
-                    yaml: yaml.clone(),
-                    bytes,
-                }),
-                // Deleted, or no longer selected (labels changed): the file goes if it is there.
-                _ if selected || was_member => None,
-                _ => continue,
+            let Some(b) = self.branches.get_mut(&d.branch) else {
+                continue;
             };
-            match content {
-                Some(_) => d.members.insert(path_key, (gid, epoch)),
-                None => d.members.remove(&path_key),
+            let content = match &yaml {
+                Some(yaml) if selected => {
+                    d.members.insert(path_key, (gid, epoch));
+                    Some(Content {
+                        hash,
+                        yaml: yaml.clone(),
+                        bytes,
+                    })
+                }
+                // Deleted, or no longer selected (labels changed): the file goes if it is there.
+                _ => {
+                    let was_member = d.members.remove(&path_key).is_some();
+                    if !selected && !was_member {
+                        continue;
+                    }
+                    None
+                }
             };
             let write = PendingWrite {
-                path,
+                path: self.path.as_str().into(),
                 path_key,
                 content,
             };
             let kind = CommitKind::Event {
                 op,
-                identifier: identifier.clone(),
+                identifier: self.ident.clone(),
             };
-            queued |= self.enqueue(&dest, write, author.clone(), kind, resync);
+            let queue = Enqueue {
+                dest: &dest,
+                listed: d.listed,
+                now: self.now,
+                wake: &mut self.wake,
+                branch_key: &d.branch,
+            };
+            queued |= queue.write(b, write, author.clone(), kind, resync);
         }
+        self.dests_of_gvr = dests;
         self.routed = routed;
         // A live change nobody was found for is noted whether or not a destination took it: its
         // admission may still come (the webhook's path is slower), and kept, that record would
@@ -1090,65 +1163,6 @@ impl Core {
         } else {
             self.counters.watch_duplicates_skipped_total += 1;
         }
-    }
-
-    /// Queues a write unless the repo already holds, or the queue already has, that content.
-    fn enqueue(
-        &mut self,
-        dest: &Destination,
-        write: PendingWrite,
-        author: Option<Arc<str>>,
-        kind: CommitKind,
-        resync: bool,
-    ) -> bool {
-        let Some(d) = self.dests.get(dest) else {
-            return false;
-        };
-        let listed = d.listed;
-        let Some(b) = self.branches.get_mut(&d.branch) else {
-            return false;
-        };
-        let have = match b.queue.latest(write.path_key) {
-            Some(Some(h)) => Have::Content(h),
-            Some(None) => Have::Absent,
-            None => match b.held.get_mut(&write.path_key) {
-                Some(Held {
-                    content: Some(h), ..
-                }) => Have::Content(*h),
-                // Listed but not yet compared: render once to learn whether it is the same file.
-                Some(h) => match &write.content {
-                    Some(c) if git_blob_id(&c.yaml) == h.blob => {
-                        h.content = Some(c.hash);
-                        Have::Content(c.hash)
-                    }
-                    _ => Have::Present,
-                },
-                None if listed => Have::Absent,
-                None => Have::Unknown,
-            },
-        };
-        let redundant = match (&write.content, have) {
-            (Some(c), Have::Content(h)) => c.hash == h,
-            (None, Have::Absent) => true,
-            _ => false,
-        };
-        if redundant {
-            return false;
-        }
-        let (now, wall) = (self.now.mono_ms, self.now.wall_ms);
-        if resync {
-            b.queue.push_resync(now, wall, &dest.base_folder, write);
-        } else {
-            b.queue.push_event(now, wall, author, kind, write);
-        }
-        // Count and byte triggers act at once; the time trigger comes with a tick.
-        if b.op.is_none()
-            && b.queue
-                .due(now, b.settings.max_commits, b.settings.push_interval_ms)
-        {
-            self.wake.insert(d.branch.clone());
-        }
-        true
     }
 
     // ---- git ----
@@ -1447,8 +1461,7 @@ impl Core {
         let members_complete = d.awaiting.is_empty();
         let ours = layout_of(&self.gvr_ids, &d.gvrs, &dest.base_folder);
         let b = self.branches.get_mut(key).expect("branch");
-        let mut listed: HashMap<u128, [u8; 20], KeyHash> =
-            HashMap::default();
+        let mut listed: HashMap<u128, [u8; 20], KeyHash> = HashMap::default();
         let mut orphans = Vec::new();
         for (path, blob) in entries.into_iter().filter(|(p, _)| ours(p)) {
             let pk = key128(&path);

@@ -220,16 +220,25 @@ impl ResourceRef<'_> {
 
     /// `{baseFolder}/{identifier}.yaml`; the caller validated the segments and normalised the folder.
     pub fn path(&self, base_folder: &str) -> String {
-        // Built by pushes, not `format!`: every changing watch event computes one per destination.
-        let mut p = String::with_capacity(base_folder.len() + 96);
-        if !base_folder.is_empty() {
-            p.push_str(base_folder);
-            p.push('/');
-        }
-        self.write_identifier(&mut p);
-        p.push_str(".yaml");
+        let mut identifier = String::with_capacity(96);
+        self.write_identifier(&mut identifier);
+        let mut p = String::new();
+        write_file_path(base_folder, &identifier, &mut p);
         p
     }
+}
+
+/// Writes `{baseFolder}/{identifier}.yaml` into `out`, cleared first: the path of a resource's file
+/// (see [`ResourceRef::path`]). Built by pushes, not `format!`: every changing watch event builds
+/// one per destination.
+pub fn write_file_path(base_folder: &str, identifier: &str, out: &mut String) {
+    out.clear();
+    if !base_folder.is_empty() {
+        out.push_str(base_folder);
+        out.push('/');
+    }
+    out.push_str(identifier);
+    out.push_str(".yaml");
 }
 
 /// `{identifier}:{OPERATION}:{16 hex}` and, when the base resourceVersion is known, `@{baseRV}`.

@@ -197,6 +197,11 @@ impl<'s> Doc<'s> {
     /// The root node.
     pub const ROOT: NodeId = 0;
 
+    /// How many nodes (values and members) the tree has.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// What `id` holds.
     pub fn kind(&self, id: NodeId) -> Kind {
         self.nodes[id as usize].kind
@@ -961,7 +966,7 @@ mod tests {
                     }
                     crate::sanitize::sanitize(&mut doc);
                     let mut out = Vec::new();
-                    crate::canonical::write_canonical(&doc, &mut out, &mut Vec::new());
+                    crate::canonical::write_canonical(&doc, &mut out, &mut Default::default());
                     crate::yaml::render_doc(&doc);
                 }
                 Err(e) => {

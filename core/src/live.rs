@@ -169,7 +169,9 @@ mod tests {
             h.finish()
         };
         // 65,536 identifiers into 4,096 buckets: 16 expected per bucket, 512 per tag value.
-        let idents: Vec<u128> = (0..65_536).map(|i| key128(&format!("v1/configmaps/ns/cm-{i}"))).collect();
+        let idents: Vec<u128> = (0..65_536)
+            .map(|i| key128(&format!("v1/configmaps/ns/cm-{i}")))
+            .collect();
         let (bucket_max, tag_max) = spread(idents.iter().map(|k| hash(&|h| k.hash(h))), 4096);
         assert!(bucket_max < 48 && tag_max < 700, "{bucket_max} {tag_max}");
         // Keys that differ only in a small field (an operation) or a counter still spread.

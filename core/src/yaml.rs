@@ -6,7 +6,7 @@
 //! is double-quoted. Our own emitter keeps the archived `serde_yaml` off the write path and runs several
 //! times faster; round-trip tests parse its output back with `serde_yaml`.
 
-use crate::canonical::{members_in_order, write_number};
+use crate::canonical::{write_number, MemberOrder, Walk};
 use crate::json::{Doc, JsonError, Kind, NodeId, REDACTED};
 use crate::sanitize::REDACTED as REDACTED_TEXT;
 
@@ -28,18 +28,22 @@ pub fn render_object(json: &[u8]) -> Result<Vec<u8>, JsonError> {
 /// whether the document is an object's JSON text or its canonical bytes.
 pub fn render_doc(doc: &Doc) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
-    render_into(doc, &mut Vec::new(), &mut out);
+    render_into(doc, &mut MemberOrder::default(), &mut out);
     out
 }
 
 /// [`render_doc`] into `out` (cleared first), with `order` as reused scratch space.
-pub fn render_into(doc: &Doc, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
+pub fn render_into(doc: &Doc, order: &mut MemberOrder, out: &mut Vec<u8>) {
+    render_with(doc, order, Walk::Fresh, out);
+}
+
+pub(crate) fn render_with(doc: &Doc, order: &mut MemberOrder, walk: Walk, out: &mut Vec<u8>) {
     out.clear();
-    order.clear();
+    order.begin(doc, walk);
     let root = Doc::ROOT;
     match doc.kind(root) {
         Kind::Object => {
-            let base = members_in_order(doc, root, true, order);
+            let base = order.members(doc, root, true);
             if order.len() > base {
                 write_map(doc, base, 0, order, out);
             } else {
@@ -63,7 +67,7 @@ fn indent(n: usize, out: &mut Vec<u8>) {
 }
 
 /// Writes `key: value` at `ind`, starting at the current position (the caller wrote the indent).
-fn write_entry_here(doc: &Doc, id: NodeId, ind: usize, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
+fn write_entry_here(doc: &Doc, id: NodeId, ind: usize, order: &mut MemberOrder, out: &mut Vec<u8>) {
     write_scalar_str(doc.key(id), ind, true, out);
     out.push(b':');
     if doc.has(id, REDACTED) {
@@ -74,7 +78,7 @@ fn write_entry_here(doc: &Doc, id: NodeId, ind: usize, order: &mut Vec<NodeId>, 
     }
     match doc.kind(id) {
         Kind::Object => {
-            let base = members_in_order(doc, id, false, order);
+            let base = order.members(doc, id, false);
             if order.len() > base {
                 out.push(b'\n');
                 write_map(doc, base, ind + 2, order, out);
@@ -96,27 +100,27 @@ fn write_entry_here(doc: &Doc, id: NodeId, ind: usize, order: &mut Vec<NodeId>, 
 }
 
 /// Writes the members at `order[base..]` at `ind`, each on its own line, and truncates `order`.
-fn write_map(doc: &Doc, base: usize, ind: usize, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
+fn write_map(doc: &Doc, base: usize, ind: usize, order: &mut MemberOrder, out: &mut Vec<u8>) {
     for i in base..order.len() {
-        let c = order[i];
+        let c = order.at(i);
         indent(ind, out);
         write_entry_here(doc, c, ind, order, out);
     }
     order.truncate(base);
 }
 
-fn write_seq(doc: &Doc, seq: NodeId, ind: usize, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
+fn write_seq(doc: &Doc, seq: NodeId, ind: usize, order: &mut MemberOrder, out: &mut Vec<u8>) {
     for item in doc.children(seq) {
         indent(ind, out);
         out.extend_from_slice(b"- ");
         match doc.kind(item) {
             Kind::Object => {
-                let base = members_in_order(doc, item, false, order);
+                let base = order.members(doc, item, false);
                 if order.len() == base {
                     out.extend_from_slice(b"{}\n");
                 }
                 for i in base..order.len() {
-                    let c = order[i];
+                    let c = order.at(i);
                     if i > base {
                         indent(ind + 2, out);
                     }
@@ -178,6 +182,36 @@ const PLAIN_BODY: [bool; 256] = {
     t
 };
 
+/// Whether every byte of `b` is in [`PLAIN_BODY`]: eight bytes per step with byte-wise range tests
+/// (the table lookup per byte was a tenth of a changing watch event), the tail through the table.
+fn all_plain_body(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    // For bytes below 0x80 every sum stays below 0x100, so no carry crosses a byte: the high bit
+    // of `x + (0x80 - lo)` says `x >= lo`, that of `x + (0x7f - hi)` says `x > hi`.
+    let in_range = |w: u64, lo: u8, hi: u8| {
+        w.wrapping_add(ONES * u64::from(0x80 - lo)) & !w.wrapping_add(ONES * u64::from(0x7f - hi))
+    };
+    // The high bit of `(v & 0x7f) + 0x7f | v` says the byte `v` is not zero.
+    let equal = |w: u64, c: u8| {
+        let v = w ^ (ONES * u64::from(c));
+        !((v & LOW7).wrapping_add(LOW7) | v)
+    };
+    let words = b.chunks_exact(8);
+    let tail = words.remainder();
+    let mut ok = true;
+    for word in words {
+        let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let safe = in_range(w, b'-', b'9')
+            | in_range(w, b'@', b'Z')
+            | in_range(w, b'a', b'z')
+            | equal(w, b'_');
+        ok &= w & HIGH == 0 && safe & HIGH == HIGH;
+    }
+    ok && tail.iter().all(|&c| PLAIN_BODY[c as usize])
+}
+
 /// Plain style only for strings that start with a letter, `_` or `/`, use a small safe alphabet, and
 /// are no reserved word: nothing a reader could resolve to a number, bool, null, date or indicator.
 fn is_plain_safe(b: &[u8]) -> bool {
@@ -187,8 +221,8 @@ fn is_plain_safe(b: &[u8]) -> bool {
     if !(first.is_ascii_alphabetic() || first == b'_' || first == b'/') || b[b.len() - 1] == b' ' {
         return false;
     }
-    // Most strings are names and values of the safe alphabet only: one table lookup per byte.
-    let body_ok = b.iter().all(|&c| PLAIN_BODY[c as usize])
+    // Most strings are names and values of the safe alphabet only: eight bytes at a time.
+    let body_ok = all_plain_body(b)
         || b.iter().enumerate().all(|(i, &c)| {
             PLAIN_BODY[c as usize]
                 || match c {
@@ -275,6 +309,20 @@ fn write_double_quoted(s: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_word_test_of_the_plain_alphabet_agrees_with_the_table_for_every_byte_and_position() {
+        for c in 0..=255u8 {
+            for len in 1..=17 {
+                for at in 0..len {
+                    let mut s = vec![b'a'; len];
+                    s[at] = c;
+                    let table = s.iter().all(|&c| PLAIN_BODY[c as usize]);
+                    assert_eq!(all_plain_body(&s), table, "byte {c:#04x} at {at} of {len}");
+                }
+            }
+        }
+    }
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
     use serde_json::{json, Value};
@@ -351,16 +399,45 @@ mod tests {
         for _ in 0..500 {
             texts.push(serde_json::to_string(&sanitize_shapes(&mut rng)).unwrap());
         }
+        // The core's path: one digester reused from object to object, the YAML render replaying
+        // the member orders of the canonical walk just before it; and a render with no canonical
+        // walk before it in the same object, which must not replay the previous object's orders.
+        let mut digester = crate::canonical::Digester::default();
         for text in &texts {
-            let direct = render_object(text.as_bytes()).unwrap();
+            let direct = String::from_utf8(render_object(text.as_bytes()).unwrap()).unwrap();
             let via_canonical =
                 render(&crate::canonical::sanitized_bytes(text.as_bytes()).unwrap());
             assert_eq!(
-                String::from_utf8(direct).unwrap(),
+                direct,
                 String::from_utf8(via_canonical).unwrap(),
                 "object {text}"
             );
+            for after_finish in [true, false] {
+                let yaml = digester
+                    .with_doc(text.as_bytes(), |doc, out| {
+                        crate::sanitize::sanitize(doc);
+                        if after_finish {
+                            out.finish(doc);
+                        }
+                        out.yaml(doc)
+                    })
+                    .unwrap();
+                assert_eq!(direct.as_bytes(), &yaml[..], "object {text}");
+            }
         }
+    }
+
+    #[test]
+    fn a_render_never_replays_the_member_orders_of_another_object() {
+        let mut digester = crate::canonical::Digester::default();
+        // Same shape and node count; the inner keys come in opposite orders.
+        let (a, b) = (r#"{"z":{"b":1,"a":2}}"#, r#"{"z":{"a":1,"b":2}}"#);
+        // An event that changed nothing: canonical bytes, no render.
+        digester
+            .with_doc(a.as_bytes(), |doc, out| out.finish(doc))
+            .unwrap();
+        let second = digester.with_doc(b.as_bytes(), |doc, out| out.yaml(doc));
+        assert_eq!(&second.unwrap()[..], b"z:\n  a: 1\n  b: 2\n");
     }
 
     #[test]

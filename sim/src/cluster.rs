@@ -117,6 +117,9 @@ pub struct WriteRecord {
     pub file: Option<Vec<u8>>,
     /// Rejected after admission: never persisted.
     pub rejected: bool,
+    /// When its admission reached the core (late ones later than `at_ms`); `None` when the webhook
+    /// call was missed or the write made none. The core's record lives a TTL from here.
+    pub admitted_ms: Option<u64>,
 }
 
 /// Objects, the resourceVersion counter and per-identifier histories.

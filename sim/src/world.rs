@@ -489,10 +489,11 @@ impl World {
         self.feed(Input::Watch(gvr, ev));
     }
 
-    /// The webhook's view of a write: delivered now-ish, late, or never.
-    fn webhook(&mut self, req: AdmissionRequest) {
+    /// The webhook's view of a write: delivered now-ish, late, or never. Returns when it reaches
+    /// the core.
+    fn webhook(&mut self, req: AdmissionRequest) -> Option<u64> {
         if self.inject(Fault::WebhookMissed) {
-            return;
+            return None;
         }
         let late = self.inject(Fault::WebhookLate);
         let lat = if late {
@@ -503,6 +504,7 @@ impl World {
         let due = (self.now + lat).max(self.admissions_due_ms);
         self.admissions_due_ms = due;
         self.at(due, Ev::Admission(self.generation, req));
+        Some(due)
     }
 
     fn request(
@@ -533,10 +535,10 @@ impl World {
         let gvr = self.cluster.kinds[key.0].gvr.clone();
         let old = self.cluster.objects.get(key).map(|o| o.body.clone());
         let req = self.request(key, op, user, body.clone(), old.clone(), false);
-        self.webhook(req);
+        let admitted = self.webhook(req);
         if self.inject(Fault::RejectedDownstream) {
             let file = body.as_ref().map(file_of);
-            self.note_write(key, user, op, file, true);
+            self.note_write(key, user, op, file, true, admitted);
             return;
         }
         let (stored, ev) = match op {
@@ -558,7 +560,7 @@ impl World {
             ),
         };
         let file = stored.as_ref().map(file_of);
-        self.note_write(key, user, op, file, false);
+        self.note_write(key, user, op, file, false, admitted);
         self.emit(&gvr, ev);
     }
 
@@ -570,6 +572,7 @@ impl World {
         op: Operation,
         file: Option<Vec<u8>>,
         rejected: bool,
+        admitted_ms: Option<u64>,
     ) {
         let at_ms = self.now;
         self.cluster.record(
@@ -580,6 +583,7 @@ impl World {
                 op,
                 file,
                 rejected,
+                admitted_ms,
             },
         );
     }
@@ -635,6 +639,7 @@ impl World {
                         op: Operation::Update,
                         file: Some(file_of(&stored)),
                         rejected: false,
+                        admitted_ms: None,
                     },
                 );
                 self.emit(&gvr, WatchEvent::Apply(stored.into()));

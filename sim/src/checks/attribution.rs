@@ -1,9 +1,12 @@
 //! Attribution never wrong: an event commit's author is the user who made that change, or the
 //! fallback identity. The commits of one path form a subsequence of the object's writes; each is
-//! matched to the earliest later write with the same file and author.
+//! matched to the earliest later write with the same file and author. A removal without an author
+//! is matched to the earliest later write: it may be a delete or a write that unselected the object,
+//! which the history (kept per object, not per destination) cannot tell apart.
 //!
 //! Tolerated and counted apart (`ambiguous`): the author made an identical write that was rejected
-//! after admission, within the correlation TTL — a rejected CREATE followed by an identical CREATE
+//! after admission, within the correlation TTL of when its admission reached the core (a late one
+//! lives longer after the write than the TTL) — a rejected CREATE followed by an identical CREATE
 //! whose webhook call was missed cannot be told apart from the real one. The commit of the real
 //! write may remove the file (the write unselected the object); that is the same ambiguity.
 
@@ -100,7 +103,14 @@ impl AttributionCheck {
                         "{url} {branch}: {ident} committed with the fallback author in a run without attribution faults"
                     ));
                 }
-                if let Some((j, _)) = later().find(|(_, w)| same(w)) {
+                // A removal with no author may be a delete or a write that unselected the object
+                // (which changes the file, so is no no-op): the earliest later write, not the
+                // first delete, or the delete's own commit would find its write taken (seed 3508).
+                let matched = match bytes {
+                    Some(_) => later().find(|(_, w)| same(w)),
+                    None => later().next(),
+                };
+                if let Some((j, _)) = matched {
                     self.matched.insert(key, j);
                 }
                 continue;
@@ -119,7 +129,7 @@ impl AttributionCheck {
                     && writes.iter().any(|x| {
                         !x.rejected
                             && x.at_ms >= w.at_ms
-                            && x.at_ms <= w.at_ms + TTL_MS
+                            && x.at_ms <= w.admitted_ms.unwrap_or(w.at_ms) + TTL_MS
                             && x.file == w.file
                             && twin_commit(x)
                     })

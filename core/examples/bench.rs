@@ -46,7 +46,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-const CHUNK: usize = 1_000;
+const CHUNK: usize = 64;
 
 fn object(i: usize, round: usize, rv: u64) -> RawObject {
     object_value(i, round, rv).into()
@@ -80,8 +80,10 @@ fn drain(core: &mut Core, now: Now) {
                     head: None,
                     entries: Vec::new(),
                 },
-                GitOpKind::Push { .. } => GitResult::Pushed {
+                // The executor renders and hashes the files (off the core's thread).
+                GitOpKind::Push { commits, .. } => GitResult::Pushed {
                     head: format!("h{}", op.op_id),
+                    blobs: gitops_reverser_core::io::blob_ids(&commits),
                 },
                 GitOpKind::Verify { .. } => GitResult::Verified {
                     head: None,

@@ -119,7 +119,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             for c in planned {
                                 for (p, b) in &c.writes {
                                     match b {
-                                        Some(b) => files.insert(p.clone(), b.to_vec()),
+                                        Some(b) => files.insert(p.clone(), b.render().to_vec()),
                                         None => files.remove(p),
                                     };
                                 }
@@ -127,6 +127,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             commits.extend(planned.iter().cloned());
                             GitResult::Pushed {
                                 head: format!("{}", commits.len()),
+                                blobs: gitops_reverser_core::io::blob_ids(planned),
                             }
                         }
                         GitOpKind::Verify { .. } => GitResult::Verified {

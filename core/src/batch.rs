@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::BATCH_BYTES_MAX;
 use crate::ids::Operation;
+use crate::io::FileBody;
 use crate::live::KeyHash;
 
 /// Pending commits kept before the queue coalesces.
@@ -13,14 +14,13 @@ pub const PENDING_COMMITS_MAX: usize = 10_000;
 /// Pending sanitized bytes kept before the queue coalesces.
 pub const PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// New content for a path: the sanitized document and its canonical hash and size.
+/// New content for a path: the file and the canonical hash and size of its sanitized object.
 #[derive(Clone, Debug)]
 pub struct Content {
     /// Canonical content hash.
     pub hash: u64,
-    /// The file: the sanitized object as YAML, rendered once when the event is read (the tree is
-    /// parsed then; rendering later would parse it again).
-    pub yaml: Arc<[u8]>,
+    /// The file, rendered by the executor (see [`FileBody`]).
+    pub file: FileBody,
     /// Canonical size in bytes (what the byte trigger counts).
     pub bytes: usize,
 }
@@ -406,7 +406,7 @@ mod tests {
     fn write(path: &str, hash: u64) -> PendingWrite {
         let content = Some(Content {
             hash,
-            yaml: format!("{{\"h\":{hash}}}").into_bytes().into(),
+            file: FileBody::Yaml(format!("{{\"h\":{hash}}}").into_bytes().into()),
             bytes: 100,
         });
         PendingWrite {

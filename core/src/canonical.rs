@@ -6,8 +6,6 @@
 //! so the same object always gets the same hash. It is written straight from the borrowed
 //! [`Doc`], skipping what sanitization marked removed.
 
-use std::sync::Arc;
-
 use xxhash_rust::xxh64::xxh64;
 
 use crate::json::{Doc, JsonError, Kind, NodeId, Scratch, REDACTED, REMOVED, STRING_STOP};
@@ -17,11 +15,10 @@ use crate::sanitize::{sanitize, REDACTED as REDACTED_TEXT};
 pub(crate) const LEADING_KEYS: [&str; 3] = ["apiVersion", "kind", "metadata"];
 
 /// Writes the canonical bytes of `doc` (as sanitization marked it) into `out`, cleared first.
-/// `order` is scratch space for sorting keys, reused across calls; it keeps each object's member
-/// order for a YAML render of the same tree (see [`MemberOrder`]).
-pub fn write_canonical(doc: &Doc, out: &mut Vec<u8>, order: &mut MemberOrder) {
+/// `order` is scratch space for sorting keys, reused across calls.
+pub fn write_canonical(doc: &Doc, out: &mut Vec<u8>, order: &mut Vec<NodeId>) {
     out.clear();
-    order.begin(doc, Walk::Record);
+    order.clear();
     if doc.kind(Doc::ROOT) == Kind::Object {
         write_object(doc, Doc::ROOT, true, out, order);
     } else {
@@ -33,7 +30,7 @@ pub fn write_canonical(doc: &Doc, out: &mut Vec<u8>, order: &mut MemberOrder) {
 pub fn canonical_bytes(json: &[u8]) -> Result<Vec<u8>, JsonError> {
     let doc = Doc::parse(json)?;
     let mut out = Vec::with_capacity(json.len());
-    write_canonical(&doc, &mut out, &mut MemberOrder::default());
+    write_canonical(&doc, &mut out, &mut Vec::new());
     Ok(out)
 }
 
@@ -43,7 +40,7 @@ pub fn sanitized_bytes(json: &[u8]) -> Result<Vec<u8>, JsonError> {
     let mut doc = Doc::parse(json)?;
     sanitize(&mut doc);
     let mut out = Vec::with_capacity(json.len());
-    write_canonical(&doc, &mut out, &mut MemberOrder::default());
+    write_canonical(&doc, &mut out, &mut Vec::new());
     Ok(out)
 }
 
@@ -51,9 +48,8 @@ pub fn sanitized_bytes(json: &[u8]) -> Result<Vec<u8>, JsonError> {
 #[derive(Debug, Default)]
 pub struct Digester {
     scratch: Scratch,
-    order: MemberOrder,
+    order: Vec<NodeId>,
     canonical: Vec<u8>,
-    yaml: Vec<u8>,
 }
 
 impl Digester {
@@ -72,12 +68,9 @@ impl Digester {
                 return Err(e);
             }
         };
-        // Orders recorded for an earlier object are never replayed for this one.
-        self.order.forget();
         let mut out = DigestOut {
             order: &mut self.order,
             canonical: &mut self.canonical,
-            yaml: &mut self.yaml,
         };
         let r = f(&mut doc, &mut out);
         self.scratch = doc.recycle();
@@ -96,9 +89,8 @@ impl Digester {
 /// Where a [`Digester`] writes canonical bytes.
 #[derive(Debug)]
 pub struct DigestOut<'a> {
-    order: &'a mut MemberOrder,
+    order: &'a mut Vec<NodeId>,
     canonical: &'a mut Vec<u8>,
-    yaml: &'a mut Vec<u8>,
 }
 
 impl DigestOut<'_> {
@@ -106,15 +98,6 @@ impl DigestOut<'_> {
     pub fn finish(&mut self, doc: &Doc) -> (u64, usize) {
         write_canonical(doc, self.canonical, self.order);
         (content_hash(self.canonical), self.canonical.len())
-    }
-
-    /// Renders `doc`, as sanitization marked it, to the YAML file the repository gets. After
-    /// [`Self::finish`] it reuses the member orders the canonical walk found: the tree must be the
-    /// one `finish` wrote, not marked again since.
-    pub fn yaml(&mut self, doc: &Doc) -> Arc<[u8]> {
-        // Rendered into a reused buffer, then copied once into the shared file.
-        crate::yaml::render_with(doc, self.order, Walk::Replay, self.yaml);
-        self.yaml.as_slice().into()
     }
 }
 
@@ -134,103 +117,6 @@ pub fn git_blob_id(bytes: &[u8]) -> [u8; 20] {
     h.update(b"\0");
     h.update(bytes);
     h.finalize().into()
-}
-
-/// How a walk uses the orders a [`MemberOrder`] keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Walk {
-    /// Work out every object's order.
-    Fresh,
-    /// Work them out and keep them, in the order objects are visited.
-    Record,
-    /// Take the kept ones where the object matches: the walk is over the tree just recorded.
-    Replay,
-}
-
-/// Scratch space of the walks that write members in canonical order (canonical bytes and YAML).
-/// Working out an object's order (leading keys, sortedness check, duplicates, removed members) was
-/// a tenth of a changing event; the YAML render of a tree right after its canonical bytes visits
-/// the same objects in the same sequence and replays the orders recorded then.
-#[derive(Debug, Default)]
-pub struct MemberOrder {
-    /// The walk's stack of member lists: each level reads its members at `stack[base..]`.
-    stack: Vec<NodeId>,
-    /// Recorded orders, back to back.
-    kept: Vec<NodeId>,
-    /// Per recorded object, in visiting order: its id and its members' range in `kept`.
-    objects: Vec<(NodeId, u32, u32)>,
-    /// The node count of the recorded tree, so a replay over another tree replays nothing.
-    nodes: usize,
-    /// The next recorded object a replay may take.
-    next: usize,
-    walk: Option<Walk>,
-}
-
-impl MemberOrder {
-    /// Starts a walk over `doc`. A replay replays only a record of a tree of the same size whose
-    /// walk began last; anything else works every order out afresh.
-    pub(crate) fn begin(&mut self, doc: &Doc, walk: Walk) {
-        self.stack.clear();
-        self.next = 0;
-        let replayable = self.walk == Some(Walk::Record) && self.nodes == doc.node_count();
-        self.walk = Some(match walk {
-            Walk::Replay if !replayable => Walk::Fresh,
-            w => w,
-        });
-        if walk == Walk::Record {
-            self.kept.clear();
-            self.objects.clear();
-            self.nodes = doc.node_count();
-        }
-    }
-
-    /// Pushes `obj`'s members in canonical order onto the stack; returns where they start.
-    pub(crate) fn members(&mut self, doc: &Doc, obj: NodeId, top: bool) -> usize {
-        let base = self.stack.len();
-        match self.walk {
-            Some(Walk::Replay) => match self.objects.get(self.next) {
-                Some(&(id, start, len)) if id == obj => {
-                    self.next += 1;
-                    let (start, len) = (start as usize, len as usize);
-                    self.stack.extend_from_slice(&self.kept[start..start + len]);
-                }
-                _ => {
-                    members_in_order(doc, obj, top, &mut self.stack);
-                }
-            },
-            Some(Walk::Record) => {
-                members_in_order(doc, obj, top, &mut self.stack);
-                let start = self.kept.len() as u32;
-                self.kept.extend_from_slice(&self.stack[base..]);
-                self.objects
-                    .push((obj, start, (self.stack.len() - base) as u32));
-            }
-            _ => {
-                members_in_order(doc, obj, top, &mut self.stack);
-            }
-        }
-        base
-    }
-
-    /// Drops what was recorded: a replay before the next record works orders out afresh.
-    pub(crate) fn forget(&mut self) {
-        self.walk = None;
-    }
-
-    /// Entries on the stack.
-    pub(crate) fn len(&self) -> usize {
-        self.stack.len()
-    }
-
-    /// The member at `i` on the stack.
-    pub(crate) fn at(&self, i: usize) -> NodeId {
-        self.stack[i]
-    }
-
-    /// Pops the stack back to `base`.
-    pub(crate) fn truncate(&mut self, base: usize) {
-        self.stack.truncate(base);
-    }
 }
 
 /// Pushes the members of `obj` that count onto `order`, in canonical order, and returns where they
@@ -278,12 +164,12 @@ pub(crate) fn members_in_order(
     base
 }
 
-fn write_object(doc: &Doc, obj: NodeId, top: bool, out: &mut Vec<u8>, order: &mut MemberOrder) {
+fn write_object(doc: &Doc, obj: NodeId, top: bool, out: &mut Vec<u8>, order: &mut Vec<NodeId>) {
     out.push(b'{');
     let mut first = true;
-    let base = order.members(doc, obj, top);
+    let base = members_in_order(doc, obj, top, order);
     for i in base..order.len() {
-        let c = order.at(i);
+        let c = order[i];
         write_member(doc, c, &mut first, out, order);
     }
     order.truncate(base);
@@ -299,7 +185,7 @@ fn write_member(
     c: NodeId,
     first: &mut bool,
     out: &mut Vec<u8>,
-    order: &mut MemberOrder,
+    order: &mut Vec<NodeId>,
 ) {
     if !*first {
         out.push(b',');
@@ -318,7 +204,7 @@ fn write_member(
     }
 }
 
-fn write_value(doc: &Doc, id: NodeId, out: &mut Vec<u8>, order: &mut MemberOrder) {
+fn write_value(doc: &Doc, id: NodeId, out: &mut Vec<u8>, order: &mut Vec<NodeId>) {
     match doc.kind(id) {
         Kind::Null | Kind::Bool => out.extend_from_slice(doc.raw(id)),
         Kind::Number => write_number(doc.raw(id), out),

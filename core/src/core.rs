@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::admission::AdmissionRequest;
 use crate::attribution::{Attribution, AttributionCounters, Attributor, CorrKey, Record};
 use crate::batch::{CommitKind, Content, PendingWrite, Queue};
-use crate::canonical::{git_blob_id, DigestOut, Digester};
+use crate::canonical::{DigestOut, Digester};
 use crate::config::{
     self, ClusterWatchRuleSpec, Condition, CrRef, GitRepoConfigSpec, NamespacedName, RepoSettings,
     WatchRuleSpec,
@@ -15,7 +15,8 @@ use crate::correlation::{CorrelationCounters, CorrelationLimits};
 use crate::gitplan::{self, Identities};
 use crate::ids::{layout_segments, write_file_path, Gvr, Operation, ResourceRef};
 use crate::io::{
-    ApiResource, CommitId, GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent,
+    ApiResource, Blobs, CommitId, FileBody, GitOp, GitOpKind, GitResult, Identity, Input, Output,
+    WatchEvent,
 };
 use crate::json::{Doc, JsonError, Kind, RawObject};
 use crate::live::{key128, tag64, KeyHash, StreamLive};
@@ -90,9 +91,12 @@ pub struct Counters {
     pub refused_total: u64,
 }
 
+/// What the core believes a path on a branch holds.
 #[derive(Clone, Copy, Debug)]
 struct Held {
+    /// Content hash of the object whose file it is, when known.
     content: Option<u64>,
+    /// The file's blob id (from the executor for files the core pushed, or from a listing).
     blob: [u8; 20],
 }
 
@@ -122,13 +126,11 @@ enum OpInFlight {
         op_id: u64,
         tag: String,
         expected_head: Option<CommitId>,
-        blobs: Blobs,
     },
     Verify {
         op_id: u64,
         tag: String,
         expected_head: Option<CommitId>,
-        blobs: Blobs,
     },
 }
 
@@ -149,7 +151,7 @@ struct BranchState {
     held: HashMap<u128, Held, KeyHash>,
     head: Option<CommitId>,
     op: Option<OpInFlight>,
-    /// A push whose result was lost, to verify before anything else: (tag, expected head, blobs).
+    /// A push whose result was lost, to verify before anything else: (tag, expected head).
     unverified: Option<Unverified>,
     failures_in_row: u32,
     conflicts_in_row: u32,
@@ -160,11 +162,8 @@ struct BranchState {
 
 type BranchKey = (NamespacedName, String);
 
-/// Blob ids written by a push, per commit and write (`None` for deletes).
-type Blobs = Vec<Vec<Option<[u8; 20]>>>;
-
-/// A push whose result was lost: its op tag, the head it was planned on, its blob ids.
-type Unverified = (String, Option<CommitId>, Blobs);
+/// A push whose result was lost: its op tag and the head it was planned on.
+type Unverified = (String, Option<CommitId>);
 
 /// A GitRepoConfig as last seen: spec, validation result, credentials problem.
 type RepoEntry = (
@@ -304,7 +303,7 @@ impl Enqueue<'_> {
                 }) => Have::Content(*h),
                 // Listed but not yet compared: render once to learn whether it is the same file.
                 Some(h) => match &write.content {
-                    Some(c) if git_blob_id(&c.yaml) == h.blob => {
+                    Some(c) if c.file.blob_id() == h.blob => {
                         h.content = Some(c.hash);
                         Have::Content(c.hash)
                     }
@@ -963,7 +962,7 @@ impl Core {
         self.counters.events_received_total += 1;
         let mut digester = std::mem::take(&mut self.digester);
         let read = digester.with_doc(obj.as_bytes(), |doc, out| {
-            self.handle_doc(&gvr, gid, doc, out, deleted, initial)
+            self.handle_doc(&gvr, gid, obj, doc, out, deleted, initial)
         });
         self.digester = digester;
         if let Err(e) = read {
@@ -971,10 +970,12 @@ impl Core {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn handle_doc(
         &mut self,
         gvr: &Gvr,
         gid: u16,
+        obj: &RawObject,
         doc: &mut Doc,
         out: &mut DigestOut,
         deleted: bool,
@@ -1095,7 +1096,8 @@ impl Core {
             );
             return;
         }
-        let yaml: Option<Arc<[u8]>> = (!deleted).then(|| out.yaml(doc));
+        // The file is the executor's to render (see `FileBody`): the object's text is shared.
+        let file = (!deleted).then(|| FileBody::Object(obj.clone()));
         let epoch = self.live[gid as usize].epoch();
         let resync = initial && matches!(attribution, Attribution::Miss);
         let mut queued = false;
@@ -1111,12 +1113,12 @@ impl Core {
             let Some(b) = self.branches.get_mut(&d.branch) else {
                 continue;
             };
-            let content = match &yaml {
-                Some(yaml) if selected => {
+            let content = match &file {
+                Some(file) if selected => {
                     d.members.insert(path_key, (gid, epoch));
                     Some(Content {
                         hash,
-                        yaml: yaml.clone(),
+                        file: file.clone(),
                         bytes,
                     })
                 }
@@ -1205,19 +1207,18 @@ impl Core {
         if b.op.is_some() || now.mono_ms < b.retry_at_ms {
             return;
         }
-        if let Some((tag, expected_head, _)) = &b.unverified {
+        if let Some((tag, expected_head)) = &b.unverified {
             let kind = GitOpKind::Verify {
                 expected_head: expected_head.clone(),
                 op_tag: tag.clone(),
             };
             let op_id = self.new_op(key, kind);
             let b = self.branches.get_mut(key).expect("branch");
-            let (tag, expected_head, blobs) = b.unverified.take().expect("checked");
+            let (tag, expected_head) = b.unverified.take().expect("checked");
             b.op = Some(OpInFlight::Verify {
                 op_id,
                 tag,
                 expected_head,
-                blobs,
             });
             return;
         }
@@ -1253,7 +1254,7 @@ impl Core {
         let op_id = self.next_op_id;
         let tag = format!("{:x}-{op_id}", self.config.instance_id);
         let b = self.branches.get_mut(key).expect("branch");
-        let plan = gitplan::plan(
+        let commits = gitplan::plan(
             b.queue.start_push(),
             &self.config.identities,
             now.wall_ms,
@@ -1265,7 +1266,7 @@ impl Core {
             key,
             GitOpKind::Push {
                 expected_head: expected_head.clone(),
-                commits: plan.commits,
+                commits,
             },
         );
         debug_assert_eq!(issued, op_id);
@@ -1273,7 +1274,6 @@ impl Core {
             op_id,
             tag,
             expected_head,
-            blobs: plan.blobs,
         });
     }
 
@@ -1315,16 +1315,16 @@ impl Core {
                 self.failed(&key, other);
             }
             (
-                OpInFlight::Push { blobs, .. } | OpInFlight::Verify { blobs, .. },
-                GitResult::Pushed { head },
-            )
-            | (
-                OpInFlight::Verify { blobs, .. },
+                OpInFlight::Push { .. } | OpInFlight::Verify { .. },
+                GitResult::Pushed { head, blobs },
+            ) => self.landed(&key, head, blobs),
+            (
+                OpInFlight::Verify { .. },
                 GitResult::Verified {
                     head: Some(head),
                     landed: true,
                 },
-            ) => self.landed(&key, head, blobs),
+            ) => self.landed(&key, head, Vec::new()),
             (OpInFlight::Push { .. }, GitResult::Conflict { remote_head }) => {
                 self.counters.rebase_retries_total += 1;
                 b.head = remote_head;
@@ -1348,14 +1348,11 @@ impl Core {
             }
             (
                 OpInFlight::Push {
-                    tag,
-                    expected_head,
-                    blobs,
-                    ..
+                    tag, expected_head, ..
                 },
                 GitResult::Unknown,
             ) => {
-                b.unverified = Some((tag, expected_head, blobs));
+                b.unverified = Some((tag, expected_head));
             }
             (OpInFlight::Verify { expected_head, .. }, GitResult::Verified { head, .. }) => {
                 if head != expected_head {
@@ -1373,14 +1370,11 @@ impl Core {
             }
             (
                 OpInFlight::Verify {
-                    tag,
-                    expected_head,
-                    blobs,
-                    ..
+                    tag, expected_head, ..
                 },
                 other,
             ) => {
-                b.unverified = Some((tag, expected_head, blobs));
+                b.unverified = Some((tag, expected_head));
                 self.failed(&key, other);
             }
             (OpInFlight::Push { .. }, other) => {
@@ -1410,14 +1404,21 @@ impl Core {
         self.refresh_statuses();
     }
 
+    /// A push landed. `blobs` are the executor's blob ids in planned order (see [`gitplan::plan`]:
+    /// each commit's writes sorted by path); where it gave none (a push verified after its result
+    /// was lost), the core renders the file to learn it.
     fn landed(&mut self, key: &BranchKey, head: CommitId, blobs: Blobs) {
         let b = self.branches.get_mut(key).expect("branch");
         let commits = b.queue.push_landed();
-        for (c, ids) in commits.iter().zip(blobs) {
-            for (w, id) in c.writes.iter().zip(ids) {
-                match (&w.content, id) {
-                    (Some(ct), Some(blob)) => {
+        for (i, c) in commits.iter().enumerate() {
+            let given = blobs.get(i).filter(|g| g.len() == c.writes.len());
+            for (k, w) in gitplan::in_planned_order(&c.writes).enumerate() {
+                match &w.content {
+                    Some(ct) => {
                         self.counters.commit_bytes_total += ct.bytes as u64;
+                        let blob = given
+                            .and_then(|g| g[k])
+                            .unwrap_or_else(|| ct.file.blob_id());
                         b.held.insert(
                             w.path_key,
                             Held {
@@ -1426,7 +1427,7 @@ impl Core {
                             },
                         );
                     }
-                    _ => {
+                    None => {
                         self.counters.files_deleted_total += 1;
                         b.held.remove(&w.path_key);
                     }
@@ -1513,7 +1514,7 @@ impl Core {
         let held = &mut b.held;
         b.queue.drop_redundant(|w| match &w.content {
             Some(c) => match listed.get(&w.path_key) {
-                Some(blob) if git_blob_id(&c.yaml) == *blob => {
+                Some(blob) if c.file.blob_id() == *blob => {
                     held.insert(
                         w.path_key,
                         Held {

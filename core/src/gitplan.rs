@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::batch::{CommitKind, PendingCommit};
-use crate::canonical::git_blob_id;
+use crate::batch::{CommitKind, PendingCommit, PendingWrite};
 use crate::io::{Identity, PlannedCommit};
 
 /// First retry delay after a failed push, in milliseconds.
@@ -94,31 +93,35 @@ fn message(kind: &CommitKind, writes: usize, op_tag: &str) -> String {
     m
 }
 
-/// A planned push: the commits and, per commit and write, the blob id written (`None` for deletes).
-pub struct Plan {
-    /// Commits for the executor.
-    pub commits: Vec<PlannedCommit>,
-    /// Blob ids, parallel to `commits[i].writes` in pending order.
-    pub blobs: Vec<Vec<Option<[u8; 20]>>>,
+/// A pending commit's writes in the order [`plan`] hands them over: by path, and in pending order
+/// for the same path (the executor's blob ids come back in this order).
+pub fn in_planned_order(writes: &[PendingWrite]) -> impl Iterator<Item = &PendingWrite> {
+    let mut order: Vec<&PendingWrite> = writes.iter().collect();
+    order.sort_by(|a, b| a.path.cmp(&b.path));
+    order.into_iter()
 }
 
-/// Turns pending commits into planned ones: authors, messages, files ordered by path, blob ids.
-pub fn plan(pending: &[PendingCommit], ids: &Identities, now_wall_ms: i64, op_tag: &str) -> Plan {
+/// Turns pending commits into planned ones: authors, messages, files ordered by path.
+pub fn plan(
+    pending: &[PendingCommit],
+    ids: &Identities,
+    now_wall_ms: i64,
+    op_tag: &str,
+) -> Vec<PlannedCommit> {
     let mut commits = Vec::with_capacity(pending.len());
-    let mut blobs = Vec::with_capacity(pending.len());
     for c in pending {
         assert!(
             !c.writes.is_empty(),
             "a planned commit always changes something"
         );
-        let mut writes = Vec::with_capacity(c.writes.len());
-        let mut ids_of = Vec::with_capacity(c.writes.len());
-        for w in &c.writes {
-            let bytes: Option<Arc<[u8]>> = w.content.as_ref().map(|ct| ct.yaml.clone());
-            ids_of.push(bytes.as_deref().map(git_blob_id));
-            writes.push((w.path.to_string(), bytes));
-        }
-        writes.sort_by(|a, b| a.0.cmp(&b.0));
+        let writes = in_planned_order(&c.writes)
+            .map(|w| {
+                (
+                    w.path.to_string(),
+                    w.content.as_ref().map(|ct| ct.file.clone()),
+                )
+            })
+            .collect();
         commits.push(PlannedCommit {
             author: ids.author(c.author.as_ref()),
             author_time_ms: c.seen_wall_ms,
@@ -127,9 +130,8 @@ pub fn plan(pending: &[PendingCommit], ids: &Identities, now_wall_ms: i64, op_ta
             message: message(&c.kind, c.writes.len(), op_tag),
             writes,
         });
-        blobs.push(ids_of);
     }
-    Plan { commits, blobs }
+    commits
 }
 
 #[cfg(test)]

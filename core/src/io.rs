@@ -70,8 +70,81 @@ pub struct Identity {
     pub email: String,
 }
 
-/// One file change of a planned commit: a path and its new bytes (`None` deletes it).
-pub type Write = (String, Option<Arc<[u8]>>);
+/// The new content of a file, as the core hands it to the executor.
+///
+/// A changed object's file is its sanitized YAML ([`crate::yaml::render_object`] of its JSON
+/// text). The core hands over the text the cluster sent, already shared, and the executor renders
+/// it off the core's thread: the render is a quarter of the core's cost of a changed object, and
+/// the executor hashes the file into a blob anyway when it writes it. The core renders a file
+/// itself only to compare it with a listed blob ([`FileBody::Yaml`]).
+#[derive(Clone, PartialEq, Eq)]
+pub enum FileBody {
+    /// An object's JSON text, as read by the core (so it renders without error).
+    Object(RawObject),
+    /// A file already rendered.
+    Yaml(Arc<[u8]>),
+}
+
+impl FileBody {
+    /// The file's bytes.
+    pub fn render(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            FileBody::Object(o) => crate::yaml::render_object(o.as_bytes())
+                .expect("the core read this object before it planned its file")
+                .into(),
+            FileBody::Yaml(y) => std::borrow::Cow::Borrowed(y),
+        }
+    }
+
+    /// The file's bytes, shared.
+    pub fn shared(&self) -> Arc<[u8]> {
+        match self {
+            FileBody::Object(_) => self.render().into(),
+            FileBody::Yaml(y) => y.clone(),
+        }
+    }
+
+    /// The git blob id of the file.
+    pub fn blob_id(&self) -> [u8; 20] {
+        crate::canonical::git_blob_id(&self.render())
+    }
+
+    /// The file rendered: what an executor writes.
+    pub fn rendered(&self) -> FileBody {
+        FileBody::Yaml(self.shared())
+    }
+}
+
+/// A rendered file shows as its bytes, as files did before the executor rendered them, so that
+/// traces and the simulator's output hashes compare across that change.
+impl std::fmt::Debug for FileBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileBody::Object(o) => f.debug_tuple("Object").field(o).finish(),
+            FileBody::Yaml(y) => y.fmt(f),
+        }
+    }
+}
+
+/// Git blob ids of a push's files, per commit and write (`None` for a delete).
+pub type Blobs = Vec<Vec<Option<[u8; 20]>>>;
+
+/// The blob ids of every write of `commits`, as a [`GitResult::Pushed`] reports them: for drivers
+/// that do not write blobs themselves (tests, the simulator).
+pub fn blob_ids(commits: &[PlannedCommit]) -> Blobs {
+    commits
+        .iter()
+        .map(|c| {
+            c.writes
+                .iter()
+                .map(|(_, f)| f.as_ref().map(FileBody::blob_id))
+                .collect()
+        })
+        .collect()
+}
+
+/// One file change of a planned commit: a path and its new content (`None` deletes it).
+pub type Write = (String, Option<FileBody>);
 
 /// A commit the executor must create, on top of the previous one of the same push.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,6 +220,11 @@ pub enum GitResult {
     Pushed {
         /// The new head.
         head: CommitId,
+        /// The blob id of every write's file, per planned commit and write in the order the op
+        /// gave them (`None` for deletes). The executor renders and hashes the files; the core
+        /// keeps the ids to recognise its own files in later listings. Missing or short lists are
+        /// made up for by rendering in the core.
+        blobs: Blobs,
     },
     /// The remote head was not the expected one; nothing was pushed.
     Conflict {

@@ -197,11 +197,6 @@ impl<'s> Doc<'s> {
     /// The root node.
     pub const ROOT: NodeId = 0;
 
-    /// How many nodes (values and members) the tree has.
-    pub fn node_count(&self) -> usize {
-        self.nodes.len()
-    }
-
     /// What `id` holds.
     pub fn kind(&self, id: NodeId) -> Kind {
         self.nodes[id as usize].kind

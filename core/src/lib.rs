@@ -26,7 +26,7 @@
 //! use gitops_reverser_core::core::{Core, CoreConfig};
 //! use gitops_reverser_core::config::NamespacedName;
 //! use gitops_reverser_core::ids::Gvr;
-//! use gitops_reverser_core::io::{GitOpKind, GitResult, Input, Output, WatchEvent};
+//! use gitops_reverser_core::io::{blob_ids, GitOpKind, GitResult, Input, Output, WatchEvent};
 //! use gitops_reverser_core::time::Now;
 //! use serde_json::json;
 //!
@@ -52,7 +52,7 @@
 //!                 GitOpKind::ReadPaths { .. } => GitResult::Paths { head: None, entries: vec![] },
 //!                 GitOpKind::Push { commits, .. } => {
 //!                     pushed.extend(commits.iter().map(|c| c.message.lines().next().unwrap().to_owned()));
-//!                     GitResult::Pushed { head: "c1".into() }
+//!                     GitResult::Pushed { head: "c1".into(), blobs: blob_ids(commits) }
 //!                 }
 //!                 GitOpKind::Verify { .. } => GitResult::Verified { head: None, landed: false },
 //!             };

@@ -6,7 +6,7 @@
 //! is double-quoted. Our own emitter keeps the archived `serde_yaml` off the write path and runs several
 //! times faster; round-trip tests parse its output back with `serde_yaml`.
 
-use crate::canonical::{write_number, MemberOrder, Walk};
+use crate::canonical::{members_in_order, write_number};
 use crate::json::{Doc, JsonError, Kind, NodeId, REDACTED};
 use crate::sanitize::REDACTED as REDACTED_TEXT;
 
@@ -28,22 +28,18 @@ pub fn render_object(json: &[u8]) -> Result<Vec<u8>, JsonError> {
 /// whether the document is an object's JSON text or its canonical bytes.
 pub fn render_doc(doc: &Doc) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
-    render_into(doc, &mut MemberOrder::default(), &mut out);
+    render_into(doc, &mut Vec::new(), &mut out);
     out
 }
 
 /// [`render_doc`] into `out` (cleared first), with `order` as reused scratch space.
-pub fn render_into(doc: &Doc, order: &mut MemberOrder, out: &mut Vec<u8>) {
-    render_with(doc, order, Walk::Fresh, out);
-}
-
-pub(crate) fn render_with(doc: &Doc, order: &mut MemberOrder, walk: Walk, out: &mut Vec<u8>) {
+pub fn render_into(doc: &Doc, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
     out.clear();
-    order.begin(doc, walk);
+    order.clear();
     let root = Doc::ROOT;
     match doc.kind(root) {
         Kind::Object => {
-            let base = order.members(doc, root, true);
+            let base = members_in_order(doc, root, true, order);
             if order.len() > base {
                 write_map(doc, base, 0, order, out);
             } else {
@@ -67,7 +63,7 @@ fn indent(n: usize, out: &mut Vec<u8>) {
 }
 
 /// Writes `key: value` at `ind`, starting at the current position (the caller wrote the indent).
-fn write_entry_here(doc: &Doc, id: NodeId, ind: usize, order: &mut MemberOrder, out: &mut Vec<u8>) {
+fn write_entry_here(doc: &Doc, id: NodeId, ind: usize, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
     write_scalar_str(doc.key(id), ind, true, out);
     out.push(b':');
     if doc.has(id, REDACTED) {
@@ -78,7 +74,7 @@ fn write_entry_here(doc: &Doc, id: NodeId, ind: usize, order: &mut MemberOrder, 
     }
     match doc.kind(id) {
         Kind::Object => {
-            let base = order.members(doc, id, false);
+            let base = members_in_order(doc, id, false, order);
             if order.len() > base {
                 out.push(b'\n');
                 write_map(doc, base, ind + 2, order, out);
@@ -100,27 +96,27 @@ fn write_entry_here(doc: &Doc, id: NodeId, ind: usize, order: &mut MemberOrder, 
 }
 
 /// Writes the members at `order[base..]` at `ind`, each on its own line, and truncates `order`.
-fn write_map(doc: &Doc, base: usize, ind: usize, order: &mut MemberOrder, out: &mut Vec<u8>) {
+fn write_map(doc: &Doc, base: usize, ind: usize, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
     for i in base..order.len() {
-        let c = order.at(i);
+        let c = order[i];
         indent(ind, out);
         write_entry_here(doc, c, ind, order, out);
     }
     order.truncate(base);
 }
 
-fn write_seq(doc: &Doc, seq: NodeId, ind: usize, order: &mut MemberOrder, out: &mut Vec<u8>) {
+fn write_seq(doc: &Doc, seq: NodeId, ind: usize, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
     for item in doc.children(seq) {
         indent(ind, out);
         out.extend_from_slice(b"- ");
         match doc.kind(item) {
             Kind::Object => {
-                let base = order.members(doc, item, false);
+                let base = members_in_order(doc, item, false, order);
                 if order.len() == base {
                     out.extend_from_slice(b"{}\n");
                 }
                 for i in base..order.len() {
-                    let c = order.at(i);
+                    let c = order[i];
                     if i > base {
                         indent(ind + 2, out);
                     }
@@ -399,45 +395,16 @@ mod tests {
         for _ in 0..500 {
             texts.push(serde_json::to_string(&sanitize_shapes(&mut rng)).unwrap());
         }
-        // The core's path: one digester reused from object to object, the YAML render replaying
-        // the member orders of the canonical walk just before it; and a render with no canonical
-        // walk before it in the same object, which must not replay the previous object's orders.
-        let mut digester = crate::canonical::Digester::default();
         for text in &texts {
-            let direct = String::from_utf8(render_object(text.as_bytes()).unwrap()).unwrap();
+            let direct = render_object(text.as_bytes()).unwrap();
             let via_canonical =
                 render(&crate::canonical::sanitized_bytes(text.as_bytes()).unwrap());
             assert_eq!(
-                direct,
+                String::from_utf8(direct).unwrap(),
                 String::from_utf8(via_canonical).unwrap(),
                 "object {text}"
             );
-            for after_finish in [true, false] {
-                let yaml = digester
-                    .with_doc(text.as_bytes(), |doc, out| {
-                        crate::sanitize::sanitize(doc);
-                        if after_finish {
-                            out.finish(doc);
-                        }
-                        out.yaml(doc)
-                    })
-                    .unwrap();
-                assert_eq!(direct.as_bytes(), &yaml[..], "object {text}");
-            }
         }
-    }
-
-    #[test]
-    fn a_render_never_replays_the_member_orders_of_another_object() {
-        let mut digester = crate::canonical::Digester::default();
-        // Same shape and node count; the inner keys come in opposite orders.
-        let (a, b) = (r#"{"z":{"b":1,"a":2}}"#, r#"{"z":{"a":1,"b":2}}"#);
-        // An event that changed nothing: canonical bytes, no render.
-        digester
-            .with_doc(a.as_bytes(), |doc, out| out.finish(doc))
-            .unwrap();
-        let second = digester.with_doc(b.as_bytes(), |doc, out| out.yaml(doc));
-        assert_eq!(&second.unwrap()[..], b"z:\n  a: 1\n  b: 2\n");
     }
 
     #[test]

@@ -102,7 +102,7 @@ fn recorded_history_yields_exactly_the_five_real_changes_with_their_authors() {
         first.0,
         "clusters/prod/v1/configmaps/team-a/app-config.yaml"
     );
-    insta::assert_snapshot!(String::from_utf8(first.1.as_deref().unwrap().to_vec()).unwrap(), @r#"
+    insta::assert_snapshot!(String::from_utf8(first.1.as_ref().unwrap().render().to_vec()).unwrap(), @r#"
     apiVersion: v1
     kind: ConfigMap
     metadata:

@@ -96,7 +96,7 @@ fn a_retry_with_nothing_left_to_push_asks_for_no_wake_up() {
     h.files.insert(
         "prod/v1/configmaps/team-a/a.yaml".into(),
         match &op.kind {
-            GitOpKind::Push { commits, .. } => commits[0].writes[0].1.clone().unwrap(),
+            GitOpKind::Push { commits, .. } => commits[0].writes[0].1.as_ref().unwrap().shared(),
             other => panic!("{other:?}"),
         },
     );

@@ -497,8 +497,8 @@ fn secret_values_never_reach_git() {
         WatchEvent::Apply(secret.into()),
     ));
     let pushed = h.flush_and_push();
-    let bytes = pushed[0].writes[0].1.as_deref().unwrap();
-    let text = String::from_utf8_lossy(bytes);
+    let file = pushed[0].writes[0].1.as_ref().unwrap().render();
+    let text = String::from_utf8_lossy(&file);
     assert!(
         text.contains("password: \"<redacted>\"") && !text.contains("aHVudGVyMg=="),
         "{text}"

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use git2::Oid;
 use gitops_reverser_core::config::NamespacedName;
-use gitops_reverser_core::io::{GitOp, GitOpKind, GitResult, Identity, PlannedCommit};
+use gitops_reverser_core::io::{FileBody, GitOp, GitOpKind, GitResult, Identity, PlannedCommit};
 use gitops_reverser_runtime::git::commit::{maintain, write_commits};
 use gitops_reverser_runtime::git::{execute, Workspace};
 
@@ -86,7 +86,10 @@ fn planned(message: String, writes: Vec<(String, Option<Arc<[u8]>>)>, t: i64) ->
         committer: identity("gitops-reverser"),
         commit_time_ms: t,
         message,
-        writes,
+        writes: writes
+            .into_iter()
+            .map(|(p, b)| (p, b.map(FileBody::Yaml)))
+            .collect(),
     }
 }
 
@@ -312,7 +315,7 @@ fn main() {
     for c in &batches[..naive_commits] {
         let mut paths = Vec::new();
         for (p, b) in &c.writes {
-            std::fs::write(work.join(p), b.as_ref().unwrap()).unwrap();
+            std::fs::write(work.join(p), b.as_ref().unwrap().render()).unwrap();
             paths.push(p.as_str());
         }
         let mut args = vec!["add", "--"];
@@ -461,7 +464,7 @@ fn main() {
     git(&cli, &["checkout", "-q", "--", "."]);
     for c in &twenty {
         for (p, b) in &c.writes {
-            std::fs::write(cli.join(p), b.as_ref().unwrap()).unwrap();
+            std::fs::write(cli.join(p), b.as_ref().unwrap().render()).unwrap();
         }
         git(&cli, &["commit", "-q", "-a", "-m", c.message.trim_end()]);
     }

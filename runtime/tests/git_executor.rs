@@ -53,7 +53,7 @@ fn read(ws: &Workspace, url: &str, creds: Option<&Credentials>, folder: &str) ->
 
 fn pushed(r: GitResult) -> String {
     match r {
-        GitResult::Pushed { head } => head,
+        GitResult::Pushed { head, .. } => head,
         other => panic!("expected Pushed, got {other:?}"),
     }
 }

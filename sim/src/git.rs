@@ -94,7 +94,7 @@ impl Remotes {
             let mut next: Tree = (*tree).clone();
             for (path, bytes) in &c.writes {
                 match bytes {
-                    Some(b) => next.insert(path.clone(), b.clone()),
+                    Some(b) => next.insert(path.clone(), b.shared()),
                     None => next.remove(path),
                 };
             }

@@ -8,7 +8,9 @@ use gitops_reverser_core::config::NamespacedName;
 use gitops_reverser_core::core::{Core, CoreConfig};
 use gitops_reverser_core::gitplan::Identities;
 use gitops_reverser_core::ids::{Gvr, Operation};
-use gitops_reverser_core::io::{GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent};
+use gitops_reverser_core::io::{
+    blob_ids, GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent,
+};
 use gitops_reverser_core::json::RawObject;
 use gitops_reverser_core::time::Now;
 use rand::Rng;
@@ -340,6 +342,8 @@ impl World {
         }
         self.core.handle(now, input);
         while let Some(out) = self.core.poll_output() {
+            // The executor renders the files it writes; so does the simulated one, here.
+            let out = rendered(out);
             let s = format!("{out:?}");
             if self.trace {
                 eprintln!("{:>9} out {}", self.now, brief(&out, &s));
@@ -846,7 +850,10 @@ impl World {
                     GitResult::Unknown
                 } else {
                     match self.apply_push(&op, expected_head.as_ref(), commits, f.planned_ms) {
-                        Ok(head) => GitResult::Pushed { head },
+                        Ok(head) => GitResult::Pushed {
+                            head,
+                            blobs: blob_ids(commits),
+                        },
                         Err(PushError::NotFastForward(remote_head)) => {
                             GitResult::Conflict { remote_head }
                         }
@@ -883,6 +890,24 @@ impl World {
             self.relist(gvr);
         }
     }
+}
+
+/// `out` with every file of a push rendered, as the runtime's executor renders them.
+fn rendered(mut out: Output) -> Output {
+    if let Output::Git(GitOp {
+        kind: GitOpKind::Push { commits, .. },
+        ..
+    }) = &mut out
+    {
+        for c in commits {
+            for (_, file) in &mut c.writes {
+                if let Some(f) = file {
+                    *f = f.rendered();
+                }
+            }
+        }
+    }
+    out
 }
 
 /// One line per output for `SIM_TRACE`; pushes list their commits.

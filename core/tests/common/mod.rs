@@ -154,7 +154,7 @@ impl Harness {
                     assert!(!c.writes.is_empty(), "no empty commits");
                     for (path, bytes) in &c.writes {
                         match bytes {
-                            Some(b) => self.files.insert(path.clone(), b.clone()),
+                            Some(b) => self.files.insert(path.clone(), b.shared()),
                             None => self.files.remove(path),
                         };
                     }
@@ -162,7 +162,10 @@ impl Harness {
                 }
                 let head = format!("c{}", self.commits.len());
                 self.head = Some(head.clone());
-                GitResult::Pushed { head }
+                GitResult::Pushed {
+                    head,
+                    blobs: gitops_reverser_core::io::blob_ids(commits),
+                }
             }
             GitOpKind::Verify { .. } => GitResult::Verified {
                 head: self.head.clone(),

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use git2::{Oid, Repository};
-use gitops_reverser_core::io::{Identity, PlannedCommit};
+use gitops_reverser_core::io::{Blobs, Identity, PlannedCommit};
 
 use super::{pack, tree};
 
@@ -37,6 +37,16 @@ pub fn write_commits(
     parent: Option<Oid>,
     commits: &[PlannedCommit],
 ) -> Result<Oid, CommitError> {
+    write_commits_with_blobs(repo, parent, commits).map(|(head, _)| head)
+}
+
+/// [`write_commits`], also returning the blob id of every write (per commit, in the order given;
+/// `None` for deletes): the core keeps them to recognise its own files in later listings.
+pub fn write_commits_with_blobs(
+    repo: &Repository,
+    parent: Option<Oid>,
+    commits: &[PlannedCommit],
+) -> Result<(Oid, Blobs), CommitError> {
     // libgit2 cannot detach an odb backend: the batch gets its own handle on the repository, so
     // the in-memory backend dies with it.
     let handle = Repository::open_bare(repo.path())?;
@@ -51,12 +61,14 @@ pub fn write_commits(
         Some(p) => Some(repo.find_commit(p)?.tree_id()),
         None => None,
     };
+    let mut blobs: Blobs = Vec::with_capacity(commits.len());
     for c in commits {
         let mut changes = Vec::with_capacity(c.writes.len());
         for (path, bytes) in &c.writes {
             let blob = match bytes {
                 Some(b) => {
-                    let id = odb.write(git2::ObjectType::Blob, b)?;
+                    // The core hands over objects; their files are rendered here, off its thread.
+                    let id = odb.write(git2::ObjectType::Blob, &b.render())?;
                     written.push(id);
                     Some(id)
                 }
@@ -64,6 +76,12 @@ pub fn write_commits(
             };
             changes.push((path.as_str(), blob));
         }
+        blobs.push(
+            changes
+                .iter()
+                .map(|(_, b)| b.map(|id| id.as_bytes().try_into().expect("SHA-1 ids")))
+                .collect(),
+        );
         changes.sort_by(|a, b| a.0.cmp(b.0));
         // The same path twice in one commit: the later write wins.
         changes.dedup_by(|later, earlier| {
@@ -93,7 +111,8 @@ pub fn write_commits(
         written.dedup();
         store_as_pack(repo, &written)?;
     }
-    head.ok_or_else(|| CommitError::Identity("a push without commits".into()))
+    let head = head.ok_or_else(|| CommitError::Identity("a push without commits".into()))?;
+    Ok((head, blobs))
 }
 
 /// Keeps the number of packs bounded: with more than [`PACKS_MAX`], the small packs are merged
@@ -214,6 +233,7 @@ pub fn signature(id: &Identity, time_ms: i64) -> Result<git2::Signature<'static>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gitops_reverser_core::io::FileBody;
     use std::sync::Arc;
 
     fn planned(author: &str, writes: &[(&str, Option<&str>)]) -> PlannedCommit {
@@ -231,7 +251,10 @@ mod tests {
             message: "m\n".into(),
             writes: writes
                 .iter()
-                .map(|(p, c)| (p.to_string(), c.map(|c| Arc::from(c.as_bytes()))))
+                .map(|(p, c)| {
+                    let file = c.map(|c| FileBody::Yaml(Arc::from(c.as_bytes())));
+                    (p.to_string(), file)
+                })
                 .collect(),
         }
     }

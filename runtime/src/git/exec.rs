@@ -9,9 +9,9 @@ use git2::{
     AutotagOption, Cred, CredentialType, FetchOptions, Oid, PushOptions, RemoteCallbacks,
     Repository,
 };
-use gitops_reverser_core::io::{GitOp, GitOpKind, GitResult, PlannedCommit};
+use gitops_reverser_core::io::{Blobs, GitOp, GitOpKind, GitResult, PlannedCommit};
 
-use super::commit::{write_commits, CommitError};
+use super::commit::{write_commits_with_blobs, CommitError};
 use super::creds::{Credentials, HttpAuth};
 use super::errors::{classify, scrub, Fail, Findings};
 use super::known_hosts::{fingerprint, Verdict};
@@ -371,11 +371,12 @@ impl<'c> Clone<'c> {
                 });
             }
         }
-        let head = self.build(expected, commits)?;
+        let (head, blobs) = self.build(expected, commits)?;
         if Some(head) == expected {
             // Every commit was already true of the remote's tree: nothing to push.
             return Ok(GitResult::Pushed {
                 head: head.to_string(),
+                blobs,
             });
         }
         let branch_ref = format!("refs/heads/{}", self.branch);
@@ -410,7 +411,7 @@ impl<'c> Clone<'c> {
             Ok(()) => match session.rejected.borrow().clone() {
                 None => {
                     self.set_tracked_head(Some(head))?;
-                    Ok(GitResult::Pushed { head: head.to_string() })
+                    Ok(GitResult::Pushed { head: head.to_string(), blobs })
                 }
                 Some(status) if is_stale(&status) => {
                     let remote = self.fetch()?;
@@ -434,8 +435,8 @@ impl<'c> Clone<'c> {
         self.creds.map(Credentials::secrets).unwrap_or_default()
     }
 
-    fn build(&self, parent: Option<Oid>, commits: &[PlannedCommit]) -> Result<Oid, Fail> {
-        write_commits(&self.repo, parent, commits).map_err(|e| match e {
+    fn build(&self, parent: Option<Oid>, commits: &[PlannedCommit]) -> Result<(Oid, Blobs), Fail> {
+        write_commits_with_blobs(&self.repo, parent, commits).map_err(|e| match e {
             CommitError::Identity(why) => Fail::fatal(why),
             CommitError::Git(e) => local(e),
         })

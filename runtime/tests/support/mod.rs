@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use gitops_reverser_core::config::NamespacedName;
-use gitops_reverser_core::io::{GitOp, GitOpKind, Identity, PlannedCommit};
+use gitops_reverser_core::io::{FileBody, GitOp, GitOpKind, Identity, PlannedCommit};
 
 /// How long a server may take to say it is ready.
 pub const READY_TIMEOUT_MS: u64 = 20_000;
@@ -149,7 +149,10 @@ pub fn commit(
         message: format!("{message}\n\nReverser-Op: test-{time_ms}\n"),
         writes: writes
             .iter()
-            .map(|(p, c)| (p.to_string(), c.map(|c| std::sync::Arc::from(c.as_bytes()))))
+            .map(|(p, c)| {
+                let file = c.map(|c| FileBody::Yaml(std::sync::Arc::from(c.as_bytes())));
+                (p.to_string(), file)
+            })
             .collect(),
     }
 }

@@ -86,7 +86,7 @@ impl AttributionCheck {
             // The file a write leaves; a deletion matches a delete first, and only failing that
             // a write that unselected the object (its labels changed).
             let same = |w: &WriteRecord| match bytes {
-                Some(b) => w.file.as_deref() == Some(&b[..]),
+                Some(b) => w.file.as_deref() == Some(&b.render()[..]),
                 None => w.file.is_none(),
             };
             let later = || {
@@ -171,7 +171,7 @@ impl AttributionCheck {
             out.push(format!(
                 "{url} {branch}: {ident} attributed to {author}, who did not make that change (matched up to #{}); file {}; writes:\n{}",
                 start as i64 - 1,
-                bytes.as_deref().map_or(String::from("<deleted>"), |f| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(f))),
+                bytes.as_ref().map_or(String::from("<deleted>"), |f| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&f.render()))),
                 trail.join("\n")
             ));
         }

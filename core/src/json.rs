@@ -299,10 +299,24 @@ impl<'s> Doc<'s> {
             .try_fold(Self::ROOT, |node, key| self.get(node, key))
     }
 
-    /// Whether `obj` has a member left after sanitization.
+    /// Whether `obj` has a member left after sanitization: one not removed and not superseded by a
+    /// later duplicate of its key.
     pub fn has_members(&self, obj: NodeId) -> bool {
-        self.children(obj)
-            .any(|c| !self.has(c, REMOVED) && self.get(obj, key_str(self.key(c))) == Some(c))
+        let end = self.nodes[obj as usize].end;
+        self.children(obj).any(|c| {
+            let key = self.key(c);
+            let later = Children {
+                doc: self,
+                next: self.nodes[c as usize].end,
+                end,
+            };
+            !self.has(c, REMOVED) && !later.into_iter().any(|d| self.key(d) == key)
+        })
+    }
+
+    /// Whether `id` is the string `s` (compared as bytes, without a UTF-8 check).
+    pub fn str_is(&self, id: NodeId, s: &str) -> bool {
+        self.kind(id) == Kind::String && self.str_bytes(id) == s.as_bytes()
     }
 
     /// One past the last node of `id`'s subtree: its next sibling, if it has one.
@@ -317,11 +331,6 @@ impl<'s> Doc<'s> {
     pub(crate) fn has(&self, id: NodeId, flag: u8) -> bool {
         self.nodes[id as usize].flags & flag != 0
     }
-}
-
-/// Keys are UTF-8 (checked at parse); a non-UTF-8 key cannot occur, and would match nothing.
-fn key_str(key: &[u8]) -> &str {
-    std::str::from_utf8(key).unwrap_or("\u{fffd}")
 }
 
 /// Iterator over a node's children.
@@ -780,6 +789,26 @@ mod tests {
         // Non-ASCII text is still checked in full.
         assert!(Doc::parse("\"é\"".as_bytes()).is_ok());
         assert_eq!(Doc::parse(b"[\"\xff\"]").unwrap_err().what, "not UTF-8");
+    }
+
+    #[test]
+    fn an_object_has_members_when_one_is_neither_removed_nor_superseded() {
+        let mut doc = Doc::parse(br#"{"o":{"a":1,"b":2,"a":3},"e":{}}"#).unwrap();
+        let [o, e] = doc.lookup(Doc::ROOT, ["o", "e"]).map(Option::unwrap);
+        assert!(doc.has_members(o) && !doc.has_members(e));
+        let members: Vec<NodeId> = doc.children(o).collect();
+        // The last `a` and `b` removed: the first `a` is superseded, so nothing is left.
+        doc.mark(members[2], REMOVED);
+        doc.mark(members[1], REMOVED);
+        assert!(!doc.has_members(o));
+        // A superseded duplicate being removed changes nothing.
+        let mut doc = Doc::parse(br#"{"a":1,"a":2}"#).unwrap();
+        let first = doc.children(Doc::ROOT).next().unwrap();
+        doc.mark(first, REMOVED);
+        assert!(doc.has_members(Doc::ROOT));
+        // `str_is` compares strings only.
+        let a = doc.get(Doc::ROOT, "a").unwrap();
+        assert!(!doc.str_is(a, "2") && doc.raw(a) == b"2");
     }
 
     #[test]

@@ -80,8 +80,9 @@ const POD_TEMPLATE_KINDS: [&str; 6] = [
 
 /// Whether the object is a core `v1` Secret.
 pub fn is_secret(doc: &Doc) -> bool {
-    doc.get_str(Doc::ROOT, "kind") == Some("Secret")
-        && doc.get_str(Doc::ROOT, "apiVersion") == Some("v1")
+    let [kind, api_version] = doc.lookup(Doc::ROOT, ["kind", "apiVersion"]);
+    kind.is_some_and(|k| doc.str_is(k, "Secret"))
+        && api_version.is_some_and(|v| doc.str_is(v, "v1"))
 }
 
 /// Marks server-set noise removed and Secret values redacted; [`crate::canonical`] writes the
@@ -96,7 +97,7 @@ pub fn sanitize(doc: &mut Doc) {
     let text = |node: Option<NodeId>| node.and_then(|n| doc.str(n));
     let kind_rule = kind_rule(
         text(kind).unwrap_or_default(),
-        text(api_version) == Some("v1"),
+        api_version.is_some_and(|v| doc.str_is(v, "v1")),
     );
     if let Some(meta) = meta {
         sanitize_metadata(doc, meta);

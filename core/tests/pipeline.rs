@@ -629,3 +629,39 @@ fn a_create_seen_first_in_a_relist_keeps_its_author() {
     let pushed = h.flush_and_push();
     assert_eq!(subjects(&pushed), ["alice [CREATE] v1/configmaps/team-a/a"]);
 }
+
+#[test]
+fn a_listing_recognises_the_files_the_core_pushed_by_the_blob_ids_the_executor_reported() {
+    // (blob ids the executor reports, whether the later listing must look diverged)
+    let cases = [
+        ("reported", false),
+        ("not reported", false),
+        ("wrong", true),
+    ];
+    for (blobs, diverged) in cases {
+        let mut h = seeded();
+        h.input(apply(cm("a", "1", 10)));
+        h.advance(60_000);
+        let op = h.take_git_ops().pop().unwrap();
+        let mut result = h.apply(&op);
+        let GitResult::Pushed { blobs: ids, .. } = &mut result else {
+            panic!("{result:?}")
+        };
+        match blobs {
+            // A push verified after its result was lost reports none: the core renders.
+            "not reported" => ids.clear(),
+            "wrong" => ids[0][0] = Some([7; 20]),
+            _ => {}
+        }
+        h.input(Input::GitDone(op.op_id, result));
+        h.outputs.clear();
+        // A relist (410 Gone) reads the folder again; it holds exactly what the core pushed.
+        relist(&mut h, vec![cm("a", "1", 10)]);
+        h.answer_all();
+        let resynced = h.outputs.iter().any(|o| matches!(o, Output::Resync(_)));
+        assert_eq!(resynced, diverged, "blob ids {blobs}");
+        if !diverged {
+            assert!(h.flush_and_push().is_empty(), "nothing to write");
+        }
+    }
+}

@@ -858,3 +858,62 @@ async fn git_ops_leave_the_async_thread_free() {
     assert_eq!(head_of(&bare, "main"), Some(head));
     assert!(seen > 0, "the runtime's thread was blocked while git ran");
 }
+
+// ---------------------------------------------------------------- files the core hands over
+
+#[test]
+fn a_push_renders_each_object_and_reports_the_blob_ids_a_listing_then_shows() {
+    use gitops_reverser_core::io::FileBody;
+    use gitops_reverser_core::json::RawObject;
+    let dir = tempfile::tempdir().unwrap();
+    let bare = bare_repo(dir.path(), "r.git");
+    let (_d, ws) = workspace();
+    let url = format!("file://{}", bare.display());
+    // As the watch delivers them: server-set fields and a Secret's values that must never land.
+    let configmap = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"app","namespace":"team-a","resourceVersion":"7","uid":"u1","managedFields":[{"manager":"kubectl"}]},"data":{"k":"v"}}"#;
+    let secret = br#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"db","namespace":"team-a"},"data":{"password":"aHVudGVyMg=="}}"#;
+    let object = |json: &[u8]| Some(FileBody::Object(RawObject::new(json.to_vec())));
+    let mut c = commit("alice", "[CREATE] two", 1_000, &[]);
+    // Planned order is by path; the blob ids come back in it.
+    c.writes = vec![
+        ("v1/configmaps/team-a/app.yaml".into(), object(configmap)),
+        ("v1/secrets/team-a/db.yaml".into(), object(secret)),
+    ];
+    let (head, blobs) = match push(&ws, &url, None, None, vec![c]) {
+        GitResult::Pushed { head, blobs } => (head, blobs),
+        other => panic!("expected Pushed, got {other:?}"),
+    };
+    let rendered = |json: &[u8]| gitops_reverser_core::yaml::render_object(json).unwrap();
+    let app = git(
+        &bare,
+        &["show", &format!("{head}:v1/configmaps/team-a/app.yaml")],
+    );
+    assert_eq!(app.as_bytes(), rendered(configmap).as_slice());
+    assert!(!app.contains("managedFields") && !app.contains("resourceVersion"));
+    let db = git(
+        &bare,
+        &["show", &format!("{head}:v1/secrets/team-a/db.yaml")],
+    );
+    assert!(
+        db.contains("<redacted>") && !db.contains("aHVudGVyMg=="),
+        "{db}"
+    );
+    assert_eq!(
+        blobs,
+        vec![vec![
+            Some(git_blob_id(&rendered(configmap))),
+            Some(git_blob_id(&rendered(secret)))
+        ]]
+    );
+    match read(&ws, &url, None, "") {
+        GitResult::Paths { entries, .. } => {
+            let listed: Vec<[u8; 20]> = entries.into_iter().map(|(_, b)| b).collect();
+            let reported: Vec<[u8; 20]> = blobs[0].iter().map(|b| b.unwrap()).collect();
+            assert_eq!(
+                listed, reported,
+                "the core recognises its own files in a listing"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -442,11 +442,23 @@ impl Core {
     pub fn poll_deadline(&self) -> Option<u64> {
         let mut at = self.attributor.next_expiry_ms();
         for (key, b) in &self.branches {
-            if b.op.is_some() || !self.gate_open(key) {
+            if b.op.is_some() {
+                continue;
+            }
+            // A folder read that is wanted (a failed one waits out its backoff) comes before
+            // anything else and needs no open gate: the gate opens only when the read succeeds.
+            let wants_read = self
+                .dests
+                .iter()
+                .any(|(d, s)| d.repo == key.0 && d.branch == key.1 && s.want_read);
+            if !wants_read && !self.gate_open(key) {
                 continue;
             }
             // A retry with nothing left to push (a re-read found it all there) needs no wake-up.
-            let t = if b.unverified.is_some() || (b.retry_now && !b.queue.is_empty()) {
+            let t = if wants_read
+                || b.unverified.is_some()
+                || (b.retry_now && !b.queue.is_empty())
+            {
                 Some(b.retry_at_ms)
             } else {
                 b.queue

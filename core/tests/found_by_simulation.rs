@@ -7,7 +7,7 @@ use common::{gvr, repo_name, Harness};
 use gitops_reverser_core::admission::AdmissionRequest;
 use gitops_reverser_core::config::NamespacedName;
 use gitops_reverser_core::ids::Operation;
-use gitops_reverser_core::io::{GitOpKind, Input, WatchEvent};
+use gitops_reverser_core::io::{GitOpKind, GitResult, Input, WatchEvent};
 use gitops_reverser_core::json::RawObject;
 use serde_json::json;
 
@@ -410,5 +410,40 @@ fn a_duplicate_delete_does_not_make_a_later_delete_admission_look_late() {
             "alice [CREATE] v1/configmaps/team-a/a",
             "carol [DELETE] v1/configmaps/team-a/a",
         ]
+    );
+}
+
+#[test]
+fn a_folder_listing_that_failed_is_retried_without_any_other_event() {
+    // (Seed 4593.) A relist asks for the folder to be read again; every read failed while the
+    // remote was flaky, and then the cluster went quiet. The folder's gate stays closed until a
+    // read succeeds, so only the retry's own deadline can bring it.
+    let mut h = seeded();
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.flush_and_push();
+    h.advance(120_000); // every correlation record and note has expired: nothing else is due
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+    h.input(watch(WatchEvent::InitDone));
+    let read = h.take_git_ops().pop().expect("the relist reads the folder again");
+    assert!(matches!(read.kind, GitOpKind::ReadPaths { .. }));
+    h.input(Input::GitDone(
+        read.op_id,
+        GitResult::Failed {
+            retryable: true,
+            reason: "fetch: connection reset by peer".into(),
+        },
+    ));
+    let deadline = h
+        .core
+        .poll_deadline()
+        .expect("the failed read asks to be woken for its retry");
+    assert!(deadline > h.now_ms, "after a backoff, not at once");
+    h.now_ms = deadline;
+    h.input(Input::Tick);
+    let retried = h.take_git_ops();
+    assert!(
+        matches!(retried.as_slice(), [op] if matches!(op.kind, GitOpKind::ReadPaths { .. })),
+        "{retried:?}"
     );
 }

@@ -455,9 +455,7 @@ impl Core {
                 continue;
             }
             // A retry with nothing left to push (a re-read found it all there) needs no wake-up.
-            let t = if wants_read
-                || b.unverified.is_some()
-                || (b.retry_now && !b.queue.is_empty())
+            let t = if wants_read || b.unverified.is_some() || (b.retry_now && !b.queue.is_empty())
             {
                 Some(b.retry_at_ms)
             } else {

@@ -425,7 +425,10 @@ fn a_folder_listing_that_failed_is_retried_without_any_other_event() {
     h.input(watch(WatchEvent::Init));
     h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
     h.input(watch(WatchEvent::InitDone));
-    let read = h.take_git_ops().pop().expect("the relist reads the folder again");
+    let read = h
+        .take_git_ops()
+        .pop()
+        .expect("the relist reads the folder again");
     assert!(matches!(read.kind, GitOpKind::ReadPaths { .. }));
     h.input(Input::GitDone(
         read.op_id,

@@ -9,7 +9,7 @@ use gitops_reverser_core::core::{Core, CoreConfig};
 use gitops_reverser_core::gitplan::Identities;
 use gitops_reverser_core::ids::{Gvr, Operation};
 use gitops_reverser_core::io::{
-    blob_ids, GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent,
+    blob_ids, CommitId, GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent,
 };
 use gitops_reverser_core::json::RawObject;
 use gitops_reverser_core::time::Now;
@@ -152,6 +152,9 @@ struct World {
     request_seq: u64,
     last_tick_ms: Option<u64>,
     ticks_at_now: u32,
+    /// Per (URL, branch): the expected head of the last push the remote refused as stale. A push
+    /// planned on it again would conflict forever: the core must re-read the branch first.
+    stale_heads: BTreeMap<(String, String), Option<CommitId>>,
     /// `SIM_TRACE=1`: every input and output on stderr.
     trace: bool,
 }
@@ -213,6 +216,7 @@ pub fn run(params: &Params) -> Report {
         request_seq: 0,
         last_tick_ms: None,
         ticks_at_now: 0,
+        stale_heads: BTreeMap::new(),
         trace: std::env::var_os("SIM_TRACE").is_some(),
     };
     w.configure();
@@ -376,6 +380,15 @@ impl World {
                 }
             }
             Output::Git(op) => {
+                if let GitOpKind::Push { expected_head, .. } = &op.kind {
+                    let target = (op.repo_url.clone(), op.branch.clone());
+                    if self.stale_heads.get(&target) == Some(expected_head) {
+                        self.violations.push(format!(
+                            "{} {}: a push planned on {expected_head:?}, the head the remote already refused as stale",
+                            op.repo_url, op.branch
+                        ));
+                    }
+                }
                 let key = (op.repo.clone(), op.branch.clone());
                 if !self.busy.insert(key) {
                     self.violations.push(format!(
@@ -850,11 +863,16 @@ impl World {
                     GitResult::Unknown
                 } else {
                     match self.apply_push(&op, expected_head.as_ref(), commits, f.planned_ms) {
-                        Ok(head) => GitResult::Pushed {
-                            head,
-                            blobs: blob_ids(commits),
-                        },
+                        Ok(head) => {
+                            self.stale_heads.remove(&(url.clone(), branch.clone()));
+                            GitResult::Pushed {
+                                head,
+                                blobs: blob_ids(commits),
+                            }
+                        }
                         Err(PushError::NotFastForward(remote_head)) => {
+                            self.stale_heads
+                                .insert((url.clone(), branch.clone()), expected_head.clone());
                             GitResult::Conflict { remote_head }
                         }
                     }

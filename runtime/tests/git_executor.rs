@@ -424,12 +424,25 @@ fn the_persistent_clone_survives_damage() {
 
 // ---------------------------------------------------------------- file://
 
-#[test]
-fn file_urls_push_and_conflict_like_any_remote() {
+/// A bare repository reached by a file:// URL, and a workspace: (repo dir, bare path, workspace
+/// dir, workspace, URL).
+fn file_remote() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    tempfile::TempDir,
+    Workspace,
+    String,
+) {
     let dir = tempfile::tempdir().unwrap();
     let bare = bare_repo(dir.path(), "r.git");
-    let (_d, ws) = workspace();
+    let (d, ws) = workspace();
     let url = format!("file://{}", bare.display());
+    (dir, bare, d, ws, url)
+}
+
+#[test]
+fn file_urls_push_and_conflict_like_any_remote() {
+    let (_dir, bare, _d, ws, url) = file_remote();
     first_push_then_incremental(&ws, &url, None, &bare);
     let head = head_of(&bare, "main").unwrap();
     let theirs = outside_commit(&bare, "main", "x", "y\n");
@@ -865,10 +878,7 @@ async fn git_ops_leave_the_async_thread_free() {
 fn a_push_renders_each_object_and_reports_the_blob_ids_a_listing_then_shows() {
     use gitops_reverser_core::io::FileBody;
     use gitops_reverser_core::json::RawObject;
-    let dir = tempfile::tempdir().unwrap();
-    let bare = bare_repo(dir.path(), "r.git");
-    let (_d, ws) = workspace();
-    let url = format!("file://{}", bare.display());
+    let (_dir, bare, _d, ws, url) = file_remote();
     // As the watch delivers them: server-set fields and a Secret's values that must never land.
     let configmap = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"app","namespace":"team-a","resourceVersion":"7","uid":"u1","managedFields":[{"manager":"kubectl"}]},"data":{"k":"v"}}"#;
     let secret = br#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"db","namespace":"team-a"},"data":{"password":"aHVudGVyMg=="}}"#;

@@ -447,10 +447,7 @@ impl Core {
             }
             // A folder read that is wanted (a failed one waits out its backoff) comes before
             // anything else and needs no open gate: the gate opens only when the read succeeds.
-            let wants_read = self
-                .dests
-                .iter()
-                .any(|(d, s)| d.repo == key.0 && d.branch == key.1 && s.want_read);
+            let wants_read = self.wanted_read(key).is_some();
             if !wants_read && !self.gate_open(key) {
                 continue;
             }
@@ -1179,11 +1176,23 @@ impl Core {
 
     // ---- git ----
 
+    /// The destinations that write to branch `key`.
+    fn dests_on<'a>(
+        &'a self,
+        key: &'a BranchKey,
+    ) -> impl Iterator<Item = (&'a Arc<Destination>, &'a DestState)> {
+        self.dests.iter().filter(move |(_, s)| s.branch == *key)
+    }
+
     fn gate_open(&self, key: &BranchKey) -> bool {
-        self.dests
-            .iter()
-            .filter(|(d, _)| d.repo == key.0 && d.branch == key.1)
-            .all(|(_, s)| s.listed)
+        self.dests_on(key).all(|(_, s)| s.listed)
+    }
+
+    /// The first destination on branch `key` whose folder must be read.
+    fn wanted_read<'a>(&'a self, key: &'a BranchKey) -> Option<&'a Arc<Destination>> {
+        self.dests_on(key)
+            .find(|(_, s)| s.want_read)
+            .map(|(d, _)| d)
     }
 
     fn drive(&mut self) {
@@ -1232,11 +1241,7 @@ impl Core {
             });
             return;
         }
-        let read = self
-            .dests
-            .iter()
-            .find(|(d, s)| d.repo == key.0 && d.branch == key.1 && s.want_read)
-            .map(|(d, _)| d.clone());
+        let read = self.wanted_read(key).cloned();
         if let Some(dest) = read {
             let op_id = self.new_op(
                 key,

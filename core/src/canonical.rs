@@ -8,7 +8,10 @@
 
 use xxhash_rust::xxh64::xxh64;
 
-use crate::json::{Doc, JsonError, Kind, NodeId, Scratch, REDACTED, REMOVED, STRING_STOP};
+use crate::json::{
+    is_plain_integer, Doc, JsonError, Kind, NodeId, Scratch, CANONICAL, REDACTED, REMOVED,
+    STRING_STOP,
+};
 use crate::sanitize::{sanitize, REDACTED as REDACTED_TEXT};
 
 /// Top-level keys written first, in this order.
@@ -205,7 +208,14 @@ fn write_member(
 }
 
 fn write_value(doc: &Doc, id: NodeId, out: &mut Vec<u8>, order: &mut Vec<NodeId>) {
-    match doc.kind(id) {
+    let kind = doc.kind(id);
+    if matches!(kind, Kind::Object | Kind::Array) && doc.has(id, CANONICAL) {
+        // Already canonical (the parser checked, sanitization left it alone): copied whole. Most of
+        // an object's bytes are in such maps, so this is most of the writing.
+        out.extend_from_slice(doc.raw(id));
+        return;
+    }
+    match kind {
         Kind::Null | Kind::Bool => out.extend_from_slice(doc.raw(id)),
         Kind::Number => write_number(doc.raw(id), out),
         Kind::String if doc.str_verbatim(id) => write_verbatim(doc.str_bytes(id), out),
@@ -228,12 +238,7 @@ fn write_value(doc: &Doc, id: NodeId, out: &mut Vec<u8>, order: &mut Vec<NodeId>
 /// `-0`, huge integers) as serde_json prints the number it reads, so every encoding of one number
 /// gives the same bytes.
 pub(crate) fn write_number(raw: &[u8], out: &mut Vec<u8>) {
-    let digits = raw.strip_prefix(b"-").unwrap_or(raw);
-    let plain = digits.len() <= 18
-        && digits.iter().all(u8::is_ascii_digit)
-        && (digits == b"0" || digits[0] != b'0')
-        && raw != b"-0";
-    if plain {
+    if is_plain_integer(raw) {
         out.extend_from_slice(raw);
     } else {
         use std::io::Write;
@@ -330,6 +335,62 @@ mod tests {
     fn of_duplicate_keys_the_last_is_written() {
         let bytes = canonical_bytes(br#"{"b":1,"a":{"y":1,"x":2,"y":3},"b":2}"#).unwrap();
         assert_eq!(bytes, br#"{"a":{"x":2,"y":3},"b":2}"#);
+    }
+
+    /// The canonical writer copies values the parser found canonical; member by member it must
+    /// write the very same bytes, sanitized or not, whatever the encoder.
+    #[test]
+    fn copying_canonical_values_writes_what_writing_them_member_by_member_writes() {
+        use crate::json::tests::random_value;
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut texts: Vec<String> =
+            include_str!("../tests/fixtures/kube-apiserver-1.20/watch-configmaps.jsonl")
+                .lines()
+                .chain(
+                    include_str!("../tests/fixtures/kube-apiserver-1.20/admission.jsonl").lines(),
+                )
+                .map(String::from)
+                .collect();
+        // Duplicate keys, which a generated map cannot hold.
+        texts.push(
+            r#"{"a":{"k":1,"k":2},"b":[{"x":{"y":1},"x":{"y":2}}],"c":{"k":"\u006b","k":"k"}}"#
+                .into(),
+        );
+        for _ in 0..3000 {
+            let v = random_value(&mut rng, 0);
+            texts.push(serde_json::to_string(&v).unwrap());
+            texts.push(serde_json::to_string_pretty(&v).unwrap());
+            // A Kubernetes-shaped object whose maps sanitization edits inside.
+            let object = json!({"kind": "Secret", "apiVersion": "v1", "metadata": {
+                "annotations": {"a": v, "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "labels": {"x": "y"}, "name": "n", "resourceVersion": "1"},
+                "data": {"k": "djE=", "l": "djI="}, "status": {}});
+            texts.push(serde_json::to_string(&object).unwrap());
+        }
+        let mut copied = 0;
+        for text in &texts {
+            for sanitized in [false, true] {
+                let mut doc = Doc::parse(text.as_bytes()).unwrap();
+                if sanitized {
+                    sanitize(&mut doc);
+                }
+                copied += (0..doc.subtree_end(Doc::ROOT))
+                    .filter(|&id| doc.has(id, CANONICAL) && doc.kind(id) == Kind::Object)
+                    .count();
+                let mut fast = Vec::new();
+                write_canonical(&doc, &mut fast, &mut Vec::new());
+                doc.forget_canonical();
+                let mut slow = Vec::new();
+                write_canonical(&doc, &mut slow, &mut Vec::new());
+                assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    String::from_utf8(slow).unwrap(),
+                    "text {text}, sanitized {sanitized}"
+                );
+            }
+        }
+        assert!(copied > 10_000, "only {copied} objects were copied whole");
     }
 
     #[test]

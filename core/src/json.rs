@@ -122,6 +122,11 @@ const VAL_DECODED: u8 = 2;
 pub(crate) const REMOVED: u8 = 4;
 /// Sanitization replaced this value (a Secret's).
 pub(crate) const REDACTED: u8 = 8;
+/// The value's source text is already in canonical form (see `canonical`): compact, object keys
+/// strictly ascending and without escapes, strings without escapes, numbers plain integers, and
+/// nothing inside marked by sanitization. The canonical writer copies such a value as it came;
+/// Go's encoder writes Kubernetes' maps (`data`, `labels`, `spec.selector`, ...) this way.
+pub(crate) const CANONICAL: u8 = 16;
 
 #[derive(Clone, Copy, Debug)]
 struct Node {
@@ -169,6 +174,7 @@ impl<'s> Doc<'s> {
             pos: 0,
             nodes,
             text,
+            spaced: 0,
         };
         match p.document() {
             Ok(()) => Ok(Doc {
@@ -324,8 +330,22 @@ impl<'s> Doc<'s> {
         self.nodes[id as usize].end
     }
 
+    /// Marks `id` (as removed or redacted). The value and every container around it are no longer
+    /// their canonical text.
     pub(crate) fn mark(&mut self, id: NodeId, flag: u8) {
         self.nodes[id as usize].flags |= flag;
+        let mut at = Self::ROOT;
+        loop {
+            self.nodes[at as usize].flags &= !CANONICAL;
+            if at == id {
+                break;
+            }
+            // Down into the child whose subtree holds `id`: siblings are skipped by their ends.
+            at += 1;
+            while self.nodes[at as usize].end <= id {
+                at = self.nodes[at as usize].end;
+            }
+        }
     }
 
     pub(crate) fn has(&self, id: NodeId, flag: u8) -> bool {
@@ -350,6 +370,29 @@ impl Iterator for Children<'_, '_> {
             id
         })
     }
+}
+
+/// Whether `a` sorts strictly before `b`, byte by byte. Keys are short and usually differ early:
+/// a plain loop beats a call to `memcmp`, which the slice comparison makes.
+fn before(a: &[u8], b: &[u8]) -> bool {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x < y;
+        }
+    }
+    a.len() < b.len()
+}
+
+/// Whether a number's text is its canonical form: an integer of at most 18 digits (exact in both
+/// i64 and f64) without a leading zero, and not `-0`. Other numbers are rewritten (see
+/// `canonical::write_number`).
+pub(crate) fn is_plain_integer(raw: &[u8]) -> bool {
+    let digits = raw.strip_prefix(b"-").unwrap_or(raw);
+    !digits.is_empty()
+        && digits.len() <= 18
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits == b"0" || digits[0] != b'0')
+        && raw != b"-0"
 }
 
 /// Bytes a JSON string cannot hold as they are: the quote, the backslash and the control characters.
@@ -396,6 +439,8 @@ struct Parser<'s> {
     pos: usize,
     nodes: Vec<Node>,
     text: Vec<u8>,
+    /// How many runs of whitespace were skipped: a container whose count did not move is compact.
+    spaced: u32,
 }
 
 impl Parser<'_> {
@@ -429,8 +474,11 @@ impl Parser<'_> {
     }
 
     fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
-            self.pos += 1;
+        if let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.spaced += 1;
+            while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+                self.pos += 1;
+            }
         }
     }
 
@@ -469,6 +517,9 @@ impl Parser<'_> {
             }
             Some(b'{') => {
                 let id = self.push(Kind::Object, key_flags, key, Span::default());
+                let spaced = self.spaced;
+                let mut canonical = true;
+                let mut prev: Option<Span> = None;
                 self.container(b'}', "expected `,` or `}`", |p| {
                     match p.peek() {
                         Some(b'"') => {}
@@ -480,22 +531,34 @@ impl Parser<'_> {
                     p.expect(b':', "expected `:`")?;
                     p.skip_ws();
                     let flags = if decoded { KEY_DECODED } else { 0 };
-                    p.value(k, flags, depth + 1)
+                    let child = p.nodes.len();
+                    p.value(k, flags, depth + 1)?;
+                    canonical = canonical
+                        && !decoded
+                        && p.nodes[child].flags & CANONICAL != 0
+                        && prev.is_none_or(|prev| before(&p.src[prev.range()], &p.src[k.range()]));
+                    prev = Some(k);
+                    Ok(())
                 })?;
-                self.close(id, start);
+                self.close(id, start, canonical && spaced == self.spaced);
                 Ok(())
             }
             Some(b'[') => {
                 let id = self.push(Kind::Array, key_flags, key, Span::default());
+                let spaced = self.spaced;
+                let mut canonical = true;
                 self.container(b']', "expected `,` or `]`", |p| {
-                    p.value(Span::default(), 0, depth + 1)
+                    let child = p.nodes.len();
+                    p.value(Span::default(), 0, depth + 1)?;
+                    canonical &= p.nodes[child].flags & CANONICAL != 0;
+                    Ok(())
                 })?;
-                self.close(id, start);
+                self.close(id, start, canonical && spaced == self.spaced);
                 Ok(())
             }
             Some(b'"') => {
                 let (val, decoded) = self.string()?;
-                let flags = key_flags | if decoded { VAL_DECODED } else { 0 };
+                let flags = key_flags | if decoded { VAL_DECODED } else { CANONICAL };
                 self.push(Kind::String, flags, key, val);
                 Ok(())
             }
@@ -505,7 +568,9 @@ impl Parser<'_> {
             Some(b'-' | b'0'..=b'9') => {
                 self.number()?;
                 let val = self.span_from(start);
-                self.push(Kind::Number, key_flags, key, val);
+                let plain = is_plain_integer(&self.src[val.range()]);
+                let flags = key_flags | if plain { CANONICAL } else { 0 };
+                self.push(Kind::Number, flags, key, val);
                 Ok(())
             }
             None => self.err("unexpected end"),
@@ -545,12 +610,15 @@ impl Parser<'_> {
         }
     }
 
-    fn close(&mut self, id: usize, start: usize) {
+    fn close(&mut self, id: usize, start: usize, canonical: bool) {
         let val = self.span_from(start);
         let end = self.nodes.len() as NodeId;
         let n = &mut self.nodes[id];
         n.val = val;
         n.end = end;
+        if canonical {
+            n.flags |= CANONICAL;
+        }
     }
 
     fn literal(
@@ -566,7 +634,7 @@ impl Parser<'_> {
         let start = self.pos;
         self.pos += word.len();
         let val = self.span_from(start);
-        self.push(kind, key_flags, key, val);
+        self.push(kind, key_flags | CANONICAL, key, val);
         Ok(())
     }
 
@@ -735,7 +803,17 @@ impl Parser<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+impl Doc<'_> {
+    /// Drops every canonical flag, so that the canonical writer takes its member-by-member path.
+    pub(crate) fn forget_canonical(&mut self) {
+        for n in &mut self.nodes {
+            n.flags &= !CANONICAL;
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -921,7 +999,7 @@ mod tests {
         );
     }
 
-    fn random_value(rng: &mut ChaCha8Rng, depth: usize) -> Value {
+    pub(crate) fn random_value(rng: &mut ChaCha8Rng, depth: usize) -> Value {
         let alphabet: Vec<char> = "ab Z0_-./\"\\\t\n\r\u{1}\u{7f}é\u{2028}\u{10348}"
             .chars()
             .collect();
@@ -1004,6 +1082,50 @@ mod tests {
             accepted > 1000 && refused > 1000,
             "{accepted} accepted, {refused} refused"
         );
+    }
+
+    #[test]
+    fn only_compact_sorted_escape_free_integer_values_are_flagged_canonical() {
+        let text = r#"{"z":0,"ok":{"a":1,"b":[true,null,"x",{}],"c":{"d":-12}},"spaced":{"a": 1},
+            "unsorted":{"b":1,"a":2},"twice":{"a":1,"a":2},"float":{"a":1.5},"exp":[1e2],
+            "minus_zero":[-0],"long":[1234567890123456789],"escaped_value":{"a":"\n"},
+            "escaped_key":{"\u0061":1},"deep":{"a":{"b":[{"c":"x y"}]}},"deep_bad":{"a":{"b":[{"c":1.0}]}}}"#;
+        let doc = Doc::parse(text.as_bytes()).unwrap();
+        let flagged: Vec<_> = doc
+            .children(Doc::ROOT)
+            .filter(|&c| doc.has(c, CANONICAL))
+            .map(|c| std::str::from_utf8(doc.key(c)).unwrap())
+            .collect();
+        assert_eq!(flagged, ["z", "ok", "deep"]);
+        // The root is spaced (a newline between members), so it is not.
+        assert!(!doc.has(Doc::ROOT, CANONICAL));
+        assert!(Doc::parse(br#"{"a":[],"b":{}}"#)
+            .unwrap()
+            .has(Doc::ROOT, CANONICAL));
+    }
+
+    #[test]
+    fn marking_a_value_unflags_it_and_every_container_around_it_and_nothing_else() {
+        let mut doc =
+            Doc::parse(br#"{"a":{"b":{"c":[1,{"d":"x","e":"y"}],"f":{"g":1}},"h":{"i":2}}}"#)
+                .unwrap();
+        let node = |doc: &Doc, path: &[&str]| doc.path(path).unwrap();
+        let d_parent = doc.children(node(&doc, &["a", "b", "c"])).nth(1).unwrap();
+        let d = doc.get(d_parent, "d").unwrap();
+        doc.mark(d, REMOVED);
+        for (unflagged, id) in [
+            (true, Doc::ROOT),
+            (true, node(&doc, &["a"])),
+            (true, node(&doc, &["a", "b"])),
+            (true, node(&doc, &["a", "b", "c"])),
+            (true, d_parent),
+            (true, d),
+            (false, doc.get(d_parent, "e").unwrap()),
+            (false, node(&doc, &["a", "b", "f"])),
+            (false, node(&doc, &["a", "h"])),
+        ] {
+            assert_eq!(!doc.has(id, CANONICAL), unflagged, "node {id}");
+        }
     }
 
     #[test]

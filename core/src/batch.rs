@@ -208,17 +208,27 @@ impl Queue {
         self.bytes
     }
 
-    /// When the time trigger fires, if anything is pending.
-    pub fn flush_at_ms(&self, interval_ms: u64) -> Option<u64> {
-        self.first_pending_ms.map(|t| t + interval_ms)
+    /// From when the pending commits are due to be pushed: at once (since they became pending)
+    /// once `max_commits` or [`BATCH_BYTES_MAX`] is reached, else `interval_ms` after the first
+    /// became pending. `None` with nothing pending.
+    pub fn due_at_ms(&self, max_commits: u32, interval_ms: u64) -> Option<u64> {
+        if self.commits.is_empty() {
+            return None;
+        }
+        debug_assert!(
+            self.first_pending_ms.is_some(),
+            "pending commits start the timer"
+        );
+        // Were the timer ever missing, pushing at once beats never pushing.
+        let first = self.first_pending_ms.unwrap_or(0);
+        let full = self.commits.len() >= max_commits as usize || self.bytes >= BATCH_BYTES_MAX;
+        Some(if full { first } else { first + interval_ms })
     }
 
     /// Whether a batching trigger has fired: count, bytes or time.
     pub fn due(&self, now_ms: u64, max_commits: u32, interval_ms: u64) -> bool {
-        !self.commits.is_empty()
-            && (self.commits.len() >= max_commits as usize
-                || self.bytes >= BATCH_BYTES_MAX
-                || self.flush_at_ms(interval_ms).is_some_and(|t| now_ms >= t))
+        self.due_at_ms(max_commits, interval_ms)
+            .is_some_and(|t| now_ms >= t)
     }
 
     /// Moves every pending commit in flight and returns them; they stay "unpushed" for dedup until

@@ -165,6 +165,13 @@ type BranchKey = (NamespacedName, String);
 /// A push whose result was lost: its op tag and the head it was planned on.
 type Unverified = (String, Option<CommitId>);
 
+/// The git op a branch has next (see `Core::next_op`).
+enum NextOp {
+    Verify,
+    Read(Arc<Destination>),
+    Push,
+}
+
 /// A GitRepoConfig as last seen: spec, validation result, credentials problem.
 type RepoEntry = (
     GitRepoConfigSpec,
@@ -387,6 +394,7 @@ impl Core {
     pub fn handle(&mut self, now: Now, input: Input) {
         let now = self.clock.observe(now);
         self.now = now;
+        let tick = matches!(input, Input::Tick);
         match input {
             Input::GitRepoConfig(name, spec) => {
                 match spec {
@@ -431,6 +439,16 @@ impl Core {
             Input::Tick => self.wake.extend(self.branches.keys().cloned()),
         }
         self.drive();
+        // A deadline that has passed makes the driver tick again at once: after a tick every
+        // branch has acted on what was due, or the driver would spin.
+        debug_assert!(
+            !tick
+                || self
+                    .branches
+                    .iter()
+                    .all(|(k, b)| self.next_op(k, b).is_none_or(|(at, _)| at > now.mono_ms)),
+            "a branch's op is due after a tick"
+        );
     }
 
     /// The next thing for the driver to do, if any.
@@ -440,32 +458,15 @@ impl Core {
 
     /// When the core next needs a [`Input::Tick`] (monotonic ms); `None` when idle.
     pub fn poll_deadline(&self) -> Option<u64> {
-        let mut at = self.attributor.next_expiry_ms();
-        for (key, b) in &self.branches {
-            if b.op.is_some() {
-                continue;
-            }
-            // A folder read that is wanted (a failed one waits out its backoff) comes before
-            // anything else and needs no open gate: the gate opens only when the read succeeds.
-            let wants_read = self.wanted_read(key).is_some();
-            if !wants_read && !self.gate_open(key) {
-                continue;
-            }
-            // A retry with nothing left to push (a re-read found it all there) needs no wake-up.
-            let t = if wants_read || b.unverified.is_some() || (b.retry_now && !b.queue.is_empty())
-            {
-                Some(b.retry_at_ms)
-            } else {
-                b.queue
-                    .flush_at_ms(b.settings.push_interval_ms)
-                    .map(|t| t.max(b.retry_at_ms))
-            };
-            at = match (at, t) {
-                (Some(a), Some(t)) => Some(a.min(t)),
-                (a, t) => a.or(t),
-            };
-        }
-        at
+        let ops = self
+            .branches
+            .iter()
+            .filter_map(|(key, b)| self.next_op(key, b).map(|(at, _)| at));
+        self.attributor
+            .next_expiry_ms()
+            .into_iter()
+            .chain(ops)
+            .min()
     }
 
     /// Pipeline counters.
@@ -1220,52 +1221,76 @@ impl Core {
         op_id
     }
 
-    fn schedule(&mut self, key: &BranchKey) {
-        let now = self.now;
-        let b = &self.branches[key];
-        if b.op.is_some() || now.mono_ms < b.retry_at_ms {
-            return;
+    /// What branch `key` does next and from when (monotonic ms); `None` while it waits for its op
+    /// in flight, for its folders' lists, or for something to push. This is the branch's whole
+    /// schedule: [`Self::schedule`] acts on it once it is due and [`Self::poll_deadline`] wakes the
+    /// core for it, so the two cannot disagree (bugs 5 and 14 were such disagreements: a branch
+    /// with work the deadline did not see).
+    fn next_op(&self, key: &BranchKey, b: &BranchState) -> Option<(u64, NextOp)> {
+        if b.op.is_some() {
+            return None;
         }
-        if let Some((tag, expected_head)) = &b.unverified {
-            let kind = GitOpKind::Verify {
-                expected_head: expected_head.clone(),
-                op_tag: tag.clone(),
-            };
-            let op_id = self.new_op(key, kind);
-            let b = self.branches.get_mut(key).expect("branch");
-            let (tag, expected_head) = b.unverified.take().expect("checked");
-            b.op = Some(OpInFlight::Verify {
-                op_id,
-                tag,
-                expected_head,
-            });
-            return;
+        // A push whose result was lost is checked before anything else is planned on the branch.
+        if b.unverified.is_some() {
+            return Some((b.retry_at_ms, NextOp::Verify));
         }
-        let read = self.wanted_read(key).cloned();
-        if let Some(dest) = read {
-            let op_id = self.new_op(
-                key,
-                GitOpKind::ReadPaths {
-                    folder: dest.base_folder.clone(),
-                },
-            );
-            self.dests.get_mut(&dest).expect("dest").want_read = false;
-            self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Read { op_id, dest });
-            return;
+        // A wanted folder read needs no open gate: the gate opens only when the read succeeds.
+        if let Some(dest) = self.wanted_read(key) {
+            return Some((b.retry_at_ms, NextOp::Read(dest.clone())));
         }
         if !self.gate_open(key) {
+            return None;
+        }
+        // A retry goes when its backoff ends, unless nothing is left to push (a re-read found
+        // it all there); otherwise the batching triggers decide, never before the backoff ends.
+        if b.retry_now && !b.queue.is_empty() {
+            return Some((b.retry_at_ms, NextOp::Push));
+        }
+        let due = b
+            .queue
+            .due_at_ms(b.settings.max_commits, b.settings.push_interval_ms)?;
+        Some((due.max(b.retry_at_ms), NextOp::Push))
+    }
+
+    fn schedule(&mut self, key: &BranchKey) {
+        let now = self.now;
+        let Some((at, next)) = self.next_op(key, &self.branches[key]) else {
+            return;
+        };
+        if now.mono_ms < at {
             return;
         }
-        let b = &self.branches[key];
-        if (!b.retry_now || b.queue.is_empty())
-            && !b.queue.due(
-                now.mono_ms,
-                b.settings.max_commits,
-                b.settings.push_interval_ms,
-            )
-        {
-            return;
-        }
+        let dest = match next {
+            NextOp::Verify => {
+                let b = self.branches.get_mut(key).expect("branch");
+                let (tag, expected_head) = b.unverified.take().expect("next op");
+                let kind = GitOpKind::Verify {
+                    expected_head: expected_head.clone(),
+                    op_tag: tag.clone(),
+                };
+                let op_id = self.new_op(key, kind);
+                self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Verify {
+                    op_id,
+                    tag,
+                    expected_head,
+                });
+                return;
+            }
+            NextOp::Read(dest) => dest,
+            NextOp::Push => return self.start_push(key),
+        };
+        let op_id = self.new_op(
+            key,
+            GitOpKind::ReadPaths {
+                folder: dest.base_folder.clone(),
+            },
+        );
+        self.dests.get_mut(&dest).expect("dest").want_read = false;
+        self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Read { op_id, dest });
+    }
+
+    fn start_push(&mut self, key: &BranchKey) {
+        let now = self.now;
         let op_id = self.next_op_id;
         let tag = format!("{:x}-{op_id}", self.config.instance_id);
         let b = self.branches.get_mut(key).expect("branch");

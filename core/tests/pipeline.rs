@@ -344,6 +344,44 @@ fn an_unknown_push_result_is_verified_before_anything_is_retried() {
     assert_eq!(h.core.counters().commits_total, 1);
 }
 
+/// The wake-up for a verify that failed must not wait for the branch's folders: the verify goes
+/// before any read or push, gate or no gate. (The deadline once skipped branches whose gate was
+/// closed, and a new folder on the branch closes it until its streams are listed.)
+#[test]
+fn a_failed_verify_is_retried_when_its_backoff_ends_while_a_new_folder_waits_for_its_list() {
+    let mut h = seeded();
+    h.input(apply(cm("a", "1", 10)));
+    h.advance(60_000);
+    let push = h.take_git_ops().pop().unwrap();
+    h.input(Input::GitDone(push.op_id, GitResult::Unknown));
+    let verify = h.take_git_ops().pop().unwrap();
+    assert!(matches!(verify.kind, GitOpKind::Verify { .. }));
+    h.input(Input::GitDone(
+        verify.op_id,
+        GitResult::Failed {
+            retryable: true,
+            reason: "connection reset".into(),
+        },
+    ));
+    // A second folder on the same branch: its streams must be listed before it is read.
+    let rule: WatchRuleSpec = serde_json::from_value(json!({
+        "gitRepoConfigRef": "my-repo", "baseFolder": "staging",
+        "resources": [{"group": "", "version": "v1", "resource": "secrets"}]}))
+    .unwrap();
+    h.input(Input::WatchRule(
+        NamespacedName::new("team-a", "second"),
+        Some(rule),
+    ));
+    let retry_at = h.now_ms + BACKOFF_BASE_MS;
+    assert_eq!(h.core.poll_deadline(), Some(retry_at));
+    h.advance(BACKOFF_BASE_MS);
+    let ops = h.take_git_ops();
+    assert!(
+        matches!(ops.as_slice(), [op] if matches!(op.kind, GitOpKind::Verify { .. })),
+        "{ops:?}"
+    );
+}
+
 #[test]
 fn orphans_are_deleted_only_under_the_folder_and_only_in_our_layout() {
     let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "prod");

@@ -348,6 +348,22 @@ impl<'s> Doc<'s> {
         }
     }
 
+    /// [`Self::mark`] for a member (or element) `id` of `parent`. Containers around a value that is
+    /// not canonical are not canonical either, so when `parent` is not, only `id` changes: no walk
+    /// from the root. Sanitization marks members of `metadata`, which Go writes in field order.
+    pub(crate) fn mark_member(&mut self, parent: NodeId, id: NodeId, flag: u8) {
+        debug_assert!(
+            self.children(parent).any(|c| c == id),
+            "{id} is a child of {parent}"
+        );
+        if self.has(parent, CANONICAL) {
+            self.mark(id, flag);
+        } else {
+            let n = &mut self.nodes[id as usize];
+            n.flags = (n.flags | flag) & !CANONICAL;
+        }
+    }
+
     pub(crate) fn has(&self, id: NodeId, flag: u8) -> bool {
         self.nodes[id as usize].flags & flag != 0
     }
@@ -1126,6 +1142,49 @@ pub(crate) mod tests {
         ] {
             assert_eq!(!doc.has(id, CANONICAL), unflagged, "node {id}");
         }
+    }
+
+    /// `mark_member` skips the walk from the root when it can: the flags must come out as `mark`
+    /// leaves them, whichever members are marked in whatever order.
+    #[test]
+    fn marking_a_member_flags_the_document_as_marking_it_from_the_root_does() {
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        let (mut walked, mut skipped) = (0, 0);
+        for _ in 0..4000 {
+            let text = serde_json::to_string(&random_value(&mut rng, 0)).unwrap();
+            let (mut a, mut b) = (
+                Doc::parse(text.as_bytes()).unwrap(),
+                Doc::parse(text.as_bytes()).unwrap(),
+            );
+            let n = a.subtree_end(Doc::ROOT);
+            for _ in 0..3 {
+                let parent = rng.gen_range(0..n);
+                let Some(child) = a.children(parent).nth(rng.gen_range(0..4)) else {
+                    continue;
+                };
+                if a.has(parent, CANONICAL) {
+                    walked += 1;
+                } else {
+                    skipped += 1;
+                }
+                a.mark(child, REMOVED);
+                b.mark_member(parent, child, REMOVED);
+                let flags = |d: &Doc| {
+                    (0..n)
+                        .map(|id| d.nodes[id as usize].flags)
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    flags(&a),
+                    flags(&b),
+                    "text {text}, marked {child} of {parent}"
+                );
+            }
+        }
+        assert!(
+            walked > 30 && skipped > 30,
+            "{walked} walked, {skipped} skipped"
+        );
     }
 
     #[test]

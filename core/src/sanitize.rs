@@ -92,7 +92,7 @@ pub fn sanitize(doc: &mut Doc) {
     let [status, kind, api_version, meta] =
         doc.lookup(root, ["status", "kind", "apiVersion", "metadata"]);
     if let Some(status) = status {
-        doc.mark(status, REMOVED);
+        doc.mark_member(root, status, REMOVED);
     }
     let text = |node: Option<NodeId>| node.and_then(|n| doc.str(n));
     let kind_rule = kind_rule(
@@ -145,7 +145,7 @@ fn kind_rule(kind: &str, core_api: bool) -> KindRule {
 fn remove(doc: &mut Doc, obj: NodeId, key: &str) -> bool {
     let found = doc.get(obj, key);
     if let Some(c) = found {
-        doc.mark(c, REMOVED);
+        doc.mark_member(obj, c, REMOVED);
     }
     found.is_some()
 }
@@ -164,7 +164,7 @@ fn sanitize_metadata(doc: &mut Doc, meta: NodeId) {
     });
     if let Some(g) = generate_name {
         if name.and_then(|n| doc.str(n)).is_some_and(|n| !n.is_empty()) {
-            doc.mark(g, REMOVED);
+            doc.mark_member(meta, g, REMOVED);
         }
     }
     prune_keys(doc, meta, annotations, |k| {
@@ -187,22 +187,22 @@ fn prune_keys(doc: &mut Doc, meta: NodeId, field: Option<NodeId>, remove: impl F
         std::str::from_utf8(doc.key(c)).is_ok_and(&remove)
     });
     if !doc.has_members(map) {
-        doc.mark(map, REMOVED);
+        doc.mark_member(meta, map, REMOVED);
     }
 }
 
 /// Pod templates carry `metadata.creationTimestamp: null` from the Go encoder; an empty template
 /// `metadata` left behind goes too.
 fn drop_template_timestamp(doc: &mut Doc, template_path: &[&str]) {
-    let Some(meta) = doc
+    let Some((template, meta)) = doc
         .path(template_path)
-        .and_then(|t| doc.get(t, "metadata"))
-        .filter(|&m| doc.kind(m) == Kind::Object)
+        .and_then(|t| Some((t, doc.get(t, "metadata")?)))
+        .filter(|&(_, m)| doc.kind(m) == Kind::Object)
     else {
         return;
     };
     if remove(doc, meta, "creationTimestamp") && !doc.has_members(meta) {
-        doc.mark(meta, REMOVED);
+        doc.mark_member(template, meta, REMOVED);
     }
 }
 
@@ -211,7 +211,7 @@ fn mark_children(doc: &mut Doc, parent: NodeId, flag: u8, pick: impl Fn(&Doc, No
     let (mut c, end) = (parent + 1, doc.subtree_end(parent));
     while c < end {
         if pick(doc, c) {
-            doc.mark(c, flag);
+            doc.mark_member(parent, c, flag);
         }
         c = doc.subtree_end(c);
     }

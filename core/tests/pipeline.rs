@@ -382,6 +382,44 @@ fn a_failed_verify_is_retried_when_its_backoff_ends_while_a_new_folder_waits_for
     );
 }
 
+/// Changes made while the GitRepoConfig was gone (or invalid) are not lost when it comes back:
+/// the core knew nothing of the branch meanwhile, so it lists the streams and reads the folder
+/// again, as for a new destination.
+#[test]
+fn changes_made_while_the_repository_config_was_gone_are_written_when_it_returns() {
+    let mut h = seeded();
+    h.input(apply(cm("a", "1", 10)));
+    h.input(apply(cm("b", "1", 11)));
+    h.advance(60_000);
+    h.answer_all();
+    h.outputs.clear();
+    let spec = |branches: &[&str]| {
+        serde_json::from_value(json!({
+            "repoURL": "https://git.example/org/repo", "allowedBranches": branches}))
+        .unwrap()
+    };
+    h.input(Input::GitRepoConfig(repo_name(), Some(spec(&["other"]))));
+    h.input(apply(cm("a", "2", 12)));
+    h.input(delete(cm("b", "1", 13)));
+    h.input(Input::GitRepoConfig(repo_name(), Some(spec(&["main"]))));
+    let resyncs: Vec<_> = h
+        .outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Resync(g) if *g == gvr("", "v1", "configmaps")))
+        .collect();
+    assert!(!resyncs.is_empty(), "{:?}", h.outputs);
+    relist(&mut h, vec![cm("a", "2", 12)]);
+    h.advance(60_000);
+    h.answer_all();
+    assert_eq!(
+        h.files
+            .get("prod/v1/configmaps/team-a/a.yaml")
+            .map(|f| std::str::from_utf8(f).unwrap()),
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: team-a\ndata:\n  key: \"2\"\n")
+    );
+    assert!(!h.files.contains_key("prod/v1/configmaps/team-a/b.yaml"));
+}
+
 #[test]
 fn orphans_are_deleted_only_under_the_folder_and_only_in_our_layout() {
     let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "prod");

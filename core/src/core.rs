@@ -20,6 +20,7 @@ use crate::io::{
 };
 use crate::json::{Doc, JsonError, Kind, RawObject};
 use crate::live::{key128, tag64, KeyHash, StreamLive};
+use crate::paths::{BranchPaths, Held, Member};
 use crate::rules::{CompiledRule, Destination, DocLabels, ObjectFacts, RuleReach, RuleStore};
 use crate::sanitize::{is_secret, sanitize, SecretPolicy};
 use crate::time::{MonoClamp, Now};
@@ -91,17 +92,10 @@ pub struct Counters {
     pub refused_total: u64,
 }
 
-/// What the core believes a path on a branch holds.
-#[derive(Clone, Copy, Debug)]
-struct Held {
-    /// Content hash of the object whose file it is, when known.
-    content: Option<u64>,
-    /// The file's blob id (from the executor for files the core pushed, or from a listing).
-    blob: [u8; 20],
-}
-
 #[derive(Debug)]
 struct DestState {
+    /// Names the folder in its branch's [`Member`] records.
+    id: u32,
     branch: BranchKey,
     gvrs: BTreeSet<u16>,
     /// Streams whose list must be complete before the folder is read: `gvrs`, plus namespaces
@@ -112,8 +106,6 @@ struct DestState {
     awaiting: BTreeMap<u16, u32>,
     listed: bool,
     want_read: bool,
-    /// Paths of live objects routed here: (stream, list epoch).
-    members: HashMap<u128, (u16, u32), KeyHash>,
 }
 
 #[derive(Debug)]
@@ -148,7 +140,8 @@ impl OpInFlight {
 struct BranchState {
     settings: RepoSettings,
     queue: Queue,
-    held: HashMap<u128, Held, KeyHash>,
+    /// What the branch holds at each path, and which paths are live objects' files.
+    paths: BranchPaths,
     head: Option<CommitId>,
     op: Option<OpInFlight>,
     /// A push whose result was lost, to verify before anything else: (tag, expected head).
@@ -232,6 +225,7 @@ pub struct Core {
     /// Branches whose schedule may have changed since the last drive (all of them on a tick).
     wake: BTreeSet<BranchKey>,
     next_op_id: u64,
+    next_dest_id: u32,
     counters: Counters,
     /// Scratch buffers of the watch path, reused so that an event allocates only what it keeps.
     digester: Digester,
@@ -304,7 +298,7 @@ impl Enqueue<'_> {
         let have = match b.queue.latest(write.path_key) {
             Some(Some(h)) => Have::Content(h),
             Some(None) => Have::Absent,
-            None => match b.held.get_mut(&write.path_key) {
+            None => match b.paths.held_mut(write.path_key) {
                 Some(Held {
                     content: Some(h), ..
                 }) => Have::Content(*h),
@@ -381,6 +375,7 @@ impl Core {
             ops: BTreeMap::new(),
             wake: BTreeSet::new(),
             next_op_id: 1,
+            next_dest_id: 0,
             counters: Counters::default(),
             digester: Digester::default(),
             ident: String::with_capacity(128),
@@ -510,7 +505,7 @@ impl Core {
             in_flight_commits: b.queue.in_flight().len(),
             op_in_flight: b.op.is_some(),
             head: b.head.clone(),
-            held_paths: b.held.len(),
+            held_paths: b.paths.held_count(),
             coalesced_total: b.queue.coalesced_total(),
         })
     }
@@ -689,14 +684,18 @@ impl Core {
                 gate.insert(self.gvr_id(&namespaces_gvr()));
             }
             let branch = (dest.repo.clone(), dest.branch.clone());
+            let next_dest_id = &mut self.next_dest_id;
             let mut state = self.dests.remove(&dest).unwrap_or_else(|| DestState {
+                id: {
+                    *next_dest_id += 1;
+                    *next_dest_id
+                },
                 branch,
                 gvrs: BTreeSet::new(),
                 gate: BTreeSet::new(),
                 awaiting: BTreeMap::new(),
                 listed: false,
                 want_read: false,
-                members: HashMap::default(),
             });
             if state.gvrs != ids || state.gate != gate {
                 // New, or fed by other streams now: list its streams again and rescan the folder.
@@ -727,6 +726,7 @@ impl Core {
             {
                 let ours = layout_of(&self.gvr_ids, &d.gvrs, &gone.base_folder);
                 b.queue.drop_writes(|w| ours(&w.path));
+                b.paths.drop_members(|m| m.dest == d.id);
             }
         }
         self.dests = new_dests;
@@ -749,7 +749,7 @@ impl Core {
                         BranchState {
                             settings,
                             queue: Queue::default(),
-                            held: HashMap::default(),
+                            paths: BranchPaths::default(),
                             head: None,
                             op: None,
                             unverified: None,
@@ -904,13 +904,19 @@ impl Core {
             WatchEvent::InitDone => {
                 self.live[gid as usize].finish_list();
                 let epoch = self.live[gid as usize].epoch();
+                let mut fed = BTreeSet::new();
                 for d in self.dests.values_mut().filter(|d| d.gate.contains(&gid)) {
-                    // Objects of this stream not seen by the list are gone.
-                    d.members.retain(|_, (g, e)| *g != gid || *e == epoch);
+                    fed.insert(d.branch.clone());
                     let done = d.awaiting.get(&gid).is_some_and(|needed| *needed <= epoch);
                     if done && d.awaiting.remove(&gid).is_some() && d.awaiting.is_empty() {
                         d.want_read = true;
                         self.wake.insert(d.branch.clone());
+                    }
+                }
+                // Objects of this stream not seen by the list are gone.
+                for key in fed {
+                    if let Some(b) = self.branches.get_mut(&key) {
+                        b.paths.drop_members(|m| m.gid == gid && m.epoch != epoch);
                     }
                 }
             }
@@ -1123,7 +1129,12 @@ impl Core {
             };
             let content = match &file {
                 Some(file) if selected => {
-                    d.members.insert(path_key, (gid, epoch));
+                    let member = Member {
+                        dest: d.id,
+                        gid,
+                        epoch,
+                    };
+                    b.paths.add_member(path_key, member);
                     Some(Content {
                         hash,
                         file: file.clone(),
@@ -1132,7 +1143,7 @@ impl Core {
                 }
                 // Deleted, or no longer selected (labels changed): the file goes if it is there.
                 _ => {
-                    let was_member = d.members.remove(&path_key).is_some();
+                    let was_member = b.paths.remove_member(path_key, d.id);
                     if !selected && !was_member {
                         continue;
                     }
@@ -1459,17 +1470,15 @@ impl Core {
                         let blob = given
                             .and_then(|g| g[k])
                             .unwrap_or_else(|| ct.file.blob_id());
-                        b.held.insert(
-                            w.path_key,
-                            Held {
-                                content: Some(ct.hash),
-                                blob,
-                            },
-                        );
+                        let held = Held {
+                            content: Some(ct.hash),
+                            blob,
+                        };
+                        b.paths.set_held(w.path_key, Some(held));
                     }
                     None => {
                         self.counters.files_deleted_total += 1;
-                        b.held.remove(&w.path_key);
+                        b.paths.set_held(w.path_key, None);
                     }
                 }
             }
@@ -1508,20 +1517,18 @@ impl Core {
             let pk = key128(&path);
             listed.insert(pk, blob);
             let known = b
-                .held
-                .get(&pk)
+                .paths
+                .held(pk)
                 .filter(|h| h.blob == blob)
                 .and_then(|h| h.content);
-            b.held.insert(
-                pk,
-                Held {
-                    content: known,
-                    blob,
-                },
-            );
+            let held = Held {
+                content: known,
+                blob,
+            };
+            b.paths.set_held(pk, Some(held));
             // Not a live object's file, and no delete already pending for it.
             if members_complete
-                && !d.members.contains_key(&pk)
+                && !b.paths.is_member(pk, d.id)
                 && !matches!(b.queue.latest(pk), Some(None))
             {
                 orphans.push(path);
@@ -1535,7 +1542,7 @@ impl Core {
             .filter(|w| {
                 members_complete
                     && !listed.contains_key(&w.path_key)
-                    && !d.members.contains_key(&w.path_key)
+                    && !b.paths.is_member(w.path_key, d.id)
                     && matches!(b.queue.latest(w.path_key), Some(Some(_)))
                     && ours(&w.path)
             })
@@ -1545,23 +1552,24 @@ impl Core {
         gone.dedup();
         orphans.extend(gone);
         // Hash-map iteration here only removes entries or answers "any": order reaches no output.
-        for pk in d.members.keys() {
-            if !listed.contains_key(pk) {
-                b.held.remove(pk);
-            }
+        let unlisted: Vec<u128> = b
+            .paths
+            .members_of(d.id)
+            .filter(|pk| !listed.contains_key(pk))
+            .collect();
+        for pk in unlisted {
+            b.paths.set_held(pk, None);
         }
         d.listed = true;
-        let held = &mut b.held;
+        let paths = &mut b.paths;
         b.queue.drop_redundant(|w| match &w.content {
             Some(c) => match listed.get(&w.path_key) {
                 Some(blob) if c.file.blob_id() == *blob => {
-                    held.insert(
-                        w.path_key,
-                        Held {
-                            content: Some(c.hash),
-                            blob: *blob,
-                        },
-                    );
+                    let held = Held {
+                        content: Some(c.hash),
+                        blob: *blob,
+                    };
+                    paths.set_held(w.path_key, Some(held));
                     true
                 }
                 _ => false,
@@ -1571,11 +1579,11 @@ impl Core {
             None if ours(&w.path) => {
                 let absent = !listed.contains_key(&w.path_key);
                 if absent {
-                    held.remove(&w.path_key);
+                    paths.set_held(w.path_key, None);
                 }
                 absent
             }
-            None => !held.contains_key(&w.path_key),
+            None => paths.held(w.path_key).is_none(),
         });
         let (now, wall) = (self.now.mono_ms, self.now.wall_ms);
         self.counters.orphans_found_total += orphans.len() as u64;
@@ -1594,8 +1602,8 @@ impl Core {
         }
         // A member whose file differs from what we pushed (an outside edit) or is missing, with
         // nothing pending to fix it: relist so its content is written again.
-        let diverged = d.members.keys().any(|pk| {
-            b.queue.latest(*pk).is_none() && b.held.get(pk).is_none_or(|h| h.content.is_none())
+        let diverged = b.paths.members_of(d.id).any(|pk| {
+            b.queue.latest(pk).is_none() && b.paths.held(pk).is_none_or(|h| h.content.is_none())
         });
         if diverged {
             let gvrs: Vec<Gvr> = self

@@ -80,6 +80,7 @@ pub mod ids;
 pub mod io;
 pub mod json;
 pub mod live;
+mod paths;
 pub mod rules;
 pub mod sanitize;
 pub mod selector;

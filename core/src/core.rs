@@ -798,7 +798,7 @@ impl Core {
         self.digester.with_doc(obj.as_bytes(), |doc, out| {
             let rv = doc
                 .path(&["metadata", "resourceVersion"])
-                .and_then(|v| doc.str(v))
+                .and_then(|v| doc.str_raw(v))
                 .map(tag64);
             sanitize(doc);
             (out.finish(doc).0, rv)
@@ -1011,8 +1011,10 @@ impl Core {
             let valid = r.validate();
             self.ident.clear();
             r.write_identifier(&mut self.ident);
-            let rv = text(rv).map_or(0, tag64);
-            let uid = text(uid).map_or(0, tag64);
+            // Only hashed: read as bytes.
+            let bytes = |node: Option<_>| node.and_then(|n| doc.str_raw(n));
+            let rv = bytes(rv).map_or(0, tag64);
+            let uid = bytes(uid).map_or(0, tag64);
             (valid, rv, uid, r.namespace)
         });
         let Some((valid, rv, uid, namespace)) = head else {

@@ -240,6 +240,12 @@ impl<'s> Doc<'s> {
         self.nodes[id as usize].flags & VAL_DECODED == 0
     }
 
+    /// The decoded text of a string node as bytes, `None` for other kinds: for text that is only
+    /// compared or hashed, without [`Self::str`]'s UTF-8 check.
+    pub fn str_raw(&self, id: NodeId) -> Option<&[u8]> {
+        (self.kind(id) == Kind::String).then(|| self.str_bytes(id))
+    }
+
     /// The decoded bytes of a string node.
     pub(crate) fn str_bytes(&self, id: NodeId) -> &[u8] {
         let n = &self.nodes[id as usize];
@@ -694,6 +700,7 @@ impl Parser<'_> {
 
     /// Reads a string starting at its opening quote; returns its text's span and whether the span
     /// is in the side buffer (the string had escapes).
+    #[inline(always)]
     fn string(&mut self) -> Result<(Span, bool), JsonError> {
         self.pos += 1;
         let start = self.pos;

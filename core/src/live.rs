@@ -11,8 +11,8 @@ pub fn key128(s: &str) -> u128 {
 }
 
 /// A 64-bit fingerprint of a short string (resourceVersion, uid).
-pub fn tag64(s: &str) -> u64 {
-    xxh3_64(s.as_bytes())
+pub fn tag64(s: impl AsRef<[u8]>) -> u64 {
+    xxh3_64(s.as_ref())
 }
 
 /// A hasher for keys that are hashes already ([`key128`] fingerprints and structs of them): one

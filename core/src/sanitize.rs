@@ -167,25 +167,28 @@ fn sanitize_metadata(doc: &mut Doc, meta: NodeId) {
             doc.mark_member(meta, g, REMOVED);
         }
     }
+    // Keys are compared as bytes: the listed ones are ASCII, so no other key can match them.
     prune_keys(doc, meta, annotations, |k| {
-        ANNOTATIONS_REMOVED.contains(&k)
-            || ANNOTATION_PREFIXES_REMOVED.iter().any(|p| k.starts_with(p))
+        ANNOTATIONS_REMOVED.iter().any(|a| k == a.as_bytes())
+            || ANNOTATION_PREFIXES_REMOVED
+                .iter()
+                .any(|p| k.starts_with(p.as_bytes()))
     });
     prune_keys(doc, meta, labels, |k| {
-        LABEL_PREFIXES_REMOVED.iter().any(|p| k.starts_with(p))
+        LABEL_PREFIXES_REMOVED
+            .iter()
+            .any(|p| k.starts_with(p.as_bytes()))
     });
 }
 
 /// Removes keys of the map `field` (a member of `meta`) for which `remove` holds; drops the map
 /// if that left it empty.
-fn prune_keys(doc: &mut Doc, meta: NodeId, field: Option<NodeId>, remove: impl Fn(&str) -> bool) {
+fn prune_keys(doc: &mut Doc, meta: NodeId, field: Option<NodeId>, remove: impl Fn(&[u8]) -> bool) {
     debug_assert!(field.is_none_or(|f| f > meta && f < doc.subtree_end(meta)));
     let Some(map) = field.filter(|&m| doc.kind(m) == Kind::Object) else {
         return;
     };
-    mark_children(doc, map, REMOVED, |doc, c| {
-        std::str::from_utf8(doc.key(c)).is_ok_and(&remove)
-    });
+    mark_children(doc, map, REMOVED, |doc, c| remove(doc.key(c)));
     if !doc.has_members(map) {
         doc.mark_member(meta, map, REMOVED);
     }

@@ -684,19 +684,21 @@ impl Core {
                 gate.insert(self.gvr_id(&namespaces_gvr()));
             }
             let branch = (dest.repo.clone(), dest.branch.clone());
-            let next_dest_id = &mut self.next_dest_id;
-            let mut state = self.dests.remove(&dest).unwrap_or_else(|| DestState {
-                id: {
-                    *next_dest_id += 1;
-                    *next_dest_id
-                },
-                branch,
-                gvrs: BTreeSet::new(),
-                gate: BTreeSet::new(),
-                awaiting: BTreeMap::new(),
-                listed: false,
-                want_read: false,
-            });
+            let mut state = match self.dests.remove(&dest) {
+                Some(state) => state,
+                None => {
+                    self.next_dest_id += 1;
+                    DestState {
+                        id: self.next_dest_id,
+                        branch,
+                        gvrs: BTreeSet::new(),
+                        gate: BTreeSet::new(),
+                        awaiting: BTreeMap::new(),
+                        listed: false,
+                        want_read: false,
+                    }
+                }
+            };
             if state.gvrs != ids || state.gate != gate {
                 // New, or fed by other streams now: list its streams again and rescan the folder.
                 state.gvrs = ids;
@@ -1273,31 +1275,31 @@ impl Core {
         if now.mono_ms < at {
             return;
         }
-        let dest = match next {
-            NextOp::Verify => {
-                let b = self.branches.get_mut(key).expect("branch");
-                let (tag, expected_head) = b.unverified.take().expect("next op");
-                let kind = GitOpKind::Verify {
-                    expected_head: expected_head.clone(),
-                    op_tag: tag.clone(),
-                };
-                let op_id = self.new_op(key, kind);
-                self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Verify {
-                    op_id,
-                    tag,
-                    expected_head,
-                });
-                return;
-            }
-            NextOp::Read(dest) => dest,
-            NextOp::Push => return self.start_push(key),
+        match next {
+            NextOp::Verify => self.start_verify(key),
+            NextOp::Read(dest) => self.start_read(key, dest),
+            NextOp::Push => self.start_push(key),
+        }
+    }
+
+    fn start_verify(&mut self, key: &BranchKey) {
+        let b = self.branches.get_mut(key).expect("branch");
+        let (tag, expected_head) = b.unverified.take().expect("a verify is due");
+        let kind = GitOpKind::Verify {
+            expected_head: expected_head.clone(),
+            op_tag: tag.clone(),
         };
-        let op_id = self.new_op(
-            key,
-            GitOpKind::ReadPaths {
-                folder: dest.base_folder.clone(),
-            },
-        );
+        let op_id = self.new_op(key, kind);
+        self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Verify {
+            op_id,
+            tag,
+            expected_head,
+        });
+    }
+
+    fn start_read(&mut self, key: &BranchKey, dest: Arc<Destination>) {
+        let folder = dest.base_folder.clone();
+        let op_id = self.new_op(key, GitOpKind::ReadPaths { folder });
         self.dests.get_mut(&dest).expect("dest").want_read = false;
         self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Read { op_id, dest });
     }

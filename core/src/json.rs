@@ -175,6 +175,7 @@ impl<'s> Doc<'s> {
             nodes,
             text,
             spaced: 0,
+            failure: None,
         };
         match p.document() {
             Ok(()) => Ok(Doc {
@@ -182,8 +183,8 @@ impl<'s> Doc<'s> {
                 nodes: p.nodes,
                 text: p.text,
             }),
-            Err(e) => Err((
-                e,
+            Err(Stop) => Err((
+                p.failure.take().expect("a stop has its reason"),
                 Scratch {
                     nodes: p.nodes,
                     text: p.text,
@@ -463,14 +464,24 @@ struct Parser<'s> {
     text: Vec<u8>,
     /// How many runs of whitespace were skipped: a container whose count did not move is compact.
     spaced: u32,
+    /// Why reading stopped, once it has.
+    failure: Option<JsonError>,
 }
 
+/// A step of the reader: `Err(Stop)` once it failed, the reason kept in [`Parser::failure`]. A
+/// zero-sized error keeps every step's result in registers (a `JsonError` is returned through
+/// memory), and the reader returns one for each of the dozens of values in an object.
+type Step<T> = Result<T, Stop>;
+
+struct Stop;
+
 impl Parser<'_> {
-    fn err<T>(&self, what: &'static str) -> Result<T, JsonError> {
-        Err(JsonError { what, at: self.pos })
+    fn err<T>(&mut self, what: &'static str) -> Step<T> {
+        self.failure = Some(JsonError { what, at: self.pos });
+        Err(Stop)
     }
 
-    fn document(&mut self) -> Result<(), JsonError> {
+    fn document(&mut self) -> Step<()> {
         if self.src.len() >= u32::MAX as usize {
             return self.err("text longer than 4 GiB");
         }
@@ -504,7 +515,7 @@ impl Parser<'_> {
         }
     }
 
-    fn expect(&mut self, b: u8, what: &'static str) -> Result<(), JsonError> {
+    fn expect(&mut self, b: u8, what: &'static str) -> Step<()> {
         if self.peek() != Some(b) {
             return self.err(what);
         }
@@ -531,7 +542,7 @@ impl Parser<'_> {
         }
     }
 
-    fn value(&mut self, key: Span, key_flags: u8, depth: usize) -> Result<(), JsonError> {
+    fn value(&mut self, key: Span, key_flags: u8, depth: usize) -> Step<()> {
         let start = self.pos;
         match self.peek() {
             Some(b'{') | Some(b'[') if depth >= DEPTH_MAX => {
@@ -606,8 +617,8 @@ impl Parser<'_> {
         &mut self,
         close: u8,
         expected: &'static str,
-        mut item: impl FnMut(&mut Self) -> Result<(), JsonError>,
-    ) -> Result<(), JsonError> {
+        mut item: impl FnMut(&mut Self) -> Step<()>,
+    ) -> Step<()> {
         self.pos += 1;
         self.skip_ws();
         if self.peek() == Some(close) {
@@ -649,7 +660,7 @@ impl Parser<'_> {
         kind: Kind,
         key: Span,
         key_flags: u8,
-    ) -> Result<(), JsonError> {
+    ) -> Step<()> {
         if !self.src[self.pos..].starts_with(word) {
             return self.err("expected a value");
         }
@@ -669,7 +680,7 @@ impl Parser<'_> {
     }
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
-    fn number(&mut self) -> Result<(), JsonError> {
+    fn number(&mut self) -> Step<()> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
@@ -701,7 +712,7 @@ impl Parser<'_> {
     /// Reads a string starting at its opening quote; returns its text's span and whether the span
     /// is in the side buffer (the string had escapes).
     #[inline(always)]
-    fn string(&mut self) -> Result<(Span, bool), JsonError> {
+    fn string(&mut self) -> Step<(Span, bool)> {
         self.pos += 1;
         let start = self.pos;
         // Eight bytes at a time: the lowest flagged byte of a word is exactly the first stop byte.
@@ -736,7 +747,7 @@ impl Parser<'_> {
     }
 
     /// The slow path of [`Self::string`]: decodes into the side buffer.
-    fn escaped_string(&mut self, start: usize) -> Result<Span, JsonError> {
+    fn escaped_string(&mut self, start: usize) -> Step<Span> {
         let text_start = self.text.len();
         self.text.extend_from_slice(&self.src[start..self.pos]);
         loop {
@@ -788,7 +799,7 @@ impl Parser<'_> {
         }
     }
 
-    fn hex4(&mut self) -> Result<u32, JsonError> {
+    fn hex4(&mut self) -> Step<u32> {
         let Some(digits) = self.src.get(self.pos..self.pos + 4) else {
             return self.err("invalid \\u escape");
         };
@@ -804,7 +815,7 @@ impl Parser<'_> {
     }
 
     /// After `\u`: one code point, joining a surrogate pair.
-    fn unicode_escape(&mut self) -> Result<char, JsonError> {
+    fn unicode_escape(&mut self) -> Step<char> {
         let hi = self.hex4()?;
         let code = match hi {
             0xD800..=0xDBFF => {

@@ -654,13 +654,7 @@ impl Parser<'_> {
         }
     }
 
-    fn literal(
-        &mut self,
-        word: &'static [u8],
-        kind: Kind,
-        key: Span,
-        key_flags: u8,
-    ) -> Step<()> {
+    fn literal(&mut self, word: &'static [u8], kind: Kind, key: Span, key_flags: u8) -> Step<()> {
         if !self.src[self.pos..].starts_with(word) {
             return self.err("expected a value");
         }

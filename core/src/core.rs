@@ -298,14 +298,18 @@ impl Enqueue<'_> {
         let have = match b.queue.latest(write.path_key) {
             Some(Some(h)) => Have::Content(h),
             Some(None) => Have::Absent,
-            None => match b.paths.held_mut(write.path_key) {
+            None => match b.paths.held(write.path_key) {
                 Some(Held {
                     content: Some(h), ..
-                }) => Have::Content(*h),
+                }) => Have::Content(h),
                 // Listed but not yet compared: render once to learn whether it is the same file.
                 Some(h) => match &write.content {
                     Some(c) if c.file.blob_id() == h.blob => {
-                        h.content = Some(c.hash);
+                        let known = Held {
+                            content: Some(c.hash),
+                            blob: h.blob,
+                        };
+                        b.paths.set_held(write.path_key, Some(known));
                         Have::Content(c.hash)
                     }
                     _ => Have::Present,

@@ -27,17 +27,65 @@ pub(crate) struct Member {
     pub epoch: u32,
 }
 
+/// One path's entry, packed: with the 128-bit key it fills 64 bytes, one cache line (as two
+/// `Option`s of the public types it took 80).
 #[derive(Clone, Copy, Debug, Default)]
 struct PathState {
-    held: Option<Held>,
-    /// One object per path: two folders on one branch whose paths met would be writing one file
-    /// for two objects. Distinct folders give distinct paths for every real resource name.
-    member: Option<Member>,
+    content: u64,
+    dest: u32,
+    epoch: u32,
+    blob: [u8; 20],
+    gid: u16,
+    flags: u8,
 }
 
+/// The branch holds a file at the path (`blob`).
+const HELD: u8 = 1;
+/// `content` is the content hash of that file.
+const CONTENT_KNOWN: u8 = 2;
+/// The path is a live object's file (`dest`, `gid`, `epoch`). One object per path: two folders on
+/// one branch whose paths met would be writing one file for two objects, and distinct folders give
+/// distinct paths for every real resource name.
+const MEMBER: u8 = 4;
+
 impl PathState {
+    fn held(&self) -> Option<Held> {
+        (self.flags & HELD != 0).then_some(Held {
+            content: (self.flags & CONTENT_KNOWN != 0).then_some(self.content),
+            blob: self.blob,
+        })
+    }
+
+    fn set_held(&mut self, held: Option<Held>) {
+        self.flags &= !(HELD | CONTENT_KNOWN);
+        if let Some(h) = held {
+            self.flags |= HELD;
+            self.blob = h.blob;
+            if let Some(c) = h.content {
+                self.flags |= CONTENT_KNOWN;
+                self.content = c;
+            }
+        }
+    }
+
+    fn member(&self) -> Option<Member> {
+        (self.flags & MEMBER != 0).then_some(Member {
+            dest: self.dest,
+            gid: self.gid,
+            epoch: self.epoch,
+        })
+    }
+
+    fn set_member(&mut self, member: Option<Member>) {
+        self.flags &= !MEMBER;
+        if let Some(m) = member {
+            self.flags |= MEMBER;
+            (self.dest, self.gid, self.epoch) = (m.dest, m.gid, m.epoch);
+        }
+    }
+
     fn is_empty(&self) -> bool {
-        self.held.is_none() && self.member.is_none()
+        self.flags & (HELD | MEMBER) == 0
     }
 }
 
@@ -49,46 +97,46 @@ pub(crate) struct BranchPaths {
 }
 
 impl BranchPaths {
-    pub fn held(&self, path_key: u128) -> Option<&Held> {
-        self.map.get(&path_key)?.held.as_ref()
-    }
-
-    pub fn held_mut(&mut self, path_key: u128) -> Option<&mut Held> {
-        self.map.get_mut(&path_key)?.held.as_mut()
+    /// What the branch holds at the path, if the core knows of a file there.
+    pub fn held(&self, path_key: u128) -> Option<Held> {
+        self.map.get(&path_key)?.held()
     }
 
     /// Records what the branch holds at the path (`None`: no file).
     pub fn set_held(&mut self, path_key: u128, held: Option<Held>) {
         match held {
-            Some(h) => self.map.entry(path_key).or_default().held = Some(h),
-            None => self.update(path_key, |p| p.held = None),
+            Some(_) => self.map.entry(path_key).or_default().set_held(held),
+            None => self.update(path_key, |p| p.set_held(None)),
         }
     }
 
     /// Paths with a file the core knows of.
     pub fn held_count(&self) -> usize {
-        self.map.values().filter(|p| p.held.is_some()).count()
+        self.map.values().filter(|p| p.flags & HELD != 0).count()
     }
 
     /// Whether the path is the file of a live object routed to folder `dest`.
     pub fn is_member(&self, path_key: u128, dest: u32) -> bool {
         self.map
             .get(&path_key)
-            .and_then(|p| p.member)
+            .and_then(PathState::member)
             .is_some_and(|m| m.dest == dest)
     }
 
     /// Records the path as the file of a live object.
     pub fn add_member(&mut self, path_key: u128, member: Member) {
-        self.map.entry(path_key).or_default().member = Some(member);
+        self.map
+            .entry(path_key)
+            .or_default()
+            .set_member(Some(member));
     }
 
     /// The path is no longer folder `dest`'s object's file; returns whether it was.
     pub fn remove_member(&mut self, path_key: u128, dest: u32) -> bool {
         let mut was = false;
         self.update(path_key, |p| {
-            if p.member.is_some_and(|m| m.dest == dest) {
-                p.member = None;
+            if p.member().is_some_and(|m| m.dest == dest) {
+                p.set_member(None);
                 was = true;
             }
         });
@@ -99,15 +147,15 @@ impl BranchPaths {
     pub fn members_of(&self, dest: u32) -> impl Iterator<Item = u128> + '_ {
         self.map
             .iter()
-            .filter(move |(_, p)| p.member.is_some_and(|m| m.dest == dest))
+            .filter(move |(_, p)| p.member().is_some_and(|m| m.dest == dest))
             .map(|(k, _)| *k)
     }
 
     /// Drops the member records for which `gone` holds.
     pub fn drop_members(&mut self, mut gone: impl FnMut(&Member) -> bool) {
         self.map.retain(|_, p| {
-            if p.member.as_ref().is_some_and(&mut gone) {
-                p.member = None;
+            if p.member().as_ref().is_some_and(&mut gone) {
+                p.set_member(None);
             }
             !p.is_empty()
         });
@@ -148,7 +196,7 @@ mod tests {
         p.set_held(1, Some(HELD));
         p.add_member(1, member(3));
         assert!(p.remove_member(1, 3));
-        assert_eq!(p.held(1), Some(&HELD), "the file outlives its object");
+        assert_eq!(p.held(1), Some(HELD), "the file outlives its object");
         p.add_member(1, member(3));
         p.set_held(1, None);
         assert!(p.is_member(1, 3), "the object outlives its file");
@@ -168,6 +216,35 @@ mod tests {
         assert_eq!((p.map.len(), p.held_count()), (1, 1));
         p.set_held(4, None);
         assert!(p.map.is_empty());
+    }
+
+    #[test]
+    fn an_entry_with_its_key_fills_one_cache_line() {
+        assert_eq!(std::mem::size_of::<(u128, PathState)>(), 64);
+    }
+
+    #[test]
+    fn a_file_of_unknown_content_and_a_member_read_back_as_written() {
+        let mut p = BranchPaths::default();
+        let unknown = Held {
+            content: None,
+            blob: [9; 20],
+        };
+        let m = Member {
+            dest: u32::MAX,
+            gid: u16::MAX,
+            epoch: 7,
+        };
+        p.add_member(1, m);
+        p.set_held(1, Some(HELD));
+        p.set_held(1, Some(unknown));
+        assert_eq!(
+            p.held(1),
+            Some(unknown),
+            "a content hash is forgotten with its file"
+        );
+        assert!(p.is_member(1, u32::MAX));
+        assert_eq!(p.map[&1].member(), Some(m));
     }
 
     #[test]

@@ -27,8 +27,8 @@ pub(crate) struct Member {
     pub epoch: u32,
 }
 
-/// One path's entry, packed: with the 128-bit key it fills 64 bytes, one cache line (as two
-/// `Option`s of the public types it took 80).
+/// One path's entry, packed: with the 128-bit key it takes 64 bytes, a cache line's worth (as two
+/// `Option`s of the public types it took 80), so a lookup touches one line or two, never three.
 #[derive(Clone, Copy, Debug, Default)]
 struct PathState {
     content: u64,

@@ -27,8 +27,8 @@ pub(crate) struct Member {
     pub epoch: u32,
 }
 
-/// One path's entry, packed: with the 128-bit key it takes 64 bytes, a cache line's worth (as two
-/// `Option`s of the public types it took 80), so a lookup touches one line or two, never three.
+/// One path's entry, packed: with the 128-bit key it takes 64 bytes (as two `Option`s of the
+/// public types it took 80), so the map is a fifth smaller and more of it stays in cache.
 #[derive(Clone, Copy, Debug, Default)]
 struct PathState {
     content: u64,

@@ -196,8 +196,6 @@ pub struct BranchView {
     pub op_in_flight: bool,
     /// The last known head.
     pub head: Option<CommitId>,
-    /// Paths whose repository content is tracked.
-    pub held_paths: usize,
     /// Commits removed or merged by coalescing.
     pub coalesced_total: u64,
 }
@@ -509,7 +507,6 @@ impl Core {
             in_flight_commits: b.queue.in_flight().len(),
             op_in_flight: b.op.is_some(),
             head: b.head.clone(),
-            held_paths: b.paths.held_count(),
             coalesced_total: b.queue.coalesced_total(),
         })
     }

@@ -110,11 +110,6 @@ impl BranchPaths {
         }
     }
 
-    /// Paths with a file the core knows of.
-    pub fn held_count(&self) -> usize {
-        self.map.values().filter(|p| p.flags & HELD != 0).count()
-    }
-
     /// Whether the path is the file of a live object routed to folder `dest`.
     pub fn is_member(&self, path_key: u128, dest: u32) -> bool {
         self.map
@@ -213,7 +208,8 @@ mod tests {
         p.set_held(1, None);
         assert!(p.remove_member(2, 3));
         p.drop_members(|m| m.dest == 3);
-        assert_eq!((p.map.len(), p.held_count()), (1, 1));
+        assert_eq!(p.map.len(), 1);
+        assert_eq!(p.held(4), Some(HELD));
         p.set_held(4, None);
         assert!(p.map.is_empty());
     }

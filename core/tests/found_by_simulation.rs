@@ -7,7 +7,7 @@ use common::{gvr, repo_name, Harness};
 use gitops_reverser_core::admission::AdmissionRequest;
 use gitops_reverser_core::config::NamespacedName;
 use gitops_reverser_core::ids::Operation;
-use gitops_reverser_core::io::{GitOpKind, GitResult, Input, WatchEvent};
+use gitops_reverser_core::io::{GitOpKind, Input, WatchEvent};
 use gitops_reverser_core::json::RawObject;
 use serde_json::json;
 
@@ -430,13 +430,7 @@ fn a_folder_listing_that_failed_is_retried_without_any_other_event() {
         .pop()
         .expect("the relist reads the folder again");
     assert!(matches!(read.kind, GitOpKind::ReadPaths { .. }));
-    h.input(Input::GitDone(
-        read.op_id,
-        GitResult::Failed {
-            retryable: true,
-            reason: "fetch: connection reset by peer".into(),
-        },
-    ));
+    h.fail(read.op_id, "fetch: connection reset by peer");
     let deadline = h
         .core
         .poll_deadline()

@@ -60,6 +60,19 @@ fn seeded() -> Harness {
     h
 }
 
+/// A seeded harness whose one change (ConfigMap `a`) has waited out the push interval, and the
+/// push it caused, not yet answered.
+fn pushing_a() -> (Harness, gitops_reverser_core::io::GitOp) {
+    let mut h = seeded();
+    h.input(apply(cm("a", "1", 10)));
+    h.advance(60_000);
+    let op = h
+        .take_git_ops()
+        .pop()
+        .expect("the interval triggers a push");
+    (h, op)
+}
+
 fn subjects(commits: &[gitops_reverser_core::io::PlannedCommit]) -> Vec<String> {
     commits
         .iter()
@@ -187,10 +200,7 @@ fn batches_flush_after_the_push_interval() {
 
 #[test]
 fn a_push_conflict_replans_the_same_writes_on_the_new_head_and_keeps_the_outside_commit() {
-    let mut h = seeded();
-    h.input(apply(cm("a", "1", 10)));
-    h.advance(60_000);
-    let op = h.take_git_ops().pop().unwrap();
+    let (mut h, op) = pushing_a();
     // An outside writer pushes first.
     h.files
         .insert("README.md".into(), b"hello\n".to_vec().into());
@@ -268,13 +278,7 @@ fn a_failed_push_is_retried_with_backoff_and_never_dropped() {
     let mut delays = Vec::new();
     for _ in 0..4 {
         let op = h.take_git_ops().pop().expect("a push is outstanding");
-        h.input(Input::GitDone(
-            op.op_id,
-            GitResult::Failed {
-                retryable: true,
-                reason: "connection refused".into(),
-            },
-        ));
+        h.fail(op.op_id, "connection refused");
         let at = h.core.poll_deadline().unwrap();
         delays.push(at - h.now_ms);
         h.input(apply(cm("b", "1", 20 + delays.len() as u64))); // work keeps arriving meanwhile
@@ -316,10 +320,7 @@ fn a_failed_push_is_retried_with_backoff_and_never_dropped() {
 
 #[test]
 fn an_unknown_push_result_is_verified_before_anything_is_retried() {
-    let mut h = seeded();
-    h.input(apply(cm("a", "1", 10)));
-    h.advance(60_000);
-    let op = h.take_git_ops().pop().unwrap();
+    let (mut h, op) = pushing_a();
     let landed = h.apply(&op); // it did land, but the acknowledgement was lost
     assert!(matches!(landed, GitResult::Pushed { .. }));
     h.input(Input::GitDone(op.op_id, GitResult::Unknown));
@@ -349,20 +350,11 @@ fn an_unknown_push_result_is_verified_before_anything_is_retried() {
 /// closed, and a new folder on the branch closes it until its streams are listed.)
 #[test]
 fn a_failed_verify_is_retried_when_its_backoff_ends_while_a_new_folder_waits_for_its_list() {
-    let mut h = seeded();
-    h.input(apply(cm("a", "1", 10)));
-    h.advance(60_000);
-    let push = h.take_git_ops().pop().unwrap();
+    let (mut h, push) = pushing_a();
     h.input(Input::GitDone(push.op_id, GitResult::Unknown));
     let verify = h.take_git_ops().pop().unwrap();
     assert!(matches!(verify.kind, GitOpKind::Verify { .. }));
-    h.input(Input::GitDone(
-        verify.op_id,
-        GitResult::Failed {
-            retryable: true,
-            reason: "connection reset".into(),
-        },
-    ));
+    h.fail(verify.op_id, "connection reset");
     // A second folder on the same branch: its streams must be listed before it is read.
     let rule: WatchRuleSpec = serde_json::from_value(json!({
         "gitRepoConfigRef": "my-repo", "baseFolder": "staging",

@@ -87,6 +87,17 @@ impl Harness {
         self.input(Input::Tick);
     }
 
+    /// Answers op `op_id` with a retryable failure.
+    pub fn fail(&mut self, op_id: u64, reason: &str) {
+        self.input(Input::GitDone(
+            op_id,
+            GitResult::Failed {
+                retryable: true,
+                reason: reason.into(),
+            },
+        ));
+    }
+
     /// Git ops emitted and not yet answered, removed from `outputs`.
     pub fn take_git_ops(&mut self) -> Vec<GitOp> {
         let mut ops = Vec::new();

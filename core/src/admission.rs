@@ -10,7 +10,7 @@ use crate::json::{Doc, Kind, NodeId, RawObject};
 pub const REVIEW_BYTES_MAX: usize = 3 * 1024 * 1024;
 
 /// The parts of an admission request the pipeline uses.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdmissionRequest {
     /// The request's uid, echoed in the response.
     pub uid: String,

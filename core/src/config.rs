@@ -22,6 +22,7 @@ pub const PUSH_INTERVAL_MIN_MS: u64 = 1_000;
 pub const PUSH_INTERVAL_MAX_MS: u64 = 24 * 3_600_000;
 
 /// A namespaced object's namespace and name.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NamespacedName {
     /// The namespace.
@@ -47,6 +48,7 @@ impl fmt::Display for NamespacedName {
 }
 
 /// `spec` of a GitRepoConfig.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GitRepoConfigSpec {
@@ -65,6 +67,7 @@ pub struct GitRepoConfigSpec {
 }
 
 /// A reference to an object in the same namespace.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalObjectReference {
     /// The object's name.
@@ -72,18 +75,22 @@ pub struct LocalObjectReference {
 }
 
 /// `spec.push` of a GitRepoConfig.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PushStrategy {
     /// A Go-style duration such as `1m` or `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = crate::schema::DURATION_PATTERN)))]
     pub interval: Option<String>,
     /// Flush after this many pending commits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1000)))]
     pub max_commits: Option<u32>,
 }
 
 /// One entry of `resources`: `*` matches any value of its field.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ResourceSelector {
     /// API group, `""` for core, `*` for any.
@@ -118,16 +125,19 @@ pub enum RepoRef {
 }
 
 /// `spec` of a namespaced WatchRule.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WatchRuleSpec {
     /// The GitRepoConfig in the rule's namespace.
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::repo_ref"))]
     pub git_repo_config_ref: RepoRef,
     /// Target branch; the repo's first allowed branch when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
     /// Folder in the repository; the root when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = crate::schema::BASE_FOLDER_PATTERN)))]
     pub base_folder: Option<String>,
     /// Resources to watch.
     #[serde(default)]
@@ -141,6 +151,7 @@ pub struct WatchRuleSpec {
 }
 
 /// Which objects a ClusterWatchRule entry covers.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RuleScope {
     /// Cluster-scoped objects only.
@@ -151,6 +162,7 @@ pub enum RuleScope {
 }
 
 /// One entry of a ClusterWatchRule's `rules`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRule {
@@ -172,6 +184,7 @@ pub struct ClusterRule {
 }
 
 /// `spec` of a cluster-scoped ClusterWatchRule.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterWatchRuleSpec {
@@ -182,6 +195,7 @@ pub struct ClusterWatchRuleSpec {
     pub branch: Option<String>,
     /// Folder in the repository; the root when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = crate::schema::BASE_FOLDER_PATTERN)))]
     pub base_folder: Option<String>,
     /// What to watch.
     #[serde(default)]

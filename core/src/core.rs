@@ -29,7 +29,7 @@ use crate::time::{MonoClamp, Now};
 pub const OBJECT_BYTES_MAX: usize = 2 * 1024 * 1024;
 
 /// How the core is set up.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CoreConfig {
     /// Distinguishes this process's ops in commit trailers across restarts (the runtime passes a
     /// random or time-derived value, the simulator a seeded one).
@@ -225,6 +225,8 @@ pub struct Core {
     next_op_id: u64,
     next_dest_id: u32,
     counters: Counters,
+    /// Set by [`Input::Flush`]: every pending commit is due at once.
+    flushing: bool,
     /// Scratch buffers of the watch path, reused so that an event allocates only what it keeps.
     digester: Digester,
     ident: String,
@@ -379,6 +381,7 @@ impl Core {
             next_op_id: 1,
             next_dest_id: 0,
             counters: Counters::default(),
+            flushing: false,
             digester: Digester::default(),
             ident: String::with_capacity(128),
             routed: Vec::new(),
@@ -434,6 +437,10 @@ impl Core {
             Input::Watch(gvr, event) => self.handle_watch(gvr, event),
             Input::GitDone(op_id, result) => self.handle_git(op_id, result),
             Input::Tick => self.wake.extend(self.branches.keys().cloned()),
+            Input::Flush => {
+                self.flushing = true;
+                self.wake.extend(self.branches.keys().cloned());
+            }
         }
         self.drive();
         // A deadline that has passed makes the driver tick again at once: after a tick every
@@ -509,6 +516,24 @@ impl Core {
             head: b.head.clone(),
             coalesced_total: b.queue.coalesced_total(),
         })
+    }
+
+    /// Commits not yet pushed and git ops in flight, over every branch: what a shutdown waits for.
+    pub fn unfinished(&self) -> (usize, usize) {
+        self.branches.values().fold((0, 0), |(commits, ops), b| {
+            (
+                commits + b.queue.len() + b.queue.in_flight().len(),
+                ops + usize::from(b.op.is_some()),
+            )
+        })
+    }
+
+    /// Every branch with its view, in order: for metrics.
+    pub fn branch_views(&self) -> Vec<(NamespacedName, String, BranchView)> {
+        self.branches
+            .keys()
+            .filter_map(|(repo, branch)| Some((repo.clone(), branch.clone(), self.branch(repo, branch)?)))
+            .collect()
     }
 
     /// The destinations of valid rules, in order.
@@ -1262,9 +1287,12 @@ impl Core {
         if b.retry_now && !b.queue.is_empty() {
             return Some((b.retry_at_ms, NextOp::Push));
         }
-        let due = b
-            .queue
-            .due_at_ms(b.settings.max_commits, b.settings.push_interval_ms)?;
+        // Flushing, one pending commit is a full batch with no interval to wait.
+        let (max_commits, interval_ms) = match self.flushing {
+            true => (1, 0),
+            false => (b.settings.max_commits, b.settings.push_interval_ms),
+        };
+        let due = b.queue.due_at_ms(max_commits, interval_ms)?;
         Some((due.max(b.retry_at_ms), NextOp::Push))
     }
 

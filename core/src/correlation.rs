@@ -22,7 +22,7 @@ pub const ENTRIES_PER_KEY_MAX: usize = 10;
 pub const TTL_MS: u64 = 60_000;
 
 /// The store's limits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CorrelationLimits {
     /// Keys kept at most.
     pub keys_max: usize,

@@ -21,7 +21,7 @@ pub fn backoff_ms(attempt: u32) -> u64 {
 }
 
 /// Who commits and who is named when no user is known.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identities {
     /// The committer of every commit.
     pub committer: Identity,

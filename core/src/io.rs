@@ -3,6 +3,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::admission::AdmissionRequest;
 use crate::config::{
     ClusterWatchRuleSpec, Condition, CrRef, GitRepoConfigSpec, NamespacedName, WatchRuleSpec,
@@ -14,7 +16,7 @@ use crate::json::RawObject;
 pub type CommitId = String;
 
 /// One resource type the API server serves (from discovery).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ApiResource {
     /// Its GVR.
     pub gvr: Gvr,
@@ -24,7 +26,7 @@ pub struct ApiResource {
 
 /// A watch stream's event, in kube-runtime's watcher vocabulary. Objects are the JSON text the
 /// API server sent; the core reads them without building a document tree.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WatchEvent {
     /// A (re)list starts.
     Init,
@@ -39,7 +41,7 @@ pub enum WatchEvent {
 }
 
 /// Everything that can happen to the core.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Input {
     /// A GitRepoConfig was created or changed (`Some`) or deleted (`None`).
     GitRepoConfig(NamespacedName, Option<GitRepoConfigSpec>),
@@ -59,10 +61,13 @@ pub enum Input {
     GitDone(u64, GitResult),
     /// A timer fired (or a spurious wake-up: harmless).
     Tick,
+    /// The driver is shutting down: push every pending commit now, whatever the batching
+    /// triggers say (the retry backoff still holds). Lasts for the rest of the core's life.
+    Flush,
 }
 
 /// A commit author or committer.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Identity {
     /// Display name.
     pub name: String,
@@ -207,13 +212,14 @@ pub struct GitOp {
 }
 
 /// The result of a git op.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GitResult {
     /// For `ReadPaths`: the head read and each file under the folder with its blob id.
     Paths {
         /// The branch head, `None` if the branch does not exist.
         head: Option<CommitId>,
         /// Paths (from the repository root) and blob ids.
+        #[serde(with = "crate::record::hex_entries")]
         entries: Vec<(String, [u8; 20])>,
     },
     /// The push landed; the branch head is now `head`.
@@ -224,6 +230,7 @@ pub enum GitResult {
         /// gave them (`None` for deletes). The executor renders and hashes the files; the core
         /// keeps the ids to recognise its own files in later listings. Missing or short lists are
         /// made up for by rendering in the core.
+        #[serde(with = "crate::record::hex_blobs")]
         blobs: Blobs,
     },
     /// The remote head was not the expected one; nothing was pushed.

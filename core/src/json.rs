@@ -46,6 +46,24 @@ impl From<Value> for RawObject {
     }
 }
 
+/// Recorded as a JSON string holding the object's exact text, so that a replay hands the core the
+/// same bytes the API server sent (the core's fast paths depend on the text, not only its value).
+impl serde::Serialize for RawObject {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => Err(serde::ser::Error::custom("object text is not UTF-8")),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(RawObject::new(text.into_bytes()))
+    }
+}
+
 impl fmt::Debug for RawObject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", String::from_utf8_lossy(&self.0))

@@ -81,8 +81,11 @@ pub mod io;
 pub mod json;
 pub mod live;
 mod paths;
+pub mod record;
 pub mod rules;
 pub mod sanitize;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod selector;
 pub mod time;
 pub mod yaml;

@@ -1,5 +1,21 @@
-//! GitOps Reverser's runtime: the I/O around the deterministic core.
+//! GitOps Reverser's runtime: the I/O around the deterministic core, and the `gitops-reverser`
+//! operator binary.
 //!
+//! - [`driver`]: the event loop that owns the core;
+//! - [`kube`]: discovery, raw list+watch streams, the reverser's CRs, credentials, status;
+//! - [`webhook`] and [`tls`]: the admission webhook;
+//! - [`admin`] and [`metrics`]: `/metrics`, `/healthz`, `/readyz`;
+//! - [`record`]: `--record-inputs`;
+//! - [`crd`]: the CRDs, generated from the core's spec types;
 //! - [`git`]: the executor that turns the core's git ops into commits and pushes on real remotes.
 
+pub mod admin;
+pub mod crd;
+pub mod driver;
 pub mod git;
+pub mod kube;
+pub mod metrics;
+pub mod record;
+pub mod run;
+pub mod tls;
+pub mod webhook;

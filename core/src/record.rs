@@ -1,0 +1,306 @@
+//! The input-recording format: every `(now, input)` a driver handed the core, as JSON lines.
+//!
+//! The core is deterministic, so a recording replays a production run exactly. The first line is
+//! a [`Header`] (format name, version, the [`CoreConfig`]); every later line is one [`Entry`].
+//! Objects are kept as their exact JSON text (a JSON string), blob ids as hex.
+//!
+//! ```text
+//! {"format":"gitops-reverser-inputs","version":1,"config":{...}}
+//! {"now":{"mono_ms":0,"wall_ms":1764619200000},"input":{"ApiResources":[...]}}
+//! {"now":{"mono_ms":12,"wall_ms":1764619200012},"input":"Tick"}
+//! ```
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::core::CoreConfig;
+use crate::io::Input;
+use crate::time::Now;
+
+/// The `format` field of every recording's header.
+pub const FORMAT: &str = "gitops-reverser-inputs";
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// The first line of a recording.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The format version.
+    pub version: u32,
+    /// The configuration the core was built with.
+    pub config: CoreConfig,
+}
+
+impl Header {
+    /// The header of a recording made now, by this build.
+    pub fn new(config: CoreConfig) -> Self {
+        Self {
+            format: FORMAT.into(),
+            version: VERSION,
+            config,
+        }
+    }
+}
+
+/// One input at one instant.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    /// When the driver handed the input over.
+    pub now: Now,
+    /// The input.
+    pub input: Input,
+}
+
+/// Why a recording, or one of its lines, cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RecordError {
+    /// The file is empty.
+    #[error("the recording is empty: its first line must be a {FORMAT} header")]
+    Empty,
+    /// The first line is not a header of this format.
+    #[error("line 1 is not a {FORMAT} header: {0}")]
+    NotARecording(String),
+    /// Written by a format version this build does not read.
+    #[error("unsupported format version {found}, this build reads {VERSION}")]
+    UnsupportedVersion {
+        /// The version in the header.
+        found: u32,
+    },
+    /// A line after the header is truncated or corrupt.
+    #[error("line {line}: {reason}")]
+    BadLine {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The header line (without its newline).
+pub fn header_line(config: &CoreConfig) -> String {
+    serde_json::to_string(&Header::new(config.clone())).expect("a header always serializes")
+}
+
+/// One entry line (without its newline). Fails only for an object whose text is not UTF-8.
+pub fn entry_line(now: Now, input: &Input) -> Result<String, serde_json::Error> {
+    #[derive(Serialize)]
+    struct EntryRef<'a> {
+        now: Now,
+        input: &'a Input,
+    }
+    serde_json::to_string(&EntryRef { now, input })
+}
+
+/// A recording read back: the header, every entry that could be read, and the lines that could
+/// not (each reported with its number; a bad line loses only itself).
+#[derive(Debug)]
+pub struct Recording {
+    /// The header.
+    pub header: Header,
+    /// Entries in order.
+    pub entries: Vec<Entry>,
+    /// Lines that could not be read.
+    pub bad_lines: Vec<RecordError>,
+}
+
+/// Reads a whole recording. Blank lines are skipped.
+pub fn read(text: &str) -> Result<Recording, RecordError> {
+    let mut lines = text.lines().enumerate();
+    let (_, first) = lines
+        .by_ref()
+        .find(|(_, l)| !l.trim().is_empty())
+        .ok_or(RecordError::Empty)?;
+    let header = read_header(first)?;
+    let mut entries = Vec::new();
+    let mut bad_lines = Vec::new();
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Entry>(line) {
+            Ok(e) => entries.push(e),
+            Err(e) => bad_lines.push(RecordError::BadLine {
+                line: i + 1,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    Ok(Recording {
+        header,
+        entries,
+        bad_lines,
+    })
+}
+
+fn read_header(line: &str) -> Result<Header, RecordError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        format: Option<String>,
+        version: Option<u32>,
+    }
+    let probe: Probe =
+        serde_json::from_str(line).map_err(|e| RecordError::NotARecording(e.to_string()))?;
+    if probe.format.as_deref() != Some(FORMAT) {
+        return Err(RecordError::NotARecording(format!(
+            "format is {:?}",
+            probe.format
+        )));
+    }
+    match probe.version {
+        Some(VERSION) => {}
+        Some(found) => return Err(RecordError::UnsupportedVersion { found }),
+        None => return Err(RecordError::NotARecording("no version".into())),
+    }
+    serde_json::from_str(line).map_err(|e| RecordError::NotARecording(e.to_string()))
+}
+
+fn hex(id: &[u8; 20]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<E: serde::de::Error>(s: &str) -> Result<[u8; 20], E> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 40 {
+        return Err(E::custom(format!("blob id {s:?} is not 40 hex digits")));
+    }
+    let mut out = [0u8; 20];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).map_err(E::custom)?;
+        out[i] = u8::from_str_radix(text, 16)
+            .map_err(|_| E::custom(format!("blob id {s:?} is not hex")))?;
+    }
+    Ok(out)
+}
+
+/// `(path, blob id)` lists with the ids as hex.
+pub(crate) mod hex_entries {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[(String, [u8; 20])], s: S) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<(&str, String)> = v.iter().map(|(p, id)| (p.as_str(), super::hex(id))).collect();
+        pairs.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, [u8; 20])>, D::Error> {
+        let pairs = Vec::<(String, String)>::deserialize(d)?;
+        pairs
+            .into_iter()
+            .map(|(p, id)| Ok((p, super::unhex(&id)?)))
+            .collect()
+    }
+}
+
+/// [`crate::io::Blobs`] with the ids as hex.
+pub(crate) mod hex_blobs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::io::Blobs;
+
+    pub fn serialize<S: Serializer>(v: &Blobs, s: S) -> Result<S::Ok, S::Error> {
+        let hexed: Vec<Vec<Option<String>>> = v
+            .iter()
+            .map(|c| c.iter().map(|w| w.as_ref().map(super::hex)).collect())
+            .collect();
+        hexed.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Blobs, D::Error> {
+        let hexed = Vec::<Vec<Option<String>>>::deserialize(d)?;
+        hexed
+            .into_iter()
+            .map(|c| {
+                c.into_iter()
+                    .map(|w| w.map(|id| super::unhex(&id)).transpose())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{GitResult, WatchEvent};
+    use crate::ids::Gvr;
+
+    fn recording(lines: &[String]) -> String {
+        let mut text = header_line(&CoreConfig::default());
+        for l in lines {
+            text.push('\n');
+            text.push_str(l);
+        }
+        text
+    }
+
+    #[test]
+    fn an_entry_reads_back_with_the_objects_exact_text() {
+        let text = br#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a"},"data":{"k":"v\u00e9"}}"#;
+        let input = Input::Watch(
+            Gvr::new("", "v1", "configmaps"),
+            WatchEvent::Apply(crate::json::RawObject::new(&text[..])),
+        );
+        let line = entry_line(Now::at(5), &input).unwrap();
+        let rec = read(&recording(&[line])).unwrap();
+        assert!(rec.bad_lines.is_empty());
+        match &rec.entries[0].input {
+            Input::Watch(_, WatchEvent::Apply(o)) => assert_eq!(o.as_bytes(), &text[..]),
+            other => panic!("read back {other:?}"),
+        }
+        assert_eq!(rec.entries[0].now, Now::at(5));
+    }
+
+    #[test]
+    fn blob_ids_are_hex_and_read_back() {
+        let id = [0xab; 20];
+        let input = Input::GitDone(
+            3,
+            GitResult::Pushed {
+                head: "c1".into(),
+                blobs: vec![vec![Some(id), None]],
+            },
+        );
+        let line = entry_line(Now::at(1), &input).unwrap();
+        assert!(line.contains(&"ab".repeat(20)), "{line}");
+        let rec = read(&recording(&[line])).unwrap();
+        match &rec.entries[0].input {
+            Input::GitDone(3, GitResult::Pushed { blobs, .. }) => {
+                assert_eq!(blobs, &vec![vec![Some(id), None]])
+            }
+            other => panic!("read back {other:?}"),
+        }
+    }
+
+    #[test]
+    fn another_version_is_refused_by_number() {
+        let line = header_line(&CoreConfig::default()).replace("\"version\":1", "\"version\":7");
+        assert_eq!(
+            read(&line).unwrap_err().to_string(),
+            "unsupported format version 7, this build reads 1"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_line_is_reported_by_number_and_loses_only_itself() {
+        let good = entry_line(Now::at(1), &Input::Tick).unwrap();
+        let text = recording(&[good.clone(), good[..good.len() - 3].to_string(), good]);
+        let rec = read(&text).unwrap();
+        assert_eq!(rec.entries.len(), 2);
+        assert_eq!(rec.bad_lines.len(), 1);
+        assert!(
+            matches!(rec.bad_lines[0], RecordError::BadLine { line: 3, .. }),
+            "{:?}",
+            rec.bad_lines
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_recording_says_so() {
+        assert!(matches!(
+            read("{\"hello\":1}"),
+            Err(RecordError::NotARecording(_))
+        ));
+        assert_eq!(read("\n\n").unwrap_err(), RecordError::Empty);
+    }
+}

@@ -1,0 +1,354 @@
+//! The event loop: one task owns the [`Core`], reads the clocks (here and only here), feeds it
+//! every input from bounded channels, executes its outputs, and sleeps until its deadline or the
+//! next input.
+//!
+//! Admission records are taken before anything else that is ready: the API server calls the
+//! webhook before it stores the write, so the record is queued before the watch event it explains.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use gitops_reverser_core::admission::AdmissionRequest;
+use gitops_reverser_core::config::{Condition, CrRef, NamespacedName};
+use gitops_reverser_core::core::Core;
+use gitops_reverser_core::ids::Gvr;
+use gitops_reverser_core::io::{GitOpKind, GitResult, Input, Output, WatchEvent};
+use gitops_reverser_core::time::Now;
+use tokio::sync::{mpsc, watch};
+
+use crate::admin::Health;
+use crate::git::GitExecutor;
+use crate::kube::config::{CrKind, Shared};
+use crate::kube::discovery::Discovered;
+use crate::kube::status::{rfc3339, StatusMsg};
+use crate::kube::watches::Watches;
+use crate::metrics::Metrics;
+use crate::record::Recorder;
+
+/// Inputs of the driver besides admission records.
+#[derive(Debug)]
+pub enum Msg {
+    /// An input for the core as it is (watch events, configuration, credentials verdicts).
+    Input(Input),
+    /// Discovery ran.
+    Discovered(Discovered),
+    /// A git op finished.
+    GitDone(GitDone),
+    /// A CR kind's stream listed completely.
+    ConfigSynced(CrKind),
+    /// A CR whose spec does not fit its type: reported in its status.
+    InvalidSpec(CrRef, String),
+}
+
+/// A finished git op, with what the metrics and the status want to know.
+#[derive(Debug)]
+pub struct GitDone {
+    op_id: u64,
+    result: GitResult,
+    took: Duration,
+    repo: NamespacedName,
+    push: bool,
+}
+
+/// How long metrics are left between copies from the core, in milliseconds.
+pub const METRICS_SYNC_MS: u64 = 1_000;
+
+/// Everything the loop drives.
+pub struct Driver {
+    /// The pipeline.
+    pub core: Core,
+    /// A sender into [`Inbox::rx`], for git completions.
+    pub tx: mpsc::Sender<Msg>,
+    /// The object streams.
+    pub watches: Watches,
+    /// The git executor.
+    pub git: GitExecutor,
+    /// Credentials and generations.
+    pub shared: Arc<Shared>,
+    /// The status writer.
+    pub status_tx: mpsc::Sender<StatusMsg>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Readiness.
+    pub health: Arc<Health>,
+    /// `--record-inputs`.
+    pub recorder: Option<Recorder>,
+    /// How long a shutdown waits for pending pushes.
+    pub shutdown_timeout: Duration,
+}
+
+/// What the loop waits on.
+pub struct Inbox {
+    /// Watch events, configuration, git completions.
+    pub rx: mpsc::Receiver<Msg>,
+    /// Admission records from the webhook.
+    pub admissions: mpsc::Receiver<AdmissionRequest>,
+    /// Turns true on the first SIGTERM.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Resolves once `rx` holds `true` (or its sender is gone).
+pub async fn until_true(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Now {
+        let wall_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Now {
+            mono_ms: self.origin.elapsed().as_millis() as u64,
+            wall_ms,
+        }
+    }
+
+    fn instant(&self, mono_ms: u64) -> Instant {
+        self.origin + Duration::from_millis(mono_ms)
+    }
+}
+
+/// What the loop tracks to say whether the operator is ready.
+#[derive(Default)]
+struct Sync {
+    config: BTreeSet<&'static str>,
+    discovered: bool,
+    listing: BTreeSet<Gvr>,
+    listed_once: BTreeSet<Gvr>,
+}
+
+impl Driver {
+    /// Runs until shutdown; then flushes within the deadline and returns.
+    pub async fn run(mut self, mut inbox: Inbox) {
+        let clock = Clock {
+            origin: Instant::now(),
+        };
+        let mut sync = Sync::default();
+        let mut pending_status: BTreeMap<CrRef, Vec<Condition>> = BTreeMap::new();
+        let mut metrics_tick = tokio::time::interval(Duration::from_millis(METRICS_SYNC_MS));
+        let mut last_resources = None;
+        loop {
+            let deadline = self.core.poll_deadline().map(|ms| clock.instant(ms));
+            tokio::select! {
+                biased;
+                _ = until_true(&mut inbox.shutdown) => break,
+                Some(req) = inbox.admissions.recv() => {
+                    self.feed(&clock, Input::Admission(req), &mut sync, &mut pending_status);
+                }
+                Some(msg) = inbox.rx.recv() => match msg {
+                    Msg::Input(input) => self.feed(&clock, input, &mut sync, &mut pending_status),
+                    Msg::Discovered(d) => {
+                        let resources = d.api_resources();
+                        if last_resources.as_ref() != Some(&resources) {
+                            last_resources = Some(resources.clone());
+                            self.feed(&clock, Input::ApiResources(resources), &mut sync, &mut pending_status);
+                        }
+                        self.watches.set_discovered(d);
+                        sync.discovered = true;
+                        self.note_started(&mut sync);
+                    }
+                    Msg::GitDone(done) => self.git_done(&clock, done, &mut sync, &mut pending_status),
+                    Msg::ConfigSynced(kind) => {
+                        sync.config.insert(kind.kind());
+                    }
+                    Msg::InvalidSpec(cr, message) => {
+                        pending_status.insert(cr, vec![Condition::not_ready("InvalidSpec", message)]);
+                    }
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    self.feed(&clock, Input::Tick, &mut sync, &mut pending_status);
+                }
+                _ = metrics_tick.tick() => self.sync_metrics(&inbox),
+            }
+            self.send_status(&mut pending_status);
+            self.health.synced.store(
+                sync.config.len() == CrKind::ALL.len() && sync.discovered && sync.listing.is_empty(),
+                Ordering::Relaxed,
+            );
+            if let Some(r) = &mut self.recorder {
+                if inbox.rx.is_empty() && inbox.admissions.is_empty() {
+                    r.flush();
+                }
+            }
+        }
+        self.drain(&mut inbox, &clock, &mut sync, &mut pending_status).await;
+    }
+
+    /// Shutdown: stop intake, push everything pending, wait for it within the deadline.
+    async fn drain(
+        &mut self,
+        inbox: &mut Inbox,
+        clock: &Clock,
+        sync: &mut Sync,
+        pending_status: &mut BTreeMap<CrRef, Vec<Condition>>,
+    ) {
+        tracing::info!("shutting down: intake stopped, pushing pending commits");
+        self.watches.stop_all();
+        inbox.admissions.close();
+        self.feed(clock, Input::Flush, sync, pending_status);
+        let give_up = Instant::now() + self.shutdown_timeout;
+        while self.core.unfinished() != (0, 0) {
+            let deadline = self.core.poll_deadline().map(|ms| clock.instant(ms));
+            tokio::select! {
+                msg = inbox.rx.recv() => match msg {
+                    Some(Msg::GitDone(done)) => self.git_done(clock, done, sync, pending_status),
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    self.feed(clock, Input::Tick, sync, pending_status);
+                }
+                _ = tokio::time::sleep_until(give_up.into()) => break,
+            }
+        }
+        let (commits, ops) = self.core.unfinished();
+        if commits > 0 {
+            tracing::warn!(
+                commits,
+                ops,
+                "shutdown deadline passed with commits unpushed: the next start recomputes the files from the cluster (their attribution is lost)"
+            );
+        } else {
+            tracing::info!("every pending commit pushed");
+        }
+        self.sync_metrics(inbox);
+        if let Some(r) = &mut self.recorder {
+            r.flush();
+        }
+    }
+
+    fn git_done(
+        &mut self,
+        clock: &Clock,
+        done: GitDone,
+        sync: &mut Sync,
+        pending_status: &mut BTreeMap<CrRef, Vec<Condition>>,
+    ) {
+        if done.push {
+            self.metrics
+                .git_push_duration_seconds
+                .observe(done.took.as_secs_f64());
+            if matches!(done.result, GitResult::Pushed { .. }) {
+                let at = rfc3339(clock.now().wall_ms / 1000);
+                let _ = self.status_tx.try_send(StatusMsg::Pushed(done.repo.clone(), at));
+            }
+        }
+        self.feed(clock, Input::GitDone(done.op_id, done.result), sync, pending_status);
+    }
+
+    /// Hands one input to the core and executes what it asks for.
+    fn feed(
+        &mut self,
+        clock: &Clock,
+        input: Input,
+        sync: &mut Sync,
+        pending_status: &mut BTreeMap<CrRef, Vec<Condition>>,
+    ) {
+        if let Input::Watch(gvr, ev) = &input {
+            match ev {
+                WatchEvent::Init => {
+                    sync.listing.insert(gvr.clone());
+                }
+                WatchEvent::InitDone => {
+                    sync.listing.remove(gvr);
+                    sync.listed_once.insert(gvr.clone());
+                }
+                _ => {}
+            }
+        }
+        let now = clock.now();
+        if let Some(r) = &mut self.recorder {
+            r.write(now, &input);
+        }
+        self.core.handle(now, input);
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::EnsureWatches(set) => {
+                    sync.listing.retain(|g| set.contains(g));
+                    self.watches.ensure(set);
+                    self.note_started(sync);
+                }
+                Output::Resync(gvr) => {
+                    sync.listing.insert(gvr.clone());
+                    self.watches.resync(&gvr);
+                }
+                Output::Git(op) => {
+                    let creds = self.shared.creds_of(&op.repo);
+                    let (git, tx) = (self.git.clone(), self.tx.clone());
+                    let repo = op.repo.clone();
+                    let push = matches!(op.kind, GitOpKind::Push { .. });
+                    let op_id = op.op_id;
+                    tokio::spawn(async move {
+                        let started = Instant::now();
+                        let result = git.run(op, creds).await;
+                        let done = GitDone {
+                            op_id,
+                            result,
+                            took: started.elapsed(),
+                            repo,
+                            push,
+                        };
+                        // A completion is never dropped: wait for room.
+                        let _ = tx.send(Msg::GitDone(done)).await;
+                    });
+                }
+                Output::Status(cr, conditions) => {
+                    pending_status.insert(cr, conditions);
+                }
+                Output::Refused { subject, reason } => {
+                    tracing::warn!(%subject, "refused: {reason}");
+                }
+            }
+        }
+    }
+
+    /// Streams just started have not listed yet: not ready until they have.
+    fn note_started(&self, sync: &mut Sync) {
+        for gvr in self.watches.running() {
+            if !sync.listed_once.contains(gvr) {
+                sync.listing.insert(gvr.clone());
+            }
+        }
+    }
+
+    fn send_status(&self, pending: &mut BTreeMap<CrRef, Vec<Condition>>) {
+        while let Some((cr, conditions)) = pending.pop_first() {
+            if let Err(e) = self.status_tx.try_send(StatusMsg::Conditions(cr, conditions)) {
+                // The writer is behind: keep the latest conditions and hand them over later.
+                if let StatusMsg::Conditions(cr, conditions) = e.into_inner() {
+                    pending.insert(cr, conditions);
+                }
+                return;
+            }
+        }
+    }
+
+    fn sync_metrics(&self, inbox: &Inbox) {
+        self.metrics.sync_core(&self.core);
+        let depth = inbox.rx.max_capacity() - inbox.rx.capacity();
+        self.metrics.input_queue_depth.set(depth as i64);
+        let depth = inbox.admissions.max_capacity() - inbox.admissions.capacity();
+        self.metrics.admission_queue_depth.set(depth as i64);
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

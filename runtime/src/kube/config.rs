@@ -1,0 +1,440 @@
+//! The reverser's own custom resources and the credentials Secrets they name, turned into the
+//! core's configuration inputs.
+//!
+//! Each CR kind is one raw stream; a relist's `InitDone` removes whatever the list no longer had.
+//! A GitRepoConfig's Secret is read only from that GitRepoConfig's namespace (a field-selected
+//! stream of one name), parsed by the executor's credentials code, and its verdict goes to the
+//! core as [`Input::Credentials`]; the parsed credentials stay here, keyed by GitRepoConfig, for
+//! the git executor.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use base64::Engine;
+use gitops_reverser_core::config::{
+    ClusterWatchRuleSpec, CrRef, GitRepoConfigSpec, NamespacedName, WatchRuleSpec,
+};
+use gitops_reverser_core::io::{Input, WatchEvent};
+use kube::Client;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+
+use super::stream::{self, StreamObserver, StreamSpec};
+use crate::crd::{GROUP, VERSION};
+use crate::driver::Msg;
+use crate::git::Credentials;
+
+/// What the configuration streams share with the rest of the runtime.
+#[derive(Default)]
+pub struct Shared {
+    /// `metadata.generation` of each custom resource, for `status.observedGeneration`.
+    pub generations: Mutex<BTreeMap<CrRef, i64>>,
+    /// Usable credentials per GitRepoConfig.
+    pub creds: RwLock<BTreeMap<NamespacedName, Arc<Credentials>>>,
+}
+
+impl Shared {
+    /// The credentials of a GitRepoConfig, if its Secret is usable.
+    pub fn creds_of(&self, repo: &NamespacedName) -> Option<Arc<Credentials>> {
+        self.creds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(repo)
+            .cloned()
+    }
+}
+
+#[derive(Deserialize)]
+struct Cr {
+    metadata: CrMeta,
+    #[serde(default)]
+    spec: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct CrMeta {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    generation: Option<i64>,
+}
+
+/// Which CR kind a stream carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrKind {
+    /// GitRepoConfig.
+    GitRepoConfig,
+    /// WatchRule.
+    WatchRule,
+    /// ClusterWatchRule.
+    ClusterWatchRule,
+}
+
+impl CrKind {
+    /// Every kind.
+    pub const ALL: [CrKind; 3] = [
+        CrKind::GitRepoConfig,
+        CrKind::WatchRule,
+        CrKind::ClusterWatchRule,
+    ];
+
+    /// The plural resource name.
+    pub fn plural(self) -> &'static str {
+        match self {
+            CrKind::GitRepoConfig => "gitrepoconfigs",
+            CrKind::WatchRule => "watchrules",
+            CrKind::ClusterWatchRule => "clusterwatchrules",
+        }
+    }
+
+    /// The kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            CrKind::GitRepoConfig => "GitRepoConfig",
+            CrKind::WatchRule => "WatchRule",
+            CrKind::ClusterWatchRule => "ClusterWatchRule",
+        }
+    }
+
+    fn cr_ref(self, meta: &CrMeta) -> CrRef {
+        let nn = || NamespacedName::new(meta.namespace.as_deref().unwrap_or(""), &meta.name);
+        match self {
+            CrKind::GitRepoConfig => CrRef::GitRepoConfig(nn()),
+            CrKind::WatchRule => CrRef::WatchRule(nn()),
+            CrKind::ClusterWatchRule => CrRef::ClusterWatchRule(meta.name.clone()),
+        }
+    }
+}
+
+/// The input removing a CR from the core.
+fn removed(cr: &CrRef) -> Input {
+    match cr {
+        CrRef::GitRepoConfig(n) => Input::GitRepoConfig(n.clone(), None),
+        CrRef::WatchRule(n) => Input::WatchRule(n.clone(), None),
+        CrRef::ClusterWatchRule(n) => Input::ClusterWatchRule(n.clone(), None),
+    }
+}
+
+fn parse<S: DeserializeOwned>(spec: serde_json::Value) -> Result<S, String> {
+    serde_json::from_value(spec).map_err(|e| format!("spec does not fit the CRD: {e}"))
+}
+
+/// The core input for a CR's current state; an unreadable spec removes it from the core and is
+/// reported as its status.
+fn upserted(cr: &CrRef, spec: serde_json::Value) -> Result<Input, String> {
+    Ok(match cr {
+        CrRef::GitRepoConfig(n) => Input::GitRepoConfig(n.clone(), Some(parse::<GitRepoConfigSpec>(spec)?)),
+        CrRef::WatchRule(n) => Input::WatchRule(n.clone(), Some(parse::<WatchRuleSpec>(spec)?)),
+        CrRef::ClusterWatchRule(n) => {
+            Input::ClusterWatchRule(n.clone(), Some(parse::<ClusterWatchRuleSpec>(spec)?))
+        }
+    })
+}
+
+/// Starts the three CR streams and their translators.
+pub fn spawn(
+    client: Client,
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+    observer: Arc<dyn StreamObserver>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for kind in CrKind::ALL {
+        let (etx, erx) = mpsc::channel(256);
+        let spec = StreamSpec {
+            path: format!("/apis/{GROUP}/{VERSION}/{}", kind.plural()),
+            field_selector: None,
+            type_meta: (format!("{GROUP}/{VERSION}"), kind.kind().into()),
+            label: kind.plural().into(),
+        };
+        tasks.push(tokio::spawn(stream::run(
+            client.clone(),
+            spec,
+            etx,
+            |ev| ev,
+            Arc::new(Notify::new()),
+            observer.clone(),
+        )));
+        tasks.push(tokio::spawn(translate(
+            kind,
+            erx,
+            tx.clone(),
+            shared.clone(),
+            client.clone(),
+            observer.clone(),
+        )));
+    }
+    tasks
+}
+
+/// A GitRepoConfig's Secret stream, restarted when its reference changes.
+struct SecretWatch {
+    secret: String,
+    task: JoinHandle<()>,
+}
+
+impl Drop for SecretWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn translate(
+    kind: CrKind,
+    mut rx: mpsc::Receiver<WatchEvent>,
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+    client: Client,
+    observer: Arc<dyn StreamObserver>,
+) {
+    let mut known: BTreeSet<CrRef> = BTreeSet::new();
+    let mut listed: BTreeSet<CrRef> = BTreeSet::new();
+    let mut secrets: BTreeMap<NamespacedName, SecretWatch> = BTreeMap::new();
+    while let Some(ev) = rx.recv().await {
+        let mut out = Vec::new();
+        match ev {
+            WatchEvent::Init => listed.clear(),
+            WatchEvent::InitDone => {
+                for gone in known.difference(&listed).cloned().collect::<Vec<_>>() {
+                    known.remove(&gone);
+                    forget(&gone, &shared, &mut secrets);
+                    out.push(Msg::Input(removed(&gone)));
+                }
+                out.push(Msg::ConfigSynced(kind));
+            }
+            WatchEvent::InitApply(obj) | WatchEvent::Apply(obj) => {
+                let cr: Cr = match serde_json::from_slice(obj.as_bytes()) {
+                    Ok(cr) => cr,
+                    Err(e) => {
+                        tracing::warn!(kind = kind.kind(), "unreadable custom resource: {e}");
+                        continue;
+                    }
+                };
+                let r = kind.cr_ref(&cr.metadata);
+                listed.insert(r.clone());
+                known.insert(r.clone());
+                if let Some(g) = cr.metadata.generation {
+                    shared
+                        .generations
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(r.clone(), g);
+                }
+                match upserted(&r, cr.spec) {
+                    Ok(input) => {
+                        if let Input::GitRepoConfig(name, Some(spec)) = &input {
+                            let secret = spec.secret_ref.as_ref().map(|s| s.name.clone());
+                            watch_secret(name, secret, &mut secrets, &client, &tx, &shared, &observer);
+                        }
+                        out.push(Msg::Input(input));
+                    }
+                    Err(message) => {
+                        tracing::warn!(cr = %r, "{message}");
+                        forget(&r, &shared, &mut secrets);
+                        out.push(Msg::Input(removed(&r)));
+                        out.push(Msg::InvalidSpec(r, message));
+                    }
+                }
+            }
+            WatchEvent::Delete(obj) => {
+                let Ok(cr) = serde_json::from_slice::<Cr>(obj.as_bytes()) else {
+                    continue;
+                };
+                let r = kind.cr_ref(&cr.metadata);
+                known.remove(&r);
+                listed.remove(&r);
+                forget(&r, &shared, &mut secrets);
+                out.push(Msg::Input(removed(&r)));
+            }
+        }
+        for m in out {
+            if tx.send(m).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn forget(cr: &CrRef, shared: &Shared, secrets: &mut BTreeMap<NamespacedName, SecretWatch>) {
+    shared
+        .generations
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(cr);
+    if let CrRef::GitRepoConfig(name) = cr {
+        secrets.remove(name);
+        shared
+            .creds
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+}
+
+fn watch_secret(
+    repo: &NamespacedName,
+    secret: Option<String>,
+    secrets: &mut BTreeMap<NamespacedName, SecretWatch>,
+    client: &Client,
+    tx: &mpsc::Sender<Msg>,
+    shared: &Arc<Shared>,
+    observer: &Arc<dyn StreamObserver>,
+) {
+    if secrets.get(repo).map(|w| &w.secret) == secret.as_ref() {
+        return;
+    }
+    secrets.remove(repo);
+    shared
+        .creds
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(repo);
+    let Some(secret) = secret else {
+        return;
+    };
+    // Tenancy: the Secret is looked up in the GitRepoConfig's own namespace, and nowhere else.
+    let spec = StreamSpec {
+        path: format!("/api/v1/namespaces/{}/secrets", repo.namespace),
+        field_selector: Some(format!("metadata.name={secret}")),
+        type_meta: ("v1".into(), "Secret".into()),
+        label: format!("secret {}/{secret}", repo.namespace),
+    };
+    let (etx, erx) = mpsc::channel(16);
+    let stream = tokio::spawn(stream::run(
+        client.clone(),
+        spec,
+        etx,
+        |ev| ev,
+        Arc::new(Notify::new()),
+        observer.clone(),
+    ));
+    let verdicts = tokio::spawn(secret_verdicts(
+        repo.clone(),
+        secret.clone(),
+        erx,
+        tx.clone(),
+        shared.clone(),
+        stream,
+    ));
+    secrets.insert(
+        repo.clone(),
+        SecretWatch {
+            secret,
+            task: verdicts,
+        },
+    );
+}
+
+#[derive(Deserialize)]
+struct SecretObj {
+    #[serde(default)]
+    data: BTreeMap<String, String>,
+}
+
+/// Reads a Secret's `data` into what [`Credentials::from_secret_data`] takes.
+pub fn secret_data(text: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let s: SecretObj =
+        serde_json::from_slice(text).map_err(|e| format!("unreadable Secret: {e}"))?;
+    s.data
+        .into_iter()
+        .map(|(k, v)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_bytes())
+                .map(|bytes| (k.clone(), bytes))
+                .map_err(|_| format!("key {k} is not base64"))
+        })
+        .collect()
+}
+
+async fn secret_verdicts(
+    repo: NamespacedName,
+    secret: String,
+    mut rx: mpsc::Receiver<WatchEvent>,
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+    stream: JoinHandle<()>,
+) {
+    struct AbortOnDrop(JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _stream = AbortOnDrop(stream);
+    let missing = format!(
+        "Secret {secret} not found in namespace {}: create it there (a GitRepoConfig's credentials are read only from its own namespace)",
+        repo.namespace
+    );
+    let mut found = false;
+    while let Some(ev) = rx.recv().await {
+        let verdict = match ev {
+            WatchEvent::Init => {
+                found = false;
+                continue;
+            }
+            WatchEvent::InitDone if found => continue,
+            WatchEvent::InitDone | WatchEvent::Delete(_) => {
+                found = false;
+                Err(missing.clone())
+            }
+            WatchEvent::InitApply(obj) | WatchEvent::Apply(obj) => {
+                found = true;
+                secret_data(obj.as_bytes())
+                    .map_err(|e| format!("Secret {}/{secret}: {e}", repo.namespace))
+                    .and_then(|data| Credentials::from_secret_data(&secret, &data))
+            }
+        };
+        let problem = {
+            let mut creds = shared.creds.write().unwrap_or_else(|p| p.into_inner());
+            match verdict {
+                Ok(c) => {
+                    creds.insert(repo.clone(), Arc::new(c));
+                    None
+                }
+                Err(problem) => {
+                    creds.remove(&repo);
+                    Some(problem)
+                }
+            }
+        };
+        if let Some(p) = &problem {
+            tracing::warn!(repo = %repo, "credentials unusable: {p}");
+        }
+        if tx
+            .send(Msg::Input(Input::Credentials(repo.clone(), problem)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_data_is_decoded_and_bad_base64_names_its_key() {
+        let ok = br#"{"data":{"username":"YWxpY2U=","password":"czNjcmV0"}}"#;
+        let data = secret_data(ok).unwrap();
+        assert_eq!(data["username"], b"alice");
+        assert_eq!(data["password"], b"s3cret");
+        let bad = br#"{"data":{"password":"***"}}"#;
+        assert_eq!(secret_data(bad).unwrap_err(), "key password is not base64");
+    }
+
+    #[test]
+    fn a_spec_that_does_not_fit_is_an_error_naming_the_field() {
+        let r = CrRef::GitRepoConfig(NamespacedName::new("a", "b"));
+        let err = upserted(&r, serde_json::json!({"allowedBranches": ["main"]})).unwrap_err();
+        assert!(err.contains("repoURL"), "{err}");
+        assert!(matches!(
+            upserted(&r, serde_json::json!({"repoURL": "file:///x"})),
+            Ok(Input::GitRepoConfig(_, Some(_)))
+        ));
+    }
+}

@@ -1,0 +1,218 @@
+//! `gitops-reverser`: `run` the operator, print its `crds`, or its `version`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use gitops_reverser_core::config::parse_duration_ms;
+use gitops_reverser_core::core::CoreConfig;
+use gitops_reverser_core::correlation::CorrelationLimits;
+use gitops_reverser_core::io::Identity;
+use gitops_reverser_core::sanitize::SecretPolicy;
+use gitops_reverser_runtime::run::{run, RunConfig};
+use gitops_reverser_runtime::crd;
+
+#[derive(Parser)]
+#[command(name = "gitops-reverser", about = "Keeps a Git repository equal to a Kubernetes cluster's live state, authored by who changed it")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator.
+    Run(Box<RunArgs>),
+    /// Print the CRDs as YAML (or write one file each into a folder).
+    Crds {
+        /// Write `<crd name>.yaml` files into this folder instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SecretPolicyArg {
+    /// Keep Secrets' keys, replace every value.
+    Redact,
+    /// Never write Secrets.
+    Exclude,
+}
+
+fn duration_ms(text: &str) -> Result<u64, String> {
+    parse_duration_ms(text).ok_or_else(|| format!("`{text}` is not a duration such as 30s, 1m or 1h30m"))
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Kubeconfig file; without it, in-cluster configuration or $HOME/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    #[arg(long, env = "GITOPS_REVERSER_CONTEXT")]
+    context: Option<String>,
+    /// Address (and port) of the admission webhook (HTTPS).
+    #[arg(long, env = "GITOPS_REVERSER_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+    webhook_addr: SocketAddr,
+    /// Address (and port) of /metrics, /healthz and /readyz (HTTP).
+    #[arg(long, env = "GITOPS_REVERSER_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    admin_addr: SocketAddr,
+    /// The webhook's certificate chain, PEM (re-read when it changes).
+    #[arg(long, env = "GITOPS_REVERSER_TLS_CERT", default_value = "/tls/tls.crt")]
+    tls_cert: PathBuf,
+    /// The webhook's private key, PEM (re-read when it changes).
+    #[arg(long, env = "GITOPS_REVERSER_TLS_KEY", default_value = "/tls/tls.key")]
+    tls_key: PathBuf,
+    /// Folder of the operator's clones.
+    #[arg(long, env = "GITOPS_REVERSER_WORK_DIR", default_value = "/var/lib/gitops-reverser")]
+    work_dir: PathBuf,
+    /// Author name of commits whose user is not known.
+    #[arg(long, env = "GITOPS_REVERSER_FALLBACK_AUTHOR_NAME", default_value = "gitops-reverser")]
+    fallback_author_name: String,
+    /// Author e-mail of commits whose user is not known.
+    #[arg(long, env = "GITOPS_REVERSER_FALLBACK_AUTHOR_EMAIL", default_value = "gitops-reverser@configbutler.ai")]
+    fallback_author_email: String,
+    /// Committer name of every commit.
+    #[arg(long, env = "GITOPS_REVERSER_COMMITTER_NAME", default_value = "gitops-reverser")]
+    committer_name: String,
+    /// Committer e-mail of every commit.
+    #[arg(long, env = "GITOPS_REVERSER_COMMITTER_EMAIL", default_value = "gitops-reverser@configbutler.ai")]
+    committer_email: String,
+    /// Domain of users' author e-mail addresses (`alice@<domain>`).
+    #[arg(long, env = "GITOPS_REVERSER_USER_EMAIL_DOMAIN", default_value = "cluster.local")]
+    user_email_domain: String,
+    /// How long an admission record waits for its watch event. Raise it when watch events lag
+    /// behind admission by more than this (authors then fall back).
+    #[arg(long, env = "GITOPS_REVERSER_CORRELATION_TTL", default_value = "60s", value_parser = duration_ms)]
+    correlation_ttl: u64,
+    /// What happens to Secrets.
+    #[arg(long, env = "GITOPS_REVERSER_SECRET_POLICY", value_enum, default_value = "redact")]
+    secret_policy: SecretPolicyArg,
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "GITOPS_REVERSER_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Write every core input to this file (JSON lines) so the run can be replayed exactly.
+    #[arg(long, env = "GITOPS_REVERSER_RECORD_INPUTS")]
+    record_inputs: Option<PathBuf>,
+    /// How long SIGTERM waits for pending pushes before exiting.
+    #[arg(long, env = "GITOPS_REVERSER_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration_ms)]
+    shutdown_timeout: u64,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn instance_id() -> u64 {
+    // Distinguishes this process's op tags from an earlier one's; any unique-enough value does.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+fn core_config(a: &RunArgs) -> CoreConfig {
+    let mut c = CoreConfig {
+        instance_id: instance_id(),
+        ..CoreConfig::default()
+    };
+    c.identities.committer = Identity {
+        name: a.committer_name.clone(),
+        email: a.committer_email.clone(),
+    };
+    c.identities.fallback_author = Identity {
+        name: a.fallback_author_name.clone(),
+        email: a.fallback_author_email.clone(),
+    };
+    c.identities.user_email_domain = a.user_email_domain.clone();
+    c.secret_policy = match a.secret_policy {
+        SecretPolicyArg::Redact => SecretPolicy::Redact,
+        SecretPolicyArg::Exclude => SecretPolicy::Exclude,
+    };
+    c.correlation = CorrelationLimits {
+        ttl_ms: a.correlation_ttl,
+        ..CorrelationLimits::default()
+    };
+    c
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("gitops-reverser {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Crds { out_dir: None } => {
+            print!("{}", crd::yaml());
+            Ok(())
+        }
+        Command::Crds { out_dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)?;
+            for c in crd::all() {
+                let path = dir.join(crd::file_name(&c));
+                std::fs::write(&path, serde_yaml::to_string(&c)?)?;
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
+        Command::Run(args) => {
+            init_logs(args.log_format);
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let cfg = RunConfig {
+                core: core_config(&args),
+                kubeconfig: args.kubeconfig.clone(),
+                context: args.context.clone(),
+                webhook_addr: args.webhook_addr,
+                admin_addr: args.admin_addr,
+                tls_cert: args.tls_cert.clone(),
+                tls_key: args.tls_key.clone(),
+                work_dir: args.work_dir.clone(),
+                record_inputs: args.record_inputs.clone(),
+                shutdown_timeout: Duration::from_millis(args.shutdown_timeout),
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    signals().await;
+                    tracing::info!("signal received: shutting down (a second signal exits at once)");
+                    let _ = stop_tx.send(true);
+                    signals().await;
+                    tracing::warn!("second signal: exiting now");
+                    std::process::exit(130);
+                });
+                tracing::info!(version = env!("CARGO_PKG_VERSION"), "gitops-reverser starting");
+                run(cfg, stop_rx).await
+            })?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+async fn signals() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,296 @@
+//! Prometheus metrics (prometheus-client, text format), prefix `gitopsreverser_`.
+//!
+//! The core's counters are its own totals; the driver copies them here with [`Metrics::sync_core`]
+//! (counters advance by the difference, gauges are set). The runtime's own events (webhook
+//! requests, watch restarts, git op latency) are counted where they happen.
+
+use std::sync::Mutex;
+
+use gitops_reverser_core::core::Core;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of per-branch gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BranchLabels {
+    /// `namespace/name` of the GitRepoConfig.
+    pub repo: String,
+    /// The branch.
+    pub branch: String,
+}
+
+/// Labels of webhook requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `recorded`, `dropped`, `ignored` or `rejected`.
+    pub result: String,
+}
+
+/// Labels of stream restarts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    /// The stream (a GVR or a CR kind).
+    pub stream: String,
+}
+
+macro_rules! core_counters {
+    ($($name:ident),* $(,)?) => {
+        /// Counters mirrored from the core, by their REFERENCE names.
+        #[derive(Default)]
+        pub struct CoreCounters { $(pub $name: Counter,)* }
+    };
+}
+
+core_counters!(
+    correlation_entries,
+    correlation_hits,
+    correlation_misses,
+    correlation_evictions,
+    events_received,
+    events_processed,
+    watch_duplicates_skipped,
+    commits,
+    commit_bytes,
+    files_deleted,
+    rebase_retries,
+    git_operations,
+    git_failures,
+    admissions,
+    refused,
+    orphans_found,
+);
+
+/// Every metric of the operator.
+pub struct Metrics {
+    registry: Registry,
+    /// Mirrored from the core.
+    pub core: CoreCounters,
+    /// Push latency (a push op from dispatch to result), seconds.
+    pub git_push_duration_seconds: Histogram,
+    /// Pending commits per branch.
+    pub repo_branch_queue_depth: Family<BranchLabels, Gauge>,
+    /// Git ops in flight per branch (0 or 1).
+    pub repo_branch_active_workers: Family<BranchLabels, Gauge>,
+    /// Inputs waiting in the driver's channel.
+    pub input_queue_depth: Gauge,
+    /// Admission records waiting for the driver.
+    pub admission_queue_depth: Gauge,
+    /// Correlation keys held.
+    pub correlation_keys: Gauge,
+    /// Webhook requests by result.
+    pub webhook_requests: Family<ResultLabels, Counter>,
+    /// Admission records dropped because the driver's channel was full (attribution lost).
+    pub webhook_dropped_records: Counter,
+    /// Time from a webhook request's arrival to its answer, seconds.
+    pub webhook_latency_seconds: Histogram,
+    /// List or watch requests that failed or expired and were retried.
+    pub watch_restarts: Family<StreamLabels, Counter>,
+    /// Objects tracked by the core.
+    pub live_objects: Gauge,
+    last: Mutex<Option<Snapshot>>,
+}
+
+type Snapshot = [u64; 16];
+
+fn snapshot(core: &Core) -> Snapshot {
+    let c = core.counters();
+    let k = core.correlation_counters();
+    [
+        k.entries_total,
+        k.hits_total,
+        k.misses_total,
+        k.evictions_total,
+        c.events_received_total,
+        c.events_processed_total,
+        c.watch_duplicates_skipped_total,
+        c.commits_total,
+        c.commit_bytes_total,
+        c.files_deleted_total,
+        c.rebase_retries_total,
+        c.git_operations_total,
+        c.git_failures_total,
+        c.admissions_total,
+        c.refused_total,
+        c.orphans_found_total,
+    ]
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gitopsreverser");
+        let core = CoreCounters::default();
+        let c = &core;
+        for (name, help, counter) in [
+            ("correlation_entries", "Admission records stored for correlation", &c.correlation_entries),
+            ("correlation_hits", "Watch events attributed to a user", &c.correlation_hits),
+            ("correlation_misses", "Watch events with no admission record (fallback author)", &c.correlation_misses),
+            ("correlation_evictions", "Correlation keys evicted by the key limit", &c.correlation_evictions),
+            ("events_received", "Watch events received", &c.events_received),
+            ("events_processed", "Watch events that queued a change", &c.events_processed),
+            ("watch_duplicates_skipped", "Watch events equal to what the repository holds", &c.watch_duplicates_skipped),
+            ("commits", "Commits pushed", &c.commits),
+            ("commit_bytes", "Bytes of files written by pushed commits", &c.commit_bytes),
+            ("files_deleted", "Files deleted by pushed commits", &c.files_deleted),
+            ("rebase_retries", "Pushes re-planned after a conflict", &c.rebase_retries),
+            ("git_operations", "Git operations issued", &c.git_operations),
+            ("git_failures", "Git operations that failed", &c.git_failures),
+            ("admissions", "Admission requests handed to the pipeline", &c.admissions),
+            ("refused", "Objects or requests refused (bad names, oversized, invalid)", &c.refused),
+            ("orphans_found", "Orphan files found by seeding and queued for deletion", &c.orphans_found),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        let git_push_duration_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register("git_push_duration_seconds", "Push latency", git_push_duration_seconds.clone());
+        let repo_branch_queue_depth = Family::default();
+        registry.register("repo_branch_queue_depth", "Pending commits per branch", repo_branch_queue_depth.clone());
+        let repo_branch_active_workers = Family::default();
+        registry.register("repo_branch_active_workers", "Git ops in flight per branch", repo_branch_active_workers.clone());
+        let input_queue_depth = Gauge::default();
+        registry.register("input_queue_depth", "Inputs waiting for the core", input_queue_depth.clone());
+        let admission_queue_depth = Gauge::default();
+        registry.register("admission_queue_depth", "Admission records waiting for the core", admission_queue_depth.clone());
+        let correlation_keys = Gauge::default();
+        registry.register("correlation_keys", "Correlation keys held", correlation_keys.clone());
+        let webhook_requests = Family::default();
+        registry.register("webhook_requests", "Webhook requests by result", webhook_requests.clone());
+        let webhook_dropped_records = Counter::default();
+        registry.register(
+            "webhook_dropped_records",
+            "Admission records dropped because the pipeline's channel was full (attribution lost, admission unaffected)",
+            webhook_dropped_records.clone(),
+        );
+        let webhook_latency_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register("webhook_latency_seconds", "Webhook answer latency", webhook_latency_seconds.clone());
+        let watch_restarts = Family::default();
+        registry.register("watch_restarts", "List or watch requests retried", watch_restarts.clone());
+        let live_objects = Gauge::default();
+        registry.register("live_objects", "Objects tracked by the pipeline", live_objects.clone());
+        Self {
+            registry,
+            core,
+            git_push_duration_seconds,
+            repo_branch_queue_depth,
+            repo_branch_active_workers,
+            input_queue_depth,
+            admission_queue_depth,
+            correlation_keys,
+            webhook_requests,
+            webhook_dropped_records,
+            webhook_latency_seconds,
+            watch_restarts,
+            live_objects,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Copies the core's counters and gauges.
+    pub fn sync_core(&self, core: &Core) {
+        let now = snapshot(core);
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let before = last.unwrap_or([0; 16]);
+        let c = &self.core;
+        let counters = [
+            &c.correlation_entries,
+            &c.correlation_hits,
+            &c.correlation_misses,
+            &c.correlation_evictions,
+            &c.events_received,
+            &c.events_processed,
+            &c.watch_duplicates_skipped,
+            &c.commits,
+            &c.commit_bytes,
+            &c.files_deleted,
+            &c.rebase_retries,
+            &c.git_operations,
+            &c.git_failures,
+            &c.admissions,
+            &c.refused,
+            &c.orphans_found,
+        ];
+        for ((counter, n), b) in counters.iter().zip(now).zip(before) {
+            counter.inc_by(n.saturating_sub(b));
+        }
+        *last = Some(now);
+        self.repo_branch_queue_depth.clear();
+        self.repo_branch_active_workers.clear();
+        for (repo, branch, view) in core.branch_views() {
+            let labels = BranchLabels {
+                repo: repo.to_string(),
+                branch,
+            };
+            self.repo_branch_queue_depth
+                .get_or_create(&labels)
+                .set((view.pending_commits + view.in_flight_commits) as i64);
+            self.repo_branch_active_workers
+                .get_or_create(&labels)
+                .set(i64::from(view.op_in_flight));
+        }
+        self.correlation_keys.set(core.correlation_size().0 as i64);
+        self.live_objects.set(core.live_objects() as i64);
+    }
+
+    /// Counts one webhook request.
+    pub fn webhook(&self, result: &str) {
+        self.webhook_requests
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gitops_reverser_core::core::CoreConfig;
+
+    #[test]
+    fn the_reference_names_are_exposed_with_their_prefix() {
+        let m = Metrics::new();
+        m.sync_core(&Core::new(CoreConfig::default()));
+        m.webhook("recorded");
+        let text = m.render();
+        for name in [
+            "gitopsreverser_correlation_entries_total",
+            "gitopsreverser_correlation_hits_total",
+            "gitopsreverser_correlation_misses_total",
+            "gitopsreverser_correlation_evictions_total",
+            "gitopsreverser_events_received_total",
+            "gitopsreverser_events_processed_total",
+            "gitopsreverser_watch_duplicates_skipped_total",
+            "gitopsreverser_commits_total",
+            "gitopsreverser_commit_bytes_total",
+            "gitopsreverser_files_deleted_total",
+            "gitopsreverser_rebase_retries_total",
+            "gitopsreverser_git_operations_total",
+            "gitopsreverser_git_push_duration_seconds",
+            "gitopsreverser_repo_branch_queue_depth",
+            "gitopsreverser_repo_branch_active_workers",
+            "gitopsreverser_webhook_requests_total{result=\"recorded\"} 1",
+            "gitopsreverser_webhook_dropped_records_total",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+}

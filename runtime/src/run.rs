@@ -1,0 +1,228 @@
+//! `gitops-reverser run`: builds the client, the channels and the tasks, and runs the driver.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use gitops_reverser_core::core::{Core, CoreConfig};
+use gitops_reverser_core::io::WatchEvent;
+use kube::Client;
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::admin::{self, Health};
+use crate::driver::{Driver, Inbox, Msg};
+use crate::git::GitExecutor;
+use crate::kube::config::{self, Shared};
+use crate::kube::discovery;
+use crate::kube::status;
+use crate::kube::stream::{self, StreamError, StreamObserver, StreamSpec};
+use crate::kube::watches::Watches;
+use crate::metrics::{Metrics, StreamLabels};
+use crate::record::Recorder;
+use crate::tls::ReloadingTls;
+use crate::webhook::{self, Webhook};
+
+/// Inputs waiting for the core at most (watch events, configuration, git completions). A full
+/// channel slows the watch streams down; nothing is dropped.
+pub const INPUT_QUEUE_MAX: usize = 4096;
+/// Admission records waiting for the core at most; the webhook drops (and counts) beyond.
+pub const ADMISSION_QUEUE_MAX: usize = 8192;
+/// Status updates waiting for the writer at most (the driver keeps the latest of the rest).
+pub const STATUS_QUEUE_MAX: usize = 1024;
+/// How often discovery runs besides when a CRD changes, in milliseconds.
+pub const REDISCOVERY_MS: u64 = 30_000;
+
+/// Everything `run` needs, from the command line.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// The core's configuration.
+    pub core: CoreConfig,
+    /// The kubeconfig file; `None` infers (in-cluster, then `$HOME/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context.
+    pub context: Option<String>,
+    /// Where the webhook listens.
+    pub webhook_addr: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` listen.
+    pub admin_addr: SocketAddr,
+    /// The webhook's certificate chain (PEM).
+    pub tls_cert: PathBuf,
+    /// The webhook's private key (PEM).
+    pub tls_key: PathBuf,
+    /// Where clones live.
+    pub work_dir: PathBuf,
+    /// `--record-inputs`.
+    pub record_inputs: Option<PathBuf>,
+    /// How long a shutdown waits for pending pushes.
+    pub shutdown_timeout: Duration,
+}
+
+struct Observer(Arc<Metrics>);
+
+impl StreamObserver for Observer {
+    fn restarted(&self, label: &str, _why: &StreamError) {
+        self.0
+            .watch_restarts
+            .get_or_create(&StreamLabels {
+                stream: label.to_string(),
+            })
+            .inc();
+    }
+}
+
+/// Builds a client from the kubeconfig or the environment.
+pub async fn client(kubeconfig: Option<&PathBuf>, context: Option<&String>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            let opts = kube::config::KubeConfigOptions {
+                context: context.cloned(),
+                ..Default::default()
+            };
+            kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .with_context(|| format!("using kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig given and none found (in-cluster or $HOME/.kube/config)")?,
+    };
+    Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// Runs the operator until `shutdown` turns true, then flushes and returns.
+pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let client = client(cfg.kubeconfig.as_ref(), cfg.context.as_ref()).await?;
+    let metrics = Arc::new(Metrics::new());
+    let observer: Arc<dyn StreamObserver> = Arc::new(Observer(metrics.clone()));
+    let tls = Arc::new(ReloadingTls::new(&cfg.tls_cert, &cfg.tls_key));
+    if let Err(e) = tls.current() {
+        tracing::error!("the webhook's certificate cannot be loaded yet (retried per connection): {e}");
+    }
+    let health = Arc::new(Health {
+        synced: AtomicBool::new(false),
+        tls: tls.clone(),
+    });
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
+    let (adm_tx, adm_rx) = mpsc::channel(ADMISSION_QUEUE_MAX);
+    let (status_tx, status_rx) = mpsc::channel(STATUS_QUEUE_MAX);
+    let shared = Arc::new(Shared::default());
+
+    let webhook_listener = tokio::net::TcpListener::bind(cfg.webhook_addr)
+        .await
+        .with_context(|| format!("binding the webhook to {}", cfg.webhook_addr))?;
+    let admin_listener = tokio::net::TcpListener::bind(cfg.admin_addr)
+        .await
+        .with_context(|| format!("binding the admin server to {}", cfg.admin_addr))?;
+    tracing::info!(webhook = %webhook_listener.local_addr()?, admin = %admin_listener.local_addr()?, "listening");
+    let hook = Arc::new(Webhook {
+        tx: adm_tx,
+        metrics: metrics.clone(),
+    });
+    let mut tasks = vec![
+        tokio::spawn(webhook::serve(webhook_listener, tls, hook, shutdown.clone())),
+        tokio::spawn(admin::serve(admin_listener, metrics.clone(), health.clone(), shutdown.clone())),
+        tokio::spawn(status::run(client.clone(), shared.clone(), status_rx)),
+        tokio::spawn(discover_forever(client.clone(), tx.clone(), observer.clone())),
+    ];
+    tasks.extend(config::spawn(client.clone(), tx.clone(), shared.clone(), observer.clone()));
+
+    let recorder = match &cfg.record_inputs {
+        Some(path) => Some(
+            Recorder::create(path, &cfg.core)
+                .with_context(|| format!("creating the input recording {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let git = GitExecutor::new(&cfg.work_dir)
+        .with_context(|| format!("using work dir {}", cfg.work_dir.display()))?;
+    let driver = Driver {
+        core: Core::new(cfg.core.clone()),
+        tx: tx.clone(),
+        watches: Watches::new(client.clone(), tx, observer),
+        git,
+        shared,
+        status_tx,
+        metrics,
+        health,
+        recorder,
+        shutdown_timeout: cfg.shutdown_timeout,
+    };
+    let inbox = Inbox {
+        rx,
+        admissions: adm_rx,
+        shutdown,
+    };
+    driver.run(inbox).await;
+    for t in tasks {
+        t.abort();
+    }
+    Ok(())
+}
+
+/// Runs discovery at start, whenever a CRD changes (a new one is served once Established), and
+/// every [`REDISCOVERY_MS`].
+async fn discover_forever(client: Client, tx: mpsc::Sender<Msg>, observer: Arc<dyn StreamObserver>) {
+    let changed = Arc::new(Notify::new());
+    let (ctx, mut crx) = mpsc::channel::<WatchEvent>(64);
+    let crds = tokio::spawn(stream::run(
+        client.clone(),
+        StreamSpec {
+            path: "/apis/apiextensions.k8s.io/v1/customresourcedefinitions".into(),
+            field_selector: None,
+            type_meta: (
+                "apiextensions.k8s.io/v1".into(),
+                "CustomResourceDefinition".into(),
+            ),
+            label: "customresourcedefinitions".into(),
+        },
+        ctx,
+        |ev| ev,
+        Arc::new(Notify::new()),
+        observer,
+    ));
+    let notify = changed.clone();
+    let relay = tokio::spawn(async move {
+        while let Some(ev) = crx.recv().await {
+            if matches!(ev, WatchEvent::Apply(_) | WatchEvent::Delete(_) | WatchEvent::InitDone) {
+                notify.notify_one();
+            }
+        }
+    });
+    struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.iter().for_each(|t| t.abort());
+        }
+    }
+    let _guard = AbortOnDrop(vec![crds, relay]);
+    let mut backoff = crate::kube::backoff::Backoff::default();
+    loop {
+        match discovery::discover(&client).await {
+            Ok((found, failures)) => {
+                backoff.reset();
+                for f in failures {
+                    tracing::warn!("discovery left out a group version: {f}");
+                }
+                if tx.send(Msg::Discovered(found)).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = changed.notified() => {
+                        // A CRD's events come in bursts (created, then Established): let them settle.
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(REDISCOVERY_MS)) => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("discovery failed, retrying: {e}");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}

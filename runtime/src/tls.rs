@@ -1,0 +1,95 @@
+//! The webhook's serving certificate, read from files and re-read when they change.
+//!
+//! Checked per connection by the files' modification time and size (two `stat`s): a Secret volume
+//! rotates by swapping a symlink, which breaks an inotify watch but not this.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+type Stamp = [(Option<SystemTime>, u64); 2];
+
+/// A serving configuration that follows its certificate and key files.
+pub struct ReloadingTls {
+    cert: PathBuf,
+    key: PathBuf,
+    state: Mutex<Option<(Stamp, Arc<ServerConfig>)>>,
+}
+
+fn stamp_of(path: &Path) -> std::io::Result<(Option<SystemTime>, u64)> {
+    let m = std::fs::metadata(path)?;
+    Ok((m.modified().ok(), m.len()))
+}
+
+impl ReloadingTls {
+    /// Follows `cert` (PEM chain) and `key` (PEM private key).
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self {
+            cert: cert.into(),
+            key: key.into(),
+            state: Mutex::new(None),
+        }
+    }
+
+    /// Whether a certificate has been loaded.
+    pub fn loaded(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// The current configuration, reloaded if the files changed. When the new files are broken
+    /// (mid-rotation, say) the last good configuration stays in use and the error is returned only
+    /// if there is none.
+    pub fn current(&self) -> Result<Arc<ServerConfig>, String> {
+        let stamp = [stamp_of(&self.cert), stamp_of(&self.key)];
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = match (&stamp, state.as_ref()) {
+            ([Ok(c), Ok(k)], Some((old, cfg))) if *old == [*c, *k] => return Ok(cfg.clone()),
+            ([Ok(c), Ok(k)], _) => self.load().map(|cfg| ([*c, *k], cfg)),
+            ([Err(e), _], _) => Err(format!("{}: {e}", self.cert.display())),
+            ([_, Err(e)], _) => Err(format!("{}: {e}", self.key.display())),
+        };
+        match (fresh, state.as_ref()) {
+            (Ok((s, cfg)), _) => {
+                if state.is_some() {
+                    tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
+                }
+                *state = Some((s, cfg.clone()));
+                Ok(cfg)
+            }
+            (Err(e), Some((_, cfg))) => {
+                tracing::warn!("serving certificate not reloaded, keeping the previous one: {e}");
+                Ok(cfg.clone())
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    fn load(&self) -> Result<Arc<ServerConfig>, String> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert)
+            .map_err(|e| format!("{}: {e}", self.cert.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", self.cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no PEM certificate", self.cert.display()));
+        }
+        let key = PrivateKeyDer::from_pem_file(&self.key)
+            .map_err(|e| format!("{}: {e}", self.key.display()))?;
+        let mut cfg = ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("{} and {}: {e}", self.cert.display(), self.key.display()))?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+}

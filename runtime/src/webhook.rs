@@ -1,0 +1,228 @@
+//! The admission webhook: HTTPS at [`WEBHOOK_PATH`], AdmissionReview v1 in, `allowed: true` out.
+//!
+//! It never waits on the core: a parsed request is queued with `try_send` (so requests reach the
+//! core in the order the API server called) and answered at once. A full queue costs attribution,
+//! never latency, and is counted. Bodies that are not a usable AdmissionReview get a 4xx naming
+//! what is wrong; the server keeps serving.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gitops_reverser_core::admission::{
+    allow_response, parse_review, review_uid, AdmissionError, AdmissionRequest, REVIEW_BYTES_MAX,
+};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::metrics::Metrics;
+use crate::tls::ReloadingTls;
+
+/// The path the API server posts to.
+pub const WEBHOOK_PATH: &str = "/process-validating-webhook";
+/// How long a client has to finish the TLS handshake, in milliseconds.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+
+/// What each request needs.
+pub struct Webhook {
+    /// Where parsed requests go.
+    pub tx: mpsc::Sender<AdmissionRequest>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+fn text(code: StatusCode, msg: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(msg + "\n")))
+        .expect("a static response builds")
+}
+
+fn allow(uid: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(&allow_response(uid, None)).expect("a Value serializes");
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("a static response builds")
+}
+
+/// The review's own `apiVersion` and `kind`: a body of another kind is refused, not guessed at.
+fn check_kind(body: &[u8]) -> Result<(), String> {
+    #[derive(Deserialize)]
+    struct Probe<'a> {
+        #[serde(rename = "apiVersion", borrow)]
+        api_version: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    let p: Probe = serde_json::from_slice(body)
+        .map_err(|e| format!("body is not a JSON AdmissionReview: {e}"))?;
+    match (p.api_version.as_deref(), p.kind.as_deref()) {
+        (Some("admission.k8s.io/v1"), Some("AdmissionReview")) => Ok(()),
+        (v, k) => Err(format!(
+            "body is {} {}, expected admission.k8s.io/v1 AdmissionReview (set admissionReviewVersions: [v1])",
+            v.unwrap_or("<no apiVersion>"),
+            k.unwrap_or("<no kind>")
+        )),
+    }
+}
+
+impl Webhook {
+    /// Answers one HTTP request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let res = self.answer(req).await;
+        self.metrics
+            .webhook_latency_seconds
+            .observe(started.elapsed().as_secs_f64());
+        res
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        match (req.method(), req.uri().path()) {
+            (&Method::POST, WEBHOOK_PATH) => {}
+            (_, WEBHOOK_PATH) => {
+                self.metrics.webhook("rejected");
+                return text(StatusCode::METHOD_NOT_ALLOWED, format!("{WEBHOOK_PATH} takes POST"));
+            }
+            (_, path) => {
+                self.metrics.webhook("rejected");
+                return text(StatusCode::NOT_FOUND, format!("no such path {path}; the webhook is at {WEBHOOK_PATH}"));
+            }
+        }
+        let body = match Limited::new(req.into_body(), REVIEW_BYTES_MAX).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                self.metrics.webhook("rejected");
+                let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                return match too_large {
+                    true => text(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("AdmissionReview body is over {REVIEW_BYTES_MAX} bytes"),
+                    ),
+                    false => text(StatusCode::BAD_REQUEST, format!("body could not be read: {e}")),
+                };
+            }
+        };
+        if let Err(msg) = check_kind(&body) {
+            self.metrics.webhook("rejected");
+            tracing::warn!("webhook request refused: {msg}");
+            return text(StatusCode::BAD_REQUEST, msg);
+        }
+        match parse_review(&body) {
+            Ok(request) => {
+                let uid = request.uid.clone();
+                match self.tx.try_send(request) {
+                    Ok(()) => self.metrics.webhook("recorded"),
+                    Err(_) => {
+                        self.metrics.webhook("dropped");
+                        self.metrics.webhook_dropped_records.inc();
+                    }
+                }
+                allow(&uid)
+            }
+            // A request the pipeline does not use (CONNECT, say) is still answered: never deny.
+            Err(e @ (AdmissionError::Unrecorded(_) | AdmissionError::Incomplete(_))) => {
+                self.metrics.webhook("ignored");
+                tracing::debug!("admission request not recorded: {e}");
+                match review_uid(&body) {
+                    Some(uid) => allow(&uid),
+                    None => text(StatusCode::BAD_REQUEST, AdmissionError::NoUid.to_string()),
+                }
+            }
+            Err(e) => {
+                self.metrics.webhook("rejected");
+                tracing::warn!("webhook request refused: {e}");
+                let code = match e {
+                    AdmissionError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                text(code, e.to_string())
+            }
+        }
+    }
+}
+
+/// Serves HTTPS on `listener` until `shutdown` turns true. The certificate is re-read per
+/// connection when its files changed.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ReloadingTls>,
+    hook: Arc<Webhook>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("webhook accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = crate::driver::until_true(&mut shutdown) => return,
+        };
+        let config = match tls.current() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("webhook has no usable certificate, connection from {peer} closed: {e}");
+                continue;
+            }
+        };
+        let hook = hook.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let stream = match tokio::time::timeout(
+                Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!("TLS handshake with {peer} failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake with {peer} timed out");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let hook = hook.clone();
+                async move { Ok::<_, Infallible>(hook.handle(req).await) }
+            });
+            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!("webhook connection from {peer} ended: {e}");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_of_another_kind_is_named_in_the_refusal() {
+        assert!(check_kind(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#).is_ok());
+        let err = check_kind(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#).unwrap_err();
+        assert!(err.contains("admission.k8s.io/v1beta1 AdmissionReview"), "{err}");
+        let err = check_kind(br#"{"apiVersion":"v1","kind":"Pod"}"#).unwrap_err();
+        assert!(err.contains("v1 Pod"), "{err}");
+        assert!(check_kind(b"{\"kind\":").unwrap_err().contains("not a JSON"));
+    }
+}

@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 use gitops_reverser_core::config::NamespacedName;
 use gitops_reverser_core::io::{FileBody, GitOp, GitOpKind, Identity, PlannedCommit};
 

@@ -1,0 +1,375 @@
+//! End to end against a real kube-apiserver 1.20 + etcd on loopback and a real git daemon: the
+//! API server itself calls the operator's webhook, and every assertion reads the remote.
+//!
+//! Each test starts its own cluster and operator; they run one at a time (one control plane on
+//! two cores at once is plenty).
+
+mod support;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use support::cluster::{eventually, Cluster, Operator};
+use support::{bare_repo, git, git_daemon, Server};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Remote {
+    server: Server,
+    repo: std::path::PathBuf,
+}
+
+impl Remote {
+    fn new() -> Remote {
+        let server = git_daemon();
+        let repo = bare_repo(server.dir.path(), "repo.git");
+        Remote { server, repo }
+    }
+
+    fn url(&self) -> String {
+        format!("git://127.0.0.1:{}/repo.git", self.server.port)
+    }
+
+    fn has_branch(&self) -> bool {
+        git(&self.repo, &["branch", "--list", "main"]).contains("main")
+    }
+
+    /// `author|subject` of every commit on main, oldest first.
+    fn log(&self) -> Vec<String> {
+        if !self.has_branch() {
+            return Vec::new();
+        }
+        git(&self.repo, &["log", "--reverse", "--format=%an|%s", "main"])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn file(&self, path: &str) -> Option<String> {
+        if !self.has_branch() {
+            return None;
+        }
+        let out = std::process::Command::new("git")
+            .args(["show", &format!("main:{path}")])
+            .current_dir(&self.repo)
+            .output()
+            .unwrap();
+        out.status.success().then(|| String::from_utf8(out.stdout).unwrap())
+    }
+
+    fn await_commit(&self, what: &str) -> String {
+        eventually(what, || self.log().into_iter().find(|l| l.ends_with(what)))
+    }
+}
+
+fn repo_config(ns: &str, url: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: configbutler.ai/v1alpha1
+kind: GitRepoConfig
+metadata: {{name: repo, namespace: {ns}}}
+spec:
+  repoURL: {url}
+  allowedBranches: [main]
+  push: {{interval: "1s", maxCommits: 1}}
+{extra}"#
+    )
+}
+
+fn watch_rule(ns: &str, name: &str, base: &str, resources: &str) -> String {
+    format!(
+        r#"apiVersion: configbutler.ai/v1alpha1
+kind: WatchRule
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  gitRepoConfigRef: repo
+  baseFolder: {base}
+  resources: {resources}
+"#
+    )
+}
+
+fn namespace(c: &Cluster, ns: &str) {
+    c.apply("admin", &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"));
+}
+
+/// A rule is in force once its status says so and the operator has listed its streams again.
+fn await_rule(c: &Cluster, op: &Operator, ns: &str, name: &str) {
+    c.await_ready(&format!("watchrule/{name}"), Some(ns), "True");
+    eventually("the operator synced", || {
+        support::cluster::http_get(op.admin_port, "/readyz").filter(|(code, _)| *code == 200)
+    });
+}
+
+fn config_map(ns: &str, name: &str, data: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {data}\n")
+}
+
+#[test]
+fn each_commit_is_authored_by_the_user_who_made_the_change() {
+    let _one = serial();
+    let c = Cluster::start();
+    let remote = Remote::new();
+    let dir = tempfile::tempdir().unwrap();
+    let op = Operator::start(&c, dir.path(), &[]);
+    namespace(&c, "team-a");
+    c.apply("admin", &repo_config("team-a", &remote.url(), ""));
+    c.apply("admin", &watch_rule("team-a", "cms", "clusters/prod", "[{version: v1, resource: configmaps}]"));
+    await_rule(&c, &op, "team-a", "cms");
+
+    let path = "clusters/prod/v1/configmaps/team-a/app-config.yaml";
+    c.apply("alice", &config_map("team-a", "app-config", "{LOG_LEVEL: info}"));
+    let created = remote.await_commit("[CREATE] v1/configmaps/team-a/app-config");
+    assert_eq!(created, "alice|[CREATE] v1/configmaps/team-a/app-config");
+    let yaml = remote.file(path).expect("the file at the documented path");
+    assert!(yaml.contains("LOG_LEVEL: info"), "{yaml}");
+    for noise in ["resourceVersion", "uid:", "managedFields", "creationTimestamp", "last-applied-configuration"] {
+        assert!(!yaml.contains(noise), "{noise} left in:\n{yaml}");
+    }
+
+    c.apply("bob", &config_map("team-a", "app-config", "{LOG_LEVEL: debug}"));
+    let updated = remote.await_commit("[UPDATE] v1/configmaps/team-a/app-config");
+    assert_eq!(updated, "bob|[UPDATE] v1/configmaps/team-a/app-config");
+    assert!(remote.file(path).unwrap().contains("LOG_LEVEL: debug"));
+
+    c.kubectl("alice", &["delete", "configmap", "app-config", "-n", "team-a"]);
+    let deleted = remote.await_commit("[DELETE] v1/configmaps/team-a/app-config");
+    assert_eq!(deleted, "alice|[DELETE] v1/configmaps/team-a/app-config");
+    assert_eq!(remote.file(path), None, "the deleted object's file is gone");
+}
+
+#[test]
+fn a_secret_that_existed_before_the_operator_started_is_redacted_everywhere_in_history() {
+    let _one = serial();
+    let c = Cluster::start();
+    let remote = Remote::new();
+    namespace(&c, "team-a");
+    let value = "pre-existing-s3cr3t-value-8d1f";
+    c.apply(
+        "alice",
+        &format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: db, namespace: team-a}}\nstringData: {{password: {value}}}\n"),
+    );
+    c.apply("admin", &repo_config("team-a", &remote.url(), ""));
+    c.apply("admin", &watch_rule("team-a", "secrets", "live", "[{version: v1, resource: secrets}]"));
+    let dir = tempfile::tempdir().unwrap();
+    let _op = Operator::start(&c, dir.path(), &[]);
+
+    let path = "live/v1/secrets/team-a/db.yaml";
+    let yaml = eventually("the Secret's file", || remote.file(path));
+    assert!(yaml.contains("password: <redacted>"), "{yaml}");
+    assert!(yaml.contains("kind: Secret"), "{yaml}");
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(value);
+    let history = git(&remote.repo, &["log", "-p", "--all"]);
+    assert!(!history.contains(value), "plaintext in history");
+    assert!(!history.contains(&b64), "base64 in history");
+}
+
+#[test]
+fn a_crd_created_after_the_operator_started_is_watched_once_established() {
+    let _one = serial();
+    let c = Cluster::start();
+    let remote = Remote::new();
+    let dir = tempfile::tempdir().unwrap();
+    let op = Operator::start(&c, dir.path(), &[]);
+    namespace(&c, "team-a");
+    c.apply("admin", &repo_config("team-a", &remote.url(), ""));
+    c.apply(
+        "admin",
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#,
+    );
+    c.kubectl("admin", &["wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.example.com"]);
+    c.apply("admin", &watch_rule("team-a", "widgets", "live", "[{group: example.com, version: v1, resource: widgets}]"));
+    await_rule(&c, &op, "team-a", "widgets");
+    c.apply(
+        "carol",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: team-a}\nspec: {size: 3}\n",
+    );
+    let commit = remote.await_commit("[CREATE] example.com/v1/widgets/team-a/w1");
+    assert_eq!(commit, "carol|[CREATE] example.com/v1/widgets/team-a/w1");
+    let yaml = remote.file("live/example.com/v1/widgets/team-a/w1.yaml").unwrap();
+    assert!(yaml.contains("size: 3"), "{yaml}");
+}
+
+#[test]
+fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
+    let _one = serial();
+    let c = Cluster::start();
+    let remote = Remote::new();
+    let dir = tempfile::tempdir().unwrap();
+    let _op = Operator::start(&c, dir.path(), &[]);
+    namespace(&c, "team-a");
+    c.apply(
+        "admin",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: team-a}\nstringData: {username: git}\n",
+    );
+    c.apply("admin", &repo_config("team-a", &remote.url(), "  secretRef: {name: creds}\n"));
+    let (reason, message) = c.await_ready("gitrepoconfig/repo", Some("team-a"), "False");
+    assert_eq!(reason, "CredentialsInvalid");
+    assert!(message.contains("username") && message.contains("password"), "{message}");
+
+    // Fixing the Secret fixes the status.
+    c.apply(
+        "admin",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: team-a}\nstringData: {username: git, password: pw}\n",
+    );
+    c.await_ready("gitrepoconfig/repo", Some("team-a"), "True");
+
+    let mut rule = watch_rule("team-a", "wrong-branch", "live", "[{version: v1, resource: configmaps}]");
+    rule.push_str("  branch: release\n");
+    c.apply("admin", &rule);
+    let (reason, message) = c.await_ready("watchrule/wrong-branch", Some("team-a"), "False");
+    assert!(!reason.is_empty() && message.contains("release"), "{reason}: {message}");
+
+    c.apply("admin", &watch_rule("team-a", "bad-folder", "'teams\\prod'", "[{version: v1, resource: configmaps}]"));
+    let (reason, message) = c.await_ready("watchrule/bad-folder", Some("team-a"), "False");
+    assert!(!reason.is_empty() && message.contains("teams\\prod"), "{reason}: {message}");
+
+    // What the CRD's schema can say, the API server refuses before the operator sees it.
+    let out = c.kubectl_output(
+        "admin",
+        &["apply", "-f", "-"],
+        Some(&watch_rule("team-a", "absolute", "/abs", "[{version: v1, resource: configmaps}]")),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("baseFolder"));
+
+    let table = c.kubectl("admin", &["get", "gitrepoconfigs", "-n", "team-a"]);
+    for column in ["READY", "REASON", "BRANCHES", "LAST PUSH"] {
+        assert!(table.contains(column), "{table}");
+    }
+}
+
+fn curl_post(op: &Operator, body_file: &Path) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+        .arg(op.dir.join("tls.crt"))
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(format!("@{}", body_file.display()))
+        .arg(format!("https://127.0.0.1:{}/process-validating-webhook", op.webhook_port))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn bad_webhook_bodies_get_a_4xx_while_a_valid_request_beside_them_is_allowed() {
+    let _one = serial();
+    let c = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let op = Operator::start(&c, dir.path(), &[]);
+    let valid = include_str!("../../core/tests/fixtures/kube-apiserver-1.20/admission.jsonl")
+        .lines()
+        .next()
+        .unwrap();
+    let bodies = [
+        ("valid", valid.to_string()),
+        ("malformed", "{not json".to_string()),
+        ("truncated", valid[..valid.len() / 2].to_string()),
+        ("wrong kind", r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}"#.to_string()),
+        ("oversized", format!("{{\"x\":\"{}\"}}", "a".repeat(4 * 1024 * 1024))),
+    ];
+    let files: Vec<_> = bodies
+        .iter()
+        .map(|(name, body)| {
+            let path = dir.path().join(name.replace(' ', "-"));
+            std::fs::write(&path, body).unwrap();
+            (*name, path)
+        })
+        .collect();
+    let answers: Vec<(&str, (u16, String))> = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|(name, path)| (*name, s.spawn(|| curl_post(&op, path))))
+            .collect();
+        handles.into_iter().map(|(n, h)| (n, h.join().unwrap())).collect()
+    });
+    for (name, (code, body)) in answers {
+        match name {
+            "valid" => {
+                assert_eq!(code, 200, "{body}");
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(v["response"]["allowed"], true);
+                assert_eq!(v["kind"], "AdmissionReview");
+                assert!(!v["response"]["uid"].as_str().unwrap().is_empty());
+            }
+            "oversized" => assert_eq!(code, 413, "{name}: {body}"),
+            _ => {
+                assert_eq!(code, 400, "{name}: {body}");
+                assert!(!body.trim().is_empty(), "{name} has a message");
+            }
+        }
+    }
+    // And it keeps serving.
+    let (code, _) = curl_post(&op, &files[0].1);
+    assert_eq!(code, 200);
+}
+
+#[test]
+fn sigterm_pushes_pending_commits_and_a_restart_converges_on_changes_made_while_down() {
+    let _one = serial();
+    let c = Cluster::start();
+    let remote = Remote::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut op = Operator::start(&c, dir.path(), &[]);
+    namespace(&c, "team-a");
+    // A long interval and a large batch: nothing is pushed until shutdown flushes.
+    c.apply(
+        "admin",
+        &repo_config("team-a", &remote.url(), "").replace(
+            "push: {interval: \"1s\", maxCommits: 1}",
+            "push: {interval: \"1h\", maxCommits: 100}",
+        ),
+    );
+    c.apply("admin", &watch_rule("team-a", "cms", "", "[{version: v1, resource: configmaps}]"));
+    await_rule(&c, &op, "team-a", "cms");
+    c.apply("alice", &config_map("team-a", "one", "{v: \"1\"}"));
+    c.apply("alice", &config_map("team-a", "three", "{v: \"3\"}"));
+    eventually("both changes queued", || {
+        op.metric("gitopsreverser_events_processed_total").filter(|n| *n >= 2.0)
+    });
+    assert!(remote.log().is_empty(), "nothing pushed before the interval");
+    let status = op.stop();
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(
+        remote.log(),
+        [
+            "alice|[CREATE] v1/configmaps/team-a/one",
+            "alice|[CREATE] v1/configmaps/team-a/three"
+        ]
+    );
+
+    // While the operator is down.
+    c.apply("bob", &config_map("team-a", "one", "{v: \"1b\"}"));
+    c.apply("bob", &config_map("team-a", "two", "{v: \"2\"}"));
+    c.kubectl("bob", &["delete", "configmap", "three", "-n", "team-a"]);
+
+    op.restart(&["--shutdown-timeout", "5s"]);
+    eventually("the remote converged", || {
+        let one = remote.file("v1/configmaps/team-a/one.yaml")?;
+        let two = remote.file("v1/configmaps/team-a/two.yaml")?;
+        (one.contains("v: 1b")
+            && two.contains("v:")
+            && remote.file("v1/configmaps/team-a/three.yaml").is_none())
+        .then_some(())
+    });
+    assert!(op.stop().success());
+}

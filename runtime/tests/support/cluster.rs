@@ -1,0 +1,328 @@
+//! A real control plane (etcd + kube-apiserver v1.20.2 on loopback, from `tests/cluster/`) and
+//! the operator binary run against it, for the end-to-end tests. Everything started is stopped
+//! on drop. A missing prerequisite fails the test with the command that installs it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::free_port;
+
+/// How long the end-to-end tests wait for something the cluster or the operator does.
+pub const E2E_TIMEOUT_MS: u64 = 60_000;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Polls `f` until it returns `Some`, or fails with `what`.
+pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_millis(E2E_TIMEOUT_MS);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// etcd and kube-apiserver, with users admin, alice, bob, carol and gitops-reverser.
+pub struct Cluster {
+    /// Its folder (certificates, kubeconfigs, logs).
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts a fresh cluster with the reverser's CRDs installed.
+    pub fn start() -> Cluster {
+        let root = repo_root();
+        let cache = std::env::var("GITOPS_REVERSER_CACHE")
+            .unwrap_or_else(|_| "/var/cache/gitops-reverser".into());
+        let apiserver = Path::new(&cache).join("kube-apiserver-v1.20.2/kube-apiserver");
+        assert!(
+            apiserver.is_file(),
+            "{} is missing: run tests/cluster/install (it builds kube-apiserver once per machine)",
+            apiserver.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(root.join("tests/cluster/up"))
+            .arg(dir.path())
+            .output()
+            .expect("tests/cluster/up runs");
+        assert!(
+            out.status.success(),
+            "tests/cluster/up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = Cluster { dir };
+        c.kubectl("admin", &["apply", "-f", root.join("deploy/crds").to_str().unwrap()]);
+        for crd in ["gitrepoconfigs", "watchrules", "clusterwatchrules"] {
+            c.kubectl(
+                "admin",
+                &["wait", "--for=condition=Established", "--timeout=60s", &format!("crd/{crd}.configbutler.ai")],
+            );
+        }
+        c
+    }
+
+    /// A user's kubeconfig.
+    pub fn kubeconfig(&self, user: &str) -> PathBuf {
+        self.dir.path().join(format!("kubeconfig-{user}"))
+    }
+
+    /// Runs kubectl as `user`.
+    pub fn kubectl_output(&self, user: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig(user))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        if let Some(text) = stdin {
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl as `user`, asserts success and returns stdout.
+    pub fn kubectl(&self, user: &str, args: &[&str]) -> String {
+        let out = self.kubectl_output(user, args, None);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} as {user} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `kubectl apply -f -` as `user`.
+    pub fn apply(&self, user: &str, yaml: &str) -> String {
+        let out = self.kubectl_output(user, &["apply", "-f", "-"], Some(yaml));
+        assert!(
+            out.status.success(),
+            "kubectl apply as {user} failed: {}\n{yaml}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A JSONPath of one object, read as admin (empty when absent).
+    pub fn jsonpath(&self, args: &[&str], path: &str) -> String {
+        let mut a = args.to_vec();
+        let p = format!("jsonpath={path}");
+        a.extend(["-o", &p]);
+        let out = self.kubectl_output("admin", &a, None);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until a custom resource's `Ready` condition has `status` and returns its reason.
+    pub fn await_ready(&self, kind_name: &str, ns: Option<&str>, status: &str) -> (String, String) {
+        let mut args = vec!["get", kind_name];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns]);
+        }
+        eventually(&format!("{kind_name} Ready={status}"), || {
+            let s = self.jsonpath(&args, "{.status.conditions[?(@.type==\"Ready\")].status}");
+            (s == status).then(|| {
+                (
+                    self.jsonpath(&args, "{.status.conditions[?(@.type==\"Ready\")].reason}"),
+                    self.jsonpath(&args, "{.status.conditions[?(@.type==\"Ready\")].message}"),
+                )
+            })
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("tests/cluster/down"))
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The operator binary, run against a [`Cluster`], with its webhook registered.
+pub struct Operator {
+    child: Option<Child>,
+    /// Its folder: certificate, clones, log, input recording.
+    pub dir: PathBuf,
+    /// The webhook's port.
+    pub webhook_port: u16,
+    /// The admin port.
+    pub admin_port: u16,
+    kubeconfig: PathBuf,
+}
+
+/// A self-signed serving certificate for 127.0.0.1 in `dir` (`tls.crt`, `tls.key`).
+pub fn serving_cert(dir: &Path) {
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=gitops-reverser"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(dir.join("tls.key"))
+        .arg("-out")
+        .arg(dir.join("tls.crt"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl could not make a certificate");
+}
+
+/// A plain HTTP GET on loopback: status code and body.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+impl Operator {
+    /// Starts the operator in `dir` (made if missing) and waits until it is ready and the API
+    /// server calls its webhook.
+    pub fn start(cluster: &Cluster, dir: &Path, extra: &[&str]) -> Operator {
+        std::fs::create_dir_all(dir).unwrap();
+        if !dir.join("tls.crt").exists() {
+            serving_cert(dir);
+        }
+        let mut op = Operator {
+            child: None,
+            dir: dir.to_path_buf(),
+            webhook_port: free_port(),
+            admin_port: free_port(),
+            kubeconfig: cluster.kubeconfig("gitops-reverser"),
+        };
+        op.spawn(extra);
+        op.register_webhook(cluster);
+        op
+    }
+
+    fn spawn(&mut self, extra: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("operator.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gitops-reverser"))
+            .arg("run")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--webhook-addr", &format!("127.0.0.1:{}", self.webhook_port)])
+            .args(["--admin-addr", &format!("127.0.0.1:{}", self.admin_port)])
+            .arg("--tls-cert")
+            .arg(self.dir.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(self.dir.join("tls.key"))
+            .arg("--work-dir")
+            .arg(self.dir.join("work"))
+            .arg("--record-inputs")
+            .arg(self.dir.join("inputs.jsonl"))
+            .args(extra)
+            .env("RUST_LOG", "info,gitops_reverser_runtime=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the operator starts");
+        self.child = Some(child);
+        let port = self.admin_port;
+        eventually("the operator's /readyz", || {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the operator exited with {status}:\n{}", self.log());
+            }
+            http_get(port, "/readyz").filter(|(c, _)| *c == 200)
+        });
+    }
+
+    /// Registers the webhook and waits until the API server calls it.
+    fn register_webhook(&self, cluster: &Cluster) {
+        use base64::Engine;
+        let ca = base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(self.dir.join("tls.crt")).unwrap());
+        cluster.apply(
+            "admin",
+            &format!(
+                r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: gitops-reverser}}
+webhooks:
+- name: gitops-reverser.configbutler.ai
+  clientConfig:
+    url: https://127.0.0.1:{port}/process-validating-webhook
+    caBundle: {ca}
+  rules:
+  - operations: [CREATE, UPDATE, DELETE]
+    apiGroups: ["*"]
+    apiVersions: ["*"]
+    resources: ["*"]
+    scope: "*"
+  failurePolicy: Ignore
+  sideEffects: None
+  timeoutSeconds: 5
+  admissionReviewVersions: [v1]
+"#,
+                port = self.webhook_port
+            ),
+        );
+        // The API server picks the configuration up asynchronously: wait until a write reaches us.
+        cluster.apply("admin", "apiVersion: v1\nkind: Namespace\nmetadata: {name: webhook-probe}\n");
+        let mut n = 0;
+        eventually("the API server calling the webhook", || {
+            n += 1;
+            let probe = format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: probe, namespace: webhook-probe}}\ndata: {{n: \"{n}\"}}\n"
+            );
+            cluster.apply("admin", &probe);
+            self.metric("gitopsreverser_webhook_requests_total{result=\"recorded\"}")
+                .filter(|v| *v > 0.0)
+        });
+    }
+
+    /// A metric's value.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = http_get(self.admin_port, "/metrics")?;
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l[name.len()..].trim().parse().ok())
+    }
+
+    /// The operator's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("operator.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        child.wait().unwrap()
+    }
+
+    /// Starts it again with the same folder and ports.
+    pub fn restart(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none(), "stop it first");
+        self.spawn(extra);
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- operator log ----\n{}", self.log());
+        }
+    }
+}

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use gitops_reverser_core::admission::{
     allow_response, parse_review, review_uid, AdmissionError, AdmissionRequest, REVIEW_BYTES_MAX,
 };
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -26,6 +26,8 @@ use crate::tls::ReloadingTls;
 
 /// The path the API server posts to.
 pub const WEBHOOK_PATH: &str = "/process-validating-webhook";
+/// How much of an oversized body is read (and dropped) before the answer, in bytes.
+pub const DRAIN_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// How long a client has to finish the TLS handshake, in milliseconds.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
@@ -52,6 +54,41 @@ fn allow(uid: &str) -> Response<Full<Bytes>> {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
         .expect("a static response builds")
+}
+
+fn too_large() -> Response<Full<Bytes>> {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("AdmissionReview body is over {REVIEW_BYTES_MAX} bytes"),
+    )
+}
+
+enum BodyError {
+    TooLarge,
+    Read(hyper::Error),
+}
+
+/// Reads a body of at most [`REVIEW_BYTES_MAX`]. A larger one is read on to its end (up to
+/// [`DRAIN_BYTES_MAX`]) and dropped: an HTTP/2 client still sending when the answer comes may
+/// take the stream's reset for a failure and never read the 413.
+async fn read_body(mut body: Incoming) -> Result<Bytes, BodyError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        if let Some(data) = frame.data_ref() {
+            seen += data.len();
+            if seen <= REVIEW_BYTES_MAX {
+                buf.extend_from_slice(data);
+            } else if seen > DRAIN_BYTES_MAX {
+                return Err(BodyError::TooLarge);
+            }
+        }
+    }
+    match seen <= REVIEW_BYTES_MAX {
+        true => Ok(buf.freeze()),
+        false => Err(BodyError::TooLarge),
+    }
 }
 
 /// The review's own `apiVersion` and `kind`: a body of another kind is refused, not guessed at.
@@ -98,18 +135,26 @@ impl Webhook {
                 return text(StatusCode::NOT_FOUND, format!("no such path {path}; the webhook is at {WEBHOOK_PATH}"));
             }
         }
-        let body = match Limited::new(req.into_body(), REVIEW_BYTES_MAX).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
+        // HTTP/1: a declared length over the limit is refused before the body is read, so that a
+        // client waiting for `100 Continue` gets the answer instead of a closed connection.
+        let declared = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let http1 = req.version() < hyper::Version::HTTP_2;
+        if http1 && declared.is_some_and(|n| n > REVIEW_BYTES_MAX) {
+            self.metrics.webhook("rejected");
+            return too_large();
+        }
+        let body = match read_body(req.into_body()).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
                 self.metrics.webhook("rejected");
-                let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
-                return match too_large {
-                    true => text(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("AdmissionReview body is over {REVIEW_BYTES_MAX} bytes"),
-                    ),
-                    false => text(StatusCode::BAD_REQUEST, format!("body could not be read: {e}")),
-                };
+                return too_large();
+            }
+            Err(BodyError::Read(e)) => {
+                self.metrics.webhook("rejected");
+                return text(StatusCode::BAD_REQUEST, format!("body could not be read: {e}"));
             }
         };
         if let Err(msg) = check_kind(&body) {

@@ -244,48 +244,20 @@ impl Operator {
         });
     }
 
-    /// Registers the webhook and waits until the API server calls it.
+    /// Registers the webhook and waits until the API server calls it (`register-webhook`).
     fn register_webhook(&self, cluster: &Cluster) {
-        use base64::Engine;
-        let ca = base64::engine::general_purpose::STANDARD
-            .encode(std::fs::read(self.dir.join("tls.crt")).unwrap());
-        cluster.apply(
-            "admin",
-            &format!(
-                r#"apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingWebhookConfiguration
-metadata: {{name: gitops-reverser}}
-webhooks:
-- name: gitops-reverser.configbutler.ai
-  clientConfig:
-    url: https://127.0.0.1:{port}/process-validating-webhook
-    caBundle: {ca}
-  rules:
-  - operations: [CREATE, UPDATE, DELETE]
-    apiGroups: ["*"]
-    apiVersions: ["*"]
-    resources: ["*"]
-    scope: "*"
-  failurePolicy: Ignore
-  sideEffects: None
-  timeoutSeconds: 5
-  admissionReviewVersions: [v1]
-"#,
-                port = self.webhook_port
-            ),
+        let out = Command::new(repo_root().join("tests/cluster/register-webhook"))
+            .arg(cluster.kubeconfig("admin"))
+            .arg(self.webhook_port.to_string())
+            .arg(self.dir.join("tls.crt"))
+            .arg(self.admin_port.to_string())
+            .output()
+            .expect("register-webhook runs");
+        assert!(
+            out.status.success(),
+            "register-webhook failed: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        // The API server picks the configuration up asynchronously: wait until a write reaches us.
-        cluster.apply("admin", "apiVersion: v1\nkind: Namespace\nmetadata: {name: webhook-probe}\n");
-        let mut n = 0;
-        eventually("the API server calling the webhook", || {
-            n += 1;
-            let probe = format!(
-                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: probe, namespace: webhook-probe}}\ndata: {{n: \"{n}\"}}\n"
-            );
-            cluster.apply("admin", &probe);
-            self.metric("gitopsreverser_webhook_requests_total{result=\"recorded\"}")
-                .filter(|v| *v > 0.0)
-        });
     }
 
     /// A metric's value.

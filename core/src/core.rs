@@ -532,7 +532,9 @@ impl Core {
     pub fn branch_views(&self) -> Vec<(NamespacedName, String, BranchView)> {
         self.branches
             .keys()
-            .filter_map(|(repo, branch)| Some((repo.clone(), branch.clone(), self.branch(repo, branch)?)))
+            .filter_map(|(repo, branch)| {
+                Some((repo.clone(), branch.clone(), self.branch(repo, branch)?))
+            })
             .collect()
     }
 

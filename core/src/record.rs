@@ -179,11 +179,16 @@ pub(crate) mod hex_entries {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[(String, [u8; 20])], s: S) -> Result<S::Ok, S::Error> {
-        let pairs: Vec<(&str, String)> = v.iter().map(|(p, id)| (p.as_str(), super::hex(id))).collect();
+        let pairs: Vec<(&str, String)> = v
+            .iter()
+            .map(|(p, id)| (p.as_str(), super::hex(id)))
+            .collect();
         pairs.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, [u8; 20])>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(String, [u8; 20])>, D::Error> {
         let pairs = Vec::<(String, String)>::deserialize(d)?;
         pairs
             .into_iter()
@@ -222,8 +227,8 @@ pub(crate) mod hex_blobs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::{GitResult, WatchEvent};
     use crate::ids::Gvr;
+    use crate::io::{GitResult, WatchEvent};
 
     fn recording(lines: &[String]) -> String {
         let mut text = header_line(&CoreConfig::default());

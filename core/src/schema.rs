@@ -6,8 +6,8 @@
 
 use schemars::{json_schema, Schema, SchemaGenerator};
 
-/// A Go duration (`1m`, `30s`, `1h30m`, `1.5s`).
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+/// A duration as the core reads it: whole numbers of `h`, `m`, `s` or `ms` (`1m`, `30s`, `1h30m`).
+pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
 
 /// A relative folder: empty, or segments that are neither empty, `.` nor `..`, with no leading
 /// slash (a trailing one is allowed). Written without lookahead, which RE2 lacks. The core refuses

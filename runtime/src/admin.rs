@@ -72,9 +72,17 @@ pub async fn serve(
                     "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
                     "/readyz" => match health.ready() {
                         Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n".into()),
-                        Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("{why}\n")),
+                        Err(why) => reply(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "text/plain",
+                            format!("{why}\n"),
+                        ),
                     },
-                    other => reply(StatusCode::NOT_FOUND, "text/plain", format!("no such path {other}\n")),
+                    other => reply(
+                        StatusCode::NOT_FOUND,
+                        "text/plain",
+                        format!("no such path {other}\n"),
+                    ),
                 };
                 async move { Ok::<_, Infallible>(res) }
             });

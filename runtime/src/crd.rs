@@ -5,6 +5,10 @@
 //! `baseFolder` and `push.interval`, `push.maxCommits` from 1 to 1000. The core validates fully and
 //! reports what it refuses in the status.
 
+// kube's `printcolumn(...)` repeats `type_ = ...` once per column, which clippy takes for a
+// duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use gitops_reverser_core::config as core_config;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{CustomResource, CustomResourceExt};
@@ -62,11 +66,27 @@ pub struct StatusCondition {
     namespaced,
     status = "CrStatus",
     shortname = "grc",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Branches", type_ = "string", json_path = ".spec.allowedBranches"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Branches",
+        type_ = "string",
+        json_path = ".spec.allowedBranches"
+    ),
     printcolumn(name = "Last Push", type_ = "date", json_path = ".status.lastPushTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 pub struct GitRepoConfigCrdSpec {
     /// The core's spec, whole.
@@ -84,11 +104,23 @@ pub struct GitRepoConfigCrdSpec {
     namespaced,
     status = "CrStatus",
     shortname = "wr",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
     printcolumn(name = "Repo", type_ = "string", json_path = ".spec.gitRepoConfigRef"),
     printcolumn(name = "Branch", type_ = "string", json_path = ".spec.branch"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 pub struct WatchRuleCrdSpec {
     /// The core's spec, whole.
@@ -105,11 +137,27 @@ pub struct WatchRuleCrdSpec {
     doc = "Cluster-scoped resources, or namespaced ones across namespaces, to mirror into a named GitRepoConfig.",
     status = "CrStatus",
     shortname = "cwr",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Repo", type_ = "string", json_path = ".spec.gitRepoConfigRef.name"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Repo",
+        type_ = "string",
+        json_path = ".spec.gitRepoConfigRef.name"
+    ),
     printcolumn(name = "Branch", type_ = "string", json_path = ".spec.branch"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 pub struct ClusterWatchRuleCrdSpec {
     /// The core's spec, whole.
@@ -119,7 +167,11 @@ pub struct ClusterWatchRuleCrdSpec {
 
 /// The three CRDs, in the order `gitops-reverser crds` prints them.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![GitRepoConfig::crd(), WatchRule::crd(), ClusterWatchRule::crd()]
+    vec![
+        GitRepoConfig::crd(),
+        WatchRule::crd(),
+        ClusterWatchRule::crd(),
+    ]
 }
 
 /// The CRDs as one multi-document YAML stream.

@@ -176,7 +176,9 @@ impl Driver {
             }
             self.send_status(&mut pending_status);
             self.health.synced.store(
-                sync.config.len() == CrKind::ALL.len() && sync.discovered && sync.listing.is_empty(),
+                sync.config.len() == CrKind::ALL.len()
+                    && sync.discovered
+                    && sync.listing.is_empty(),
                 Ordering::Relaxed,
             );
             if let Some(r) = &mut self.recorder {
@@ -185,7 +187,8 @@ impl Driver {
                 }
             }
         }
-        self.drain(&mut inbox, &clock, &mut sync, &mut pending_status).await;
+        self.drain(&mut inbox, &clock, &mut sync, &mut pending_status)
+            .await;
     }
 
     /// Shutdown: stop intake, push everything pending, wait for it within the deadline.
@@ -244,10 +247,17 @@ impl Driver {
                 .observe(done.took.as_secs_f64());
             if matches!(done.result, GitResult::Pushed { .. }) {
                 let at = rfc3339(clock.now().wall_ms / 1000);
-                let _ = self.status_tx.try_send(StatusMsg::Pushed(done.repo.clone(), at));
+                let _ = self
+                    .status_tx
+                    .try_send(StatusMsg::Pushed(done.repo.clone(), at));
             }
         }
-        self.feed(clock, Input::GitDone(done.op_id, done.result), sync, pending_status);
+        self.feed(
+            clock,
+            Input::GitDone(done.op_id, done.result),
+            sync,
+            pending_status,
+        );
     }
 
     /// Hands one input to the core and executes what it asks for.
@@ -327,7 +337,10 @@ impl Driver {
 
     fn send_status(&self, pending: &mut BTreeMap<CrRef, Vec<Condition>>) {
         while let Some((cr, conditions)) = pending.pop_first() {
-            if let Err(e) = self.status_tx.try_send(StatusMsg::Conditions(cr, conditions)) {
+            if let Err(e) = self
+                .status_tx
+                .try_send(StatusMsg::Conditions(cr, conditions))
+            {
                 // The writer is behind: keep the latest conditions and hand them over later.
                 if let StatusMsg::Conditions(cr, conditions) = e.into_inner() {
                     pending.insert(cr, conditions);

@@ -5,7 +5,7 @@
 //! - [`kube`]: discovery, raw list+watch streams, the reverser's CRs, credentials, status;
 //! - [`webhook`] and [`tls`]: the admission webhook;
 //! - [`admin`] and [`metrics`]: `/metrics`, `/healthz`, `/readyz`;
-//! - [`record`]: `--record-inputs`;
+//! - [`record`]: the `--record-inputs` writer;
 //! - [`crd`]: the CRDs, generated from the core's spec types;
 //! - [`git`]: the executor that turns the core's git ops into commits and pushes on real remotes.
 

@@ -10,11 +10,14 @@ use gitops_reverser_core::core::CoreConfig;
 use gitops_reverser_core::correlation::CorrelationLimits;
 use gitops_reverser_core::io::Identity;
 use gitops_reverser_core::sanitize::SecretPolicy;
-use gitops_reverser_runtime::run::{run, RunConfig};
 use gitops_reverser_runtime::crd;
+use gitops_reverser_runtime::run::{run, RunConfig};
 
 #[derive(Parser)]
-#[command(name = "gitops-reverser", about = "Keeps a Git repository equal to a Kubernetes cluster's live state, authored by who changed it")]
+#[command(
+    name = "gitops-reverser",
+    about = "Keeps a Git repository equal to a Kubernetes cluster's live state, authored by who changed it"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +52,8 @@ enum SecretPolicyArg {
 }
 
 fn duration_ms(text: &str) -> Result<u64, String> {
-    parse_duration_ms(text).ok_or_else(|| format!("`{text}` is not a duration such as 30s, 1m or 1h30m"))
+    parse_duration_ms(text)
+        .ok_or_else(|| format!("`{text}` is not a duration such as 30s, 1m or 1h30m"))
 }
 
 #[derive(clap::Args)]
@@ -61,10 +65,18 @@ struct RunArgs {
     #[arg(long, env = "GITOPS_REVERSER_CONTEXT")]
     context: Option<String>,
     /// Address (and port) of the admission webhook (HTTPS).
-    #[arg(long, env = "GITOPS_REVERSER_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_WEBHOOK_ADDR",
+        default_value = "0.0.0.0:9443"
+    )]
     webhook_addr: SocketAddr,
     /// Address (and port) of /metrics, /healthz and /readyz (HTTP).
-    #[arg(long, env = "GITOPS_REVERSER_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_ADMIN_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
     admin_addr: SocketAddr,
     /// The webhook's certificate chain, PEM (re-read when it changes).
     #[arg(long, env = "GITOPS_REVERSER_TLS_CERT", default_value = "/tls/tls.crt")]
@@ -73,32 +85,66 @@ struct RunArgs {
     #[arg(long, env = "GITOPS_REVERSER_TLS_KEY", default_value = "/tls/tls.key")]
     tls_key: PathBuf,
     /// Folder of the operator's clones.
-    #[arg(long, env = "GITOPS_REVERSER_WORK_DIR", default_value = "/var/lib/gitops-reverser")]
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_WORK_DIR",
+        default_value = "/var/lib/gitops-reverser"
+    )]
     work_dir: PathBuf,
     /// Author name of commits whose user is not known.
-    #[arg(long, env = "GITOPS_REVERSER_FALLBACK_AUTHOR_NAME", default_value = "gitops-reverser")]
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_FALLBACK_AUTHOR_NAME",
+        default_value = "gitops-reverser"
+    )]
     fallback_author_name: String,
     /// Author e-mail of commits whose user is not known.
-    #[arg(long, env = "GITOPS_REVERSER_FALLBACK_AUTHOR_EMAIL", default_value = "gitops-reverser@configbutler.ai")]
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_FALLBACK_AUTHOR_EMAIL",
+        default_value = "gitops-reverser@configbutler.ai"
+    )]
     fallback_author_email: String,
     /// Committer name of every commit.
-    #[arg(long, env = "GITOPS_REVERSER_COMMITTER_NAME", default_value = "gitops-reverser")]
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_COMMITTER_NAME",
+        default_value = "gitops-reverser"
+    )]
     committer_name: String,
     /// Committer e-mail of every commit.
-    #[arg(long, env = "GITOPS_REVERSER_COMMITTER_EMAIL", default_value = "gitops-reverser@configbutler.ai")]
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_COMMITTER_EMAIL",
+        default_value = "gitops-reverser@configbutler.ai"
+    )]
     committer_email: String,
     /// Domain of users' author e-mail addresses (`alice@<domain>`).
-    #[arg(long, env = "GITOPS_REVERSER_USER_EMAIL_DOMAIN", default_value = "cluster.local")]
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_USER_EMAIL_DOMAIN",
+        default_value = "cluster.local"
+    )]
     user_email_domain: String,
     /// How long an admission record waits for its watch event. Raise it when watch events lag
     /// behind admission by more than this (authors then fall back).
     #[arg(long, env = "GITOPS_REVERSER_CORRELATION_TTL", default_value = "60s", value_parser = duration_ms)]
     correlation_ttl: u64,
     /// What happens to Secrets.
-    #[arg(long, env = "GITOPS_REVERSER_SECRET_POLICY", value_enum, default_value = "redact")]
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_SECRET_POLICY",
+        value_enum,
+        default_value = "redact"
+    )]
     secret_policy: SecretPolicyArg,
     /// Log format; the level comes from RUST_LOG (default info).
-    #[arg(long, env = "GITOPS_REVERSER_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
     /// Write every core input to this file (JSON lines) so the run can be replayed exactly.
     #[arg(long, env = "GITOPS_REVERSER_RECORD_INPUTS")]
@@ -111,7 +157,9 @@ struct RunArgs {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -187,18 +235,25 @@ fn main() -> anyhow::Result<()> {
                 record_inputs: args.record_inputs.clone(),
                 shutdown_timeout: Duration::from_millis(args.shutdown_timeout),
             };
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async move {
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
                 tokio::spawn(async move {
                     signals().await;
-                    tracing::info!("signal received: shutting down (a second signal exits at once)");
+                    tracing::info!(
+                        "signal received: shutting down (a second signal exits at once)"
+                    );
                     let _ = stop_tx.send(true);
                     signals().await;
                     tracing::warn!("second signal: exiting now");
                     std::process::exit(130);
                 });
-                tracing::info!(version = env!("CARGO_PKG_VERSION"), "gitops-reverser starting");
+                tracing::info!(
+                    version = env!("CARGO_PKG_VERSION"),
+                    "gitops-reverser starting"
+                );
                 run(cfg, stop_rx).await
             })?;
             tracing::info!("stopped");

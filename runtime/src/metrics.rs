@@ -133,39 +133,123 @@ impl Metrics {
         let core = CoreCounters::default();
         let c = &core;
         for (name, help, counter) in [
-            ("correlation_entries", "Admission records stored for correlation", &c.correlation_entries),
-            ("correlation_hits", "Watch events attributed to a user", &c.correlation_hits),
-            ("correlation_misses", "Watch events with no admission record (fallback author)", &c.correlation_misses),
-            ("correlation_evictions", "Correlation keys evicted by the key limit", &c.correlation_evictions),
-            ("events_received", "Watch events received", &c.events_received),
-            ("events_processed", "Watch events that queued a change", &c.events_processed),
-            ("watch_duplicates_skipped", "Watch events equal to what the repository holds", &c.watch_duplicates_skipped),
+            (
+                "correlation_entries",
+                "Admission records stored for correlation",
+                &c.correlation_entries,
+            ),
+            (
+                "correlation_hits",
+                "Watch events attributed to a user",
+                &c.correlation_hits,
+            ),
+            (
+                "correlation_misses",
+                "Watch events with no admission record (fallback author)",
+                &c.correlation_misses,
+            ),
+            (
+                "correlation_evictions",
+                "Correlation keys evicted by the key limit",
+                &c.correlation_evictions,
+            ),
+            (
+                "events_received",
+                "Watch events received",
+                &c.events_received,
+            ),
+            (
+                "events_processed",
+                "Watch events that queued a change",
+                &c.events_processed,
+            ),
+            (
+                "watch_duplicates_skipped",
+                "Watch events equal to what the repository holds",
+                &c.watch_duplicates_skipped,
+            ),
             ("commits", "Commits pushed", &c.commits),
-            ("commit_bytes", "Bytes of files written by pushed commits", &c.commit_bytes),
-            ("files_deleted", "Files deleted by pushed commits", &c.files_deleted),
-            ("rebase_retries", "Pushes re-planned after a conflict", &c.rebase_retries),
+            (
+                "commit_bytes",
+                "Bytes of files written by pushed commits",
+                &c.commit_bytes,
+            ),
+            (
+                "files_deleted",
+                "Files deleted by pushed commits",
+                &c.files_deleted,
+            ),
+            (
+                "rebase_retries",
+                "Pushes re-planned after a conflict",
+                &c.rebase_retries,
+            ),
             ("git_operations", "Git operations issued", &c.git_operations),
-            ("git_failures", "Git operations that failed", &c.git_failures),
-            ("admissions", "Admission requests handed to the pipeline", &c.admissions),
-            ("refused", "Objects or requests refused (bad names, oversized, invalid)", &c.refused),
-            ("orphans_found", "Orphan files found by seeding and queued for deletion", &c.orphans_found),
+            (
+                "git_failures",
+                "Git operations that failed",
+                &c.git_failures,
+            ),
+            (
+                "admissions",
+                "Admission requests handed to the pipeline",
+                &c.admissions,
+            ),
+            (
+                "refused",
+                "Objects or requests refused (bad names, oversized, invalid)",
+                &c.refused,
+            ),
+            (
+                "orphans_found",
+                "Orphan files found by seeding and queued for deletion",
+                &c.orphans_found,
+            ),
         ] {
             registry.register(name, help, counter.clone());
         }
         let git_push_duration_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 14));
-        registry.register("git_push_duration_seconds", "Push latency", git_push_duration_seconds.clone());
+        registry.register(
+            "git_push_duration_seconds",
+            "Push latency",
+            git_push_duration_seconds.clone(),
+        );
         let repo_branch_queue_depth = Family::default();
-        registry.register("repo_branch_queue_depth", "Pending commits per branch", repo_branch_queue_depth.clone());
+        registry.register(
+            "repo_branch_queue_depth",
+            "Pending commits per branch",
+            repo_branch_queue_depth.clone(),
+        );
         let repo_branch_active_workers = Family::default();
-        registry.register("repo_branch_active_workers", "Git ops in flight per branch", repo_branch_active_workers.clone());
+        registry.register(
+            "repo_branch_active_workers",
+            "Git ops in flight per branch",
+            repo_branch_active_workers.clone(),
+        );
         let input_queue_depth = Gauge::default();
-        registry.register("input_queue_depth", "Inputs waiting for the core", input_queue_depth.clone());
+        registry.register(
+            "input_queue_depth",
+            "Inputs waiting for the core",
+            input_queue_depth.clone(),
+        );
         let admission_queue_depth = Gauge::default();
-        registry.register("admission_queue_depth", "Admission records waiting for the core", admission_queue_depth.clone());
+        registry.register(
+            "admission_queue_depth",
+            "Admission records waiting for the core",
+            admission_queue_depth.clone(),
+        );
         let correlation_keys = Gauge::default();
-        registry.register("correlation_keys", "Correlation keys held", correlation_keys.clone());
+        registry.register(
+            "correlation_keys",
+            "Correlation keys held",
+            correlation_keys.clone(),
+        );
         let webhook_requests = Family::default();
-        registry.register("webhook_requests", "Webhook requests by result", webhook_requests.clone());
+        registry.register(
+            "webhook_requests",
+            "Webhook requests by result",
+            webhook_requests.clone(),
+        );
         let webhook_dropped_records = Counter::default();
         registry.register(
             "webhook_dropped_records",
@@ -173,11 +257,23 @@ impl Metrics {
             webhook_dropped_records.clone(),
         );
         let webhook_latency_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
-        registry.register("webhook_latency_seconds", "Webhook answer latency", webhook_latency_seconds.clone());
+        registry.register(
+            "webhook_latency_seconds",
+            "Webhook answer latency",
+            webhook_latency_seconds.clone(),
+        );
         let watch_restarts = Family::default();
-        registry.register("watch_restarts", "List or watch requests retried", watch_restarts.clone());
+        registry.register(
+            "watch_restarts",
+            "List or watch requests retried",
+            watch_restarts.clone(),
+        );
         let live_objects = Gauge::default();
-        registry.register("live_objects", "Objects tracked by the pipeline", live_objects.clone());
+        registry.register(
+            "live_objects",
+            "Objects tracked by the pipeline",
+            live_objects.clone(),
+        );
         Self {
             registry,
             core,
@@ -258,7 +354,6 @@ impl Metrics {
         out
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -74,7 +74,10 @@ impl StreamObserver for Observer {
 }
 
 /// Builds a client from the kubeconfig or the environment.
-pub async fn client(kubeconfig: Option<&PathBuf>, context: Option<&String>) -> anyhow::Result<Client> {
+pub async fn client(
+    kubeconfig: Option<&PathBuf>,
+    context: Option<&String>,
+) -> anyhow::Result<Client> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
@@ -101,7 +104,9 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
     let observer: Arc<dyn StreamObserver> = Arc::new(Observer(metrics.clone()));
     let tls = Arc::new(ReloadingTls::new(&cfg.tls_cert, &cfg.tls_key));
     if let Err(e) = tls.current() {
-        tracing::error!("the webhook's certificate cannot be loaded yet (retried per connection): {e}");
+        tracing::error!(
+            "the webhook's certificate cannot be loaded yet (retried per connection): {e}"
+        );
     }
     let health = Arc::new(Health {
         synced: AtomicBool::new(false),
@@ -124,12 +129,31 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
         metrics: metrics.clone(),
     });
     let mut tasks = vec![
-        tokio::spawn(webhook::serve(webhook_listener, tls, hook, shutdown.clone())),
-        tokio::spawn(admin::serve(admin_listener, metrics.clone(), health.clone(), shutdown.clone())),
+        tokio::spawn(webhook::serve(
+            webhook_listener,
+            tls,
+            hook,
+            shutdown.clone(),
+        )),
+        tokio::spawn(admin::serve(
+            admin_listener,
+            metrics.clone(),
+            health.clone(),
+            shutdown.clone(),
+        )),
         tokio::spawn(status::run(client.clone(), shared.clone(), status_rx)),
-        tokio::spawn(discover_forever(client.clone(), tx.clone(), observer.clone())),
+        tokio::spawn(discover_forever(
+            client.clone(),
+            tx.clone(),
+            observer.clone(),
+        )),
     ];
-    tasks.extend(config::spawn(client.clone(), tx.clone(), shared.clone(), observer.clone()));
+    tasks.extend(config::spawn(
+        client.clone(),
+        tx.clone(),
+        shared.clone(),
+        observer.clone(),
+    ));
 
     let recorder = match &cfg.record_inputs {
         Some(path) => Some(
@@ -166,7 +190,11 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
 
 /// Runs discovery at start, whenever a CRD changes (a new one is served once Established), and
 /// every [`REDISCOVERY_MS`].
-async fn discover_forever(client: Client, tx: mpsc::Sender<Msg>, observer: Arc<dyn StreamObserver>) {
+async fn discover_forever(
+    client: Client,
+    tx: mpsc::Sender<Msg>,
+    observer: Arc<dyn StreamObserver>,
+) {
     let changed = Arc::new(Notify::new());
     let (ctx, mut crx) = mpsc::channel::<WatchEvent>(64);
     let crds = tokio::spawn(stream::run(
@@ -188,7 +216,10 @@ async fn discover_forever(client: Client, tx: mpsc::Sender<Msg>, observer: Arc<d
     let notify = changed.clone();
     let relay = tokio::spawn(async move {
         while let Some(ev) = crx.recv().await {
-            if matches!(ev, WatchEvent::Apply(_) | WatchEvent::Delete(_) | WatchEvent::InitDone) {
+            if matches!(
+                ev,
+                WatchEvent::Apply(_) | WatchEvent::Delete(_) | WatchEvent::InitDone
+            ) {
                 notify.notify_one();
             }
         }

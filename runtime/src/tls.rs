@@ -81,14 +81,13 @@ impl ReloadingTls {
         }
         let key = PrivateKeyDer::from_pem_file(&self.key)
             .map_err(|e| format!("{}: {e}", self.key.display()))?;
-        let mut cfg = ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{} and {}: {e}", self.cert.display(), self.key.display()))?;
+        let mut cfg =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .map_err(|e| format!("{} and {}: {e}", self.cert.display(), self.key.display()))?;
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
     }

@@ -128,11 +128,17 @@ impl Webhook {
             (&Method::POST, WEBHOOK_PATH) => {}
             (_, WEBHOOK_PATH) => {
                 self.metrics.webhook("rejected");
-                return text(StatusCode::METHOD_NOT_ALLOWED, format!("{WEBHOOK_PATH} takes POST"));
+                return text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{WEBHOOK_PATH} takes POST"),
+                );
             }
             (_, path) => {
                 self.metrics.webhook("rejected");
-                return text(StatusCode::NOT_FOUND, format!("no such path {path}; the webhook is at {WEBHOOK_PATH}"));
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!("no such path {path}; the webhook is at {WEBHOOK_PATH}"),
+                );
             }
         }
         // HTTP/1: a declared length over the limit is refused before the body is read, so that a
@@ -154,7 +160,10 @@ impl Webhook {
             }
             Err(BodyError::Read(e)) => {
                 self.metrics.webhook("rejected");
-                return text(StatusCode::BAD_REQUEST, format!("body could not be read: {e}"));
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("body could not be read: {e}"),
+                );
             }
         };
         if let Err(msg) = check_kind(&body) {
@@ -219,7 +228,9 @@ pub async fn serve(
         let config = match tls.current() {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!("webhook has no usable certificate, connection from {peer} closed: {e}");
+                tracing::error!(
+                    "webhook has no usable certificate, connection from {peer} closed: {e}"
+                );
                 continue;
             }
         };
@@ -263,11 +274,20 @@ mod tests {
 
     #[test]
     fn a_body_of_another_kind_is_named_in_the_refusal() {
-        assert!(check_kind(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#).is_ok());
-        let err = check_kind(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#).unwrap_err();
-        assert!(err.contains("admission.k8s.io/v1beta1 AdmissionReview"), "{err}");
+        assert!(
+            check_kind(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#).is_ok()
+        );
+        let err =
+            check_kind(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#)
+                .unwrap_err();
+        assert!(
+            err.contains("admission.k8s.io/v1beta1 AdmissionReview"),
+            "{err}"
+        );
         let err = check_kind(br#"{"apiVersion":"v1","kind":"Pod"}"#).unwrap_err();
         assert!(err.contains("v1 Pod"), "{err}");
-        assert!(check_kind(b"{\"kind\":").unwrap_err().contains("not a JSON"));
+        assert!(check_kind(b"{\"kind\":")
+            .unwrap_err()
+            .contains("not a JSON"));
     }
 }

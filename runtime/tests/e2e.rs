@@ -58,7 +58,9 @@ impl Remote {
             .current_dir(&self.repo)
             .output()
             .unwrap();
-        out.status.success().then(|| String::from_utf8(out.stdout).unwrap())
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap())
     }
 
     fn await_commit(&self, what: &str) -> String {
@@ -93,7 +95,10 @@ spec:
 }
 
 fn namespace(c: &Cluster, ns: &str) {
-    c.apply("admin", &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"));
+    c.apply(
+        "admin",
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"),
+    );
 }
 
 /// A rule is in force once its status says so and the operator has listed its streams again.
@@ -114,31 +119,86 @@ fn each_commit_is_authored_by_the_user_who_made_the_change() {
     let c = Cluster::start();
     let remote = Remote::new();
     let dir = tempfile::tempdir().unwrap();
-    let op = Operator::start(&c, dir.path(), &[]);
+    let mut op = Operator::start(&c, dir.path(), &[]);
     namespace(&c, "team-a");
     c.apply("admin", &repo_config("team-a", &remote.url(), ""));
-    c.apply("admin", &watch_rule("team-a", "cms", "clusters/prod", "[{version: v1, resource: configmaps}]"));
+    c.apply(
+        "admin",
+        &watch_rule(
+            "team-a",
+            "cms",
+            "clusters/prod",
+            "[{version: v1, resource: configmaps}]",
+        ),
+    );
     await_rule(&c, &op, "team-a", "cms");
 
     let path = "clusters/prod/v1/configmaps/team-a/app-config.yaml";
-    c.apply("alice", &config_map("team-a", "app-config", "{LOG_LEVEL: info}"));
+    c.apply(
+        "alice",
+        &config_map("team-a", "app-config", "{LOG_LEVEL: info}"),
+    );
     let created = remote.await_commit("[CREATE] v1/configmaps/team-a/app-config");
     assert_eq!(created, "alice|[CREATE] v1/configmaps/team-a/app-config");
     let yaml = remote.file(path).expect("the file at the documented path");
     assert!(yaml.contains("LOG_LEVEL: info"), "{yaml}");
-    for noise in ["resourceVersion", "uid:", "managedFields", "creationTimestamp", "last-applied-configuration"] {
+    for noise in [
+        "resourceVersion",
+        "uid:",
+        "managedFields",
+        "creationTimestamp",
+        "last-applied-configuration",
+    ] {
         assert!(!yaml.contains(noise), "{noise} left in:\n{yaml}");
     }
 
-    c.apply("bob", &config_map("team-a", "app-config", "{LOG_LEVEL: debug}"));
+    c.apply(
+        "bob",
+        &config_map("team-a", "app-config", "{LOG_LEVEL: debug}"),
+    );
     let updated = remote.await_commit("[UPDATE] v1/configmaps/team-a/app-config");
     assert_eq!(updated, "bob|[UPDATE] v1/configmaps/team-a/app-config");
     assert!(remote.file(path).unwrap().contains("LOG_LEVEL: debug"));
 
-    c.kubectl("alice", &["delete", "configmap", "app-config", "-n", "team-a"]);
+    c.kubectl(
+        "alice",
+        &["delete", "configmap", "app-config", "-n", "team-a"],
+    );
     let deleted = remote.await_commit("[DELETE] v1/configmaps/team-a/app-config");
     assert_eq!(deleted, "alice|[DELETE] v1/configmaps/team-a/app-config");
     assert_eq!(remote.file(path), None, "the deleted object's file is gone");
+
+    // The recording of the run replays into a fresh core as the same commits.
+    assert!(op.stop().success());
+    assert_eq!(
+        replayed_commits(&dir.path().join("inputs.jsonl")),
+        remote.log()
+    );
+}
+
+/// `author|subject` of every commit a recording's replay pushes.
+fn replayed_commits(recording: &Path) -> Vec<String> {
+    use gitops_reverser_core::core::Core;
+    use gitops_reverser_core::io::{GitOpKind, Output};
+    let text = std::fs::read_to_string(recording).unwrap();
+    let rec = gitops_reverser_core::record::read(&text).unwrap();
+    assert!(rec.bad_lines.is_empty(), "{:?}", rec.bad_lines);
+    let mut core = Core::new(rec.header.config.clone());
+    let mut pushed = Vec::new();
+    for e in rec.entries {
+        core.handle(e.now, e.input);
+        while let Some(out) = core.poll_output() {
+            if let Output::Git(op) = out {
+                if let GitOpKind::Push { commits, .. } = op.kind {
+                    for c in commits {
+                        let subject = c.message.lines().next().unwrap_or_default().to_string();
+                        pushed.push(format!("{}|{subject}", c.author.name));
+                    }
+                }
+            }
+        }
+    }
+    pushed
 }
 
 #[test]
@@ -153,7 +213,15 @@ fn a_secret_that_existed_before_the_operator_started_is_redacted_everywhere_in_h
         &format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: db, namespace: team-a}}\nstringData: {{password: {value}}}\n"),
     );
     c.apply("admin", &repo_config("team-a", &remote.url(), ""));
-    c.apply("admin", &watch_rule("team-a", "secrets", "live", "[{version: v1, resource: secrets}]"));
+    c.apply(
+        "admin",
+        &watch_rule(
+            "team-a",
+            "secrets",
+            "live",
+            "[{version: v1, resource: secrets}]",
+        ),
+    );
     let dir = tempfile::tempdir().unwrap();
     let _op = Operator::start(&c, dir.path(), &[]);
 
@@ -194,8 +262,24 @@ spec:
       openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 "#,
     );
-    c.kubectl("admin", &["wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.example.com"]);
-    c.apply("admin", &watch_rule("team-a", "widgets", "live", "[{group: example.com, version: v1, resource: widgets}]"));
+    c.kubectl(
+        "admin",
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/widgets.example.com",
+        ],
+    );
+    c.apply(
+        "admin",
+        &watch_rule(
+            "team-a",
+            "widgets",
+            "live",
+            "[{group: example.com, version: v1, resource: widgets}]",
+        ),
+    );
     await_rule(&c, &op, "team-a", "widgets");
     c.apply(
         "carol",
@@ -203,7 +287,9 @@ spec:
     );
     let commit = remote.await_commit("[CREATE] example.com/v1/widgets/team-a/w1");
     assert_eq!(commit, "carol|[CREATE] example.com/v1/widgets/team-a/w1");
-    let yaml = remote.file("live/example.com/v1/widgets/team-a/w1.yaml").unwrap();
+    let yaml = remote
+        .file("live/example.com/v1/widgets/team-a/w1.yaml")
+        .unwrap();
     assert!(yaml.contains("size: 3"), "{yaml}");
 }
 
@@ -219,10 +305,16 @@ fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
         "admin",
         "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: team-a}\nstringData: {username: git}\n",
     );
-    c.apply("admin", &repo_config("team-a", &remote.url(), "  secretRef: {name: creds}\n"));
+    c.apply(
+        "admin",
+        &repo_config("team-a", &remote.url(), "  secretRef: {name: creds}\n"),
+    );
     let (reason, message) = c.await_ready("gitrepoconfig/repo", Some("team-a"), "False");
     assert_eq!(reason, "CredentialsInvalid");
-    assert!(message.contains("username") && message.contains("password"), "{message}");
+    assert!(
+        message.contains("username") && message.contains("password"),
+        "{message}"
+    );
 
     // Fixing the Secret fixes the status.
     c.apply(
@@ -231,21 +323,45 @@ fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
     );
     c.await_ready("gitrepoconfig/repo", Some("team-a"), "True");
 
-    let mut rule = watch_rule("team-a", "wrong-branch", "live", "[{version: v1, resource: configmaps}]");
+    let mut rule = watch_rule(
+        "team-a",
+        "wrong-branch",
+        "live",
+        "[{version: v1, resource: configmaps}]",
+    );
     rule.push_str("  branch: release\n");
     c.apply("admin", &rule);
     let (reason, message) = c.await_ready("watchrule/wrong-branch", Some("team-a"), "False");
-    assert!(!reason.is_empty() && message.contains("release"), "{reason}: {message}");
+    assert!(
+        !reason.is_empty() && message.contains("release"),
+        "{reason}: {message}"
+    );
 
-    c.apply("admin", &watch_rule("team-a", "bad-folder", "'teams\\prod'", "[{version: v1, resource: configmaps}]"));
+    c.apply(
+        "admin",
+        &watch_rule(
+            "team-a",
+            "bad-folder",
+            "'teams\\prod'",
+            "[{version: v1, resource: configmaps}]",
+        ),
+    );
     let (reason, message) = c.await_ready("watchrule/bad-folder", Some("team-a"), "False");
-    assert!(!reason.is_empty() && message.contains("teams\\prod"), "{reason}: {message}");
+    assert!(
+        !reason.is_empty() && message.contains("teams\\prod"),
+        "{reason}: {message}"
+    );
 
     // What the CRD's schema can say, the API server refuses before the operator sees it.
     let out = c.kubectl_output(
         "admin",
         &["apply", "-f", "-"],
-        Some(&watch_rule("team-a", "absolute", "/abs", "[{version: v1, resource: configmaps}]")),
+        Some(&watch_rule(
+            "team-a",
+            "absolute",
+            "/abs",
+            "[{version: v1, resource: configmaps}]",
+        )),
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("baseFolder"));
@@ -262,7 +378,10 @@ fn curl_post(op: &Operator, body_file: &Path) -> (u16, String) {
         .arg(op.dir.join("tls.crt"))
         .args(["-H", "Content-Type: application/json", "--data-binary"])
         .arg(format!("@{}", body_file.display()))
-        .arg(format!("https://127.0.0.1:{}/process-validating-webhook", op.webhook_port))
+        .arg(format!(
+            "https://127.0.0.1:{}/process-validating-webhook",
+            op.webhook_port
+        ))
         .output()
         .expect("curl runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -284,8 +403,14 @@ fn bad_webhook_bodies_get_a_4xx_while_a_valid_request_beside_them_is_allowed() {
         ("valid", valid.to_string()),
         ("malformed", "{not json".to_string()),
         ("truncated", valid[..valid.len() / 2].to_string()),
-        ("wrong kind", r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}"#.to_string()),
-        ("oversized", format!("{{\"x\":\"{}\"}}", "a".repeat(4 * 1024 * 1024))),
+        (
+            "wrong kind",
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}"#.to_string(),
+        ),
+        (
+            "oversized",
+            format!("{{\"x\":\"{}\"}}", "a".repeat(4 * 1024 * 1024)),
+        ),
     ];
     let files: Vec<_> = bodies
         .iter()
@@ -300,7 +425,10 @@ fn bad_webhook_bodies_get_a_4xx_while_a_valid_request_beside_them_is_allowed() {
             .iter()
             .map(|(name, path)| (*name, s.spawn(|| curl_post(&op, path))))
             .collect();
-        handles.into_iter().map(|(n, h)| (n, h.join().unwrap())).collect()
+        handles
+            .into_iter()
+            .map(|(n, h)| (n, h.join().unwrap()))
+            .collect()
     });
     for (name, (code, body)) in answers {
         match name {
@@ -339,14 +467,21 @@ fn sigterm_pushes_pending_commits_and_a_restart_converges_on_changes_made_while_
             "push: {interval: \"1h\", maxCommits: 100}",
         ),
     );
-    c.apply("admin", &watch_rule("team-a", "cms", "", "[{version: v1, resource: configmaps}]"));
+    c.apply(
+        "admin",
+        &watch_rule("team-a", "cms", "", "[{version: v1, resource: configmaps}]"),
+    );
     await_rule(&c, &op, "team-a", "cms");
     c.apply("alice", &config_map("team-a", "one", "{v: \"1\"}"));
     c.apply("alice", &config_map("team-a", "three", "{v: \"3\"}"));
     eventually("both changes queued", || {
-        op.metric("gitopsreverser_events_processed_total").filter(|n| *n >= 2.0)
+        op.metric("gitopsreverser_events_processed_total")
+            .filter(|n| *n >= 2.0)
     });
-    assert!(remote.log().is_empty(), "nothing pushed before the interval");
+    assert!(
+        remote.log().is_empty(),
+        "nothing pushed before the interval"
+    );
     let status = op.stop();
     assert!(status.success(), "exit status {status}");
     assert_eq!(

@@ -58,7 +58,10 @@ mod tests {
         let mut base = BACKOFF_FIRST_MS;
         for _ in 0..10 {
             let d = b.next_delay().as_millis() as u64;
-            assert!(d >= base - base / 4 && d <= base + base / 4, "{d} around {base}");
+            assert!(
+                d >= base - base / 4 && d <= base + base / 4,
+                "{d} around {base}"
+            );
             base = (base * 2).min(BACKOFF_MAX_MS);
         }
         b.reset();

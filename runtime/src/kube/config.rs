@@ -126,7 +126,9 @@ fn parse<S: DeserializeOwned>(spec: serde_json::Value) -> Result<S, String> {
 /// reported as its status.
 fn upserted(cr: &CrRef, spec: serde_json::Value) -> Result<Input, String> {
     Ok(match cr {
-        CrRef::GitRepoConfig(n) => Input::GitRepoConfig(n.clone(), Some(parse::<GitRepoConfigSpec>(spec)?)),
+        CrRef::GitRepoConfig(n) => {
+            Input::GitRepoConfig(n.clone(), Some(parse::<GitRepoConfigSpec>(spec)?))
+        }
         CrRef::WatchRule(n) => Input::WatchRule(n.clone(), Some(parse::<WatchRuleSpec>(spec)?)),
         CrRef::ClusterWatchRule(n) => {
             Input::ClusterWatchRule(n.clone(), Some(parse::<ClusterWatchRuleSpec>(spec)?))
@@ -227,7 +229,15 @@ async fn translate(
                     Ok(input) => {
                         if let Input::GitRepoConfig(name, Some(spec)) = &input {
                             let secret = spec.secret_ref.as_ref().map(|s| s.name.clone());
-                            watch_secret(name, secret, &mut secrets, &client, &tx, &shared, &observer);
+                            watch_secret(
+                                name,
+                                secret,
+                                &mut secrets,
+                                &client,
+                                &tx,
+                                &shared,
+                                &observer,
+                            );
                         }
                         out.push(Msg::Input(input));
                     }

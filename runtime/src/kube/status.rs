@@ -43,14 +43,23 @@ struct Entry {
 pub fn cr_path(cr: &CrRef) -> (String, String) {
     match cr {
         CrRef::GitRepoConfig(n) => (
-            format!("/apis/{GROUP}/{VERSION}/namespaces/{}/gitrepoconfigs", n.namespace),
+            format!(
+                "/apis/{GROUP}/{VERSION}/namespaces/{}/gitrepoconfigs",
+                n.namespace
+            ),
             n.name.clone(),
         ),
         CrRef::WatchRule(n) => (
-            format!("/apis/{GROUP}/{VERSION}/namespaces/{}/watchrules", n.namespace),
+            format!(
+                "/apis/{GROUP}/{VERSION}/namespaces/{}/watchrules",
+                n.namespace
+            ),
             n.name.clone(),
         ),
-        CrRef::ClusterWatchRule(n) => (format!("/apis/{GROUP}/{VERSION}/clusterwatchrules"), n.clone()),
+        CrRef::ClusterWatchRule(n) => (
+            format!("/apis/{GROUP}/{VERSION}/clusterwatchrules"),
+            n.clone(),
+        ),
     }
 }
 
@@ -169,7 +178,12 @@ async fn write(client: &Client, cr: &CrRef, status: &CrStatus) -> Result<(), Str
     let (path, name) = cr_path(cr);
     let patch = serde_json::json!({ "status": status });
     let req = Request::new(path)
-        .patch_subresource("status", &name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_subresource(
+            "status",
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .map_err(|e| StreamError::Protocol(e.to_string()))?;
     send_request(client, req).await.map(|_| ())
 }
@@ -220,7 +234,7 @@ mod tests {
     #[test]
     fn a_transition_time_moves_only_when_the_status_changes() {
         let bad = Condition::not_ready("BranchNotAllowed", "x");
-        let first = stamp(&[bad.clone()], None, Some(1), None, "T1");
+        let first = stamp(std::slice::from_ref(&bad), None, Some(1), None, "T1");
         assert_eq!(first.conditions[0].last_transition_time, "T1");
         assert_eq!(first.conditions[0].status, "False");
         let other_reason = Condition::not_ready("CredentialsInvalid", "y");

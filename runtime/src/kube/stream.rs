@@ -308,12 +308,15 @@ pub fn with_type_meta(item: &RawValue, (api_version, kind): &(String, String)) -
             api_version: None,
             kind: None,
         }) if text.first() == Some(&b'{') => {
-            let head = serde_json::to_string(&serde_json::json!({"apiVersion": api_version, "kind": kind}))
-                .expect("strings serialize");
+            let head = serde_json::to_string(
+                &serde_json::json!({"apiVersion": api_version, "kind": kind}),
+            )
+            .expect("strings serialize");
             let rest = &text[1..];
             let mut out = Vec::with_capacity(head.len() + text.len() + 1);
             out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
-            if !rest.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|&b| b == b'}') {
+            let closes = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+            if !closes {
                 out.push(b',');
             }
             out.extend_from_slice(rest);
@@ -422,7 +425,10 @@ mod tests {
         );
         let typed: Box<RawValue> =
             serde_json::from_str(r#"{"apiVersion":"x/v1","kind":"Thing","metadata":{}}"#).unwrap();
-        assert_eq!(with_type_meta(&typed, &meta).as_bytes(), typed.get().as_bytes());
+        assert_eq!(
+            with_type_meta(&typed, &meta).as_bytes(),
+            typed.get().as_bytes()
+        );
         let empty: Box<RawValue> = serde_json::from_str("{}").unwrap();
         assert_eq!(
             with_type_meta(&empty, &meta).as_bytes(),
@@ -435,7 +441,9 @@ mod tests {
         let gone = br#"{"kind":"Status","status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}"#;
         assert!(matches!(status_error(gone), StreamError::Gone));
         let other = br#"{"kind":"Status","message":"forbidden","code":403}"#;
-        assert!(matches!(status_error(other), StreamError::Api { code: 403, ref message } if message == "forbidden"));
+        assert!(
+            matches!(status_error(other), StreamError::Api { code: 403, ref message } if message == "forbidden")
+        );
         assert!(matches!(api_error(410, b""), StreamError::Gone));
     }
 }

@@ -14,7 +14,10 @@ use super::free_port;
 pub const E2E_TIMEOUT_MS: u64 = 60_000;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Polls `f` until it returns `Some`, or fails with `what`.
@@ -58,11 +61,19 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         let c = Cluster { dir };
-        c.kubectl("admin", &["apply", "-f", root.join("deploy/crds").to_str().unwrap()]);
+        c.kubectl(
+            "admin",
+            &["apply", "-f", root.join("deploy/crds").to_str().unwrap()],
+        );
         for crd in ["gitrepoconfigs", "watchrules", "clusterwatchrules"] {
             c.kubectl(
                 "admin",
-                &["wait", "--for=condition=Established", "--timeout=60s", &format!("crd/{crd}.configbutler.ai")],
+                &[
+                    "wait",
+                    "--for=condition=Established",
+                    "--timeout=60s",
+                    &format!("crd/{crd}.configbutler.ai"),
+                ],
             );
         }
         c
@@ -85,7 +96,12 @@ impl Cluster {
             .spawn()
             .expect("kubectl runs");
         if let Some(text) = stdin {
-            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
         }
         drop(child.stdin.take());
         child.wait_with_output().unwrap()
@@ -163,7 +179,17 @@ pub struct Operator {
 /// A self-signed serving certificate for 127.0.0.1 in `dir` (`tls.crt`, `tls.key`).
 pub fn serving_cert(dir: &Path) {
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=gitops-reverser"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=gitops-reverser",
+        ])
         .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
         .arg("-keyout")
         .arg(dir.join("tls.key"))
@@ -179,7 +205,11 @@ pub fn serving_cert(dir: &Path) {
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
@@ -217,7 +247,10 @@ impl Operator {
             .arg("run")
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            .args(["--webhook-addr", &format!("127.0.0.1:{}", self.webhook_port)])
+            .args([
+                "--webhook-addr",
+                &format!("127.0.0.1:{}", self.webhook_port),
+            ])
             .args(["--admin-addr", &format!("127.0.0.1:{}", self.admin_port)])
             .arg("--tls-cert")
             .arg(self.dir.join("tls.crt"))
@@ -276,7 +309,9 @@ impl Operator {
     /// SIGTERM, then waits for the exit.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         child.wait().unwrap()
     }
 

@@ -733,3 +733,28 @@ fn a_listing_recognises_the_files_the_core_pushed_by_the_blob_ids_the_executor_r
         }
     }
 }
+
+#[test]
+fn a_flush_pushes_pending_commits_at_once_and_later_ones_without_waiting() {
+    let mut h = seeded();
+    h.input(apply(cm("a", "1", 10)));
+    h.input(apply(cm("b", "1", 11)));
+    assert!(
+        h.take_git_ops().is_empty(),
+        "two commits wait for the interval"
+    );
+    assert_eq!(h.core.unfinished(), (2, 0));
+    h.input(Input::Flush);
+    let pushed = h.answer_all();
+    assert_eq!(
+        subjects(&pushed).len(),
+        2,
+        "both pushed without the interval"
+    );
+    assert_eq!(h.core.unfinished(), (0, 0));
+    // A change still arriving during a shutdown goes out at once too.
+    h.input(apply(cm("c", "1", 12)));
+    assert_eq!(h.core.poll_deadline(), Some(h.now().mono_ms));
+    h.input(Input::Tick);
+    assert_eq!(h.answer_all().len(), 1);
+}

@@ -323,6 +323,19 @@ fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
     );
     c.await_ready("gitrepoconfig/repo", Some("team-a"), "True");
 
+    // Tenancy: a GitRepoConfig's Secret is read from its own namespace only.
+    namespace(&c, "team-b");
+    c.apply(
+        "admin",
+        &repo_config("team-b", &remote.url(), "  secretRef: {name: creds}\n"),
+    );
+    let (reason, message) = c.await_ready("gitrepoconfig/repo", Some("team-b"), "False");
+    assert_eq!(reason, "CredentialsInvalid");
+    assert!(
+        message.contains("not found in namespace team-b"),
+        "{message}"
+    );
+
     let mut rule = watch_rule(
         "team-a",
         "wrong-branch",

@@ -68,6 +68,19 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest, AdmissionError> {
         return Err(AdmissionError::TooLarge(body.len()));
     }
     let doc = Doc::parse(body).map_err(|e| AdmissionError::Malformed(e.to_string()))?;
+    // A body that names another type is refused, not guessed at (the API server always names it).
+    let [api_version, kind] = doc.lookup(Doc::ROOT, ["apiVersion", "kind"]);
+    let named = |n: Option<NodeId>| n.and_then(|n| doc.str(n));
+    match (named(api_version), named(kind)) {
+        (None, None) | (Some("admission.k8s.io/v1"), Some("AdmissionReview")) => {}
+        (v, k) => {
+            return Err(AdmissionError::Malformed(format!(
+                "it is {} {}; expected admission.k8s.io/v1 AdmissionReview (set admissionReviewVersions: [v1])",
+                v.unwrap_or("<no apiVersion>"),
+                k.unwrap_or("<no kind>")
+            )))
+        }
+    }
     let req = doc
         .get(Doc::ROOT, "request")
         .filter(|&r| doc.kind(r) == Kind::Object)
@@ -193,6 +206,17 @@ mod tests {
         ));
         assert!(matches!(
             parse_review(b"{}"),
+            Err(AdmissionError::Malformed(_))
+        ));
+        let other_kind = br#"{"apiVersion": "v1", "kind": "Pod", "request": {"uid": "u"}}"#;
+        match parse_review(other_kind) {
+            Err(AdmissionError::Malformed(m)) => assert!(m.contains("it is v1 Pod"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let old_version =
+            br#"{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "u"}}"#;
+        assert!(matches!(
+            parse_review(old_version),
             Err(AdmissionError::Malformed(_))
         ));
         let no_uid = br#"{"request": {"resource": {"version": "v1", "resource": "pods"}, "operation": "CREATE", "name": "a", "object": {}}}"#;

@@ -92,6 +92,13 @@ pub struct Queue {
     first_pending_ms: Option<u64>,
     next_seq: u64,
     coalesced_total: u64,
+    /// Pending bytes at which the next coalescing pass runs. A pass that cannot get under
+    /// [`PENDING_BYTES_MAX`] (every path distinct, as in the seed of a large folder) would
+    /// otherwise run again on every write, each over the whole queue: the next one waits until the
+    /// bytes have doubled, so passes stay amortised O(1) per write.
+    coalesce_at_bytes: usize,
+    /// Coalescing passes run, for tests of that bound.
+    coalesce_passes: u64,
 }
 
 fn note_latest(latest: &mut HashMap<u128, Latest, KeyHash>, seq: u64, w: &PendingWrite) {
@@ -172,10 +179,20 @@ impl Queue {
         }
         let commit = self.commits.back_mut().expect("an open resync commit");
         let seq = commit.seq;
-        if let Some(i) = commit
-            .writes
-            .iter()
-            .position(|w| w.path_key == write.path_key)
+        // Only when the path's newest write is in this very commit is there one to replace: the
+        // index says so without scanning the commit (a seed's resync commit holds every file).
+        let in_this_commit = self
+            .latest
+            .get(&write.path_key)
+            .is_some_and(|l| l.seq == seq);
+        if let Some(i) = in_this_commit
+            .then(|| {
+                commit
+                    .writes
+                    .iter()
+                    .rposition(|w| w.path_key == write.path_key)
+            })
+            .flatten()
         {
             let old = commit.writes.remove(i);
             self.bytes -= write_bytes(&old);
@@ -236,6 +253,7 @@ impl Queue {
     pub fn start_push(&mut self) -> &[PendingCommit] {
         assert!(self.in_flight.is_empty(), "one push in flight per branch");
         self.bytes = 0;
+        self.coalesce_at_bytes = 0;
         self.first_pending_ms = None;
         self.in_flight = self.commits.drain(..).collect();
         &self.in_flight
@@ -350,9 +368,16 @@ impl Queue {
     }
 
     fn coalesce_if_over(&mut self) {
-        if self.commits.len() > PENDING_COMMITS_MAX || self.bytes > PENDING_BYTES_MAX {
+        let bytes_at = self.coalesce_at_bytes.max(PENDING_BYTES_MAX);
+        if self.commits.len() > PENDING_COMMITS_MAX || self.bytes > bytes_at {
             self.coalesce();
+            self.coalesce_at_bytes = (self.bytes * 2).max(PENDING_BYTES_MAX);
         }
+    }
+
+    /// Coalescing passes run so far.
+    pub fn coalesce_passes(&self) -> u64 {
+        self.coalesce_passes
     }
 
     /// Keeps only the newest pending write of each path; commits left empty are removed. If that is
@@ -361,6 +386,7 @@ impl Queue {
         // Membership only, never iterated: the commits' order decides what stays.
         let mut seen: HashSet<u128, KeyHash> = HashSet::default();
         let before = self.commits.len();
+        self.coalesce_passes += 1;
         for c in self.commits.iter_mut().rev() {
             c.writes.retain(|w| seen.insert(w.path_key));
         }
@@ -557,5 +583,33 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert_eq!(q.bytes(), 200);
         assert_eq!(q.latest(crate::live::key128("p")), Some(Some(3)));
+    }
+
+    fn big_write(path: &str, hash: u64, bytes: usize) -> PendingWrite {
+        let mut w = write(path, hash);
+        w.content.as_mut().unwrap().bytes = bytes;
+        w
+    }
+
+    #[test]
+    fn a_resync_of_distinct_paths_past_the_byte_bound_coalesces_only_when_the_bytes_double() {
+        // 40,000 distinct files of 4 KiB: 160 MiB, over the bound from about 16,000 on, and no
+        // pass can shrink the queue. Each pass walks the whole queue, so one per write would be
+        // quadratic (the seed of a 100,000-object folder took minutes).
+        let mut q = Queue::default();
+        for i in 0..40_000u64 {
+            q.push_resync(0, 0, "f", big_write(&format!("f/{i}"), i, 4096));
+        }
+        assert_eq!(q.len(), 1, "one resync commit");
+        assert_eq!(q.bytes(), 40_000 * 4096, "nothing dropped");
+        assert!(
+            (1..=3).contains(&q.coalesce_passes()),
+            "{} passes: 64 MiB, then at 128 MiB",
+            q.coalesce_passes()
+        );
+        // A path written again inside the open resync commit replaces its earlier write.
+        q.push_resync(0, 0, "f", big_write("f/7", 99, 4096));
+        assert_eq!(q.bytes(), 40_000 * 4096);
+        assert_eq!(q.latest(crate::live::key128("f/7")), Some(Some(99)));
     }
 }

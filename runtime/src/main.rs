@@ -13,6 +13,9 @@ use gitops_reverser_core::sanitize::SecretPolicy;
 use gitops_reverser_runtime::crd;
 use gitops_reverser_runtime::run::{run, RunConfig};
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gitops-reverser",

@@ -93,7 +93,12 @@ pub struct Metrics {
     /// Objects tracked by the core.
     pub live_objects: Gauge,
     last: Mutex<Option<Snapshot>>,
+    /// The counters of `webhook_requests`, made once: a request must not pay a label lookup.
+    webhook_by_result: [Counter; 4],
 }
+
+/// The results a webhook request is counted under.
+pub const WEBHOOK_RESULTS: [&str; 4] = ["recorded", "dropped", "ignored", "rejected"];
 
 type Snapshot = [u64; 16];
 
@@ -244,7 +249,7 @@ impl Metrics {
             "Correlation keys held",
             correlation_keys.clone(),
         );
-        let webhook_requests = Family::default();
+        let webhook_requests: Family<ResultLabels, Counter> = Family::default();
         registry.register(
             "webhook_requests",
             "Webhook requests by result",
@@ -274,7 +279,13 @@ impl Metrics {
             "Objects tracked by the pipeline",
             live_objects.clone(),
         );
+        let webhook_by_result = WEBHOOK_RESULTS.map(|r| {
+            webhook_requests
+                .get_or_create(&ResultLabels { result: r.into() })
+                .clone()
+        });
         Self {
+            webhook_by_result,
             registry,
             core,
             git_push_duration_seconds,
@@ -338,13 +349,13 @@ impl Metrics {
         self.live_objects.set(core.live_objects() as i64);
     }
 
-    /// Counts one webhook request.
-    pub fn webhook(&self, result: &str) {
-        self.webhook_requests
-            .get_or_create(&ResultLabels {
-                result: result.into(),
-            })
-            .inc();
+    /// Counts one webhook request (`recorded`, `dropped`, `ignored` or `rejected`).
+    pub fn webhook(&self, result: &'static str) {
+        let i = WEBHOOK_RESULTS
+            .iter()
+            .position(|r| *r == result)
+            .expect("a known webhook result");
+        self.webhook_by_result[i].inc();
     }
 
     /// The Prometheus text exposition.

@@ -196,9 +196,8 @@ async fn discover_forever(
     observer: Arc<dyn StreamObserver>,
 ) {
     let changed = Arc::new(Notify::new());
-    let (ctx, mut crx) = mpsc::channel::<WatchEvent>(64);
-    let crds = tokio::spawn(stream::run(
-        client.clone(),
+    let (crds, mut crx) = stream::spawn_events(
+        &client,
         StreamSpec {
             path: "/apis/apiextensions.k8s.io/v1/customresourcedefinitions".into(),
             field_selector: None,
@@ -208,11 +207,9 @@ async fn discover_forever(
             ),
             label: "customresourcedefinitions".into(),
         },
-        ctx,
-        |ev| ev,
-        Arc::new(Notify::new()),
-        observer,
-    ));
+        64,
+        &observer,
+    );
     let notify = changed.clone();
     let relay = tokio::spawn(async move {
         while let Some(ev) = crx.recv().await {

@@ -109,18 +109,46 @@ fn await_rule(c: &Cluster, op: &Operator, ns: &str, name: &str) {
     });
 }
 
+/// One test's world, started in this order: its cluster, a git daemon with an empty repository, the
+/// operator (its webhook registered) and namespace `team-a`. Bound in the order of the fields, they
+/// drop in reverse: the operator first, the lock last.
+struct World {
+    one: std::sync::MutexGuard<'static, ()>,
+    c: Cluster,
+    remote: Remote,
+    dir: tempfile::TempDir,
+    op: Operator,
+}
+
+fn world() -> World {
+    let one = serial();
+    let c = Cluster::start();
+    let remote = Remote::new();
+    let dir = tempfile::tempdir().unwrap();
+    let op = Operator::start(&c, dir.path(), &[]);
+    namespace(&c, "team-a");
+    World {
+        one,
+        c,
+        remote,
+        dir,
+        op,
+    }
+}
+
 fn config_map(ns: &str, name: &str, data: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {data}\n")
 }
 
 #[test]
 fn each_commit_is_authored_by_the_user_who_made_the_change() {
-    let _one = serial();
-    let c = Cluster::start();
-    let remote = Remote::new();
-    let dir = tempfile::tempdir().unwrap();
-    let mut op = Operator::start(&c, dir.path(), &[]);
-    namespace(&c, "team-a");
+    let World {
+        one: _one,
+        c,
+        remote,
+        dir,
+        mut op,
+    } = world();
     c.apply("admin", &repo_config("team-a", &remote.url(), ""));
     c.apply(
         "admin",
@@ -238,12 +266,13 @@ fn a_secret_that_existed_before_the_operator_started_is_redacted_everywhere_in_h
 
 #[test]
 fn a_crd_created_after_the_operator_started_is_watched_once_established() {
-    let _one = serial();
-    let c = Cluster::start();
-    let remote = Remote::new();
-    let dir = tempfile::tempdir().unwrap();
-    let op = Operator::start(&c, dir.path(), &[]);
-    namespace(&c, "team-a");
+    let World {
+        one: _one,
+        c,
+        remote,
+        dir: _dir,
+        op,
+    } = world();
     c.apply("admin", &repo_config("team-a", &remote.url(), ""));
     c.apply(
         "admin",
@@ -295,12 +324,13 @@ spec:
 
 #[test]
 fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
-    let _one = serial();
-    let c = Cluster::start();
-    let remote = Remote::new();
-    let dir = tempfile::tempdir().unwrap();
-    let _op = Operator::start(&c, dir.path(), &[]);
-    namespace(&c, "team-a");
+    let World {
+        one: _one,
+        c,
+        remote,
+        dir: _dir,
+        op: _op,
+    } = world();
     c.apply(
         "admin",
         "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: team-a}\nstringData: {username: git}\n",
@@ -404,10 +434,13 @@ fn curl_post(op: &Operator, body_file: &Path) -> (u16, String) {
 
 #[test]
 fn bad_webhook_bodies_get_a_4xx_while_a_valid_request_beside_them_is_allowed() {
-    let _one = serial();
-    let c = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
-    let op = Operator::start(&c, dir.path(), &[]);
+    let World {
+        one: _one,
+        c: _c,
+        remote: _remote,
+        dir,
+        op,
+    } = world();
     let valid = include_str!("../../core/tests/fixtures/kube-apiserver-1.20/admission.jsonl")
         .lines()
         .next()
@@ -466,12 +499,13 @@ fn bad_webhook_bodies_get_a_4xx_while_a_valid_request_beside_them_is_allowed() {
 
 #[test]
 fn sigterm_pushes_pending_commits_and_a_restart_converges_on_changes_made_while_down() {
-    let _one = serial();
-    let c = Cluster::start();
-    let remote = Remote::new();
-    let dir = tempfile::tempdir().unwrap();
-    let mut op = Operator::start(&c, dir.path(), &[]);
-    namespace(&c, "team-a");
+    let World {
+        one: _one,
+        c,
+        remote,
+        dir: _dir,
+        mut op,
+    } = world();
     // A long interval and a large batch: nothing is pushed until shutdown flushes.
     c.apply(
         "admin",

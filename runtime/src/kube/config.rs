@@ -18,7 +18,7 @@ use gitops_reverser_core::io::{Input, WatchEvent};
 use kube::Client;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::stream::{self, StreamObserver, StreamSpec};
@@ -145,21 +145,14 @@ pub fn spawn(
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     for kind in CrKind::ALL {
-        let (etx, erx) = mpsc::channel(256);
         let spec = StreamSpec {
             path: format!("/apis/{GROUP}/{VERSION}/{}", kind.plural()),
             field_selector: None,
             type_meta: (format!("{GROUP}/{VERSION}"), kind.kind().into()),
             label: kind.plural().into(),
         };
-        tasks.push(tokio::spawn(stream::run(
-            client.clone(),
-            spec,
-            etx,
-            |ev| ev,
-            Arc::new(Notify::new()),
-            observer.clone(),
-        )));
+        let (stream, erx) = stream::spawn_events(&client, spec, 256, &observer);
+        tasks.push(stream);
         tasks.push(tokio::spawn(translate(
             kind,
             erx,
@@ -312,15 +305,7 @@ fn watch_secret(
         type_meta: ("v1".into(), "Secret".into()),
         label: format!("secret {}/{secret}", repo.namespace),
     };
-    let (etx, erx) = mpsc::channel(16);
-    let stream = tokio::spawn(stream::run(
-        client.clone(),
-        spec,
-        etx,
-        |ev| ev,
-        Arc::new(Notify::new()),
-        observer.clone(),
-    ));
+    let (stream, erx) = stream::spawn_events(client, spec, 16, observer);
     let verdicts = tokio::spawn(secret_verdicts(
         repo.clone(),
         secret.clone(),

@@ -134,6 +134,26 @@ pub async fn run<T: Send + 'static>(
     }
 }
 
+/// Starts a stream whose events are read as they are (no relist on demand), for streams the
+/// runtime itself consumes: CRs, credentials Secrets, CRDs.
+pub fn spawn_events(
+    client: &Client,
+    spec: StreamSpec,
+    capacity: usize,
+    observer: &std::sync::Arc<dyn StreamObserver>,
+) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<WatchEvent>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let task = tokio::spawn(run(
+        client.clone(),
+        spec,
+        tx,
+        |ev| ev,
+        std::sync::Arc::new(Notify::new()),
+        observer.clone(),
+    ));
+    (task, rx)
+}
+
 #[derive(Deserialize)]
 struct ListPage<'a> {
     #[serde(default)]

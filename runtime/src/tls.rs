@@ -92,3 +92,84 @@ impl ReloadingTls {
         Ok(Arc::new(cfg))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed(dir: &Path, name: &str) {
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                &format!("/CN={name}"),
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(dir.join("tls.key"))
+            .arg("-out")
+            .arg(dir.join("tls.crt"))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl runs")
+            .success();
+        assert!(ok);
+    }
+
+    /// A Secret volume: `tls.crt` and `tls.key` are links into `..data`, itself a link to a
+    /// timestamped folder that the kubelet swaps on rotation.
+    fn secret_volume(root: &Path, version: &str) {
+        let target = root.join(version);
+        std::fs::create_dir_all(&target).unwrap();
+        self_signed(&target, version);
+        let tmp = root.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&target, &tmp).unwrap();
+        std::fs::rename(&tmp, root.join("..data")).unwrap();
+        for f in ["tls.crt", "tls.key"] {
+            let link = root.join(f);
+            if !link.exists() {
+                std::os::unix::fs::symlink(root.join("..data").join(f), link).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_rotated_secret_volume_is_picked_up_and_a_broken_one_keeps_the_last_good_pair() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let root = tempfile::tempdir().unwrap();
+        secret_volume(root.path(), "v1");
+        let tls = ReloadingTls::new(root.path().join("tls.crt"), root.path().join("tls.key"));
+        let first = tls.current().unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &tls.current().unwrap()),
+            "unchanged files are not re-read"
+        );
+
+        secret_volume(root.path(), "v2");
+        let second = tls.current().unwrap();
+        assert!(
+            !Arc::ptr_eq(&first, &second),
+            "the swapped link is followed"
+        );
+
+        // Mid-rotation garbage: the previous pair stays in use.
+        std::fs::write(
+            root.path().join("v2/tls.crt"),
+            "not a certificate, longer than before",
+        )
+        .unwrap();
+        assert!(Arc::ptr_eq(&second, &tls.current().unwrap()));
+    }
+
+    #[test]
+    fn missing_files_are_an_error_naming_the_file() {
+        let tls = ReloadingTls::new("/nonexistent/tls.crt", "/nonexistent/tls.key");
+        let err = tls.current().unwrap_err();
+        assert!(err.contains("/nonexistent/tls.crt"), "{err}");
+        assert!(!tls.loaded());
+    }
+}

@@ -320,6 +320,17 @@ spec:
         .file("live/example.com/v1/widgets/team-a/w1.yaml")
         .unwrap();
     assert!(yaml.contains("size: 3"), "{yaml}");
+
+    // The type goes away: its stream stops, and the operator goes on serving.
+    c.kubectl("admin", &["delete", "crd", "widgets.example.com"]);
+    eventually("the widgets stream stopped", || {
+        op.log()
+            .lines()
+            .any(|l| l.contains("watch stopped") && l.contains("example.com/v1/widgets"))
+            .then_some(())
+    });
+    let ready = support::cluster::http_get(op.admin_port, "/readyz");
+    assert_eq!(ready.map(|(code, _)| code), Some(200));
 }
 
 #[test]

@@ -82,6 +82,7 @@ pub mod json;
 pub mod live;
 mod paths;
 pub mod record;
+pub mod replay;
 pub mod rules;
 pub mod sanitize;
 #[cfg(feature = "schema")]

@@ -36,8 +36,23 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Replay a `--record-inputs` recording into the core (no cluster, no git server) and print
+    /// the commits it pushed, the final trees and the core's counters.
+    Replay {
+        /// The recording (JSON lines).
+        file: PathBuf,
+        /// `text` (stable, readable) or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReplayFormat,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReplayFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -208,6 +223,21 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Version => {
             println!("gitops-reverser {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Replay { file, format } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let rec = gitops_reverser_core::record::read(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            for bad in &rec.bad_lines {
+                eprintln!("{}: {bad} (skipped)", file.display());
+            }
+            let replayed = gitops_reverser_core::replay::replay(&rec);
+            match format {
+                ReplayFormat::Text => print!("{}", replayed.text()),
+                ReplayFormat::Json => println!("{}", serde_json::to_string_pretty(&replayed)?),
+            }
             Ok(())
         }
         Command::Crds { out_dir: None } => {

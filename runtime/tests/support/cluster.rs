@@ -306,13 +306,28 @@ impl Operator {
         std::fs::read_to_string(self.dir.join("operator.log")).unwrap_or_default()
     }
 
-    /// SIGTERM, then waits for the exit.
+    /// SIGTERM, then waits for the exit. With `GITOPS_REVERSER_SAVE_RECORDINGS=DIR` the run's input
+    /// recording is kept as `DIR/<test>-<n>.jsonl` (how `corpus/`'s real recordings are made).
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        child.wait().unwrap()
+        let status = child.wait().unwrap();
+        if let Some(dir) = std::env::var_os("GITOPS_REVERSER_SAVE_RECORDINGS") {
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("run")
+                .replace("::", "-");
+            let dir = PathBuf::from(dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let n = (1..)
+                .find(|n| !dir.join(format!("{test}-{n}.jsonl")).exists())
+                .unwrap();
+            let to = dir.join(format!("{test}-{n}.jsonl"));
+            std::fs::copy(self.dir.join("inputs.jsonl"), to).unwrap();
+        }
+        status
     }
 
     /// Starts it again with the same folder and ports.

@@ -1,0 +1,162 @@
+//! Replays a recording ([`crate::record`]) into a fresh core and reports what it pushed.
+//!
+//! The recording holds every input the driver gave the core, git results included, so the core
+//! replays exactly: a push counts as landed when the recording's `GitDone` for its op says
+//! `Pushed`, and its writes are applied to an in-memory tree per branch. No cluster and no git
+//! server are involved.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::config::NamespacedName;
+use crate::core::{Core, Counters};
+use crate::io::{GitOpKind, GitResult, Identity, Input, Output, PlannedCommit};
+use crate::record::Recording;
+
+/// One commit that landed.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayedCommit {
+    /// The GitRepoConfig.
+    pub repo: NamespacedName,
+    /// The branch.
+    pub branch: String,
+    /// The author.
+    pub author: Identity,
+    /// The committer.
+    pub committer: Identity,
+    /// The message, whole.
+    pub message: String,
+    /// Each changed path with its new content (`None`: deleted), as the core wrote it.
+    pub writes: Vec<(String, Option<String>)>,
+}
+
+/// What a replay produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct Replay {
+    /// Every commit that landed, in order.
+    pub commits: Vec<ReplayedCommit>,
+    /// Each branch's files at the end: `repo`, branch, path and content.
+    pub trees: BTreeMap<String, BTreeMap<String, String>>,
+    /// The core's counters at the end.
+    pub counters: BTreeMap<&'static str, u64>,
+}
+
+fn counters(c: Counters) -> BTreeMap<&'static str, u64> {
+    BTreeMap::from([
+        ("events_received_total", c.events_received_total),
+        ("events_processed_total", c.events_processed_total),
+        (
+            "watch_duplicates_skipped_total",
+            c.watch_duplicates_skipped_total,
+        ),
+        ("commits_total", c.commits_total),
+        ("commit_bytes_total", c.commit_bytes_total),
+        ("files_deleted_total", c.files_deleted_total),
+        ("orphans_found_total", c.orphans_found_total),
+        ("rebase_retries_total", c.rebase_retries_total),
+        ("git_operations_total", c.git_operations_total),
+        ("git_failures_total", c.git_failures_total),
+        ("admissions_total", c.admissions_total),
+        ("refused_total", c.refused_total),
+    ])
+}
+
+/// Replays `rec` into a core built from its header.
+pub fn replay(rec: &Recording) -> Replay {
+    let mut core = Core::new(rec.header.config.clone());
+    let mut pushes: BTreeMap<u64, (NamespacedName, String, Vec<PlannedCommit>)> = BTreeMap::new();
+    let mut out = Replay {
+        commits: Vec::new(),
+        trees: BTreeMap::new(),
+        counters: BTreeMap::new(),
+    };
+    for entry in &rec.entries {
+        if let Input::GitDone(op_id, result) = &entry.input {
+            let push = pushes.remove(op_id);
+            if let (Some((repo, branch, commits)), GitResult::Pushed { .. }) = (push, result) {
+                let tree = out.trees.entry(format!("{repo} {branch}")).or_default();
+                for c in commits {
+                    let writes: Vec<(String, Option<String>)> = c
+                        .writes
+                        .iter()
+                        .map(|(path, body)| {
+                            let text = body
+                                .as_ref()
+                                .map(|b| String::from_utf8_lossy(&b.render()).into_owned());
+                            (path.clone(), text)
+                        })
+                        .collect();
+                    for (path, text) in &writes {
+                        match text {
+                            Some(t) => tree.insert(path.clone(), t.clone()),
+                            None => tree.remove(path),
+                        };
+                    }
+                    out.commits.push(ReplayedCommit {
+                        repo: repo.clone(),
+                        branch: branch.clone(),
+                        author: c.author,
+                        committer: c.committer,
+                        message: c.message,
+                        writes,
+                    });
+                }
+            }
+        }
+        core.handle(entry.now, entry.input.clone());
+        while let Some(o) = core.poll_output() {
+            if let Output::Git(op) = o {
+                if let GitOpKind::Push { commits, .. } = op.kind {
+                    pushes.insert(op.op_id, (op.repo, op.branch, commits));
+                }
+            }
+        }
+    }
+    out.counters = counters(core.counters());
+    out
+}
+
+impl Replay {
+    /// The stable, readable text form: commits, then the final trees, then the counters.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for (i, c) in self.commits.iter().enumerate() {
+            let _ = writeln!(s, "commit {} on {} {}", i + 1, c.repo, c.branch);
+            let _ = writeln!(s, "  author:    {} <{}>", c.author.name, c.author.email);
+            let _ = writeln!(
+                s,
+                "  committer: {} <{}>",
+                c.committer.name, c.committer.email
+            );
+            for line in c.message.lines() {
+                let _ = writeln!(s, "  | {line}");
+            }
+            for (path, text) in &c.writes {
+                match text {
+                    Some(t) => {
+                        let _ = writeln!(s, "  write {path}");
+                        for line in t.lines() {
+                            let _ = writeln!(s, "    {line}");
+                        }
+                    }
+                    None => {
+                        let _ = writeln!(s, "  delete {path}");
+                    }
+                }
+            }
+        }
+        for (branch, files) in &self.trees {
+            let _ = writeln!(s, "tree {branch}");
+            for (path, text) in files {
+                let _ = writeln!(s, "  {path} ({} bytes)", text.len());
+            }
+        }
+        let _ = writeln!(s, "counters");
+        for (name, n) in &self.counters {
+            let _ = writeln!(s, "  {name}: {n}");
+        }
+        s
+    }
+}

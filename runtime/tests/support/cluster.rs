@@ -178,27 +178,7 @@ pub struct Operator {
 
 /// A self-signed serving certificate for 127.0.0.1 in `dir` (`tls.crt`, `tls.key`).
 pub fn serving_cert(dir: &Path) {
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=gitops-reverser",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(dir.join("tls.key"))
-        .arg("-out")
-        .arg(dir.join("tls.crt"))
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl runs");
-    assert!(status.success(), "openssl could not make a certificate");
+    super::self_signed_cert(&dir.join("tls.crt"), &dir.join("tls.key"));
 }
 
 /// A plain HTTP GET on loopback: status code and body.

@@ -361,35 +361,37 @@ pub fn https_server() -> Server {
     web_server(true)
 }
 
+/// A self-signed certificate for 127.0.0.1 (and `localhost`) at `cert`, its key at `key`.
+pub fn self_signed_cert(cert: &Path, key: &Path) {
+    let out = Command::new(require("openssl", &[]))
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=127.0.0.1"])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+        ])
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn web_server(tls: bool) -> Server {
     let lighttpd = require("lighttpd", &["/usr/sbin/lighttpd"]);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let port = free_port();
     let tls_config = if tls {
-        let out = Command::new(require("openssl", &[]))
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=127.0.0.1",
-            ])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-            .arg(d.join("key.pem"))
-            .arg("-out")
-            .arg(d.join("cert.pem"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self_signed_cert(&d.join("cert.pem"), &d.join("key.pem"));
         format!(
             "server.modules += (\"mod_openssl\")\nssl.engine = \"enable\"\nssl.pemfile = \"{}\"\nssl.privkey = \"{}\"\n",
             d.join("cert.pem").display(),

@@ -38,38 +38,86 @@ pub struct StreamLabels {
     pub stream: String,
 }
 
-macro_rules! core_counters {
-    ($($name:ident),* $(,)?) => {
-        /// Counters mirrored from the core, by their REFERENCE names.
-        #[derive(Default)]
-        pub struct CoreCounters { $(pub $name: Counter,)* }
-    };
-}
+/// The core's counters mirrored here: name (REFERENCE.md's, less prefix and `_total`), help, and
+/// how to read it. One table, so a name can never be paired with another counter's value.
+type CoreReading = (&'static str, &'static str, fn(&Core) -> u64);
 
-core_counters!(
-    correlation_entries,
-    correlation_hits,
-    correlation_misses,
-    correlation_evictions,
-    events_received,
-    events_processed,
-    watch_duplicates_skipped,
-    commits,
-    commit_bytes,
-    files_deleted,
-    rebase_retries,
-    git_operations,
-    git_failures,
-    admissions,
-    refused,
-    orphans_found,
-);
+const CORE_COUNTERS: [CoreReading; 16] = [
+    (
+        "correlation_entries",
+        "Admission records stored for correlation",
+        |c| c.correlation_counters().entries_total,
+    ),
+    (
+        "correlation_hits",
+        "Watch events attributed to a user",
+        |c| c.correlation_counters().hits_total,
+    ),
+    (
+        "correlation_misses",
+        "Watch events with no admission record (fallback author)",
+        |c| c.correlation_counters().misses_total,
+    ),
+    (
+        "correlation_evictions",
+        "Correlation keys evicted by the key limit",
+        |c| c.correlation_counters().evictions_total,
+    ),
+    ("events_received", "Watch events received", |c| {
+        c.counters().events_received_total
+    }),
+    (
+        "events_processed",
+        "Watch events that queued a change",
+        |c| c.counters().events_processed_total,
+    ),
+    (
+        "watch_duplicates_skipped",
+        "Watch events equal to what the repository holds",
+        |c| c.counters().watch_duplicates_skipped_total,
+    ),
+    ("commits", "Commits pushed", |c| c.counters().commits_total),
+    (
+        "commit_bytes",
+        "Bytes of files written by pushed commits",
+        |c| c.counters().commit_bytes_total,
+    ),
+    ("files_deleted", "Files deleted by pushed commits", |c| {
+        c.counters().files_deleted_total
+    }),
+    (
+        "rebase_retries",
+        "Pushes re-planned after a conflict",
+        |c| c.counters().rebase_retries_total,
+    ),
+    ("git_operations", "Git operations issued", |c| {
+        c.counters().git_operations_total
+    }),
+    ("git_failures", "Git operations that failed", |c| {
+        c.counters().git_failures_total
+    }),
+    (
+        "admissions",
+        "Admission requests handed to the pipeline",
+        |c| c.counters().admissions_total,
+    ),
+    (
+        "refused",
+        "Objects or requests refused (bad names, oversized, invalid)",
+        |c| c.counters().refused_total,
+    ),
+    (
+        "orphans_found",
+        "Orphan files found by seeding and queued for deletion",
+        |c| c.counters().orphans_found_total,
+    ),
+];
 
 /// Every metric of the operator.
 pub struct Metrics {
     registry: Registry,
-    /// Mirrored from the core.
-    pub core: CoreCounters,
+    /// Mirrored from the core, in [`CORE_COUNTERS`]' order.
+    core: [Counter; CORE_COUNTERS.len()],
     /// Push latency (a push op from dispatch to result), seconds.
     pub git_push_duration_seconds: Histogram,
     /// Pending commits per branch.
@@ -92,38 +140,13 @@ pub struct Metrics {
     pub watch_restarts: Family<StreamLabels, Counter>,
     /// Objects tracked by the core.
     pub live_objects: Gauge,
-    last: Mutex<Option<Snapshot>>,
+    last: Mutex<[u64; CORE_COUNTERS.len()]>,
     /// The counters of `webhook_requests`, made once: a request must not pay a label lookup.
     webhook_by_result: [Counter; 4],
 }
 
 /// The results a webhook request is counted under.
 pub const WEBHOOK_RESULTS: [&str; 4] = ["recorded", "dropped", "ignored", "rejected"];
-
-type Snapshot = [u64; 16];
-
-fn snapshot(core: &Core) -> Snapshot {
-    let c = core.counters();
-    let k = core.correlation_counters();
-    [
-        k.entries_total,
-        k.hits_total,
-        k.misses_total,
-        k.evictions_total,
-        c.events_received_total,
-        c.events_processed_total,
-        c.watch_duplicates_skipped_total,
-        c.commits_total,
-        c.commit_bytes_total,
-        c.files_deleted_total,
-        c.rebase_retries_total,
-        c.git_operations_total,
-        c.git_failures_total,
-        c.admissions_total,
-        c.refused_total,
-        c.orphans_found_total,
-    ]
-}
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -135,83 +158,9 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("gitopsreverser");
-        let core = CoreCounters::default();
-        let c = &core;
-        for (name, help, counter) in [
-            (
-                "correlation_entries",
-                "Admission records stored for correlation",
-                &c.correlation_entries,
-            ),
-            (
-                "correlation_hits",
-                "Watch events attributed to a user",
-                &c.correlation_hits,
-            ),
-            (
-                "correlation_misses",
-                "Watch events with no admission record (fallback author)",
-                &c.correlation_misses,
-            ),
-            (
-                "correlation_evictions",
-                "Correlation keys evicted by the key limit",
-                &c.correlation_evictions,
-            ),
-            (
-                "events_received",
-                "Watch events received",
-                &c.events_received,
-            ),
-            (
-                "events_processed",
-                "Watch events that queued a change",
-                &c.events_processed,
-            ),
-            (
-                "watch_duplicates_skipped",
-                "Watch events equal to what the repository holds",
-                &c.watch_duplicates_skipped,
-            ),
-            ("commits", "Commits pushed", &c.commits),
-            (
-                "commit_bytes",
-                "Bytes of files written by pushed commits",
-                &c.commit_bytes,
-            ),
-            (
-                "files_deleted",
-                "Files deleted by pushed commits",
-                &c.files_deleted,
-            ),
-            (
-                "rebase_retries",
-                "Pushes re-planned after a conflict",
-                &c.rebase_retries,
-            ),
-            ("git_operations", "Git operations issued", &c.git_operations),
-            (
-                "git_failures",
-                "Git operations that failed",
-                &c.git_failures,
-            ),
-            (
-                "admissions",
-                "Admission requests handed to the pipeline",
-                &c.admissions,
-            ),
-            (
-                "refused",
-                "Objects or requests refused (bad names, oversized, invalid)",
-                &c.refused,
-            ),
-            (
-                "orphans_found",
-                "Orphan files found by seeding and queued for deletion",
-                &c.orphans_found,
-            ),
-        ] {
-            registry.register(name, help, counter.clone());
+        let core: [Counter; CORE_COUNTERS.len()] = Default::default();
+        for ((name, help, _), counter) in CORE_COUNTERS.iter().zip(&core) {
+            registry.register(*name, *help, counter.clone());
         }
         let git_push_duration_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         registry.register(
@@ -299,38 +248,21 @@ impl Metrics {
             webhook_latency_seconds,
             watch_restarts,
             live_objects,
-            last: Mutex::new(None),
+            last: Mutex::new([0; CORE_COUNTERS.len()]),
         }
     }
 
     /// Copies the core's counters and gauges.
     pub fn sync_core(&self, core: &Core) {
-        let now = snapshot(core);
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let before = last.unwrap_or([0; 16]);
-        let c = &self.core;
-        let counters = [
-            &c.correlation_entries,
-            &c.correlation_hits,
-            &c.correlation_misses,
-            &c.correlation_evictions,
-            &c.events_received,
-            &c.events_processed,
-            &c.watch_duplicates_skipped,
-            &c.commits,
-            &c.commit_bytes,
-            &c.files_deleted,
-            &c.rebase_retries,
-            &c.git_operations,
-            &c.git_failures,
-            &c.admissions,
-            &c.refused,
-            &c.orphans_found,
-        ];
-        for ((counter, n), b) in counters.iter().zip(now).zip(before) {
-            counter.inc_by(n.saturating_sub(b));
+        for (((_, _, read), counter), seen) in
+            CORE_COUNTERS.iter().zip(&self.core).zip(last.iter_mut())
+        {
+            let now = read(core);
+            counter.inc_by(now.saturating_sub(*seen));
+            *seen = now;
         }
-        *last = Some(now);
+        drop(last);
         self.repo_branch_queue_depth.clear();
         self.repo_branch_active_workers.clear();
         for (repo, branch, view) in core.branch_views() {

@@ -729,6 +729,18 @@ impl Core {
             };
             if state.gvrs != ids || state.gate != gate {
                 // New, or fed by other streams now: list its streams again and rescan the folder.
+                // A stream that no longer feeds it takes its objects and unpushed writes along,
+                // as a destination that went does: their files are no longer the folder's, and
+                // members whose files a listing does not count would look diverged for ever.
+                let dropped: BTreeSet<u16> = state.gvrs.difference(&ids).copied().collect();
+                if let (false, Some(b)) = (dropped.is_empty(), self.branches.get_mut(&state.branch))
+                {
+                    let theirs = layout_of(&self.gvr_ids, &dropped, &dest.base_folder);
+                    b.queue.drop_writes(|w| theirs(&w.path));
+                    let id = state.id;
+                    b.paths
+                        .drop_members(|m| m.dest == id && dropped.contains(&m.gid));
+                }
                 state.gvrs = ids;
                 state.awaiting = gate
                     .iter()

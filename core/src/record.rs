@@ -1,8 +1,10 @@
 //! The input-recording format: every `(now, input)` a driver handed the core, as JSON lines.
 //!
 //! The core is deterministic, so a recording replays a production run exactly. The first line is
-//! a [`Header`] (format name, version, the [`CoreConfig`]); every later line is one [`Entry`].
-//! Objects are kept as their exact JSON text (a JSON string), blob ids as hex.
+//! a [`Header`] (format name, version, the [`CoreConfig`]); every later line is one [`Entry`], or
+//! (since version 2) another header: the process restarted there, a fresh core was built from that
+//! header's configuration, and the remotes kept what had landed. Objects are kept as their exact
+//! JSON text (a JSON string), blob ids as hex.
 //!
 //! ```text
 //! {"format":"gitops-reverser-inputs","version":1,"config":{...}}
@@ -19,8 +21,10 @@ use crate::time::Now;
 
 /// The `format` field of every recording's header.
 pub const FORMAT: &str = "gitops-reverser-inputs";
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes.
+pub const VERSION: u32 = 2;
+/// The oldest format version this build reads. Version 1 is version 2 without restarts.
+pub const VERSION_MIN: u32 = 1;
 
 /// The first line of a recording.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +67,9 @@ pub enum RecordError {
     #[error("line 1 is not a {FORMAT} header: {0}")]
     NotARecording(String),
     /// Written by a format version this build does not read.
-    #[error("unsupported format version {found}, this build reads {VERSION}")]
+    #[error(
+        "unsupported format version {found}, this build reads versions {VERSION_MIN} to {VERSION}"
+    )]
     UnsupportedVersion {
         /// The version in the header.
         found: u32,
@@ -93,16 +99,49 @@ pub fn entry_line(now: Now, input: &Input) -> Result<String, serde_json::Error> 
     serde_json::to_string(&EntryRef { now, input })
 }
 
-/// A recording read back: the header, every entry that could be read, and the lines that could
-/// not (each reported with its number; a bad line loses only itself).
-#[derive(Debug)]
+/// A restart inside a recording: before entry `at`, a fresh core was built from `config`.
+#[derive(Clone, Debug)]
+pub struct Restart {
+    /// Index into [`Recording::entries`] of the first entry the new core saw.
+    pub at: usize,
+    /// Its configuration.
+    pub config: CoreConfig,
+}
+
+/// A recording read back: the header, every entry that could be read, the restarts, and the
+/// lines that could not be read (each reported with its number; a bad line loses only itself).
+#[derive(Clone, Debug)]
 pub struct Recording {
     /// The header.
     pub header: Header,
     /// Entries in order.
     pub entries: Vec<Entry>,
+    /// Restarts, in order of `at`.
+    pub restarts: Vec<Restart>,
     /// Lines that could not be read.
     pub bad_lines: Vec<RecordError>,
+}
+
+impl Recording {
+    /// The whole recording as text in this build's version: what [`read`] reads back.
+    pub fn to_text(&self) -> Result<String, serde_json::Error> {
+        let mut out = header_line(&self.header.config);
+        out.push('\n');
+        let mut restarts = self.restarts.iter().peekable();
+        for (i, e) in self.entries.iter().enumerate() {
+            while let Some(r) = restarts.next_if(|r| r.at == i) {
+                out.push_str(&header_line(&r.config));
+                out.push('\n');
+            }
+            out.push_str(&entry_line(e.now, &e.input)?);
+            out.push('\n');
+        }
+        for r in restarts {
+            out.push_str(&header_line(&r.config));
+            out.push('\n');
+        }
+        Ok(out)
+    }
 }
 
 /// Reads a whole recording. Blank lines are skipped.
@@ -114,9 +153,23 @@ pub fn read(text: &str) -> Result<Recording, RecordError> {
         .ok_or(RecordError::Empty)?;
     let header = read_header(first)?;
     let mut entries = Vec::new();
+    let mut restarts = Vec::new();
     let mut bad_lines = Vec::new();
     for (i, line) in lines {
         if line.trim().is_empty() {
+            continue;
+        }
+        if header.version >= 2 && line.starts_with("{\"format\"") {
+            match read_header(line) {
+                Ok(h) => restarts.push(Restart {
+                    at: entries.len(),
+                    config: h.config,
+                }),
+                Err(e) => bad_lines.push(RecordError::BadLine {
+                    line: i + 1,
+                    reason: e.to_string(),
+                }),
+            }
             continue;
         }
         match serde_json::from_str::<Entry>(line) {
@@ -130,6 +183,7 @@ pub fn read(text: &str) -> Result<Recording, RecordError> {
     Ok(Recording {
         header,
         entries,
+        restarts,
         bad_lines,
     })
 }
@@ -149,7 +203,7 @@ fn read_header(line: &str) -> Result<Header, RecordError> {
         )));
     }
     match probe.version {
-        Some(VERSION) => {}
+        Some(VERSION_MIN..=VERSION) => {}
         Some(found) => return Err(RecordError::UnsupportedVersion { found }),
         None => return Err(RecordError::NotARecording("no version".into())),
     }
@@ -279,11 +333,43 @@ mod tests {
 
     #[test]
     fn another_version_is_refused_by_number() {
-        let line = header_line(&CoreConfig::default()).replace("\"version\":1", "\"version\":7");
+        let line = header_line(&CoreConfig::default()).replace("\"version\":2", "\"version\":7");
         assert_eq!(
             read(&line).unwrap_err().to_string(),
-            "unsupported format version 7, this build reads 1"
+            "unsupported format version 7, this build reads versions 1 to 2"
         );
+    }
+
+    #[test]
+    fn a_version_1_recording_still_reads() {
+        let head = header_line(&CoreConfig::default()).replace("\"version\":2", "\"version\":1");
+        let text = format!(
+            "{head}\n{}\n",
+            entry_line(Now::at(1), &Input::Tick).unwrap()
+        );
+        let rec = read(&text).unwrap();
+        assert_eq!((rec.header.version, rec.entries.len()), (1, 1));
+        assert!(rec.restarts.is_empty() && rec.bad_lines.is_empty());
+    }
+
+    #[test]
+    fn a_restart_is_a_header_between_entries_and_writes_back_the_same() {
+        let tick = entry_line(Now::at(1), &Input::Tick).unwrap();
+        let other = CoreConfig {
+            instance_id: 9,
+            ..CoreConfig::default()
+        };
+        let text = format!(
+            "{}\n{tick}\n{}\n{tick}\n{tick}\n",
+            header_line(&CoreConfig::default()),
+            header_line(&other)
+        );
+        let rec = read(&text).unwrap();
+        assert_eq!(rec.entries.len(), 3);
+        assert_eq!(rec.restarts.len(), 1);
+        assert_eq!(rec.restarts[0].at, 1);
+        assert_eq!(rec.restarts[0].config.instance_id, 9);
+        assert_eq!(rec.to_text().unwrap(), text);
     }
 
     #[test]

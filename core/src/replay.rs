@@ -3,7 +3,8 @@
 //! The recording holds every input the driver gave the core, git results included, so the core
 //! replays exactly: a push counts as landed when the recording's `GitDone` for its op says
 //! `Pushed`, and its writes are applied to an in-memory tree per branch. No cluster and no git
-//! server are involved.
+//! server are involved. At a restart the core is rebuilt from the restart's configuration and its
+//! pushes still in flight are forgotten (whether they landed, the recording cannot say).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,8 +21,12 @@ use crate::record::Recording;
 pub struct ReplayedCommit {
     /// The GitRepoConfig.
     pub repo: NamespacedName,
+    /// Its URL.
+    pub url: String,
     /// The branch.
     pub branch: String,
+    /// When the push that carried it was reported landed (the recording's monotonic ms).
+    pub landed_ms: u64,
     /// The author.
     pub author: Identity,
     /// The committer.
@@ -66,16 +71,22 @@ fn counters(c: Counters) -> BTreeMap<&'static str, u64> {
 /// Replays `rec` into a core built from its header.
 pub fn replay(rec: &Recording) -> Replay {
     let mut core = Core::new(rec.header.config.clone());
-    let mut pushes: BTreeMap<u64, (NamespacedName, String, Vec<PlannedCommit>)> = BTreeMap::new();
+    let mut pushes: BTreeMap<u64, (NamespacedName, String, String, Vec<PlannedCommit>)> =
+        BTreeMap::new();
+    let mut restarts = rec.restarts.iter().peekable();
     let mut out = Replay {
         commits: Vec::new(),
         trees: BTreeMap::new(),
         counters: BTreeMap::new(),
     };
-    for entry in &rec.entries {
+    for (i, entry) in rec.entries.iter().enumerate() {
+        while let Some(r) = restarts.next_if(|r| r.at == i) {
+            core = Core::new(r.config.clone());
+            pushes.clear();
+        }
         if let Input::GitDone(op_id, result) = &entry.input {
             let push = pushes.remove(op_id);
-            if let (Some((repo, branch, commits)), GitResult::Pushed { .. }) = (push, result) {
+            if let (Some((repo, url, branch, commits)), GitResult::Pushed { .. }) = (push, result) {
                 let tree = out.trees.entry(format!("{repo} {branch}")).or_default();
                 for c in commits {
                     let writes: Vec<(String, Option<String>)> = c
@@ -96,7 +107,9 @@ pub fn replay(rec: &Recording) -> Replay {
                     }
                     out.commits.push(ReplayedCommit {
                         repo: repo.clone(),
+                        url: url.clone(),
                         branch: branch.clone(),
+                        landed_ms: entry.now.mono_ms,
                         author: c.author,
                         committer: c.committer,
                         message: c.message,
@@ -109,7 +122,7 @@ pub fn replay(rec: &Recording) -> Replay {
         while let Some(o) = core.poll_output() {
             if let Output::Git(op) = o {
                 if let GitOpKind::Push { commits, .. } = op.kind {
-                    pushes.insert(op.op_id, (op.repo, op.branch, commits));
+                    pushes.insert(op.op_id, (op.repo, op.repo_url, op.branch, commits));
                 }
             }
         }
@@ -123,7 +136,14 @@ impl Replay {
     pub fn text(&self) -> String {
         let mut s = String::new();
         for (i, c) in self.commits.iter().enumerate() {
-            let _ = writeln!(s, "commit {} on {} {}", i + 1, c.repo, c.branch);
+            let _ = writeln!(
+                s,
+                "commit {} on {} {} (landed at {} ms)",
+                i + 1,
+                c.repo,
+                c.branch,
+                c.landed_ms
+            );
             let _ = writeln!(s, "  author:    {} <{}>", c.author.name, c.author.email);
             let _ = writeln!(
                 s,

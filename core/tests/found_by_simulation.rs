@@ -7,7 +7,7 @@ use common::{gvr, repo_name, Harness};
 use gitops_reverser_core::admission::AdmissionRequest;
 use gitops_reverser_core::config::NamespacedName;
 use gitops_reverser_core::ids::Operation;
-use gitops_reverser_core::io::{GitOpKind, Input, WatchEvent};
+use gitops_reverser_core::io::{GitOpKind, Input, Output, WatchEvent};
 use gitops_reverser_core::json::RawObject;
 use serde_json::json;
 
@@ -443,4 +443,56 @@ fn a_folder_listing_that_failed_is_retried_without_any_other_event() {
         matches!(retried.as_slice(), [op] if matches!(op.kind, GitOpKind::ReadPaths { .. })),
         "{retried:?}"
     );
+}
+
+/// Found by the corpus scenario `rule-added-and-removed` (`sim/src/scenarios.rs`): a folder that
+/// lost one of its streams kept that stream's objects as members. The next listing no longer
+/// counted their files as its own, so the members looked diverged, the core asked for a relist,
+/// the relist's end read the folder again, and so on: a relist and a folder read every 10 ms,
+/// for ever.
+#[test]
+fn a_folder_that_loses_a_stream_forgets_its_objects_and_settles() {
+    let secrets = gvr("", "v1", "secrets");
+    let mut h = Harness::with_rule(&[("", "v1", "configmaps"), ("", "v1", "secrets")], "prod");
+    h.seed_empty();
+    let secret: RawObject = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db", "namespace": "team-a", "uid": "s1", "resourceVersion": "5"},
+        "data": {"password": "aHVudGVyMg=="}})
+    .into();
+    h.input(Input::Watch(secrets, WatchEvent::Apply(secret)));
+    assert_eq!(h.flush_and_push().len(), 1);
+    h.outputs.clear();
+    // The rule now selects ConfigMaps only: same folder, one stream fewer.
+    let rule = serde_json::from_value(json!({"gitRepoConfigRef": "my-repo", "baseFolder": "prod",
+        "resources": [{"group": "", "version": "v1", "resource": "configmaps"}]}))
+    .unwrap();
+    h.input(Input::WatchRule(
+        NamespacedName::new("team-a", "rule"),
+        Some(rule),
+    ));
+    let mut relists = 0;
+    for _ in 0..20 {
+        let outputs = std::mem::take(&mut h.outputs);
+        if outputs.is_empty() {
+            break;
+        }
+        for o in outputs {
+            match o {
+                Output::Resync(g) => {
+                    relists += 1;
+                    h.input(Input::Watch(g.clone(), WatchEvent::Init));
+                    h.input(Input::Watch(g, WatchEvent::InitDone));
+                }
+                Output::Git(op) => {
+                    let result = h.apply(&op);
+                    h.input(Input::GitDone(op.op_id, result));
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(h.outputs.is_empty(), "still busy: {:?}", h.outputs);
+    assert_eq!(relists, 1, "relists after one rule change");
+    // The Secret's file is left where it is: no folder keeps Secrets any more.
+    assert!(h.files.contains_key("prod/v1/secrets/team-a/db.yaml"));
 }

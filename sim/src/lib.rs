@@ -10,6 +10,8 @@ pub mod checks;
 pub mod cluster;
 pub mod git;
 pub mod rng;
+pub mod scenario;
+pub mod scenarios;
 pub mod shrink;
 pub mod swarm;
 pub mod topology;

@@ -1,4 +1,5 @@
-//! `gitops-reverser-sim --seed S [--runs N] [--steps N] [--faults a,b|none|all] [--no-shrink]`
+//! `gitops-reverser-sim --seed S [--runs N] [--steps N] [--faults a,b|none|all] [--no-shrink]
+//! [--record FILE] [--save-corpus NAME --what TEXT]`, and `gitops-reverser-sim scenarios [--out DIR]`.
 
 use std::process::ExitCode;
 
@@ -6,9 +7,16 @@ use gitops_reverser_sim::shrink::shrink;
 use gitops_reverser_sim::swarm::{Fault, FaultChoice};
 use gitops_reverser_sim::{run, Params, Report};
 
-const USAGE: &str = "usage: gitops-reverser-sim [--seed S] [--runs N] [--steps N] [--faults name,name|none|all] [--no-shrink]";
+const USAGE: &str = "usage: gitops-reverser-sim [--seed S] [--runs N] [--steps N] [--faults name,name|none|all] [--no-shrink] [--record FILE] [--save-corpus NAME --what TEXT]
+       gitops-reverser-sim scenarios [--out DIR]";
+
+/// The workspace's corpus directory, where scenarios and saved failures go by default.
+const CORPUS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus");
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("scenarios") {
+        return write_scenarios();
+    }
     let mut seed = 1u64;
     let mut runs = 1u64;
     let mut steps = 300usize;
@@ -114,4 +122,54 @@ fn names() -> String {
 fn die(msg: &str) -> ! {
     eprintln!("{msg}\n{USAGE}");
     std::process::exit(2)
+}
+
+/// `scenarios [--out DIR]`: every scripted scenario as `DIR/scenario-<name>.jsonl`, and their table
+/// in `DIR/README.md` (between the `scenarios` markers) rewritten from their descriptions.
+fn write_scenarios() -> ExitCode {
+    let mut out = std::path::PathBuf::from(CORPUS_DIR);
+    let mut args = std::env::args().skip(2);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--out" => {
+                out = args
+                    .next()
+                    .unwrap_or_else(|| die("--out needs a value"))
+                    .into()
+            }
+            other => die(&format!("unknown argument {other}")),
+        }
+    }
+    let mut table = String::from("| file | what |\n| --- | --- |\n");
+    for sc in gitops_reverser_sim::scenarios::ALL {
+        let rec = gitops_reverser_sim::scenarios::play(sc);
+        let file = format!("scenario-{}.jsonl", sc.name);
+        let text = rec.to_text().expect("scenario inputs serialize");
+        write_or_die(&out.join(&file), &text);
+        println!("{file} ({} inputs)", rec.entries.len());
+        table.push_str(&format!("| `{file}` | {} |\n", sc.what));
+    }
+    let readme = out.join("README.md");
+    if let Ok(text) = std::fs::read_to_string(&readme) {
+        match replace_between(&text, "<!-- scenarios -->\n", "<!-- /scenarios -->", &table) {
+            Some(new) => write_or_die(&readme, &new),
+            None => eprintln!(
+                "{}: no scenarios markers, table not written",
+                readme.display()
+            ),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn replace_between(text: &str, start: &str, end: &str, with: &str) -> Option<String> {
+    let a = text.find(start)? + start.len();
+    let b = a + text[a..].find(end)?;
+    Some(format!("{}{with}{}", &text[..a], &text[b..]))
+}
+
+fn write_or_die(path: &std::path::Path, text: &str) {
+    if let Err(e) = std::fs::write(path, text) {
+        die(&format!("{}: {e}", path.display()));
+    }
 }

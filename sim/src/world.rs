@@ -159,7 +159,7 @@ struct World {
     trace: bool,
 }
 
-fn core_config(generation: u64) -> CoreConfig {
+pub(crate) fn core_config(generation: u64) -> CoreConfig {
     let bot = Identity {
         name: "gitops-reverser".into(),
         email: "bot@sim".into(),
@@ -911,7 +911,7 @@ impl World {
 }
 
 /// `out` with every file of a push rendered, as the runtime's executor renders them.
-fn rendered(mut out: Output) -> Output {
+pub(crate) fn rendered(mut out: Output) -> Output {
     if let Output::Git(GitOp {
         kind: GitOpKind::Push { commits, .. },
         ..

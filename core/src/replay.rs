@@ -68,11 +68,23 @@ fn counters(c: Counters) -> BTreeMap<&'static str, u64> {
     ])
 }
 
-/// Replays `rec` into a core built from its header.
+/// A push the core planned: where, and its commits.
+struct Push {
+    repo: NamespacedName,
+    url: String,
+    branch: String,
+    commits: Vec<PlannedCommit>,
+}
+
+/// Replays `rec` into a core built from its header. A push lands when its result says
+/// `Pushed`, or when it was `Unknown` and the branch's next verification found it landed.
 pub fn replay(rec: &Recording) -> Replay {
     let mut core = Core::new(rec.header.config.clone());
-    let mut pushes: BTreeMap<u64, (NamespacedName, String, String, Vec<PlannedCommit>)> =
-        BTreeMap::new();
+    let mut pushes: BTreeMap<u64, Push> = BTreeMap::new();
+    // Verifications in flight, by op id: the branch they look at.
+    let mut verifies: BTreeMap<u64, (NamespacedName, String)> = BTreeMap::new();
+    // Per branch, the push whose result was `Unknown`, until a verification says.
+    let mut unknown: BTreeMap<(NamespacedName, String), Push> = BTreeMap::new();
     let mut restarts = rec.restarts.iter().peekable();
     let mut out = Replay {
         commits: Vec::new(),
@@ -83,47 +95,42 @@ pub fn replay(rec: &Recording) -> Replay {
         while let Some(r) = restarts.next_if(|r| r.at == i) {
             core = Core::new(r.config.clone());
             pushes.clear();
+            verifies.clear();
+            unknown.clear();
         }
         if let Input::GitDone(op_id, result) = &entry.input {
-            let push = pushes.remove(op_id);
-            if let (Some((repo, url, branch, commits)), GitResult::Pushed { .. }) = (push, result) {
-                let tree = out.trees.entry(format!("{repo} {branch}")).or_default();
-                for c in commits {
-                    let writes: Vec<(String, Option<String>)> = c
-                        .writes
-                        .iter()
-                        .map(|(path, body)| {
-                            let text = body
-                                .as_ref()
-                                .map(|b| String::from_utf8_lossy(&b.render()).into_owned());
-                            (path.clone(), text)
-                        })
-                        .collect();
-                    for (path, text) in &writes {
-                        match text {
-                            Some(t) => tree.insert(path.clone(), t.clone()),
-                            None => tree.remove(path),
-                        };
-                    }
-                    out.commits.push(ReplayedCommit {
-                        repo: repo.clone(),
-                        url: url.clone(),
-                        branch: branch.clone(),
-                        landed_ms: entry.now.mono_ms,
-                        author: c.author,
-                        committer: c.committer,
-                        message: c.message,
-                        writes,
-                    });
+            let landed = match (pushes.remove(op_id), verifies.remove(op_id), result) {
+                (Some(p), _, GitResult::Pushed { .. }) => Some(p),
+                (Some(p), _, GitResult::Unknown) => {
+                    unknown.insert((p.repo.clone(), p.branch.clone()), p);
+                    None
                 }
+                (_, Some(branch), GitResult::Verified { landed, .. }) => {
+                    unknown.remove(&branch).filter(|_| *landed)
+                }
+                _ => None,
+            };
+            if let Some(p) = landed {
+                out.land(p, entry.now.mono_ms);
             }
         }
         core.handle(entry.now, entry.input.clone());
         while let Some(o) = core.poll_output() {
-            if let Output::Git(op) = o {
-                if let GitOpKind::Push { commits, .. } = op.kind {
-                    pushes.insert(op.op_id, (op.repo, op.repo_url, op.branch, commits));
+            let Output::Git(op) = o else { continue };
+            match op.kind {
+                GitOpKind::Push { commits, .. } => {
+                    let push = Push {
+                        repo: op.repo,
+                        url: op.repo_url,
+                        branch: op.branch,
+                        commits,
+                    };
+                    pushes.insert(op.op_id, push);
                 }
+                GitOpKind::Verify { .. } => {
+                    verifies.insert(op.op_id, (op.repo, op.branch));
+                }
+                GitOpKind::ReadPaths { .. } => {}
             }
         }
     }
@@ -132,6 +139,41 @@ pub fn replay(rec: &Recording) -> Replay {
 }
 
 impl Replay {
+    fn land(&mut self, p: Push, landed_ms: u64) {
+        let tree = self
+            .trees
+            .entry(format!("{} {}", p.repo, p.branch))
+            .or_default();
+        for c in p.commits {
+            let writes: Vec<(String, Option<String>)> = c
+                .writes
+                .iter()
+                .map(|(path, body)| {
+                    let text = body
+                        .as_ref()
+                        .map(|b| String::from_utf8_lossy(&b.render()).into_owned());
+                    (path.clone(), text)
+                })
+                .collect();
+            for (path, text) in &writes {
+                match text {
+                    Some(t) => tree.insert(path.clone(), t.clone()),
+                    None => tree.remove(path),
+                };
+            }
+            self.commits.push(ReplayedCommit {
+                repo: p.repo.clone(),
+                url: p.url.clone(),
+                branch: p.branch.clone(),
+                landed_ms,
+                author: c.author,
+                committer: c.committer,
+                message: c.message,
+                writes,
+            });
+        }
+    }
+
     /// The stable, readable text form: commits, then the final trees, then the counters.
     pub fn text(&self) -> String {
         let mut s = String::new();

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use gitops_reverser_sim::reduce;
 use gitops_reverser_sim::shrink::shrink;
 use gitops_reverser_sim::swarm::{Fault, FaultChoice};
 use gitops_reverser_sim::{run, Params, Report};
@@ -22,6 +23,9 @@ fn main() -> ExitCode {
     let mut steps = 300usize;
     let mut faults = FaultChoice::Seeded;
     let mut do_shrink = true;
+    let mut record: Option<std::path::PathBuf> = None;
+    let mut save: Option<String> = None;
+    let mut what: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || {
@@ -34,11 +38,29 @@ fn main() -> ExitCode {
             "--steps" => steps = val().parse().unwrap_or_else(|_| die("--steps: a number")),
             "--faults" => faults = parse_faults(&val()),
             "--no-shrink" => do_shrink = false,
+            "--record" => record = Some(val().into()),
+            "--save-corpus" => save = Some(val()),
+            "--what" => what = Some(val()),
             "-h" | "--help" => {
                 println!("{USAGE}\nfaults: {}", names());
                 return ExitCode::SUCCESS;
             }
             other => die(&format!("unknown argument {other}")),
+        }
+    }
+    if (record.is_some() || save.is_some()) && runs != 1 {
+        die("--record and --save-corpus take one seed (no --runs)");
+    }
+    if let Some(name) = &save {
+        let ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            die("--save-corpus: a name of lowercase letters, digits and dashes");
+        }
+        if what.is_none() {
+            die("--save-corpus needs --what \"one line on what the scenario shows\"");
         }
     }
     let mut failed = 0;
@@ -47,9 +69,18 @@ fn main() -> ExitCode {
             seed: s,
             steps,
             faults: faults.clone(),
+            record: record.is_some(),
         };
         let report = run(&params);
         print_report(&report);
+        if let (Some(path), Some(rec)) = (&record, &report.recording) {
+            write_or_die(path, &rec.to_text().expect("inputs serialize"));
+            println!(
+                "recorded {} inputs to {}",
+                rec.entries.len(),
+                path.display()
+            );
+        }
         if !report.violations.is_empty() {
             failed += 1;
             println!("FAILED: {} violation(s)", report.violations.len());
@@ -57,8 +88,9 @@ fn main() -> ExitCode {
                 println!("  - {v}");
             }
             println!("reproduce: {}", params.command());
+            let mut small = report.clone();
             if do_shrink {
-                let small = shrink(&report);
+                small = shrink(&report);
                 println!(
                     "shrunk to: {} ({} violation(s), first: {})",
                     small.params.command(),
@@ -66,6 +98,11 @@ fn main() -> ExitCode {
                     small.violations[0].lines().next().unwrap_or_default()
                 );
             }
+            if let Some(name) = &save {
+                save_corpus(&small.params, name, what.as_deref().unwrap_or_default());
+            }
+        } else if let Some(name) = &save {
+            save_corpus(&params, name, what.as_deref().unwrap_or_default());
         }
     }
     if runs > 1 {
@@ -172,4 +209,69 @@ fn write_or_die(path: &std::path::Path, text: &str) {
     if let Err(e) = std::fs::write(path, text) {
         die(&format!("{}: {e}", path.display()));
     }
+}
+
+/// Replays at most this many candidates when shrinking on inputs.
+const REDUCE_TESTS_MAX: usize = 20_000;
+
+/// `--save-corpus NAME`: the run of `params` recorded, its inputs shrunk by delta debugging while
+/// the first violation a replay can judge still shows, saved as `corpus/sim-NAME.jsonl` with a row
+/// in `corpus/README.md`.
+fn save_corpus(params: &Params, name: &str, what: &str) {
+    let report = run(&Params {
+        record: true,
+        ..params.clone()
+    });
+    let rec = report.recording.as_deref().expect("recorded");
+    let truth = report.truth.as_deref().expect("recorded");
+    let judged = report.violations.iter().find_map(|v| {
+        let sig = reduce::signature(v)?;
+        reduce::reproduces(rec, truth, &sig).then_some(sig)
+    });
+    let (saved, note) = match &judged {
+        Some(sig) => {
+            let r = reduce::reduce(rec, truth, sig, REDUCE_TESTS_MAX);
+            println!(
+                "inputs shrunk from {} to {} in {} replays; the replay still shows: {sig}",
+                rec.entries.len(),
+                r.recording.entries.len(),
+                r.tests
+            );
+            (r.recording, format!("shows: {sig}"))
+        }
+        None if report.violations.is_empty() => (rec.clone(), "passes".to_string()),
+        None => {
+            println!(
+                "no violation of this run can be judged on a replay (those need the world's final state): saved unreduced"
+            );
+            (rec.clone(), "unreduced".to_string())
+        }
+    };
+    let dir = std::path::PathBuf::from(CORPUS_DIR);
+    let file = format!("sim-{name}.jsonl");
+    write_or_die(
+        &dir.join(&file),
+        &saved.to_text().expect("inputs serialize"),
+    );
+    let readme = dir.join("README.md");
+    let text = std::fs::read_to_string(&readme).unwrap_or_default();
+    let row = format!(
+        "| `{file}` | {what} (`{}`, {note}) |\n",
+        params
+            .command()
+            .replace("cargo run -p gitops-reverser-sim --release -- ", "")
+    );
+    let new = match text.find("<!-- /saved -->") {
+        Some(i) => format!("{}{row}{}", &text[..i], &text[i..]),
+        None => format!(
+            "{text}\n## Saved simulator runs\n\n| file | what |\n| --- | --- |\n{row}<!-- /saved -->\n"
+        ),
+    };
+    write_or_die(&readme, &new);
+    println!(
+        "saved corpus/{file} ({} inputs). Next: cargo test -p gitops-reverser-core --test corpus \
+         writes its snapshot as a .snap.new; review it, then accept with INSTA_UPDATE=always \
+         (or cargo insta review)",
+        saved.entries.len()
+    );
 }

@@ -2,6 +2,7 @@
 //! API server, git remotes and clock, injecting the seed's faults, and runs the checkers.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use gitops_reverser_core::admission::AdmissionRequest;
 use gitops_reverser_core::config::NamespacedName;
@@ -12,6 +13,7 @@ use gitops_reverser_core::io::{
     blob_ids, CommitId, GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent,
 };
 use gitops_reverser_core::json::RawObject;
+use gitops_reverser_core::record::{Entry, Header, Recording, Restart};
 use gitops_reverser_core::time::Now;
 use rand::Rng;
 use serde_json::{json, Value};
@@ -49,6 +51,9 @@ pub struct Params {
     pub steps: usize,
     /// Which faults.
     pub faults: FaultChoice,
+    /// Keep every input the core is handed, in the core's recording format
+    /// ([`Report::recording`]), with the cluster's write history ([`Report::truth`]).
+    pub record: bool,
 }
 
 impl Params {
@@ -94,6 +99,10 @@ pub struct Report {
     pub output_hash: u64,
     /// Invariant violations.
     pub violations: Vec<String>,
+    /// With [`Params::record`]: every input the core was handed, restarts included.
+    pub recording: Option<Arc<Recording>>,
+    /// With [`Params::record`]: every write per identifier, what the checkers judge commits by.
+    pub truth: Option<Arc<BTreeMap<String, Vec<WriteRecord>>>>,
 }
 
 enum Ev {
@@ -157,6 +166,8 @@ struct World {
     stale_heads: BTreeMap<(String, String), Option<CommitId>>,
     /// `SIM_TRACE=1`: every input and output on stderr.
     trace: bool,
+    /// With [`Params::record`]: the inputs so far.
+    recording: Option<Recording>,
 }
 
 pub(crate) fn core_config(generation: u64) -> CoreConfig {
@@ -218,6 +229,12 @@ pub fn run(params: &Params) -> Report {
         ticks_at_now: 0,
         stale_heads: BTreeMap::new(),
         trace: std::env::var_os("SIM_TRACE").is_some(),
+        recording: params.record.then(|| Recording {
+            header: Header::new(core_config(0)),
+            entries: Vec::new(),
+            restarts: Vec::new(),
+            bad_lines: Vec::new(),
+        }),
     };
     w.configure();
     w.at(1, Ev::Step);
@@ -246,6 +263,11 @@ pub fn run(params: &Params) -> Report {
         sim_ms: w.now,
         output_hash: w.hash.digest(),
         violations: w.violations,
+        truth: w
+            .recording
+            .is_some()
+            .then(|| Arc::new(std::mem::take(&mut w.cluster.history))),
+        recording: w.recording.map(Arc::new),
     }
 }
 
@@ -343,6 +365,12 @@ impl World {
         };
         if self.trace {
             eprintln!("{:>9} in  {}", self.now, brief_input(&input));
+        }
+        if let Some(rec) = &mut self.recording {
+            rec.entries.push(Entry {
+                now,
+                input: input.clone(),
+            });
         }
         self.core.handle(now, input);
         while let Some(out) = self.core.poll_output() {
@@ -716,6 +744,12 @@ impl World {
         self.generation += 1;
         self.next_tick = None;
         self.core = Core::new(core_config(self.generation));
+        if let Some(rec) = &mut self.recording {
+            rec.restarts.push(Restart {
+                at: rec.entries.len(),
+                config: core_config(self.generation),
+            });
+        }
         self.configure();
     }
 

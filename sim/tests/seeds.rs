@@ -27,6 +27,7 @@ fn the_ci_seed_set_passes_every_checker_and_is_deterministic() {
             seed,
             steps: 300,
             faults: FaultChoice::Seeded,
+            record: false,
         };
         let a = run(&params);
         let b = run(&params);
@@ -60,6 +61,7 @@ fn a_run_without_faults_attributes_every_change_to_its_user() {
             seed,
             steps: 200,
             faults: FaultChoice::Only(Vec::new()),
+            record: false,
         });
         assert!(r.violations.is_empty(), "seed {seed}: {:?}", r.violations);
         assert!(r.commits > 0 && r.attribution.hit > 0, "seed {seed}: {r:?}");

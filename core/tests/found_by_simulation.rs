@@ -496,3 +496,30 @@ fn a_folder_that_loses_a_stream_forgets_its_objects_and_settles() {
     // The Secret's file is left where it is: no folder keeps Secrets any more.
     assert!(h.files.contains_key("prod/v1/secrets/team-a/db.yaml"));
 }
+
+/// Seed 191083280 (`corpus/sim-wrong-author-after-recreate.jsonl`): two identical CREATEs, one
+/// refused after admission, both with their admissions late for the watch event of the one that
+/// was persisted. The first late record used up the note of the write seen without an author, so
+/// the second was kept, and named the author of an identical re-creation 37 s later.
+#[test]
+fn every_late_record_for_a_write_seen_without_one_is_dropped() {
+    let mut h = seeded();
+    h.input(watch(WatchEvent::Apply(cm("web", "1", "u1", 10))));
+    h.advance(1_500);
+    h.input(create("deployer", "web", "1"));
+    h.input(create("alice", "web", "1"));
+    // Deleted and re-created with the same content, within the TTL of those records; neither
+    // webhook call reached the operator.
+    h.advance(30_000);
+    h.input(watch(WatchEvent::Delete(cm("web", "1", "u1", 11))));
+    h.advance(2_000);
+    h.input(watch(WatchEvent::Apply(cm("web", "1", "u2", 12))));
+    assert_eq!(
+        authors(&mut h),
+        [
+            "gitops-reverser [CREATE] v1/configmaps/team-a/web",
+            "gitops-reverser [DELETE] v1/configmaps/team-a/web",
+            "gitops-reverser [CREATE] v1/configmaps/team-a/web"
+        ]
+    );
+}

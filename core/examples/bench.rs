@@ -21,6 +21,7 @@ use gitops_reverser_core::core::{Core, CoreConfig};
 use gitops_reverser_core::ids::{Gvr, Operation};
 use gitops_reverser_core::io::{GitOpKind, GitResult, Input, Output, WatchEvent};
 use gitops_reverser_core::json::RawObject;
+use gitops_reverser_core::sanitize::TypeRules;
 use gitops_reverser_core::time::Now;
 use serde_json::{json, Value};
 
@@ -213,7 +214,7 @@ fn main() {
         ignored_time += t.elapsed();
         let t = Instant::now();
         for raw in &raws {
-            std::hint::black_box(digester.digest(raw.as_bytes()).unwrap());
+            std::hint::black_box(digester.digest(raw.as_bytes(), TypeRules::Plain).unwrap());
         }
         digest_time += t.elapsed();
         let batch: Vec<Input> = raws

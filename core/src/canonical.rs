@@ -12,7 +12,7 @@ use crate::json::{
     is_plain_integer, Doc, JsonError, Kind, NodeId, Scratch, CANONICAL, REDACTED, REMOVED,
     STRING_STOP,
 };
-use crate::sanitize::{sanitize, REDACTED as REDACTED_TEXT};
+use crate::sanitize::{sanitize, TypeRules, REDACTED as REDACTED_TEXT};
 
 /// Top-level keys written first, in this order.
 pub(crate) const LEADING_KEYS: [&str; 3] = ["apiVersion", "kind", "metadata"];
@@ -39,9 +39,9 @@ pub fn canonical_bytes(json: &[u8]) -> Result<Vec<u8>, JsonError> {
 
 /// The canonical bytes of an object after sanitization: what the repository's file is rendered
 /// from and what its content hash is taken over.
-pub fn sanitized_bytes(json: &[u8]) -> Result<Vec<u8>, JsonError> {
+pub fn sanitized_bytes(json: &[u8], rules: TypeRules) -> Result<Vec<u8>, JsonError> {
     let mut doc = Doc::parse(json)?;
-    sanitize(&mut doc);
+    sanitize(&mut doc, rules);
     let mut out = Vec::with_capacity(json.len());
     write_canonical(&doc, &mut out, &mut Vec::new());
     Ok(out)
@@ -80,10 +80,10 @@ impl Digester {
         Ok(r)
     }
 
-    /// Sanitizes `json` and returns its content hash and canonical size.
-    pub fn digest(&mut self, json: &[u8]) -> Result<(u64, usize), JsonError> {
+    /// Sanitizes `json` by `rules` and returns its content hash and canonical size.
+    pub fn digest(&mut self, json: &[u8], rules: TypeRules) -> Result<(u64, usize), JsonError> {
         self.with_doc(json, |doc, out| {
-            sanitize(doc);
+            sanitize(doc, rules);
             out.finish(doc)
         })
     }
@@ -373,7 +373,7 @@ mod tests {
             for sanitized in [false, true] {
                 let mut doc = Doc::parse(text.as_bytes()).unwrap();
                 if sanitized {
-                    sanitize(&mut doc);
+                    sanitize(&mut doc, TypeRules::Secret);
                 }
                 copied += (0..doc.subtree_end(Doc::ROOT))
                     .filter(|&id| doc.has(id, CANONICAL) && doc.kind(id) == Kind::Object)

@@ -22,7 +22,7 @@ use crate::json::{Doc, JsonError, Kind, RawObject};
 use crate::live::{key128, tag64, KeyHash, StreamLive};
 use crate::paths::{BranchPaths, Held, Member};
 use crate::rules::{CompiledRule, Destination, DocLabels, ObjectFacts, RuleReach, RuleStore};
-use crate::sanitize::{is_secret, sanitize, SecretPolicy};
+use crate::sanitize::{sanitize, SecretPolicy, TypeRules};
 use crate::time::{MonoClamp, Now};
 
 /// Largest sanitized object written, in canonical bytes; larger ones are refused and counted.
@@ -836,13 +836,17 @@ impl Core {
     // ---- ingestion ----
 
     /// Sanitizes an admission's object: its content hash and its `metadata.resourceVersion`.
-    fn digest_admission(&mut self, obj: &RawObject) -> Result<(u64, Option<u64>), JsonError> {
+    fn digest_admission(
+        &mut self,
+        obj: &RawObject,
+        rules: TypeRules,
+    ) -> Result<(u64, Option<u64>), JsonError> {
         self.digester.with_doc(obj.as_bytes(), |doc, out| {
             let rv = doc
                 .path(&["metadata", "resourceVersion"])
                 .and_then(|v| doc.str_raw(v))
                 .map(tag64);
-            sanitize(doc);
+            sanitize(doc, rules);
             (out.finish(doc).0, rv)
         })
     }
@@ -886,10 +890,13 @@ impl Core {
             );
             return;
         };
-        let digested = self.digest_admission(primary).and_then(|(hash, rv)| {
-            let old = old.map(|o| self.digest_admission(o)).transpose()?;
-            Ok((hash, rv, old))
-        });
+        let rules = TypeRules::of(&req.gvr);
+        let digested = self
+            .digest_admission(primary, rules)
+            .and_then(|(hash, rv)| {
+                let old = old.map(|o| self.digest_admission(o, rules)).transpose()?;
+                Ok((hash, rv, old))
+            });
         let (hash, primary_rv, old) = match digested {
             Ok(d) => d,
             Err(e) => {
@@ -1104,8 +1111,8 @@ impl Core {
         let ns_labels = &self.ns_labels;
         self.rules
             .route_into(gvr, &facts, |ns| ns_labels.get(ns), &mut routed);
-        let secret = is_secret(doc);
-        sanitize(doc);
+        let rules = TypeRules::of(gvr);
+        sanitize(doc, rules);
         let (hash, bytes) = out.finish(doc);
         let live = &mut self.live[gid as usize];
         if deleted {
@@ -1140,7 +1147,7 @@ impl Core {
             )
         };
         let author = attribution.user().cloned();
-        if secret && self.config.secret_policy == SecretPolicy::Exclude {
+        if rules.is_secret() && self.config.secret_policy == SecretPolicy::Exclude {
             self.routed = routed;
             return;
         }
@@ -1155,7 +1162,7 @@ impl Core {
             return;
         }
         // The file is the executor's to render (see `FileBody`): the object's text is shared.
-        let file = (!deleted).then(|| FileBody::Object(obj.clone()));
+        let file = (!deleted).then(|| FileBody::Object(obj.clone(), rules));
         let epoch = self.live[gid as usize].epoch();
         let resync = initial && matches!(attribution, Attribution::Miss);
         let mut queued = false;

@@ -84,8 +84,9 @@ pub struct Identity {
 /// itself only to compare it with a listed blob ([`FileBody::Yaml`]).
 #[derive(Clone, PartialEq, Eq)]
 pub enum FileBody {
-    /// An object's JSON text, as read by the core (so it renders without error).
-    Object(RawObject),
+    /// An object's JSON text, as read by the core (so it renders without error), and the
+    /// sanitization rules of its type (from its stream's GVR).
+    Object(RawObject, crate::sanitize::TypeRules),
     /// A file already rendered.
     Yaml(Arc<[u8]>),
 }
@@ -94,7 +95,7 @@ impl FileBody {
     /// The file's bytes.
     pub fn render(&self) -> std::borrow::Cow<'_, [u8]> {
         match self {
-            FileBody::Object(o) => crate::yaml::render_object(o.as_bytes())
+            FileBody::Object(o, rules) => crate::yaml::render_object(o.as_bytes(), *rules)
                 .expect("the core read this object before it planned its file")
                 .into(),
             FileBody::Yaml(y) => std::borrow::Cow::Borrowed(y),
@@ -104,7 +105,7 @@ impl FileBody {
     /// The file's bytes, shared.
     pub fn shared(&self) -> Arc<[u8]> {
         match self {
-            FileBody::Object(_) => self.render().into(),
+            FileBody::Object(..) => self.render().into(),
             FileBody::Yaml(y) => y.clone(),
         }
     }
@@ -125,7 +126,7 @@ impl FileBody {
 impl std::fmt::Debug for FileBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FileBody::Object(o) => f.debug_tuple("Object").field(o).finish(),
+            FileBody::Object(o, rules) => f.debug_tuple("Object").field(o).field(rules).finish(),
             FileBody::Yaml(y) => y.fmt(f),
         }
     }

@@ -1112,7 +1112,7 @@ pub(crate) mod tests {
                         let e = theirs.unwrap_err().to_string();
                         assert!(e.contains("out of range"), "serde_json refused: {e}");
                     }
-                    crate::sanitize::sanitize(&mut doc);
+                    crate::sanitize::sanitize(&mut doc, crate::sanitize::TypeRules::Secret);
                     let mut out = Vec::new();
                     crate::canonical::write_canonical(&doc, &mut out, &mut Default::default());
                     crate::yaml::render_doc(&doc);

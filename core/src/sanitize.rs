@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::Gvr;
 use crate::json::{Doc, Kind, NodeId, REDACTED as REDACT, REMOVED};
 
 /// What happens to `v1` Secrets.
@@ -68,76 +69,93 @@ const SERVICE_SPEC_REMOVED: [&str; 6] = [
     "internalTrafficPolicy",
 ];
 
-/// Kinds of the built-in workload APIs whose `spec.template` is a pod template.
-const POD_TEMPLATE_KINDS: [&str; 6] = [
-    "Deployment",
-    "StatefulSet",
-    "DaemonSet",
-    "ReplicaSet",
-    "Job",
-    "ReplicationController",
+/// The built-in workload resources whose `spec.template` is a pod template, by API group.
+const POD_TEMPLATE_RESOURCES: [(&str, &str); 6] = [
+    ("apps", "deployments"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("apps", "replicasets"),
+    ("batch", "jobs"),
+    ("", "replicationcontrollers"),
 ];
 
-/// Whether the object is a core `v1` Secret.
-pub fn is_secret(doc: &Doc) -> bool {
-    let [kind, api_version] = doc.lookup(Doc::ROOT, ["kind", "apiVersion"]);
-    kind.is_some_and(|k| doc.str_is(k, "Secret"))
-        && api_version.is_some_and(|v| doc.str_is(v, "v1"))
+/// What an object's type adds to the common rules. It comes from the GVR of the stream or the
+/// admission request, never from the object's own `kind`/`apiVersion` text: the API server
+/// leaves those out of list items, and an object's text is the cluster's to spell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TypeRules {
+    /// Nothing beyond the common rules.
+    #[default]
+    Plain,
+    /// A core `v1` Secret: every value redacted.
+    Secret,
+    /// A core Service: cluster-allocated `spec` fields removed.
+    Service,
+    /// A core Pod: `spec.nodeName` removed.
+    Pod,
+    /// A core PersistentVolumeClaim: `spec.volumeName` and `spec.volumeMode` removed.
+    PersistentVolumeClaim,
+    /// A built-in workload: the pod template's `metadata.creationTimestamp` removed.
+    Workload,
+    /// A CronJob: the same under `spec.jobTemplate.spec.template`.
+    CronJob,
+    /// A core PodTemplate: the same under `template`.
+    PodTemplate,
+}
+
+impl TypeRules {
+    /// The rules of objects of `gvr`.
+    pub fn of(gvr: &Gvr) -> Self {
+        let (group, resource) = (gvr.group.as_str(), gvr.resource.as_str());
+        match (group, resource) {
+            ("", "secrets") => TypeRules::Secret,
+            ("", "services") => TypeRules::Service,
+            ("", "pods") => TypeRules::Pod,
+            ("", "persistentvolumeclaims") => TypeRules::PersistentVolumeClaim,
+            ("", "podtemplates") => TypeRules::PodTemplate,
+            ("batch", "cronjobs") => TypeRules::CronJob,
+            _ if POD_TEMPLATE_RESOURCES.contains(&(group, resource)) => TypeRules::Workload,
+            _ => TypeRules::Plain,
+        }
+    }
+
+    /// Whether these are a core `v1` Secret's rules.
+    pub fn is_secret(self) -> bool {
+        self == TypeRules::Secret
+    }
 }
 
 /// Marks server-set noise removed and Secret values redacted; [`crate::canonical`] writes the
 /// result. Nothing is copied or freed.
-pub fn sanitize(doc: &mut Doc) {
+pub fn sanitize(doc: &mut Doc, rules: TypeRules) {
     let root = Doc::ROOT;
-    let [status, kind, api_version, meta] =
-        doc.lookup(root, ["status", "kind", "apiVersion", "metadata"]);
+    let [status, meta] = doc.lookup(root, ["status", "metadata"]);
     if let Some(status) = status {
         doc.mark_member(root, status, REMOVED);
     }
-    let text = |node: Option<NodeId>| node.and_then(|n| doc.str(n));
-    let kind_rule = kind_rule(
-        text(kind).unwrap_or_default(),
-        api_version.is_some_and(|v| doc.str_is(v, "v1")),
-    );
     if let Some(meta) = meta {
         sanitize_metadata(doc, meta);
     }
-    match kind_rule {
-        KindRule::None => {}
-        KindRule::Remove(path, fields) => {
-            if let Some(map) = doc.path(path) {
-                for f in fields {
-                    remove(doc, map, f);
-                }
+    let remove_under = |doc: &mut Doc, path: &[&str], fields: &[&str]| {
+        if let Some(map) = doc.path(path) {
+            for f in fields {
+                remove(doc, map, f);
             }
         }
-        KindRule::Redact => redact_secret(doc),
-        KindRule::TemplateTimestamp(path) => drop_template_timestamp(doc, path),
-    }
-}
-
-/// What a kind adds to the common rules.
-enum KindRule {
-    None,
-    Remove(&'static [&'static str], &'static [&'static str]),
-    Redact,
-    TemplateTimestamp(&'static [&'static str]),
-}
-
-fn kind_rule(kind: &str, core_api: bool) -> KindRule {
-    match (kind, core_api) {
-        ("Service", true) => KindRule::Remove(&["spec"], &SERVICE_SPEC_REMOVED),
-        ("Pod", true) => KindRule::Remove(&["spec"], &["nodeName"]),
-        ("PersistentVolumeClaim", true) => {
-            KindRule::Remove(&["spec"], &["volumeName", "volumeMode"])
+    };
+    match rules {
+        TypeRules::Plain => {}
+        TypeRules::Secret => redact_secret(doc),
+        TypeRules::Service => remove_under(doc, &["spec"], &SERVICE_SPEC_REMOVED),
+        TypeRules::Pod => remove_under(doc, &["spec"], &["nodeName"]),
+        TypeRules::PersistentVolumeClaim => {
+            remove_under(doc, &["spec"], &["volumeName", "volumeMode"])
         }
-        ("Secret", true) => KindRule::Redact,
-        ("CronJob", _) => KindRule::TemplateTimestamp(&["spec", "jobTemplate", "spec", "template"]),
-        (k, _) if POD_TEMPLATE_KINDS.contains(&k) => {
-            KindRule::TemplateTimestamp(&["spec", "template"])
+        TypeRules::Workload => drop_template_timestamp(doc, &["spec", "template"]),
+        TypeRules::CronJob => {
+            drop_template_timestamp(doc, &["spec", "jobTemplate", "spec", "template"])
         }
-        ("PodTemplate", true) => KindRule::TemplateTimestamp(&["template"]),
-        _ => KindRule::None,
+        TypeRules::PodTemplate => drop_template_timestamp(doc, &["template"]),
     }
 }
 
@@ -237,9 +255,16 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    fn sanitized(v: Value) -> Value {
-        let bytes = crate::canonical::sanitized_bytes(&serde_json::to_vec(&v).unwrap()).unwrap();
+    /// `v` sanitized as an object of `group`/`resource`.
+    fn sanitized_as(group: &str, resource: &str, v: Value) -> Value {
+        let rules = TypeRules::of(&Gvr::new(group, "v1", resource));
+        let json = serde_json::to_vec(&v).unwrap();
+        let bytes = crate::canonical::sanitized_bytes(&json, rules).unwrap();
         serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn sanitized(v: Value) -> Value {
+        sanitized_as("", "configmaps", v)
     }
 
     #[test]
@@ -285,10 +310,14 @@ mod tests {
 
     #[test]
     fn maps_emptied_by_removal_are_dropped_but_user_empty_values_kept() {
-        let v = sanitized(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        let v = sanitized_as(
+            "apps",
+            "deployments",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "a", "annotations": {"deployment.kubernetes.io/revision": "1"}},
             "spec": {"template": {"metadata": {"creationTimestamp": null},
-                "spec": {"volumes": [{"name": "tmp", "emptyDir": {}}]}}}}));
+                "spec": {"volumes": [{"name": "tmp", "emptyDir": {}}]}}}}),
+        );
         assert!(v["metadata"].get("annotations").is_none());
         assert!(v["spec"]["template"].get("metadata").is_none());
         assert_eq!(
@@ -308,7 +337,9 @@ mod tests {
 
     #[test]
     fn per_kind_allocated_fields_are_removed() {
-        let svc = sanitized(
+        let svc = sanitized_as(
+            "",
+            "services",
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
             "spec": {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "ipFamilies": ["IPv4"],
                 "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster", "healthCheckNodePort": 3,
@@ -318,16 +349,22 @@ mod tests {
             svc["spec"],
             json!({"ports": [{"port": 80, "protocol": "TCP"}]})
         );
-        let pod = sanitized(
+        let pod = sanitized_as(
+            "",
+            "pods",
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"nodeName": "n1", "containers": []}}),
         );
         assert_eq!(pod["spec"], json!({"containers": []}));
-        let pvc = sanitized(
+        let pvc = sanitized_as(
+            "",
+            "persistentvolumeclaims",
             json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "c"},
             "spec": {"volumeName": "pv-1", "volumeMode": "Filesystem", "resources": {}}}),
         );
         assert_eq!(pvc["spec"], json!({"resources": {}}));
-        let cron = sanitized(
+        let cron = sanitized_as(
+            "batch",
+            "cronjobs",
             json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
             "spec": {"jobTemplate": {"spec": {"template": {"metadata": {"creationTimestamp": null, "labels": {"a": "b"}}}}}}}),
         );
@@ -340,17 +377,66 @@ mod tests {
     #[test]
     fn a_crd_kind_named_service_keeps_its_fields() {
         let v = json!({"apiVersion": "mesh.example.com/v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"clusterIP": "keep"}});
-        assert_eq!(sanitized(v.clone()), v);
+        assert_eq!(sanitized_as("mesh.example.com", "services", v.clone()), v);
     }
 
     #[test]
     fn secret_values_are_redacted_keys_kept() {
-        let v = sanitized(
+        let v = sanitized_as(
+            "",
+            "secrets",
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "Opaque",
             "data": {"password": "aHVudGVyMg=="}, "stringData": {"token": "hunter2"}}),
         );
         assert_eq!(v["data"], json!({"password": REDACTED}));
         assert_eq!(v["stringData"], json!({"token": REDACTED}));
         assert!(!v.to_string().contains("hunter2") && !v.to_string().contains("aHVudGVyMg"));
+    }
+
+    #[test]
+    fn a_secret_listed_without_api_version_and_kind_is_still_redacted() {
+        // List items come without `apiVersion`/`kind`: the type is the stream's.
+        let v = sanitized_as(
+            "",
+            "secrets",
+            json!({"metadata": {"name": "s"}, "data": {"password": "aHVudGVyMg=="}}),
+        );
+        assert_eq!(v["data"], json!({"password": REDACTED}));
+    }
+
+    #[test]
+    fn an_objects_own_kind_text_changes_nothing() {
+        // A ConfigMap stream's object that calls itself a Secret keeps its data; a Secret stream's
+        // object that calls itself a ConfigMap is redacted.
+        let cm = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}, "data": {"k": "v"}});
+        assert_eq!(sanitized(cm.clone()), cm);
+        let secret = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}});
+        assert_eq!(
+            sanitized_as("", "secrets", secret)["data"],
+            json!({"k": REDACTED})
+        );
+    }
+
+    #[test]
+    fn type_rules_come_from_the_group_and_resource() {
+        let of = |g: &str, r: &str| TypeRules::of(&Gvr::new(g, "v1", r));
+        assert_eq!(of("", "secrets"), TypeRules::Secret);
+        assert!(of("", "secrets").is_secret());
+        assert_eq!(of("example.com", "secrets"), TypeRules::Plain);
+        assert!(!of("example.com", "secrets").is_secret());
+        assert_eq!(of("apps", "deployments"), TypeRules::Workload);
+        assert_eq!(of("", "replicationcontrollers"), TypeRules::Workload);
+        assert_eq!(of("batch", "jobs"), TypeRules::Workload);
+        assert_eq!(of("batch", "cronjobs"), TypeRules::CronJob);
+        assert_eq!(of("", "podtemplates"), TypeRules::PodTemplate);
+        assert_eq!(of("example.com", "deployments"), TypeRules::Plain);
+        assert_eq!(of("", "configmaps"), TypeRules::Plain);
+    }
+
+    #[test]
+    fn only_workloads_lose_their_pod_templates_timestamp() {
+        let v = json!({"apiVersion": "example.com/v1", "kind": "Deployment", "metadata": {"name": "a"},
+            "spec": {"template": {"metadata": {"creationTimestamp": null}}}});
+        assert_eq!(sanitized_as("example.com", "deployments", v.clone()), v);
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::canonical::{members_in_order, write_number};
 use crate::json::{Doc, JsonError, Kind, NodeId, REDACTED};
+use crate::sanitize::TypeRules;
 use crate::sanitize::REDACTED as REDACTED_TEXT;
 
 /// Renders canonical bytes (see [`crate::canonical`]) as a YAML document (no `---`), ending in a
@@ -17,10 +18,11 @@ pub fn render(canonical: &[u8]) -> Vec<u8> {
     render_doc(&doc)
 }
 
-/// Sanitizes an object's JSON text and renders it: the file the repository gets for it.
-pub fn render_object(json: &[u8]) -> Result<Vec<u8>, JsonError> {
+/// Sanitizes an object's JSON text by its type's rules and renders it: the file the repository
+/// gets for it.
+pub fn render_object(json: &[u8], rules: TypeRules) -> Result<Vec<u8>, JsonError> {
     let mut doc = Doc::parse(json)?;
-    crate::sanitize::sanitize(&mut doc);
+    crate::sanitize::sanitize(&mut doc, rules);
     Ok(render_doc(&doc))
 }
 
@@ -396,14 +398,16 @@ mod tests {
             texts.push(serde_json::to_string(&sanitize_shapes(&mut rng)).unwrap());
         }
         for text in &texts {
-            let direct = render_object(text.as_bytes()).unwrap();
-            let via_canonical =
-                render(&crate::canonical::sanitized_bytes(text.as_bytes()).unwrap());
-            assert_eq!(
-                String::from_utf8(direct).unwrap(),
-                String::from_utf8(via_canonical).unwrap(),
-                "object {text}"
-            );
+            for rules in [TypeRules::Plain, TypeRules::Secret, TypeRules::Workload] {
+                let direct = render_object(text.as_bytes(), rules).unwrap();
+                let via_canonical =
+                    render(&crate::canonical::sanitized_bytes(text.as_bytes(), rules).unwrap());
+                assert_eq!(
+                    String::from_utf8(direct).unwrap(),
+                    String::from_utf8(via_canonical).unwrap(),
+                    "object {text}"
+                );
+            }
         }
     }
 

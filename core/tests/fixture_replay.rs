@@ -128,11 +128,12 @@ fn recorded_history_yields_exactly_the_five_real_changes_with_their_authors() {
 #[test]
 fn admission_and_watch_shapes_of_one_object_have_identical_canonical_bytes() {
     use gitops_reverser_core::canonical::sanitized_bytes;
+    use gitops_reverser_core::sanitize::TypeRules;
     let reqs: Vec<_> = ADMISSION
         .lines()
         .map(|l| parse_review(l.as_bytes()).unwrap())
         .collect();
-    let canon = |o: RawObject| sanitized_bytes(o.as_bytes()).unwrap();
+    let canon = |o: RawObject| sanitized_bytes(o.as_bytes(), TypeRules::Plain).unwrap();
     let added = split_watch_line(WATCH_CM.lines().next().unwrap().as_bytes())
         .unwrap()
         .1;

@@ -6,10 +6,13 @@ mod common;
 use common::{gvr, repo_name, Harness};
 use gitops_reverser_core::admission::AdmissionRequest;
 use gitops_reverser_core::config::NamespacedName;
+use gitops_reverser_core::core::CoreConfig;
 use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::{GitOpKind, Input, Output, WatchEvent};
 use gitops_reverser_core::json::RawObject;
+use gitops_reverser_core::sanitize::SecretPolicy;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 fn cm(name: &str, value: &str, uid: &str, rv: u64) -> RawObject {
     json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -522,4 +525,46 @@ fn every_late_record_for_a_write_seen_without_one_is_dropped() {
             "gitops-reverser [CREATE] v1/configmaps/team-a/web"
         ]
     );
+}
+
+/// The real API server leaves `apiVersion` and `kind` out of list items. The Secret-ness of an
+/// object came from that text, so a Secret that existed before the operator started (listed,
+/// never seen through a watch event) was committed with its values in base64.
+fn listed_secret_files(policy: SecretPolicy) -> BTreeMap<String, String> {
+    let config = CoreConfig {
+        secret_policy: policy,
+        ..CoreConfig::default()
+    };
+    let mut h = Harness::with_config(config, &[("", "v1", "secrets")], "prod");
+    let secrets = gvr("", "v1", "secrets");
+    let listed: RawObject = json!({"metadata": {"name": "db", "namespace": "team-a", "uid": "s1",
+        "resourceVersion": "5"}, "type": "Opaque", "data": {"password": "aHVudGVyMg=="},
+        "stringData": {"token": "hunter2"}})
+    .into();
+    h.input(Input::Watch(secrets.clone(), WatchEvent::Init));
+    h.input(Input::Watch(secrets.clone(), WatchEvent::InitApply(listed)));
+    h.input(Input::Watch(secrets, WatchEvent::InitDone));
+    h.answer_all();
+    h.flush_and_push();
+    h.files
+        .iter()
+        .map(|(p, b)| (p.clone(), String::from_utf8(b.to_vec()).unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_secret_listed_without_api_version_and_kind_is_redacted() {
+    let files = listed_secret_files(SecretPolicy::Redact);
+    let file = &files["prod/v1/secrets/team-a/db.yaml"];
+    assert!(file.contains("password: \"<redacted>\""), "{file}");
+    assert!(
+        !file.contains("aHVudGVyMg==") && !file.contains("hunter2"),
+        "{file}"
+    );
+}
+
+#[test]
+fn a_secret_listed_without_api_version_and_kind_is_excluded_under_exclude() {
+    let files = listed_secret_files(SecretPolicy::Exclude);
+    assert!(files.is_empty(), "{files:?}");
 }

@@ -878,27 +878,38 @@ async fn git_ops_leave_the_async_thread_free() {
 fn a_push_renders_each_object_and_reports_the_blob_ids_a_listing_then_shows() {
     use gitops_reverser_core::io::FileBody;
     use gitops_reverser_core::json::RawObject;
+    use gitops_reverser_core::sanitize::TypeRules;
     let (_dir, bare, _d, ws, url) = file_remote();
     // As the watch delivers them: server-set fields and a Secret's values that must never land.
     let configmap = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"app","namespace":"team-a","resourceVersion":"7","uid":"u1","managedFields":[{"manager":"kubectl"}]},"data":{"k":"v"}}"#;
     let secret = br#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"db","namespace":"team-a"},"data":{"password":"aHVudGVyMg=="}}"#;
-    let object = |json: &[u8]| Some(FileBody::Object(RawObject::new(json.to_vec())));
+    let object = |json: &[u8], rules| Some(FileBody::Object(RawObject::new(json.to_vec()), rules));
     let mut c = commit("alice", "[CREATE] two", 1_000, &[]);
     // Planned order is by path; the blob ids come back in it.
     c.writes = vec![
-        ("v1/configmaps/team-a/app.yaml".into(), object(configmap)),
-        ("v1/secrets/team-a/db.yaml".into(), object(secret)),
+        (
+            "v1/configmaps/team-a/app.yaml".into(),
+            object(configmap, TypeRules::Plain),
+        ),
+        (
+            "v1/secrets/team-a/db.yaml".into(),
+            object(secret, TypeRules::Secret),
+        ),
     ];
     let (head, blobs) = match push(&ws, &url, None, None, vec![c]) {
         GitResult::Pushed { head, blobs } => (head, blobs),
         other => panic!("expected Pushed, got {other:?}"),
     };
-    let rendered = |json: &[u8]| gitops_reverser_core::yaml::render_object(json).unwrap();
+    let rendered =
+        |json: &[u8], rules| gitops_reverser_core::yaml::render_object(json, rules).unwrap();
     let app = git(
         &bare,
         &["show", &format!("{head}:v1/configmaps/team-a/app.yaml")],
     );
-    assert_eq!(app.as_bytes(), rendered(configmap).as_slice());
+    assert_eq!(
+        app.as_bytes(),
+        rendered(configmap, TypeRules::Plain).as_slice()
+    );
     assert!(!app.contains("managedFields") && !app.contains("resourceVersion"));
     let db = git(
         &bare,
@@ -911,8 +922,8 @@ fn a_push_renders_each_object_and_reports_the_blob_ids_a_listing_then_shows() {
     assert_eq!(
         blobs,
         vec![vec![
-            Some(git_blob_id(&rendered(configmap))),
-            Some(git_blob_id(&rendered(secret)))
+            Some(git_blob_id(&rendered(configmap, TypeRules::Plain))),
+            Some(git_blob_id(&rendered(secret, TypeRules::Secret)))
         ]]
     );
     match read(&ws, &url, None, "") {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use gitops_reverser_core::ids::{Gvr, Operation, ResourceRef};
 use gitops_reverser_core::io::ApiResource;
+use gitops_reverser_core::sanitize::TypeRules;
 use gitops_reverser_core::yaml;
 use serde_json::{json, Map, Value};
 
@@ -272,8 +273,8 @@ pub fn meta_mut(body: &mut Value) -> &mut Map<String, Value> {
         .expect("metadata is a map")
 }
 
-/// The file GitOps Reverser should write for a server object.
-pub fn file_of(body: &Value) -> Vec<u8> {
+/// The file GitOps Reverser should write for a server object of type `gvr`.
+pub fn file_of(gvr: &Gvr, body: &Value) -> Vec<u8> {
     let json = serde_json::to_vec(body).expect("a Value serializes");
-    yaml::render_object(&json).expect("a serialized Value is JSON")
+    yaml::render_object(&json, TypeRules::of(gvr)).expect("a serialized Value is JSON")
 }

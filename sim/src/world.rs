@@ -582,7 +582,7 @@ impl World {
         let req = self.request(key, op, user, body.clone(), old.clone(), false);
         let admitted = self.webhook(req);
         if self.inject(Fault::RejectedDownstream) {
-            let file = body.as_ref().map(file_of);
+            let file = body.as_ref().map(|b| file_of(&gvr, b));
             self.note_write(key, user, op, file, true, admitted);
             return;
         }
@@ -604,7 +604,7 @@ impl World {
                 WatchEvent::Delete(self.cluster.persist_delete(key, self.now).into()),
             ),
         };
-        let file = stored.as_ref().map(file_of);
+        let file = stored.as_ref().map(|b| file_of(&gvr, b));
         self.note_write(key, user, op, file, false, admitted);
         self.emit(&gvr, ev);
     }
@@ -682,7 +682,7 @@ impl World {
                         at_ms: self.now,
                         user: CONTROLLER.into(),
                         op: Operation::Update,
-                        file: Some(file_of(&stored)),
+                        file: Some(file_of(&gvr, &stored)),
                         rejected: false,
                         admitted_ms: None,
                     },
@@ -1003,7 +1003,7 @@ fn brief(out: &Output, debug: &str) -> String {
 
 /// One line per input for `SIM_TRACE`.
 fn brief_input(input: &Input) -> String {
-    let obj = |raw: &RawObject| {
+    let obj = |gvr: &Gvr, raw: &RawObject| {
         let v = &raw.to_value().unwrap_or_default();
         let m = |f: &str| {
             v.pointer(&format!("/metadata/{f}"))
@@ -1017,7 +1017,7 @@ fn brief_input(input: &Input) -> String {
             m("name"),
             m("resourceVersion"),
             m("uid"),
-            xxhash_rust::xxh3::xxh3_64(&file_of(v)) as u16
+            xxhash_rust::xxh3::xxh3_64(&file_of(gvr, v)) as u16
         )
     };
     match input {
@@ -1025,9 +1025,9 @@ fn brief_input(input: &Input) -> String {
             let e = match ev {
                 WatchEvent::Init => "Init".to_string(),
                 WatchEvent::InitDone => "InitDone".to_string(),
-                WatchEvent::InitApply(v) => format!("InitApply {}", obj(v)),
-                WatchEvent::Apply(v) => format!("Apply {}", obj(v)),
-                WatchEvent::Delete(v) => format!("Delete {}", obj(v)),
+                WatchEvent::InitApply(v) => format!("InitApply {}", obj(g, v)),
+                WatchEvent::Apply(v) => format!("Apply {}", obj(g, v)),
+                WatchEvent::Delete(v) => format!("Delete {}", obj(g, v)),
             };
             format!("Watch {} {e}", g.resource)
         }

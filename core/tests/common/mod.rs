@@ -47,7 +47,13 @@ impl Harness {
 
     /// A repo `team-a/my-repo` (branch main, maxCommits 20, interval 1m) and a WatchRule in team-a.
     pub fn with_rule(resources: &[(&str, &str, &str)], folder: &str) -> Self {
+        Self::with_config(CoreConfig::default(), resources, folder)
+    }
+
+    /// [`Harness::with_rule`] with a core built from `config`.
+    pub fn with_config(config: CoreConfig, resources: &[(&str, &str, &str)], folder: &str) -> Self {
         let mut h = Self::new();
+        h.core = Core::new(config);
         let repo: GitRepoConfigSpec = serde_json::from_value(serde_json::json!({
             "repoURL": "https://git.example/org/repo", "allowedBranches": ["main"]}))
         .unwrap();

@@ -39,7 +39,7 @@ pub fn check(topo: &Topology, cluster: &Cluster, remotes: &Remotes, out: &mut Ve
             {
                 expected.insert(
                     format!("{base}{}.yaml", cluster.identifier(key)),
-                    file_of(&obj.body),
+                    file_of(&kind.gvr, &obj.body),
                 );
             }
         }

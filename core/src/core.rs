@@ -209,6 +209,8 @@ pub struct Core {
     watch_rules: BTreeMap<NamespacedName, WatchRuleSpec>,
     cluster_rules: BTreeMap<String, ClusterWatchRuleSpec>,
     discovered: BTreeSet<Gvr>,
+    /// Discovery's `kind` per type: what a list item without `apiVersion`/`kind` is given.
+    kinds: BTreeMap<Gvr, String>,
     rules: RuleStore,
     watched: BTreeSet<Gvr>,
     gvr_ids: BTreeMap<Gvr, u16>,
@@ -252,6 +254,15 @@ fn drop_writes_of_removed_destinations(
         .map(|(dest, d)| layout_of(gvr_ids, &d.gvrs, &dest.base_folder))
         .collect();
     queue.drop_writes(|w| !layouts.iter().any(|ours| ours(&w.path)));
+}
+
+/// What [`Core::handle_doc`] made of an object.
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    /// Handled.
+    Done,
+    /// Not handled: it has no `apiVersion`/`kind`, and discovery knows its kind.
+    Untyped,
 }
 
 fn layout_of<'a>(
@@ -366,6 +377,7 @@ impl Core {
             watch_rules: BTreeMap::new(),
             cluster_rules: BTreeMap::new(),
             discovered: BTreeSet::new(),
+            kinds: BTreeMap::new(),
             rules: RuleStore::default(),
             watched: BTreeSet::new(),
             gvr_ids: BTreeMap::new(),
@@ -430,6 +442,11 @@ impl Core {
                 self.reconfigure();
             }
             Input::ApiResources(list) => {
+                self.kinds = list
+                    .iter()
+                    .filter(|r| !r.kind.is_empty())
+                    .map(|r| (r.gvr.clone(), r.kind.clone()))
+                    .collect();
                 self.discovered = list.into_iter().map(|r: ApiResource| r.gvr).collect();
                 self.reconfigure();
             }
@@ -1024,9 +1041,17 @@ impl Core {
     fn handle_object(&mut self, gvr: Gvr, gid: u16, obj: &RawObject, deleted: bool, initial: bool) {
         self.counters.events_received_total += 1;
         let mut digester = std::mem::take(&mut self.digester);
-        let read = digester.with_doc(obj.as_bytes(), |doc, out| {
+        let mut read = digester.with_doc(obj.as_bytes(), |doc, out| {
             self.handle_doc(&gvr, gid, obj, doc, out, deleted, initial)
         });
+        // A list item without `apiVersion`/`kind` (as the API server lists) gets them from
+        // discovery, so its file, its content hash and its joins are those of a watch event's.
+        if let (Ok(Read::Untyped), Some(kind)) = (&read, self.kinds.get(&gvr)) {
+            let typed = obj.with_type_meta(&gvr.api_version(), kind);
+            read = digester.with_doc(typed.as_bytes(), |doc, out| {
+                self.handle_doc(&gvr, gid, &typed, doc, out, deleted, initial)
+            });
+        }
         self.digester = digester;
         if let Err(e) = read {
             self.refuse(format!("{gvr}"), format!("watch object not read: {e}"));
@@ -1034,6 +1059,7 @@ impl Core {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[must_use]
     fn handle_doc(
         &mut self,
         gvr: &Gvr,
@@ -1043,7 +1069,13 @@ impl Core {
         out: &mut DigestOut,
         deleted: bool,
         initial: bool,
-    ) {
+    ) -> Read {
+        if self.kinds.contains_key(gvr) {
+            let [api_version, kind] = doc.lookup(Doc::ROOT, ["apiVersion", "kind"]);
+            if api_version.is_none() && kind.is_none() {
+                return Read::Untyped;
+            }
+        }
         // Read by borrow: an event that changes nothing (status churn) allocates nothing here.
         let mut routed = std::mem::take(&mut self.routed);
         let [name, namespace, rv, uid, labels] = doc
@@ -1072,7 +1104,7 @@ impl Core {
                 format!("{gvr}"),
                 "watch object without metadata.name".into(),
             );
-            return;
+            return Read::Done;
         };
         if is_namespaces(gvr) {
             let labels_of_namespace: BTreeMap<String, String> = labels
@@ -1091,7 +1123,7 @@ impl Core {
         if let Err(e) = valid {
             self.routed = routed;
             self.refuse(self.ident.clone(), format!("not written: {e}"));
-            return;
+            return Read::Done;
         }
         let ident = key128(&self.ident);
         let prev = self.live[gid as usize].get(ident).copied();
@@ -1124,7 +1156,7 @@ impl Core {
             // Status churn, managedFields-only writes, resync duplicates: nothing to write.
             self.counters.watch_duplicates_skipped_total += 1;
             self.routed = routed;
-            return;
+            return Read::Done;
         }
         let base_rv = prev.filter(|_| same_object).map(|p| p.rv);
         let key = CorrKey {
@@ -1149,7 +1181,7 @@ impl Core {
         let author = attribution.user().cloned();
         if rules.is_secret() && self.config.secret_policy == SecretPolicy::Exclude {
             self.routed = routed;
-            return;
+            return Read::Done;
         }
         if bytes > OBJECT_BYTES_MAX && !deleted {
             self.routed = routed;
@@ -1159,7 +1191,7 @@ impl Core {
                     "sanitized object is {bytes} bytes; at most {OBJECT_BYTES_MAX} are written"
                 ),
             );
-            return;
+            return Read::Done;
         }
         // The file is the executor's to render (see `FileBody`): the object's text is shared.
         let file = (!deleted).then(|| FileBody::Object(obj.clone(), rules));
@@ -1235,6 +1267,7 @@ impl Core {
         } else {
             self.counters.watch_duplicates_skipped_total += 1;
         }
+        Read::Done
     }
 
     // ---- git ----

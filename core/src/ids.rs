@@ -27,6 +27,15 @@ impl Gvr {
         }
     }
 
+    /// The `apiVersion` of its objects: `group/version`, or `version` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
     /// Writes `group/version/resource` with the core group left out.
     fn write_prefix(&self, out: &mut String) {
         if !self.group.is_empty() {

@@ -22,6 +22,10 @@ pub struct ApiResource {
     pub gvr: Gvr,
     /// Whether its objects live in namespaces.
     pub namespaced: bool,
+    /// The `kind` of its objects, which list items leave out; empty when unknown (recordings
+    /// made before it was carried).
+    #[serde(default)]
+    pub kind: String,
 }
 
 /// A watch stream's event, in kube-runtime's watcher vocabulary. Objects are the JSON text the

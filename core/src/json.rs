@@ -32,6 +32,32 @@ impl RawObject {
     pub fn to_value(&self) -> Option<Value> {
         serde_json::from_slice(&self.0).ok()
     }
+
+    /// The object with `apiVersion` and `kind` first when it is an object that has neither (a
+    /// list item, as the API server lists); otherwise the same text. The rest is kept byte for
+    /// byte.
+    pub fn with_type_meta(&self, api_version: &str, kind: &str) -> RawObject {
+        let text = self.as_bytes();
+        let untyped = Doc::parse(text).is_ok_and(|doc| {
+            doc.kind(Doc::ROOT) == Kind::Object
+                && doc.lookup(Doc::ROOT, ["apiVersion", "kind"]) == [None, None]
+        });
+        if !untyped {
+            return self.clone();
+        }
+        let head =
+            serde_json::to_string(&serde_json::json!({"apiVersion": api_version, "kind": kind}))
+                .expect("strings serialize");
+        let start = text.iter().position(|&b| b == b'{').expect("an object") + 1;
+        let rest = &text[start..];
+        let mut out = Vec::with_capacity(head.len() + text.len() + 1);
+        out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+        if rest.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'}') {
+            out.push(b',');
+        }
+        out.extend_from_slice(rest);
+        RawObject::new(out)
+    }
 }
 
 impl From<&Value> for RawObject {

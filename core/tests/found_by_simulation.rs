@@ -568,3 +568,34 @@ fn a_secret_listed_without_api_version_and_kind_is_excluded_under_exclude() {
     let files = listed_secret_files(SecretPolicy::Exclude);
     assert!(files.is_empty(), "{files:?}");
 }
+
+/// Found by the simulator once its API server listed as the real one does: a list item without
+/// `apiVersion`/`kind` made a file without them and a content hash of its own, so the next watch
+/// event of the same content rewrote the file, and an admission of it could never match.
+#[test]
+fn a_list_item_without_type_meta_gets_it_from_discovery() {
+    let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "prod");
+    h.input(Input::ApiResources(vec![
+        gitops_reverser_core::io::ApiResource {
+            gvr: gvr("", "v1", "configmaps"),
+            namespaced: true,
+            kind: "ConfigMap".into(),
+        },
+    ]));
+    let bare: RawObject = json!({"metadata": {"name": "a", "namespace": "team-a", "uid": "u1",
+        "resourceVersion": "10"}, "data": {"key": "1"}})
+    .into();
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(bare)));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    assert_eq!(h.flush_and_push().len(), 1);
+    let file = String::from_utf8(h.files["prod/v1/configmaps/team-a/a.yaml"].to_vec()).unwrap();
+    assert!(
+        file.starts_with("apiVersion: v1\nkind: ConfigMap\n"),
+        "{file}"
+    );
+    // The same content through the watch, typed: nothing to write.
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 11))));
+    assert!(h.flush_and_push().is_empty());
+}

@@ -88,6 +88,7 @@ pub fn api_resources(kinds: &[Kind]) -> Vec<ApiResource> {
         .map(|k| ApiResource {
             gvr: k.gvr.clone(),
             namespaced: k.namespaced,
+            kind: k.kind.into(),
         })
         .collect()
 }

@@ -119,8 +119,8 @@ fn print_report(r: &Report) {
     let a = r.attribution;
     let injected: Vec<String> = r.injected.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(
-        "seed {} steps {} push maxCommits={} interval={} | faults: {}",
-        r.params.seed, r.params.steps, r.push.0, r.push.1, r.swarm
+        "seed {} steps {} push maxCommits={} interval={} {} | faults: {}",
+        r.params.seed, r.params.steps, r.push.0, r.push.1, r.behaviours, r.swarm
     );
     println!(
         "  watch events {}, admissions {}, commits {}, attribution hit {} miss {} wrong {} ambiguous {}, injected [{}], simulated {:.1} s, hash {:016x}",

@@ -16,6 +16,7 @@ use gitops_reverser_core::core::{Core, CoreConfig};
 use gitops_reverser_core::ids::{Gvr, Operation};
 use gitops_reverser_core::io::{blob_ids, GitOp, GitOpKind, GitResult, Input, Output, WatchEvent};
 use gitops_reverser_core::record::{Entry, Header, Recording, Restart};
+use gitops_reverser_core::sanitize::SecretPolicy;
 use gitops_reverser_core::time::Now;
 use serde_json::{json, Value};
 
@@ -75,7 +76,7 @@ pub struct Script {
 impl Script {
     /// A fresh cluster (namespaces `team-a` env=prod and `team-b` env=dev) and a fresh core.
     pub fn new() -> Self {
-        let config = core_config(0);
+        let config = core_config(0, SecretPolicy::Redact);
         let mut s = Self {
             now: 0,
             core: Core::new(config.clone()),
@@ -369,7 +370,7 @@ impl Script {
     pub fn start(&mut self) {
         assert!(self.down, "script: start without stop");
         self.down = false;
-        self.config = core_config(self.config.instance_id + 1);
+        self.config = core_config(self.config.instance_id + 1, self.config.secret_policy);
         self.core = Core::new(self.config.clone());
         self.rec.restarts.push(Restart {
             at: self.rec.entries.len(),

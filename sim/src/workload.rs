@@ -12,6 +12,10 @@ pub const USERS: [&str; 4] = ["alice", "bob", "carol", "system:serviceaccount:ci
 /// The controller that writes `status` (through the status subresource: no webhook call).
 pub const CONTROLLER: &str = "system:serviceaccount:kube-system:status-controller";
 
+/// What Secrets hold, in plaintext: a set of their own, which no other object's content shares,
+/// so the leak checker ([`crate::checks::secrets`]) can look for them anywhere.
+pub const SECRET_VALUES: [&str; 3] = ["hunter2-q7x", "s3cr3t-k9w", "p4ss-z2m"];
+
 /// Names: a few hot ones (many writes collide on them) and a longer cold tail.
 const HOT: [&str; 2] = ["web", "db"];
 const COLD: usize = 12;
@@ -93,7 +97,7 @@ fn fresh(rng: &mut ChaCha8Rng, cluster: &Cluster, key: &ObjKey) -> Value {
         "ConfigMap" => body["data"] = json!({"mode": v}),
         "Secret" => {
             body["type"] = json!("Opaque");
-            body["data"] = json!({"password": v});
+            body["data"] = json!({"password": secret_of(v)});
         }
         "Deployment" => {
             body["spec"] = json!({"replicas": 1, "selector": {"matchLabels": {"app": key.2}},
@@ -115,7 +119,13 @@ fn mutate(rng: &mut ChaCha8Rng, mut body: Value) -> Value {
     match rng.gen_range(0..10) {
         0..=5 => {
             let v = value(rng);
-            let slot = match body["kind"].as_str().unwrap_or_default() {
+            let kind = body["kind"].as_str().unwrap_or_default();
+            let v = if kind == "Secret" {
+                secret_of(v)
+            } else {
+                v.to_string()
+            };
+            let slot = match kind {
                 "ConfigMap" => "/data/mode",
                 "Secret" => "/data/password",
                 "Deployment" => "/spec/template/spec/containers/0/image",
@@ -137,6 +147,16 @@ fn mutate(rng: &mut ChaCha8Rng, mut body: Value) -> Value {
 
 fn value(rng: &mut ChaCha8Rng) -> &'static str {
     ["one", "two", "three"][rng.gen_range(0..3)]
+}
+
+/// The base64 of the Secret value standing for a drawn value (one draw, as for other kinds).
+fn secret_of(v: &str) -> String {
+    use base64::Engine as _;
+    let i = ["one", "two", "three"]
+        .iter()
+        .position(|x| *x == v)
+        .unwrap_or(0);
+    base64::engine::general_purpose::STANDARD.encode(SECRET_VALUES[i])
 }
 
 fn tier(rng: &mut ChaCha8Rng) -> &'static str {

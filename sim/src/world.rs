@@ -14,6 +14,7 @@ use gitops_reverser_core::io::{
 };
 use gitops_reverser_core::json::RawObject;
 use gitops_reverser_core::record::{Entry, Header, Recording, Restart};
+use gitops_reverser_core::sanitize::SecretPolicy;
 use gitops_reverser_core::time::Now;
 use rand::Rng;
 use serde_json::{json, Value};
@@ -21,6 +22,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::checks::attribution::{AttrCounts, AttributionCheck};
 use crate::checks::orphans::OrphanCheck;
+use crate::checks::secrets::SecretCheck;
 use crate::checks::{convergence, empty_commits, history, limits, watches};
 use crate::cluster::{api_resources, file_of, meta_mut, Cluster, ObjKey, WriteRecord};
 use crate::git::{PushError, Remotes};
@@ -83,6 +85,8 @@ pub struct Report {
     pub swarm: Swarm,
     /// `push.maxCommits` and `push.interval` the seed drew.
     pub push: (u32, &'static str),
+    /// The API server's and operator's variations the seed drew.
+    pub behaviours: String,
     /// Watch events delivered to the core.
     pub watch_events: u64,
     /// Admission requests delivered to the core.
@@ -168,9 +172,14 @@ struct World {
     trace: bool,
     /// With [`Params::record`]: the inputs so far.
     recording: Option<Recording>,
+    /// What the core does with Secrets in this run.
+    secret_policy: SecretPolicy,
+    /// List items come without `apiVersion`/`kind`.
+    bare_lists: bool,
+    secrets: SecretCheck,
 }
 
-pub(crate) fn core_config(generation: u64) -> CoreConfig {
+pub(crate) fn core_config(generation: u64, secret_policy: SecretPolicy) -> CoreConfig {
     let bot = Identity {
         name: "gitops-reverser".into(),
         email: "bot@sim".into(),
@@ -185,6 +194,7 @@ pub(crate) fn core_config(generation: u64) -> CoreConfig {
             },
             user_email_domain: "sim".into(),
         },
+        secret_policy,
         ..CoreConfig::default()
     }
 }
@@ -196,6 +206,16 @@ pub fn run(params: &Params) -> Report {
     let max_commits = rng.swarm.gen_range(1..=20);
     let interval = ["1s", "5s", "30s"][rng.swarm.gen_range(0..3)];
     let strict = !swarm.enabled().iter().any(|f| f.loses_attribution());
+    // How the modelled API server and operator differ from run to run (not faults: both ways
+    // are correct, and the core must not care).
+    let secret_policy = if rng.swarm.gen_bool(0.5) {
+        SecretPolicy::Redact
+    } else {
+        SecretPolicy::Exclude
+    };
+    // The real API server leaves `apiVersion`/`kind` out of list items; the runtime adds them
+    // back from discovery. Half the runs deliver them bare.
+    let bare_lists = rng.swarm.gen_bool(0.5);
     let mut w = World {
         now: 0,
         wall_offset_ms: 0,
@@ -206,7 +226,10 @@ pub fn run(params: &Params) -> Report {
         cluster: Cluster::new(),
         topo: Topology::new(max_commits, interval),
         streams: BTreeMap::new(),
-        core: Core::new(core_config(0)),
+        core: Core::new(core_config(0, secret_policy)),
+        secret_policy,
+        bare_lists,
+        secrets: SecretCheck::new(secret_policy),
         generation: 0,
         admissions_due_ms: 0,
         remotes: Remotes::default(),
@@ -230,7 +253,7 @@ pub fn run(params: &Params) -> Report {
         stale_heads: BTreeMap::new(),
         trace: std::env::var_os("SIM_TRACE").is_some(),
         recording: params.record.then(|| Recording {
-            header: Header::new(core_config(0)),
+            header: Header::new(core_config(0, secret_policy)),
             entries: Vec::new(),
             restarts: Vec::new(),
             bad_lines: Vec::new(),
@@ -240,7 +263,8 @@ pub fn run(params: &Params) -> Report {
     w.at(1, Ev::Step);
     w.run_loop();
     history::check(&w.remotes, &mut w.violations);
-    convergence::check(&w.topo, &w.cluster, &w.remotes, &mut w.violations);
+    let excluded = secret_policy == SecretPolicy::Exclude;
+    convergence::check(&w.topo, &w.cluster, &w.remotes, excluded, &mut w.violations);
     let running = w.streams.keys().cloned().collect();
     watches::check(&w.topo, &w.cluster.kinds, &running, &mut w.violations);
     for (url, branch) in w.remotes.branches() {
@@ -255,6 +279,11 @@ pub fn run(params: &Params) -> Report {
         params: params.clone(),
         swarm,
         push: (max_commits, interval),
+        behaviours: format!(
+            "secrets={} lists={}",
+            if excluded { "exclude" } else { "redact" },
+            if bare_lists { "bare" } else { "typed" }
+        ),
         watch_events: w.watch_events,
         admissions: w.admissions,
         commits: w.commits,
@@ -451,12 +480,14 @@ impl World {
         let kind = self.cluster.kinds.iter().position(|k| k.gvr == gvr);
         let mut events = vec![WatchEvent::Init];
         if let Some(k) = kind {
-            events.extend(
-                self.cluster
-                    .list(k)
-                    .into_iter()
-                    .map(|o| WatchEvent::InitApply(o.into())),
-            );
+            events.extend(self.cluster.list(k).into_iter().map(|mut o| {
+                if self.bare_lists {
+                    let m = o.as_object_mut().expect("an object");
+                    m.remove("apiVersion");
+                    m.remove("kind");
+                }
+                WatchEvent::InitApply(o.into())
+            }));
         }
         events.push(WatchEvent::InitDone);
         let queue: VecDeque<(u64, WatchEvent)> = events
@@ -579,6 +610,11 @@ impl World {
     fn write(&mut self, key: &ObjKey, op: Operation, user: &'static str, body: Option<Value>) {
         let gvr = self.cluster.kinds[key.0].gvr.clone();
         let old = self.cluster.objects.get(key).map(|o| o.body.clone());
+        if gvr.resource == "secrets" {
+            if let Some(b) = &body {
+                self.secrets.note(b);
+            }
+        }
         let req = self.request(key, op, user, body.clone(), old.clone(), false);
         let admitted = self.webhook(req);
         if self.inject(Fault::RejectedDownstream) {
@@ -696,6 +732,9 @@ impl World {
                 } else {
                     Operation::Create
                 };
+                if self.cluster.kinds[key.0].gvr.resource == "secrets" {
+                    self.secrets.note(&body);
+                }
                 let req = self.request(&key, op, user, Some(body), old, true);
                 self.webhook(req);
             }
@@ -743,11 +782,11 @@ impl World {
         self.streams.clear();
         self.generation += 1;
         self.next_tick = None;
-        self.core = Core::new(core_config(self.generation));
+        self.core = Core::new(core_config(self.generation, self.secret_policy));
         if let Some(rec) = &mut self.recording {
             rec.restarts.push(Restart {
                 at: rec.entries.len(),
-                config: core_config(self.generation),
+                config: core_config(self.generation, self.secret_policy),
             });
         }
         self.configure();
@@ -823,6 +862,7 @@ impl World {
             violations,
             attribution,
             orphans,
+            secrets,
             topo,
             cluster,
             commits: count,
@@ -851,6 +891,7 @@ impl World {
                     violations,
                 );
                 attribution.on_commit(&op.repo_url, &op.branch, c, &cluster.history, violations);
+                secrets.on_commit(&op.repo_url, &op.branch, &c.message, after, violations);
             },
         )
     }

@@ -34,6 +34,7 @@ impl Discovered {
             .map(|(gvr, s)| ApiResource {
                 gvr: gvr.clone(),
                 namespaced: s.namespaced,
+                kind: s.kind.clone(),
             })
             .collect()
     }

@@ -315,35 +315,7 @@ pub fn split_line(line: &[u8]) -> Result<(&str, &[u8]), StreamError> {
 
 /// The object's text with `apiVersion` and `kind` first when it has neither (a list item).
 pub fn with_type_meta(item: &RawValue, (api_version, kind): &(String, String)) -> RawObject {
-    #[derive(Deserialize)]
-    struct Probe {
-        #[serde(rename = "apiVersion")]
-        api_version: Option<serde::de::IgnoredAny>,
-        kind: Option<serde::de::IgnoredAny>,
-    }
-    let text = item.get().as_bytes();
-    let probe: Option<Probe> = serde_json::from_slice(text).ok();
-    match probe {
-        Some(Probe {
-            api_version: None,
-            kind: None,
-        }) if text.first() == Some(&b'{') => {
-            let head = serde_json::to_string(
-                &serde_json::json!({"apiVersion": api_version, "kind": kind}),
-            )
-            .expect("strings serialize");
-            let rest = &text[1..];
-            let mut out = Vec::with_capacity(head.len() + text.len() + 1);
-            out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
-            let closes = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
-            if !closes {
-                out.push(b',');
-            }
-            out.extend_from_slice(rest);
-            RawObject::new(out)
-        }
-        _ => RawObject::new(text),
-    }
+    RawObject::new(item.get().as_bytes()).with_type_meta(api_version, kind)
 }
 
 /// `metadata.resourceVersion` of an object's text.

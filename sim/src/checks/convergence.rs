@@ -8,7 +8,14 @@ use crate::git::Remotes;
 use crate::topology::Topology;
 
 /// Compares every active destination with the cluster.
-pub fn check(topo: &Topology, cluster: &Cluster, remotes: &Remotes, out: &mut Vec<String>) {
+/// Under `secrets_excluded`, Secrets are expected nowhere.
+pub fn check(
+    topo: &Topology,
+    cluster: &Cluster,
+    remotes: &Remotes,
+    secrets_excluded: bool,
+    out: &mut Vec<String>,
+) {
     for (url, branch, folder) in topo.destinations() {
         let rules: Vec<usize> = (0..topo.rules.len())
             .filter(|&i| {
@@ -28,6 +35,9 @@ pub fn check(topo: &Topology, cluster: &Cluster, remotes: &Remotes, out: &mut Ve
         let mut expected: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for (key, obj) in &cluster.objects {
             let kind = &cluster.kinds[key.0];
+            if secrets_excluded && kind.gvr.group.is_empty() && kind.gvr.resource == "secrets" {
+                continue;
+            }
             let labels = obj
                 .body
                 .pointer("/metadata/labels")

@@ -6,6 +6,7 @@ pub mod empty_commits;
 pub mod history;
 pub mod limits;
 pub mod orphans;
+pub mod secrets;
 pub mod watches;
 
 /// The operation and identifier of an event commit (`[UPDATE] v1/configmaps/ns/name`).

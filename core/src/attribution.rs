@@ -33,6 +33,10 @@ pub struct Record {
     pub user: Arc<str>,
     /// Fingerprint of the base resourceVersion; `None` for CREATE.
     pub base_rv: Option<u64>,
+    /// CREATE: fingerprint of the object's `metadata.uid`, which the API server assigns before
+    /// it calls admission, so that only the object this request made can match it (a refused
+    /// twin's uid never reaches the watch). `None` when the request carried none.
+    pub uid: Option<u64>,
     /// Content hash of the sanitized object written (deleted, for DELETE).
     pub content: u64,
     /// Order of arrival, set by [`Attributor::record`].
@@ -163,13 +167,15 @@ impl Attributor {
     }
 
     /// Finds the author of a watch event. `rv` is the fingerprint of the event's own
-    /// resourceVersion, `base_rv` that of the object's previous one (`None` when unknown);
-    /// `base_certain` is false right after a (re)list.
+    /// resourceVersion, `uid` that of its `metadata.uid`, `base_rv` that of the object's previous
+    /// resourceVersion (`None` when unknown); `base_certain` is false right after a (re)list.
+    #[allow(clippy::too_many_arguments)]
     pub fn attribute(
         &mut self,
         now_ms: u64,
         key: CorrKey,
         rv: u64,
+        uid: u64,
         base_rv: Option<u64>,
         base_certain: bool,
     ) -> Attribution {
@@ -190,7 +196,10 @@ impl Attributor {
                     .min()
             })
             .flatten();
-        let in_time = move |r: &Record| created_before.is_none_or(|bound| r.seq < bound);
+        // A CREATE record names the uid of the object it made, when the request carried it.
+        let in_time = move |r: &Record| {
+            created_before.is_none_or(|bound| r.seq < bound) && r.uid.is_none_or(|u| u == uid)
+        };
         let want = if key.op == Operation::Create {
             None
         } else {
@@ -312,6 +321,7 @@ mod tests {
         Record {
             user: user.into(),
             base_rv: base,
+            uid: None,
             content: 0,
             seq: 0,
         }
@@ -337,7 +347,7 @@ mod tests {
         let mut a = att();
         record(&mut a, 0, key(Operation::Create, 1), rec("alice", None));
         assert_eq!(
-            a.attribute(5, key(Operation::Create, 1), 0, None, true),
+            a.attribute(5, key(Operation::Create, 1), 0, 0, None, true),
             Attribution::Exact("alice".into())
         );
     }
@@ -351,18 +361,18 @@ mod tests {
         // carol's create (content 3) is admitted while bob's is still on its way.
         record(&mut a, 2, key(Operation::Create, 3), rec("carol", None));
         assert_eq!(
-            a.attribute(3, key(Operation::Create, 2), 0, None, true),
+            a.attribute(3, key(Operation::Create, 2), 0, 0, None, true),
             Attribution::Exact("bob".into())
         );
         assert_eq!(a.counters().superseded_total, 1, "alice's, not carol's");
         // bob deletes; someone re-creates with alice's content and their webhook call is lost.
         assert_eq!(
-            a.attribute(4, key(Operation::Create, 1), 0, None, true),
+            a.attribute(4, key(Operation::Create, 1), 0, 0, None, true),
             Attribution::Miss,
             "never alice"
         );
         assert_eq!(
-            a.attribute(5, key(Operation::Create, 3), 0, None, true),
+            a.attribute(5, key(Operation::Create, 3), 0, 0, None, true),
             Attribution::Exact("carol".into())
         );
     }
@@ -372,7 +382,7 @@ mod tests {
         let mut a = att();
         // The watch showed alice's create before her admission arrived.
         assert_eq!(
-            a.attribute(0, key(Operation::Create, 1), 0, None, true),
+            a.attribute(0, key(Operation::Create, 1), 0, 0, None, true),
             Attribution::Miss
         );
         a.note_missed(0, key(Operation::Create, 1));
@@ -380,7 +390,7 @@ mod tests {
         assert_eq!(a.counters().late_skipped_total, 1);
         // bob deletes and re-creates the same content; his webhook call is lost.
         assert_eq!(
-            a.attribute(9, key(Operation::Create, 1), 0, None, true),
+            a.attribute(9, key(Operation::Create, 1), 0, 0, None, true),
             Attribution::Miss,
             "never alice"
         );
@@ -393,13 +403,13 @@ mod tests {
         // without a webhook call reaching us. The watch event's base is 11 (after some other write).
         record(&mut a, 0, key(Operation::Update, 5), rec("bob", Some(10)));
         assert_eq!(
-            a.attribute(1, key(Operation::Update, 5), 0, Some(11), true),
+            a.attribute(1, key(Operation::Update, 5), 0, 0, Some(11), true),
             Attribution::Miss,
             "never bob"
         );
         record(&mut a, 2, key(Operation::Update, 5), rec("carol", Some(11)));
         assert_eq!(
-            a.attribute(3, key(Operation::Update, 5), 0, Some(11), true),
+            a.attribute(3, key(Operation::Update, 5), 0, 0, Some(11), true),
             Attribution::Exact("carol".into())
         );
     }
@@ -416,7 +426,7 @@ mod tests {
         );
         record(&mut a, 1, key(Operation::Delete, 5), rec("bob", Some(3)));
         assert_eq!(
-            a.attribute(2, key(Operation::Delete, 5), 0, Some(3), true),
+            a.attribute(2, key(Operation::Delete, 5), 0, 0, Some(3), true),
             Attribution::Miss
         );
         assert_eq!(a.counters().ambiguous_total, 1);
@@ -428,7 +438,7 @@ mod tests {
         let mut a = att();
         record(&mut a, 0, key(Operation::Update, 5), rec("bob", Some(3)));
         assert_eq!(
-            a.attribute(1, key(Operation::Update, 5), 0, Some(9), false),
+            a.attribute(1, key(Operation::Update, 5), 0, 0, Some(9), false),
             Attribution::HashOnly("bob".into())
         );
     }
@@ -439,7 +449,7 @@ mod tests {
         record(&mut a, 0, key(Operation::Update, 5), rec("bob", Some(3)));
         record(&mut a, 0, key(Operation::Update, 5), rec("alice", Some(4)));
         assert_eq!(
-            a.attribute(1, key(Operation::Update, 5), 0, Some(9), false),
+            a.attribute(1, key(Operation::Update, 5), 0, 0, Some(9), false),
             Attribution::Miss
         );
         assert_eq!(a.counters().miss_total, 1);
@@ -450,7 +460,7 @@ mod tests {
         let mut a = att();
         record(&mut a, 0, key(Operation::Create, 1), rec("alice", None));
         assert_eq!(
-            a.attribute(60_000, key(Operation::Create, 1), 0, None, true),
+            a.attribute(60_000, key(Operation::Create, 1), 0, 0, None, true),
             Attribution::Miss
         );
     }

@@ -256,6 +256,16 @@ fn drop_writes_of_removed_destinations(
     queue.drop_writes(|w| !layouts.iter().any(|ours| ours(&w.path)));
 }
 
+/// What the core reads off an admission request's object.
+struct AdmissionDigest {
+    /// Content hash after sanitization.
+    hash: u64,
+    /// Fingerprint of `metadata.resourceVersion`.
+    rv: Option<u64>,
+    /// Fingerprint of `metadata.uid`.
+    uid: Option<u64>,
+}
+
 /// What [`Core::handle_doc`] made of an object.
 #[derive(Debug, PartialEq, Eq)]
 enum Read {
@@ -852,19 +862,26 @@ impl Core {
 
     // ---- ingestion ----
 
-    /// Sanitizes an admission's object: its content hash and its `metadata.resourceVersion`.
+    /// Sanitizes an admission's object: its content hash and the fingerprints of its
+    /// `metadata.resourceVersion` and `metadata.uid`.
     fn digest_admission(
         &mut self,
         obj: &RawObject,
         rules: TypeRules,
-    ) -> Result<(u64, Option<u64>), JsonError> {
+    ) -> Result<AdmissionDigest, JsonError> {
         self.digester.with_doc(obj.as_bytes(), |doc, out| {
-            let rv = doc
-                .path(&["metadata", "resourceVersion"])
-                .and_then(|v| doc.str_raw(v))
-                .map(tag64);
+            let fingerprint = |doc: &Doc, field: &str| {
+                doc.path(&["metadata", field])
+                    .and_then(|v| doc.str_raw(v))
+                    .map(tag64)
+            };
+            let (rv, uid) = (fingerprint(doc, "resourceVersion"), fingerprint(doc, "uid"));
             sanitize(doc, rules);
-            (out.finish(doc).0, rv)
+            AdmissionDigest {
+                hash: out.finish(doc).0,
+                rv,
+                uid,
+            }
         })
     }
 
@@ -908,19 +925,18 @@ impl Core {
             return;
         };
         let rules = TypeRules::of(&req.gvr);
-        let digested = self
-            .digest_admission(primary, rules)
-            .and_then(|(hash, rv)| {
-                let old = old.map(|o| self.digest_admission(o, rules)).transpose()?;
-                Ok((hash, rv, old))
-            });
-        let (hash, primary_rv, old) = match digested {
+        let digested = self.digest_admission(primary, rules).and_then(|d| {
+            let old = old.map(|o| self.digest_admission(o, rules)).transpose()?;
+            Ok((d, old.map(|o| (o.hash, o.rv))))
+        });
+        let (primary, old) = match digested {
             Ok(d) => d,
             Err(e) => {
                 self.refuse(r.identifier(), format!("admission not recorded: {e}"));
                 return;
             }
         };
+        let hash = primary.hash;
         let (content, base) = match (req.operation, old) {
             (Operation::Create, _) => (hash, None),
             (Operation::Update, Some((old_hash, old_rv))) => {
@@ -934,7 +950,7 @@ impl Core {
             }
             // DELETE's object is the old one: its version is the base. (An UPDATE always has
             // its old object's digest: `digests` required both.)
-            (Operation::Delete, _) | (Operation::Update, None) => (hash, primary_rv),
+            (Operation::Delete, _) | (Operation::Update, None) => (hash, primary.rv),
         };
         let key = CorrKey {
             ident,
@@ -947,6 +963,7 @@ impl Core {
             Record {
                 user: req.username.into(),
                 base_rv: base,
+                uid: primary.uid.filter(|_| req.operation == Operation::Create),
                 content,
                 seq: 0,
             },
@@ -1174,6 +1191,7 @@ impl Core {
                 self.now.mono_ms,
                 key,
                 rv,
+                uid,
                 base_rv,
                 !initial && prev.is_some(),
             )

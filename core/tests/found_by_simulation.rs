@@ -599,3 +599,37 @@ fn a_list_item_without_type_meta_gets_it_from_discovery() {
     h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 11))));
     assert!(h.flush_and_push().is_empty());
 }
+
+/// Seed 20354: after a restart the first list showed a ClusterRole bob had created, while alice's
+/// CREATE of an identical one (after carol's delete, still on its way through the watch) had
+/// already been admitted. The listed object was committed as alice's creation, and her real one
+/// as nobody's. The API server assigns `metadata.uid` before it calls admission, so a CREATE
+/// record now only explains the object with its uid.
+#[test]
+fn a_create_record_explains_only_the_object_with_its_uid() {
+    let mut h = seeded();
+    let mut alice = create("alice", "web", "1");
+    if let Input::Admission(req) = &mut alice {
+        req.object = Some(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web",
+                "namespace": "team-a", "uid": "u2"}, "data": {"key": "1"}})
+            .into(),
+        );
+    }
+    h.input(alice);
+    // bob's object (uid u1) is listed, then deleted, then alice's (uid u2) arrives.
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("web", "1", "u1", 10))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.input(watch(WatchEvent::Delete(cm("web", "1", "u1", 11))));
+    h.input(watch(WatchEvent::Apply(cm("web", "1", "u2", 12))));
+    assert_eq!(
+        authors(&mut h),
+        [
+            "gitops-reverser [RESYNC] 1 changes from the cluster under prod",
+            "gitops-reverser [DELETE] v1/configmaps/team-a/web",
+            "alice [CREATE] v1/configmaps/team-a/web"
+        ]
+    );
+}

@@ -182,12 +182,28 @@ impl Cluster {
         self.rv.to_string()
     }
 
-    /// Stamps server fields onto a new object and stores it; returns the stored body.
-    pub fn persist_create(&mut self, key: ObjKey, mut body: Value, at_ms: u64) -> Value {
+    /// A new uid. The API server assigns it before it calls admission, so a CREATE's admission
+    /// request carries the uid its object will have (or would have had, if refused).
+    pub fn next_uid(&mut self) -> String {
         self.uids += 1;
+        format!("uid-{:06}", self.uids)
+    }
+
+    /// `body` with `metadata.uid` set to a new uid, as a CREATE reaches admission.
+    pub fn with_new_uid(&mut self, mut body: Value) -> Value {
+        let uid = self.next_uid();
+        meta_mut(&mut body).insert("uid".into(), json!(uid));
+        body
+    }
+
+    /// Stamps server fields onto a new object and stores it; returns the stored body. A uid
+    /// already in `body` (assigned before admission) is kept.
+    pub fn persist_create(&mut self, key: ObjKey, mut body: Value, at_ms: u64) -> Value {
+        if body.pointer("/metadata/uid").is_none() {
+            body = self.with_new_uid(body);
+        }
         let rv = self.next_rv();
         let meta = meta_mut(&mut body);
-        meta.insert("uid".into(), json!(format!("uid-{:06}", self.uids)));
         meta.insert("resourceVersion".into(), json!(rv));
         meta.insert("creationTimestamp".into(), json!("2026-11-26T00:00:00Z"));
         meta.insert(

@@ -178,6 +178,10 @@ impl Script {
             (Some(_), None) => Operation::Delete,
             (None, None) => panic!("script: delete of {name}, which does not exist"),
         };
+        let body = match operation {
+            Operation::Create => body.map(|b| self.cluster.with_new_uid(b)),
+            _ => body,
+        };
         self.requests += 1;
         let req = AdmissionRequest {
             uid: format!("req-{}", self.requests),

@@ -609,6 +609,10 @@ impl World {
     /// A user's write through admission; returns whether it was persisted.
     fn write(&mut self, key: &ObjKey, op: Operation, user: &'static str, body: Option<Value>) {
         let gvr = self.cluster.kinds[key.0].gvr.clone();
+        let body = match op {
+            Operation::Create => body.map(|b| self.cluster.with_new_uid(b)),
+            _ => body,
+        };
         let old = self.cluster.objects.get(key).map(|o| o.body.clone());
         if gvr.resource == "secrets" {
             if let Some(b) = &body {
@@ -727,10 +731,10 @@ impl World {
             }
             Action::DryRun(key, body, user) => {
                 let old = self.cluster.objects.get(&key).map(|o| o.body.clone());
-                let op = if old.is_some() {
-                    Operation::Update
+                let (op, body) = if old.is_some() {
+                    (Operation::Update, body)
                 } else {
-                    Operation::Create
+                    (Operation::Create, self.cluster.with_new_uid(body))
                 };
                 if self.cluster.kinds[key.0].gvr.resource == "secrets" {
                     self.secrets.note(&body);

@@ -128,8 +128,9 @@ impl Attributor {
             self.counters.late_skipped_total += 1;
             return;
         }
-        debug_assert_eq!(
-            record.content, key.content,
+        invariant_eq!(
+            record.content,
+            key.content,
             "a record carries its key's content"
         );
         record.seq = self.next_seq;
@@ -257,7 +258,7 @@ impl Attributor {
                         .store
                         .take(now_ms, &sk, |r| r.content == content && in_time(r))
                         .expect("peeked");
-                    debug_assert_eq!(taken.user, first);
+                    invariant_eq!(taken.user, first);
                     self.counters.hash_only_total += 1;
                     self.retire_older_creates(now_ms, key, &taken);
                     return Attribution::HashOnly(first);

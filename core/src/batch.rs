@@ -232,7 +232,7 @@ impl Queue {
         if self.commits.is_empty() {
             return None;
         }
-        debug_assert!(
+        invariant!(
             self.first_pending_ms.is_some(),
             "pending commits start the timer"
         );
@@ -291,8 +291,9 @@ impl Queue {
         if let Some(l) = self.latest.get_mut(&path_key) {
             l.writes -= 1;
             if l.writes == 0 {
-                debug_assert_eq!(
-                    l.seq, seq,
+                invariant_eq!(
+                    l.seq,
+                    seq,
                     "the last unpushed write of a path is its latest"
                 );
                 self.latest.remove(&path_key);
@@ -431,7 +432,7 @@ impl Queue {
             .flat_map(|c| &c.writes)
             .map(write_bytes)
             .sum();
-        debug_assert!(self.commits.len() <= PENDING_COMMITS_MAX);
+        invariant!(self.commits.len() <= PENDING_COMMITS_MAX);
     }
 }
 

@@ -472,7 +472,7 @@ impl Core {
         self.drive();
         // A deadline that has passed makes the driver tick again at once: after a tick every
         // branch has acted on what was due, or the driver would spin.
-        debug_assert!(
+        invariant!(
             !tick
                 || self
                     .branches
@@ -1425,7 +1425,7 @@ impl Core {
                 commits,
             },
         );
-        debug_assert_eq!(issued, op_id);
+        invariant_eq!(issued, op_id);
         self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Push {
             op_id,
             tag,

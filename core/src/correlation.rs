@@ -134,7 +134,7 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
         });
         self.index.insert(key, id);
         self.push_newest(id);
-        debug_assert!(self.index.len() <= self.limits.keys_max);
+        invariant!(self.index.len() <= self.limits.keys_max);
     }
 
     /// Removes and returns the oldest live entry of `key` for which `matches` holds.

@@ -305,7 +305,7 @@ impl<'s> Doc<'s> {
     /// array or object.
     pub fn raw(&self, id: NodeId) -> &'s [u8] {
         let n = &self.nodes[id as usize];
-        debug_assert!(n.kind != Kind::String, "strings are read with str()");
+        invariant!(n.kind != Kind::String, "strings are read with str()");
         &self.src[n.val.range()]
     }
 
@@ -403,7 +403,7 @@ impl<'s> Doc<'s> {
     /// not canonical are not canonical either, so when `parent` is not, only `id` changes: no walk
     /// from the root. Sanitization marks members of `metadata`, which Go writes in field order.
     pub(crate) fn mark_member(&mut self, parent: NodeId, id: NodeId, flag: u8) {
-        debug_assert!(
+        invariant!(
             self.children(parent).any(|c| c == id),
             "{id} is a child of {parent}"
         );

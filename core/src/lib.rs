@@ -68,6 +68,28 @@
 //! ```
 #![warn(missing_docs)]
 
+/// Whether the core checks its invariants: in debug builds, and wherever the `invariants` feature
+/// is on (the simulator turns it on, so that its `--release` runs check every one).
+pub const INVARIANTS: bool = cfg!(any(debug_assertions, feature = "invariants"));
+
+/// `assert!` when [`INVARIANTS`] holds; nothing (not even the evaluation) otherwise.
+macro_rules! invariant {
+    ($($t:tt)*) => {
+        if $crate::INVARIANTS {
+            assert!($($t)*);
+        }
+    };
+}
+
+/// `assert_eq!` when [`INVARIANTS`] holds.
+macro_rules! invariant_eq {
+    ($($t:tt)*) => {
+        if $crate::INVARIANTS {
+            assert_eq!($($t)*);
+        }
+    };
+}
+
 pub mod admission;
 pub mod attribution;
 pub mod batch;

@@ -202,7 +202,7 @@ fn sanitize_metadata(doc: &mut Doc, meta: NodeId) {
 /// Removes keys of the map `field` (a member of `meta`) for which `remove` holds; drops the map
 /// if that left it empty.
 fn prune_keys(doc: &mut Doc, meta: NodeId, field: Option<NodeId>, remove: impl Fn(&[u8]) -> bool) {
-    debug_assert!(field.is_none_or(|f| f > meta && f < doc.subtree_end(meta)));
+    invariant!(field.is_none_or(|f| f > meta && f < doc.subtree_end(meta)));
     let Some(map) = field.filter(|&m| doc.kind(m) == Kind::Object) else {
         return;
     };

@@ -19,3 +19,8 @@ fn every_scenario_settles_and_commits() {
         assert!(!replayed.commits.is_empty(), "{}: no commits", sc.name);
     }
 }
+
+#[test]
+fn the_cores_invariants_are_checked_in_every_simulator_build() {
+    assert!(gitops_reverser_core::INVARIANTS);
+}

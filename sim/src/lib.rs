@@ -20,3 +20,10 @@ pub mod workload;
 pub mod world;
 
 pub use world::{run, Params, Report};
+
+// Every simulator build checks the core's invariants, `--release` included (the dependency turns
+// on the core's `invariants` feature); a build without them does not compile.
+const _: () = assert!(
+    gitops_reverser_core::INVARIANTS,
+    "the simulator runs the core with its invariants checked"
+);

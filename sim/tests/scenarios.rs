@@ -20,7 +20,3 @@ fn every_scenario_settles_and_commits() {
     }
 }
 
-#[test]
-fn the_cores_invariants_are_checked_in_every_simulator_build() {
-    assert!(gitops_reverser_core::INVARIANTS);
-}

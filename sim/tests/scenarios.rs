@@ -19,4 +19,3 @@ fn every_scenario_settles_and_commits() {
         assert!(!replayed.commits.is_empty(), "{}: no commits", sc.name);
     }
 }
-

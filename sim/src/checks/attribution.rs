@@ -4,19 +4,28 @@
 //! is matched to the earliest later write: it may be a delete or a write that unselected the object,
 //! which the history (kept per object, not per destination) cannot tell apart.
 //!
-//! Tolerated and counted apart (`ambiguous`): the author made an identical write that was rejected
-//! after admission, within the correlation TTL of when its admission reached the core (a late one
-//! lives longer after the write than the TTL) — a rejected CREATE followed by an identical CREATE
-//! whose webhook call was missed cannot be told apart from the real one. The commit of the real
-//! write may remove the file (the write unselected the object); that is the same ambiguity.
+//! Tolerated and counted apart (`ambiguous`): the author made an identical UPDATE or DELETE (same
+//! base, same content) that was rejected after admission, within the correlation TTL of when its
+//! admission reached the core (a late one lives longer after the write than the TTL), and the true
+//! write's own admission was missing or late, so the core never held the true author's record
+//! when the watch event came. With the true record there on time, two fitting records are the
+//! core's to tell apart (or to name neither), and choosing the refused one is wrong. A CREATE
+//! never excuses: its record carries the uid the API server assigned, which a refused twin's
+//! object never gets. The commit of the real write may remove the file (the write unselected the
+//! object); that is the same ambiguity.
 
 use std::collections::BTreeMap;
 
 use gitops_reverser_core::correlation::TTL_MS;
+use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::PlannedCommit;
 
 use crate::checks::event_subject;
 use crate::cluster::WriteRecord;
+
+/// An admission that reaches the core later than this after its write may come after the write's
+/// watch event (the world's on-time latency is at most 2 ms, the watch's at least 3 ms).
+const ON_TIME_MS: u64 = 2;
 
 /// Attribution outcomes over a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -125,11 +134,14 @@ impl AttributionCheck {
             let twin_commit = |x: &WriteRecord| same(x) || (bytes.is_none() && x.file.is_some());
             let rejected_twin = writes.iter().any(|w| {
                 w.rejected
+                    && w.op != Operation::Create
                     && w.user == author
                     && writes.iter().any(|x| {
                         !x.rejected
+                            && x.op == w.op
                             && x.at_ms >= w.at_ms
                             && x.at_ms <= w.admitted_ms.unwrap_or(w.at_ms) + TTL_MS
+                            && x.admitted_ms.is_none_or(|a| a > x.at_ms + ON_TIME_MS)
                             && x.file == w.file
                             && twin_commit(x)
                     })

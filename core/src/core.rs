@@ -1480,7 +1480,16 @@ impl Core {
                     head: Some(head),
                     landed: true,
                 },
-            ) => self.landed(&key, head, Vec::new()),
+            ) => {
+                self.landed(&key, head, Vec::new());
+                // The head is the branch's now, not our push's: others may have written on top
+                // (seed 20283). Read again before planning on it, as after a conflict.
+                for d in self.dests.values_mut() {
+                    if d.branch == key && d.listed {
+                        d.want_read = true;
+                    }
+                }
+            }
             (OpInFlight::Push { .. }, GitResult::Conflict { remote_head }) => {
                 self.counters.rebase_retries_total += 1;
                 b.head = remote_head;

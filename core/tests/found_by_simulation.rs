@@ -633,3 +633,53 @@ fn a_create_record_explains_only_the_object_with_its_uid() {
         ]
     );
 }
+
+/// Seed 20283: a push whose outcome was unknown was verified as landed, long after, on a head
+/// others had written on top of (an outside writer had deleted one of the operator's files). The
+/// core took that head as its own and planned on it with what it believed the branch held, so
+/// its `[DELETE]` of the already deleted file was an empty commit. A verified landing now reads
+/// the branch's folders again, as a conflict does.
+#[test]
+fn a_push_verified_as_landed_on_a_moved_head_rereads_the_folders() {
+    let mut h = seeded();
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.input(watch(WatchEvent::Apply(cm("b", "1", "u2", 11))));
+    assert_eq!(h.flush_and_push().len(), 2);
+    // a changes; its push lands but the acknowledgement is lost.
+    h.input(watch(WatchEvent::Apply(cm("a", "2", "u1", 12))));
+    h.advance(60_000);
+    let push = h.take_git_ops().pop().unwrap();
+    let _ = h.apply(&push);
+    h.input(Input::GitDone(
+        push.op_id,
+        gitops_reverser_core::io::GitResult::Unknown,
+    ));
+    // Someone else deletes b's file on top.
+    h.files.remove("prod/v1/configmaps/team-a/b.yaml");
+    h.head = Some("outside".into());
+    h.advance(60_000);
+    let verify = h.take_git_ops().pop().unwrap();
+    assert!(
+        matches!(verify.kind, GitOpKind::Verify { .. }),
+        "{verify:?}"
+    );
+    h.input(Input::GitDone(
+        verify.op_id,
+        gitops_reverser_core::io::GitResult::Verified {
+            head: h.head.clone(),
+            landed: true,
+        },
+    ));
+    h.answer_all();
+    // b is deleted in the cluster too: its file is already gone, so nothing is left to commit.
+    h.input(watch(WatchEvent::Delete(cm("b", "1", "u2", 13))));
+    let pushed = h.flush_and_push();
+    assert!(
+        pushed.iter().all(|c| !c.message.contains("team-a/b")),
+        "{:?}",
+        pushed
+            .iter()
+            .map(|c| c.message.lines().next().unwrap())
+            .collect::<Vec<_>>()
+    );
+}

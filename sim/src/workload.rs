@@ -51,7 +51,12 @@ pub fn next(rng: &mut ChaCha8Rng, cluster: &Cluster) -> Action {
     let name = if rng.gen_bool(0.6) {
         HOT[rng.gen_range(0..HOT.len())].to_string()
     } else {
-        format!("obj-{}", rng.gen_range(0..COLD))
+        // Names as real clusters have them: dots anywhere, colons in cluster-scoped RBAC names.
+        match rng.gen_range(0..COLD) {
+            n @ 0..=1 if !k.namespaced => format!("system:controller:obj-{n}"),
+            n @ 2..=3 => format!("obj-{n}.example.com"),
+            n => format!("obj-{n}"),
+        }
     };
     let ns = k
         .namespaced

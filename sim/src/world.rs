@@ -176,6 +176,10 @@ struct World {
     secret_policy: SecretPolicy,
     /// List items come without `apiVersion`/`kind`.
     bare_lists: bool,
+    /// Per write: admission runs twice.
+    admit_twice: f64,
+    /// Per update: the client sends the object unchanged.
+    unchanged_updates: f64,
     secrets: SecretCheck,
 }
 
@@ -216,6 +220,19 @@ pub fn run(params: &Params) -> Report {
     // The real API server leaves `apiVersion`/`kind` out of list items; the runtime adds them
     // back from discovery. Half the runs deliver them bare.
     let bare_lists = rng.swarm.gen_bool(0.5);
+    // Per write, the chance that admission runs twice for it (the API server retries a write
+    // after a storage conflict and calls the webhook again), and per update, that the client
+    // sends the object unchanged (admission runs; no resourceVersion, no event).
+    let admit_twice = if rng.swarm.gen_bool(0.5) {
+        rng.swarm.gen_range(0.02..0.2)
+    } else {
+        0.0
+    };
+    let unchanged_updates = if rng.swarm.gen_bool(0.5) {
+        rng.swarm.gen_range(0.02..0.2)
+    } else {
+        0.0
+    };
     let mut w = World {
         now: 0,
         wall_offset_ms: 0,
@@ -230,6 +247,8 @@ pub fn run(params: &Params) -> Report {
         secret_policy,
         bare_lists,
         secrets: SecretCheck::new(secret_policy),
+        admit_twice,
+        unchanged_updates,
         generation: 0,
         admissions_due_ms: 0,
         remotes: Remotes::default(),
@@ -280,7 +299,7 @@ pub fn run(params: &Params) -> Report {
         swarm,
         push: (max_commits, interval),
         behaviours: format!(
-            "secrets={} lists={}",
+            "secrets={} lists={} admit-twice={admit_twice:.2} unchanged-updates={unchanged_updates:.2}",
             if excluded { "exclude" } else { "redact" },
             if bare_lists { "bare" } else { "typed" }
         ),
@@ -546,7 +565,13 @@ impl World {
                 return;
             }
             if self.inject(Fault::WatchDisconnect) {
-                let pause = self.rng.faults.gen_range(100..5_000);
+                // Mostly a blip; one in ten an outage that spans many writes by different users
+                // (within the correlation TTL: a longer one costs attribution, and is a 410 here).
+                let pause = if self.rng.faults.gen_bool(0.1) {
+                    self.rng.faults.gen_range(10_000..45_000)
+                } else {
+                    self.rng.faults.gen_range(100..5_000)
+                };
                 self.streams.get_mut(&gvr).expect("checked").paused_until = self.now + pause;
                 self.schedule_delivery(&gvr);
                 return;
@@ -619,7 +644,19 @@ impl World {
                 self.secrets.note(b);
             }
         }
+        if op == Operation::Update && chance(&mut self.rng.apiserver, self.unchanged_updates) {
+            // The object as it is: admission sees it, storage finds nothing to change.
+            let req = self.request(key, op, user, old.clone(), old.clone(), false);
+            self.webhook(req);
+            return;
+        }
         let req = self.request(key, op, user, body.clone(), old.clone(), false);
+        if chance(&mut self.rng.apiserver, self.admit_twice) {
+            // The first attempt lost a storage conflict; the retry runs admission again.
+            let mut first = req.clone();
+            first.uid.push_str("-conflicted");
+            self.webhook(first);
+        }
         let admitted = self.webhook(req);
         if self.inject(Fault::RejectedDownstream) {
             let file = body.as_ref().map(|b| file_of(&gvr, b));

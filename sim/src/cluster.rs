@@ -115,8 +115,9 @@ pub struct WriteRecord {
     pub user: String,
     /// What the API server did.
     pub op: Operation,
-    /// The file the write leaves (rendered sanitized object); `None` for a delete.
-    pub file: Option<Vec<u8>>,
+    /// The content of the file the write leaves, from the independent oracle
+    /// ([`crate::oracle::expected`]); `None` for a delete.
+    pub file: Option<Value>,
     /// Rejected after admission: never persisted.
     pub rejected: bool,
     /// When its admission reached the core (late ones later than `at_ms`); `None` when the webhook

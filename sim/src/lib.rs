@@ -9,6 +9,7 @@
 pub mod checks;
 pub mod cluster;
 pub mod git;
+pub mod oracle;
 pub mod reduce;
 pub mod rng;
 pub mod scenario;

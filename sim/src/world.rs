@@ -26,6 +26,7 @@ use crate::checks::secrets::SecretCheck;
 use crate::checks::{convergence, empty_commits, history, limits, watches};
 use crate::cluster::{api_resources, file_of, meta_mut, Cluster, ObjKey, WriteRecord};
 use crate::git::{PushError, Remotes};
+use crate::oracle;
 use crate::rng::{chance, Rngs};
 use crate::swarm::{Fault, FaultChoice, Swarm};
 use crate::topology::Topology;
@@ -659,7 +660,7 @@ impl World {
         }
         let admitted = self.webhook(req);
         if self.inject(Fault::RejectedDownstream) {
-            let file = body.as_ref().map(|b| file_of(&gvr, b));
+            let file = body.as_ref().map(|b| oracle::expected(&gvr, b));
             self.note_write(key, user, op, file, true, admitted);
             return;
         }
@@ -681,7 +682,7 @@ impl World {
                 WatchEvent::Delete(self.cluster.persist_delete(key, self.now).into()),
             ),
         };
-        let file = stored.as_ref().map(|b| file_of(&gvr, b));
+        let file = stored.as_ref().map(|b| oracle::expected(&gvr, b));
         self.note_write(key, user, op, file, false, admitted);
         self.emit(&gvr, ev);
     }
@@ -692,7 +693,7 @@ impl World {
         key: &ObjKey,
         user: &str,
         op: Operation,
-        file: Option<Vec<u8>>,
+        file: Option<Value>,
         rejected: bool,
         admitted_ms: Option<u64>,
     ) {
@@ -759,7 +760,7 @@ impl World {
                         at_ms: self.now,
                         user: CONTROLLER.into(),
                         op: Operation::Update,
-                        file: Some(file_of(&gvr, &stored)),
+                        file: Some(oracle::expected(&gvr, &stored)),
                         rejected: false,
                         admitted_ms: None,
                     },

@@ -21,7 +21,9 @@ fn everything_written_by(user: &str, rec: &gitops_reverser_core::record::Recordi
                     at_ms: 0,
                     user: user.into(),
                     op: Operation::Update,
-                    file: text.as_ref().map(|t| t.as_bytes().to_vec()),
+                    file: text
+                        .as_ref()
+                        .map(|t| gitops_reverser_sim::oracle::parse(t.as_bytes()).unwrap()),
                     rejected: false,
                     admitted_ms: None,
                 });

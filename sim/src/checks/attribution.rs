@@ -22,6 +22,8 @@ use gitops_reverser_core::io::PlannedCommit;
 
 use crate::checks::event_subject;
 use crate::cluster::WriteRecord;
+use crate::oracle;
+use serde_json::Value;
 
 /// An admission that reaches the core later than this after its write may come after the write's
 /// watch event (the world's on-time latency is at most 2 ms, the watch's at least 3 ms).
@@ -80,7 +82,7 @@ impl AttributionCheck {
         // apply, a managedFields-only update) makes no commit: never a match.
         let noop: Vec<bool> = writes
             .iter()
-            .scan(None::<&Option<Vec<u8>>>, |prev, w| {
+            .scan(None::<&Option<Value>>, |prev, w| {
                 if w.rejected {
                     return Some(false);
                 }
@@ -91,11 +93,13 @@ impl AttributionCheck {
             .collect();
         for (path, bytes) in &commit.writes {
             let key = (url.to_string(), branch.to_string(), path.clone());
+            // The committed file's content, read back: the oracle judges values, not bytes.
+            let have = bytes.as_ref().map(|b| oracle::parse(&b.render()));
             let start = self.matched.get(&key).map_or(0, |k| k + 1);
             // The file a write leaves; a deletion matches a delete first, and only failing that
             // a write that unselected the object (its labels changed).
-            let same = |w: &WriteRecord| match bytes {
-                Some(b) => w.file.as_deref() == Some(&b.render()[..]),
+            let same = |w: &WriteRecord| match &have {
+                Some(v) => v.is_some() && w.file == *v,
                 None => w.file.is_none(),
             };
             let later = || {
@@ -172,20 +176,25 @@ impl AttributionCheck {
                         w.op,
                         if w.rejected { " (rejected)" } else { "" },
                         w.file
-                            .as_deref()
-                            .map_or(String::from("<deleted>"), |f| format!(
-                                "{:016x}",
-                                xxhash_rust::xxh3::xxh3_64(f)
-                            ))
+                            .as_ref()
+                            .map_or(String::from("<deleted>"), value_hash)
                     )
                 })
                 .collect();
             out.push(format!(
                 "{url} {branch}: {ident} attributed to {author}, who did not make that change (matched up to #{}); file {}; writes:\n{}",
                 start as i64 - 1,
-                bytes.as_ref().map_or(String::from("<deleted>"), |f| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&f.render()))),
+                have.as_ref().map_or(String::from("<deleted>"), |v| v.as_ref().map_or(String::from("<not YAML>"), value_hash)),
                 trail.join("\n")
             ));
         }
     }
+}
+
+/// A short fingerprint of a file's content for the violation's trail.
+fn value_hash(v: &Value) -> String {
+    format!(
+        "{:016x}",
+        xxhash_rust::xxh3::xxh3_64(v.to_string().as_bytes())
+    )
 }

@@ -1,10 +1,14 @@
 //! Convergence: after the liveness phase, every active destination's folder holds exactly the
-//! sanitized, rule-selected live objects, byte for byte.
+//! rule-selected live objects, each file's content what the independent oracle
+//! ([`crate::oracle`]) says, at the oracle's path, and nothing else of its layout.
 
 use std::collections::BTreeMap;
 
-use crate::cluster::{file_of, Cluster};
+use serde_json::Value;
+
+use crate::cluster::Cluster;
 use crate::git::Remotes;
+use crate::oracle;
 use crate::topology::Topology;
 
 /// Compares every active destination with the cluster.
@@ -32,7 +36,7 @@ pub fn check(
             format!("{folder}/")
         };
         let mut prefixes = Vec::new();
-        let mut expected: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut expected: BTreeMap<String, Value> = BTreeMap::new();
         for (key, obj) in &cluster.objects {
             let kind = &cluster.kinds[key.0];
             if secrets_excluded && kind.gvr.group.is_empty() && kind.gvr.resource == "secrets" {
@@ -48,8 +52,8 @@ pub fn check(
                 .any(|&i| topo.selects(i, kind, key.1.as_deref(), &labels))
             {
                 expected.insert(
-                    format!("{base}{}.yaml", cluster.identifier(key)),
-                    file_of(&kind.gvr, &obj.body),
+                    oracle::path(folder, &kind.gvr, key.1.as_deref(), &key.2),
+                    oracle::expected(&kind.gvr, &obj.body),
                 );
             }
         }
@@ -78,10 +82,10 @@ pub fn check(
         for (path, want) in &expected {
             match actual.get(path) {
                 None => out.push(format!("{url} {branch}: missing {path}")),
-                Some(have) if *have != &want[..] => out.push(format!(
-                    "{url} {branch}: {path} differs\n--- git\n{}--- cluster\n{}",
+                Some(have) if oracle::parse(have).as_ref() != Some(want) => out.push(format!(
+                    "{url} {branch}: {path} differs\n--- git\n{}--- oracle\n{}",
                     String::from_utf8_lossy(have),
-                    String::from_utf8_lossy(want)
+                    serde_json::to_string_pretty(want).unwrap_or_default()
                 )),
                 Some(_) => {}
             }

@@ -568,7 +568,13 @@ impl World {
             if self.inject(Fault::WatchDisconnect) {
                 // Mostly a blip; one in ten an outage that spans many writes by different users
                 // (within the correlation TTL: a longer one costs attribution, and is a 410 here).
-                let pause = if self.rng.faults.gen_bool(0.1) {
+                // Outages do not chain: a stream already behind gets blips only, so no event is
+                // ever later than `orphans::WATCH_DELAY_MAX_MS`.
+                let behind = self.streams[&gvr]
+                    .queue
+                    .front()
+                    .is_some_and(|(ready, _)| self.now > ready + 5_000);
+                let pause = if self.rng.faults.gen_bool(0.1) && !behind {
                     self.rng.faults.gen_range(10_000..45_000)
                 } else {
                     self.rng.faults.gen_range(100..5_000)

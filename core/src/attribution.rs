@@ -96,6 +96,23 @@ pub struct AttributionCounters {
     pub ambiguous_total: u64,
 }
 
+/// How full the attributor's two correlation stores are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreBounds {
+    /// Record keys.
+    pub keys: usize,
+    /// Records.
+    pub entries: usize,
+    /// The most records any one key holds.
+    pub entries_per_key_most: usize,
+    /// Keys of writes seen without a record.
+    pub missed_keys: usize,
+    /// Notes of such writes.
+    pub missed_entries: usize,
+    /// The most notes any one key holds.
+    pub missed_per_key_most: usize,
+}
+
 /// The correlation store plus the join rules.
 pub struct Attributor {
     store: CorrelationStore<CorrKey, Record>,
@@ -303,6 +320,18 @@ impl Attributor {
     /// Keys and entries held.
     pub fn store_size(&self) -> (usize, usize) {
         (self.store.keys(), self.store.entries())
+    }
+
+    /// What both stores hold: the records, and the notes of writes seen without one.
+    pub fn bounds(&self) -> StoreBounds {
+        StoreBounds {
+            keys: self.store.keys(),
+            entries: self.store.entries(),
+            entries_per_key_most: self.store.entries_per_key_most(),
+            missed_keys: self.missed.keys(),
+            missed_entries: self.missed.entries(),
+            missed_per_key_most: self.missed.entries_per_key_most(),
+        }
     }
 }
 

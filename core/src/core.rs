@@ -522,6 +522,11 @@ impl Core {
         self.attributor.store_size()
     }
 
+    /// How full the correlation stores are, per key included.
+    pub fn correlation_bounds(&self) -> crate::attribution::StoreBounds {
+        self.attributor.bounds()
+    }
+
     /// Live objects tracked over all streams.
     pub fn live_objects(&self) -> usize {
         self.live.iter().map(StreamLive::len).sum()

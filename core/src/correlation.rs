@@ -206,6 +206,15 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
         self.nodes.values().map(|n| n.entries.len()).sum()
     }
 
+    /// The most entries any one key holds.
+    pub fn entries_per_key_most(&self) -> usize {
+        self.nodes
+            .values()
+            .map(|n| n.entries.len())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Activity counters.
     pub fn counters(&self) -> CorrelationCounters {
         self.counters

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use gitops_reverser_core::correlation::TTL_MS;
+use crate::checks::limits::SPEC_TTL_MS as TTL_MS;
 use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::PlannedCommit;
 

@@ -1,18 +1,43 @@
-//! Limits held: correlation store bounds and per-branch queue caps, after every input.
+//! Limits held, after every input: the correlation stores (records, and the notes of writes seen
+//! without one) within the specification's bounds, per key too, and the per-branch queue caps.
+//!
+//! The bounds are the specification's numbers, stated here, not read from the core: a core
+//! whose constants drifted would otherwise pass against itself. A test checks the core's
+//! constants equal them.
 
 use gitops_reverser_core::batch::{PENDING_BYTES_MAX, PENDING_COMMITS_MAX};
 use gitops_reverser_core::core::Core;
-use gitops_reverser_core::correlation::{ENTRIES_PER_KEY_MAX, KEYS_MAX};
 
 use crate::topology::Topology;
 
+/// The specification: at most 10,000 keys.
+pub const SPEC_KEYS_MAX: usize = 10_000;
+/// The specification: at most 10 entries per key (oldest dropped).
+pub const SPEC_ENTRIES_PER_KEY_MAX: usize = 10;
+/// The specification: entries live 60 s.
+pub const SPEC_TTL_MS: u64 = 60_000;
+
 /// Checks the core's bounded state.
 pub fn check(core: &Core, topo: &Topology, out: &mut Vec<String>) {
-    let (keys, entries) = core.correlation_size();
-    if keys > KEYS_MAX || entries > KEYS_MAX * ENTRIES_PER_KEY_MAX {
-        out.push(format!(
-            "correlation store holds {keys} keys, {entries} entries"
-        ));
+    let b = core.correlation_bounds();
+    let stores = [
+        ("records", b.keys, b.entries, b.entries_per_key_most),
+        (
+            "notes of unattributed writes",
+            b.missed_keys,
+            b.missed_entries,
+            b.missed_per_key_most,
+        ),
+    ];
+    for (what, keys, entries, per_key) in stores {
+        if keys > SPEC_KEYS_MAX
+            || per_key > SPEC_ENTRIES_PER_KEY_MAX
+            || entries > SPEC_KEYS_MAX * SPEC_ENTRIES_PER_KEY_MAX
+        {
+            out.push(format!(
+                "correlation store of {what} holds {keys} keys, {entries} entries, {per_key} under one key"
+            ));
+        }
     }
     for (repo, _, branch) in topo.branches() {
         if let Some(b) = core.branch(&repo, branch) {
@@ -23,5 +48,19 @@ pub fn check(core: &Core, topo: &Topology, out: &mut Vec<String>) {
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gitops_reverser_core::correlation::{ENTRIES_PER_KEY_MAX, KEYS_MAX, TTL_MS};
+
+    #[test]
+    fn the_cores_correlation_limits_are_the_specifications() {
+        assert_eq!(
+            (KEYS_MAX, ENTRIES_PER_KEY_MAX, TTL_MS),
+            (SPEC_KEYS_MAX, SPEC_ENTRIES_PER_KEY_MAX, SPEC_TTL_MS)
+        );
     }
 }

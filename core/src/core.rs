@@ -1680,6 +1680,25 @@ impl Core {
             b.paths.set_held(pk, None);
         }
         d.listed = true;
+        // Deletes go in before the redundancy pass: a delete for a write pending in the open
+        // resync commit replaces it there, and if the listing lacks the file too, the pass drops
+        // the delete (seed 25571: a re-created object listed after a restart, deleted again before
+        // its file was pushed, left a `[RESYNC]` deleting a file that was never there).
+        let (now, wall) = (self.now.mono_ms, self.now.wall_ms);
+        self.counters.orphans_found_total += orphans.len() as u64;
+        for path in orphans {
+            let path_key = key128(&path);
+            b.queue.push_resync(
+                now,
+                wall,
+                &dest.base_folder,
+                PendingWrite {
+                    path: path.into(),
+                    path_key,
+                    content: None,
+                },
+            );
+        }
         let paths = &mut b.paths;
         b.queue.drop_redundant(|w| match &w.content {
             Some(c) => match listed.get(&w.path_key) {
@@ -1704,21 +1723,6 @@ impl Core {
             }
             None => paths.held(w.path_key).is_none(),
         });
-        let (now, wall) = (self.now.mono_ms, self.now.wall_ms);
-        self.counters.orphans_found_total += orphans.len() as u64;
-        for path in orphans {
-            let path_key = key128(&path);
-            b.queue.push_resync(
-                now,
-                wall,
-                &dest.base_folder,
-                PendingWrite {
-                    path: path.into(),
-                    path_key,
-                    content: None,
-                },
-            );
-        }
         // A member whose file differs from what we pushed (an outside edit) or is missing, with
         // nothing pending to fix it: relist so its content is written again.
         let diverged = b.paths.members_of(d.id).any(|pk| {

@@ -683,3 +683,31 @@ fn a_push_verified_as_landed_on_a_moved_head_rereads_the_folders() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Seed 25571: after a restart, a relist showed an object whose file the repository did not
+/// have yet, and before the `[RESYNC]` that would write it went out, a second relist no longer
+/// showed the object. The delete queued for it replaced the pending write in the same resync
+/// commit, and the commit deleted a file that was never there (an empty commit).
+#[test]
+fn an_object_listed_then_gone_before_its_file_was_pushed_makes_no_commit() {
+    let mut h = seeded();
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    // Deleted in a watch gap: the next list does not show it.
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    let pushed = h.flush_and_push();
+    assert!(
+        pushed
+            .iter()
+            .all(|c| c.writes.iter().all(|(p, _)| !p.ends_with("/a.yaml"))),
+        "{:?}",
+        pushed
+            .iter()
+            .map(|c| c.message.lines().next().unwrap())
+            .collect::<Vec<_>>()
+    );
+}

@@ -256,6 +256,16 @@ fn drop_writes_of_removed_destinations(
     queue.drop_writes(|w| !layouts.iter().any(|ours| ours(&w.path)));
 }
 
+/// Marks every listed folder on branch `key` to be read again: what the core believes the branch
+/// holds may be stale, because others wrote it (a conflict, a head that moved past our push).
+fn reread_folders(dests: &mut BTreeMap<Arc<Destination>, DestState>, key: &BranchKey) {
+    for d in dests.values_mut() {
+        if d.branch == *key && d.listed {
+            d.want_read = true;
+        }
+    }
+}
+
 /// What the core reads off an admission request's object.
 struct AdmissionDigest {
     /// Content hash after sanitization.
@@ -1489,22 +1499,14 @@ impl Core {
                 self.landed(&key, head, Vec::new());
                 // The head is the branch's now, not our push's: others may have written on top
                 // (seed 20283). Read again before planning on it, as after a conflict.
-                for d in self.dests.values_mut() {
-                    if d.branch == key && d.listed {
-                        d.want_read = true;
-                    }
-                }
+                reread_folders(&mut self.dests, &key);
             }
             (OpInFlight::Push { .. }, GitResult::Conflict { remote_head }) => {
                 self.counters.rebase_retries_total += 1;
                 b.head = remote_head;
                 // Someone else wrote the branch: what we believe it holds may be stale (files
                 // edited or removed), so read every folder again before planning on the new head.
-                for d in self.dests.values_mut() {
-                    if d.branch == key && d.listed {
-                        d.want_read = true;
-                    }
-                }
+                reread_folders(&mut self.dests, &key);
                 b.queue.push_failed(now_ms);
                 drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
                 b.conflicts_in_row += 1;
@@ -1527,11 +1529,7 @@ impl Core {
             (OpInFlight::Verify { expected_head, .. }, GitResult::Verified { head, .. }) => {
                 if head != expected_head {
                     // Others wrote meanwhile: read again, as after a conflict.
-                    for d in self.dests.values_mut() {
-                        if d.branch == key && d.listed {
-                            d.want_read = true;
-                        }
-                    }
+                    reread_folders(&mut self.dests, &key);
                 }
                 b.head = head;
                 b.queue.push_failed(now_ms);

@@ -341,12 +341,8 @@ impl Script {
         loop {
             let git = self.ops.front().map(|(t, _)| *t);
             let tick = self.core.poll_deadline();
-            let next = match (git, tick) {
-                (Some(g), Some(t)) => g.min(t),
-                (g, t) => match g.or(t) {
-                    Some(x) => x,
-                    None => break,
-                },
+            let Some(next) = git.into_iter().chain(tick).min() else {
+                break;
             };
             if next > until {
                 break;

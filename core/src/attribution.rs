@@ -86,6 +86,8 @@ pub struct AttributionCounters {
     pub late_skipped_total: u64,
     /// CREATE records dropped because the object was created by another write.
     pub superseded_total: u64,
+    /// Records dropped as duplicates of one that explained a write (admission run twice).
+    pub duplicates_retired_total: u64,
     /// Watch events attributed by the exact join.
     pub exact_total: u64,
     /// Watch events attributed by the hash-only fallback.
@@ -174,6 +176,22 @@ impl Attributor {
         }
     }
 
+    /// `taken` explained a write: its duplicates (the same user's request from the same base to
+    /// the same content, admitted again after a storage conflict) are of that same write. Kept,
+    /// one could name this user for someone else's identical write that a relist shows, where
+    /// the base is uncertain and only content is matched (seed 33711).
+    fn retire_duplicates(&mut self, now_ms: u64, sk: CorrKey, taken: &Record) {
+        let duplicate = |r: &Record| {
+            r.user == taken.user
+                && r.base_rv == taken.base_rv
+                && r.uid == taken.uid
+                && r.content == taken.content
+        };
+        while self.store.take(now_ms, &sk, duplicate).is_some() {
+            self.counters.duplicates_retired_total += 1;
+        }
+    }
+
     /// Counts an admission skipped as a content no-op.
     pub fn skip_noop(&mut self) {
         self.counters.noop_skipped_total += 1;
@@ -225,7 +243,12 @@ impl Attributor {
         };
         let exact_possible = key.op == Operation::Create || base_rv.is_some();
         let (sk, content) = (store_key(key), key.content);
-        if exact_possible {
+        // After a (re)list the last version seen may not be the listed version's base: writes in
+        // the gap went unseen. A record from that stale base (someone's refused write) would then
+        // "fit exactly" while the true write's record names a base the core never saw (seed
+        // 38875). Only the hash-only join, which names a user only when no other one could be
+        // meant, is safe there.
+        if exact_possible && (base_certain || key.op == Operation::Create) {
             let fits = |r: &Record| r.content == content && r.base_rv == want && in_time(r);
             let (first, single) = {
                 let mut users = self
@@ -254,6 +277,7 @@ impl Attributor {
             }
             if let Some(r) = self.store.take(now_ms, &sk, fits) {
                 self.counters.exact_total += 1;
+                self.retire_duplicates(now_ms, sk, &r);
                 self.retire_older_creates(now_ms, key, &r);
                 return Attribution::Exact(r.user);
             }
@@ -277,6 +301,7 @@ impl Attributor {
                         .expect("peeked");
                     invariant_eq!(taken.user, first);
                     self.counters.hash_only_total += 1;
+                    self.retire_duplicates(now_ms, sk, &taken);
                     self.retire_older_creates(now_ms, key, &taken);
                     return Attribution::HashOnly(first);
                 }

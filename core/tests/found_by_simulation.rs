@@ -711,3 +711,85 @@ fn an_object_listed_then_gone_before_its_file_was_pushed_makes_no_commit() {
             .collect::<Vec<_>>()
     );
 }
+
+fn update_by(user: &str, old: RawObject, value: &str) -> Input {
+    Input::Admission(AdmissionRequest {
+        uid: format!("req-update-{user}-{value}"),
+        gvr: gvr("", "v1", "configmaps"),
+        namespace: Some("team-a".into()),
+        name: "a".into(),
+        operation: Operation::Update,
+        username: user.into(),
+        dry_run: false,
+        object: Some(
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "team-a"}, "data": {"key": value}})
+            .into(),
+        ),
+        old_object: Some(old),
+    })
+}
+
+/// Seed 38875. After a relist the version the core saw last need not be the listed version's
+/// base: writes in the gap went unseen. The deployer's refused update from that stale base has
+/// the listed content, alice's true record names a base the core never saw, and the exact join
+/// took the deployer's as if the base were known.
+#[test]
+fn after_a_gap_a_refused_write_from_the_last_seen_version_does_not_name_the_listed_change() {
+    let mut h = seeded();
+    h.input(create("bob", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.input(update_by("deployer", cm("a", "1", "u1", 10), "2"));
+    h.input(watch(WatchEvent::Apply(cm("a", "2", "u1", 11))));
+    // Refused after admission: no event ever comes for it.
+    h.input(update_by("deployer", cm("a", "2", "u1", 11), "3"));
+    // The watch breaks; carol's and then alice's updates are lost in the gap.
+    h.input(update_by("carol", cm("a", "2", "u1", 11), "4"));
+    h.input(update_by("alice", cm("a", "4", "u1", 12), "3"));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "3", "u1", 13))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    let got = authors(&mut h);
+    assert_eq!(
+        got[..2],
+        [
+            "bob [CREATE] v1/configmaps/team-a/a",
+            "deployer [UPDATE] v1/configmaps/team-a/a",
+        ]
+    );
+    assert!(
+        got[2..].iter().all(|c| !c.starts_with("deployer")),
+        "the listed change is alice's (or nobody's), never the deployer's: {got:?}"
+    );
+}
+
+/// Seed 33711. Alice's update was admitted twice (the first attempt lost a storage conflict):
+/// one record explained her write and the other stayed. After a gap the relist showed bob's
+/// identical change, whose admission was late, and the hash-only join named alice for it.
+#[test]
+fn a_second_admission_of_one_write_cannot_name_a_later_identical_change() {
+    let mut h = seeded();
+    h.input(create("bob", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.input(update_by("alice", cm("a", "1", "u1", 10), "2"));
+    h.input(update_by("alice", cm("a", "1", "u1", 10), "2"));
+    h.input(watch(WatchEvent::Apply(cm("a", "2", "u1", 11))));
+    h.input(update_by("carol", cm("a", "2", "u1", 11), "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 12))));
+    // Bob's update back to "2" is lost in a gap, and his admission is late.
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "2", "u1", 13))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.input(update_by("bob", cm("a", "1", "u1", 12), "2"));
+    assert_eq!(
+        authors(&mut h),
+        [
+            "bob [CREATE] v1/configmaps/team-a/a",
+            "alice [UPDATE] v1/configmaps/team-a/a",
+            "carol [UPDATE] v1/configmaps/team-a/a",
+            "gitops-reverser [RESYNC] 1 changes from the cluster under prod",
+        ]
+    );
+}

@@ -106,6 +106,9 @@ pub struct Obj {
     pub body: Value,
 }
 
+/// A rule's destination: repository URL, branch and base folder.
+pub type Destination = (&'static str, &'static str, &'static str);
+
 /// One write the cluster saw, persisted or not.
 #[derive(Clone, Debug)]
 pub struct WriteRecord {
@@ -118,6 +121,9 @@ pub struct WriteRecord {
     /// The content of the file the write leaves, from the independent oracle
     /// ([`crate::oracle::expected`]); `None` for a delete.
     pub file: Option<Value>,
+    /// The destinations (url, branch, folder) whose rules select the object the write left; the
+    /// file is in those folders and absent from every other.
+    pub dests: Vec<Destination>,
     /// Rejected after admission: never persisted.
     pub rejected: bool,
     /// When its admission reached the core (late ones later than `at_ms`); `None` when the webhook

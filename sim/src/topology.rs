@@ -6,7 +6,7 @@ use gitops_reverser_core::config::{
 use gitops_reverser_core::io::Input;
 use serde_json::{json, Value};
 
-use crate::cluster::{Kind, NAMESPACES};
+use crate::cluster::{Destination, Kind, NAMESPACES};
 
 /// A GitRepoConfig.
 #[derive(Clone, Debug)]
@@ -151,6 +151,15 @@ impl Topology {
             },
         ];
         let active = rules.iter().map(|r| !r.toggles).collect();
+        // The attribution checker reads a folder's file from the one rule that writes it.
+        let mut dests: Vec<_> = rules.iter().map(|r| (r.repo, r.branch, r.folder)).collect();
+        dests.sort();
+        dests.dedup();
+        assert_eq!(
+            dests.len(),
+            rules.len(),
+            "every rule has a destination of its own"
+        );
         Self {
             repos,
             rules,
@@ -261,6 +270,28 @@ impl Topology {
                 && reach
                 && e.obj_selector.is_none_or(label)
         })
+    }
+
+    /// The destinations of the rules that select an object of `kind` in `namespace` with
+    /// `labels`, sorted, each once. Switched-off rules count: one switched on later puts the
+    /// file in by a resync and commits its object's later writes, even one whose watch event
+    /// was still on its way when it came on. (Each rule has a destination of its own.)
+    pub fn selecting(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        labels: &Value,
+    ) -> Vec<Destination> {
+        let mut out: Vec<Destination> = (0..self.rules.len())
+            .filter(|&i| self.selects(i, kind, namespace, labels))
+            .map(|i| {
+                let r = &self.rules[i];
+                (self.repos[r.repo].url, r.branch, r.folder)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Every (url, branch, folder) destination of an active rule.

@@ -666,8 +666,7 @@ impl World {
         }
         let admitted = self.webhook(req);
         if self.inject(Fault::RejectedDownstream) {
-            let file = body.as_ref().map(|b| oracle::expected(&gvr, b));
-            self.note_write(key, user, op, file, true, admitted);
+            self.note_write(key, user, op, body.as_ref(), true, admitted);
             return;
         }
         let (stored, ev) = match op {
@@ -688,21 +687,28 @@ impl World {
                 WatchEvent::Delete(self.cluster.persist_delete(key, self.now).into()),
             ),
         };
-        let file = stored.as_ref().map(|b| oracle::expected(&gvr, b));
-        self.note_write(key, user, op, file, false, admitted);
+        self.note_write(key, user, op, stored.as_ref(), false, admitted);
         self.emit(&gvr, ev);
     }
 
-    /// Adds a write to the object's history (what the checkers judge commits against).
+    /// Adds a write to the object's history (what the checkers judge commits against): the file
+    /// the object `body` makes (`None` for a delete) and the destinations whose active rules
+    /// select it then.
     fn note_write(
         &mut self,
         key: &ObjKey,
         user: &str,
         op: Operation,
-        file: Option<Value>,
+        body: Option<&Value>,
         rejected: bool,
         admitted_ms: Option<u64>,
     ) {
+        let kind = &self.cluster.kinds[key.0];
+        let file = body.map(|b| oracle::expected(&kind.gvr, b));
+        let dests = body.map_or_else(Vec::new, |b| {
+            let labels = b.pointer("/metadata/labels").cloned().unwrap_or_default();
+            self.topo.selecting(kind, key.1.as_deref(), &labels)
+        });
         let at_ms = self.now;
         self.cluster.record(
             key,
@@ -711,6 +717,7 @@ impl World {
                 user: user.into(),
                 op,
                 file,
+                dests,
                 rejected,
                 admitted_ms,
             },
@@ -760,16 +767,13 @@ impl World {
                 body["status"] = json!({"observedGeneration": self.request_seq, "ready": true});
                 self.request_seq += 1;
                 let stored = self.cluster.persist_update(&key, body, self.now);
-                self.cluster.record(
+                self.note_write(
                     &key,
-                    WriteRecord {
-                        at_ms: self.now,
-                        user: CONTROLLER.into(),
-                        op: Operation::Update,
-                        file: Some(oracle::expected(&gvr, &stored)),
-                        rejected: false,
-                        admitted_ms: None,
-                    },
+                    CONTROLLER,
+                    Operation::Update,
+                    Some(&stored),
+                    false,
+                    None,
                 );
                 self.emit(&gvr, WatchEvent::Apply(stored.into()));
             }

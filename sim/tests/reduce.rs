@@ -10,20 +10,32 @@ use gitops_reverser_sim::scenarios;
 fn everything_written_by(user: &str, rec: &gitops_reverser_core::record::Recording) -> Truth {
     let mut truth = Truth::new();
     for c in replay(rec).commits {
-        let Some((_, ident)) = c.message.lines().next().unwrap().split_once("] ") else {
+        let Some((op, ident)) = c.message.lines().next().unwrap().split_once("] ") else {
             continue;
         };
-        for (_, text) in &c.writes {
+        let op = match op {
+            "[CREATE" => Operation::Create,
+            "[DELETE" => Operation::Delete,
+            _ => Operation::Update,
+        };
+        // Selected in the folder of each file the commit wrote.
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+        for (path, text) in &c.writes {
+            let folder = path
+                .strip_suffix(&format!("{ident}.yaml"))
+                .unwrap()
+                .trim_end_matches('/');
             truth
                 .entry(ident.to_string())
                 .or_default()
                 .push(WriteRecord {
                     at_ms: 0,
                     user: user.into(),
-                    op: Operation::Update,
+                    op,
                     file: text
                         .as_ref()
                         .map(|t| gitops_reverser_sim::oracle::parse(t.as_bytes()).unwrap()),
+                    dests: vec![(leak(&c.url), leak(&c.branch), leak(folder))],
                     rejected: false,
                     admitted_ms: None,
                 });

@@ -1,8 +1,10 @@
 //! Attribution never wrong: an event commit's author is the user who made that change, or the
-//! fallback identity. The commits of one path form a subsequence of the object's writes; each is
-//! matched to the earliest later write with the same file and author. A removal without an author
-//! is matched to the earliest later write: it may be a delete or a write that unselected the object,
-//! which the history (kept per object, not per destination) cannot tell apart.
+//! fallback identity. The commits of one path form a subsequence of the object's writes as that
+//! path's folder saw them: each write leaves the object's file there, or leaves it absent (a
+//! delete, or a write that the folder's active rules did not select). Each commit is matched to
+//! the earliest later write that leaves the committed file, from its author (or from anyone, for
+//! the fallback author). Writes that leave the folder's file as it was make no commit and match
+//! nothing.
 //!
 //! Tolerated and counted apart (`ambiguous`): the author made an identical UPDATE or DELETE (same
 //! base, same content) that was rejected after admission, within the correlation TTL of when its
@@ -11,8 +13,7 @@
 //! when the watch event came. With the true record there on time, two fitting records are the
 //! core's to tell apart (or to name neither), and choosing the refused one is wrong. A CREATE
 //! never excuses: its record carries the uid the API server assigned, which a refused twin's
-//! object never gets. The commit of the real write may remove the file (the write unselected the
-//! object); that is the same ambiguity.
+//! object never gets.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +21,7 @@ use crate::checks::limits::SPEC_TTL_MS as TTL_MS;
 use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::PlannedCommit;
 
-use crate::checks::event_subject;
+use crate::checks::{event_subject, identifier_of};
 use crate::cluster::WriteRecord;
 use crate::oracle;
 use serde_json::Value;
@@ -72,43 +73,57 @@ impl AttributionCheck {
         history: &BTreeMap<String, Vec<WriteRecord>>,
         out: &mut Vec<String>,
     ) {
-        let Some((_, ident)) = event_subject(&commit.message) else {
+        let Some((op, ident)) = event_subject(&commit.message) else {
             return;
+        };
+        // An authored commit's operation is its record's: the core joins a watch event only to an
+        // admission of the operation it saw, so the author made a write of this operation.
+        let op = match op {
+            "CREATE" => Operation::Create,
+            "UPDATE" => Operation::Update,
+            _ => Operation::Delete,
         };
         let author = commit.author.name.as_str();
         let empty = Vec::new();
         let writes = history.get(ident).unwrap_or(&empty);
-        // A write that leaves the file as the previous persisted write left it (a no-op
-        // apply, a managedFields-only update) makes no commit: never a match.
-        let noop: Vec<bool> = writes
-            .iter()
-            .scan(None::<&Option<Value>>, |prev, w| {
-                if w.rejected {
-                    return Some(false);
-                }
-                let same_as_prev = prev.is_some_and(|p| *p == w.file);
-                *prev = Some(&w.file);
-                Some(same_as_prev)
-            })
-            .collect();
         for (path, bytes) in &commit.writes {
+            // The file each write left in this commit's folder: absent where the folder's rule did
+            // not select the object, so a write that unselected it is a removal here.
+            let here: Vec<Option<&Value>> = writes
+                .iter()
+                .map(|w| {
+                    let selected = w.dests.iter().any(|&(u, b, folder)| {
+                        u == url && b == branch && identifier_of(path, folder) == Some(ident)
+                    });
+                    w.file.as_ref().filter(|_| selected)
+                })
+                .collect();
+            // A write that leaves the file as the previous persisted write left it (a no-op
+            // apply, a managedFields-only update, an update while the object stays unselected)
+            // makes no commit: never a match.
+            let mut prev: Option<&Value> = None;
+            let noop: Vec<bool> = writes
+                .iter()
+                .zip(&here)
+                .map(|(w, &f)| {
+                    if w.rejected {
+                        return false;
+                    }
+                    let same_as_prev = prev == f;
+                    prev = f;
+                    same_as_prev
+                })
+                .collect();
             let key = (url.to_string(), branch.to_string(), path.clone());
             // The committed file's content, read back: the oracle judges values, not bytes.
             let have = bytes.as_ref().map(|b| oracle::parse(&b.render()));
             let start = self.matched.get(&key).map_or(0, |k| k + 1);
-            // The file a write leaves; a deletion matches a delete first, and only failing that
-            // a write that unselected the object (its labels changed).
-            let same = |w: &WriteRecord| match &have {
-                Some(v) => v.is_some() && w.file == *v,
-                None => w.file.is_none(),
+            let same = |j: usize| match &have {
+                Some(v) => v.is_some() && here[j] == v.as_ref(),
+                None => here[j].is_none(),
             };
-            let later = || {
-                writes
-                    .iter()
-                    .enumerate()
-                    .skip(start)
-                    .filter(|(j, w)| !w.rejected && !noop[*j])
-            };
+            let later =
+                || (start..writes.len()).filter(|&j| !writes[j].rejected && !noop[j] && same(j));
             if author == self.fallback {
                 self.counts.miss += 1;
                 if self.strict {
@@ -116,53 +131,46 @@ impl AttributionCheck {
                         "{url} {branch}: {ident} committed with the fallback author in a run without attribution faults"
                     ));
                 }
-                // A removal with no author may be a delete or a write that unselected the object
-                // (which changes the file, so is no no-op): the earliest later write, not the
-                // first delete, or the delete's own commit would find its write taken (seed 3508).
-                let matched = match bytes {
-                    Some(_) => later().find(|(_, w)| same(w)),
-                    None => later().next(),
-                };
-                if let Some((j, _)) = matched {
+                if let Some(j) = later().next() {
                     self.matched.insert(key, j);
                 }
                 continue;
             }
-            if let Some((j, _)) = later().find(|(_, w)| same(w) && w.user == author) {
+            // A write that changed nothing since the previous one can still be the one the
+            // core saw, when it missed those between (a relist after a gap shows only the last):
+            // carol's delete and re-create that left the object unselected (seed 152).
+            let by_author = |j: usize| writes[j].user == author && writes[j].op == op;
+            let seen_last =
+                || (start..writes.len()).filter(|&j| !writes[j].rejected && noop[j] && same(j));
+            if let Some(j) = later()
+                .find(|&j| by_author(j))
+                .or_else(|| seen_last().find(|&j| by_author(j)))
+            {
                 self.counts.hit += 1;
                 self.matched.insert(key, j);
                 continue;
             }
-            // The commit may also remove the file because the twin write unselected the object
-            // (its labels changed): then the writes are identical to each other, not to the file.
-            let twin_commit = |x: &WriteRecord| same(x) || (bytes.is_none() && x.file.is_some());
             let rejected_twin = writes.iter().any(|w| {
                 w.rejected
+                    && w.op == op
                     && w.op != Operation::Create
                     && w.user == author
-                    && writes.iter().any(|x| {
+                    && writes.iter().enumerate().any(|(j, x)| {
                         !x.rejected
                             && x.op == w.op
                             && x.at_ms >= w.at_ms
                             && x.at_ms <= w.admitted_ms.unwrap_or(w.at_ms) + TTL_MS
                             && x.admitted_ms.is_none_or(|a| a > x.at_ms + ON_TIME_MS)
                             && x.file == w.file
-                            && twin_commit(x)
+                            && same(j)
                     })
             });
             if rejected_twin {
                 self.counts.ambiguous += 1;
-                if let Some((j, _)) = later().find(|(_, w)| same(w)) {
+                if let Some(j) = later().next() {
                     self.matched.insert(key, j);
                 }
                 continue;
-            }
-            if bytes.is_none() {
-                if let Some((j, _)) = later().find(|(_, w)| w.user == author) {
-                    self.counts.hit += 1;
-                    self.matched.insert(key, j);
-                    continue;
-                }
             }
             self.counts.wrong += 1;
             let trail: Vec<String> = writes
@@ -170,14 +178,19 @@ impl AttributionCheck {
                 .enumerate()
                 .map(|(i, w)| {
                     format!(
-                        "  #{i} t={} {} {:?}{} {}",
+                        "  #{i} t={} {} {:?}{} {}{}",
                         w.at_ms,
                         w.user,
                         w.op,
                         if w.rejected { " (rejected)" } else { "" },
                         w.file
                             .as_ref()
-                            .map_or(String::from("<deleted>"), value_hash)
+                            .map_or(String::from("<deleted>"), value_hash),
+                        if w.file.is_some() && here[i].is_none() {
+                            " (not selected here)"
+                        } else {
+                            ""
+                        }
                     )
                 })
                 .collect();

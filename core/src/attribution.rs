@@ -241,14 +241,15 @@ impl Attributor {
         } else {
             base_rv
         };
-        let exact_possible = key.op == Operation::Create || base_rv.is_some();
         let (sk, content) = (store_key(key), key.content);
         // After a (re)list the last version seen may not be the listed version's base: writes in
         // the gap went unseen. A record from that stale base (someone's refused write) would then
         // "fit exactly" while the true write's record names a base the core never saw (seed
-        // 38875). Only the hash-only join, which names a user only when no other one could be
-        // meant, is safe there.
-        if exact_possible && (base_certain || key.op == Operation::Create) {
+        // 38875). So an UPDATE or DELETE joins exactly only on a certain base; a CREATE has its
+        // uid instead. Where the exact join is not conclusive, the hash-only join names a user
+        // only when no other one could be meant.
+        let exact = key.op == Operation::Create || (base_certain && base_rv.is_some());
+        if exact {
             let fits = |r: &Record| r.content == content && r.base_rv == want && in_time(r);
             let (first, single) = {
                 let mut users = self
@@ -282,7 +283,7 @@ impl Attributor {
                 return Attribution::Exact(r.user);
             }
         }
-        if !base_certain || !exact_possible {
+        if !(exact && base_certain) {
             let (first, single) = {
                 let mut users = self
                     .store

@@ -25,22 +25,36 @@ fn watch(ev: WatchEvent) -> Input {
     Input::Watch(gvr("", "v1", "configmaps"), ev)
 }
 
-fn create(user: &str, name: &str, value: &str) -> Input {
+/// An admission of a write to ConfigMap `name` in team-a: `value` is the object's `data.key`
+/// (`None` for a delete), `old` the object before it (`None` for a create).
+fn admission(
+    uid: String,
+    operation: Operation,
+    user: &str,
+    name: &str,
+    old: Option<RawObject>,
+    value: Option<&str>,
+) -> Input {
     Input::Admission(AdmissionRequest {
-        uid: format!("req-{user}"),
+        uid,
         gvr: gvr("", "v1", "configmaps"),
         namespace: Some("team-a".into()),
         name: name.into(),
-        operation: Operation::Create,
+        operation,
         username: user.into(),
         dry_run: false,
-        object: Some(
+        object: value.map(|value| {
             json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": "team-a"}, "data": {"key": value}})
-            .into(),
-        ),
-        old_object: None,
+            .into()
+        }),
+        old_object: old,
     })
+}
+
+fn create(user: &str, name: &str, value: &str) -> Input {
+    let uid = format!("req-{user}");
+    admission(uid, Operation::Create, user, name, None, Some(value))
 }
 
 fn seeded() -> Harness {
@@ -377,17 +391,8 @@ fn a_late_admission_of_a_change_nothing_wrote_cannot_name_a_later_creation() {
 }
 
 fn delete_by(user: &str, old: RawObject) -> Input {
-    Input::Admission(AdmissionRequest {
-        uid: format!("req-delete-{user}"),
-        gvr: gvr("", "v1", "configmaps"),
-        namespace: Some("team-a".into()),
-        name: "a".into(),
-        operation: Operation::Delete,
-        username: user.into(),
-        dry_run: false,
-        object: None,
-        old_object: Some(old),
-    })
+    let uid = format!("req-delete-{user}");
+    admission(uid, Operation::Delete, user, "a", Some(old), None)
 }
 
 /// Seed 4058 (a regression of the seed 982 fix, caught by the next seed range): a stream delivered
@@ -713,21 +718,8 @@ fn an_object_listed_then_gone_before_its_file_was_pushed_makes_no_commit() {
 }
 
 fn update_by(user: &str, old: RawObject, value: &str) -> Input {
-    Input::Admission(AdmissionRequest {
-        uid: format!("req-update-{user}-{value}"),
-        gvr: gvr("", "v1", "configmaps"),
-        namespace: Some("team-a".into()),
-        name: "a".into(),
-        operation: Operation::Update,
-        username: user.into(),
-        dry_run: false,
-        object: Some(
-            json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "a", "namespace": "team-a"}, "data": {"key": value}})
-            .into(),
-        ),
-        old_object: Some(old),
-    })
+    let uid = format!("req-update-{user}-{value}");
+    admission(uid, Operation::Update, user, "a", Some(old), Some(value))
 }
 
 /// Seed 38875. After a relist the version the core saw last need not be the listed version's

@@ -282,22 +282,18 @@ impl Topology {
         namespace: Option<&str>,
         labels: &Value,
     ) -> Vec<Destination> {
-        let mut out: Vec<Destination> = (0..self.rules.len())
-            .filter(|&i| self.selects(i, kind, namespace, labels))
-            .map(|i| {
-                let r = &self.rules[i];
-                (self.repos[r.repo].url, r.branch, r.folder)
-            })
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+        self.destinations_where(|i| self.selects(i, kind, namespace, labels))
     }
 
     /// Every (url, branch, folder) destination of an active rule.
-    pub fn destinations(&self) -> Vec<(&'static str, &'static str, &'static str)> {
-        let mut out: Vec<_> = (0..self.rules.len())
-            .filter(|&i| self.active[i])
+    pub fn destinations(&self) -> Vec<Destination> {
+        self.destinations_where(|i| self.active[i])
+    }
+
+    /// The destinations of the rules `keep` accepts, sorted, each once.
+    fn destinations_where(&self, keep: impl Fn(usize) -> bool) -> Vec<Destination> {
+        let mut out: Vec<Destination> = (0..self.rules.len())
+            .filter(|&i| keep(i))
             .map(|i| {
                 let r = &self.rules[i];
                 (self.repos[r.repo].url, r.branch, r.folder)

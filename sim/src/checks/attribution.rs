@@ -122,8 +122,13 @@ impl AttributionCheck {
                 Some(v) => v.is_some() && here[j] == v.as_ref(),
                 None => here[j].is_none(),
             };
-            let later =
-                || (start..writes.len()).filter(|&j| !writes[j].rejected && !noop[j] && same(j));
+            // The persisted writes after the cursor that leave the committed file: those that
+            // changed it (`noops` false) or those that left it as it was (`noops` true).
+            let (noop, same) = (&noop, &same);
+            let later = |noops: bool| {
+                (start..writes.len())
+                    .filter(move |&j| !writes[j].rejected && noop[j] == noops && same(j))
+            };
             if author == self.fallback {
                 self.counts.miss += 1;
                 if self.strict {
@@ -131,7 +136,7 @@ impl AttributionCheck {
                         "{url} {branch}: {ident} committed with the fallback author in a run without attribution faults"
                     ));
                 }
-                if let Some(j) = later().next() {
+                if let Some(j) = later(false).next() {
                     self.matched.insert(key, j);
                 }
                 continue;
@@ -139,12 +144,10 @@ impl AttributionCheck {
             // A write that changed nothing since the previous one can still be the one the
             // core saw, when it missed those between (a relist after a gap shows only the last):
             // carol's delete and re-create that left the object unselected (seed 152).
-            let by_author = |j: usize| writes[j].user == author && writes[j].op == op;
-            let seen_last =
-                || (start..writes.len()).filter(|&j| !writes[j].rejected && noop[j] && same(j));
-            if let Some(j) = later()
-                .find(|&j| by_author(j))
-                .or_else(|| seen_last().find(|&j| by_author(j)))
+            let by_author = |j: &usize| writes[*j].user == author && writes[*j].op == op;
+            if let Some(j) = later(false)
+                .find(by_author)
+                .or_else(|| later(true).find(by_author))
             {
                 self.counts.hit += 1;
                 self.matched.insert(key, j);
@@ -153,7 +156,7 @@ impl AttributionCheck {
             let rejected_twin = writes.iter().any(|w| {
                 w.rejected
                     && w.op == op
-                    && w.op != Operation::Create
+                    && op != Operation::Create
                     && w.user == author
                     && writes.iter().enumerate().any(|(j, x)| {
                         !x.rejected
@@ -167,7 +170,7 @@ impl AttributionCheck {
             });
             if rejected_twin {
                 self.counts.ambiguous += 1;
-                if let Some(j) = later().next() {
+                if let Some(j) = later(false).next() {
                     self.matched.insert(key, j);
                 }
                 continue;

@@ -19,7 +19,7 @@ use crate::io::{
     WatchEvent,
 };
 use crate::json::{Doc, JsonError, Kind, RawObject};
-use crate::live::{key128, tag64, KeyHash, StreamLive};
+use crate::live::{key128, tag64, KeyHash, LiveEntry, StreamLive, Terminating};
 use crate::paths::{BranchPaths, Held, Member};
 use crate::rules::{CompiledRule, Destination, DocLabels, ObjectFacts, RuleReach, RuleStore};
 use crate::sanitize::{sanitize, SecretPolicy, TypeRules};
@@ -378,6 +378,19 @@ impl Enqueue<'_> {
 
 fn namespaces_gvr() -> Gvr {
     Gvr::new("", "v1", "namespaces")
+}
+
+/// The deletion state an object is left in by an event: `prev` is what the watch knew of this
+/// very object (same uid), `being_deleted` whether the event carries `deletionTimestamp`.
+fn terminating_after(prev: Option<LiveEntry>, being_deleted: bool, initial: bool) -> Terminating {
+    match prev {
+        _ if !being_deleted => Terminating::No,
+        Some(p) if p.terminating != Terminating::No => p.terminating,
+        // Seen live just before it began: that version is the one the DELETE was admitted on.
+        Some(p) if !initial => Terminating::Since(p.rv),
+        // It began in a gap the watch did not see (a relist), or before the watch knew it.
+        _ => Terminating::SinceUnseen,
+    }
 }
 
 /// Whether `gvr` is the namespaces stream, without building one to compare (every event asks).
@@ -1110,10 +1123,23 @@ impl Core {
         }
         // Read by borrow: an event that changes nothing (status churn) allocates nothing here.
         let mut routed = std::mem::take(&mut self.routed);
-        let [name, namespace, rv, uid, labels] = doc
+        let [name, namespace, rv, uid, labels, deletion] = doc
             .get(Doc::ROOT, "metadata")
-            .map(|m| doc.lookup(m, ["name", "namespace", "resourceVersion", "uid", "labels"]))
+            .map(|m| {
+                doc.lookup(
+                    m,
+                    [
+                        "name",
+                        "namespace",
+                        "resourceVersion",
+                        "uid",
+                        "labels",
+                        "deletionTimestamp",
+                    ],
+                )
+            })
             .unwrap_or_default();
+        let being_deleted = deletion.is_some_and(|d| doc.kind(d) != Kind::Null);
         let text = |node: Option<_>| node.and_then(|n| doc.str(n));
         let head = text(name).map(|name| {
             let r = ResourceRef {
@@ -1178,11 +1204,12 @@ impl Core {
         let rules = TypeRules::of(gvr);
         sanitize(doc, rules);
         let (hash, bytes) = out.finish(doc);
+        let terminating = terminating_after(prev.filter(|_| same_object), being_deleted, initial);
         let live = &mut self.live[gid as usize];
         if deleted {
             live.remove(ident);
         } else {
-            live.set(ident, rv, uid, hash);
+            live.set(ident, rv, uid, hash, terminating);
         }
         if !deleted && !initial && same_object && prev.is_some_and(|p| p.content == hash) {
             // Status churn, managedFields-only writes, resync duplicates: nothing to write.
@@ -1190,7 +1217,17 @@ impl Core {
             self.routed = routed;
             return Read::Done;
         }
-        let base_rv = prev.filter(|_| same_object).map(|p| p.rv);
+        // The final event of a deletion that finalizers held: the DELETE was admitted against the
+        // version before the deletion began, not the `deletionTimestamp` one the watch showed last.
+        let (base_rv, base_certain) = match prev.filter(|_| same_object) {
+            Some(p) if deleted => match p.terminating {
+                Terminating::No => (Some(p.rv), !initial),
+                Terminating::Since(before) => (Some(before), !initial),
+                Terminating::SinceUnseen => (Some(p.rv), false),
+            },
+            Some(p) => (Some(p.rv), !initial),
+            None => (None, !initial && prev.is_some()),
+        };
         let key = CorrKey {
             ident,
             op,
@@ -1202,14 +1239,8 @@ impl Core {
         let attribution = if seen_before {
             Attribution::Miss
         } else {
-            self.attributor.attribute(
-                self.now.mono_ms,
-                key,
-                rv,
-                uid,
-                base_rv,
-                !initial && prev.is_some(),
-            )
+            self.attributor
+                .attribute(self.now.mono_ms, key, rv, uid, base_rv, base_certain)
         };
         let author = attribution.user().cloned();
         if rules.is_secret() && self.config.secret_policy == SecretPolicy::Exclude {

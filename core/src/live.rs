@@ -82,6 +82,22 @@ pub struct LiveEntry {
     pub content: u64,
     /// The list epoch of its stream in which it was last seen.
     pub epoch: u32,
+    /// Whether it is being deleted (finalizers hold it), and from which version.
+    pub terminating: Terminating,
+}
+
+/// A deletion in progress: the object carries `deletionTimestamp` and goes when its finalizers
+/// are gone. The DELETE admission was made against the version before the deletion began, so
+/// that version, not the last one seen, is the base its final watch event joins on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Terminating {
+    /// Not being deleted.
+    #[default]
+    No,
+    /// Being deleted; the fingerprint of the last version seen before the deletion began.
+    Since(u64),
+    /// Being deleted since before the watch saw it (first seen so in a list): the base is unknown.
+    SinceUnseen,
 }
 
 /// Live objects of one watch stream.
@@ -117,7 +133,14 @@ impl StreamLive {
     }
 
     /// Records the object's new state, stamped with the current epoch.
-    pub fn set(&mut self, id: u128, rv: u64, uid: u64, content: u64) -> Option<LiveEntry> {
+    pub fn set(
+        &mut self,
+        id: u128,
+        rv: u64,
+        uid: u64,
+        content: u64,
+        terminating: Terminating,
+    ) -> Option<LiveEntry> {
         self.objects.insert(
             id,
             LiveEntry {
@@ -125,6 +148,7 @@ impl StreamLive {
                 uid,
                 content,
                 epoch: self.epoch,
+                terminating,
             },
         )
     }
@@ -184,11 +208,11 @@ mod tests {
     fn a_relist_forgets_objects_it_did_not_see() {
         let mut s = StreamLive::default();
         s.begin_list();
-        s.set(1, 1, 1, 1);
-        s.set(2, 1, 1, 1);
+        s.set(1, 1, 1, 1, Terminating::No);
+        s.set(2, 1, 1, 1, Terminating::No);
         assert_eq!(s.finish_list(), 0);
         s.begin_list();
-        s.set(1, 2, 1, 1);
+        s.set(1, 2, 1, 1, Terminating::No);
         assert_eq!(s.finish_list(), 1, "object 2 was deleted during the gap");
         assert!(s.get(2).is_none() && s.get(1).is_some());
     }

@@ -785,3 +785,109 @@ fn a_second_admission_of_one_write_cannot_name_a_later_identical_change() {
         ]
     );
 }
+
+/// ConfigMap `a` in team-a holding the finalizer `example.com/cleanup`; with `deleting`, being
+/// deleted (the API server set `deletionTimestamp` when the DELETE was admitted).
+fn held(value: &str, rv: u64, deleting: bool) -> RawObject {
+    let mut v = cm("a", value, "u1", rv).to_value().unwrap();
+    v["metadata"]["finalizers"] = json!(["example.com/cleanup"]);
+    if deleting {
+        v["metadata"]["deletionTimestamp"] = json!("2026-11-26T00:01:00Z");
+    }
+    v.into()
+}
+
+/// An admission of a write to `a` whose objects hold the finalizer.
+fn held_admission(
+    op: Operation,
+    user: &str,
+    old: Option<RawObject>,
+    object: Option<RawObject>,
+) -> Input {
+    let uid = format!("req-{op}-{user}");
+    let Input::Admission(mut req) = admission(uid, op, user, "a", old, None) else {
+        unreachable!()
+    };
+    req.object = object;
+    Input::Admission(req)
+}
+
+/// A delete that finalizers hold comes in two watch events: the `deletionTimestamp` version (no
+/// change once sanitized), then the deletion when a controller removes the finalizer. The DELETE
+/// was admitted against the version before the first, and the join used the last version seen
+/// as the base: the deleter's record never fitted, and the delete went to the fallback author.
+#[test]
+fn a_delete_held_by_finalizers_is_the_deleters() {
+    let mut h = seeded();
+    h.input(held_admission(
+        Operation::Create,
+        "bob",
+        None,
+        Some(held("1", 0, false)),
+    ));
+    h.input(watch(WatchEvent::Apply(held("1", 10, false))));
+    h.input(held_admission(
+        Operation::Delete,
+        "alice",
+        Some(held("1", 10, false)),
+        None,
+    ));
+    h.input(watch(WatchEvent::Apply(held("1", 11, true))));
+    // The controller's update that removes the finalizer (its admission records a change that
+    // no event will show: the object goes instead), then the deletion.
+    h.input(admission(
+        "req-finalize".into(),
+        Operation::Update,
+        "finalizer-controller",
+        "a",
+        Some(held("1", 11, true)),
+        Some("1"),
+    ));
+    h.input(watch(WatchEvent::Delete(held("1", 12, true))));
+    assert_eq!(
+        authors(&mut h),
+        [
+            "bob [CREATE] v1/configmaps/team-a/a",
+            "alice [DELETE] v1/configmaps/team-a/a",
+        ]
+    );
+}
+
+/// When the watch first sees an object already being deleted (a relist after a gap), the version
+/// its DELETE was admitted on is unknown: the delete joins on content, and only a single
+/// candidate is named.
+#[test]
+fn a_delete_that_began_in_a_gap_joins_on_content_alone() {
+    let mut h = seeded();
+    h.input(held_admission(
+        Operation::Create,
+        "bob",
+        None,
+        Some(held("1", 0, false)),
+    ));
+    h.input(watch(WatchEvent::Apply(held("1", 10, false))));
+    h.input(held_admission(
+        Operation::Update,
+        "carol",
+        Some(held("1", 10, false)),
+        Some(held("2", 10, false)),
+    ));
+    h.input(held_admission(
+        Operation::Delete,
+        "alice",
+        Some(held("2", 11, false)),
+        None,
+    ));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(held("2", 12, true))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.input(watch(WatchEvent::Delete(held("2", 13, true))));
+    let got = authors(&mut h);
+    assert_eq!(got[0], "bob [CREATE] v1/configmaps/team-a/a");
+    assert_eq!(
+        got.last().unwrap(),
+        "alice [DELETE] v1/configmaps/team-a/a",
+        "{got:?}"
+    );
+}

@@ -274,6 +274,8 @@ struct AdmissionDigest {
     rv: Option<u64>,
     /// Fingerprint of `metadata.uid`.
     uid: Option<u64>,
+    /// Being deleted and held by finalizers: a DELETE of it changes nothing.
+    held: bool,
 }
 
 /// What [`Core::handle_doc`] made of an object.
@@ -904,11 +906,18 @@ impl Core {
                     .map(tag64)
             };
             let (rv, uid) = (fingerprint(doc, "resourceVersion"), fingerprint(doc, "uid"));
+            let deleting = doc
+                .path(&["metadata", "deletionTimestamp"])
+                .is_some_and(|d| doc.kind(d) != Kind::Null);
+            let finalized = doc
+                .path(&["metadata", "finalizers"])
+                .is_some_and(|f| doc.children(f).next().is_some());
             sanitize(doc, rules);
             AdmissionDigest {
                 hash: out.finish(doc).0,
                 rv,
                 uid,
+                held: deleting && finalized,
             }
         })
     }
@@ -965,6 +974,13 @@ impl Core {
             }
         };
         let hash = primary.hash;
+        if req.operation == Operation::Delete && primary.held {
+            // A delete of an object already being deleted, that finalizers still hold, changes
+            // nothing: the deletion the watch will show is the first DELETE's. Kept, this record
+            // would make that deletion look like two users' after a relist.
+            self.attributor.skip_noop();
+            return;
+        }
         let (content, base) = match (req.operation, old) {
             (Operation::Create, _) => (hash, None),
             (Operation::Update, Some((old_hash, old_rv))) => {

@@ -855,7 +855,7 @@ fn a_delete_held_by_finalizers_is_the_deleters() {
 
 /// When the watch first sees an object already being deleted (a relist after a gap), the version
 /// its DELETE was admitted on is unknown: the delete joins on content, and only a single
-/// candidate is named.
+/// candidate is named. A repeated delete of an object the finalizers still hold is no candidate.
 #[test]
 fn a_delete_that_began_in_a_gap_joins_on_content_alone() {
     let mut h = seeded();
@@ -882,6 +882,14 @@ fn a_delete_that_began_in_a_gap_joins_on_content_alone() {
     h.input(watch(WatchEvent::InitApply(held("2", 12, true))));
     h.input(watch(WatchEvent::InitDone));
     h.answer_all();
+    // dave deletes it again while the finalizer holds it: that changes nothing, and is no
+    // second candidate for the deletion.
+    h.input(held_admission(
+        Operation::Delete,
+        "dave",
+        Some(held("2", 12, true)),
+        None,
+    ));
     h.input(watch(WatchEvent::Delete(held("2", 13, true))));
     let got = authors(&mut h);
     assert_eq!(got[0], "bob [CREATE] v1/configmaps/team-a/a");

@@ -41,8 +41,11 @@ pub enum Action {
     ToggleRule,
 }
 
-/// Draws the next action.
-pub fn next(rng: &mut ChaCha8Rng, cluster: &Cluster) -> Action {
+/// The finalizer objects may carry; the modelled controller removes it once a delete began.
+pub const FINALIZER: &str = "example.com/cleanup";
+
+/// Draws the next action. `finalizers` is the chance that a new object carries [`FINALIZER`].
+pub fn next(rng: &mut ChaCha8Rng, cluster: &Cluster, finalizers: f64) -> Action {
     let writable: Vec<usize> = (0..cluster.kinds.len())
         .filter(|&k| cluster.kinds[k].written)
         .collect();
@@ -65,22 +68,32 @@ pub fn next(rng: &mut ChaCha8Rng, cluster: &Cluster) -> Action {
     let user = USERS[rng.gen_range(0..USERS.len())];
     let live = cluster.objects.get(&key).map(|o| o.body.clone());
     let roll = rng.gen_range(0..100);
+    if live.as_ref().is_some_and(terminating) {
+        // Being deleted: users delete it again, or try to create its name anew (refused: the name
+        // is still taken); nobody edits it.
+        return if roll < 50 {
+            Action::Delete(key, user)
+        } else {
+            let body = fresh(rng, cluster, &key, finalizers);
+            Action::Create(key, body, user)
+        };
+    }
     match (roll, live) {
         (0..=1, _) => Action::ToggleRule,
         (2..=4, live) => {
             let body = match live {
                 Some(b) => mutate(rng, b),
-                None => fresh(rng, cluster, &key),
+                None => fresh(rng, cluster, &key, finalizers),
             };
             Action::DryRun(key, body, user)
         }
         (_, None) => {
-            let body = fresh(rng, cluster, &key);
+            let body = fresh(rng, cluster, &key, finalizers);
             Action::Create(key, body, user)
         }
         (5..=14, Some(_)) => Action::Delete(key, user),
         (15..=19, Some(_)) => {
-            let body = fresh(rng, cluster, &key);
+            let body = fresh(rng, cluster, &key, finalizers);
             Action::Recreate(key, body, user)
         }
         (20..=29, Some(_)) => Action::Noop(key, user),
@@ -89,10 +102,25 @@ pub fn next(rng: &mut ChaCha8Rng, cluster: &Cluster) -> Action {
     }
 }
 
+/// Whether the server object is being deleted (finalizers hold it).
+pub fn terminating(body: &Value) -> bool {
+    body.pointer("/metadata/deletionTimestamp").is_some()
+}
+
+/// Whether the server object carries a finalizer.
+pub fn finalized(body: &Value) -> bool {
+    body.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
+}
+
 /// A new object as a client sends it.
-fn fresh(rng: &mut ChaCha8Rng, cluster: &Cluster, key: &ObjKey) -> Value {
+fn fresh(rng: &mut ChaCha8Rng, cluster: &Cluster, key: &ObjKey, finalizers: f64) -> Value {
     let k = &cluster.kinds[key.0];
     let mut meta = json!({"name": key.2, "labels": {"app": key.2, "tier": tier(rng)}});
+    if crate::rng::chance(rng, finalizers) {
+        meta["finalizers"] = json!([FINALIZER]);
+    }
     if let Some(ns) = &key.1 {
         meta["namespace"] = json!(ns);
     }

@@ -117,6 +117,17 @@ enum Ev {
     GitDone(u64, u64),
     Tick,
     Heal,
+    /// The controller removes the finalizer of a deletion that began: the object goes.
+    Finalize(Finalize),
+}
+
+/// A deletion the finalizer holds, waiting for the controller.
+struct Finalize {
+    key: ObjKey,
+    uid: Value,
+    /// Who deleted it, and when the DELETE's admission reached the core.
+    deleter: &'static str,
+    admitted_ms: Option<u64>,
 }
 
 struct Stream {
@@ -181,6 +192,8 @@ struct World {
     admit_twice: f64,
     /// Per update: the client sends the object unchanged.
     unchanged_updates: f64,
+    /// Per new object: it carries a finalizer, so its deletion takes two steps.
+    finalizers: f64,
     secrets: SecretCheck,
 }
 
@@ -234,6 +247,13 @@ pub fn run(params: &Params) -> Report {
     } else {
         0.0
     };
+    // Per new object, the chance it carries a finalizer: its delete sets `deletionTimestamp`,
+    // and a controller removes the finalizer a little later, when the object goes.
+    let finalizers = if rng.swarm.gen_bool(0.5) {
+        rng.swarm.gen_range(0.1..0.6)
+    } else {
+        0.0
+    };
     let mut w = World {
         now: 0,
         wall_offset_ms: 0,
@@ -250,6 +270,7 @@ pub fn run(params: &Params) -> Report {
         secrets: SecretCheck::new(secret_policy),
         admit_twice,
         unchanged_updates,
+        finalizers,
         generation: 0,
         admissions_due_ms: 0,
         remotes: Remotes::default(),
@@ -300,7 +321,7 @@ pub fn run(params: &Params) -> Report {
         swarm,
         push: (max_commits, interval),
         behaviours: format!(
-            "secrets={} lists={} admit-twice={admit_twice:.2} unchanged-updates={unchanged_updates:.2}",
+            "secrets={} lists={} admit-twice={admit_twice:.2} unchanged-updates={unchanged_updates:.2} finalizers={finalizers:.2}",
             if excluded { "exclude" } else { "redact" },
             if bare_lists { "bare" } else { "typed" }
         ),
@@ -373,6 +394,7 @@ impl World {
                     self.feed(Input::Tick);
                 }
                 Ev::Heal => self.heal(),
+                Ev::Finalize(f) => self.finalize(f),
             }
             for v in &mut self.violations[seen..] {
                 *v = format!("[t={t} ms] {v}");
@@ -394,10 +416,12 @@ impl World {
     fn quiescent(&self) -> bool {
         self.ops.is_empty()
             && self.streams.values().all(|s| s.queue.is_empty())
-            && !self
-                .sched
-                .values()
-                .any(|e| matches!(e, Ev::Deliver(..) | Ev::Admission(..) | Ev::GitDone(..)))
+            && !self.sched.values().any(|e| {
+                matches!(
+                    e,
+                    Ev::Deliver(..) | Ev::Admission(..) | Ev::GitDone(..) | Ev::Finalize(..)
+                )
+            })
             && self.topo.branches().iter().all(|(repo, _, branch)| {
                 self.core
                     .branch(repo, branch)
@@ -665,9 +689,25 @@ impl World {
             self.webhook(first);
         }
         let admitted = self.webhook(req);
+        match (op, &old) {
+            // The name is taken (by an object being deleted): storage refuses the create.
+            (Operation::Create, Some(_)) => {
+                self.note_write(key, user, op, body.as_ref(), true, admitted);
+                return;
+            }
+            // Being deleted already: nothing changes, no event.
+            (Operation::Delete, Some(o)) if workload::terminating(o) => return,
+            _ => {}
+        }
         if self.inject(Fault::RejectedDownstream) {
             self.note_write(key, user, op, body.as_ref(), true, admitted);
             return;
+        }
+        if let (Operation::Delete, Some(o)) = (op, &old) {
+            if workload::finalized(o) {
+                self.begin_deletion(key, o.clone(), user, admitted);
+                return;
+            }
         }
         let (stored, ev) = match op {
             Operation::Create => {
@@ -689,6 +729,69 @@ impl World {
         };
         self.note_write(key, user, op, stored.as_ref(), false, admitted);
         self.emit(&gvr, ev);
+    }
+
+    /// A delete the finalizer holds: the object gets `deletionTimestamp` (a new version, the same
+    /// content once sanitized) and stays until the controller removes the finalizer.
+    fn begin_deletion(
+        &mut self,
+        key: &ObjKey,
+        mut body: Value,
+        deleter: &'static str,
+        admitted_ms: Option<u64>,
+    ) {
+        let gvr = self.cluster.kinds[key.0].gvr.clone();
+        let meta = meta_mut(&mut body);
+        meta.insert("deletionTimestamp".into(), json!("2026-11-26T00:00:01Z"));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+        let uid = meta.get("uid").cloned().unwrap_or_default();
+        let stored = self.cluster.persist_update(key, body, self.now);
+        self.emit(&gvr, WatchEvent::Apply(stored.into()));
+        // Well within the correlation TTL, watch outages included: a controller slower than that
+        // costs the deleter's attribution (the fallback author), which a strict run would flag.
+        let delay = self.rng.apiserver.gen_range(5..2_000);
+        self.at(
+            self.now + delay,
+            Ev::Finalize(Finalize {
+                key: key.clone(),
+                uid,
+                deleter,
+                admitted_ms,
+            }),
+        );
+    }
+
+    /// The controller removes the finalizer (an update through admission); the API server then
+    /// deletes the object. The DELETED event carries the last stored version, finalizer included.
+    fn finalize(&mut self, f: Finalize) {
+        let Some(old) = self.cluster.objects.get(&f.key).map(|o| o.body.clone()) else {
+            return;
+        };
+        if old.pointer("/metadata/uid") != Some(&f.uid) || !workload::terminating(&old) {
+            return;
+        }
+        let gvr = self.cluster.kinds[f.key.0].gvr.clone();
+        let mut released = old.clone();
+        meta_mut(&mut released).remove("finalizers");
+        let req = self.request(
+            &f.key,
+            Operation::Update,
+            CONTROLLER,
+            Some(released),
+            Some(old),
+            false,
+        );
+        self.webhook(req);
+        let gone = self.cluster.persist_delete(&f.key, self.now);
+        self.note_write(
+            &f.key,
+            f.deleter,
+            Operation::Delete,
+            None,
+            false,
+            f.admitted_ms,
+        );
+        self.emit(&gvr, WatchEvent::Delete(gone.into()));
     }
 
     /// Adds a write to the object's history (what the checkers judge commits against): the file
@@ -738,7 +841,7 @@ impl World {
         };
         self.at(self.now + gap, Ev::Step);
         self.world_faults();
-        match workload::next(&mut self.rng.workload, &self.cluster) {
+        match workload::next(&mut self.rng.workload, &self.cluster, self.finalizers) {
             Action::Create(key, body, user) => {
                 self.write(&key, Operation::Create, user, Some(body))
             }

@@ -154,6 +154,7 @@ fn main() {
                     dry_run: false,
                     object: Some(new_for_admission),
                     old_object: old,
+                    sub_resource: None,
                 }));
                 watch.push(Input::Watch(
                     gvr.clone(),

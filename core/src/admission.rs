@@ -30,6 +30,10 @@ pub struct AdmissionRequest {
     pub object: Option<RawObject>,
     /// `oldObject` (UPDATE and DELETE).
     pub old_object: Option<RawObject>,
+    /// `subResource` (`status`, `scale`, …) when the write went through one; its objects are then
+    /// the subresource's (a `Scale`, say), not the resource's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_resource: Option<String>,
 }
 
 /// Why a review could not be used.
@@ -152,6 +156,7 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest, AdmissionError> {
         dry_run: doc.get(req, "dryRun").is_some_and(|d| doc.is_true(d)),
         object: raw(object),
         old_object: raw(old_object),
+        sub_resource: text("subResource").map(str::to_owned),
     })
 }
 
@@ -235,6 +240,25 @@ mod tests {
             parse_review(&vec![b' '; REVIEW_BYTES_MAX + 1]),
             Err(AdmissionError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn a_subresource_write_is_read_as_one() {
+        let scale = br#"{"request": {"uid": "u", "resource": {"group": "apps", "version": "v1", "resource": "deployments"}, "subResource": "scale", "operation": "UPDATE", "name": "web", "namespace": "team-a", "userInfo": {"username": "bob"}, "object": {"kind": "Scale", "spec": {"replicas": 3}}, "oldObject": {"kind": "Scale", "spec": {"replicas": 1}}}}"#;
+        let req = parse_review(scale).unwrap();
+        assert_eq!(req.sub_resource.as_deref(), Some("scale"));
+        assert_eq!(
+            (req.gvr.resource.as_str(), req.name.as_str()),
+            ("deployments", "web")
+        );
+        let plain = FIXTURE.lines().next().unwrap();
+        assert_eq!(parse_review(plain.as_bytes()).unwrap().sub_resource, None);
+    }
+
+    #[test]
+    fn a_generated_name_is_read_from_the_object() {
+        let generated = br#"{"request": {"uid": "u", "resource": {"version": "v1", "resource": "configmaps"}, "name": "", "namespace": "team-a", "operation": "CREATE", "object": {"metadata": {"generateName": "job-", "name": "job-x7k2p"}}}}"#;
+        assert_eq!(parse_review(generated).unwrap().name, "job-x7k2p");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct AttributionCounters {
     pub noop_skipped_total: u64,
     /// Dry-run admissions not stored.
     pub dry_run_skipped_total: u64,
+    /// Admissions of a write through a subresource, not stored.
+    pub subresource_skipped_total: u64,
     /// Admissions not stored because they arrived after the watch event of their write.
     pub late_skipped_total: u64,
     /// CREATE records dropped because the object was created by another write.
@@ -200,6 +202,11 @@ impl Attributor {
     /// Counts a skipped dry run.
     pub fn skip_dry_run(&mut self) {
         self.counters.dry_run_skipped_total += 1;
+    }
+
+    /// Counts a skipped subresource admission.
+    pub fn skip_subresource(&mut self) {
+        self.counters.subresource_skipped_total += 1;
     }
 
     /// Finds the author of a watch event. `rv` is the fingerprint of the event's own

@@ -208,7 +208,8 @@ pub struct Core {
     repos: BTreeMap<NamespacedName, RepoEntry>,
     watch_rules: BTreeMap<NamespacedName, WatchRuleSpec>,
     cluster_rules: BTreeMap<String, ClusterWatchRuleSpec>,
-    discovered: BTreeSet<Gvr>,
+    /// Discovered resources, each with whether it is namespaced.
+    discovered: BTreeMap<Gvr, bool>,
     /// Discovery's `kind` per type: what a list item without `apiVersion`/`kind` is given.
     kinds: BTreeMap<Gvr, String>,
     rules: RuleStore,
@@ -233,6 +234,9 @@ pub struct Core {
     digester: Digester,
     ident: String,
     routed: Vec<Arc<Destination>>,
+    /// Reused buffer: the destinations whose rules select an object but leave its live change
+    /// out (`operations`).
+    held: Vec<Arc<Destination>>,
     dests_of_gvr: Vec<Arc<Destination>>,
     path: String,
 }
@@ -411,7 +415,7 @@ impl Core {
             repos: BTreeMap::new(),
             watch_rules: BTreeMap::new(),
             cluster_rules: BTreeMap::new(),
-            discovered: BTreeSet::new(),
+            discovered: BTreeMap::new(),
             kinds: BTreeMap::new(),
             rules: RuleStore::default(),
             watched: BTreeSet::new(),
@@ -432,6 +436,7 @@ impl Core {
             digester: Digester::default(),
             ident: String::with_capacity(128),
             routed: Vec::new(),
+            held: Vec::new(),
             dests_of_gvr: Vec::new(),
             path: String::new(),
         }
@@ -482,7 +487,10 @@ impl Core {
                     .filter(|r| !r.kind.is_empty())
                     .map(|r| (r.gvr.clone(), r.kind.clone()))
                     .collect();
-                self.discovered = list.into_iter().map(|r: ApiResource| r.gvr).collect();
+                self.discovered = list
+                    .into_iter()
+                    .map(|r: ApiResource| (r.gvr, r.namespaced))
+                    .collect();
                 self.reconfigure();
             }
             Input::Admission(req) => self.handle_admission(req),
@@ -741,7 +749,7 @@ impl Core {
         if rules.needs_namespace_labels() {
             watched.insert(namespaces_gvr());
         }
-        rules.index(&watched);
+        rules.index(&watched, &self.discovered);
         self.rules = rules;
         if watched != self.watched {
             self.watched = watched.clone();
@@ -931,6 +939,13 @@ impl Core {
         self.counters.admissions_total += 1;
         if req.dry_run {
             self.attributor.skip_dry_run();
+            return;
+        }
+        if req.sub_resource.is_some() {
+            // `status` changes nothing a file holds (status is never written), and `scale`
+            // carries a Scale, not the object: its content cannot be joined to the object's
+            // event. Kept, such a record could only ever be wrong.
+            self.attributor.skip_subresource();
             return;
         }
         if !self.rules.watches(&req.gvr) {
@@ -1212,11 +1227,21 @@ impl Core {
         let facts = ObjectFacts {
             namespace,
             labels: &labels,
-            op,
+            op: (!initial).then_some(op),
         };
         let ns_labels = &self.ns_labels;
         self.rules
             .route_into(gvr, &facts, |ns| ns_labels.get(ns), &mut routed);
+        // A live change of an operation a rule leaves out (`operations`) leaves that rule's file
+        // as it is: neither written nor removed, until a resync brings the folder up to date.
+        let mut held = std::mem::take(&mut self.held);
+        held.clear();
+        if !initial {
+            let any = ObjectFacts { op: None, ..facts };
+            self.rules
+                .route_into(gvr, &any, |ns| ns_labels.get(ns), &mut held);
+            held.retain(|d| routed.binary_search(d).is_err());
+        }
         let rules = TypeRules::of(gvr);
         sanitize(doc, rules);
         let (hash, bytes) = out.finish(doc);
@@ -1231,6 +1256,7 @@ impl Core {
             // Status churn, managedFields-only writes, resync duplicates: nothing to write.
             self.counters.watch_duplicates_skipped_total += 1;
             self.routed = routed;
+            self.held = held;
             return Read::Done;
         }
         // The final event of a deletion that finalizers held: the DELETE was admitted against the
@@ -1261,10 +1287,12 @@ impl Core {
         let author = attribution.user().cloned();
         if rules.is_secret() && self.config.secret_policy == SecretPolicy::Exclude {
             self.routed = routed;
+            self.held = held;
             return Read::Done;
         }
         if bytes > OBJECT_BYTES_MAX && !deleted {
             self.routed = routed;
+            self.held = held;
             self.refuse(
                 self.ident.clone(),
                 format!(
@@ -1281,6 +1309,9 @@ impl Core {
         let mut dests = std::mem::take(&mut self.dests_of_gvr);
         dests.extend_from_slice(self.rules.destinations_of_gvr(gvr));
         for dest in dests.drain(..) {
+            if held.binary_search(&dest).is_ok() {
+                continue;
+            }
             let selected = routed.contains(&dest);
             write_file_path(&dest.base_folder, &self.ident, &mut self.path);
             let path_key = key128(&self.path);
@@ -1333,6 +1364,7 @@ impl Core {
         }
         self.dests_of_gvr = dests;
         self.routed = routed;
+        self.held = held;
         // A live change nobody was found for is noted whether or not a destination took it: its
         // admission may still come (the webhook's path is slower), and kept, that record would
         // name the author of the next same-content creation. A relist's object is noted only if it

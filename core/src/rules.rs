@@ -64,6 +64,19 @@ fn field_matches(pattern: &str, value: &str) -> bool {
 }
 
 impl CompiledRule {
+    /// Whether it can select objects of a type that is `namespaced` (or cluster-scoped).
+    pub fn reaches_scope(&self, namespaced: bool) -> bool {
+        match self.reach {
+            RuleReach::ClusterScoped => !namespaced,
+            RuleReach::OwnNamespace(_) | RuleReach::Namespaced(_) => namespaced,
+        }
+    }
+
+    /// Whether it selects `gvr`, of the scope discovery gave (`None`: not discovered, any).
+    fn selects_type(&self, gvr: &Gvr, namespaced: Option<bool>) -> bool {
+        self.selects_gvr(gvr) && namespaced.is_none_or(|n| self.reaches_scope(n))
+    }
+
     /// Whether this rule's resources select `gvr`.
     pub fn selects_gvr(&self, gvr: &Gvr) -> bool {
         self.resources.iter().any(|r| {
@@ -80,8 +93,9 @@ pub struct ObjectFacts<'a> {
     pub namespace: Option<&'a str>,
     /// `metadata.labels`.
     pub labels: &'a dyn Labels,
-    /// The operation.
-    pub op: Operation,
+    /// The operation of a live change; `None` for a list's object, which every rule that selects
+    /// it routes whatever its `operations` (a resync brings a folder to the cluster's state).
+    pub op: Option<Operation>,
 }
 
 /// An object's labels, wherever they are read from.
@@ -128,12 +142,14 @@ impl RuleStore {
     }
 
     /// The GVRs among `known` (discovered resources plus exact GVRs named by rules) that some rule
-    /// selects. Wildcards only expand over discovered resources.
-    pub fn watched_gvrs(&self, discovered: &BTreeSet<Gvr>) -> BTreeSet<Gvr> {
+    /// selects. Wildcards only expand over discovered resources, and only over those of the scope
+    /// the rule can reach: a `Namespaced` entry's `*` watches no cluster-scoped type. `discovered`
+    /// maps each resource to whether it is namespaced.
+    pub fn watched_gvrs(&self, discovered: &BTreeMap<Gvr, bool>) -> BTreeSet<Gvr> {
         let mut out: BTreeSet<Gvr> = discovered
             .iter()
-            .filter(|g| self.rules.iter().any(|r| r.selects_gvr(g)))
-            .cloned()
+            .filter(|(g, &n)| self.rules.iter().any(|r| r.selects_type(g, Some(n))))
+            .map(|(g, _)| g.clone())
             .collect();
         for r in &self.rules {
             for sel in &r.resources {
@@ -147,14 +163,15 @@ impl RuleStore {
 
     /// Builds the per-GVR index for the watched GVRs; call after [`Self::new`] and whenever the
     /// watched set changes.
-    pub fn index(&mut self, watched: &BTreeSet<Gvr>) {
+    pub fn index(&mut self, watched: &BTreeSet<Gvr>, discovered: &BTreeMap<Gvr, bool>) {
         self.by_gvr = watched
             .iter()
             .map(|g| {
+                let scope = discovered.get(g).copied();
                 (
                     g.clone(),
                     (0..self.rules.len())
-                        .filter(|&i| self.rules[i].selects_gvr(g))
+                        .filter(|&i| self.rules[i].selects_type(g, scope))
                         .collect(),
                 )
             })
@@ -230,7 +247,7 @@ impl RuleStore {
         let candidates = self.by_gvr.get(gvr).map_or(&[][..], Vec::as_slice);
         candidates.iter().filter_map(move |&i| {
             let r = &self.rules[i];
-            if !r.operations.contains(obj.op) {
+            if obj.op.is_some_and(|op| !r.operations.contains(op)) {
                 return None;
             }
             let in_reach = match (&r.reach, obj.namespace) {
@@ -291,7 +308,7 @@ mod tests {
 
     fn store(rules: Vec<CompiledRule>, gvrs: &[Gvr]) -> RuleStore {
         let mut s = RuleStore::new(rules);
-        s.index(&gvrs.iter().cloned().collect());
+        s.index(&gvrs.iter().cloned().collect(), &BTreeMap::new());
         s
     }
 
@@ -303,7 +320,7 @@ mod tests {
         ObjectFacts {
             namespace: ns,
             labels,
-            op,
+            op: Some(op),
         }
     }
 
@@ -455,13 +472,51 @@ mod tests {
             rule("a", ("", "v1", "configmaps"), RuleReach::Namespaced(None)),
             rule("b", ("apps", "*", "*"), RuleReach::Namespaced(None)),
         ]);
-        let none = s.watched_gvrs(&BTreeSet::new());
+        let none = s.watched_gvrs(&BTreeMap::new());
         assert_eq!(none, [Gvr::new("", "v1", "configmaps")].into());
         let discovered = [
-            Gvr::new("apps", "v1", "deployments"),
-            Gvr::new("batch", "v1", "jobs"),
+            (Gvr::new("apps", "v1", "deployments"), true),
+            (Gvr::new("batch", "v1", "jobs"), true),
         ]
         .into();
         assert_eq!(s.watched_gvrs(&discovered).len(), 2);
+    }
+
+    #[test]
+    fn a_wildcard_watches_only_the_types_of_the_scope_its_rule_reaches() {
+        let s = RuleStore::new(vec![
+            rule("ns", ("*", "*", "*"), RuleReach::Namespaced(None)),
+            rule(
+                "cl",
+                ("rbac.authorization.k8s.io", "*", "*"),
+                RuleReach::ClusterScoped,
+            ),
+        ]);
+        let discovered: BTreeMap<Gvr, bool> = [
+            (Gvr::new("", "v1", "configmaps"), true),
+            (Gvr::new("", "v1", "namespaces"), false),
+            (
+                Gvr::new("rbac.authorization.k8s.io", "v1", "clusterroles"),
+                false,
+            ),
+            (Gvr::new("rbac.authorization.k8s.io", "v1", "roles"), true),
+        ]
+        .into();
+        let watched = s.watched_gvrs(&discovered);
+        assert_eq!(
+            watched
+                .iter()
+                .map(|g| g.resource.as_str())
+                .collect::<Vec<_>>(),
+            ["configmaps", "clusterroles", "roles"]
+        );
+        let mut s = s;
+        s.index(&watched, &discovered);
+        assert_eq!(
+            s.destinations_of_gvr(&Gvr::new("rbac.authorization.k8s.io", "v1", "roles"))
+                .len(),
+            1,
+            "roles feed the namespaced wildcard's folder only"
+        );
     }
 }

@@ -49,6 +49,7 @@ fn admission(
             .into()
         }),
         old_object: old,
+        sub_resource: None,
     })
 }
 
@@ -333,6 +334,7 @@ fn a_create_admitted_after_a_delete_of_that_very_version_cannot_explain_it() {
         dry_run: false,
         object: None,
         old_object: Some(cm("a", "1", "u1", 10)),
+        sub_resource: None,
     }));
     h.input(create("bob", "a", "1"));
     h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));

@@ -33,6 +33,7 @@ fn admission(op: Operation, user: &str, object: Option<Value>, old: Option<Value
         dry_run: false,
         object: object.map(Into::into),
         old_object: old.map(Into::into),
+        sub_resource: None,
     })
 }
 
@@ -103,6 +104,36 @@ fn without_an_admission_record_the_fallback_identity_is_the_author() {
     assert_eq!(
         subjects(&h.flush_and_push()),
         vec!["gitops-reverser [CREATE] v1/configmaps/team-a/a"]
+    );
+}
+
+/// `kubectl scale` goes through the `scale` subresource: the webhook sees Scale objects, whose
+/// content is not the object's. Nothing is recorded, so the change goes to the fallback author
+/// (docs/operations.md), never to a record that cannot describe it.
+#[test]
+fn a_subresource_admission_is_not_recorded() {
+    let mut h = seeded();
+    h.input(apply(cm("a", "1", 10)));
+    h.flush_and_push();
+    let scale = |replicas: u32, rv: u64| {
+        json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": {"name": "a", "namespace": "team-a", "resourceVersion": rv.to_string()},
+            "spec": {"replicas": replicas}})
+    };
+    let Input::Admission(mut req) = admission(
+        Operation::Update,
+        "bob",
+        Some(scale(3, 10)),
+        Some(scale(1, 10)),
+    ) else {
+        unreachable!()
+    };
+    req.sub_resource = Some("scale".into());
+    h.input(Input::Admission(req));
+    let counters = h.core.attribution_counters();
+    assert_eq!(
+        (counters.subresource_skipped_total, counters.recorded_total),
+        (1, 0)
     );
 }
 
@@ -764,4 +795,66 @@ fn a_flush_pushes_pending_commits_at_once_and_later_ones_without_waiting() {
     assert_eq!(h.core.poll_deadline(), Some(h.now().mono_ms));
     h.input(Input::Tick);
     assert_eq!(h.answer_all().len(), 1);
+}
+
+/// A harness whose one rule (ConfigMaps in team-a, folder `prod`) lists `operations`.
+fn with_operations(operations: &[&str]) -> Harness {
+    let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "prod");
+    let rule: WatchRuleSpec = serde_json::from_value(json!({
+        "gitRepoConfigRef": "my-repo", "baseFolder": "prod",
+        "resources": [{"group": "", "version": "v1", "resource": "configmaps"}],
+        "operations": operations}))
+    .unwrap();
+    h.input(Input::WatchRule(
+        NamespacedName::new("team-a", "rule"),
+        Some(rule),
+    ));
+    h.seed_empty();
+    h
+}
+
+fn file_a(h: &Harness) -> Option<String> {
+    h.files
+        .get("prod/v1/configmaps/team-a/a.yaml")
+        .map(|b| String::from_utf8(b.to_vec()).unwrap())
+}
+
+#[test]
+fn an_update_its_rule_leaves_out_keeps_the_file_until_a_resync() {
+    let mut h = with_operations(&["CREATE", "DELETE"]);
+    h.input(apply(cm("a", "1", 10)));
+    h.flush_and_push();
+    h.input(apply(cm("a", "2", 11)));
+    assert!(h.flush_and_push().is_empty(), "no commit for the update");
+    assert!(
+        file_a(&h).unwrap().contains("key: \"1\""),
+        "{:?}",
+        file_a(&h)
+    );
+    // A resync brings the folder to the cluster's state, whatever the rule's operations.
+    relist(&mut h, vec![cm("a", "2", 11)]);
+    h.answer_all();
+    h.flush_and_push();
+    assert!(
+        file_a(&h).unwrap().contains("key: \"2\""),
+        "{:?}",
+        file_a(&h)
+    );
+    h.input(delete(cm("a", "2", 12)));
+    h.flush_and_push();
+    assert_eq!(file_a(&h), None);
+}
+
+#[test]
+fn a_delete_its_rule_leaves_out_keeps_the_file_until_a_resync() {
+    let mut h = with_operations(&["CREATE", "UPDATE"]);
+    h.input(apply(cm("a", "1", 10)));
+    h.flush_and_push();
+    h.input(delete(cm("a", "1", 11)));
+    assert!(h.flush_and_push().is_empty(), "no commit for the delete");
+    assert!(file_a(&h).is_some());
+    relist(&mut h, vec![]);
+    h.answer_all();
+    h.flush_and_push();
+    assert_eq!(file_a(&h), None, "the relist shows the object gone");
 }

@@ -124,11 +124,17 @@ pub struct WriteRecord {
     /// The destinations (url, branch, folder) whose rules select the object the write left; the
     /// file is in those folders and absent from every other.
     pub dests: Vec<Destination>,
+    /// The destinations whose rules select the object but leave this write's operation out
+    /// (`operations`): there it leaves the file as it was.
+    pub held: Vec<Destination>,
     /// Rejected after admission: never persisted.
     pub rejected: bool,
     /// When its admission reached the core (late ones later than `at_ms`); `None` when the webhook
     /// call was missed or the write made none. The core's record lives a TTL from here.
     pub admitted_ms: Option<u64>,
+    /// Made through a subresource whose admission the core does not record (`scale`): its
+    /// commit is the fallback author's by design.
+    pub via_subresource: bool,
 }
 
 /// Objects, the resourceVersion counter and per-identifier histories.

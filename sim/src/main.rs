@@ -123,7 +123,7 @@ fn print_report(r: &Report) {
         r.params.seed, r.params.steps, r.push.0, r.push.1, r.behaviours, r.swarm
     );
     println!(
-        "  watch events {}, admissions {}, commits {}, attribution hit {} miss {} wrong {} ambiguous {}, injected [{}], simulated {:.1} s, hash {:016x}",
+        "  watch events {}, admissions {}, commits {}, attribution hit {} miss {} wrong {} ambiguous {} unadmitted {}, injected [{}], simulated {:.1} s, hash {:016x}",
         r.watch_events,
         r.admissions,
         r.commits,
@@ -131,6 +131,7 @@ fn print_report(r: &Report) {
         a.miss,
         a.wrong,
         a.ambiguous,
+        a.unadmitted,
         injected.join(" "),
         r.sim_ms as f64 / 1000.0,
         r.output_hash

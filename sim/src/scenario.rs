@@ -193,6 +193,7 @@ impl Script {
             dry_run: false,
             object: body.as_ref().map(Into::into),
             old_object: old.as_ref().map(Into::into),
+            sub_resource: None,
         };
         if webhook == Webhook::OnTime || webhook == Webhook::Rejected {
             self.feed(Input::Admission(req.clone()));

@@ -3,6 +3,7 @@
 use gitops_reverser_core::config::{
     ClusterWatchRuleSpec, GitRepoConfigSpec, NamespacedName, WatchRuleSpec,
 };
+use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::Input;
 use serde_json::{json, Value};
 
@@ -22,14 +23,29 @@ pub struct Repo {
 /// One selection entry of a rule.
 #[derive(Clone, Debug)]
 pub struct Entry {
-    /// Resource names selected.
+    /// Resource names selected; `["*"]` is every resource of every group and version.
     pub resources: &'static [&'static str],
+    /// `operations`: the live changes it commits (empty: all). A change it leaves out leaves its
+    /// file as it is until a resync.
+    pub operations: &'static [Operation],
     /// For ClusterWatchRules: `Namespaced` (true) or `Cluster` scope.
     pub namespaced_scope: bool,
     /// `namespaceSelector` as one `key=value`.
     pub ns_selector: Option<(&'static str, &'static str)>,
     /// `objectSelector` as one `key=value`.
     pub obj_selector: Option<(&'static str, &'static str)>,
+}
+
+impl Rule {
+    /// Whether entry `e` of this rule names `kind`: by name, or by `*` when the kind is of the
+    /// scope the entry reaches (namespaced for a WatchRule or a `Namespaced` entry).
+    pub fn names(&self, e: &Entry, kind: &Kind) -> bool {
+        if e.resources == ["*"] {
+            kind.namespaced == (self.namespace.is_some() || e.namespaced_scope)
+        } else {
+            e.resources.contains(&kind.gvr.resource.as_str())
+        }
+    }
 }
 
 /// A WatchRule (`namespace` set) or ClusterWatchRule.
@@ -69,6 +85,7 @@ pub struct Topology {
 const fn entry(resources: &'static [&'static str]) -> Entry {
     Entry {
         resources,
+        operations: &[],
         namespaced_scope: true,
         ns_selector: None,
         obj_selector: None,
@@ -149,6 +166,34 @@ impl Topology {
                 }],
                 toggles: true,
             },
+            // Every namespaced type in dev namespaces (wildcards), creations and updates only:
+            // deletes leave the files until a resync.
+            Rule {
+                name: "dev-audit",
+                namespace: None,
+                repo: 1,
+                branch: "main",
+                folder: "audit",
+                entries: vec![Entry {
+                    ns_selector: Some(("env", "dev")),
+                    operations: &[Operation::Create, Operation::Update],
+                    ..entry(&["*"])
+                }],
+                toggles: false,
+            },
+            // Team a's ConfigMaps, created and deleted: updates leave the files until a resync.
+            Rule {
+                name: "config-log",
+                namespace: Some("team-a"),
+                repo: 0,
+                branch: "dev",
+                folder: "log",
+                entries: vec![Entry {
+                    operations: &[Operation::Create, Operation::Delete],
+                    ..entry(&["configmaps"])
+                }],
+                toggles: true,
+            },
         ];
         let active = rules.iter().map(|r| !r.toggles).collect();
         // The attribution checker reads a folder's file from the one rule that writes it.
@@ -196,6 +241,9 @@ impl Topology {
         let repo = &self.repos[r.repo].name;
         let sel = |s: Option<(&str, &str)>| s.map(|(k, v)| json!({"matchLabels": {k: v}}));
         let res = |e: &Entry| -> Vec<Value> {
+            if e.resources == ["*"] {
+                return vec![json!({"group": "*", "version": "*", "resource": "*"})];
+            }
             e.resources
                 .iter()
                 .map(|x| {
@@ -209,12 +257,13 @@ impl Topology {
                 })
                 .collect()
         };
+        let ops = |e: &Entry| -> Vec<&str> { e.operations.iter().map(|o| o.as_str()).collect() };
         match r.namespace {
             Some(ns) => {
                 let spec: Option<WatchRuleSpec> = present.then(|| {
                     let e = &r.entries[0];
                     let mut v = json!({"gitRepoConfigRef": repo.name, "branch": r.branch,
-                        "baseFolder": r.folder, "resources": res(e)});
+                        "baseFolder": r.folder, "resources": res(e), "operations": ops(e)});
                     if let Some(s) = sel(e.obj_selector) {
                         v["objectSelector"] = s;
                     }
@@ -228,7 +277,7 @@ impl Topology {
                         .entries
                         .iter()
                         .map(|e| {
-                            let mut v = json!({"resources": res(e),
+                            let mut v = json!({"resources": res(e), "operations": ops(e),
                                 "scope": if e.namespaced_scope { "Namespaced" } else { "Cluster" }});
                             if let Some(s) = sel(e.ns_selector) {
                                 v["namespaceSelector"] = s;
@@ -249,8 +298,21 @@ impl Topology {
         }
     }
 
-    /// Whether active rule `i` selects an object of `kind` in `namespace` with `labels`.
+    /// Whether rule `i` selects an object of `kind` in `namespace` with `labels`, whatever its
+    /// `operations` (as a resync does).
     pub fn selects(&self, i: usize, kind: &Kind, namespace: Option<&str>, labels: &Value) -> bool {
+        self.routes(i, kind, namespace, labels, None)
+    }
+
+    /// Whether rule `i` commits a live change of `op` (any, for `None`) to such an object.
+    pub fn routes(
+        &self,
+        i: usize,
+        kind: &Kind,
+        namespace: Option<&str>,
+        labels: &Value,
+        op: Option<Operation>,
+    ) -> bool {
         let r = &self.rules[i];
         let label = |(k, v): (&str, &str)| labels.get(k).and_then(Value::as_str) == Some(v);
         r.entries.iter().any(|e| {
@@ -266,7 +328,8 @@ impl Topology {
                         })
                 }
             };
-            e.resources.contains(&kind.gvr.resource.as_str())
+            r.names(e, kind)
+                && op.is_none_or(|op| e.operations.is_empty() || e.operations.contains(&op))
                 && reach
                 && e.obj_selector.is_none_or(label)
         })
@@ -283,6 +346,21 @@ impl Topology {
         labels: &Value,
     ) -> Vec<Destination> {
         self.destinations_where(|i| self.selects(i, kind, namespace, labels))
+    }
+
+    /// The destinations whose rules select such an object but leave a live change of `op` out:
+    /// there the change leaves the file as it was.
+    pub fn holding(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        labels: &Value,
+        op: Operation,
+    ) -> Vec<Destination> {
+        let routed = self.destinations_where(|i| self.routes(i, kind, namespace, labels, Some(op)));
+        let mut held = self.selecting(kind, namespace, labels);
+        held.retain(|d| !routed.contains(d));
+        held
     }
 
     /// Every (url, branch, folder) destination of an active rule.

@@ -16,6 +16,10 @@ pub const CONTROLLER: &str = "system:serviceaccount:kube-system:status-controlle
 /// so the leak checker ([`crate::checks::secrets`]) can look for them anywhere.
 pub const SECRET_VALUES: [&str; 3] = ["hunter2-q7x", "s3cr3t-k9w", "p4ss-z2m"];
 
+/// Names the API server generates for a `generateName: job-` create (two, so that some are
+/// written again by name and some re-created).
+const GENERATED: [&str; 2] = ["job-x7k2p", "job-q9m4z"];
+
 /// Names: a few hot ones (many writes collide on them) and a longer cold tail.
 const HOT: [&str; 2] = ["web", "db"];
 const COLD: usize = 12;
@@ -35,6 +39,8 @@ pub enum Action {
     Noop(ObjKey, &'static str),
     /// The controller updates `status`.
     Status(ObjKey),
+    /// A user scales a Deployment through the `scale` subresource.
+    Scale(ObjKey, u64, &'static str),
     /// A dry-run write: admission only.
     DryRun(ObjKey, Value, &'static str),
     /// A rule is added or removed.
@@ -58,6 +64,8 @@ pub fn next(rng: &mut ChaCha8Rng, cluster: &Cluster, finalizers: f64) -> Action 
         match rng.gen_range(0..COLD) {
             n @ 0..=1 if !k.namespaced => format!("system:controller:obj-{n}"),
             n @ 2..=3 => format!("obj-{n}.example.com"),
+            // Names the server generated: created by `generateName`, written by name after.
+            n @ 4..=5 => GENERATED[n - 4].to_string(),
             n => format!("obj-{n}"),
         }
     };
@@ -98,6 +106,9 @@ pub fn next(rng: &mut ChaCha8Rng, cluster: &Cluster, finalizers: f64) -> Action 
         }
         (20..=29, Some(_)) => Action::Noop(key, user),
         (30..=44, Some(_)) if k.has_status => Action::Status(key),
+        (45..=49, Some(_)) if k.kind == "Deployment" => {
+            Action::Scale(key, rng.gen_range(1..=3), user)
+        }
         (_, Some(b)) => Action::Update(key, mutate(rng, b), user),
     }
 }
@@ -120,6 +131,10 @@ fn fresh(rng: &mut ChaCha8Rng, cluster: &Cluster, key: &ObjKey, finalizers: f64)
     let mut meta = json!({"name": key.2, "labels": {"app": key.2, "tier": tier(rng)}});
     if crate::rng::chance(rng, finalizers) {
         meta["finalizers"] = json!([FINALIZER]);
+    }
+    if GENERATED.contains(&key.2.as_str()) {
+        // The client asked for a generated name; the server chose this one before admission.
+        meta["generateName"] = json!("job-");
     }
     if let Some(ns) = &key.1 {
         meta["namespace"] = json!(ns);

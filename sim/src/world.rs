@@ -194,6 +194,10 @@ struct World {
     unchanged_updates: f64,
     /// Per new object: it carries a finalizer, so its deletion takes two steps.
     finalizers: f64,
+    /// The webhook's rules include subresources (`*/*`): `status` and `scale` writes call it.
+    subresources: bool,
+    /// The object the delete being noted removed ([`World::note_write`] takes it).
+    removed: Option<Value>,
     secrets: SecretCheck,
 }
 
@@ -254,6 +258,8 @@ pub fn run(params: &Params) -> Report {
     } else {
         0.0
     };
+    // Whether the webhook is registered for subresources too (`resources: ["*", "*/*"]`).
+    let subresources = rng.swarm.gen_bool(0.5);
     let mut w = World {
         now: 0,
         wall_offset_ms: 0,
@@ -271,6 +277,8 @@ pub fn run(params: &Params) -> Report {
         admit_twice,
         unchanged_updates,
         finalizers,
+        subresources,
+        removed: None,
         generation: 0,
         admissions_due_ms: 0,
         remotes: Remotes::default(),
@@ -321,9 +329,10 @@ pub fn run(params: &Params) -> Report {
         swarm,
         push: (max_commits, interval),
         behaviours: format!(
-            "secrets={} lists={} admit-twice={admit_twice:.2} unchanged-updates={unchanged_updates:.2} finalizers={finalizers:.2}",
+            "secrets={} lists={} admit-twice={admit_twice:.2} unchanged-updates={unchanged_updates:.2} finalizers={finalizers:.2} subresources={}",
             if excluded { "exclude" } else { "redact" },
-            if bare_lists { "bare" } else { "typed" }
+            if bare_lists { "bare" } else { "typed" },
+            if subresources { "admitted" } else { "unseen" }
         ),
         watch_events: w.watch_events,
         admissions: w.admissions,
@@ -648,17 +657,68 @@ impl World {
         old: Option<Value>,
         dry_run: bool,
     ) -> AdmissionRequest {
+        self.review(key, op, user, object, old, dry_run, None)
+    }
+
+    /// The AdmissionReview the API server sends for a write, read by the core's own parser as
+    /// the runtime reads it. A create by `generateName` names no object in the request (the
+    /// server picked the name; the object carries it); `sub` is the subresource written.
+    #[allow(clippy::too_many_arguments)]
+    fn review(
+        &mut self,
+        key: &ObjKey,
+        op: Operation,
+        user: &str,
+        object: Option<Value>,
+        old: Option<Value>,
+        dry_run: bool,
+        sub: Option<&str>,
+    ) -> AdmissionRequest {
         self.request_seq += 1;
-        AdmissionRequest {
-            uid: format!("req-{}", self.request_seq),
-            gvr: self.cluster.kinds[key.0].gvr.clone(),
-            namespace: key.1.clone(),
-            name: key.2.clone(),
-            operation: op,
-            username: user.into(),
-            dry_run,
-            object: object.map(Into::into),
-            old_object: old.map(Into::into),
+        let k = &self.cluster.kinds[key.0];
+        let (group, version) = (k.gvr.group.clone(), k.gvr.version.clone());
+        let generated = op == Operation::Create
+            && object
+                .as_ref()
+                .is_some_and(|o| o.pointer("/metadata/generateName").is_some());
+        let mut request = json!({
+            "uid": format!("req-{}", self.request_seq),
+            "kind": {"group": group, "version": version, "kind": k.kind},
+            "resource": {"group": group, "version": version, "resource": k.gvr.resource},
+            "name": if generated { "" } else { key.2.as_str() },
+            "operation": op.as_str(),
+            "userInfo": {"username": user, "groups": ["system:authenticated"]},
+            "object": object,
+            "oldObject": old,
+            "dryRun": dry_run,
+        });
+        if let Some(ns) = &key.1 {
+            request["namespace"] = json!(ns);
+        }
+        if let Some(sub) = sub {
+            request["subResource"] = json!(sub);
+        }
+        let review = json!({"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": request});
+        let body = serde_json::to_vec(&review).expect("a Value serializes");
+        match gitops_reverser_core::admission::parse_review(&body) {
+            Ok(req) => req,
+            Err(e) => {
+                self.violations.push(format!(
+                    "the core's parser refused a review the API server sends: {e}"
+                ));
+                AdmissionRequest {
+                    uid: format!("req-{}", self.request_seq),
+                    gvr: k.gvr.clone(),
+                    namespace: key.1.clone(),
+                    name: key.2.clone(),
+                    operation: op,
+                    username: user.into(),
+                    dry_run,
+                    object: None,
+                    old_object: None,
+                    sub_resource: None,
+                }
+            }
         }
     }
 
@@ -722,13 +782,57 @@ impl World {
                     .persist_update(key, body.expect("object"), self.now);
                 (Some(b.clone()), WatchEvent::Apply((&b).into()))
             }
-            Operation::Delete => (
-                None,
-                WatchEvent::Delete(self.cluster.persist_delete(key, self.now).into()),
-            ),
+            Operation::Delete => {
+                let gone = self.cluster.persist_delete(key, self.now);
+                self.removed = Some(gone.clone());
+                (None, WatchEvent::Delete(gone.into()))
+            }
         };
         self.note_write(key, user, op, stored.as_ref(), false, admitted);
         self.emit(&gvr, ev);
+    }
+
+    /// `kubectl scale`: the `scale` subresource. Where the webhook's rules include it, its
+    /// admission carries Scale objects, which the core does not record (their content is not the
+    /// Deployment's): the change has no admission the core can use, and its commit is the
+    /// fallback author's.
+    fn scale(&mut self, key: &ObjKey, replicas: u64, user: &'static str) {
+        let gvr = self.cluster.kinds[key.0].gvr.clone();
+        let old = self.cluster.objects[key].body.clone();
+        if old.pointer("/spec/replicas") == Some(&json!(replicas)) {
+            return;
+        }
+        if self.subresources {
+            let scale = |b: &Value, n: &Value| {
+                json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                    "metadata": {"name": key.2, "namespace": key.1,
+                        "uid": b["metadata"]["uid"], "resourceVersion": b["metadata"]["resourceVersion"]},
+                    "spec": {"replicas": n}})
+            };
+            let (object, old_scale) = (
+                scale(&old, &json!(replicas)),
+                scale(&old, &old["spec"]["replicas"]),
+            );
+            let req = self.review(
+                key,
+                Operation::Update,
+                user,
+                Some(object),
+                Some(old_scale),
+                false,
+                Some("scale"),
+            );
+            self.webhook(req);
+        }
+        let mut body = old;
+        body["spec"]["replicas"] = json!(replicas);
+        let stored = self.cluster.persist_update(key, body, self.now);
+        self.note_write(key, user, Operation::Update, Some(&stored), false, None);
+        let id = self.cluster.identifier(key);
+        if let Some(w) = self.cluster.history.get_mut(&id).and_then(|h| h.last_mut()) {
+            w.via_subresource = true;
+        }
+        self.emit(&gvr, WatchEvent::Apply(stored.into()));
     }
 
     /// A delete the finalizer holds: the object gets `deletionTimestamp` (a new version, the same
@@ -783,6 +887,7 @@ impl World {
         );
         self.webhook(req);
         let gone = self.cluster.persist_delete(&f.key, self.now);
+        self.removed = Some(gone.clone());
         self.note_write(
             &f.key,
             f.deleter,
@@ -808,10 +913,16 @@ impl World {
     ) {
         let kind = &self.cluster.kinds[key.0];
         let file = body.map(|b| oracle::expected(&kind.gvr, b));
+        let labels_of = |b: &Value| b.pointer("/metadata/labels").cloned().unwrap_or_default();
         let dests = body.map_or_else(Vec::new, |b| {
-            let labels = b.pointer("/metadata/labels").cloned().unwrap_or_default();
-            self.topo.selecting(kind, key.1.as_deref(), &labels)
+            self.topo.selecting(kind, key.1.as_deref(), &labels_of(b))
         });
+        // The object the watch event shows: the one written, or for a delete the one removed.
+        let shown = body.or(self.removed.as_ref());
+        let held = shown.map_or_else(Vec::new, |b| {
+            self.topo.holding(kind, key.1.as_deref(), &labels_of(b), op)
+        });
+        self.removed = None;
         let at_ms = self.now;
         self.cluster.record(
             key,
@@ -821,8 +932,10 @@ impl World {
                 op,
                 file,
                 dests,
+                held,
                 rejected,
                 admitted_ms,
+                via_subresource: false,
             },
         );
     }
@@ -864,11 +977,25 @@ impl World {
                 self.write(&key, Operation::Update, user, Some(body));
             }
             Action::Status(key) => {
-                // The status subresource: no webhook call, a new resourceVersion, same content.
+                // The status subresource: a new resourceVersion, the same content; the webhook
+                // is called only where its rules include subresources.
                 let gvr = self.cluster.kinds[key.0].gvr.clone();
-                let mut body = self.cluster.objects[&key].body.clone();
+                let old = self.cluster.objects[&key].body.clone();
+                let mut body = old.clone();
                 body["status"] = json!({"observedGeneration": self.request_seq, "ready": true});
                 self.request_seq += 1;
+                if self.subresources {
+                    let req = self.review(
+                        &key,
+                        Operation::Update,
+                        CONTROLLER,
+                        Some(body.clone()),
+                        Some(old),
+                        false,
+                        Some("status"),
+                    );
+                    self.webhook(req);
+                }
                 let stored = self.cluster.persist_update(&key, body, self.now);
                 self.note_write(
                     &key,
@@ -880,6 +1007,7 @@ impl World {
                 );
                 self.emit(&gvr, WatchEvent::Apply(stored.into()));
             }
+            Action::Scale(key, replicas, user) => self.scale(&key, replicas, user),
             Action::DryRun(key, body, user) => {
                 let old = self.cluster.objects.get(&key).map(|o| o.body.clone());
                 let (op, body) = if old.is_some() {
@@ -1131,6 +1259,18 @@ impl World {
 
     /// The liveness phase: faults off, workload stopped, every stream relisted (a resync).
     fn heal(&mut self) {
+        // The cluster comes to rest first: deletions the finalizer holds finish (a change after
+        // the relist that a rule's `operations` leaves out would stay unseen for good).
+        if let Some(&(t, _)) = self
+            .sched
+            .iter()
+            .filter(|(_, e)| matches!(e, Ev::Finalize(..)))
+            .map(|(k, _)| k)
+            .next_back()
+        {
+            self.at(t + 1, Ev::Heal);
+            return;
+        }
         self.swarm.heal();
         self.healed_at = Some(self.now);
         let gvrs: Vec<Gvr> = self.streams.keys().cloned().collect();

@@ -38,6 +38,8 @@ fn everything_written_by(user: &str, rec: &gitops_reverser_core::record::Recordi
                     dests: vec![(leak(&c.url), leak(&c.branch), leak(folder))],
                     rejected: false,
                     admitted_ms: None,
+                    via_subresource: false,
+                    held: Vec::new(),
                 });
         }
     }

@@ -59,10 +59,8 @@ pub fn check(
         }
         for kind in &cluster.kinds {
             if rules.iter().any(|&i| {
-                topo.rules[i]
-                    .entries
-                    .iter()
-                    .any(|e| e.resources.contains(&kind.gvr.resource.as_str()))
+                let r = &topo.rules[i];
+                r.entries.iter().any(|e| r.names(e, kind))
             }) {
                 let mut p = base.clone();
                 if !kind.gvr.group.is_empty() {

@@ -17,10 +17,7 @@ pub fn check(topo: &Topology, kinds: &[Kind], running: &BTreeSet<Gvr>, out: &mut
             continue;
         }
         for e in &rule.entries {
-            for k in kinds
-                .iter()
-                .filter(|k| e.resources.contains(&k.gvr.resource.as_str()))
-            {
+            for k in kinds.iter().filter(|k| rule.names(e, k)) {
                 want.insert(k.gvr.clone());
             }
             if e.ns_selector.is_some() {

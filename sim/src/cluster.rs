@@ -93,8 +93,11 @@ pub fn api_resources(kinds: &[Kind]) -> Vec<ApiResource> {
         .collect()
 }
 
-/// The namespaces and their (fixed) labels.
+/// The namespaces at the start and their `env` labels. They stay; `team-b` may be relabelled.
 pub const NAMESPACES: [(&str, &str); 2] = [("team-a", "prod"), ("team-b", "dev")];
+
+/// The namespace that is created and deleted during a run (with its objects).
+pub const PASSING_NAMESPACE: &str = "team-c";
 
 /// An object's key: kind index, namespace, name.
 pub type ObjKey = (usize, Option<String>, String);
@@ -127,6 +130,10 @@ pub struct WriteRecord {
     /// The destinations whose rules select the object but leave this write's operation out
     /// (`operations`): there it leaves the file as it was.
     pub held: Vec<Destination>,
+    /// Destinations where it may leave its file or none: its namespace was relabelled into or
+    /// out of their selection before the object's next write, and the watch may show the write
+    /// after the relabel.
+    pub moved: Vec<Destination>,
     /// Rejected after admission: never persisted.
     pub rejected: bool,
     /// When its admission reached the core (late ones later than `at_ms`); `None` when the webhook
@@ -279,6 +286,43 @@ impl Cluster {
             .take_while(|(k, _)| k.0 == kind)
             .map(|(_, o)| o.body.clone())
             .collect()
+    }
+
+    /// The namespaces objects may be written in now: live and not being deleted.
+    pub fn open_namespaces(&self) -> Vec<String> {
+        let ns_kind = self.kind_index("namespaces");
+        self.list(ns_kind)
+            .iter()
+            .filter(|n| n.pointer("/metadata/deletionTimestamp").is_none())
+            .filter_map(|n| n.pointer("/metadata/name")?.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The `env` label of namespace `ns`, if it is live and has one.
+    pub fn ns_env(&self, ns: Option<&str>) -> Option<&str> {
+        let key = (self.kind_index("namespaces"), None, ns?.to_string());
+        self.objects
+            .get(&key)?
+            .body
+            .pointer("/metadata/labels/env")?
+            .as_str()
+    }
+
+    /// The live objects of namespace `ns`, in key order.
+    pub fn in_namespace(&self, ns: &str) -> Vec<ObjKey> {
+        self.objects
+            .keys()
+            .filter(|k| k.1.as_deref() == Some(ns))
+            .cloned()
+            .collect()
+    }
+
+    /// Notes that every object of namespace `ns` changed selection at `at_ms` (its labels moved).
+    pub fn touch_namespace(&mut self, ns: &str, at_ms: u64) {
+        for key in self.in_namespace(ns) {
+            let id = self.identifier(&key);
+            self.changes.entry(id).or_default().push(at_ms);
+        }
     }
 
     /// The live object at `identifier`, if any.

@@ -7,7 +7,19 @@ use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::Input;
 use serde_json::{json, Value};
 
-use crate::cluster::{Destination, Kind, NAMESPACES};
+use crate::cluster::{Destination, Kind};
+
+/// What a rule looks at in an object.
+pub struct Subject<'a> {
+    /// Its type.
+    pub kind: &'a Kind,
+    /// Its namespace (`None`: cluster-scoped).
+    pub namespace: Option<&'a str>,
+    /// The `env` label of its namespace, as the namespace is now.
+    pub ns_env: Option<&'a str>,
+    /// Its labels.
+    pub labels: &'a Value,
+}
 
 /// A GitRepoConfig.
 #[derive(Clone, Debug)]
@@ -298,67 +310,45 @@ impl Topology {
         }
     }
 
-    /// Whether rule `i` selects an object of `kind` in `namespace` with `labels`, whatever its
-    /// `operations` (as a resync does).
-    pub fn selects(&self, i: usize, kind: &Kind, namespace: Option<&str>, labels: &Value) -> bool {
-        self.routes(i, kind, namespace, labels, None)
+    /// Whether rule `i` selects `obj`, whatever its `operations` (as a resync does).
+    pub fn selects(&self, i: usize, obj: &Subject<'_>) -> bool {
+        self.routes(i, obj, None)
     }
 
-    /// Whether rule `i` commits a live change of `op` (any, for `None`) to such an object.
-    pub fn routes(
-        &self,
-        i: usize,
-        kind: &Kind,
-        namespace: Option<&str>,
-        labels: &Value,
-        op: Option<Operation>,
-    ) -> bool {
+    /// Whether rule `i` commits a live change of `op` (any, for `None`) to `obj`.
+    pub fn routes(&self, i: usize, obj: &Subject<'_>, op: Option<Operation>) -> bool {
         let r = &self.rules[i];
-        let label = |(k, v): (&str, &str)| labels.get(k).and_then(Value::as_str) == Some(v);
+        let label = |(k, v): (&str, &str)| obj.labels.get(k).and_then(Value::as_str) == Some(v);
         r.entries.iter().any(|e| {
-            let reach = match (r.namespace, namespace) {
+            let reach = match (r.namespace, obj.namespace) {
                 (Some(own), Some(ns)) => own == ns,
                 (Some(_), None) => false,
                 (None, ns) => {
                     e.namespaced_scope == ns.is_some()
-                        && e.ns_selector.is_none_or(|(k, v)| {
-                            NAMESPACES
-                                .iter()
-                                .any(|(n, env)| Some(*n) == ns && k == "env" && *env == v)
-                        })
+                        && e.ns_selector
+                            .is_none_or(|(k, v)| k == "env" && obj.ns_env == Some(v))
                 }
             };
-            r.names(e, kind)
+            r.names(e, obj.kind)
                 && op.is_none_or(|op| e.operations.is_empty() || e.operations.contains(&op))
                 && reach
                 && e.obj_selector.is_none_or(label)
         })
     }
 
-    /// The destinations of the rules that select an object of `kind` in `namespace` with
-    /// `labels`, sorted, each once. Switched-off rules count: one switched on later puts the
-    /// file in by a resync and commits its object's later writes, even one whose watch event
-    /// was still on its way when it came on. (Each rule has a destination of its own.)
-    pub fn selecting(
-        &self,
-        kind: &Kind,
-        namespace: Option<&str>,
-        labels: &Value,
-    ) -> Vec<Destination> {
-        self.destinations_where(|i| self.selects(i, kind, namespace, labels))
+    /// The destinations of the rules that select `obj`, sorted, each once. Switched-off rules
+    /// count: one switched on later puts the file in by a resync and commits its object's later
+    /// writes, even one whose watch event was still on its way when it came on. (Each rule has a
+    /// destination of its own.)
+    pub fn selecting(&self, obj: &Subject<'_>) -> Vec<Destination> {
+        self.destinations_where(|i| self.selects(i, obj))
     }
 
-    /// The destinations whose rules select such an object but leave a live change of `op` out:
-    /// there the change leaves the file as it was.
-    pub fn holding(
-        &self,
-        kind: &Kind,
-        namespace: Option<&str>,
-        labels: &Value,
-        op: Operation,
-    ) -> Vec<Destination> {
-        let routed = self.destinations_where(|i| self.routes(i, kind, namespace, labels, Some(op)));
-        let mut held = self.selecting(kind, namespace, labels);
+    /// The destinations whose rules select `obj` but leave a live change of `op` out: there the
+    /// change leaves the file as it was.
+    pub fn holding(&self, obj: &Subject<'_>, op: Operation) -> Vec<Destination> {
+        let routed = self.destinations_where(|i| self.routes(i, obj, Some(op)));
+        let mut held = self.selecting(obj);
         held.retain(|d| !routed.contains(d));
         held
     }

@@ -4,7 +4,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-use crate::cluster::{Cluster, ObjKey, NAMESPACES};
+use crate::cluster::{Cluster, ObjKey};
 
 /// People and service accounts that write objects.
 pub const USERS: [&str; 4] = ["alice", "bob", "carol", "system:serviceaccount:ci:deployer"];
@@ -69,9 +69,10 @@ pub fn next(rng: &mut ChaCha8Rng, cluster: &Cluster, finalizers: f64) -> Action 
             n => format!("obj-{n}"),
         }
     };
+    let open = cluster.open_namespaces();
     let ns = k
         .namespaced
-        .then(|| NAMESPACES[rng.gen_range(0..NAMESPACES.len())].0.to_string());
+        .then(|| open[rng.gen_range(0..open.len())].clone());
     let key: ObjKey = (kind, ns, name);
     let user = USERS[rng.gen_range(0..USERS.len())];
     let live = cluster.objects.get(&key).map(|o| o.body.clone());

@@ -24,14 +24,18 @@ use crate::checks::attribution::{AttrCounts, AttributionCheck};
 use crate::checks::orphans::OrphanCheck;
 use crate::checks::secrets::SecretCheck;
 use crate::checks::{convergence, empty_commits, history, limits, watches};
-use crate::cluster::{api_resources, file_of, meta_mut, Cluster, ObjKey, WriteRecord};
+use crate::cluster::{
+    api_resources, file_of, meta_mut, Cluster, Destination, ObjKey, WriteRecord, PASSING_NAMESPACE,
+};
 use crate::git::{PushError, Remotes};
 use crate::oracle;
 use crate::rng::{chance, Rngs};
 use crate::swarm::{Fault, FaultChoice, Swarm};
-use crate::topology::Topology;
+use crate::topology::{Subject, Topology};
 use crate::workload::{self, Action, CONTROLLER};
 
+/// Who deletes a deleted namespace's objects.
+const NAMESPACE_CONTROLLER: &str = "system:serviceaccount:kube-system:namespace-controller";
 /// Wall clock at simulated time zero (2026-11-26T00:00:00Z).
 const WALL_EPOCH_MS: i64 = 1_795_651_200_000;
 /// The fallback author's name in the simulated operator.
@@ -119,6 +123,8 @@ enum Ev {
     Heal,
     /// The controller removes the finalizer of a deletion that began: the object goes.
     Finalize(Finalize),
+    /// The namespace controller finishes deleting a namespace once its objects are gone.
+    NamespaceGone(String),
 }
 
 /// A deletion the finalizer holds, waiting for the controller.
@@ -198,6 +204,8 @@ struct World {
     subresources: bool,
     /// The object the delete being noted removed ([`World::note_write`] takes it).
     removed: Option<Value>,
+    /// Per step: a namespace is created, relabelled or deleted (with its objects).
+    namespace_changes: f64,
     secrets: SecretCheck,
 }
 
@@ -260,6 +268,12 @@ pub fn run(params: &Params) -> Report {
     };
     // Whether the webhook is registered for subresources too (`resources: ["*", "*/*"]`).
     let subresources = rng.swarm.gen_bool(0.5);
+    // Per step, the chance that a namespace is created, relabelled or deleted.
+    let namespace_changes = if rng.swarm.gen_bool(0.5) {
+        rng.swarm.gen_range(0.005..0.03)
+    } else {
+        0.0
+    };
     let mut w = World {
         now: 0,
         wall_offset_ms: 0,
@@ -279,6 +293,7 @@ pub fn run(params: &Params) -> Report {
         finalizers,
         subresources,
         removed: None,
+        namespace_changes,
         generation: 0,
         admissions_due_ms: 0,
         remotes: Remotes::default(),
@@ -329,7 +344,7 @@ pub fn run(params: &Params) -> Report {
         swarm,
         push: (max_commits, interval),
         behaviours: format!(
-            "secrets={} lists={} admit-twice={admit_twice:.2} unchanged-updates={unchanged_updates:.2} finalizers={finalizers:.2} subresources={}",
+            "secrets={} lists={} admit-twice={admit_twice:.2} unchanged-updates={unchanged_updates:.2} finalizers={finalizers:.2} subresources={} namespace-changes={namespace_changes:.3}",
             if excluded { "exclude" } else { "redact" },
             if bare_lists { "bare" } else { "typed" },
             if subresources { "admitted" } else { "unseen" }
@@ -404,6 +419,7 @@ impl World {
                 }
                 Ev::Heal => self.heal(),
                 Ev::Finalize(f) => self.finalize(f),
+                Ev::NamespaceGone(ns) => self.namespace_gone(&ns),
             }
             for v in &mut self.violations[seen..] {
                 *v = format!("[t={t} ms] {v}");
@@ -835,6 +851,112 @@ impl World {
         self.emit(&gvr, WatchEvent::Apply(stored.into()));
     }
 
+    /// A user creates the passing namespace, relabels one (its objects move in or out of
+    /// namespace selectors), or deletes the passing one with everything in it.
+    fn change_namespace(&mut self) {
+        let ns_kind = self.cluster.kind_index("namespaces");
+        let user = workload::USERS[self.rng.workload.gen_range(0..workload::USERS.len())];
+        let env = ["prod", "dev"][self.rng.workload.gen_range(0..2)];
+        let passing = (ns_kind, None, PASSING_NAMESPACE.to_string());
+        let live = self.cluster.objects.get(&passing).map(|o| o.body.clone());
+        match live {
+            None => {
+                let body = json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": PASSING_NAMESPACE, "labels": {"env": env,
+                        "kubernetes.io/metadata.name": PASSING_NAMESPACE}}});
+                self.write(&passing, Operation::Create, user, Some(body));
+            }
+            Some(ns) if workload::terminating(&ns) => {}
+            Some(ns) if self.rng.workload.gen_bool(0.4) => self.delete_namespace(ns, user),
+            Some(_) => {
+                let name = ["team-b", PASSING_NAMESPACE][self.rng.workload.gen_range(0..2)];
+                let key = (ns_kind, None, name.to_string());
+                let mut body = self.cluster.objects[&key].body.clone();
+                let was = self.cluster.ns_env(Some(name)).map(str::to_owned);
+                body["metadata"]["labels"]["env"] = json!(env);
+                self.write(&key, Operation::Update, user, Some(body));
+                if was.as_deref() != Some(env) && self.cluster.ns_env(Some(name)) == Some(env) {
+                    self.cluster.touch_namespace(name, self.now);
+                    self.note_relabel(name, was.as_deref(), env);
+                }
+            }
+        }
+    }
+
+    /// Namespace `ns` went from `was` to `env`: each object's last write may show in the
+    /// folders whose selection of it that changed either way, if the watch shows it after the
+    /// relabel.
+    fn note_relabel(&mut self, ns: &str, was: Option<&str>, env: &str) {
+        for key in self.cluster.in_namespace(ns) {
+            let labels = self.cluster.objects[&key]
+                .body
+                .pointer("/metadata/labels")
+                .cloned()
+                .unwrap_or_default();
+            let under = |ns_env| {
+                self.topo.selecting(&Subject {
+                    kind: &self.cluster.kinds[key.0],
+                    namespace: Some(ns),
+                    ns_env,
+                    labels: &labels,
+                })
+            };
+            let (before, after) = (under(was), under(Some(env)));
+            let dests: Vec<Destination> = before
+                .iter()
+                .filter(|d| !after.contains(d))
+                .chain(after.iter().filter(|d| !before.contains(d)))
+                .copied()
+                .collect();
+            let id = self.cluster.identifier(&key);
+            let last = self
+                .cluster
+                .history
+                .get_mut(&id)
+                .and_then(|h| h.iter_mut().rev().find(|w| !w.rejected));
+            if let Some(w) = last {
+                w.moved.extend(dests);
+            }
+        }
+    }
+
+    /// A namespace's delete: it is marked terminating, and the namespace controller deletes its
+    /// objects (through admission, as any client), then the namespace.
+    fn delete_namespace(&mut self, ns: Value, user: &'static str) {
+        let ns_kind = self.cluster.kind_index("namespaces");
+        let gvr = self.cluster.kinds[ns_kind].gvr.clone();
+        let key = (ns_kind, None, PASSING_NAMESPACE.to_string());
+        let req = self.request(&key, Operation::Delete, user, None, Some(ns.clone()), false);
+        self.webhook(req);
+        let mut body = ns;
+        meta_mut(&mut body).insert("deletionTimestamp".into(), json!("2026-11-26T00:00:02Z"));
+        let stored = self.cluster.persist_update(&key, body, self.now);
+        self.emit(&gvr, WatchEvent::Apply(stored.into()));
+        self.namespace_gone(PASSING_NAMESPACE);
+    }
+
+    /// The namespace controller's pass: it deletes what is left in the namespace, and the
+    /// namespace itself once nothing is (objects a finalizer holds go first; a refused delete is
+    /// tried again on the next pass).
+    fn namespace_gone(&mut self, ns: &str) {
+        let left = self.cluster.in_namespace(ns);
+        for key in &left {
+            let live = &self.cluster.objects[key].body;
+            if !workload::terminating(live) {
+                self.write(key, Operation::Delete, NAMESPACE_CONTROLLER, None);
+            }
+        }
+        if !self.cluster.in_namespace(ns).is_empty() {
+            self.at(self.now + 2_500, Ev::NamespaceGone(ns.to_string()));
+            return;
+        }
+        let ns_kind = self.cluster.kind_index("namespaces");
+        let key = (ns_kind, None, ns.to_string());
+        let gvr = self.cluster.kinds[ns_kind].gvr.clone();
+        let gone = self.cluster.persist_delete(&key, self.now);
+        self.emit(&gvr, WatchEvent::Delete(gone.into()));
+    }
+
     /// A delete the finalizer holds: the object gets `deletionTimestamp` (a new version, the same
     /// content once sanitized) and stays until the controller removes the finalizer.
     fn begin_deletion(
@@ -913,15 +1035,21 @@ impl World {
     ) {
         let kind = &self.cluster.kinds[key.0];
         let file = body.map(|b| oracle::expected(&kind.gvr, b));
+        let ns_env = self.cluster.ns_env(key.1.as_deref());
         let labels_of = |b: &Value| b.pointer("/metadata/labels").cloned().unwrap_or_default();
-        let dests = body.map_or_else(Vec::new, |b| {
-            self.topo.selecting(kind, key.1.as_deref(), &labels_of(b))
-        });
+        let on = |b: &Value, f: &dyn Fn(&Subject<'_>) -> Vec<Destination>| {
+            let labels = labels_of(b);
+            f(&Subject {
+                kind,
+                namespace: key.1.as_deref(),
+                ns_env,
+                labels: &labels,
+            })
+        };
+        let dests = body.map_or_else(Vec::new, |b| on(b, &|s| self.topo.selecting(s)));
         // The object the watch event shows: the one written, or for a delete the one removed.
         let shown = body.or(self.removed.as_ref());
-        let held = shown.map_or_else(Vec::new, |b| {
-            self.topo.holding(kind, key.1.as_deref(), &labels_of(b), op)
-        });
+        let held = shown.map_or_else(Vec::new, |b| on(b, &|s| self.topo.holding(s, op)));
         self.removed = None;
         let at_ms = self.now;
         self.cluster.record(
@@ -933,6 +1061,7 @@ impl World {
                 file,
                 dests,
                 held,
+                moved: Vec::new(),
                 rejected,
                 admitted_ms,
                 via_subresource: false,
@@ -954,6 +1083,10 @@ impl World {
         };
         self.at(self.now + gap, Ev::Step);
         self.world_faults();
+        if chance(&mut self.rng.workload, self.namespace_changes) {
+            self.change_namespace();
+            return;
+        }
         match workload::next(&mut self.rng.workload, &self.cluster, self.finalizers) {
             Action::Create(key, body, user) => {
                 self.write(&key, Operation::Create, user, Some(body))
@@ -1264,7 +1397,7 @@ impl World {
         if let Some(&(t, _)) = self
             .sched
             .iter()
-            .filter(|(_, e)| matches!(e, Ev::Finalize(..)))
+            .filter(|(_, e)| matches!(e, Ev::Finalize(..) | Ev::NamespaceGone(..)))
             .map(|(k, _)| k)
             .next_back()
         {

@@ -40,6 +40,7 @@ fn everything_written_by(user: &str, rec: &gitops_reverser_core::record::Recordi
                     admitted_ms: None,
                     via_subresource: false,
                     held: Vec::new(),
+                    moved: Vec::new(),
                 });
         }
     }

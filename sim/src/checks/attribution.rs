@@ -115,9 +115,20 @@ impl AttributionCheck {
                     f
                 })
                 .collect();
-            let relisted: Vec<Option<Option<&Value>>> = writes
+            // And where its namespace was relabelled into or out of the folder's selection, the
+            // write may leave its own file there or none (`moved`).
+            let alternatives: Vec<Vec<Option<&Value>>> = writes
                 .iter()
-                .map(|w| ours(&w.held).then(|| w.file.as_ref().filter(|_| ours(&w.dests))))
+                .map(|w| {
+                    let mut alt = Vec::new();
+                    if ours(&w.moved) {
+                        alt.extend([w.file.as_ref(), None]);
+                    }
+                    if ours(&w.held) {
+                        alt.push(w.file.as_ref().filter(|_| ours(&w.dests)));
+                    }
+                    alt
+                })
                 .collect();
             // A write that leaves the file as the previous persisted write left it (a no-op
             // apply, a managedFields-only update, an update while the object stays unselected)
@@ -144,7 +155,7 @@ impl AttributionCheck {
                     Some(v) => v.is_some() && f == v.as_ref(),
                     None => f.is_none(),
                 };
-                leaves(here[j]) || relisted[j].is_some_and(leaves)
+                leaves(here[j]) || alternatives[j].iter().any(|&f| leaves(f))
             };
             // The persisted writes after the cursor that leave the committed file: those that
             // changed it (`noops` false) or those that left it as it was (`noops` true).

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::cluster::Cluster;
 use crate::git::Remotes;
 use crate::oracle;
-use crate::topology::Topology;
+use crate::topology::{Subject, Topology};
 
 /// Compares every active destination with the cluster.
 /// Under `secrets_excluded`, Secrets are expected nowhere.
@@ -47,10 +47,13 @@ pub fn check(
                 .pointer("/metadata/labels")
                 .cloned()
                 .unwrap_or_default();
-            if rules
-                .iter()
-                .any(|&i| topo.selects(i, kind, key.1.as_deref(), &labels))
-            {
+            let subject = Subject {
+                kind,
+                namespace: key.1.as_deref(),
+                ns_env: cluster.ns_env(key.1.as_deref()),
+                labels: &labels,
+            };
+            if rules.iter().any(|&i| topo.selects(i, &subject)) {
                 expected.insert(
                     oracle::path(folder, &kind.gvr, key.1.as_deref(), &key.2),
                     oracle::expected(&kind.gvr, &obj.body),

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::checks::identifier_of;
 use crate::cluster::Cluster;
 use crate::git::Tree;
-use crate::topology::Topology;
+use crate::topology::{Subject, Topology};
 
 /// Longest time between a write and the watch event that shows it (latency plus disconnects: one
 /// outage of at most 45 s, then blips of at most 5 s each).
@@ -72,7 +72,13 @@ impl OrphanCheck {
                     .pointer("/metadata/labels")
                     .cloned()
                     .unwrap_or(Value::Null);
-                let selected = topo.selects(i, &cluster.kinds[okey.0], okey.1.as_deref(), &labels);
+                let obj = Subject {
+                    kind: &cluster.kinds[okey.0],
+                    namespace: okey.1.as_deref(),
+                    ns_env: cluster.ns_env(okey.1.as_deref()),
+                    labels: &labels,
+                };
+                let selected = topo.selects(i, &obj);
                 let changed = cluster
                     .changes
                     .get(id)

@@ -210,6 +210,8 @@ pub struct Core {
     cluster_rules: BTreeMap<String, ClusterWatchRuleSpec>,
     /// Discovered resources, each with whether it is namespaced.
     discovered: BTreeMap<Gvr, bool>,
+    /// Whether discovery has been received: until then every type counts as served.
+    discovery_seen: bool,
     /// Discovery's `kind` per type: what a list item without `apiVersion`/`kind` is given.
     kinds: BTreeMap<Gvr, String>,
     rules: RuleStore,
@@ -416,6 +418,7 @@ impl Core {
             watch_rules: BTreeMap::new(),
             cluster_rules: BTreeMap::new(),
             discovered: BTreeMap::new(),
+            discovery_seen: false,
             kinds: BTreeMap::new(),
             rules: RuleStore::default(),
             watched: BTreeSet::new(),
@@ -491,6 +494,7 @@ impl Core {
                     .into_iter()
                     .map(|r: ApiResource| (r.gvr, r.namespaced))
                     .collect();
+                self.discovery_seen = true;
                 self.reconfigure();
             }
             Input::Admission(req) => self.handle_admission(req),
@@ -772,7 +776,16 @@ impl Core {
             let ns_gated = self.rules.rules().iter().any(|r| {
                 *r.destination == *dest && matches!(r.reach, RuleReach::Namespaced(Some(_)))
             });
-            let mut gate = ids.clone();
+            // The folder waits for the lists of the types the API server serves only: a stream
+            // of one it does not (a CRD not installed yet, or deleted) shows nothing, and waiting
+            // for it would leave the folder unread and its branch held back. Files of such a
+            // type are not taken for orphans meanwhile (`apply_listing` scans served types only):
+            // while it cannot be listed, nothing shows they are.
+            let mut gate: BTreeSet<u16> = gvrs
+                .iter()
+                .filter(|g| !self.discovery_seen || self.discovered.contains_key(*g))
+                .map(|g| self.gvr_ids[g])
+                .collect();
             if ns_gated {
                 gate.insert(self.gvr_id(&namespaces_gvr()));
             }
@@ -806,6 +819,17 @@ impl Core {
                     b.paths
                         .drop_members(|m| m.dest == id && dropped.contains(&m.gid));
                 }
+                // A type no longer served has no live objects: forgotten, they would look like
+                // members whose files went missing, and no list of the type could ever settle
+                // that. Their files stay (outside the listed layout) until it is served again.
+                let unserved: BTreeSet<u16> = ids.difference(&gate).copied().collect();
+                if let (false, Some(b)) =
+                    (unserved.is_empty(), self.branches.get_mut(&state.branch))
+                {
+                    let id = state.id;
+                    b.paths
+                        .drop_members(|m| m.dest == id && unserved.contains(&m.gid));
+                }
                 state.gvrs = ids;
                 state.awaiting = gate
                     .iter()
@@ -813,6 +837,12 @@ impl Core {
                     .collect();
                 state.gate = gate;
                 state.listed = false;
+                if state.awaiting.is_empty() {
+                    // Fed by no stream the API server serves now: no list to wait for, and
+                    // unread, the folder would hold back its whole branch.
+                    state.want_read = true;
+                    self.wake.insert(state.branch.clone());
+                }
                 resync.extend(gvrs);
                 if ns_gated {
                     resync.insert(namespaces_gvr());
@@ -1706,6 +1736,10 @@ impl Core {
         // orphan yet. What the repo holds is still learnt; the relist's end reads again.
         let members_complete = d.awaiting.is_empty();
         let ours = layout_of(&self.gvr_ids, &d.gvrs, &dest.base_folder);
+        // Orphans only among the types whose lists it waited for (those served): see
+        // `reconfigure`.
+        let listed_types: BTreeSet<u16> = d.gvrs.intersection(&d.gate).copied().collect();
+        let scanned = layout_of(&self.gvr_ids, &listed_types, &dest.base_folder);
         let b = self.branches.get_mut(key).expect("branch");
         let mut listed: HashMap<u128, [u8; 20], KeyHash> = HashMap::default();
         let mut orphans = Vec::new();
@@ -1724,6 +1758,7 @@ impl Core {
             b.paths.set_held(pk, Some(held));
             // Not a live object's file, and no delete already pending for it.
             if members_complete
+                && scanned(&path)
                 && !b.paths.is_member(pk, d.id)
                 && !matches!(b.queue.latest(pk), Some(None))
             {
@@ -1740,7 +1775,7 @@ impl Core {
                     && !listed.contains_key(&w.path_key)
                     && !b.paths.is_member(w.path_key, d.id)
                     && matches!(b.queue.latest(w.path_key), Some(Some(_)))
-                    && ours(&w.path)
+                    && scanned(&w.path)
             })
             .map(|w| w.path.to_string())
             .collect();

@@ -901,3 +901,96 @@ fn a_delete_that_began_in_a_gap_joins_on_content_alone() {
         "{got:?}"
     );
 }
+
+fn widgets() -> gitops_reverser_core::ids::Gvr {
+    gvr("example.com", "v1", "widgets")
+}
+
+/// Discovery as the API server gives it: ConfigMaps, and Widgets while their CRD is installed.
+fn discovery(widgets_served: bool) -> Input {
+    use gitops_reverser_core::io::ApiResource;
+    let mut list = vec![ApiResource {
+        gvr: gvr("", "v1", "configmaps"),
+        namespaced: true,
+        kind: "ConfigMap".into(),
+    }];
+    if widgets_served {
+        list.push(ApiResource {
+            gvr: widgets(),
+            namespaced: true,
+            kind: "Widget".into(),
+        });
+    }
+    Input::ApiResources(list)
+}
+
+fn widget(name: &str, rv: u64) -> RawObject {
+    json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": name, "namespace": "team-a", "uid": format!("w-{name}"), "resourceVersion": rv.to_string()},
+        "spec": {"size": 1}})
+    .into()
+}
+
+/// A harness whose rule selects ConfigMaps and Widgets (folder `prod`), then discovery (the
+/// runtime's order).
+fn with_widgets(widgets_served: bool) -> Harness {
+    let mut h = Harness::with_rule(
+        &[("", "v1", "configmaps"), ("example.com", "v1", "widgets")],
+        "prod",
+    );
+    h.input(discovery(widgets_served));
+    h
+}
+
+/// Seed 7 (CRD installed mid-run): a rule naming a type the API server does not serve yet made
+/// its folder wait for a list that never comes, and held back every push of its branch.
+#[test]
+fn a_folder_does_not_wait_for_the_list_of_a_type_not_served() {
+    let mut h = with_widgets(false);
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    let got = authors(&mut h);
+    assert_eq!(got, ["gitops-reverser [CREATE] v1/configmaps/team-a/a"]);
+}
+
+/// Seed 250 (CRD deleted mid-run): files of a type the API server no longer serves are not taken
+/// for orphans, since no list of it can say which of its objects went (a type missing from
+/// discovery may only be unreachable); the rest of the folder goes on, without relists. (Seed
+/// 116 found a first version of the fix above relisting for ever: the type's objects stayed
+/// members whose missing files no list could settle. The CI set guards that one.)
+#[test]
+fn the_files_of_a_type_no_longer_served_stay_and_the_folder_goes_on() {
+    let mut h = with_widgets(true);
+    h.seed_empty();
+    h.input(Input::Watch(widgets(), WatchEvent::Apply(widget("w", 10))));
+    h.input(Input::Watch(widgets(), WatchEvent::Apply(widget("v", 11))));
+    h.flush_and_push();
+    assert!(h
+        .files
+        .contains_key("prod/example.com/v1/widgets/team-a/w.yaml"));
+    // Someone removes one widget's file by hand; then the CRD goes.
+    h.files.remove("prod/example.com/v1/widgets/team-a/v.yaml");
+    h.head = Some("by-hand".into());
+    h.input(discovery(false));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.outputs.clear();
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 12))));
+    h.flush_and_push();
+    h.flush_and_push();
+    let resyncs = h
+        .outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Resync(_)))
+        .count();
+    assert_eq!(resyncs, 0, "{:?}", h.outputs);
+    assert!(h.files.contains_key("prod/v1/configmaps/team-a/a.yaml"));
+    assert!(
+        h.files
+            .contains_key("prod/example.com/v1/widgets/team-a/w.yaml"),
+        "not an orphan while its type cannot be listed"
+    );
+}

@@ -23,6 +23,10 @@ pub struct Kind {
     pub has_status: bool,
     /// Whether users write it (namespaces are fixed).
     pub written: bool,
+    /// Whether the API server serves it now (a CRD installed; false before and after).
+    pub served: bool,
+    /// Its CRD is being deleted: served, but no new objects.
+    pub removing: bool,
 }
 
 /// The types: core and apps built-ins, a CRD, a cluster-scoped type, Secrets and the namespaces.
@@ -34,6 +38,8 @@ pub fn kinds() -> Vec<Kind> {
         namespaced,
         has_status,
         written,
+        served: true,
+        removing: false,
     };
     vec![
         k("", "v1", "configmaps", "ConfigMap", "v1", true, false, true),
@@ -85,6 +91,7 @@ pub fn kinds() -> Vec<Kind> {
 pub fn api_resources(kinds: &[Kind]) -> Vec<ApiResource> {
     kinds
         .iter()
+        .filter(|k| k.served)
         .map(|k| ApiResource {
             gvr: k.gvr.clone(),
             namespaced: k.namespaced,

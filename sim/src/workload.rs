@@ -53,7 +53,10 @@ pub const FINALIZER: &str = "example.com/cleanup";
 /// Draws the next action. `finalizers` is the chance that a new object carries [`FINALIZER`].
 pub fn next(rng: &mut ChaCha8Rng, cluster: &Cluster, finalizers: f64) -> Action {
     let writable: Vec<usize> = (0..cluster.kinds.len())
-        .filter(|&k| cluster.kinds[k].written)
+        .filter(|&k| {
+            let k = &cluster.kinds[k];
+            k.written && k.served && !k.removing
+        })
         .collect();
     let kind = writable[rng.gen_range(0..writable.len())];
     let k = &cluster.kinds[kind];

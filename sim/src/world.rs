@@ -34,6 +34,8 @@ use crate::swarm::{Fault, FaultChoice, Swarm};
 use crate::topology::{Subject, Topology};
 use crate::workload::{self, Action, CONTROLLER};
 
+/// Who deletes a deleted CRD's objects.
+const CRD_CLEANUP: &str = "system:apiserver";
 /// Who deletes a deleted namespace's objects.
 const NAMESPACE_CONTROLLER: &str = "system:serviceaccount:kube-system:namespace-controller";
 /// Wall clock at simulated time zero (2026-11-26T00:00:00Z).
@@ -125,6 +127,8 @@ enum Ev {
     Finalize(Finalize),
     /// The namespace controller finishes deleting a namespace once its objects are gone.
     NamespaceGone(String),
+    /// The CRD's deletion goes on: its objects are deleted, then the type is no longer served.
+    CrdGone(usize),
 }
 
 /// A deletion the finalizer holds, waiting for the controller.
@@ -206,6 +210,11 @@ struct World {
     removed: Option<Value>,
     /// Per step: a namespace is created, relabelled or deleted (with its objects).
     namespace_changes: f64,
+    /// The CRD's life: the step it is installed at (it is not served before), and the step it
+    /// is deleted at, if any. `None`: installed before the run.
+    crd_life: Option<(usize, Option<usize>)>,
+    /// Steps taken.
+    steps_done: usize,
     secrets: SecretCheck,
 }
 
@@ -274,6 +283,22 @@ pub fn run(params: &Params) -> Report {
     } else {
         0.0
     };
+    // Half the runs install the Widget CRD during the run (its streams wait until then), and
+    // half of those delete it again later.
+    let crd_life = rng.swarm.gen_bool(0.5).then(|| {
+        let steps = params.steps.max(10);
+        let installed = rng.swarm.gen_range(steps / 10..steps / 2);
+        let removed = rng
+            .swarm
+            .gen_bool(0.5)
+            .then(|| rng.swarm.gen_range(steps * 6 / 10..steps * 9 / 10));
+        (installed, removed)
+    });
+    let mut cluster = Cluster::new();
+    if crd_life.is_some() {
+        let widgets = cluster.kind_index("widgets");
+        cluster.kinds[widgets].served = false;
+    }
     let mut w = World {
         now: 0,
         wall_offset_ms: 0,
@@ -281,7 +306,7 @@ pub fn run(params: &Params) -> Report {
         seq: 0,
         rng,
         swarm: swarm.clone(),
-        cluster: Cluster::new(),
+        cluster,
         topo: Topology::new(max_commits, interval),
         streams: BTreeMap::new(),
         core: Core::new(core_config(0, secret_policy)),
@@ -294,6 +319,8 @@ pub fn run(params: &Params) -> Report {
         subresources,
         removed: None,
         namespace_changes,
+        crd_life,
+        steps_done: 0,
         generation: 0,
         admissions_due_ms: 0,
         remotes: Remotes::default(),
@@ -344,10 +371,15 @@ pub fn run(params: &Params) -> Report {
         swarm,
         push: (max_commits, interval),
         behaviours: format!(
-            "secrets={} lists={} admit-twice={admit_twice:.2} unchanged-updates={unchanged_updates:.2} finalizers={finalizers:.2} subresources={} namespace-changes={namespace_changes:.3}",
+            "secrets={} lists={} admit-twice={admit_twice:.2} unchanged-updates={unchanged_updates:.2} finalizers={finalizers:.2} subresources={} namespace-changes={namespace_changes:.3} crd={}",
             if excluded { "exclude" } else { "redact" },
             if bare_lists { "bare" } else { "typed" },
-            if subresources { "admitted" } else { "unseen" }
+            if subresources { "admitted" } else { "unseen" },
+            match crd_life {
+                None => "installed".to_string(),
+                Some((i, None)) => format!("installed-at-{i}"),
+                Some((i, Some(r))) => format!("installed-at-{i}-deleted-at-{r}"),
+            }
         ),
         watch_events: w.watch_events,
         admissions: w.admissions,
@@ -420,6 +452,7 @@ impl World {
                 Ev::Heal => self.heal(),
                 Ev::Finalize(f) => self.finalize(f),
                 Ev::NamespaceGone(ns) => self.namespace_gone(&ns),
+                Ev::CrdGone(kind) => self.crd_gone(kind),
             }
             for v in &mut self.violations[seen..] {
                 *v = format!("[t={t} ms] {v}");
@@ -547,8 +580,13 @@ impl World {
     /// Starts (or restarts) a stream with a fresh list: whatever was queued is lost.
     fn relist(&mut self, gvr: Gvr) {
         let kind = self.cluster.kinds.iter().position(|k| k.gvr == gvr);
-        let mut events = vec![WatchEvent::Init];
-        if let Some(k) = kind {
+        // A type the API server does not serve (yet): the stream waits, and shows nothing.
+        let mut events = if kind.is_some_and(|k| !self.cluster.kinds[k].served) {
+            Vec::new()
+        } else {
+            vec![WatchEvent::Init]
+        };
+        if let Some(k) = kind.filter(|_| !events.is_empty()) {
             events.extend(self.cluster.list(k).into_iter().map(|mut o| {
                 if self.bare_lists {
                     let m = o.as_object_mut().expect("an object");
@@ -558,7 +596,9 @@ impl World {
                 WatchEvent::InitApply(o.into())
             }));
         }
-        events.push(WatchEvent::InitDone);
+        if !events.is_empty() {
+            events.push(WatchEvent::InitDone);
+        }
         let queue: VecDeque<(u64, WatchEvent)> = events
             .into_iter()
             .enumerate()
@@ -920,6 +960,56 @@ impl World {
         }
     }
 
+    /// The Widget CRD is created: discovery serves the type, and a stream waiting for it lists.
+    fn install_crd(&mut self) {
+        let kind = self.cluster.kind_index("widgets");
+        self.cluster.kinds[kind].served = true;
+        self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
+        let gvr = self.cluster.kinds[kind].gvr.clone();
+        if self.streams.contains_key(&gvr) {
+            self.relist(gvr);
+        }
+    }
+
+    /// The Widget CRD is deleted: no new widgets; the API server deletes every one (through
+    /// admission, as a client), and then no longer serves the type.
+    fn delete_crd(&mut self) {
+        let kind = self.cluster.kind_index("widgets");
+        self.cluster.kinds[kind].removing = true;
+        self.crd_gone(kind);
+    }
+
+    /// The CRD's cleanup pass: deletes the objects left (those a finalizer holds go when it
+    /// does); once none is left, and the watch has had time to show their deletes, the type goes
+    /// from discovery and its streams stop.
+    fn crd_gone(&mut self, kind: usize) {
+        let left: Vec<ObjKey> = self
+            .cluster
+            .objects
+            .keys()
+            .filter(|k| k.0 == kind)
+            .cloned()
+            .collect();
+        for key in &left {
+            if !workload::terminating(&self.cluster.objects[key].body) {
+                self.write(key, Operation::Delete, CRD_CLEANUP, None);
+            }
+        }
+        let gvr = self.cluster.kinds[kind].gvr.clone();
+        let drained = self.streams.get(&gvr).is_none_or(|s| s.queue.is_empty());
+        if !left.is_empty() || !drained {
+            self.at(self.now + 2_500, Ev::CrdGone(kind));
+            return;
+        }
+        self.cluster.kinds[kind].served = false;
+        self.cluster.kinds[kind].removing = false;
+        self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
+        if let Some(s) = self.streams.get_mut(&gvr) {
+            s.queue.clear();
+            s.token += 1;
+        }
+    }
+
     /// A namespace's delete: it is marked terminating, and the namespace controller deletes its
     /// objects (through admission, as any client), then the namespace.
     fn delete_namespace(&mut self, ns: Value, user: &'static str) {
@@ -1083,6 +1173,15 @@ impl World {
         };
         self.at(self.now + gap, Ev::Step);
         self.world_faults();
+        self.steps_done += 1;
+        if let Some((installed, removed)) = self.crd_life {
+            if self.steps_done == installed {
+                self.install_crd();
+            }
+            if removed == Some(self.steps_done) {
+                self.delete_crd();
+            }
+        }
         if chance(&mut self.rng.workload, self.namespace_changes) {
             self.change_namespace();
             return;
@@ -1397,7 +1496,12 @@ impl World {
         if let Some(&(t, _)) = self
             .sched
             .iter()
-            .filter(|(_, e)| matches!(e, Ev::Finalize(..) | Ev::NamespaceGone(..)))
+            .filter(|(_, e)| {
+                matches!(
+                    e,
+                    Ev::Finalize(..) | Ev::NamespaceGone(..) | Ev::CrdGone(..)
+                )
+            })
             .map(|(k, _)| k)
             .next_back()
         {

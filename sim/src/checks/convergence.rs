@@ -61,10 +61,15 @@ pub fn check(
             }
         }
         for kind in &cluster.kinds {
-            if rules.iter().any(|&i| {
-                let r = &topo.rules[i];
-                r.entries.iter().any(|e| r.names(e, kind))
-            }) {
+            // Files of a type the API server no longer serves (its CRD deleted) may stay: no list
+            // of the type can show the core which of its objects went, and a type missing from
+            // discovery may only be unreachable, so the core never takes them for orphans.
+            if kind.served
+                && rules.iter().any(|&i| {
+                    let r = &topo.rules[i];
+                    r.entries.iter().any(|e| r.names(e, kind))
+                })
+            {
                 let mut p = base.clone();
                 if !kind.gvr.group.is_empty() {
                     p.push_str(&kind.gvr.group);

@@ -936,6 +936,12 @@ pub(crate) mod tests {
                 }
             }
         }
+        // Two high bytes in the tail (one two-byte character) are still seen.
+        for len in 2..8 {
+            let mut t = base[..len].to_vec();
+            t[len - 2..].copy_from_slice("é".as_bytes());
+            assert!(!is_ascii(&t), "len {len}");
+        }
         // Non-ASCII text is still checked in full.
         assert!(Doc::parse("\"é\"".as_bytes()).is_ok());
         assert_eq!(Doc::parse(b"[\"\xff\"]").unwrap_err().what, "not UTF-8");

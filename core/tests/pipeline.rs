@@ -858,3 +858,44 @@ fn a_delete_its_rule_leaves_out_keeps_the_file_until_a_resync() {
     h.flush_and_push();
     assert_eq!(file_a(&h), None, "the relist shows the object gone");
 }
+
+/// An object larger than `OBJECT_BYTES_MAX` once sanitized is refused with a reason, and its file
+/// is not written; its delete still removes a file written when it was smaller.
+#[test]
+fn an_oversized_object_is_refused_and_its_delete_still_goes() {
+    use gitops_reverser_core::core::OBJECT_BYTES_MAX;
+    let mut h = seeded();
+    h.input(apply(cm("a", "1", 10)));
+    h.flush_and_push();
+    assert!(file_a(&h).is_some());
+    let big = "x".repeat(OBJECT_BYTES_MAX + 1);
+    h.input(apply(cm("a", &big, 11)));
+    let refused: Vec<&String> = h
+        .outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Refused { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{:?}", h.outputs);
+    assert!(refused[0].contains("bytes"), "{}", refused[0]);
+    h.flush_and_push();
+    assert!(
+        file_a(&h).unwrap().contains("key: \"1\""),
+        "the last file that fits stays"
+    );
+    h.input(delete(cm("a", &big, 12)));
+    h.flush_and_push();
+    assert_eq!(file_a(&h), None);
+    // A large object under the limit is still written.
+    let fits = {
+        let mut v = cm("b", "", 13);
+        let overhead = serde_json::to_vec(&v).unwrap().len();
+        v["data"]["key"] = json!("y".repeat(OBJECT_BYTES_MAX.saturating_sub(overhead) / 2));
+        v
+    };
+    h.input(apply(fits));
+    h.flush_and_push();
+    assert!(h.files.contains_key("prod/v1/configmaps/team-a/b.yaml"));
+}

@@ -138,8 +138,8 @@ pub struct WriteRecord {
     /// (`operations`): there it leaves the file as it was.
     pub held: Vec<Destination>,
     /// Destinations where it may leave its file or none: its namespace was relabelled into or
-    /// out of their selection before the object's next write, and the watch may show the write
-    /// after the relabel.
+    /// out of their selection around it (before the object's next write, or shortly before this
+    /// one), and the watch may show the write and the relabel in either order.
     pub moved: Vec<Destination>,
     /// Rejected after admission: never persisted.
     pub rejected: bool,

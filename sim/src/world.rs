@@ -210,6 +210,9 @@ struct World {
     removed: Option<Value>,
     /// Per step: a namespace is created, relabelled or deleted (with its objects).
     namespace_changes: f64,
+    /// Per namespace: when it was relabelled, and its `env` before. Until the watch has surely
+    /// shown a relabel, the core may route a later write by the labels before it.
+    relabels: BTreeMap<String, Vec<(u64, Option<String>)>>,
     /// The CRD's life: the step it is installed at (it is not served before), and the step it
     /// is deleted at, if any. `None`: installed before the run.
     crd_life: Option<(usize, Option<usize>)>,
@@ -319,6 +322,7 @@ pub fn run(params: &Params) -> Report {
         subresources,
         removed: None,
         namespace_changes,
+        relabels: BTreeMap::new(),
         crd_life,
         steps_done: 0,
         generation: 0,
@@ -918,14 +922,17 @@ impl World {
                 if was.as_deref() != Some(env) && self.cluster.ns_env(Some(name)) == Some(env) {
                     self.cluster.touch_namespace(name, self.now);
                     self.note_relabel(name, was.as_deref(), env);
+                    self.relabels
+                        .entry(name.to_string())
+                        .or_default()
+                        .push((self.now, was));
                 }
             }
         }
     }
 
-    /// Namespace `ns` went from `was` to `env`: each object's last write may show in the
-    /// folders whose selection of it that changed either way, if the watch shows it after the
-    /// relabel.
+    /// Namespace `ns` went from `was` to `env`: each object's last write, and any the watch may
+    /// not have shown yet, may show in the folders whose selection of it that changed either way.
     fn note_relabel(&mut self, ns: &str, was: Option<&str>, env: &str) {
         for key in self.cluster.in_namespace(ns) {
             let labels = self.cluster.objects[&key]
@@ -948,14 +955,20 @@ impl World {
                 .chain(after.iter().filter(|d| !before.contains(d)))
                 .copied()
                 .collect();
+            // The last write, and every one the watch may still show after the relabel.
             let id = self.cluster.identifier(&key);
-            let last = self
-                .cluster
-                .history
-                .get_mut(&id)
-                .and_then(|h| h.iter_mut().rev().find(|w| !w.rejected));
-            if let Some(w) = last {
-                w.moved.extend(dests);
+            let since = self
+                .now
+                .saturating_sub(crate::checks::orphans::WATCH_DELAY_MAX_MS);
+            if let Some(history) = self.cluster.history.get_mut(&id) {
+                let mut last = true;
+                for w in history.iter_mut().rev().filter(|w| !w.rejected) {
+                    if !last && w.at_ms < since {
+                        break;
+                    }
+                    w.moved.extend(dests.iter().copied());
+                    last = false;
+                }
             }
         }
     }
@@ -1137,6 +1150,32 @@ impl World {
             })
         };
         let dests = body.map_or_else(Vec::new, |b| on(b, &|s| self.topo.selecting(s)));
+        // Its namespace's labels changed just before: the core may see this write first.
+        let mut moved = Vec::new();
+        if let (Some(b), Some(ns)) = (body, key.1.as_deref()) {
+            let recent = self
+                .relabels
+                .get(ns)
+                .into_iter()
+                .flatten()
+                .filter(|(t, _)| self.now <= t + crate::checks::orphans::WATCH_DELAY_MAX_MS);
+            for (_, was) in recent {
+                let labels = labels_of(b);
+                let before = self.topo.selecting(&Subject {
+                    kind,
+                    namespace: Some(ns),
+                    ns_env: was.as_deref(),
+                    labels: &labels,
+                });
+                moved.extend(
+                    before
+                        .iter()
+                        .filter(|d| !dests.contains(d))
+                        .chain(dests.iter().filter(|d| !before.contains(d)))
+                        .copied(),
+                );
+            }
+        }
         // The object the watch event shows: the one written, or for a delete the one removed.
         let shown = body.or(self.removed.as_ref());
         let held = shown.map_or_else(Vec::new, |b| on(b, &|s| self.topo.holding(s, op)));
@@ -1151,7 +1190,7 @@ impl World {
                 file,
                 dests,
                 held,
-                moved: Vec::new(),
+                moved,
                 rejected,
                 admitted_ms,
                 via_subresource: false,

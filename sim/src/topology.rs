@@ -105,7 +105,7 @@ const fn entry(resources: &'static [&'static str]) -> Entry {
 }
 
 impl Topology {
-    /// The world's configuration: two repositories, three branches, five rules (two toggle).
+    /// The world's configuration: two repositories, three branches, seven rules (four toggle).
     pub fn new(max_commits: u32, interval: &'static str) -> Self {
         let repos = vec![
             Repo {
@@ -191,7 +191,9 @@ impl Topology {
                     operations: &[Operation::Create, Operation::Update],
                     ..entry(&["*"])
                 }],
-                toggles: false,
+                // Comes and goes, so that no namespace selector is always on: the namespaces
+                // stream must stop when neither this rule nor `prod-config` is there.
+                toggles: true,
             },
             // Team a's ConfigMaps, created and deleted: updates leave the files until a resync.
             Rule {

@@ -179,7 +179,12 @@ impl AttributionCheck {
                         "{url} {branch}: {ident} committed with the fallback author in a run without attribution faults"
                     ));
                 }
-                if let Some(j) = first {
+                // The cursor goes to the earliest write that could leave this file, no-ops
+                // included: an authorless commit is never wrong, so it must not use up a write a
+                // later authored commit needs (seed 42691: a relabel made bob's delete look like
+                // a no-op, and the next candidate was alice's create).
+                let earliest = (start..writes.len()).find(|&j| !writes[j].rejected && same(j));
+                if let Some(j) = earliest {
                     self.matched.insert(key, j);
                 }
                 continue;

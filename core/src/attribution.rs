@@ -33,9 +33,11 @@ pub struct Record {
     pub user: Arc<str>,
     /// Fingerprint of the base resourceVersion; `None` for CREATE.
     pub base_rv: Option<u64>,
-    /// CREATE: fingerprint of the object's `metadata.uid`, which the API server assigns before
-    /// it calls admission, so that only the object this request made can match it (a refused
-    /// twin's uid never reaches the watch). `None` when the request carried none.
+    /// Fingerprint of the object's `metadata.uid`, so that only a change of that very object can
+    /// match it. For CREATE the API server assigns it before it calls admission, so a refused
+    /// twin's uid never reaches the watch; for UPDATE and DELETE it keeps a record of an object
+    /// from explaining a change of the next object of that name. `None` when the request
+    /// carried none.
     pub uid: Option<u64>,
     /// Content hash of the sanitized object written (deleted, for DELETE).
     pub content: u64,

@@ -1052,7 +1052,10 @@ impl Core {
             Record {
                 user: req.username.into(),
                 base_rv: base,
-                uid: primary.uid.filter(|_| req.operation == Operation::Create),
+                // Every operation's: an UPDATE or DELETE record explains only a change of the
+                // object it was made for (seeds 40542, 40889: a finalizer's removal, recorded as an
+                // UPDATE no event would show, named the author of the next incarnation's update).
+                uid: primary.uid,
                 content,
                 seq: 0,
             },

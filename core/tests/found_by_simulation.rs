@@ -994,3 +994,52 @@ fn the_files_of_a_type_no_longer_served_stay_and_the_folder_goes_on() {
         "not an orphan while its type cannot be listed"
     );
 }
+
+/// Seeds 40542 and 40889, from the long run of 2026-12-03. A controller's removal of a finalizer
+/// is admitted as an UPDATE, but no UPDATE event shows it: the object goes instead. Its record
+/// stayed, and after relists showed the name's next object (created in a gap) with that content,
+/// the content-only join named the controller for it. A record now explains only changes of the
+/// object (uid) it was made for.
+#[test]
+fn a_finalizer_removal_cannot_name_the_author_of_the_next_objects_change() {
+    let mut h = seeded();
+    h.input(held_admission(
+        Operation::Create,
+        "alice",
+        None,
+        Some(held("1", 0, false)),
+    ));
+    h.input(watch(WatchEvent::Apply(held("1", 10, false))));
+    h.input(held_admission(
+        Operation::Delete,
+        "carol",
+        Some(held("1", 10, false)),
+        None,
+    ));
+    h.input(watch(WatchEvent::Apply(held("1", 11, true))));
+    h.input(held_admission(
+        Operation::Update,
+        "finalizer-controller",
+        Some(held("1", 11, true)),
+        Some(cm("a", "1", "u1", 11)),
+    ));
+    h.input(watch(WatchEvent::Delete(held("1", 12, true))));
+    // The next object of the name, created (and changed) in watch gaps.
+    for rv in [13, 14] {
+        h.input(watch(WatchEvent::Init));
+        h.input(watch(WatchEvent::InitApply(cm("a", "1", "u2", rv))));
+        h.input(watch(WatchEvent::InitDone));
+    }
+    h.answer_all();
+    let got = authors(&mut h);
+    assert!(
+        got.iter().all(|c| !c.starts_with("finalizer-controller")),
+        "{got:?}"
+    );
+    // Here the listed change lands in the same resync commit either way; the join is the bug.
+    assert_eq!(
+        h.core.attribution_counters().hash_only_total,
+        0,
+        "the controller's record explained the next object's change"
+    );
+}

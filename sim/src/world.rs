@@ -213,6 +213,8 @@ struct World {
     /// Per namespace: when it was relabelled, and its `env` before. Until the watch has surely
     /// shown a relabel, the core may route a later write by the labels before it.
     relabels: BTreeMap<String, Vec<(u64, Option<String>)>>,
+    /// The `env` a deleted namespace had, until one of that name is created again.
+    gone_env: BTreeMap<String, Option<String>>,
     /// The CRD's life: the step it is installed at (it is not served before), and the step it
     /// is deleted at, if any. `None`: installed before the run.
     crd_life: Option<(usize, Option<usize>)>,
@@ -323,6 +325,7 @@ pub fn run(params: &Params) -> Report {
         removed: None,
         namespace_changes,
         relabels: BTreeMap::new(),
+        gone_env: BTreeMap::new(),
         crd_life,
         steps_done: 0,
         generation: 0,
@@ -909,6 +912,14 @@ impl World {
                     "metadata": {"name": PASSING_NAMESPACE, "labels": {"env": env,
                         "kubernetes.io/metadata.name": PASSING_NAMESPACE}}});
                 self.write(&passing, Operation::Create, user, Some(body));
+                if self.cluster.objects.contains_key(&passing) {
+                    // Until the watch shows it, the core may route its objects as if it had no
+                    // labels, or the labels of the namespace of that name it saw deleted.
+                    let before = self.gone_env.remove(PASSING_NAMESPACE).flatten();
+                    let entry = self.relabels.entry(PASSING_NAMESPACE.into()).or_default();
+                    entry.push((self.now, None));
+                    entry.push((self.now, before));
+                }
             }
             Some(ns) if workload::terminating(&ns) => {}
             Some(ns) if self.rng.workload.gen_bool(0.4) => self.delete_namespace(ns, user),
@@ -1056,6 +1067,8 @@ impl World {
         let ns_kind = self.cluster.kind_index("namespaces");
         let key = (ns_kind, None, ns.to_string());
         let gvr = self.cluster.kinds[ns_kind].gvr.clone();
+        let env = self.cluster.ns_env(Some(ns)).map(str::to_owned);
+        self.gone_env.insert(ns.to_string(), env);
         let gone = self.cluster.persist_delete(&key, self.now);
         self.emit(&gvr, WatchEvent::Delete(gone.into()));
     }

@@ -193,35 +193,46 @@ impl AttributionCheck {
             // core saw, when it missed those between (a relist after a gap shows only the last):
             // carol's delete and re-create that left the object unselected (seed 152).
             let by_author = |j: &usize| writes[*j].user == author && writes[*j].op == op;
-            if let Some(j) = later(false)
+            let authored = later(false)
                 .find(by_author)
-                .or_else(|| later(true).find(by_author))
-            {
-                self.counts.hit += 1;
-                self.matched.insert(key, j);
-                continue;
-            }
-            let rejected_twin = writes.iter().any(|w| {
-                w.rejected
-                    && w.op == op
+                .or_else(|| later(true).find(by_author));
+            // The earliest write after the cursor that a rejected twin by the author explains.
+            let twin_of = |j: usize| {
+                let x = &writes[j];
+                !x.rejected
+                    && x.op == op
                     && op != Operation::Create
-                    && w.user == author
-                    && writes.iter().enumerate().any(|(j, x)| {
-                        !x.rejected
-                            && x.op == w.op
+                    && x.admitted_ms.is_none_or(|a| a > x.at_ms + ON_TIME_MS)
+                    && same(j)
+                    && writes.iter().any(|w| {
+                        w.rejected
+                            && w.op == op
+                            && w.user == author
                             && x.at_ms >= w.at_ms
                             && x.at_ms <= w.admitted_ms.unwrap_or(w.at_ms) + TTL_MS
-                            && x.admitted_ms.is_none_or(|a| a > x.at_ms + ON_TIME_MS)
                             && x.file == w.file
-                            && same(j)
                     })
-            });
-            if rejected_twin {
-                self.counts.ambiguous += 1;
-                if let Some(j) = later(false).next() {
-                    self.matched.insert(key, j);
+            };
+            let twin = (start..writes.len()).find(|&j| twin_of(j));
+            match (authored, twin) {
+                // The twin comes first: the author's own later write is left for its own commit
+                // (seed 44252: the deployer's refused delete named for alice's, then his own).
+                (Some(a), Some(t)) if t < a => {
+                    self.counts.ambiguous += 1;
+                    self.matched.insert(key, t);
+                    continue;
                 }
-                continue;
+                (Some(a), _) => {
+                    self.counts.hit += 1;
+                    self.matched.insert(key, a);
+                    continue;
+                }
+                (None, Some(t)) => {
+                    self.counts.ambiguous += 1;
+                    self.matched.insert(key, t);
+                    continue;
+                }
+                (None, None) => {}
             }
             self.counts.wrong += 1;
             let trail: Vec<String> = writes

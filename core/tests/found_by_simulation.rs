@@ -814,27 +814,34 @@ fn held_admission(
     Input::Admission(req)
 }
 
-/// A delete that finalizers hold comes in two watch events: the `deletionTimestamp` version (no
-/// change once sanitized), then the deletion when a controller removes the finalizer. The DELETE
-/// was admitted against the version before the first, and the join used the last version seen
-/// as the base: the deleter's record never fitted, and the delete went to the fallback author.
-#[test]
-fn a_delete_held_by_finalizers_is_the_deleters() {
+/// `creator` made `a` with the finalizer, `deleter` deleted it, and the watch has shown the
+/// `deletionTimestamp` version (rv 11) of the version the delete was admitted on (rv 10).
+fn deletion_begun(creator: &str, deleter: &str) -> Harness {
     let mut h = seeded();
     h.input(held_admission(
         Operation::Create,
-        "bob",
+        creator,
         None,
         Some(held("1", 0, false)),
     ));
     h.input(watch(WatchEvent::Apply(held("1", 10, false))));
     h.input(held_admission(
         Operation::Delete,
-        "alice",
+        deleter,
         Some(held("1", 10, false)),
         None,
     ));
     h.input(watch(WatchEvent::Apply(held("1", 11, true))));
+    h
+}
+
+/// A delete that finalizers hold comes in two watch events: the `deletionTimestamp` version (no
+/// change once sanitized), then the deletion when a controller removes the finalizer. The DELETE
+/// was admitted against the version before the first, and the join used the last version seen
+/// as the base: the deleter's record never fitted, and the delete went to the fallback author.
+#[test]
+fn a_delete_held_by_finalizers_is_the_deleters() {
+    let mut h = deletion_begun("bob", "alice");
     // The controller's update that removes the finalizer (its admission records a change that
     // no event will show: the object goes instead), then the deletion.
     h.input(admission(
@@ -1002,21 +1009,7 @@ fn the_files_of_a_type_no_longer_served_stay_and_the_folder_goes_on() {
 /// object (uid) it was made for.
 #[test]
 fn a_finalizer_removal_cannot_name_the_author_of_the_next_objects_change() {
-    let mut h = seeded();
-    h.input(held_admission(
-        Operation::Create,
-        "alice",
-        None,
-        Some(held("1", 0, false)),
-    ));
-    h.input(watch(WatchEvent::Apply(held("1", 10, false))));
-    h.input(held_admission(
-        Operation::Delete,
-        "carol",
-        Some(held("1", 10, false)),
-        None,
-    ));
-    h.input(watch(WatchEvent::Apply(held("1", 11, true))));
+    let mut h = deletion_begun("alice", "carol");
     h.input(held_admission(
         Operation::Update,
         "finalizer-controller",

@@ -711,18 +711,6 @@ impl World {
         Some(due)
     }
 
-    fn request(
-        &mut self,
-        key: &ObjKey,
-        op: Operation,
-        user: &str,
-        object: Option<Value>,
-        old: Option<Value>,
-        dry_run: bool,
-    ) -> AdmissionRequest {
-        self.review(key, op, user, object, old, dry_run, None)
-    }
-
     /// The AdmissionReview the API server sends for a write, read by the core's own parser as
     /// the runtime reads it. A create by `generateName` names no object in the request (the
     /// server picked the name; the object carries it); `sub` is the subresource written.
@@ -800,11 +788,11 @@ impl World {
         }
         if op == Operation::Update && chance(&mut self.rng.apiserver, self.unchanged_updates) {
             // The object as it is: admission sees it, storage finds nothing to change.
-            let req = self.request(key, op, user, old.clone(), old.clone(), false);
+            let req = self.review(key, op, user, old.clone(), old.clone(), false, None);
             self.webhook(req);
             return;
         }
-        let req = self.request(key, op, user, body.clone(), old.clone(), false);
+        let req = self.review(key, op, user, body.clone(), old.clone(), false, None);
         if chance(&mut self.rng.apiserver, self.admit_twice) {
             // The first attempt lost a storage conflict; the retry runs admission again.
             let mut first = req.clone();
@@ -1040,7 +1028,15 @@ impl World {
         let ns_kind = self.cluster.kind_index("namespaces");
         let gvr = self.cluster.kinds[ns_kind].gvr.clone();
         let key = (ns_kind, None, PASSING_NAMESPACE.to_string());
-        let req = self.request(&key, Operation::Delete, user, None, Some(ns.clone()), false);
+        let req = self.review(
+            &key,
+            Operation::Delete,
+            user,
+            None,
+            Some(ns.clone()),
+            false,
+            None,
+        );
         self.webhook(req);
         let mut body = ns;
         meta_mut(&mut body).insert("deletionTimestamp".into(), json!("2026-11-26T00:00:02Z"));
@@ -1115,13 +1111,14 @@ impl World {
         let gvr = self.cluster.kinds[f.key.0].gvr.clone();
         let mut released = old.clone();
         meta_mut(&mut released).remove("finalizers");
-        let req = self.request(
+        let req = self.review(
             &f.key,
             Operation::Update,
             CONTROLLER,
             Some(released),
             Some(old),
             false,
+            None,
         );
         self.webhook(req);
         let gone = self.cluster.persist_delete(&f.key, self.now);
@@ -1302,7 +1299,7 @@ impl World {
                 if self.cluster.kinds[key.0].gvr.resource == "secrets" {
                     self.secrets.note(&body);
                 }
-                let req = self.request(&key, op, user, Some(body), old, true);
+                let req = self.review(&key, op, user, Some(body), old, true, None);
                 self.webhook(req);
             }
             Action::ToggleRule => {

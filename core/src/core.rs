@@ -746,6 +746,11 @@ impl Core {
         id
     }
 
+    /// Whether the API server serves `gvr` (every type does until discovery has been received).
+    fn served(&self, gvr: &Gvr) -> bool {
+        !self.discovery_seen || self.discovered.contains_key(gvr)
+    }
+
     fn reconfigure(&mut self) {
         let (compiled, status) = self.compile_rules();
         let mut rules = RuleStore::new(compiled);
@@ -783,7 +788,7 @@ impl Core {
             // while it cannot be listed, nothing shows they are.
             let mut gate: BTreeSet<u16> = gvrs
                 .iter()
-                .filter(|g| !self.discovery_seen || self.discovered.contains_key(*g))
+                .filter(|g| self.served(g))
                 .map(|g| self.gvr_ids[g])
                 .collect();
             if ns_gated {
@@ -1136,6 +1141,11 @@ impl Core {
     /// objects' files look like orphans.
     fn resync(&mut self, gvrs: impl IntoIterator<Item = Gvr>) {
         for gvr in gvrs {
+            if !self.served(&gvr) {
+                // No list of it can come: asked for, it would stay due for ever (and the
+                // runtime, waiting for it, would never report ready).
+                continue;
+            }
             let gid = self.gvr_id(&gvr);
             // The list this asks for, not one already running.
             let next = self.live[gid as usize].epoch() + 1;

@@ -980,7 +980,15 @@ fn the_files_of_a_type_no_longer_served_stay_and_the_folder_goes_on() {
     // Someone removes one widget's file by hand; then the CRD goes.
     h.files.remove("prod/example.com/v1/widgets/team-a/v.yaml");
     h.head = Some("by-hand".into());
+    h.outputs.clear();
     h.input(discovery(false));
+    assert!(
+        !h.outputs
+            .iter()
+            .any(|o| matches!(o, Output::Resync(g) if *g == widgets())),
+        "a relist of a type not served never comes (and the runtime would wait for it): {:?}",
+        h.outputs
+    );
     h.input(watch(WatchEvent::Init));
     h.input(watch(WatchEvent::InitDone));
     h.answer_all();

@@ -168,7 +168,20 @@ impl AttributionCheck {
                 let first = later(false).next();
                 // A write with no admission the core can use (`kubectl scale`) is the fallback
                 // author's by design.
-                let unadmitted = first.is_some_and(|j| writes[j].via_subresource);
+                // So is the next change to the same content within the TTL: its record looks
+                // late for the one seen without an author and is dropped (bug 15's trade-off;
+                // seed 55877: alice's scale, then the deployer's identical update).
+                let unadmitted = first.is_some_and(|j| {
+                    let x = &writes[j];
+                    x.via_subresource
+                        || writes[..j].iter().any(|w| {
+                            w.via_subresource
+                                && !w.rejected
+                                && w.op == x.op
+                                && w.file == x.file
+                                && x.at_ms <= w.at_ms + TTL_MS
+                        })
+                });
                 if unadmitted {
                     self.counts.unadmitted += 1;
                 } else {

@@ -206,8 +206,6 @@ struct World {
     finalizers: f64,
     /// The webhook's rules include subresources (`*/*`): `status` and `scale` writes call it.
     subresources: bool,
-    /// The object the delete being noted removed ([`World::note_write`] takes it).
-    removed: Option<Value>,
     /// Per step: a namespace is created, relabelled or deleted (with its objects).
     namespace_changes: f64,
     /// Per namespace: when it was relabelled, and its `env` before. Until the watch has surely
@@ -322,7 +320,6 @@ pub fn run(params: &Params) -> Report {
         unchanged_updates,
         finalizers,
         subresources,
-        removed: None,
         namespace_changes,
         relabels: BTreeMap::new(),
         gone_env: BTreeMap::new(),
@@ -803,7 +800,7 @@ impl World {
         match (op, &old) {
             // The name is taken (by an object being deleted): storage refuses the create.
             (Operation::Create, Some(_)) => {
-                self.note_write(key, user, op, body.as_ref(), true, admitted);
+                self.note_write(key, user, op, body.as_ref(), None, true, admitted);
                 return;
             }
             // Being deleted already: nothing changes, no event.
@@ -811,7 +808,7 @@ impl World {
             _ => {}
         }
         if self.inject(Fault::RejectedDownstream) {
-            self.note_write(key, user, op, body.as_ref(), true, admitted);
+            self.note_write(key, user, op, body.as_ref(), None, true, admitted);
             return;
         }
         if let (Operation::Delete, Some(o)) = (op, &old) {
@@ -820,6 +817,7 @@ impl World {
                 return;
             }
         }
+        let mut removed = None;
         let (stored, ev) = match op {
             Operation::Create => {
                 let b = self
@@ -835,11 +833,19 @@ impl World {
             }
             Operation::Delete => {
                 let gone = self.cluster.persist_delete(key, self.now);
-                self.removed = Some(gone.clone());
+                removed = Some(gone.clone());
                 (None, WatchEvent::Delete(gone.into()))
             }
         };
-        self.note_write(key, user, op, stored.as_ref(), false, admitted);
+        self.note_write(
+            key,
+            user,
+            op,
+            stored.as_ref(),
+            removed.as_ref(),
+            false,
+            admitted,
+        );
         self.emit(&gvr, ev);
     }
 
@@ -878,7 +884,15 @@ impl World {
         let mut body = old;
         body["spec"]["replicas"] = json!(replicas);
         let stored = self.cluster.persist_update(key, body, self.now);
-        self.note_write(key, user, Operation::Update, Some(&stored), false, None);
+        self.note_write(
+            key,
+            user,
+            Operation::Update,
+            Some(&stored),
+            None,
+            false,
+            None,
+        );
         let id = self.cluster.identifier(key);
         if let Some(w) = self.cluster.history.get_mut(&id).and_then(|h| h.last_mut()) {
             w.via_subresource = true;
@@ -1122,12 +1136,12 @@ impl World {
         );
         self.webhook(req);
         let gone = self.cluster.persist_delete(&f.key, self.now);
-        self.removed = Some(gone.clone());
         self.note_write(
             &f.key,
             f.deleter,
             Operation::Delete,
             None,
+            Some(&gone),
             false,
             f.admitted_ms,
         );
@@ -1136,13 +1150,15 @@ impl World {
 
     /// Adds a write to the object's history (what the checkers judge commits against): the file
     /// the object `body` makes (`None` for a delete) and the destinations whose active rules
-    /// select it then.
+    /// select it then. `removed` is the object a delete removed (what its watch event shows).
+    #[allow(clippy::too_many_arguments)]
     fn note_write(
         &mut self,
         key: &ObjKey,
         user: &str,
         op: Operation,
         body: Option<&Value>,
+        removed: Option<&Value>,
         rejected: bool,
         admitted_ms: Option<u64>,
     ) {
@@ -1187,9 +1203,8 @@ impl World {
             }
         }
         // The object the watch event shows: the one written, or for a delete the one removed.
-        let shown = body.or(self.removed.as_ref());
+        let shown = body.or(removed);
         let held = shown.map_or_else(Vec::new, |b| on(b, &|s| self.topo.holding(s, op)));
-        self.removed = None;
         let at_ms = self.now;
         self.cluster.record(
             key,
@@ -1283,6 +1298,7 @@ impl World {
                     CONTROLLER,
                     Operation::Update,
                     Some(&stored),
+                    None,
                     false,
                     None,
                 );

@@ -131,6 +131,16 @@ enum Ev {
     CrdGone(usize),
 }
 
+impl Ev {
+    /// A step of a deletion the cluster is still carrying out (finalizer, namespace, CRD).
+    fn settles_cluster(&self) -> bool {
+        matches!(
+            self,
+            Ev::Finalize(..) | Ev::NamespaceGone(..) | Ev::CrdGone(..)
+        )
+    }
+}
+
 /// A deletion the finalizer holds, waiting for the controller.
 struct Finalize {
     key: ObjKey,
@@ -479,10 +489,8 @@ impl World {
         self.ops.is_empty()
             && self.streams.values().all(|s| s.queue.is_empty())
             && !self.sched.values().any(|e| {
-                matches!(
-                    e,
-                    Ev::Deliver(..) | Ev::Admission(..) | Ev::GitDone(..) | Ev::Finalize(..)
-                )
+                matches!(e, Ev::Deliver(..) | Ev::Admission(..) | Ev::GitDone(..))
+                    || e.settles_cluster()
             })
             && self.topo.branches().iter().all(|(repo, _, branch)| {
                 self.core
@@ -1561,12 +1569,7 @@ impl World {
         if let Some(&(t, _)) = self
             .sched
             .iter()
-            .filter(|(_, e)| {
-                matches!(
-                    e,
-                    Ev::Finalize(..) | Ev::NamespaceGone(..) | Ev::CrdGone(..)
-                )
-            })
+            .filter(|(_, e)| e.settles_cluster())
             .map(|(k, _)| k)
             .next_back()
         {

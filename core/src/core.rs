@@ -20,6 +20,7 @@ use crate::io::{
 };
 use crate::json::{Doc, JsonError, Kind, RawObject};
 use crate::live::{key128, tag64, KeyHash, LiveEntry, StreamLive, Terminating};
+use crate::namespaces::{Labels, NamespaceLabels};
 use crate::paths::{BranchPaths, Held, Member};
 use crate::rules::{CompiledRule, Destination, DocLabels, ObjectFacts, RuleReach, RuleStore};
 use crate::sanitize::{sanitize, SecretPolicy, TypeRules};
@@ -218,7 +219,7 @@ pub struct Core {
     watched: BTreeSet<Gvr>,
     gvr_ids: BTreeMap<Gvr, u16>,
     live: Vec<StreamLive>,
-    ns_labels: BTreeMap<String, BTreeMap<String, String>>,
+    ns_labels: NamespaceLabels,
     attributor: Attributor,
     dests: BTreeMap<Arc<Destination>, DestState>,
     branches: BTreeMap<BranchKey, BranchState>,
@@ -424,7 +425,7 @@ impl Core {
             watched: BTreeSet::new(),
             gvr_ids: BTreeMap::new(),
             live: Vec::new(),
-            ns_labels: BTreeMap::new(),
+            ns_labels: NamespaceLabels::default(),
             attributor,
             dests: BTreeMap::new(),
             branches: BTreeMap::new(),
@@ -757,6 +758,9 @@ impl Core {
         let mut watched = rules.watched_gvrs(&self.discovered);
         if rules.needs_namespace_labels() {
             watched.insert(namespaces_gvr());
+        } else {
+            // The stream stops: labels kept from now on would go stale unseen.
+            self.ns_labels.forget();
         }
         rules.index(&watched, &self.discovered);
         self.rules = rules;
@@ -1084,6 +1088,14 @@ impl Core {
             WatchEvent::InitDone => {
                 self.live[gid as usize].finish_list();
                 let epoch = self.live[gid as usize].epoch();
+                if is_ns_stream {
+                    // Namespaces deleted while the stream was down: their objects' selection
+                    // changed too.
+                    let gone = self.ns_labels.finish_list(epoch);
+                    if !gone.is_empty() {
+                        self.resync_namespace_selected();
+                    }
+                }
                 let mut fed = BTreeSet::new();
                 for d in self.dests.values_mut().filter(|d| d.gate.contains(&gid)) {
                     fed.insert(d.branch.clone());
@@ -1110,14 +1122,16 @@ impl Core {
     }
 
     /// Remembers a namespace's labels (for namespace selectors), read from its watch object.
-    fn note_namespace(&mut self, name: &str, labels: BTreeMap<String, String>, deleted: bool) {
-        let changed = if deleted {
-            self.ns_labels.remove(name).is_some()
-        } else {
-            self.ns_labels.insert(name.into(), labels.clone()).as_ref() != Some(&labels)
-        };
-        if changed && self.rules.needs_namespace_labels() {
-            // Objects in this namespace may now match different rules: relist what the selectors cover.
+    fn note_namespace(&mut self, name: &str, labels: Labels, deleted: bool, epoch: u32) {
+        if self.ns_labels.note(name, labels, deleted, epoch) {
+            self.resync_namespace_selected();
+        }
+    }
+
+    /// A namespace's labels changed: objects in it may now match different rules, so what the
+    /// namespace selectors cover is listed again.
+    fn resync_namespace_selected(&mut self) {
+        if self.rules.needs_namespace_labels() {
             let gvrs: BTreeSet<Gvr> = self
                 .rules
                 .rules()
@@ -1250,7 +1264,13 @@ impl Core {
                         .collect()
                 })
                 .unwrap_or_default();
-            self.note_namespace(text(name).unwrap_or_default(), labels_of_namespace, deleted);
+            let epoch = self.live[gid as usize].epoch();
+            self.note_namespace(
+                text(name).unwrap_or_default(),
+                labels_of_namespace,
+                deleted,
+                epoch,
+            );
         }
         if let Err(e) = valid {
             self.routed = routed;
@@ -1279,12 +1299,22 @@ impl Core {
         // as it is: neither written nor removed, until a resync brings the folder up to date.
         let mut held = std::mem::take(&mut self.held);
         held.clear();
+        let any = ObjectFacts { op: None, ..facts };
         if !initial {
-            let any = ObjectFacts { op: None, ..facts };
             self.rules
                 .route_into(gvr, &any, |ns| ns_labels.get(ns), &mut held);
-            held.retain(|d| routed.binary_search(d).is_err());
         }
+        // So does any change while its namespace's labels are unknown (the namespaces stream
+        // is still listing): the namespace selectors' folders wait for the list, whose
+        // namespaces each ask for a resync of what those selectors cover.
+        if namespace.is_some_and(|ns| ns_labels.pending(ns)) {
+            let mut waiting = Vec::new();
+            self.rules.namespace_selected_into(gvr, &any, &mut waiting);
+            held.extend(waiting);
+            held.sort();
+            held.dedup();
+        }
+        held.retain(|d| routed.binary_search(d).is_err());
         let rules = TypeRules::of(gvr);
         sanitize(doc, rules);
         let (hash, bytes) = out.finish(doc);

@@ -102,6 +102,7 @@ pub mod ids;
 pub mod io;
 pub mod json;
 pub mod live;
+pub mod namespaces;
 mod paths;
 pub mod record;
 pub mod replay;

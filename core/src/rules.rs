@@ -234,6 +234,34 @@ impl RuleStore {
         out.dedup();
     }
 
+    /// The destinations of the namespace-selector rules that would select the object if its
+    /// namespace's labels matched: where its change waits while those labels are unknown.
+    pub fn namespace_selected_into(
+        &self,
+        gvr: &Gvr,
+        obj: &ObjectFacts<'_>,
+        out: &mut Vec<Arc<Destination>>,
+    ) {
+        out.clear();
+        let candidates = self.by_gvr.get(gvr).map_or(&[][..], Vec::as_slice);
+        out.extend(candidates.iter().filter_map(|&i| {
+            let r = &self.rules[i];
+            let by_selector = matches!(r.reach, RuleReach::Namespaced(Some(_)));
+            (by_selector && obj.namespace.is_some() && self.selects_facts(r, obj))
+                .then(|| r.destination.clone())
+        }));
+        out.sort();
+        out.dedup();
+    }
+
+    /// Whether the rule takes the object's operation and labels (its reach aside).
+    fn selects_facts(&self, r: &CompiledRule, obj: &ObjectFacts<'_>) -> bool {
+        obj.op.is_none_or(|op| r.operations.contains(op))
+            && r.object_selector
+                .as_ref()
+                .is_none_or(|s| s.matches(|k| obj.labels.label(k)))
+    }
+
     /// The destinations of every rule that selects the object, possibly repeated.
     fn routed<'s, 'n, 'o>(
         &'s self,
@@ -247,7 +275,7 @@ impl RuleStore {
         let candidates = self.by_gvr.get(gvr).map_or(&[][..], Vec::as_slice);
         candidates.iter().filter_map(move |&i| {
             let r = &self.rules[i];
-            if obj.op.is_some_and(|op| !r.operations.contains(op)) {
+            if !self.selects_facts(r, obj) {
                 return None;
             }
             let in_reach = match (&r.reach, obj.namespace) {
@@ -259,11 +287,7 @@ impl RuleStore {
                 }
                 _ => false,
             };
-            let selected = in_reach
-                && r.object_selector
-                    .as_ref()
-                    .is_none_or(|s| s.matches(|k| obj.labels.label(k)));
-            selected.then_some(&r.destination)
+            in_reach.then_some(&r.destination)
         })
     }
 

@@ -1044,3 +1044,119 @@ fn a_finalizer_removal_cannot_name_the_author_of_the_next_objects_change() {
         "the controller's record explained the next object's change"
     );
 }
+
+fn team_a_labelled(env: &str, rv: u64) -> RawObject {
+    json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "team-a", "uid": "ns1", "resourceVersion": rv.to_string(),
+                     "labels": {"env": env}}})
+    .into()
+}
+
+/// Seed 209520894. While no rule needed namespaces their stream was stopped, and the namespace
+/// was deleted and re-created `dev` unseen. When a namespace selector came back, the core still
+/// routed on the labels it had kept from before: an update seen while the restarted stream was
+/// still listing went into the `prod` folder, authored, although no `prod` rule selected it.
+#[test]
+fn labels_kept_from_before_the_namespaces_stream_stopped_route_nothing() {
+    let mut h = Harness::new();
+    for i in prod_rule_inputs() {
+        h.input(i);
+    }
+    h.input(namespaces(WatchEvent::Init));
+    h.input(namespaces(WatchEvent::InitApply(team_a_labelled(
+        "prod", 1,
+    ))));
+    h.input(namespaces(WatchEvent::InitDone));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.flush_and_push();
+    let file = "prod/v1/configmaps/team-a/a.yaml";
+    assert!(h.files.contains_key(file), "seeded while team-a is prod");
+
+    // The rule goes, and with it the namespaces stream; team-a becomes dev unseen; the rule
+    // comes back and the streams list again, the namespaces' list still running when alice's
+    // update comes.
+    h.input(Input::ClusterWatchRule("prod".into(), None));
+    let rule = prod_rule_inputs().pop().unwrap();
+    h.input(rule);
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+    h.input(watch(WatchEvent::InitDone));
+    h.input(namespaces(WatchEvent::Init));
+    h.input(update_by("alice", cm("a", "1", "u1", 10), "2"));
+    h.input(watch(WatchEvent::Apply(cm("a", "2", "u1", 12))));
+    // The list shows team-a as dev: the ConfigMaps are listed again, and the folder loses the
+    // file no prod rule selects any more, without ever holding alice's content.
+    h.outputs.clear();
+    h.input(namespaces(WatchEvent::InitApply(team_a_labelled("dev", 5))));
+    h.input(namespaces(WatchEvent::InitDone));
+    assert!(
+        h.outputs
+            .iter()
+            .any(|o| matches!(o, Output::Resync(g) if *g == gvr("", "v1", "configmaps"))),
+        "the namespace's labels ask for a relist of what the selector covers"
+    );
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "2", "u1", 12))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.flush_and_push();
+    let by_alice: Vec<&String> = h
+        .commits
+        .iter()
+        .filter(|c| c.author.name == "alice")
+        .map(|c| &c.message)
+        .collect();
+    assert!(
+        by_alice.is_empty(),
+        "a change no rule selects was committed for its author: {by_alice:?}"
+    );
+    assert!(
+        !h.files.contains_key(file),
+        "team-a is dev: {:?}",
+        h.files.keys().collect::<Vec<_>>()
+    );
+}
+
+/// A namespace deleted while its stream was down sends no DELETED event; the relist that follows
+/// does not show it. Kept, its labels would route the objects of a namespace of that name created
+/// later, before the watch shows the new one.
+#[test]
+fn a_namespace_a_relist_no_longer_shows_is_forgotten() {
+    let mut h = Harness::new();
+    for i in prod_rule_inputs() {
+        h.input(i);
+    }
+    h.input(namespaces(WatchEvent::Init));
+    h.input(namespaces(WatchEvent::InitApply(team_a_labelled(
+        "prod", 1,
+    ))));
+    h.input(namespaces(WatchEvent::InitDone));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.flush_and_push();
+    // A gap: team-a is deleted (and nothing in it is left). The relist shows no namespace.
+    h.outputs.clear();
+    h.input(namespaces(WatchEvent::Init));
+    h.input(namespaces(WatchEvent::InitDone));
+    assert!(
+        h.outputs
+            .iter()
+            .any(|o| matches!(o, Output::Resync(g) if *g == gvr("", "v1", "configmaps"))),
+        "a namespace gone changes what the selector covers"
+    );
+    // team-a is created again, dev; a ConfigMap in it shows before the namespace does.
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitDone));
+    h.input(create("alice", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 20))));
+    h.answer_all();
+    let pushed = authors(&mut h);
+    assert!(
+        pushed.is_empty() && h.files.is_empty(),
+        "routed on a deleted namespace's labels: {pushed:?}"
+    );
+}

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::checks::attribution::{AttrCounts, AttributionCheck};
+use crate::checks::delivery::DeliveryCheck;
 use crate::checks::orphans::OrphanCheck;
 use crate::checks::secrets::SecretCheck;
 use crate::checks::{convergence, empty_commits, history, limits, watches};
@@ -189,6 +190,7 @@ struct World {
     violations: Vec<String>,
     attribution: AttributionCheck,
     orphans: OrphanCheck,
+    delivery: DeliveryCheck,
     injected: BTreeMap<&'static str, u64>,
     watch_events: u64,
     admissions: u64,
@@ -347,6 +349,7 @@ pub fn run(params: &Params) -> Report {
         violations: Vec::new(),
         attribution: AttributionCheck::new(FALLBACK, strict),
         orphans: OrphanCheck::default(),
+        delivery: DeliveryCheck::new(swarm.enabled().contains(&Fault::OutsideWriter)),
         injected: BTreeMap::new(),
         watch_events: 0,
         admissions: 0,
@@ -368,6 +371,7 @@ pub fn run(params: &Params) -> Report {
     w.at(1, Ev::Step);
     w.run_loop();
     history::check(&w.remotes, &mut w.violations);
+    w.delivery.check(&mut w.violations);
     let excluded = secret_policy == SecretPolicy::Exclude;
     convergence::check(&w.topo, &w.cluster, &w.remotes, excluded, &mut w.violations);
     let running = w.streams.keys().cloned().collect();
@@ -998,6 +1002,7 @@ impl World {
     fn install_crd(&mut self) {
         let kind = self.cluster.kind_index("widgets");
         self.cluster.kinds[kind].served = true;
+        self.delivery.forgive_all(self.now);
         self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
         let gvr = self.cluster.kinds[kind].gvr.clone();
         if self.streams.contains_key(&gvr) {
@@ -1037,6 +1042,7 @@ impl World {
         }
         self.cluster.kinds[kind].served = false;
         self.cluster.kinds[kind].removing = false;
+        self.delivery.forgive_all(self.now);
         self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
         if let Some(s) = self.streams.get_mut(&gvr) {
             s.queue.clear();
@@ -1333,6 +1339,10 @@ impl World {
                 let i = toggles[self.rng.workload.gen_range(0..toggles.len())];
                 self.topo.active[i] = !self.topo.active[i];
                 let input = self.topo.rule_input(i, self.topo.active[i]);
+                let rule = &self.topo.rules[i];
+                let url = self.topo.repos[rule.repo].url;
+                self.delivery
+                    .forgive_folder(url, rule.branch, rule.folder, self.now);
                 self.feed(input);
             }
         }
@@ -1368,6 +1378,7 @@ impl World {
         }
         self.busy.clear();
         self.streams.clear();
+        self.delivery.forgive_all(self.now);
         self.generation += 1;
         self.next_tick = None;
         self.core = Core::new(core_config(self.generation, self.secret_policy));
@@ -1451,6 +1462,7 @@ impl World {
             attribution,
             orphans,
             secrets,
+            delivery,
             topo,
             cluster,
             commits: count,
@@ -1479,6 +1491,7 @@ impl World {
                     violations,
                 );
                 attribution.on_commit(&op.repo_url, &op.branch, c, &cluster.history, violations);
+                delivery.on_landed(&op.repo_url, &op.branch, c);
                 secrets.on_commit(&op.repo_url, &op.branch, &c.message, after, violations);
             },
         )
@@ -1518,10 +1531,15 @@ impl World {
                     self.outside_write(Some((url.clone(), branch.clone())));
                 }
                 if self.inject(Fault::GitTransient) {
+                    self.delivery
+                        .on_refused(&url, &branch, commits, f.planned_ms, self.now);
                     failed("push")
                 } else if self.inject(Fault::PushUnknown) {
                     if self.rng.faults.gen_bool(0.5) {
                         let _ = self.apply_push(&op, expected_head.as_ref(), commits, f.planned_ms);
+                    } else {
+                        self.delivery
+                            .on_refused(&url, &branch, commits, f.planned_ms, self.now);
                     }
                     GitResult::Unknown
                 } else {

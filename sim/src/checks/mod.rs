@@ -2,6 +2,7 @@
 
 pub mod attribution;
 pub mod convergence;
+pub mod delivery;
 pub mod empty_commits;
 pub mod history;
 pub mod limits;

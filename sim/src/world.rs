@@ -214,6 +214,10 @@ struct World {
     admit_twice: f64,
     /// Per update: the client sends the object unchanged.
     unchanged_updates: f64,
+    /// Per update or delete: another user makes the identical write from the same version at
+    /// the same moment; both pass admission and the rival loses at storage (a conflict, or the
+    /// object already gone). Its record fits the change as well as the true one.
+    racing: f64,
     /// Per new object: it carries a finalizer, so its deletion takes two steps.
     finalizers: f64,
     /// The webhook's rules include subresources (`*/*`): `status` and `scale` writes call it.
@@ -309,6 +313,12 @@ pub fn run(params: &Params) -> Report {
             .then(|| rng.swarm.gen_range(steps * 6 / 10..steps * 9 / 10));
         (installed, removed)
     });
+    // Drawn last, so that runs without racing writes keep the histories they had before.
+    let racing = if rng.swarm.gen_bool(0.5) {
+        rng.swarm.gen_range(0.02..0.2)
+    } else {
+        0.0
+    };
     let mut cluster = Cluster::new();
     if crd_life.is_some() {
         let widgets = cluster.kind_index("widgets");
@@ -329,6 +339,7 @@ pub fn run(params: &Params) -> Report {
         bare_lists,
         secrets: SecretCheck::new(secret_policy),
         admit_twice,
+        racing,
         unchanged_updates,
         finalizers,
         subresources,
@@ -389,7 +400,7 @@ pub fn run(params: &Params) -> Report {
         swarm,
         push: (max_commits, interval),
         behaviours: format!(
-            "secrets={} lists={} admit-twice={admit_twice:.2} unchanged-updates={unchanged_updates:.2} finalizers={finalizers:.2} subresources={} namespace-changes={namespace_changes:.3} crd={}",
+            "secrets={} lists={} admit-twice={admit_twice:.2} unchanged-updates={unchanged_updates:.2} racing={racing:.2} finalizers={finalizers:.2} subresources={} namespace-changes={namespace_changes:.3} crd={}",
             if excluded { "exclude" } else { "redact" },
             if bare_lists { "bare" } else { "typed" },
             if subresources { "admitted" } else { "unseen" },
@@ -808,7 +819,32 @@ impl World {
             first.uid.push_str("-conflicted");
             self.webhook(first);
         }
+        // (No draw at all without racing writes: the histories of those runs stay as they were.)
+        let raced = self.racing > 0.0
+            && op != Operation::Create
+            && old.is_some()
+            && chance(&mut self.rng.apiserver, self.racing);
+        let rival = raced.then(|| {
+            let others: Vec<&'static str> =
+                workload::USERS.into_iter().filter(|u| *u != user).collect();
+            let rival = others[self.rng.apiserver.gen_range(0..others.len())];
+            let first = self.rng.apiserver.gen_bool(0.5);
+            (rival, first)
+        });
+        let mut rival_admitted = None;
+        if let Some((rival, true)) = rival {
+            let req = self.review(key, op, rival, body.clone(), old.clone(), false, None);
+            rival_admitted = Some(self.webhook(req));
+        }
         let admitted = self.webhook(req);
+        if let Some((rival, false)) = rival {
+            let req = self.review(key, op, rival, body.clone(), old.clone(), false, None);
+            rival_admitted = Some(self.webhook(req));
+        }
+        if let (Some((rival, _)), Some(at)) = (rival, rival_admitted) {
+            // The rival's write loses at storage; it leaves what the true one leaves.
+            self.note_write(key, rival, op, body.as_ref(), None, true, at);
+        }
         match (op, &old) {
             // The name is taken (by an object being deleted): storage refuses the create.
             (Operation::Create, Some(_)) => {

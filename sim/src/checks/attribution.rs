@@ -165,15 +165,15 @@ impl AttributionCheck {
                     .filter(move |&j| !writes[j].rejected && noop[j] == noops && same(j))
             };
             if author == self.fallback {
-                // Any write after the cursor that leaves the file may be the one committed: the
-                // cursor lags where the folder's earlier commits were resyncs (seed 209522067:
-                // bob scaled back to the replicas of alice's create, made before the folder's
-                // rule existed).
                 // A write with no admission the core can use (`kubectl scale`) is the fallback
                 // author's by design.
                 // So is the next change to the same content within the TTL: its record looks
                 // late for the one seen without an author and is dropped (bug 15's trade-off;
                 // seed 55877: alice's scale, then the deployer's identical update).
+                // Any write after the cursor that leaves the file may be the one committed: the
+                // cursor lags where the folder's earlier commits were resyncs (seed 209522067:
+                // bob scaled back to the replicas of alice's create, made before the folder's
+                // rule existed).
                 let unadmitted = later(false).any(|j| {
                     let x = &writes[j];
                     x.via_subresource
@@ -185,12 +185,28 @@ impl AttributionCheck {
                                 && x.at_ms <= w.at_ms + TTL_MS
                         })
                 });
+                // A racing rival's write (another user's identical UPDATE or DELETE from the
+                // same version, refused at storage after admission) fits the change exactly as
+                // the true one does: the core rightly names nobody.
+                let raced = later(false).any(|j| {
+                    let x = &writes[j];
+                    x.op != Operation::Create
+                        && writes.iter().any(|w| {
+                            w.rejected
+                                && w.user != x.user
+                                && w.op == x.op
+                                && w.file == x.file
+                                && w.at_ms.abs_diff(x.at_ms) <= TTL_MS
+                        })
+                });
                 if unadmitted {
                     self.counts.unadmitted += 1;
+                } else if raced {
+                    self.counts.ambiguous += 1;
                 } else {
                     self.counts.miss += 1;
                 }
-                if self.strict && !unadmitted {
+                if self.strict && !unadmitted && !raced {
                     out.push(format!(
                         "{url} {branch}: {ident} committed with the fallback author in a run without attribution faults (matched up to #{}); writes:\n{}",
                         start as i64 - 1,

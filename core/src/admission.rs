@@ -240,6 +240,11 @@ mod tests {
             parse_review(&vec![b' '; REVIEW_BYTES_MAX + 1]),
             Err(AdmissionError::TooLarge(_))
         ));
+        // The API server's request limit is 3 MiB: a 2 MiB review (a large object and its old
+        // version) is read.
+        let mut large = br#"{"request": {"uid": "u", "resource": {"version": "v1", "resource": "configmaps"}, "operation": "DELETE", "name": "a", "namespace": "n", "userInfo": {"username": "bob"}, "oldObject": {"kind": "ConfigMap"}}}"#.to_vec();
+        large.resize(2 * 1024 * 1024, b' ');
+        assert_eq!(parse_review(&large).unwrap().username, "bob");
     }
 
     #[test]

@@ -530,6 +530,51 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_exactly_at_its_commit_limit_does_not_coalesce() {
+        let mut q = Queue::default();
+        for i in 0..PENDING_COMMITS_MAX {
+            event(&mut q, "u", &format!("p{}", i % 2), i as u64);
+        }
+        assert_eq!(q.coalesce_passes(), 0, "at the limit, not over it");
+        assert_eq!(q.len(), PENDING_COMMITS_MAX, "every change its own commit");
+        event(&mut q, "u", "p0", 0);
+        assert_eq!(q.coalesce_passes(), 1);
+        assert_eq!(q.len(), 2, "the newest write of each path is kept");
+    }
+
+    #[test]
+    fn a_queue_exactly_at_its_byte_limit_does_not_coalesce() {
+        let big = |path: &str, hash: u64, bytes: usize| {
+            let mut w = write(path, hash);
+            w.content.as_mut().unwrap().bytes = bytes;
+            w
+        };
+        let kind = |path: &str| CommitKind::Event {
+            op: Operation::Update,
+            identifier: path.into(),
+        };
+        let mut q = Queue::default();
+        let half = PENDING_BYTES_MAX / 2;
+        q.push_event(0, 0, Some("u".into()), kind("p"), big("p", 1, half));
+        let rest = PENDING_BYTES_MAX - half;
+        q.push_event(0, 0, Some("u".into()), kind("p"), big("p", 2, rest));
+        assert_eq!(q.bytes(), PENDING_BYTES_MAX);
+        assert_eq!(q.coalesce_passes(), 0, "at the limit, not over it");
+        q.push_event(0, 0, Some("u".into()), kind("p"), big("p", 3, 1));
+        assert_eq!(q.coalesce_passes(), 1);
+        assert_eq!(q.len(), 1, "only the newest write of p is kept");
+    }
+
+    #[test]
+    fn a_resync_write_that_replaces_another_counts_its_bytes_once() {
+        let mut q = Queue::default();
+        q.push_resync(0, 0, "f", write("f/p", 1));
+        q.push_resync(0, 0, "f", write("f/p", 2));
+        assert_eq!(q.bytes(), 100, "the replaced write's bytes are gone");
+        assert_eq!(q.writes().count(), 1);
+    }
+
+    #[test]
     fn a_write_equal_to_what_precedes_it_is_dropped_and_later_changes_stay() {
         // The repository holds p = 1 and q = 3.
         let repo = |w: &PendingWrite| {

@@ -612,6 +612,72 @@ mod tests {
     }
 
     #[test]
+    fn a_push_interval_outside_one_second_to_a_day_is_refused() {
+        let with = |interval: &str| {
+            validate_repo(&repo(&format!(
+                r#"{{"repoURL": "https://h/r", "allowedBranches": ["main"], "push": {{"interval": "{interval}"}}}}"#
+            )))
+        };
+        for ok in ["1s", "24h"] {
+            assert!(with(ok).is_ok(), "{ok}");
+        }
+        for bad in ["999ms", "24h1s"] {
+            let c = with(bad).unwrap_err();
+            assert_eq!(c.reason, "InvalidPushInterval", "{bad}");
+            assert!(c.message.contains("between 1s and 24h"), "{}", c.message);
+        }
+    }
+
+    #[test]
+    fn branch_names_follow_git_check_ref_format() {
+        for ok in ["main", "release/1.2", "feature-x_y"] {
+            assert!(valid_branch(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a..b",
+            "-x",
+            "x.lock",
+            "a//b",
+            "@",
+            "tab\there",
+            "bell\u{7}",
+            "del\u{7f}",
+        ] {
+            assert!(!valid_branch(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_resource_selector_needs_both_a_version_and_a_resource() {
+        let sel = |version: &str, resource: &str| ResourceSelector {
+            group: String::new(),
+            version: version.into(),
+            resource: resource.into(),
+        };
+        assert!(validate_resources(&[sel("v1", "configmaps")]).is_ok());
+        for (v, r) in [("", "configmaps"), ("v1", ""), ("", "")] {
+            let c = validate_resources(&[sel(v, r)]).unwrap_err();
+            assert_eq!(c.reason, "InvalidResource", "{v:?} {r:?}");
+        }
+    }
+
+    #[test]
+    fn a_resource_names_its_kind_and_name_in_messages() {
+        let n = NamespacedName::new("team-a", "repo");
+        assert_eq!(
+            CrRef::GitRepoConfig(n.clone()).to_string(),
+            "GitRepoConfig team-a/repo"
+        );
+        assert_eq!(CrRef::WatchRule(n).to_string(), "WatchRule team-a/repo");
+        assert_eq!(
+            CrRef::ClusterWatchRule("all".into()).to_string(),
+            "ClusterWatchRule all"
+        );
+    }
+
+    #[test]
     fn durations_parse_like_go() {
         assert_eq!(parse_duration_ms("1m"), Some(60_000));
         assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));

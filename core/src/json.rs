@@ -923,6 +923,19 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_error_in_a_string_names_the_offending_byte() {
+        // `{"k":"ab\q"}`: the bad escape's letter is at offset 9; the control character in
+        // `{"k":"a\n<TAB>"}` (after a valid escape) at offset 9.
+        let bad_escape = Doc::parse(br#"{"k":"ab\q"}"#).unwrap_err();
+        assert_eq!((bad_escape.what, bad_escape.at), ("invalid escape", 9));
+        let control = Doc::parse(b"{\"k\":\"a\\n\t\"}").unwrap_err();
+        assert_eq!(
+            (control.what, control.at),
+            ("control character in string", 9)
+        );
+    }
+
+    #[test]
     fn the_ascii_check_agrees_with_the_standard_library_at_every_length_and_position() {
         let base: Vec<u8> = (0..40).map(|i| b'a' + (i % 26) as u8).collect();
         for len in 0..base.len() {

@@ -507,6 +507,27 @@ mod tests {
     }
 
     #[test]
+    fn a_partly_wildcarded_selector_is_watched_only_through_discovery() {
+        // `apps/*/deployments` names no one GVR: watched as written, it would start a stream for
+        // a version called `*`.
+        let s = RuleStore::new(vec![
+            rule(
+                "v",
+                ("apps", "*", "deployments"),
+                RuleReach::Namespaced(None),
+            ),
+            rule("r", ("apps", "v1", "*"), RuleReach::Namespaced(None)),
+            rule("g", ("*", "v1", "configmaps"), RuleReach::Namespaced(None)),
+        ]);
+        assert!(s.watched_gvrs(&BTreeMap::new()).is_empty());
+        let discovered = [(Gvr::new("apps", "v1", "deployments"), true)].into();
+        assert_eq!(
+            s.watched_gvrs(&discovered),
+            [Gvr::new("apps", "v1", "deployments")].into()
+        );
+    }
+
+    #[test]
     fn a_wildcard_watches_only_the_types_of_the_scope_its_rule_reaches() {
         let s = RuleStore::new(vec![
             rule("ns", ("*", "*", "*"), RuleReach::Namespaced(None)),

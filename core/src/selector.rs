@@ -189,5 +189,13 @@ mod tests {
             err.to_string().contains("needs at least one value"),
             "{err}"
         );
+        for op in ["Exists", "DoesNotExist"] {
+            let with_values = serde_json::from_str(&format!(
+                r#"{{"matchExpressions": [{{"key": "a", "operator": "{op}", "values": ["x"]}}]}}"#
+            ))
+            .unwrap();
+            let err = Selector::compile(&with_values).unwrap_err();
+            assert!(err.to_string().contains("takes no values"), "{op}: {err}");
+        }
     }
 }

@@ -264,6 +264,44 @@ fn a_push_conflict_replans_the_same_writes_on_the_new_head_and_keeps_the_outside
     assert_eq!(h.core.counters().rebase_retries_total, 1);
 }
 
+/// Three conflicts in a row are retried at once (after re-reading the branch); from the fourth
+/// on, the retry waits, doubling from `BACKOFF_BASE_MS`: a branch someone rewrites constantly is
+/// not hammered.
+#[test]
+fn conflicts_in_a_row_back_off_after_the_third_doubling() {
+    let (mut h, mut push) = pushing_a();
+    let mut waits = Vec::new();
+    for i in 1..=5 {
+        h.head = Some(format!("outside-{i}"));
+        let result = h.apply(&push);
+        assert!(matches!(result, GitResult::Conflict { .. }));
+        h.input(Input::GitDone(push.op_id, result));
+        // The retry's wait, to the millisecond (folder reads answered as they come).
+        let mut waited = 0;
+        let next = 'retry: loop {
+            for op in h.take_git_ops() {
+                if matches!(op.kind, GitOpKind::Push { .. }) {
+                    break 'retry op;
+                }
+                let listing = h.apply(&op);
+                h.input(Input::GitDone(op.op_id, listing));
+            }
+            if h.outputs.iter().any(|o| matches!(o, Output::Git(_))) {
+                continue;
+            }
+            h.advance(1);
+            waited += 1;
+            assert!(
+                waited <= 10 * BACKOFF_BASE_MS,
+                "no retry after conflict {i}"
+            );
+        };
+        waits.push(waited);
+        push = next;
+    }
+    assert_eq!(waits, [0, 0, 0, BACKOFF_BASE_MS, 2 * BACKOFF_BASE_MS]);
+}
+
 #[test]
 fn a_file_removed_by_someone_else_is_not_deleted_again_after_a_conflict() {
     let mut h = seeded();
@@ -898,4 +936,9 @@ fn an_oversized_object_is_refused_and_its_delete_still_goes() {
     h.input(apply(fits));
     h.flush_and_push();
     assert!(h.files.contains_key("prod/v1/configmaps/team-a/b.yaml"));
+    // The limit is 2 MiB (etcd's default request limit is 1.5 MiB, so every stored object fits).
+    let mib_and_a_half = cm("c", &"z".repeat(3 * 512 * 1024), 14);
+    h.input(apply(mib_and_a_half));
+    h.flush_and_push();
+    assert!(h.files.contains_key("prod/v1/configmaps/team-a/c.yaml"));
 }

@@ -63,6 +63,10 @@ pub enum Attribution {
     HashOnly(Arc<str>),
     /// No record: the fallback identity.
     Miss,
+    /// Records of two users fit this very write exactly (one lost a race, or was refused after
+    /// admission): the fallback identity. Unlike [`Attribution::Miss`], the write's admissions
+    /// have all arrived, so none is still to come late.
+    Ambiguous,
 }
 
 impl Attribution {
@@ -70,7 +74,7 @@ impl Attribution {
     pub fn user(&self) -> Option<&Arc<str>> {
         match self {
             Attribution::Exact(u) | Attribution::HashOnly(u) => Some(u),
-            Attribution::Miss => None,
+            Attribution::Miss | Attribution::Ambiguous => None,
         }
     }
 }
@@ -283,7 +287,7 @@ impl Attributor {
                 }
                 self.counters.ambiguous_total += 1;
                 self.counters.miss_total += 1;
-                return Attribution::Miss;
+                return Attribution::Ambiguous;
             }
             if let Some(r) = self.store.take(now_ms, &sk, fits) {
                 self.counters.exact_total += 1;
@@ -492,7 +496,7 @@ mod tests {
         record(&mut a, 1, key(Operation::Delete, 5), rec("bob", Some(3)));
         assert_eq!(
             a.attribute(2, key(Operation::Delete, 5), 0, 0, Some(3), true),
-            Attribution::Miss
+            Attribution::Ambiguous
         );
         assert_eq!(a.counters().ambiguous_total, 1);
         assert_eq!(a.store_size(), (0, 0), "both retired");

@@ -1377,7 +1377,7 @@ impl Core {
         // The file is the executor's to render (see `FileBody`): the object's text is shared.
         let file = (!deleted).then(|| FileBody::Object(obj.clone(), rules));
         let epoch = self.live[gid as usize].epoch();
-        let resync = initial && matches!(attribution, Attribution::Miss);
+        let resync = initial && attribution.user().is_none();
         let mut queued = false;
         let mut dests = std::mem::take(&mut self.dests_of_gvr);
         dests.extend_from_slice(self.rules.destinations_of_gvr(gvr));
@@ -1443,8 +1443,13 @@ impl Core {
         // name the author of the next same-content creation. A relist's object is noted only if it
         // was written (it may be old news, not a change), and so is the delete of an object we did
         // not know (a duplicate event): noted, it would make a later genuine record look late.
+        // Not after an ambiguous join: its admissions are here already, and noted as missed, the
+        // change would make a later identical write's own record look late (found with racing
+        // writes: carol lost a race to bob, then made bob's change herself within the TTL, and
+        // her record was dropped as late).
         let live_change = !initial && (!deleted || prev.is_some());
-        if author.is_none() && !seen_before && (queued || live_change) {
+        let ambiguous = attribution == Attribution::Ambiguous;
+        if author.is_none() && !seen_before && !ambiguous && (queued || live_change) {
             self.attributor.note_missed(self.now.mono_ms, key);
         }
         if queued {

@@ -1160,3 +1160,38 @@ fn a_namespace_a_relist_no_longer_shows_is_forgotten() {
         "routed on a deleted namespace's labels: {pushed:?}"
     );
 }
+
+/// Seeds 62055 and 72357 of the long run (racing writes). Carol's update lost a race to bob's
+/// identical one from the same version: both records fit, and the commit rightly names neither.
+/// The change was then noted as one seen without an author, so when carol, a few seconds later,
+/// made bob's change again herself (after alice had changed it back), her own record looked like
+/// the late admission of the raced change and was dropped: her commit went to the fallback author.
+#[test]
+fn a_change_two_users_raced_for_does_not_make_a_later_identical_write_look_late() {
+    let mut h = seeded();
+    h.input(create("alice", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    // bob and carol both write 2 from version 10; carol's loses at storage.
+    h.input(update_by("carol", cm("a", "1", "u1", 10), "2"));
+    h.input(update_by("bob", cm("a", "1", "u1", 10), "2"));
+    h.input(watch(WatchEvent::Apply(cm("a", "2", "u1", 11))));
+    h.advance(1_000);
+    h.input(update_by("alice", cm("a", "2", "u1", 11), "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 12))));
+    h.advance(1_000);
+    let mut carol = update_by("carol", cm("a", "1", "u1", 12), "2");
+    if let Input::Admission(r) = &mut carol {
+        r.uid.push_str("-again");
+    }
+    h.input(carol);
+    h.input(watch(WatchEvent::Apply(cm("a", "2", "u1", 13))));
+    assert_eq!(
+        authors(&mut h),
+        [
+            "alice [CREATE] v1/configmaps/team-a/a",
+            "gitops-reverser [UPDATE] v1/configmaps/team-a/a",
+            "alice [UPDATE] v1/configmaps/team-a/a",
+            "carol [UPDATE] v1/configmaps/team-a/a",
+        ]
+    );
+}

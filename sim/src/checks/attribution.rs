@@ -188,16 +188,20 @@ impl AttributionCheck {
                 // A racing rival's write (another user's identical UPDATE or DELETE from the
                 // same version, refused at storage after admission) fits the change exactly as
                 // the true one does: the core rightly names nobody.
-                let raced = later(false).any(|j| {
+                // (No-ops included: where a relabel moved the folder's selection, the last
+                // persisted write before the race may look like the raced one: seed 73094.)
+                let raced = (start..writes.len()).any(|j| {
                     let x = &writes[j];
-                    x.op != Operation::Create
-                        && writes.iter().any(|w| {
-                            w.rejected
-                                && w.user != x.user
-                                && w.op == x.op
-                                && w.file == x.file
-                                && w.at_ms.abs_diff(x.at_ms) <= TTL_MS
-                        })
+                    !x.rejected && same(j) && {
+                        x.op != Operation::Create
+                            && writes.iter().any(|w| {
+                                w.rejected
+                                    && w.user != x.user
+                                    && w.op == x.op
+                                    && w.file == x.file
+                                    && w.at_ms.abs_diff(x.at_ms) <= TTL_MS
+                            })
+                    }
                 });
                 if unadmitted {
                     self.counts.unadmitted += 1;

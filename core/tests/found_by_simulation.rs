@@ -1045,6 +1045,12 @@ fn a_finalizer_removal_cannot_name_the_author_of_the_next_objects_change() {
     );
 }
 
+fn relist_of_configmaps_asked(h: &Harness) -> bool {
+    h.outputs
+        .iter()
+        .any(|o| matches!(o, Output::Resync(g) if *g == gvr("", "v1", "configmaps")))
+}
+
 fn team_a_labelled(env: &str, rv: u64) -> RawObject {
     json!({"apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": "team-a", "uid": "ns1", "resourceVersion": rv.to_string(),
@@ -1093,9 +1099,7 @@ fn labels_kept_from_before_the_namespaces_stream_stopped_route_nothing() {
     h.input(namespaces(WatchEvent::InitApply(team_a_labelled("dev", 5))));
     h.input(namespaces(WatchEvent::InitDone));
     assert!(
-        h.outputs
-            .iter()
-            .any(|o| matches!(o, Output::Resync(g) if *g == gvr("", "v1", "configmaps"))),
+        relist_of_configmaps_asked(&h),
         "the namespace's labels ask for a relist of what the selector covers"
     );
     h.input(watch(WatchEvent::Init));
@@ -1143,9 +1147,7 @@ fn a_namespace_a_relist_no_longer_shows_is_forgotten() {
     h.input(namespaces(WatchEvent::Init));
     h.input(namespaces(WatchEvent::InitDone));
     assert!(
-        h.outputs
-            .iter()
-            .any(|o| matches!(o, Output::Resync(g) if *g == gvr("", "v1", "configmaps"))),
+        relist_of_configmaps_asked(&h),
         "a namespace gone changes what the selector covers"
     );
     // team-a is created again, dev; a ConfigMap in it shows before the namespace does.

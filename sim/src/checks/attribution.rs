@@ -133,7 +133,12 @@ impl AttributionCheck {
             // A write that leaves the file as the previous persisted write left it (a no-op
             // apply, a managedFields-only update, an update while the object stays unselected)
             // makes no commit: never a match.
+            // Where the previous persisted write's namespace was relabelled (`moved`), what it
+            // left here is uncertain, and so is whether this one changes it (seed 75253: carol's
+            // delete after team-b became prod looked like a no-op, and her commit was matched to
+            // her next delete instead).
             let mut prev: Option<&Value> = None;
+            let mut prev_moved = false;
             let noop: Vec<bool> = writes
                 .iter()
                 .zip(&here)
@@ -141,8 +146,9 @@ impl AttributionCheck {
                     if w.rejected {
                         return false;
                     }
-                    let same_as_prev = prev == f;
+                    let same_as_prev = prev == f && !prev_moved;
                     prev = f;
+                    prev_moved = ours(&w.moved);
                     same_as_prev
                 })
                 .collect();

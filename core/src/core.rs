@@ -396,7 +396,10 @@ fn terminating_after(prev: Option<LiveEntry>, being_deleted: bool, initial: bool
         _ if !being_deleted => Terminating::No,
         Some(p) if p.terminating != Terminating::No => p.terminating,
         // Seen live just before it began: that version is the one the DELETE was admitted on.
-        Some(p) if !initial => Terminating::Since(p.rv),
+        Some(p) if !initial => Terminating::Since {
+            rv: p.rv,
+            content: p.content,
+        },
         // It began in a gap the watch did not see (a relist), or before the watch knew it.
         _ => Terminating::SinceUnseen,
     }
@@ -1334,23 +1337,31 @@ impl Core {
         }
         // The final event of a deletion that finalizers held: the DELETE was admitted against the
         // version before the deletion began, not the `deletionTimestamp` one the watch showed last.
-        let (base_rv, base_certain) = match prev.filter(|_| same_object) {
+        // Its content too: users may have edited it since, and the DELETE's record holds the
+        // content of the version it was admitted on.
+        let (base_rv, base_certain, joined_content) = match prev.filter(|_| same_object) {
             Some(p) if deleted => match p.terminating {
-                Terminating::No => (Some(p.rv), !initial),
-                Terminating::Since(before) => (Some(before), !initial),
-                Terminating::SinceUnseen => (Some(p.rv), false),
+                Terminating::No => (Some(p.rv), !initial, hash),
+                Terminating::Since { rv, content } => (Some(rv), !initial, content),
+                Terminating::SinceUnseen => (Some(p.rv), false, hash),
             },
-            Some(p) => (Some(p.rv), !initial),
-            None => (None, !initial && prev.is_some()),
+            Some(p) => (Some(p.rv), !initial, hash),
+            None => (None, !initial && prev.is_some(), hash),
         };
         let key = CorrKey {
             ident,
             op,
-            content: hash,
+            content: joined_content,
         };
         // A relist that shows a version this core already saw is no new change: it has no author
         // to find, and taking a record here would steal one that arrived late for a past write.
-        let seen_before = initial && same_object && prev.is_some_and(|p| p.rv == rv);
+        // Nor is a new version with the content already seen (writes in the gap that changed
+        // nothing a file holds, or changed it back): noted as a change seen without an author,
+        // it made every identical write's record within the TTL look late, each such write
+        // noted again in turn (seed 2095: carol's annotation-only update, listed after a gap,
+        // cost the deployer and then alice their authorship of later changes to that content).
+        let seen_before =
+            initial && same_object && prev.is_some_and(|p| p.rv == rv || p.content == hash);
         let attribution = if seen_before {
             Attribution::Miss
         } else {

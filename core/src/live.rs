@@ -94,8 +94,14 @@ pub enum Terminating {
     /// Not being deleted.
     #[default]
     No,
-    /// Being deleted; the fingerprint of the last version seen before the deletion began.
-    Since(u64),
+    /// Being deleted; the fingerprints of the last version seen before the deletion began and
+    /// of its content (the DELETE's record names both; users may edit the object meanwhile).
+    Since {
+        /// The version.
+        rv: u64,
+        /// Its sanitized content.
+        content: u64,
+    },
     /// Being deleted since before the watch saw it (first seen so in a list): the base is unknown.
     SinceUnseen,
 }

@@ -862,6 +862,38 @@ fn a_delete_held_by_finalizers_is_the_deleters() {
     );
 }
 
+/// The API server lets users edit an object whose deletion began, until its finalizers are gone;
+/// the DELETED event then carries the edited version, while the DELETE was admitted on the version
+/// before the deletion began, with that version's content.
+#[test]
+fn a_delete_held_by_finalizers_is_the_deleters_after_an_edit_while_terminating() {
+    let mut h = deletion_begun("bob", "alice");
+    h.input(held_admission(
+        Operation::Update,
+        "carol",
+        Some(held("1", 11, true)),
+        Some(held("2", 11, true)),
+    ));
+    h.input(watch(WatchEvent::Apply(held("2", 12, true))));
+    h.input(admission(
+        "req-finalize".into(),
+        Operation::Update,
+        "finalizer-controller",
+        "a",
+        Some(held("2", 12, true)),
+        Some("2"),
+    ));
+    h.input(watch(WatchEvent::Delete(held("2", 13, true))));
+    assert_eq!(
+        authors(&mut h),
+        [
+            "bob [CREATE] v1/configmaps/team-a/a",
+            "carol [UPDATE] v1/configmaps/team-a/a",
+            "alice [DELETE] v1/configmaps/team-a/a",
+        ]
+    );
+}
+
 /// When the watch first sees an object already being deleted (a relist after a gap), the version
 /// its DELETE was admitted on is unknown: the delete joins on content, and only a single
 /// candidate is named. A repeated delete of an object the finalizers still hold is no candidate.
@@ -1194,6 +1226,60 @@ fn a_change_two_users_raced_for_does_not_make_a_later_identical_write_look_late(
             "gitops-reverser [UPDATE] v1/configmaps/team-a/a",
             "alice [UPDATE] v1/configmaps/team-a/a",
             "carol [UPDATE] v1/configmaps/team-a/a",
+        ]
+    );
+}
+
+/// Seed 2095. Carol's update changed nothing a file holds (an annotation), and the watch missed it
+/// in a gap; the relist showed her version, new but with the content already seen. The core
+/// found no record for it (a no-op admission is not recorded) and noted it as a change seen
+/// without an author, so the deployer's later change back to that content looked like its late
+/// admission and went to the fallback author, and noted again, cost alice hers in turn.
+#[test]
+fn a_relisted_version_with_the_content_already_seen_makes_no_later_record_look_late() {
+    let mut h = seeded();
+    h.input(create("alice", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.input(update_by("alice", cm("a", "1", "u1", 10), "2"));
+    h.input(watch(WatchEvent::Apply(cm("a", "2", "u1", 11))));
+    // The gap: carol's write changes only what sanitization removes. A second folder comes
+    // (its seed writes the listed object), and the relist shows her version.
+    h.input(update_by("carol", cm("a", "2", "u1", 11), "2"));
+    let audit =
+        serde_json::from_value(json!({"gitRepoConfigRef": "my-repo", "baseFolder": "audit",
+        "resources": [{"group": "", "version": "v1", "resource": "configmaps"}]}))
+        .unwrap();
+    h.input(Input::WatchRule(
+        NamespacedName::new("team-a", "audit"),
+        Some(audit),
+    ));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "2", "u1", 12))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.advance(1_000);
+    h.input(update_by("bob", cm("a", "2", "u1", 12), "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 13))));
+    h.advance(1_000);
+    let deployer = Input::Admission(AdmissionRequest {
+        uid: "req-deployer".into(),
+        ..match update_by("deployer", cm("a", "1", "u1", 13), "2") {
+            Input::Admission(r) => r,
+            _ => unreachable!(),
+        }
+    });
+    h.input(deployer);
+    h.input(watch(WatchEvent::Apply(cm("a", "2", "u1", 14))));
+    assert_eq!(
+        authors(&mut h),
+        [
+            "alice [CREATE] v1/configmaps/team-a/a",
+            "alice [UPDATE] v1/configmaps/team-a/a",
+            "gitops-reverser [RESYNC] 1 changes from the cluster under audit",
+            "bob [UPDATE] v1/configmaps/team-a/a",
+            "bob [UPDATE] v1/configmaps/team-a/a",
+            "deployer [UPDATE] v1/configmaps/team-a/a",
+            "deployer [UPDATE] v1/configmaps/team-a/a",
         ]
     );
 }

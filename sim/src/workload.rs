@@ -80,14 +80,18 @@ pub fn next(rng: &mut ChaCha8Rng, cluster: &Cluster, finalizers: f64) -> Action 
     let user = USERS[rng.gen_range(0..USERS.len())];
     let live = cluster.objects.get(&key).map(|o| o.body.clone());
     let roll = rng.gen_range(0..100);
-    if live.as_ref().is_some_and(terminating) {
-        // Being deleted: users delete it again, or try to create its name anew (refused: the name
-        // is still taken); nobody edits it.
-        return if roll < 50 {
-            Action::Delete(key, user)
-        } else {
-            let body = fresh(rng, cluster, &key, finalizers);
-            Action::Create(key, body, user)
+    if let Some(b) = live.as_ref().filter(|b| terminating(b)) {
+        // Being deleted: users delete it again, try to create its name anew (refused: the name
+        // is still taken), or edit it (the API server allows that until the finalizers are gone;
+        // the DELETED event then carries the edited version, not the one the DELETE was
+        // admitted on).
+        return match roll {
+            0..=34 => Action::Delete(key, user),
+            35..=69 => {
+                let body = fresh(rng, cluster, &key, finalizers);
+                Action::Create(key, body, user)
+            }
+            _ => Action::Update(key, mutate(rng, b.clone()), user),
         };
     }
     match (roll, live) {
@@ -167,7 +171,7 @@ fn fresh(rng: &mut ChaCha8Rng, cluster: &Cluster, key: &ObjKey, finalizers: f64)
 
 /// A changed copy: a value from a small set (so content toggles back), the tier label, or only a
 /// tooling annotation that sanitization removes.
-fn mutate(rng: &mut ChaCha8Rng, mut body: Value) -> Value {
+pub fn mutate(rng: &mut ChaCha8Rng, mut body: Value) -> Value {
     match rng.gen_range(0..10) {
         0..=5 => {
             let v = value(rng);

@@ -126,6 +126,8 @@ enum Ev {
     Heal,
     /// The controller removes the finalizer of a deletion that began: the object goes.
     Finalize(Finalize),
+    /// A user edits an object whose deletion began (its uid), before the finalizer goes.
+    EditTerminating(ObjKey, Value),
     /// The namespace controller finishes deleting a namespace once its objects are gone.
     NamespaceGone(String),
     /// The CRD's deletion goes on: its objects are deleted, then the type is no longer served.
@@ -480,6 +482,7 @@ impl World {
                 }
                 Ev::Heal => self.heal(),
                 Ev::Finalize(f) => self.finalize(f),
+                Ev::EditTerminating(key, uid) => self.edit_terminating(&key, &uid),
                 Ev::NamespaceGone(ns) => self.namespace_gone(&ns),
                 Ev::CrdGone(kind) => self.crd_gone(kind),
             }
@@ -1152,6 +1155,13 @@ impl World {
         // Well within the correlation TTL, watch outages included: a controller slower than that
         // costs the deleter's attribution (the fallback author), which a strict run would flag.
         let delay = self.rng.apiserver.gen_range(5..2_000);
+        // A third of the time someone edits it meanwhile: the API server allows that until the
+        // finalizers are gone, and the DELETED event then carries the edited version, not the
+        // one the DELETE was admitted on.
+        if self.rng.apiserver.gen_bool(0.3) {
+            let edit_at = self.now + self.rng.apiserver.gen_range(1..delay);
+            self.at(edit_at, Ev::EditTerminating(key.clone(), uid.clone()));
+        }
         self.at(
             self.now + delay,
             Ev::Finalize(Finalize {
@@ -1161,6 +1171,19 @@ impl World {
                 admitted_ms,
             }),
         );
+    }
+
+    /// A user edits the terminating object `key` (if it is still the one with `uid`).
+    fn edit_terminating(&mut self, key: &ObjKey, uid: &Value) {
+        let Some(old) = self.cluster.objects.get(key).map(|o| o.body.clone()) else {
+            return;
+        };
+        if old.pointer("/metadata/uid") != Some(uid) || !workload::terminating(&old) {
+            return;
+        }
+        let user = workload::USERS[self.rng.workload.gen_range(0..workload::USERS.len())];
+        let body = workload::mutate(&mut self.rng.workload, old);
+        self.write(key, Operation::Update, user, Some(body));
     }
 
     /// The controller removes the finalizer (an update through admission); the API server then

@@ -210,6 +210,46 @@ impl Queue {
         self.coalesce_if_over();
     }
 
+    /// Whether the path's only unpushed write is in the open resync commit of `folder`: a new
+    /// resync write of the path replaces it, so the new one is judged against what precedes it,
+    /// the repository.
+    pub fn only_in_open_resync(&self, path_key: u128, folder: &str) -> bool {
+        let Some(PendingCommit {
+            seq,
+            kind: CommitKind::Resync { folder: f },
+            ..
+        }) = self.commits.back()
+        else {
+            return false;
+        };
+        f.as_str() == folder
+            && self
+                .latest
+                .get(&path_key)
+                .is_some_and(|l| l.seq == *seq && l.writes == 1)
+    }
+
+    /// Drops the path's write from the open resync commit (see [`Queue::only_in_open_resync`]):
+    /// the repository holds what it is being replaced with. The commit goes if it is left empty.
+    pub fn drop_from_open_resync(&mut self, path_key: u128) {
+        let Some(commit) = self.commits.back_mut() else {
+            return;
+        };
+        let Some(i) = commit.writes.iter().rposition(|w| w.path_key == path_key) else {
+            return;
+        };
+        let old = commit.writes.remove(i);
+        self.bytes -= write_bytes(&old);
+        let seq = commit.seq;
+        if commit.writes.is_empty() {
+            self.commits.pop_back();
+        }
+        self.forget_write(seq, path_key);
+        if self.commits.is_empty() {
+            self.first_pending_ms = None;
+        }
+    }
+
     /// Pending commits (not in flight).
     pub fn len(&self) -> usize {
         self.commits.len()
@@ -572,6 +612,32 @@ mod tests {
         q.push_resync(0, 0, "f", write("f/p", 2));
         assert_eq!(q.bytes(), 100, "the replaced write's bytes are gone");
         assert_eq!(q.writes().count(), 1);
+        q.start_push();
+        q.push_landed();
+        assert_eq!(
+            q.latest(crate::live::key128("f/p")),
+            None,
+            "nothing of the path is left pending"
+        );
+    }
+
+    #[test]
+    fn a_write_only_in_the_open_resync_commit_can_be_dropped_from_it() {
+        let mut q = Queue::default();
+        let p = crate::live::key128("f/p");
+        q.push_resync(0, 0, "f", write("f/p", 1));
+        q.push_resync(0, 0, "f", write("f/q", 2));
+        assert!(q.only_in_open_resync(p, "f"));
+        assert!(!q.only_in_open_resync(p, "g"), "another folder's commit");
+        q.drop_from_open_resync(p);
+        assert_eq!(q.latest(p), None);
+        assert_eq!((q.len(), q.bytes()), (1, 100));
+        q.drop_from_open_resync(crate::live::key128("f/q"));
+        assert!(q.is_empty(), "an emptied commit goes");
+        // Behind an event commit of the path, the open resync commit is not its only write.
+        event(&mut q, "u", "f/p", 1);
+        q.push_resync(0, 0, "f", write("f/p", 2));
+        assert!(!q.only_in_open_resync(p, "f"));
     }
 
     #[test]

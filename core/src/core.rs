@@ -335,37 +335,69 @@ impl Enqueue<'_> {
         resync: bool,
     ) -> bool {
         let listed = self.listed;
-        let have = match b.queue.latest(write.path_key) {
-            Some(Some(h)) => Have::Content(h),
-            Some(None) => Have::Absent,
-            None => match b.paths.held(write.path_key) {
-                Some(Held {
-                    content: Some(h), ..
-                }) => Have::Content(h),
-                // Listed but not yet compared: render once to learn whether it is the same file.
-                Some(h) => match &write.content {
-                    Some(c) if c.file.blob_id() == h.blob => {
-                        let known = Held {
-                            content: Some(c.hash),
-                            blob: h.blob,
-                        };
-                        b.paths.set_held(write.path_key, Some(known));
-                        Have::Content(c.hash)
-                    }
-                    _ => Have::Present,
-                },
-                None if listed => Have::Absent,
-                None => Have::Unknown,
-            },
-        };
-        let redundant = match (&write.content, have) {
+        let pending = b.queue.latest(write.path_key);
+        let redundant = |have: Have| match (&write.content, have) {
             (Some(c), Have::Content(h)) => c.hash == h,
             (None, Have::Absent) => true,
             _ => false,
         };
-        if redundant {
+        let queued = match pending {
+            Some(Some(h)) => Some(Have::Content(h)),
+            Some(None) => Some(Have::Absent),
+            None => None,
+        };
+        if queued.is_some_and(redundant) {
             return false;
         }
+        // A resync write that replaces the path's only pending one (in the same open resync
+        // commit) is judged against the repository too, and where the repository already holds
+        // it, the replaced write goes as well (seed 85336: a namespace relabelled there and back
+        // before the push, and the listed objects' additions, replaced by removals, became a
+        // commit of deletes of files the repository never had).
+        let replaces = resync
+            && pending.is_some()
+            && b.queue
+                .only_in_open_resync(write.path_key, &self.dest.base_folder);
+        if queued.is_some() && !replaces {
+            return self.enqueue(b, write, author, kind, resync);
+        }
+        let have = match b.paths.held(write.path_key) {
+            Some(Held {
+                content: Some(h), ..
+            }) => Have::Content(h),
+            // Listed but not yet compared: render once to learn whether it is the same file.
+            Some(h) => match &write.content {
+                Some(c) if c.file.blob_id() == h.blob => {
+                    let known = Held {
+                        content: Some(c.hash),
+                        blob: h.blob,
+                    };
+                    b.paths.set_held(write.path_key, Some(known));
+                    Have::Content(c.hash)
+                }
+                _ => Have::Present,
+            },
+            None if listed => Have::Absent,
+            None => Have::Unknown,
+        };
+        if redundant(have) {
+            if replaces {
+                b.queue.drop_from_open_resync(write.path_key);
+            }
+            return false;
+        }
+        self.enqueue(b, write, author, kind, resync)
+    }
+
+    /// Queues a write that changes something.
+    fn enqueue(
+        self,
+        b: &mut BranchState,
+        write: PendingWrite,
+        author: Option<Arc<str>>,
+        kind: CommitKind,
+        resync: bool,
+    ) -> bool {
         let (now, wall) = (self.now.mono_ms, self.now.wall_ms);
         if resync {
             b.queue
@@ -391,7 +423,12 @@ fn namespaces_gvr() -> Gvr {
 
 /// The deletion state an object is left in by an event: `prev` is what the watch knew of this
 /// very object (same uid), `being_deleted` whether the event carries `deletionTimestamp`.
-fn terminating_after(prev: Option<LiveEntry>, being_deleted: bool, initial: bool) -> Terminating {
+fn terminating_after(
+    prev: Option<LiveEntry>,
+    being_deleted: bool,
+    initial: bool,
+    content: u64,
+) -> Terminating {
     match prev {
         _ if !being_deleted => Terminating::No,
         Some(p) if p.terminating != Terminating::No => p.terminating,
@@ -401,7 +438,7 @@ fn terminating_after(prev: Option<LiveEntry>, being_deleted: bool, initial: bool
             content: p.content,
         },
         // It began in a gap the watch did not see (a relist), or before the watch knew it.
-        _ => Terminating::SinceUnseen,
+        _ => Terminating::SinceUnseen { content },
     }
 }
 
@@ -1321,7 +1358,8 @@ impl Core {
         let rules = TypeRules::of(gvr);
         sanitize(doc, rules);
         let (hash, bytes) = out.finish(doc);
-        let terminating = terminating_after(prev.filter(|_| same_object), being_deleted, initial);
+        let terminating =
+            terminating_after(prev.filter(|_| same_object), being_deleted, initial, hash);
         let live = &mut self.live[gid as usize];
         if deleted {
             live.remove(ident);
@@ -1343,7 +1381,9 @@ impl Core {
             Some(p) if deleted => match p.terminating {
                 Terminating::No => (Some(p.rv), !initial, hash),
                 Terminating::Since { rv, content } => (Some(rv), !initial, content),
-                Terminating::SinceUnseen => (Some(p.rv), false, hash),
+                // Seen first in a list (seed 83539: the API server's delete of a CRD's object,
+                // shown by a relist, then edited by alice before the finalizer went).
+                Terminating::SinceUnseen { content } => (Some(p.rv), false, content),
             },
             Some(p) => (Some(p.rv), !initial, hash),
             None => (None, !initial && prev.is_some(), hash),

@@ -103,7 +103,12 @@ pub enum Terminating {
         content: u64,
     },
     /// Being deleted since before the watch saw it (first seen so in a list): the base is unknown.
-    SinceUnseen,
+    /// The content is that of the first version seen being deleted, which is the content the
+    /// DELETE was admitted on unless someone edited the object before the list.
+    SinceUnseen {
+        /// That content.
+        content: u64,
+    },
 }
 
 /// Live objects of one watch stream.

@@ -894,6 +894,49 @@ fn a_delete_held_by_finalizers_is_the_deleters_after_an_edit_while_terminating()
     );
 }
 
+/// Seed 83539. The watch first showed the deletion in a relist (its base version unknown), and
+/// alice edited the object before the finalizer went: the final event's content was hers, not
+/// the content the DELETE was admitted on, and the content-only join found no record. The first
+/// terminating version seen carries the content the DELETE was admitted on (deletion adds only
+/// `deletionTimestamp`), and the join uses that.
+#[test]
+fn a_delete_first_seen_in_a_list_is_the_deleters_after_an_edit_while_terminating() {
+    let mut h = seeded();
+    h.input(held_admission(
+        Operation::Create,
+        "bob",
+        None,
+        Some(held("1", 0, false)),
+    ));
+    h.input(watch(WatchEvent::Apply(held("1", 10, false))));
+    h.input(held_admission(
+        Operation::Delete,
+        "deployer",
+        Some(held("1", 10, false)),
+        None,
+    ));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(held("1", 11, true))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.input(held_admission(
+        Operation::Update,
+        "alice",
+        Some(held("1", 11, true)),
+        Some(held("2", 11, true)),
+    ));
+    h.input(watch(WatchEvent::Apply(held("2", 12, true))));
+    h.input(watch(WatchEvent::Delete(held("2", 13, true))));
+    assert_eq!(
+        authors(&mut h),
+        [
+            "bob [CREATE] v1/configmaps/team-a/a",
+            "alice [UPDATE] v1/configmaps/team-a/a",
+            "deployer [DELETE] v1/configmaps/team-a/a",
+        ]
+    );
+}
+
 /// When the watch first sees an object already being deleted (a relist after a gap), the version
 /// its DELETE was admitted on is unknown: the delete joins on content, and only a single
 /// candidate is named. A repeated delete of an object the finalizers still hold is no candidate.
@@ -1282,4 +1325,68 @@ fn a_relisted_version_with_the_content_already_seen_makes_no_later_record_look_l
             "deployer [UPDATE] v1/configmaps/team-a/a",
         ]
     );
+}
+
+fn in_team_b(name: &str, rv: u64) -> RawObject {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "team-b", "uid": format!("uid-{name}"),
+                     "resourceVersion": rv.to_string()},
+        "data": {"key": "1"}})
+    .into()
+}
+
+fn team_b_labelled(env: &str, rv: u64) -> RawObject {
+    json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "team-b", "uid": "ns2", "resourceVersion": rv.to_string(),
+                     "labels": {"env": env}}})
+    .into()
+}
+
+/// Seed 85336 of the long run. team-b became prod and, before the next push, dev again: each
+/// relabel's relist wrote into the open `[RESYNC]` commit, the first an addition of team-b's
+/// ConfigMap, the second its removal, which replaced the addition. The repository never had the
+/// file, and the commit deleted nothing (an empty commit).
+#[test]
+fn a_resync_removal_that_replaces_an_unpushed_addition_leaves_nothing_to_commit() {
+    let mut h = Harness::new();
+    for i in prod_rule_inputs() {
+        h.input(i);
+    }
+    let relist = |h: &mut Harness| {
+        h.input(watch(WatchEvent::Init));
+        h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+        h.input(watch(WatchEvent::InitApply(in_team_b("b", 11))));
+        h.input(watch(WatchEvent::InitDone));
+    };
+    h.input(namespaces(WatchEvent::Init));
+    h.input(namespaces(WatchEvent::InitApply(team_a_prod())));
+    h.input(namespaces(WatchEvent::InitApply(team_b_labelled("dev", 2))));
+    h.input(namespaces(WatchEvent::InitDone));
+    relist(&mut h);
+    h.answer_all();
+    h.flush_and_push();
+    assert!(h.files.contains_key("prod/v1/configmaps/team-a/a.yaml"));
+    let before = h.commits.len();
+    // Relabelled there and back before the push: the folder is read after the first relist,
+    // and the second one's removal replaces the addition still waiting in the open commit.
+    h.input(namespaces(WatchEvent::Apply(team_b_labelled("prod", 3))));
+    relist(&mut h);
+    for op in h.take_git_ops() {
+        assert!(matches!(op.kind, GitOpKind::ReadPaths { .. }), "{op:?}");
+        let listing = h.apply(&op);
+        h.input(Input::GitDone(op.op_id, listing));
+    }
+    // The push goes while the second relist is still running (the folder was read once already).
+    h.input(namespaces(WatchEvent::Apply(team_b_labelled("dev", 4))));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+    h.input(watch(WatchEvent::InitApply(in_team_b("b", 11))));
+    h.flush_and_push();
+    let touched: Vec<&String> = h.commits[before..]
+        .iter()
+        .filter(|c| c.writes.iter().any(|(p, _)| p.contains("team-b")))
+        .map(|c| &c.message)
+        .collect();
+    assert!(touched.is_empty(), "{touched:?}");
+    assert!(!h.files.keys().any(|p| p.contains("team-b")));
 }

@@ -129,7 +129,8 @@ pub struct Attributor {
     /// Watch events left unattributed within the TTL. The webhook's path can be slower than the
     /// watch: an admission that matches one of these came late for that write, and stored, it
     /// could only ever be matched to someone else's identical write later.
-    missed: CorrelationStore<CorrKey, ()>,
+    /// Changes written without an author, each with its object's uid (when the event had one).
+    missed: CorrelationStore<CorrKey, Option<u64>>,
     next_seq: u64,
     counters: AttributionCounters,
 }
@@ -151,7 +152,13 @@ impl Attributor {
     /// later (seed 191083280). A genuine identical write within the TTL then goes unattributed,
     /// never misattributed.
     pub fn record(&mut self, now_ms: u64, key: CorrKey, mut record: Record) {
-        if self.missed.peek(now_ms, &key).next().is_some() {
+        // Late only for a change of the same object: a record of another object's write (a new
+        // object of the name, with its own uid) explains nothing that was missed (seed 109362:
+        // a relist showed a ClusterRole the core had not known, noted as a creation seen
+        // without an author, and the deployer's genuine creation of the next object of that name
+        // with that content, 55 s later, lost its author).
+        let same_object = |u: &Option<u64>| u.is_none() || record.uid.is_none() || *u == record.uid;
+        if self.missed.peek(now_ms, &key).any(same_object) {
             self.counters.late_skipped_total += 1;
             return;
         }
@@ -328,8 +335,8 @@ impl Attributor {
     /// Notes a change that was written without an author, so that its admission, should it still
     /// come, is recognised as late ([`Attributor::record`]). Only real changes are noted: a
     /// duplicate event would make a later genuine record look late.
-    pub fn note_missed(&mut self, now_ms: u64, key: CorrKey) {
-        self.missed.put(now_ms, key, ());
+    pub fn note_missed(&mut self, now_ms: u64, key: CorrKey, uid: Option<u64>) {
+        self.missed.put(now_ms, key, uid);
     }
 
     /// Drops expired keys.
@@ -454,7 +461,7 @@ mod tests {
             a.attribute(0, key(Operation::Create, 1), 0, 0, None, true),
             Attribution::Miss
         );
-        a.note_missed(0, key(Operation::Create, 1));
+        a.note_missed(0, key(Operation::Create, 1), None);
         record(&mut a, 5, key(Operation::Create, 1), rec("alice", None));
         assert_eq!(a.counters().late_skipped_total, 1);
         // bob deletes and re-creates the same content; his webhook call is lost.

@@ -1501,7 +1501,8 @@ impl Core {
         let live_change = !initial && (!deleted || prev.is_some());
         let ambiguous = attribution == Attribution::Ambiguous;
         if author.is_none() && !seen_before && !ambiguous && (queued || live_change) {
-            self.attributor.note_missed(self.now.mono_ms, key);
+            self.attributor
+                .note_missed(self.now.mono_ms, key, (uid != 0).then_some(uid));
         }
         if queued {
             self.counters.events_processed_total += 1;

@@ -1390,3 +1390,41 @@ fn a_resync_removal_that_replaces_an_unpushed_addition_leaves_nothing_to_commit(
     assert!(touched.is_empty(), "{touched:?}");
     assert!(!h.files.keys().any(|p| p.contains("team-b")));
 }
+
+/// Seed 109362. A relist showed a ClusterRole the core had not known (its stream had just
+/// started), with no record to explain it: noted as a creation seen without an author, in case
+/// its admission came late. 55 s later the deployer created the next object of that name with
+/// the same content; his on-time record looked like that late admission and was dropped. A
+/// record is late only for a change of the same object (its uid).
+#[test]
+fn a_creation_noted_without_an_author_makes_no_other_objects_record_look_late() {
+    let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "prod");
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.advance(1_000);
+    let old = cm("a", "1", "u1", 10);
+    h.input(admission(
+        "req-bob".into(),
+        Operation::Delete,
+        "bob",
+        "a",
+        Some(old),
+        None,
+    ));
+    h.input(watch(WatchEvent::Delete(cm("a", "1", "u1", 11))));
+    h.advance(1_000);
+    let mut deployer = create("deployer", "a", "1");
+    if let Input::Admission(r) = &mut deployer {
+        r.object = Some(cm("a", "1", "u2", 0));
+    }
+    h.input(deployer);
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u2", 12))));
+    let got = authors(&mut h);
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("deployer [CREATE] v1/configmaps/team-a/a"),
+        "{got:?}"
+    );
+}

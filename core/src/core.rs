@@ -24,6 +24,7 @@ use crate::namespaces::{Labels, NamespaceLabels};
 use crate::paths::{BranchPaths, Held, Member};
 use crate::rules::{CompiledRule, Destination, DocLabels, ObjectFacts, RuleReach, RuleStore};
 use crate::sanitize::{sanitize, SecretPolicy, TypeRules};
+use crate::selector::Selector;
 use crate::time::{MonoClamp, Now};
 
 /// Largest sanitized object written, in canonical bytes; larger ones are refused and counted.
@@ -335,17 +336,15 @@ impl Enqueue<'_> {
         resync: bool,
     ) -> bool {
         let listed = self.listed;
-        let pending = b.queue.latest(write.path_key);
         let redundant = |have: Have| match (&write.content, have) {
             (Some(c), Have::Content(h)) => c.hash == h,
             (None, Have::Absent) => true,
             _ => false,
         };
-        let queued = match pending {
-            Some(Some(h)) => Some(Have::Content(h)),
-            Some(None) => Some(Have::Absent),
-            None => None,
-        };
+        let queued = b
+            .queue
+            .latest(write.path_key)
+            .map(|c| c.map_or(Have::Absent, Have::Content));
         if queued.is_some_and(redundant) {
             return false;
         }
@@ -355,7 +354,6 @@ impl Enqueue<'_> {
         // before the push, and the listed objects' additions, replaced by removals, became a
         // commit of deletes of files the repository never had).
         let replaces = resync
-            && pending.is_some()
             && b.queue
                 .only_in_open_resync(write.path_key, &self.dest.base_folder);
         if queued.is_some() && !replaces {
@@ -1333,26 +1331,21 @@ impl Core {
             op: (!initial).then_some(op),
         };
         let ns_labels = &self.ns_labels;
-        self.rules
-            .route_into(gvr, &facts, |ns| ns_labels.get(ns), &mut routed);
+        let labelled =
+            |sel: &Selector, ns: &str| ns_labels.get(ns).is_some_and(|l| sel.matches_map(l));
+        self.rules.route_into(gvr, &facts, labelled, &mut routed);
         // A live change of an operation a rule leaves out (`operations`) leaves that rule's file
         // as it is: neither written nor removed, until a resync brings the folder up to date.
+        // So does any change while its namespace's labels are unknown (the namespaces stream is
+        // still listing): the namespace selectors' folders wait for the list, whose namespaces
+        // each ask for a resync of what those selectors cover.
         let mut held = std::mem::take(&mut self.held);
         held.clear();
-        let any = ObjectFacts { op: None, ..facts };
-        if !initial {
-            self.rules
-                .route_into(gvr, &any, |ns| ns_labels.get(ns), &mut held);
-        }
-        // So does any change while its namespace's labels are unknown (the namespaces stream
-        // is still listing): the namespace selectors' folders wait for the list, whose
-        // namespaces each ask for a resync of what those selectors cover.
-        if namespace.is_some_and(|ns| ns_labels.pending(ns)) {
-            let mut waiting = Vec::new();
-            self.rules.namespace_selected_into(gvr, &any, &mut waiting);
-            held.extend(waiting);
-            held.sort();
-            held.dedup();
+        let pending = namespace.is_some_and(|ns| ns_labels.pending(ns));
+        if !initial || pending {
+            let any = ObjectFacts { op: None, ..facts };
+            let maybe = |sel: &Selector, ns: &str| pending || labelled(sel, ns);
+            self.rules.route_into(gvr, &any, maybe, &mut held);
         }
         held.retain(|d| routed.binary_search(d).is_err());
         let rules = TypeRules::of(gvr);

@@ -214,60 +214,36 @@ impl RuleStore {
         obj: &ObjectFacts<'_>,
         ns_labels: impl Fn(&str) -> Option<&'n BTreeMap<String, String>>,
     ) -> Vec<&'s Arc<Destination>> {
-        let mut out: Vec<_> = self.routed(gvr, obj, ns_labels).collect();
+        let in_namespace =
+            |sel: &Selector, ns: &str| ns_labels(ns).is_some_and(|l| sel.matches_map(l));
+        let mut out: Vec<_> = self.routed(gvr, obj, in_namespace).collect();
         out.sort();
         out.dedup();
         out
     }
 
-    /// [`RuleStore::route`] into a caller's buffer (cleared first), so the hot path allocates nothing.
-    pub fn route_into<'n>(
+    /// [`RuleStore::route`] into a caller's buffer (cleared first), so the hot path allocates
+    /// nothing. `in_namespace` says whether a namespace selector selects a namespace (the caller
+    /// may answer for a namespace whose labels it does not know yet).
+    pub fn route_into(
         &self,
         gvr: &Gvr,
         obj: &ObjectFacts<'_>,
-        ns_labels: impl Fn(&str) -> Option<&'n BTreeMap<String, String>>,
+        in_namespace: impl Fn(&Selector, &str) -> bool,
         out: &mut Vec<Arc<Destination>>,
     ) {
         out.clear();
-        out.extend(self.routed(gvr, obj, ns_labels).cloned());
+        out.extend(self.routed(gvr, obj, in_namespace).cloned());
         out.sort();
         out.dedup();
-    }
-
-    /// The destinations of the namespace-selector rules that would select the object if its
-    /// namespace's labels matched: where its change waits while those labels are unknown.
-    pub fn namespace_selected_into(
-        &self,
-        gvr: &Gvr,
-        obj: &ObjectFacts<'_>,
-        out: &mut Vec<Arc<Destination>>,
-    ) {
-        out.clear();
-        let candidates = self.by_gvr.get(gvr).map_or(&[][..], Vec::as_slice);
-        out.extend(candidates.iter().filter_map(|&i| {
-            let r = &self.rules[i];
-            let by_selector = matches!(r.reach, RuleReach::Namespaced(Some(_)));
-            (by_selector && obj.namespace.is_some() && self.selects_facts(r, obj))
-                .then(|| r.destination.clone())
-        }));
-        out.sort();
-        out.dedup();
-    }
-
-    /// Whether the rule takes the object's operation and labels (its reach aside).
-    fn selects_facts(&self, r: &CompiledRule, obj: &ObjectFacts<'_>) -> bool {
-        obj.op.is_none_or(|op| r.operations.contains(op))
-            && r.object_selector
-                .as_ref()
-                .is_none_or(|s| s.matches(|k| obj.labels.label(k)))
     }
 
     /// The destinations of every rule that selects the object, possibly repeated.
-    fn routed<'s, 'n, 'o>(
+    fn routed<'s, 'o>(
         &'s self,
         gvr: &Gvr,
         obj: &'o ObjectFacts<'o>,
-        ns_labels: impl Fn(&str) -> Option<&'n BTreeMap<String, String>> + 'o,
+        in_namespace: impl Fn(&Selector, &str) -> bool + 'o,
     ) -> impl Iterator<Item = &'s Arc<Destination>> + 'o
     where
         's: 'o,
@@ -275,19 +251,21 @@ impl RuleStore {
         let candidates = self.by_gvr.get(gvr).map_or(&[][..], Vec::as_slice);
         candidates.iter().filter_map(move |&i| {
             let r = &self.rules[i];
-            if !self.selects_facts(r, obj) {
+            if obj.op.is_some_and(|op| !r.operations.contains(op)) {
                 return None;
             }
             let in_reach = match (&r.reach, obj.namespace) {
                 (RuleReach::OwnNamespace(own), Some(ns)) => own == ns,
                 (RuleReach::ClusterScoped, None) => true,
                 (RuleReach::Namespaced(None), Some(_)) => true,
-                (RuleReach::Namespaced(Some(sel)), Some(ns)) => {
-                    ns_labels(ns).is_some_and(|l| sel.matches_map(l))
-                }
+                (RuleReach::Namespaced(Some(sel)), Some(ns)) => in_namespace(sel, ns),
                 _ => false,
             };
-            in_reach.then_some(&r.destination)
+            let selected = in_reach
+                && r.object_selector
+                    .as_ref()
+                    .is_none_or(|s| s.matches(|k| obj.labels.label(k)));
+            selected.then_some(&r.destination)
         })
     }
 

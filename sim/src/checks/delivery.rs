@@ -13,20 +13,26 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::checks::event_subject;
 
-/// One commit owed to a branch.
+/// A commit as the check tells commits apart: the same change of the same branch.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Owed {
+struct Commit {
     url: String,
     branch: String,
     author: String,
     subject: String,
     /// Path and a fingerprint of the rendered file (`None`: removed).
     writes: Vec<(String, Option<u64>)>,
+}
+
+/// A commit owed, and when the remote refused it.
+#[derive(Clone, Debug)]
+struct Owed {
+    commit: Commit,
     refused_ms: u64,
 }
 
-impl Owed {
-    fn of(url: &str, branch: &str, c: &PlannedCommit, refused_ms: u64) -> Self {
+impl Commit {
+    fn of(url: &str, branch: &str, c: &PlannedCommit) -> Self {
         Self {
             url: url.into(),
             branch: branch.into(),
@@ -37,7 +43,6 @@ impl Owed {
                 .iter()
                 .map(|(p, f)| (p.clone(), f.as_ref().map(|f| xxh3_64(&f.render()))))
                 .collect(),
-            refused_ms,
         }
     }
 }
@@ -101,25 +106,19 @@ impl DeliveryCheck {
         // A commit refused again is owed once: the queue puts refused commits back in front, so
         // the next push starts with those already owed. Identical commits within one push (the
         // same change made twice) are owed as often as they occur.
-        let refused: Vec<Owed> = commits
+        let refused: Vec<Commit> = commits
             .iter()
             .filter(|c| event_subject(&c.message).is_some())
-            .map(|c| Owed::of(url, branch, c, now_ms))
+            .map(|c| Commit::of(url, branch, c))
             .collect();
-        let same = |a: &Owed, b: &Owed| {
-            Owed {
-                refused_ms: 0,
-                ..a.clone()
-            } == Owed {
-                refused_ms: 0,
-                ..b.clone()
-            }
-        };
-        for (i, o) in refused.iter().enumerate() {
-            let in_push = refused[..=i].iter().filter(|r| same(r, o)).count();
-            let owed = self.owed.iter().filter(|r| same(r, o)).count();
+        for (i, commit) in refused.iter().enumerate() {
+            let in_push = refused[..=i].iter().filter(|r| *r == commit).count();
+            let owed = self.owed.iter().filter(|o| o.commit == *commit).count();
             if owed < in_push {
-                self.owed.push(o.clone());
+                self.owed.push(Owed {
+                    commit: commit.clone(),
+                    refused_ms: now_ms,
+                });
             }
         }
     }
@@ -129,21 +128,15 @@ impl DeliveryCheck {
         if self.owed.is_empty() {
             return;
         }
-        let landed = Owed::of(url, branch, c, 0);
-        let same = |o: &Owed| {
-            Owed {
-                refused_ms: 0,
-                ..o.clone()
-            } == landed
-        };
-        if let Some(i) = self.owed.iter().position(same) {
+        let landed = Commit::of(url, branch, c);
+        if let Some(i) = self.owed.iter().position(|o| o.commit == landed) {
             self.owed.remove(i);
         }
     }
 
     /// The rule writing `folder` on (`url`, `branch`) came or went: its unpushed writes may go.
     pub fn forgive_folder(&mut self, url: &str, branch: &str, folder: &str, now_ms: u64) {
-        self.owed.retain(|o| {
+        self.owed.retain(|Owed { commit: o, .. }| {
             !(o.url == url && o.branch == branch && o.writes.iter().any(|(p, _)| under(p, folder)))
         });
         self.folder_changes
@@ -158,10 +151,14 @@ impl DeliveryCheck {
 
     /// At the end of the run, after the liveness phase: nothing is owed.
     pub fn check(&self, out: &mut Vec<String>) {
-        for o in &self.owed {
+        for Owed {
+            commit: o,
+            refused_ms,
+        } in &self.owed
+        {
             out.push(format!(
-                "{} {}: {:?} by {} refused at t={} ms never landed",
-                o.url, o.branch, o.subject, o.author, o.refused_ms
+                "{} {}: {:?} by {} refused at t={refused_ms} ms never landed",
+                o.url, o.branch, o.subject, o.author
             ));
         }
     }

@@ -1428,3 +1428,30 @@ fn a_creation_noted_without_an_author_makes_no_other_objects_record_look_late() 
         "{got:?}"
     );
 }
+
+/// Seed 64343572. Alice's refused twin explained bob's update (his admission was late: the
+/// documented ambiguity). His record, arriving after, was kept: made on a version the watch had
+/// already shown replaced, it could explain no later change, yet 59 s later, after a relist, the
+/// content-only join named bob for alice's identical change (her admission lost). A record made
+/// on a version already seen replaced is late and dropped.
+#[test]
+fn a_late_record_made_on_a_replaced_version_names_nobody_later() {
+    let mut h = seeded();
+    h.input(create("carol", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.input(update_by("alice", cm("a", "1", "u1", 10), "2"));
+    h.input(watch(WatchEvent::Apply(cm("a", "2", "u1", 11))));
+    h.input(update_by("bob", cm("a", "1", "u1", 10), "2"));
+    h.advance(1_000);
+    h.input(update_by("carol", cm("a", "2", "u1", 11), "3"));
+    h.input(watch(WatchEvent::Apply(cm("a", "3", "u1", 12))));
+    // Alice changes it back to 2 in a gap; her admission is lost. The relist shows her version.
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "2", "u1", 13))));
+    h.input(watch(WatchEvent::InitDone));
+    let got = authors(&mut h);
+    assert!(
+        got.iter().all(|c| !c.starts_with("bob")),
+        "bob's stale record named him: {got:?}"
+    );
+}

@@ -46,11 +46,13 @@ pub struct Record {
 }
 
 /// Where a record is filed. CREATE records of one object share a key whatever their content, so
-/// that the object's next creation can retire them all at once ([`Attributor::supersede_creates`]).
+/// that the object's next creation can retire them all at once
+/// ([`Attributor::retire_older_creates`]); so do DELETE records, so that a deletion whose content
+/// is uncertain can be joined on the object alone.
 fn store_key(key: CorrKey) -> CorrKey {
     match key.op {
-        Operation::Create => CorrKey { content: 0, ..key },
-        _ => key,
+        Operation::Create | Operation::Delete => CorrKey { content: 0, ..key },
+        Operation::Update => key,
     }
 }
 
@@ -155,7 +157,19 @@ impl Attributor {
     /// come late for it, and whichever is kept could only name someone else's identical write
     /// later (seed 191083280). A genuine identical write within the TTL then goes unattributed,
     /// never misattributed.
-    pub fn record(&mut self, now_ms: u64, key: CorrKey, mut record: Record) {
+    ///
+    /// `current_rv` is the fingerprint of the object's version the watch showed last (that very
+    /// object's, by uid), if the core knows it. A record made on it is never late: the watch has
+    /// not moved past its base, so its write is still to come (seed 88816071: the deployer's
+    /// update from the version the watch had just shown was dropped as the late admission of an
+    /// identical change a relist had shown before that version, and his commit lost its author).
+    pub fn record(
+        &mut self,
+        now_ms: u64,
+        key: CorrKey,
+        mut record: Record,
+        current_rv: Option<u64>,
+    ) {
         // Late only for a change of the same object: a record of another object's write (a new
         // object of the name, with its own uid) explains nothing that was missed (seed 109362:
         // a relist showed a ClusterRole the core had not known, noted as a creation seen
@@ -165,10 +179,9 @@ impl Attributor {
         // Nor can a record made on a version the watch already showed replaced explain any later
         // one (seed 64343572: bob's late record of a write alice's refused twin had explained
         // stayed, and 59 s later named bob for alice's identical change seen after a relist).
-        let replaced = record
-            .base_rv
-            .is_some_and(|b| self.replaced.peek(now_ms, &(key.ident, b)).next().is_some());
-        if replaced || self.missed.peek(now_ms, &key).any(same_object) {
+        let pending = record.base_rv.is_some() && record.base_rv == current_rv;
+        let replaced = self.made_on_replaced(now_ms, key.ident, &record);
+        if !pending && (replaced || self.missed.peek(now_ms, &key).any(same_object)) {
             self.counters.late_skipped_total += 1;
             return;
         }
@@ -181,6 +194,29 @@ impl Attributor {
         self.next_seq += 1;
         self.counters.recorded_total += 1;
         self.store.put(now_ms, store_key(key), record);
+    }
+
+    /// Whether `record` was made on a version the watch has shown replaced. Such a record can
+    /// explain no change still to come: whatever its write was, the object has moved past its
+    /// base (every later write is made on a later version).
+    fn made_on_replaced(&self, now_ms: u64, ident: u128, record: &Record) -> bool {
+        record
+            .base_rv
+            .is_some_and(|b| self.replaced.peek(now_ms, &(ident, b)).next().is_some())
+    }
+
+    /// The watch (or a list) showed version `rv` of the object `ident` replaced by a later one.
+    /// From now on, for the TTL, a record made on it is stale: it is dropped when it arrives,
+    /// and one already stored is passed over by every join (it may still be in the store: it
+    /// arrived before the replacement and fitted nothing then).
+    ///
+    /// The caller calls this after [`Attributor::attribute`] for the replacing version, whose
+    /// own join may take a record made on `rv`. Records live a TTL from their arrival, so a note
+    /// made after a record arrived outlives it.
+    pub fn note_replaced(&mut self, now_ms: u64, ident: u128, rv: u64) {
+        if self.replaced.peek(now_ms, &(ident, rv)).next().is_none() {
+            self.replaced.put(now_ms, (ident, rv), ());
+        }
     }
 
     /// `taken` explained the object's creation: CREATE records for it that arrived before it
@@ -251,20 +287,28 @@ impl Attributor {
         // through the watch) and cannot explain this one.
         let created_before = (key.op == Operation::Create)
             .then(|| {
-                let delete = CorrKey {
+                let delete = store_key(CorrKey {
                     op: Operation::Delete,
                     ..key
-                };
+                });
                 self.store
                     .peek(now_ms, &delete)
-                    .filter(|r| r.base_rv == Some(rv))
+                    .filter(|r| r.base_rv == Some(rv) && r.content == key.content)
                     .map(|r| r.seq)
                     .min()
             })
             .flatten();
         // A CREATE record names the uid of the object it made, when the request carried it.
+        // Nor can a record made on a version already seen replaced (it is stale).
+        let replaced = &self.replaced;
+        let fresh = move |r: &Record| {
+            r.base_rv
+                .is_none_or(|b| replaced.peek(now_ms, &(key.ident, b)).next().is_none())
+        };
         let in_time = move |r: &Record| {
-            created_before.is_none_or(|bound| r.seq < bound) && r.uid.is_none_or(|u| u == uid)
+            created_before.is_none_or(|bound| r.seq < bound)
+                && r.uid.is_none_or(|u| u == uid)
+                && fresh(r)
         };
         let want = if key.op == Operation::Create {
             None
@@ -279,9 +323,6 @@ impl Attributor {
         // uid instead. Where the exact join is not conclusive, the hash-only join names a user
         // only when no other one could be meant.
         let exact = key.op == Operation::Create || (base_certain && base_rv.is_some());
-        if let (true, Some(b), false) = (base_certain, base_rv, key.op == Operation::Create) {
-            self.replaced.put(now_ms, (key.ident, b), ());
-        }
         if exact {
             let fits = |r: &Record| r.content == content && r.base_rv == want && in_time(r);
             let (first, single) = {
@@ -317,28 +358,39 @@ impl Attributor {
             }
         }
         if !(exact && base_certain) {
-            let (first, single) = {
-                let mut users = self
-                    .store
-                    .peek(now_ms, &sk)
-                    .filter(|r| r.content == content && in_time(r))
-                    .map(|r| &r.user);
-                let first = users.next().cloned();
-                let single = users.all(|u| Some(u) == first.as_ref());
-                (first, single)
-            };
-            if let Some(first) = first {
-                if single {
-                    let taken = self
-                        .store
-                        .take(now_ms, &sk, |r| r.content == content && in_time(r))
-                        .expect("peeked");
-                    invariant_eq!(taken.user, first);
-                    self.counters.hash_only_total += 1;
-                    self.retire_duplicates(now_ms, sk, &taken);
-                    self.retire_older_creates(now_ms, key, &taken);
-                    return Attribution::HashOnly(first);
+            // A deletion whose beginning the watch did not see (first seen terminating, in a
+            // list) joins on the listed content, which is the DELETE's unless someone edited the
+            // object in the gap too: then on the object alone (seed 500003894: alice edited a
+            // ClusterRole the deployer had begun to delete, both in a watch gap, and the
+            // deployer's record, made on the content before her edit, fitted nothing).
+            let content_unsure = key.op == Operation::Delete && !base_certain;
+            for any_content in [false, true] {
+                if any_content && !content_unsure {
+                    break;
                 }
+                let matches = |r: &Record| (any_content || r.content == content) && in_time(r);
+                let (first, single) = {
+                    let mut users = self
+                        .store
+                        .peek(now_ms, &sk)
+                        .filter(|r| matches(r))
+                        .map(|r| &r.user);
+                    let first = users.next().cloned();
+                    let single = users.all(|u| Some(u) == first.as_ref());
+                    (first, single)
+                };
+                let Some(first) = first else {
+                    continue;
+                };
+                if !single {
+                    break;
+                }
+                let taken = self.store.take(now_ms, &sk, matches).expect("peeked");
+                invariant_eq!(taken.user, first);
+                self.counters.hash_only_total += 1;
+                self.retire_duplicates(now_ms, sk, &taken);
+                self.retire_older_creates(now_ms, key, &taken);
+                return Attribution::HashOnly(first);
             }
         }
         self.counters.miss_total += 1;
@@ -425,6 +477,7 @@ mod tests {
                 content: key.content,
                 ..r
             },
+            None,
         );
     }
 
@@ -497,6 +550,8 @@ mod tests {
             Attribution::Miss,
             "never bob"
         );
+        // The watch showed 11 replaced (the core notes it after the join).
+        a.note_replaced(1, 7, 11);
         // carol's write from the version that one left (12) joins exactly. (A record from 11
         // itself would be late now: the write from 11 has been seen.)
         record(&mut a, 2, key(Operation::Update, 5), rec("carol", Some(12)));
@@ -551,6 +606,47 @@ mod tests {
             Attribution::Miss
         );
         assert_eq!(a.counters().miss_total, 1);
+    }
+
+    #[test]
+    fn a_stored_record_made_on_a_replaced_version_explains_nothing() {
+        let mut a = att();
+        record(&mut a, 0, key(Operation::Update, 5), rec("bob", Some(3)));
+        a.note_replaced(1, 7, 3);
+        assert_eq!(
+            a.attribute(2, key(Operation::Update, 5), 0, 0, Some(9), false),
+            Attribution::Miss,
+            "bob's base is history: his write was seen, or refused"
+        );
+    }
+
+    #[test]
+    fn a_record_made_on_the_current_version_is_kept_despite_a_note() {
+        let mut a = att();
+        a.note_missed(0, key(Operation::Update, 5), None);
+        a.record(
+            1,
+            key(Operation::Update, 5),
+            Record {
+                content: 5,
+                ..rec("bob", Some(4))
+            },
+            Some(4),
+        );
+        a.record(
+            1,
+            key(Operation::Update, 5),
+            Record {
+                content: 5,
+                ..rec("carol", Some(2))
+            },
+            Some(4),
+        );
+        assert_eq!(a.counters().late_skipped_total, 1, "carol's, not bob's");
+        assert_eq!(
+            a.attribute(2, key(Operation::Update, 5), 0, 0, Some(4), true),
+            Attribution::Exact("bob".into())
+        );
     }
 
     #[test]

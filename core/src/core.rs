@@ -1093,6 +1093,13 @@ impl Core {
             op: req.operation,
             content,
         };
+        // The version of the object the watch showed last, if this core saw it. (A version
+        // names one object: a record made on it is that object's, whatever uid it carries.)
+        let current_rv = self
+            .gvr_ids
+            .get(&req.gvr)
+            .and_then(|&gid| self.live[gid as usize].get(ident))
+            .map(|e| e.rv);
         self.attributor.record(
             self.now.mono_ms,
             key,
@@ -1106,6 +1113,7 @@ impl Core {
                 content,
                 seq: 0,
             },
+            current_rv,
         );
     }
 
@@ -1360,7 +1368,11 @@ impl Core {
             live.set(ident, rv, uid, hash, terminating);
         }
         if !deleted && !initial && same_object && prev.is_some_and(|p| p.content == hash) {
-            // Status churn, managedFields-only writes, resync duplicates: nothing to write.
+            // Status churn, managedFields-only writes, resync duplicates: nothing to write. The
+            // version before is history all the same (see `note_replaced` below).
+            if let Some(p) = prev.filter(|p| p.rv != rv && p.terminating == terminating) {
+                self.attributor.note_replaced(self.now.mono_ms, ident, p.rv);
+            }
             self.counters.watch_duplicates_skipped_total += 1;
             self.routed = routed;
             self.held = held;
@@ -1401,6 +1413,23 @@ impl Core {
             self.attributor
                 .attribute(self.now.mono_ms, key, rv, uid, base_rv, base_certain)
         };
+        // The version before this one is history now: a record made on it, stored or still to
+        // come, can explain no later change (seeds 64343572 and 7001982: such a record, kept,
+        // named its user for someone else's identical change that a relist showed later). Also
+        // when a list shows the replacement: a list is no older than the watch before it.
+        // Not the version a deletion begins from: the DELETE was made on it, and its final
+        // event is still to come.
+        if let Some(p) = prev.filter(|_| same_object) {
+            let begins_deletion =
+                p.terminating == Terminating::No && terminating != Terminating::No;
+            if p.rv != rv && !begins_deletion {
+                self.attributor.note_replaced(self.now.mono_ms, ident, p.rv);
+            }
+            if let (true, Terminating::Since { rv: since, .. }) = (deleted, p.terminating) {
+                self.attributor
+                    .note_replaced(self.now.mono_ms, ident, since);
+            }
+        }
         let author = attribution.user().cloned();
         if rules.is_secret() && self.config.secret_policy == SecretPolicy::Exclude {
             self.routed = routed;
@@ -1494,8 +1523,19 @@ impl Core {
         let live_change = !initial && (!deleted || prev.is_some());
         let ambiguous = attribution == Attribution::Ambiguous;
         if author.is_none() && !seen_before && !ambiguous && (queued || live_change) {
-            self.attributor
-                .note_missed(self.now.mono_ms, key, (uid != 0).then_some(uid));
+            let uid = (uid != 0).then_some(uid);
+            self.attributor.note_missed(self.now.mono_ms, key, uid);
+            // A listed object this core did not know: its version was made by a CREATE or by
+            // an UPDATE, which one is unknown, so the late admission of either is late for it
+            // (seed 7001982: after a restart, alice's late UPDATE record of the version the
+            // first list showed was kept, and 14 s later named her for bob's identical change).
+            if initial && !same_object && !deleted {
+                let update = CorrKey {
+                    op: Operation::Update,
+                    ..key
+                };
+                self.attributor.note_missed(self.now.mono_ms, update, uid);
+            }
         }
         if queued {
             self.counters.events_processed_total += 1;

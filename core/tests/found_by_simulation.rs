@@ -1455,3 +1455,138 @@ fn a_late_record_made_on_a_replaced_version_names_nobody_later() {
         "bob's stale record named him: {got:?}"
     );
 }
+
+/// Seed 7001982. The core had just restarted, and its first list showed ConfigMap `a` at alice's
+/// version, her admission still on its way. A listed object the core did not know counted as a
+/// creation: the note that it was seen without an author was a CREATE's, and alice's UPDATE
+/// record, arriving late, was kept. 14 s later a relist showed bob's identical change (his
+/// admission late too), and the content-only join named alice.
+#[test]
+fn a_late_update_record_of_a_version_first_seen_in_a_list_names_nobody_later() {
+    let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "prod");
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "2", "u1", 13))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.input(update_by("alice", cm("a", "1", "u1", 12), "2"));
+    h.input(update_by("carol", cm("a", "2", "u1", 13), "3"));
+    h.input(watch(WatchEvent::Apply(cm("a", "3", "u1", 14))));
+    // Bob changes it back to 2 in a gap; the relist shows his version before his admission.
+    h.advance(1_000);
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "2", "u1", 15))));
+    h.input(watch(WatchEvent::InitDone));
+    h.input(update_by("bob", cm("a", "3", "u1", 14), "2"));
+    let got = authors(&mut h);
+    assert!(
+        got.contains(&"carol [UPDATE] v1/configmaps/team-a/a".to_owned()),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().all(|c| !c.starts_with("alice")),
+        "alice's late record named her for bob's change: {got:?}"
+    );
+}
+
+/// Seed 88816071. A relist showed a change two users' records fitted by content (carol's, from
+/// the version the watch showed last, and alice's, from one in the gap): nobody was named and
+/// the change was noted as seen without an author. The deployer's update to that same content,
+/// made on the version the watch showed next, then looked like the noted change's late
+/// admission and was dropped, and his commit lost its author.
+#[test]
+fn a_record_made_on_the_version_the_watch_shows_now_is_never_late() {
+    let mut h = seeded();
+    h.input(create("carol", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.input(update_by("carol", cm("a", "1", "u1", 10), "2"));
+    // The watch breaks: carol's update, bob's and alice's (back to carol's content) go unseen.
+    h.input(update_by("bob", cm("a", "2", "u1", 11), "3"));
+    h.input(update_by("alice", cm("a", "3", "u1", 12), "2"));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "2", "u1", 13))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.input(update_by("bob", cm("a", "2", "u1", 13), "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 14))));
+    h.advance(1_000);
+    h.input(update_by("deployer", cm("a", "1", "u1", 14), "2"));
+    h.input(watch(WatchEvent::Apply(cm("a", "2", "u1", 15))));
+    let got = authors(&mut h);
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("deployer [UPDATE] v1/configmaps/team-a/a"),
+        "{got:?}"
+    );
+}
+
+/// The rule under seeds 64343572, 7001982 and 88816071: a record made on a version the core has
+/// seen replaced is stale, however the replacement was seen. Carol's update was refused; a
+/// relist then showed the object past her base. When a second relist shows alice's change to
+/// carol's content (alice's admission lost), carol's stored record must not be taken for it.
+#[test]
+fn a_stored_record_made_on_a_version_a_relist_showed_replaced_names_nobody() {
+    let mut h = seeded();
+    h.input(create("bob", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    // Refused after admission: no event ever comes for it.
+    h.input(update_by("carol", cm("a", "1", "u1", 10), "2"));
+    // Bob's update is lost in a gap; the relist shows it.
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "3", "u1", 11))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    // Alice changes it to carol's content in a second gap, her admission lost.
+    h.advance(1_000);
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "2", "u1", 12))));
+    h.input(watch(WatchEvent::InitDone));
+    let got = authors(&mut h);
+    assert!(
+        got.iter().all(|c| !c.starts_with("carol")),
+        "carol's refused write named her for alice's change: {got:?}"
+    );
+}
+
+/// Seed 500003894. The deployer began to delete `a` (a finalizer held it) and alice edited it
+/// while it was terminating, both in a watch gap. The relist showed alice's version, the first
+/// terminating one seen, and the final delete joined on its content, which was not the content
+/// the deployer's DELETE was made on: his record fitted nothing and the delete went to the
+/// fallback author. Where the deletion's beginning went unseen, the join falls back to the
+/// object's DELETE records whatever their content, and names their user if there is only one.
+#[test]
+fn a_delete_that_began_in_a_gap_is_the_deleters_after_an_edit_in_the_gap_too() {
+    let mut h = seeded();
+    h.input(held_admission(
+        Operation::Create,
+        "bob",
+        None,
+        Some(held("1", 0, false)),
+    ));
+    h.input(watch(WatchEvent::Apply(held("1", 10, false))));
+    // The watch breaks. The deployer deletes; alice edits the terminating object.
+    h.input(held_admission(
+        Operation::Delete,
+        "deployer",
+        Some(held("1", 10, false)),
+        None,
+    ));
+    h.input(held_admission(
+        Operation::Update,
+        "alice",
+        Some(held("1", 11, true)),
+        Some(held("2", 11, true)),
+    ));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(held("2", 12, true))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.input(watch(WatchEvent::Delete(held("2", 13, true))));
+    assert_eq!(
+        authors(&mut h),
+        [
+            "bob [CREATE] v1/configmaps/team-a/a",
+            "alice [UPDATE] v1/configmaps/team-a/a",
+            "deployer [DELETE] v1/configmaps/team-a/a",
+        ]
+    );
+}

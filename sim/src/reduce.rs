@@ -11,13 +11,18 @@
 //! failure is saved unreduced. A candidate that no longer makes sense to the
 //! core (a git result for an op it never planned) fails some other way, or panics, and is
 //! simply not taken.
+//!
+//! A list is kept or cut whole (its `Init`, every `InitApply` and its `InitDone`): a list with
+//! an item cut says an object that exists is gone, which no API server does. Cut piecemeal, the
+//! first reduction of seed 7001982 kept a list without the object the bug was about, and the
+//! replay failed by another path, one no cluster can take.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use gitops_reverser_core::core::CoreConfig;
-use gitops_reverser_core::io::{FileBody, PlannedCommit};
+use gitops_reverser_core::io::{FileBody, Input, PlannedCommit, WatchEvent};
 use gitops_reverser_core::record::{Entry, Recording, Restart};
 use gitops_reverser_core::replay::replay;
 
@@ -104,6 +109,41 @@ fn items_of(rec: &Recording) -> Vec<Item> {
     out
 }
 
+/// The unit each item is cut with: the items of one list share one, every other item has its
+/// own. Units are numbered in order of their first item.
+fn units_of(items: &[Item]) -> Vec<usize> {
+    let mut open = BTreeMap::new();
+    let mut next = 0;
+    let mut fresh = || {
+        next += 1;
+        next - 1
+    };
+    items
+        .iter()
+        .map(|it| match it {
+            Item::Restart(_) => {
+                // A restart ends every list in progress.
+                open.clear();
+                fresh()
+            }
+            Item::Entry(Entry {
+                input: Input::Watch(gvr, ev),
+                ..
+            }) => match ev {
+                WatchEvent::Init => {
+                    let u = fresh();
+                    open.insert(gvr.clone(), u);
+                    u
+                }
+                WatchEvent::InitApply(_) => open.get(gvr).copied().unwrap_or_else(&mut fresh),
+                WatchEvent::InitDone => open.remove(gvr).unwrap_or_else(&mut fresh),
+                WatchEvent::Apply(_) | WatchEvent::Delete(_) => fresh(),
+            },
+            Item::Entry(_) => fresh(),
+        })
+        .collect()
+}
+
 fn recording_of(header: &Recording, items: &[Item]) -> Recording {
     let mut rec = Recording {
         header: header.header.clone(),
@@ -136,7 +176,18 @@ pub fn reduce(rec: &Recording, truth: &Truth, signature: &str, tests_max: usize)
     // Candidates that make no sense panic in the core; their messages are noise here.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let mut items = items_of(rec);
+    let all = items_of(rec);
+    let unit_of = units_of(&all);
+    // The units kept; ddmin cuts among them.
+    let mut items: Vec<usize> = (0..unit_of.iter().max().map_or(0, |m| m + 1)).collect();
+    let pick = |units: &[usize]| -> Vec<Item> {
+        let kept: std::collections::BTreeSet<usize> = units.iter().copied().collect();
+        all.iter()
+            .zip(&unit_of)
+            .filter(|(_, u)| kept.contains(u))
+            .map(|(it, _)| it.clone())
+            .collect()
+    };
     let mut tests = 0;
     let mut n = 2usize;
     while items.len() >= 2 && tests < tests_max {
@@ -144,13 +195,13 @@ pub fn reduce(rec: &Recording, truth: &Truth, signature: &str, tests_max: usize)
         let mut cut = false;
         for start in (0..items.len()).step_by(chunk) {
             let end = (start + chunk).min(items.len());
-            let candidate: Vec<Item> = items[..start]
+            let candidate: Vec<usize> = items[..start]
                 .iter()
                 .chain(&items[end..])
-                .cloned()
+                .copied()
                 .collect();
             tests += 1;
-            if reproduces(&recording_of(rec, &candidate), truth, signature) {
+            if reproduces(&recording_of(rec, &pick(&candidate)), truth, signature) {
                 items = candidate;
                 n = (n - 1).max(2);
                 cut = true;
@@ -169,7 +220,7 @@ pub fn reduce(rec: &Recording, truth: &Truth, signature: &str, tests_max: usize)
     }
     std::panic::set_hook(hook);
     Reduced {
-        recording: recording_of(rec, &items),
+        recording: recording_of(rec, &pick(&items)),
         tests,
     }
 }

@@ -12,6 +12,7 @@ use crate::config::{
     WatchRuleSpec,
 };
 use crate::correlation::{CorrelationCounters, CorrelationLimits};
+use crate::coverage;
 use crate::gitplan::{self, Identities};
 use crate::ids::{layout_segments, write_file_path, Gvr, Operation, ResourceRef};
 use crate::io::{
@@ -22,7 +23,9 @@ use crate::json::{Doc, JsonError, Kind, RawObject};
 use crate::live::{key128, tag64, KeyHash, LiveEntry, StreamLive, Terminating};
 use crate::namespaces::{Labels, NamespaceLabels};
 use crate::paths::{BranchPaths, Held, Member};
-use crate::rules::{CompiledRule, Destination, DocLabels, ObjectFacts, RuleReach, RuleStore};
+use crate::rules::{
+    CompiledRule, Destination, DocLabels, ObjectFacts, RuleReach, RuleStore, Served,
+};
 use crate::sanitize::{sanitize, SecretPolicy, TypeRules};
 use crate::selector::Selector;
 use crate::time::{MonoClamp, Now};
@@ -211,7 +214,7 @@ pub struct Core {
     watch_rules: BTreeMap<NamespacedName, WatchRuleSpec>,
     cluster_rules: BTreeMap<String, ClusterWatchRuleSpec>,
     /// Discovered resources, each with whether it is namespaced.
-    discovered: BTreeMap<Gvr, bool>,
+    discovered: BTreeMap<Gvr, Served>,
     /// Whether discovery has been received: until then every type counts as served.
     discovery_seen: bool,
     /// Discovery's `kind` per type: what a list item without `apiVersion`/`kind` is given.
@@ -310,6 +313,43 @@ fn layout_of<'a>(
             prefixes.iter().any(|(prefix, n)| {
                 let rest = segs.len() - n;
                 (rest == 1 || rest == 2) && segs[..*n].join("/") == *prefix
+            })
+        })
+    }
+}
+
+/// Like [`layout_of`], at any version: the files of `gvrs`' group and resource under another
+/// version. When the version a wildcard selects changes (the cluster or a CRD was upgraded), the
+/// folder's files of the old version are its orphans, and go in the commit that writes the new
+/// version's: one file per object, with no gap and nothing left behind.
+fn layout_any_version<'a>(
+    gvr_ids: &BTreeMap<Gvr, u16>,
+    gvrs: &BTreeSet<u16>,
+    base_folder: &'a str,
+) -> impl Fn(&str) -> bool + 'a {
+    let kinds: Vec<(String, String)> = gvr_ids
+        .iter()
+        .filter(|(_, id)| gvrs.contains(id))
+        .map(|(g, _)| (g.group.clone(), g.resource.clone()))
+        .collect();
+    // Kubernetes versions: v1, v2beta1, v1alpha3.
+    let version_like = |v: &str| {
+        v.strip_prefix('v')
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+    };
+    move |path: &str| {
+        layout_segments(base_folder, path).is_some_and(|segs| {
+            kinds.iter().any(|(group, resource)| {
+                let (n, version) = if group.is_empty() {
+                    (2, segs[0])
+                } else {
+                    (3, segs[1])
+                };
+                let rest = segs.len() - n;
+                (rest == 1 || rest == 2)
+                    && (group.is_empty() || segs[0] == group)
+                    && segs[n - 1] == resource
+                    && version_like(version)
             })
         })
     }
@@ -531,7 +571,13 @@ impl Core {
                     .collect();
                 self.discovered = list
                     .into_iter()
-                    .map(|r: ApiResource| (r.gvr, r.namespaced))
+                    .map(|r: ApiResource| {
+                        let served = Served {
+                            namespaced: r.namespaced,
+                            preferred: r.preferred,
+                        };
+                        (r.gvr, served)
+                    })
                     .collect();
                 self.discovery_seen = true;
                 self.reconfigure();
@@ -695,6 +741,7 @@ impl Core {
                     spec.base_folder.as_deref(),
                 )?;
                 config::validate_resources(&spec.resources)?;
+                coverage::conflicting_versions(&spec.resources, &self.discovered)?;
                 Ok::<_, Condition>(CompiledRule {
                     source: CrRef::WatchRule(name.clone()),
                     destination: Arc::new(Destination::new(
@@ -711,12 +758,27 @@ impl Core {
                     reach: RuleReach::OwnNamespace(name.namespace.clone()),
                 })
             })();
-            status.insert(
-                CrRef::WatchRule(name.clone()),
-                vec![result
-                    .as_ref()
-                    .map_or_else(Clone::clone, |_| Condition::ready())],
-            );
+            let conds = match &result {
+                Err(c) => vec![c.clone()],
+                Ok(rule) => {
+                    let problems = self.discovery_seen.then(|| {
+                        rule.resources
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, sel)| {
+                                coverage::entry_problem(sel, &rule.reach, &self.discovered)
+                                    .map(|p| (format!("resources[{i}]"), p))
+                            })
+                            .collect::<Vec<_>>()
+                    });
+                    coverage::rule_conditions(
+                        problems.as_deref(),
+                        rule.resources.len(),
+                        self.repo_problem(&rule.destination.repo),
+                    )
+                }
+            };
+            status.insert(CrRef::WatchRule(name.clone()), conds);
             rules.extend(result);
         }
         for (name, spec) in &self.cluster_rules {
@@ -734,6 +796,12 @@ impl Core {
                         "rules is empty; add at least one entry with resources",
                     ));
                 }
+                let every: Vec<_> = spec
+                    .rules
+                    .iter()
+                    .flat_map(|r| r.resources.clone())
+                    .collect();
+                coverage::conflicting_versions(&every, &self.discovered)?;
                 let dest = Arc::new(Destination::new(
                     repo.clone(),
                     &branch,
@@ -764,15 +832,48 @@ impl Core {
                     })
                     .collect::<Result<Vec<_>, Condition>>()
             })();
-            status.insert(
-                CrRef::ClusterWatchRule(name.clone()),
-                vec![result
-                    .as_ref()
-                    .map_or_else(Clone::clone, |_| Condition::ready())],
-            );
+            let conds = match &result {
+                Err(c) => vec![c.clone()],
+                Ok(entries) => {
+                    let problems = self.discovery_seen.then(|| {
+                        entries
+                            .iter()
+                            .enumerate()
+                            .flat_map(|(i, rule)| {
+                                rule.resources
+                                    .iter()
+                                    .enumerate()
+                                    .filter_map(move |(j, sel)| {
+                                        coverage::entry_problem(sel, &rule.reach, &self.discovered)
+                                            .map(|p| (format!("rules[{i}].resources[{j}]"), p))
+                                    })
+                            })
+                            .collect::<Vec<_>>()
+                    });
+                    coverage::rule_conditions(
+                        problems.as_deref(),
+                        entries.iter().map(|r| r.resources.len()).sum(),
+                        self.repo_problem(repo),
+                    )
+                }
+            };
+            status.insert(CrRef::ClusterWatchRule(name.clone()), conds);
             rules.extend(result.into_iter().flatten());
         }
         (rules, status)
+    }
+
+    /// Why the repository `repo` cannot take pushes although its settings are valid (they are
+    /// checked with the rule's destination): its credentials. A rule that writes there says so,
+    /// and keeps its streams and folders, so that nothing is lost once they are fixed.
+    fn repo_problem(&self, repo: &NamespacedName) -> Option<Condition> {
+        let (_, _, problem) = self.repos.get(repo)?;
+        problem.as_ref().map(|p| {
+            Condition::not_ready(
+                "GitRepoConfigNotReady",
+                format!("GitRepoConfig {repo} is not ready: CredentialsInvalid: {p}"),
+            )
+        })
     }
 
     fn gvr_id(&mut self, gvr: &Gvr) -> u16 {
@@ -1186,7 +1287,9 @@ impl Core {
                 .flat_map(|r| {
                     self.watched
                         .iter()
-                        .filter(|g| r.selects_gvr(g) && !is_namespaces(g))
+                        .filter(|g| {
+                            r.selects_gvr(g, self.discovered.get(*g).copied()) && !is_namespaces(g)
+                        })
                         .cloned()
                         .collect::<Vec<_>>()
                 })
@@ -1868,11 +1971,16 @@ impl Core {
         // for): what the core knows of the folder's members is incomplete, so nothing is an
         // orphan yet. What the repo holds is still learnt; the relist's end reads again.
         let members_complete = d.awaiting.is_empty();
-        let ours = layout_of(&self.gvr_ids, &d.gvrs, &dest.base_folder);
         // Orphans only among the types whose lists it waited for (those served): see
-        // `reconfigure`.
+        // `reconfigure`. Their files at another version are orphans too (`layout_any_version`).
         let listed_types: BTreeSet<u16> = d.gvrs.intersection(&d.gate).copied().collect();
-        let scanned = layout_of(&self.gvr_ids, &listed_types, &dest.base_folder);
+        let (exact, moved) = (
+            layout_of(&self.gvr_ids, &d.gvrs, &dest.base_folder),
+            layout_any_version(&self.gvr_ids, &listed_types, &dest.base_folder),
+        );
+        let ours = |p: &str| exact(p) || moved(p);
+        let listed_exact = layout_of(&self.gvr_ids, &listed_types, &dest.base_folder);
+        let scanned = |p: &str| listed_exact(p) || moved(p);
         let b = self.branches.get_mut(key).expect("branch");
         let mut listed: HashMap<u128, [u8; 20], KeyHash> = HashMap::default();
         let mut orphans = Vec::new();

@@ -26,6 +26,16 @@ pub struct ApiResource {
     /// made before it was carried).
     #[serde(default)]
     pub kind: String,
+    /// Whether this is the version a version wildcard (`*`) selects for its group and resource:
+    /// the group's preferred version when it serves the resource, else the first version in the
+    /// group's priority order that does (kubectl's rule). Recordings made before it was carried
+    /// read as preferred.
+    #[serde(default = "preferred_by_default")]
+    pub preferred: bool,
+}
+
+fn preferred_by_default() -> bool {
+    true
 }
 
 /// A watch stream's event, in kube-runtime's watcher vocabulary. Objects are the JSON text the

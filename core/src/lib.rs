@@ -97,6 +97,7 @@ pub mod canonical;
 pub mod config;
 pub mod core;
 pub mod correlation;
+pub mod coverage;
 pub mod gitplan;
 pub mod ids;
 pub mod io;

@@ -59,8 +59,61 @@ pub struct CompiledRule {
     pub reach: RuleReach,
 }
 
-fn field_matches(pattern: &str, value: &str) -> bool {
-    pattern == "*" || pattern == value
+/// What discovery says of a served type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// Whether its objects live in namespaces.
+    pub namespaced: bool,
+    /// Whether a version wildcard selects this version ([`crate::io::ApiResource::preferred`]).
+    pub preferred: bool,
+}
+
+/// Types a resource wildcard (`resource: "*"`) leaves out: they change all the time by design
+/// (an Event per happening, a Lease per renewal, Endpoints and EndpointSlices per Pod change),
+/// and a commit for each would bury every change a person made. A rule that names one of them
+/// watches it.
+pub const WILDCARD_EXCLUDED: [(&str, &str); 5] = [
+    ("", "events"),
+    ("events.k8s.io", "events"),
+    ("coordination.k8s.io", "leases"),
+    ("", "endpoints"),
+    ("discovery.k8s.io", "endpointslices"),
+];
+
+/// Whether a resource wildcard leaves `gvr` out ([`WILDCARD_EXCLUDED`]).
+pub fn wildcard_excludes(gvr: &Gvr) -> bool {
+    WILDCARD_EXCLUDED
+        .iter()
+        .any(|&(g, r)| gvr.group == g && gvr.resource == r)
+}
+
+/// The legacy group a group wildcard (`group: "*"`) leaves out: every type it still serves
+/// (Ingresses until 1.22) is served by another group too, with the same objects, which would
+/// get a second file each. A rule that names the group watches it.
+pub const GROUP_WILDCARD_EXCLUDED: &str = "extensions";
+
+/// Whether `sel` selects `gvr`. A version wildcard selects only the version discovery prefers
+/// (one object, one file: every served version of a type shows the same objects); of a type
+/// discovery has not described (`served` is `None`: a stream some other rule names exactly), it
+/// selects what is watched. A resource wildcard leaves out the churn types
+/// ([`WILDCARD_EXCLUDED`]).
+pub fn selector_selects(sel: &ResourceSelector, gvr: &Gvr, served: Option<Served>) -> bool {
+    let version = if sel.version == "*" {
+        served.is_none_or(|s| s.preferred)
+    } else {
+        sel.version == gvr.version
+    };
+    let resource = if sel.resource == "*" {
+        !wildcard_excludes(gvr)
+    } else {
+        sel.resource == gvr.resource
+    };
+    let group = if sel.group == "*" {
+        gvr.group != GROUP_WILDCARD_EXCLUDED
+    } else {
+        sel.group == gvr.group
+    };
+    group && version && resource
 }
 
 impl CompiledRule {
@@ -72,18 +125,16 @@ impl CompiledRule {
         }
     }
 
-    /// Whether it selects `gvr`, of the scope discovery gave (`None`: not discovered, any).
-    fn selects_type(&self, gvr: &Gvr, namespaced: Option<bool>) -> bool {
-        self.selects_gvr(gvr) && namespaced.is_none_or(|n| self.reaches_scope(n))
+    /// Whether it selects `gvr`, as discovery describes it (`None`: not discovered, any scope).
+    fn selects_type(&self, gvr: &Gvr, served: Option<Served>) -> bool {
+        self.selects_gvr(gvr, served) && served.is_none_or(|s| self.reaches_scope(s.namespaced))
     }
 
-    /// Whether this rule's resources select `gvr`.
-    pub fn selects_gvr(&self, gvr: &Gvr) -> bool {
-        self.resources.iter().any(|r| {
-            field_matches(&r.group, &gvr.group)
-                && field_matches(&r.version, &gvr.version)
-                && field_matches(&r.resource, &gvr.resource)
-        })
+    /// Whether this rule's resources select `gvr`, as discovery describes it.
+    pub fn selects_gvr(&self, gvr: &Gvr, served: Option<Served>) -> bool {
+        self.resources
+            .iter()
+            .any(|r| selector_selects(r, gvr, served))
     }
 }
 
@@ -144,11 +195,11 @@ impl RuleStore {
     /// The GVRs among `known` (discovered resources plus exact GVRs named by rules) that some rule
     /// selects. Wildcards only expand over discovered resources, and only over those of the scope
     /// the rule can reach: a `Namespaced` entry's `*` watches no cluster-scoped type. `discovered`
-    /// maps each resource to whether it is namespaced.
-    pub fn watched_gvrs(&self, discovered: &BTreeMap<Gvr, bool>) -> BTreeSet<Gvr> {
+    /// describes each served resource.
+    pub fn watched_gvrs(&self, discovered: &BTreeMap<Gvr, Served>) -> BTreeSet<Gvr> {
         let mut out: BTreeSet<Gvr> = discovered
             .iter()
-            .filter(|(g, &n)| self.rules.iter().any(|r| r.selects_type(g, Some(n))))
+            .filter(|(g, &s)| self.rules.iter().any(|r| r.selects_type(g, Some(s))))
             .map(|(g, _)| g.clone())
             .collect();
         for r in &self.rules {
@@ -163,7 +214,7 @@ impl RuleStore {
 
     /// Builds the per-GVR index for the watched GVRs; call after [`Self::new`] and whenever the
     /// watched set changes.
-    pub fn index(&mut self, watched: &BTreeSet<Gvr>, discovered: &BTreeMap<Gvr, bool>) {
+    pub fn index(&mut self, watched: &BTreeSet<Gvr>, discovered: &BTreeMap<Gvr, Served>) {
         self.by_gvr = watched
             .iter()
             .map(|g| {
@@ -308,9 +359,18 @@ mod tests {
         }
     }
 
+    /// A store watching `gvrs`, each served as its group's preferred version (namespaced unless
+    /// a rule needs it cluster-scoped: scope is left to the rules' tests that name it).
     fn store(rules: Vec<CompiledRule>, gvrs: &[Gvr]) -> RuleStore {
         let mut s = RuleStore::new(rules);
         s.index(&gvrs.iter().cloned().collect(), &BTreeMap::new());
+        s
+    }
+
+    fn store_served(rules: Vec<CompiledRule>, discovered: &BTreeMap<Gvr, Served>) -> RuleStore {
+        let mut s = RuleStore::new(rules);
+        let watched = s.watched_gvrs(discovered);
+        s.index(&watched, discovered);
         s
     }
 
@@ -330,6 +390,14 @@ mod tests {
         None
     }
 
+    /// A served type as discovery describes it: the preferred version of its group.
+    fn served(namespaced: bool) -> Served {
+        Served {
+            namespaced,
+            preferred: true,
+        }
+    }
+
     #[test]
     fn wildcards_match_any_value_of_their_field() {
         let cm = Gvr::new("", "v1", "configmaps");
@@ -339,13 +407,14 @@ mod tests {
             &[cm.clone(), dep.clone()],
         );
         assert!(s.watches(&cm) && s.watches(&dep));
-        let s = store(
+        let discovered = [(cm.clone(), served(true)), (dep.clone(), served(true))].into();
+        let s = store_served(
             vec![rule(
                 "a",
                 ("apps", "*", "deployments"),
                 RuleReach::Namespaced(None),
             )],
-            &[cm.clone(), dep.clone()],
+            &discovered,
         );
         assert!(!s.watches(&cm) && s.watches(&dep));
     }
@@ -477,8 +546,8 @@ mod tests {
         let none = s.watched_gvrs(&BTreeMap::new());
         assert_eq!(none, [Gvr::new("", "v1", "configmaps")].into());
         let discovered = [
-            (Gvr::new("apps", "v1", "deployments"), true),
-            (Gvr::new("batch", "v1", "jobs"), true),
+            (Gvr::new("apps", "v1", "deployments"), served(true)),
+            (Gvr::new("batch", "v1", "jobs"), served(true)),
         ]
         .into();
         assert_eq!(s.watched_gvrs(&discovered).len(), 2);
@@ -498,7 +567,7 @@ mod tests {
             rule("g", ("*", "v1", "configmaps"), RuleReach::Namespaced(None)),
         ]);
         assert!(s.watched_gvrs(&BTreeMap::new()).is_empty());
-        let discovered = [(Gvr::new("apps", "v1", "deployments"), true)].into();
+        let discovered = [(Gvr::new("apps", "v1", "deployments"), served(true))].into();
         assert_eq!(
             s.watched_gvrs(&discovered),
             [Gvr::new("apps", "v1", "deployments")].into()
@@ -515,14 +584,17 @@ mod tests {
                 RuleReach::ClusterScoped,
             ),
         ]);
-        let discovered: BTreeMap<Gvr, bool> = [
-            (Gvr::new("", "v1", "configmaps"), true),
-            (Gvr::new("", "v1", "namespaces"), false),
+        let discovered: BTreeMap<Gvr, Served> = [
+            (Gvr::new("", "v1", "configmaps"), served(true)),
+            (Gvr::new("", "v1", "namespaces"), served(false)),
             (
                 Gvr::new("rbac.authorization.k8s.io", "v1", "clusterroles"),
-                false,
+                served(false),
             ),
-            (Gvr::new("rbac.authorization.k8s.io", "v1", "roles"), true),
+            (
+                Gvr::new("rbac.authorization.k8s.io", "v1", "roles"),
+                served(true),
+            ),
         ]
         .into();
         let watched = s.watched_gvrs(&discovered);
@@ -541,5 +613,102 @@ mod tests {
             1,
             "roles feed the namespaced wildcard's folder only"
         );
+    }
+    #[test]
+    fn a_version_wildcard_selects_the_preferred_version_only() {
+        let hpa = |v: &str| Gvr::new("autoscaling", v, "horizontalpodautoscalers");
+        let discovered: BTreeMap<Gvr, Served> = [
+            (hpa("v1"), served(true)),
+            (
+                hpa("v2beta1"),
+                Served {
+                    namespaced: true,
+                    preferred: false,
+                },
+            ),
+            (
+                hpa("v2beta2"),
+                Served {
+                    namespaced: true,
+                    preferred: false,
+                },
+            ),
+        ]
+        .into();
+        let wildcard = store_served(
+            vec![rule(
+                "a",
+                ("autoscaling", "*", "horizontalpodautoscalers"),
+                RuleReach::Namespaced(None),
+            )],
+            &discovered,
+        );
+        assert_eq!(wildcard.watched_gvrs(&discovered), [hpa("v1")].into());
+        assert!(wildcard.watches(&hpa("v1")) && !wildcard.watches(&hpa("v2beta2")));
+        let explicit = store_served(
+            vec![rule(
+                "a",
+                ("autoscaling", "v2beta2", "horizontalpodautoscalers"),
+                RuleReach::Namespaced(None),
+            )],
+            &discovered,
+        );
+        assert_eq!(
+            explicit.watched_gvrs(&discovered),
+            [hpa("v2beta2")].into(),
+            "an explicit version selects that version only"
+        );
+    }
+
+    #[test]
+    fn a_resource_wildcard_leaves_out_the_churn_types_a_named_one_does_not() {
+        let discovered: BTreeMap<Gvr, Served> = [
+            (Gvr::new("", "v1", "configmaps"), served(true)),
+            (Gvr::new("", "v1", "events"), served(true)),
+            (Gvr::new("", "v1", "endpoints"), served(true)),
+            (Gvr::new("events.k8s.io", "v1", "events"), served(true)),
+            (
+                Gvr::new("coordination.k8s.io", "v1", "leases"),
+                served(true),
+            ),
+            (
+                Gvr::new("discovery.k8s.io", "v1beta1", "endpointslices"),
+                served(true),
+            ),
+        ]
+        .into();
+        let all = RuleStore::new(vec![rule(
+            "a",
+            ("*", "*", "*"),
+            RuleReach::Namespaced(None),
+        )]);
+        assert_eq!(
+            all.watched_gvrs(&discovered),
+            [Gvr::new("", "v1", "configmaps")].into()
+        );
+        let named = RuleStore::new(vec![rule(
+            "a",
+            ("coordination.k8s.io", "*", "leases"),
+            RuleReach::Namespaced(None),
+        )]);
+        assert_eq!(
+            named.watched_gvrs(&discovered),
+            [Gvr::new("coordination.k8s.io", "v1", "leases")].into()
+        );
+        let legacy = Gvr::new("extensions", "v1beta1", "ingresses");
+        let ingress = ResourceSelector {
+            group: "*".into(),
+            version: "*".into(),
+            resource: "ingresses".into(),
+        };
+        assert!(!selector_selects(&ingress, &legacy, Some(served(true))));
+        let named = ResourceSelector {
+            group: "extensions".into(),
+            ..ingress
+        };
+        assert!(selector_selects(&named, &legacy, Some(served(true))));
+        for (g, r) in WILDCARD_EXCLUDED {
+            assert!(wildcard_excludes(&Gvr::new(g, "v1", r)), "{g}/{r}");
+        }
     }
 }

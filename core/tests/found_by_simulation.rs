@@ -587,6 +587,7 @@ fn a_list_item_without_type_meta_gets_it_from_discovery() {
             gvr: gvr("", "v1", "configmaps"),
             namespaced: true,
             kind: "ConfigMap".into(),
+            preferred: true,
         },
     ]));
     let bare: RawObject = json!({"metadata": {"name": "a", "namespace": "team-a", "uid": "u1",
@@ -995,12 +996,14 @@ fn discovery(widgets_served: bool) -> Input {
         gvr: gvr("", "v1", "configmaps"),
         namespaced: true,
         kind: "ConfigMap".into(),
+        preferred: true,
     }];
     if widgets_served {
         list.push(ApiResource {
             gvr: widgets(),
             namespaced: true,
             kind: "Widget".into(),
+            preferred: true,
         });
     }
     Input::ApiResources(list)

@@ -76,10 +76,11 @@ fn duration_ms(text: &str) -> Result<u64, String> {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Kubeconfig file; without it, in-cluster configuration or $HOME/.kube/config.
-    #[arg(long, env = "KUBECONFIG")]
+    /// Kubeconfig file. Without it: `KUBECONFIG` (a list of files, merged as kubectl does), then
+    /// the in-cluster service account, then $HOME/.kube/config.
+    #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context.
+    /// Kubeconfig context (of whichever kubeconfig is used; alone, it skips in-cluster).
     #[arg(long, env = "GITOPS_REVERSER_CONTEXT")]
     context: Option<String>,
     /// Address (and port) of the admission webhook (HTTPS).

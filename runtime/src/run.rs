@@ -73,27 +73,14 @@ impl StreamObserver for Observer {
     }
 }
 
-/// Builds a client from the kubeconfig or the environment.
+/// Builds a client from the kubeconfig or the environment, in the order
+/// [`crate::kube::client_config`] documents.
 pub async fn client(
     kubeconfig: Option<&PathBuf>,
     context: Option<&String>,
 ) -> anyhow::Result<Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            let opts = kube::config::KubeConfigOptions {
-                context: context.cloned(),
-                ..Default::default()
-            };
-            kube::Config::from_custom_kubeconfig(kc, &opts)
-                .await
-                .with_context(|| format!("using kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no kubeconfig given and none found (in-cluster or $HOME/.kube/config)")?,
-    };
+    let given = crate::kube::client_config::Given::from_env(kubeconfig.cloned(), context.cloned());
+    let config = crate::kube::client_config::load(&given).await?;
     Client::try_from(config).context("building the Kubernetes client")
 }
 

@@ -567,3 +567,171 @@ fn sigterm_pushes_pending_commits_and_a_restart_converges_on_changes_made_while_
     });
     assert!(op.stop().success());
 }
+
+/// Files of the remote's main branch under `folder`, sorted.
+fn files_under(remote: &Remote, folder: &str) -> Vec<String> {
+    if !remote.has_branch() {
+        return Vec::new();
+    }
+    git(&remote.repo, &["ls-tree", "-r", "--name-only", "main"])
+        .lines()
+        .filter(|p| p.starts_with(&format!("{folder}/")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Rules mean what users expect (one cluster for all five checks): a version wildcard writes one
+/// file per object, at the preferred version, for built-in types and for a CRD serving two
+/// versions; a resource wildcard leaves out Events and Leases; an entry for the wrong scope and a
+/// repository with bad credentials show in the rules' status.
+#[test]
+fn rules_select_one_version_leave_out_churn_and_say_what_selects_nothing() {
+    let World {
+        one: _one,
+        c,
+        remote,
+        dir: _dir,
+        op,
+    } = world();
+    c.apply("admin", &repo_config("team-a", &remote.url(), ""));
+    c.apply(
+        "admin",
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+  - name: v2
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#,
+    );
+    c.kubectl(
+        "admin",
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/widgets.example.com",
+        ],
+    );
+    // The version is left at its default, `*`.
+    c.apply(
+        "admin",
+        &watch_rule(
+            "team-a",
+            "versions",
+            "live",
+            "[{group: autoscaling, resource: horizontalpodautoscalers}, \
+             {group: networking.k8s.io, resource: ingresses}, \
+             {group: example.com, resource: widgets}]",
+        ),
+    );
+    c.apply(
+        "admin",
+        &watch_rule(
+            "team-a",
+            "everything",
+            "all",
+            "[{group: '*', resource: '*'}]",
+        ),
+    );
+    await_rule(&c, &op, "team-a", "versions");
+    await_rule(&c, &op, "team-a", "everything");
+    c.apply(
+        "admin",
+        "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: web, namespace: team-a}\n\
+         spec: {maxReplicas: 3, scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}}\n",
+    );
+    c.apply(
+        "admin",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web, namespace: team-a}\n\
+         spec: {defaultBackend: {service: {name: web, port: {number: 80}}}}\n",
+    );
+    c.apply(
+        "carol",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: team-a}\nspec: {size: 3}\n",
+    );
+    c.apply(
+        "admin",
+        "apiVersion: v1\nkind: Event\nmetadata: {name: web.1, namespace: team-a}\n\
+         involvedObject: {kind: ConfigMap, name: web, namespace: team-a}\nreason: Tested\nmessage: noise\n",
+    );
+    c.apply(
+        "admin",
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: web, namespace: team-a}\n\
+         spec: {holderIdentity: web, leaseDurationSeconds: 15}\n",
+    );
+    // Written last: once its commit is in, everything before it has been seen.
+    c.apply("bob", &config_map("team-a", "last", "{k: v}"));
+    remote.await_commit("[CREATE] v1/configmaps/team-a/last");
+    remote.await_commit("[CREATE] example.com/v2/widgets/team-a/w1");
+    remote.await_commit("[CREATE] networking.k8s.io/v1/ingresses/team-a/web");
+    remote.await_commit("[CREATE] autoscaling/v1/horizontalpodautoscalers/team-a/web");
+    assert_eq!(
+        files_under(&remote, "live"),
+        [
+            "live/autoscaling/v1/horizontalpodautoscalers/team-a/web.yaml",
+            "live/example.com/v2/widgets/team-a/w1.yaml",
+            "live/networking.k8s.io/v1/ingresses/team-a/web.yaml",
+        ],
+        "one file per object, at the preferred version"
+    );
+    let all = files_under(&remote, "all");
+    assert!(
+        all.contains(&"all/v1/configmaps/team-a/last.yaml".to_string()),
+        "{all:?}"
+    );
+    assert!(
+        !all.iter()
+            .any(|p| p.contains("/events/") || p.contains("/leases/")),
+        "{all:?}"
+    );
+    assert_eq!(
+        all.iter()
+            .filter(|p| p.ends_with("/ingresses/team-a/web.yaml"))
+            .count(),
+        1,
+        "the Ingress once, not again under the legacy extensions group: {all:?}"
+    );
+    let log = op.log();
+    assert!(
+        !log.lines().any(|l| l.contains("watch started")
+            && (l.contains("v1/events") || l.contains("coordination.k8s.io/v1/leases"))),
+        "a resource wildcard started a stream of churn"
+    );
+
+    // A ClusterWatchRule entry defaults to scope: Cluster; ConfigMaps are namespaced.
+    c.apply(
+        "admin",
+        "apiVersion: configbutler.ai/v1alpha1\nkind: ClusterWatchRule\nmetadata: {name: scoped}\n\
+         spec:\n  gitRepoConfigRef: {name: repo, namespace: team-a}\n  baseFolder: scoped\n  \
+         rules:\n  - resources: [{resource: configmaps}]\n",
+    );
+    let (reason, message) = c.await_ready("clusterwatchrule/scoped", None, "False");
+    assert_eq!(reason, "WrongScope", "{message}");
+    assert!(message.contains("scope: Namespaced"), "{message}");
+
+    // A repository whose credentials are invalid shows on the rule that writes there.
+    c.apply(
+        "admin",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: team-a}\nstringData: {username: git}\n",
+    );
+    c.apply(
+        "admin",
+        &repo_config("team-a", &remote.url(), "  secretRef: {name: creds}\n"),
+    );
+    let (reason, message) = c.await_ready("watchrule/versions", Some("team-a"), "False");
+    assert_eq!(reason, "GitRepoConfigNotReady", "{message}");
+    assert!(message.contains("CredentialsInvalid"), "{message}");
+}

@@ -96,6 +96,8 @@ pub fn api_resources(kinds: &[Kind]) -> Vec<ApiResource> {
             gvr: k.gvr.clone(),
             namespaced: k.namespaced,
             kind: k.kind.into(),
+            // Every simulated type is served at one version.
+            preferred: true,
         })
         .collect()
 }

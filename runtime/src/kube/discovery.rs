@@ -17,6 +17,10 @@ pub struct Served {
     pub kind: String,
     /// Whether its objects live in namespaces.
     pub namespaced: bool,
+    /// Whether a version wildcard selects this version: the group's preferred version when it
+    /// serves the resource, else the first version in the group's priority order that does
+    /// (kubectl's rule, client-go's `ServerPreferredResources`).
+    pub preferred: bool,
 }
 
 /// What the API server serves that can be listed and watched.
@@ -35,6 +39,7 @@ impl Discovered {
                 gvr: gvr.clone(),
                 namespaced: s.namespaced,
                 kind: s.kind.clone(),
+                preferred: s.preferred,
             })
             .collect()
     }
@@ -60,16 +65,53 @@ pub async fn discover(client: &Client) -> Result<(Discovered, Vec<String>), kube
             Err(e) => failures.push(format!("/api/{v}: {e}")),
         }
     }
+    let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let groups = client.list_api_groups().await?;
     for group in groups.groups {
+        let preferred = group.preferred_version.as_ref().map(|p| p.version.clone());
+        // The preferred version first, then the rest in the server's priority order.
+        let mut versions: Vec<String> = preferred.into_iter().collect();
+        for gv in &group.versions {
+            if !versions.contains(&gv.version) {
+                versions.push(gv.version.clone());
+            }
+        }
         for gv in group.versions {
             match client.list_api_group_resources(&gv.group_version).await {
                 Ok(list) => add(&mut out, &group.name, &gv.version, list),
                 Err(e) => failures.push(format!("{}: {e}", gv.group_version)),
             }
         }
+        order.insert(group.name, versions);
     }
+    mark_preferred(&mut out, &order);
     Ok((out, failures))
+}
+
+/// Marks, for each group and resource, the one version a version wildcard selects: the first of
+/// the group's versions in `order` (preferred first) that serves it. The core group has one
+/// version; a group missing from `order` keeps its first version in sort order.
+fn mark_preferred(out: &mut Discovered, order: &BTreeMap<String, Vec<String>>) {
+    let mut chosen: BTreeMap<(String, String), String> = BTreeMap::new();
+    for gvr in out.resources.keys() {
+        let rank = |v: &str| {
+            order
+                .get(&gvr.group)
+                .and_then(|vs| vs.iter().position(|x| x == v))
+                .unwrap_or(usize::MAX)
+        };
+        let key = (gvr.group.clone(), gvr.resource.clone());
+        let better = chosen
+            .get(&key)
+            .is_none_or(|v| rank(&gvr.version) < rank(v));
+        if better {
+            chosen.insert(key, gvr.version.clone());
+        }
+    }
+    for (gvr, served) in &mut out.resources {
+        served.preferred =
+            chosen.get(&(gvr.group.clone(), gvr.resource.clone())) == Some(&gvr.version);
+    }
 }
 
 fn add(out: &mut Discovered, group: &str, version: &str, list: APIResourceList) {
@@ -88,6 +130,7 @@ fn add(out: &mut Discovered, group: &str, version: &str, list: APIResourceList) 
                 api_version: api_version.clone(),
                 kind: r.kind.clone(),
                 namespaced: r.namespaced,
+                preferred: false,
             },
         );
     }
@@ -126,5 +169,54 @@ mod tests {
         let names: Vec<_> = d.resources.keys().map(|g| g.resource.clone()).collect();
         assert_eq!(names, ["nodes", "pods"]);
         assert!(!d.resources[&Gvr::new("", "v1", "nodes")].namespaced);
+    }
+
+    #[test]
+    fn a_wildcard_version_is_the_groups_preferred_one_or_the_first_that_serves_the_type() {
+        let served = |namespaced| Served {
+            api_version: String::new(),
+            kind: String::new(),
+            namespaced,
+            preferred: false,
+        };
+        let mut d = Discovered::default();
+        for (g, v, r) in [
+            ("", "v1", "configmaps"),
+            ("batch", "v1", "jobs"),
+            ("batch", "v1beta1", "jobs"),
+            ("batch", "v1beta1", "cronjobs"),
+            ("autoscaling", "v1", "horizontalpodautoscalers"),
+            ("autoscaling", "v2beta1", "horizontalpodautoscalers"),
+            ("autoscaling", "v2beta2", "horizontalpodautoscalers"),
+        ] {
+            d.resources.insert(Gvr::new(g, v, r), served(true));
+        }
+        let order = [
+            (
+                "batch".to_string(),
+                vec!["v1".to_string(), "v1beta1".to_string()],
+            ),
+            (
+                "autoscaling".to_string(),
+                ["v1", "v2beta2", "v2beta1"].map(String::from).to_vec(),
+            ),
+        ]
+        .into();
+        mark_preferred(&mut d, &order);
+        let preferred: Vec<String> = d
+            .resources
+            .iter()
+            .filter(|(_, s)| s.preferred)
+            .map(|(g, _)| g.to_string())
+            .collect();
+        assert_eq!(
+            preferred,
+            [
+                "v1/configmaps",
+                "autoscaling/v1/horizontalpodautoscalers",
+                "batch/v1/jobs",
+                "batch/v1beta1/cronjobs"
+            ]
+        );
     }
 }

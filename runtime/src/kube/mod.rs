@@ -2,6 +2,7 @@
 //! Secrets, and the status writer. kube's `Client` carries auth, TLS and HTTP.
 
 pub mod backoff;
+pub mod client_config;
 pub mod config;
 pub mod discovery;
 pub mod status;

@@ -938,6 +938,7 @@ impl Core {
                 gate.insert(self.gvr_id(&namespaces_gvr()));
             }
             let branch = (dest.repo.clone(), dest.branch.clone());
+            let known = self.dests.contains_key(&dest);
             let mut state = match self.dests.remove(&dest) {
                 Some(state) => state,
                 None => {
@@ -953,7 +954,9 @@ impl Core {
                     }
                 }
             };
-            if state.gvrs != ids || state.gate != gate {
+            // A new folder is read even if no stream feeds it (a rule whose entries select
+            // nothing served yet): unread, it would hold back its whole branch.
+            if !known || state.gvrs != ids || state.gate != gate {
                 // New, or fed by other streams now: list its streams again and rescan the folder.
                 // A stream that no longer feeds it takes its objects and unpushed writes along,
                 // as a destination that went does: their files are no longer the folder's, and

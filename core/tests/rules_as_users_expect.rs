@@ -247,3 +247,36 @@ fn a_repository_whose_credentials_are_invalid_makes_its_rules_not_ready() {
         "the rule keeps its streams: nothing is lost once the Secret is fixed"
     );
 }
+
+/// Found by the simulator's served-versions model: a new folder whose rule selects nothing served
+/// (here a CRD not installed yet, named by the version wildcard) had no list to wait for, was
+/// never read, and held back every push of its branch.
+#[test]
+fn a_rule_that_selects_nothing_yet_does_not_hold_back_its_branch() {
+    let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "prod");
+    h.input(discovery("v1"));
+    h.gvrs = vec![gvr("", "v1", "configmaps")];
+    let spec: gitops_reverser_core::config::WatchRuleSpec = serde_json::from_value(json!({
+        "gitRepoConfigRef": "my-repo", "baseFolder": "widgets",
+        "resources": [{"group": "example.com", "resource": "widgets"}]}))
+    .unwrap();
+    h.input(Input::WatchRule(
+        NamespacedName::new("team-a", "widgets"),
+        Some(spec),
+    ));
+    h.seed_empty();
+    h.input(Input::Watch(
+        gvr("", "v1", "configmaps"),
+        WatchEvent::Apply(
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "a", "namespace": "team-a", "uid": "u1", "resourceVersion": "5"},
+                "data": {"k": "v"}})
+            .into(),
+        ),
+    ));
+    h.flush_and_push();
+    assert_eq!(
+        h.files.keys().collect::<Vec<_>>(),
+        ["prod/v1/configmaps/team-a/a.yaml"]
+    );
+}

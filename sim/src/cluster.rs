@@ -27,6 +27,9 @@ pub struct Kind {
     pub served: bool,
     /// Its CRD is being deleted: served, but no new objects.
     pub removing: bool,
+    /// Other versions the API server serves it at, none preferred (the same objects: a version
+    /// wildcard must pick `gvr`'s alone, or each object gets a file per version).
+    pub other_versions: &'static [&'static str],
 }
 
 /// The types: core and apps built-ins, a CRD, a cluster-scoped type, Secrets and the namespaces.
@@ -40,6 +43,7 @@ pub fn kinds() -> Vec<Kind> {
         written,
         served: true,
         removing: false,
+        other_versions: &[],
     };
     vec![
         k("", "v1", "configmaps", "ConfigMap", "v1", true, false, true),
@@ -54,16 +58,20 @@ pub fn kinds() -> Vec<Kind> {
             true,
             true,
         ),
-        k(
-            "example.com",
-            "v1",
-            "widgets",
-            "Widget",
-            "example.com/v1",
-            true,
-            true,
-            true,
-        ),
+        // The CRD serves v1 (preferred: the storage version) and v1beta1.
+        Kind {
+            other_versions: &["v1beta1"],
+            ..k(
+                "example.com",
+                "v1",
+                "widgets",
+                "Widget",
+                "example.com/v1",
+                true,
+                true,
+                true,
+            )
+        },
         k(
             "rbac.authorization.k8s.io",
             "v1",
@@ -87,17 +95,21 @@ pub fn kinds() -> Vec<Kind> {
     ]
 }
 
-/// Discovery as the core gets it.
+/// Discovery as the core gets it: each served type at its preferred version, and at the other
+/// versions it is served at.
 pub fn api_resources(kinds: &[Kind]) -> Vec<ApiResource> {
     kinds
         .iter()
         .filter(|k| k.served)
-        .map(|k| ApiResource {
-            gvr: k.gvr.clone(),
-            namespaced: k.namespaced,
-            kind: k.kind.into(),
-            // Every simulated type is served at one version.
-            preferred: true,
+        .flat_map(|k| {
+            let at = |version: &str, preferred| ApiResource {
+                gvr: Gvr::new(&k.gvr.group, version, &k.gvr.resource),
+                namespaced: k.namespaced,
+                kind: k.kind.into(),
+                preferred,
+            };
+            std::iter::once(at(&k.gvr.version, true))
+                .chain(k.other_versions.iter().map(move |v| at(v, false)))
         })
         .collect()
 }

@@ -48,6 +48,18 @@ pub struct Entry {
     pub obj_selector: Option<(&'static str, &'static str)>,
 }
 
+/// The group and version a rule names `resource` by. Widgets go by the version wildcard: their
+/// CRD serves two versions, and `*` is the preferred one (one file per object), which is
+/// watched only while the type is served.
+pub fn group_version_named(resource: &str) -> (&'static str, &'static str) {
+    match resource {
+        "deployments" => ("apps", "v1"),
+        "widgets" => ("example.com", "*"),
+        "clusterroles" => ("rbac.authorization.k8s.io", "v1"),
+        _ => ("", "v1"),
+    }
+}
+
 impl Rule {
     /// Whether entry `e` of this rule names `kind`: by name, or by `*` when the kind is of the
     /// scope the entry reaches (namespaced for a WatchRule or a `Namespaced` entry).
@@ -261,12 +273,7 @@ impl Topology {
             e.resources
                 .iter()
                 .map(|x| {
-                    let (g, v) = match *x {
-                        "deployments" => ("apps", "v1"),
-                        "widgets" => ("example.com", "v1"),
-                        "clusterroles" => ("rbac.authorization.k8s.io", "v1"),
-                        _ => ("", "v1"),
-                    };
+                    let (g, v) = group_version_named(x);
                     json!({"group": g, "version": v, "resource": x})
                 })
                 .collect()

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use gitops_reverser_core::ids::Gvr;
 
 use crate::cluster::Kind;
-use crate::topology::Topology;
+use crate::topology::{group_version_named, Topology};
 
 /// Compares the running streams with the active rules' needs.
 pub fn check(topo: &Topology, kinds: &[Kind], running: &BTreeSet<Gvr>, out: &mut Vec<String>) {
@@ -18,7 +18,12 @@ pub fn check(topo: &Topology, kinds: &[Kind], running: &BTreeSet<Gvr>, out: &mut
         }
         for e in &rule.entries {
             for k in kinds.iter().filter(|k| rule.names(e, k)) {
-                want.insert(k.gvr.clone());
+                // A type named by the version wildcard (or taken in by `*`) is watched while it
+                // is served: the wildcard stands for the version discovery prefers.
+                let (_, version) = group_version_named(&k.gvr.resource);
+                if (e.resources != ["*"] && version != "*") || k.served {
+                    want.insert(k.gvr.clone());
+                }
             }
             if e.ns_selector.is_some() {
                 want.insert(Gvr::new("", "v1", "namespaces"));

@@ -208,6 +208,25 @@ impl Cluster {
             .expect("known kind")
     }
 
+    /// Serves `kind` at `version` (preferred) and `others`, its objects shown at `version` from
+    /// now on (a CRD upgrade: conversion changes `apiVersion`, not the resourceVersion).
+    pub fn set_version(&mut self, kind: usize, version: &str, others: &'static [&'static str]) {
+        let k = &mut self.kinds[kind];
+        k.gvr = Gvr::new(&k.gvr.group, version, &k.gvr.resource);
+        k.api_version = match (k.gvr.group.as_str(), version) {
+            ("example.com", "v1") => "example.com/v1",
+            ("example.com", "v1beta1") => "example.com/v1beta1",
+            other => panic!("no apiVersion modelled for {other:?}"),
+        };
+        k.other_versions = others;
+        let api_version = k.api_version;
+        for (key, obj) in self.objects.iter_mut() {
+            if key.0 == kind {
+                obj.body["apiVersion"] = json!(api_version);
+            }
+        }
+    }
+
     /// The identifier of an object key.
     pub fn identifier(&self, key: &ObjKey) -> String {
         ResourceRef {

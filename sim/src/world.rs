@@ -234,6 +234,9 @@ struct World {
     /// The CRD's life: the step it is installed at (it is not served before), and the step it
     /// is deleted at, if any. `None`: installed before the run.
     crd_life: Option<(usize, Option<usize>)>,
+    /// The step at which the Widget CRD is upgraded (`v1` added and preferred over `v1beta1`):
+    /// the version wildcard's files move. `None`: served at `v1` (and `v1beta1`) all along.
+    crd_upgrade: Option<usize>,
     /// Steps taken.
     steps_done: usize,
     secrets: SecretCheck,
@@ -321,10 +324,19 @@ pub fn run(params: &Params) -> Report {
     } else {
         0.0
     };
+    // Drawn after everything else, for the same reason: a quarter of the runs start with the
+    // Widget CRD at `v1beta1` alone and upgrade it to `v1` (preferred) during the run.
+    let crd_upgrade = rng.swarm.gen_bool(0.25).then(|| {
+        let steps = params.steps.max(10);
+        rng.swarm.gen_range(steps / 5..steps * 4 / 5)
+    });
     let mut cluster = Cluster::new();
+    let widgets = cluster.kind_index("widgets");
     if crd_life.is_some() {
-        let widgets = cluster.kind_index("widgets");
         cluster.kinds[widgets].served = false;
+    }
+    if crd_upgrade.is_some() {
+        cluster.set_version(widgets, "v1beta1", &[]);
     }
     let mut w = World {
         now: 0,
@@ -349,6 +361,7 @@ pub fn run(params: &Params) -> Report {
         relabels: BTreeMap::new(),
         gone_env: BTreeMap::new(),
         crd_life,
+        crd_upgrade,
         steps_done: 0,
         generation: 0,
         admissions_due_ms: 0,
@@ -410,7 +423,7 @@ pub fn run(params: &Params) -> Report {
                 None => "installed".to_string(),
                 Some((i, None)) => format!("installed-at-{i}"),
                 Some((i, Some(r))) => format!("installed-at-{i}-deleted-at-{r}"),
-            }
+            } + &crd_upgrade.map_or(String::new(), |u| format!("-upgraded-at-{u}"))
         ),
         watch_events: w.watch_events,
         admissions: w.admissions,
@@ -1049,6 +1062,16 @@ impl World {
         }
     }
 
+    /// The Widget CRD is upgraded: `v1` is added and preferred, `v1beta1` still served. The API
+    /// server shows every object at `v1` from now on; discovery tells the core, whose version
+    /// wildcard moves the files.
+    fn upgrade_crd(&mut self) {
+        let kind = self.cluster.kind_index("widgets");
+        self.cluster.set_version(kind, "v1", &["v1beta1"]);
+        self.delivery.forgive_all(self.now);
+        self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
+    }
+
     /// The Widget CRD is deleted: no new widgets; the API server deletes every one (through
     /// admission, as a client), and then no longer serves the type.
     fn delete_crd(&mut self) {
@@ -1318,6 +1341,9 @@ impl World {
             if removed == Some(self.steps_done) {
                 self.delete_crd();
             }
+        }
+        if self.crd_upgrade == Some(self.steps_done) {
+            self.upgrade_crd();
         }
         if chance(&mut self.rng.workload, self.namespace_changes) {
             self.change_namespace();

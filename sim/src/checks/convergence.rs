@@ -70,13 +70,19 @@ pub fn check(
                     r.entries.iter().any(|e| r.names(e, kind))
                 })
             {
-                let mut p = base.clone();
-                if !kind.gvr.group.is_empty() {
-                    p.push_str(&kind.gvr.group);
-                    p.push('/');
+                // Its other served versions too: one file per object, at the preferred
+                // version, and none left at another.
+                for version in std::iter::once(kind.gvr.version.as_str())
+                    .chain(kind.other_versions.iter().copied())
+                {
+                    let mut p = base.clone();
+                    if !kind.gvr.group.is_empty() {
+                        p.push_str(&kind.gvr.group);
+                        p.push('/');
+                    }
+                    p.push_str(&format!("{version}/{}/", kind.gvr.resource));
+                    prefixes.push(p);
                 }
-                p.push_str(&format!("{}/{}/", kind.gvr.version, kind.gvr.resource));
-                prefixes.push(p);
             }
         }
         let tree = remotes.tree(url, branch);

@@ -136,6 +136,40 @@ fn world() -> World {
     }
 }
 
+/// Installs the Widget CRD (namespaced, `example.com`) serving `versions`, the first the storage
+/// version, and waits until it is established.
+fn install_widgets(c: &Cluster, versions: &[&str]) {
+    let versions: String = versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(
+                "  - name: {v}\n    served: true\n    storage: {}\n    schema:\n      \
+                 openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n",
+                i == 0
+            )
+        })
+        .collect();
+    c.apply(
+        "admin",
+        &format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
+             metadata: {{name: widgets.example.com}}\nspec:\n  group: example.com\n  \
+             names: {{kind: Widget, plural: widgets, singular: widget}}\n  scope: Namespaced\n  \
+             versions:\n{versions}"
+        ),
+    );
+    c.kubectl(
+        "admin",
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/widgets.example.com",
+        ],
+    );
+}
+
 fn config_map(ns: &str, name: &str, data: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {data}\n")
 }
@@ -274,32 +308,7 @@ fn a_crd_created_after_the_operator_started_is_watched_once_established() {
         op,
     } = world();
     c.apply("admin", &repo_config("team-a", &remote.url(), ""));
-    c.apply(
-        "admin",
-        r#"apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.example.com}
-spec:
-  group: example.com
-  names: {kind: Widget, plural: widgets, singular: widget}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"#,
-    );
-    c.kubectl(
-        "admin",
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/widgets.example.com",
-        ],
-    );
+    install_widgets(&c, &["v1"]);
     c.apply(
         "admin",
         &watch_rule(
@@ -594,37 +603,7 @@ fn rules_select_one_version_leave_out_churn_and_say_what_selects_nothing() {
         op,
     } = world();
     c.apply("admin", &repo_config("team-a", &remote.url(), ""));
-    c.apply(
-        "admin",
-        r#"apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.example.com}
-spec:
-  group: example.com
-  names: {kind: Widget, plural: widgets, singular: widget}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-  - name: v2
-    served: true
-    storage: false
-    schema:
-      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"#,
-    );
-    c.kubectl(
-        "admin",
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/widgets.example.com",
-        ],
-    );
+    install_widgets(&c, &["v1", "v2"]);
     // The version is left at its default, `*`.
     c.apply(
         "admin",

@@ -163,6 +163,11 @@ pub struct WriteRecord {
     /// Made through a subresource whose admission the core does not record (`scale`): its
     /// commit is the fallback author's by design.
     pub via_subresource: bool,
+    /// Admitted at another version than the one the core's stream shows it at (the CRD was
+    /// upgraded in between, as for a delete a finalizer held across the upgrade): the record
+    /// names another identifier and content, so its commit is the fallback author's (a known
+    /// limitation, docs/operations.md).
+    pub across_versions: bool,
 }
 
 /// Objects, the resourceVersion counter and per-identifier histories.

@@ -237,6 +237,8 @@ struct World {
     /// The step at which the Widget CRD is upgraded (`v1` added and preferred over `v1beta1`):
     /// the version wildcard's files move. `None`: served at `v1` (and `v1beta1`) all along.
     crd_upgrade: Option<usize>,
+    /// When it was upgraded.
+    upgraded_at_ms: Option<u64>,
     /// Steps taken.
     steps_done: usize,
     secrets: SecretCheck,
@@ -362,6 +364,7 @@ pub fn run(params: &Params) -> Report {
         gone_env: BTreeMap::new(),
         crd_life,
         crd_upgrade,
+        upgraded_at_ms: None,
         steps_done: 0,
         generation: 0,
         admissions_due_ms: 0,
@@ -1068,6 +1071,7 @@ impl World {
     fn upgrade_crd(&mut self) {
         let kind = self.cluster.kind_index("widgets");
         self.cluster.set_version(kind, "v1", &["v1beta1"]);
+        self.upgraded_at_ms = Some(self.now);
         self.delivery.forgive_all(self.now);
         self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
     }
@@ -1302,6 +1306,9 @@ impl World {
         let shown = body.or(removed);
         let held = shown.map_or_else(Vec::new, |b| on(b, &|s| self.topo.holding(s, op)));
         let at_ms = self.now;
+        let across_versions = self
+            .upgraded_at_ms
+            .is_some_and(|u| kind.gvr.resource == "widgets" && admitted_ms.is_some_and(|a| a < u));
         self.cluster.record(
             key,
             WriteRecord {
@@ -1315,6 +1322,7 @@ impl World {
                 rejected,
                 admitted_ms,
                 via_subresource: false,
+                across_versions,
             },
         );
     }

@@ -148,7 +148,11 @@ impl AttributionCheck {
                     }
                     let same_as_prev = prev == f && !prev_moved;
                     prev = f;
-                    prev_moved = ours(&w.moved);
+                    // After a write the folder's rule leaves out (`held`), what the folder holds
+                    // is uncertain too: a resync may have brought it to the cluster's state since
+                    // (seed 710027782: the namespace controller's held delete, then a relist
+                    // removed the file, and bob's re-create of the same content was a change).
+                    prev_moved = ours(&w.moved) || ours(&w.held);
                     same_as_prev
                 })
                 .collect();
@@ -180,17 +184,22 @@ impl AttributionCheck {
                 // cursor lags where the folder's earlier commits were resyncs (seed 209522067:
                 // bob scaled back to the replicas of alice's create, made before the folder's
                 // rule existed).
-                let unadmitted = later(false).any(|j| {
-                    let x = &writes[j];
-                    x.via_subresource
-                        || writes[..j].iter().any(|w| {
-                            w.via_subresource
-                                && !w.rejected
-                                && w.op == x.op
-                                && w.file == x.file
-                                && x.at_ms <= w.at_ms + TTL_MS
-                        })
-                });
+                // So is a write admitted at another version than its event is seen at (no-ops
+                // included: the identifier's history at the new version may begin with it).
+                let across = (start..writes.len())
+                    .any(|j| writes[j].across_versions && !writes[j].rejected && same(j));
+                let unadmitted = across
+                    || later(false).any(|j| {
+                        let x = &writes[j];
+                        x.via_subresource
+                            || writes[..j].iter().any(|w| {
+                                w.via_subresource
+                                    && !w.rejected
+                                    && w.op == x.op
+                                    && w.file == x.file
+                                    && x.at_ms <= w.at_ms + TTL_MS
+                            })
+                    });
                 // A racing rival's write (another user's identical UPDATE or DELETE from the
                 // same version, refused at storage after admission) fits the change exactly as
                 // the true one does: the core rightly names nobody.

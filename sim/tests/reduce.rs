@@ -39,6 +39,7 @@ fn everything_written_by(user: &str, rec: &gitops_reverser_core::record::Recordi
                     rejected: false,
                     admitted_ms: None,
                     via_subresource: false,
+                    across_versions: false,
                     held: Vec::new(),
                     moved: Vec::new(),
                 });

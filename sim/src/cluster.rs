@@ -232,6 +232,27 @@ impl Cluster {
         }
     }
 
+    /// Copies every history and change list of an identifier under `old` (a prefix such as
+    /// `example.com/v1beta1/widgets/`) to the same identifier under `new`, ahead of what is there.
+    pub fn carry_history(&mut self, old: &str, new: &str) {
+        let moved: std::collections::BTreeSet<(String, String)> = self
+            .history
+            .keys()
+            .chain(self.changes.keys())
+            .filter_map(|id| Some((id.clone(), format!("{new}{}", id.strip_prefix(old)?))))
+            .collect();
+        for (from, to) in moved {
+            if let Some(h) = self.history.get(&from).cloned() {
+                let e = self.history.entry(to.clone()).or_default();
+                e.splice(0..0, h);
+            }
+            if let Some(c) = self.changes.get(&from).cloned() {
+                let e = self.changes.entry(to).or_default();
+                e.splice(0..0, c);
+            }
+        }
+    }
+
     /// The identifier of an object key.
     pub fn identifier(&self, key: &ObjKey) -> String {
         ResourceRef {

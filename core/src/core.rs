@@ -1924,6 +1924,20 @@ impl Core {
     /// each commit's writes sorted by path); where it gave none (a push verified after its result
     /// was lost), the core renders the file to learn it.
     fn landed(&mut self, key: &BranchKey, head: CommitId, blobs: Blobs) {
+        // The folder each pushed file is in: the branch's destination whose layout the path fits.
+        let folders: Vec<(String, u32)> = self
+            .dests
+            .iter()
+            .filter(|(_, d)| d.branch == *key)
+            .map(|(dest, d)| (dest.base_folder.clone(), d.id))
+            .collect();
+        let folder_of = |path: &str| {
+            folders
+                .iter()
+                .filter(|(base, _)| layout_segments(base, path).is_some())
+                .max_by_key(|(base, _)| base.len())
+                .map(|(_, id)| *id)
+        };
         let b = self.branches.get_mut(key).expect("branch");
         let commits = b.queue.push_landed();
         for (i, c) in commits.iter().enumerate() {
@@ -1940,6 +1954,9 @@ impl Core {
                             blob,
                         };
                         b.paths.set_held(w.path_key, Some(held));
+                        if let Some(f) = folder_of(&w.path) {
+                            b.paths.set_folder(w.path_key, f);
+                        }
                     }
                     None => {
                         self.counters.files_deleted_total += 1;
@@ -2000,6 +2017,7 @@ impl Core {
                 blob,
             };
             b.paths.set_held(pk, Some(held));
+            b.paths.set_folder(pk, d.id);
             // Not a live object's file, and no delete already pending for it.
             if members_complete
                 && scanned(&path)
@@ -2035,6 +2053,10 @@ impl Core {
         for pk in unlisted {
             b.paths.set_held(pk, None);
         }
+        // And every other file this folder showed before (seed 920001054: an object's file, its
+        // object gone unseen and forgotten by a relist, then removed by an outside writer; its
+        // identical re-creation looked already written, and the next delete was an empty commit).
+        b.paths.forget_unlisted(d.id, |pk| listed.contains_key(&pk));
         d.listed = true;
         // Deletes go in before the redundancy pass: a delete for a write pending in the open
         // resync commit replaces it there, and if the listing lacks the file too, the pass drops

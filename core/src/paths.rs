@@ -34,6 +34,9 @@ struct PathState {
     content: u64,
     dest: u32,
     epoch: u32,
+    /// The folder (destination id) whose listing or push last showed the file: a later listing
+    /// of that folder without it clears it, member or not.
+    folder: u32,
     blob: [u8; 20],
     gid: u16,
     flags: u8,
@@ -108,6 +111,25 @@ impl BranchPaths {
             Some(_) => self.map.entry(path_key).or_default().set_held(held),
             None => self.update(path_key, |p| p.set_held(None)),
         }
+    }
+
+    /// Records that folder `folder`'s listing (or a push into it) showed the file at the path.
+    pub fn set_folder(&mut self, path_key: u128, folder: u32) {
+        if let Some(p) = self.map.get_mut(&path_key) {
+            p.folder = folder;
+        }
+    }
+
+    /// Folder `folder` was listed: a file it showed before and `listed` now lacks is gone,
+    /// whether or not it is a live object's. (Without this, a file an outside writer removed
+    /// after its object went stayed believed, and an identical re-creation was not written.)
+    pub fn forget_unlisted(&mut self, folder: u32, listed: impl Fn(u128) -> bool) {
+        self.map.retain(|k, p| {
+            if p.flags & HELD != 0 && p.folder == folder && !listed(*k) {
+                p.set_held(None);
+            }
+            !p.is_empty()
+        });
     }
 
     /// Whether the path is the file of a live object routed to folder `dest`.

@@ -1593,3 +1593,52 @@ fn a_delete_that_began_in_a_gap_is_the_deleters_after_an_edit_in_the_gap_too() {
         ]
     );
 }
+
+/// Seed 920001054 (a range run on 265facf; it fails on dd09666 too). ConfigMap `a` was deleted
+/// while the watch was down. Its folder was read while the relist was still running (its file
+/// there, no orphan judged), an outside writer then removed the file, and the relist's end read
+/// the folder again without it. Only live objects' files were marked gone by a listing, and `a`
+/// was no longer one, so the core went on believing its old file was in place: when bob created
+/// `a` again with the same content, it looked already written and nothing was pushed (the next
+/// delete was an empty commit). A listing now marks gone every file that folder showed before.
+#[test]
+fn a_file_removed_outside_after_its_object_went_is_written_again_for_an_identical_recreation() {
+    let mut h = seeded();
+    h.input(create("alice", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u1", 10))));
+    h.input(create("alice", "b", "1"));
+    h.input(watch(WatchEvent::Apply(cm("b", "1", "u3", 11))));
+    h.flush_and_push();
+    let path = "prod/v1/configmaps/team-a/a.yaml";
+    assert!(h.files.contains_key(path));
+    // `a` is deleted in a watch gap. The relist starts; meanwhile a change of `b` conflicts with
+    // an outside commit, and the folder is read while the list is still running.
+    h.input(watch(WatchEvent::Init));
+    h.head = Some("outside-1".into());
+    h.input(update_by_named("carol", "b", cm("b", "1", "u3", 11), "2"));
+    h.input(watch(WatchEvent::Apply(cm("b", "2", "u3", 12))));
+    h.flush_and_push();
+    // An outside writer removes `a`'s file; the relist ends without `a`, and the folder is read.
+    h.files.remove(path);
+    h.head = Some("outside-2".into());
+    h.input(watch(WatchEvent::InitApply(cm("b", "2", "u3", 12))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    // Bob creates `a` again, identical to alice's.
+    h.input(create("bob", "a", "1"));
+    h.input(watch(WatchEvent::Apply(cm("a", "1", "u2", 13))));
+    let got = authors(&mut h);
+    assert!(
+        got.contains(&"bob [CREATE] v1/configmaps/team-a/a".to_owned()),
+        "{got:?}"
+    );
+    assert!(
+        h.files.contains_key(path),
+        "the re-created object has its file"
+    );
+}
+
+fn update_by_named(user: &str, name: &str, old: RawObject, value: &str) -> Input {
+    let uid = format!("req-update-{user}-{name}-{value}");
+    admission(uid, Operation::Update, user, name, Some(old), Some(value))
+}

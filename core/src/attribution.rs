@@ -219,6 +219,25 @@ impl Attributor {
         }
     }
 
+    /// A (re)list showed version `rv` of object `ident` (uid fingerprint `uid`) with content
+    /// `content`. Every stored UPDATE record of that object to that content is used up: its write
+    /// made this version, or a state the gap hid before it (a record made on `rv` itself would
+    /// be a no-op, never stored). Kept, it could name its user for a later identical change that
+    /// a relist shows (seed 960015299: bob's update, admitted before the first list showed the
+    /// object unknown to the core, named him 56 s later for carol's). Not done for live events:
+    /// there a record to the same content may be for a write still to come.
+    pub fn retire_listed(&mut self, now_ms: u64, ident: u128, uid: u64, content: u64) {
+        let key = CorrKey {
+            ident,
+            op: Operation::Update,
+            content,
+        };
+        let same_object = |r: &Record| r.uid.is_none_or(|u| u == uid);
+        while self.store.take(now_ms, &key, same_object).is_some() {
+            self.counters.superseded_total += 1;
+        }
+    }
+
     /// `taken` explained the object's creation: CREATE records for it that arrived before it
     /// are stale. Their writes were refused (the name was taken) or already seen; kept, they
     /// could name the author of a later identical re-creation. Records that arrived after it

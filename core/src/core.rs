@@ -1536,6 +1536,10 @@ impl Core {
                     .note_replaced(self.now.mono_ms, ident, since);
             }
         }
+        if initial && !deleted && !prev.is_some_and(|p| same_object && p.rv == rv) {
+            self.attributor
+                .retire_listed(self.now.mono_ms, ident, uid, hash);
+        }
         let author = attribution.user().cloned();
         if rules.is_secret() && self.config.secret_policy == SecretPolicy::Exclude {
             self.routed = routed;

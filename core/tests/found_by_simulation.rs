@@ -1642,3 +1642,36 @@ fn update_by_named(user: &str, name: &str, old: RawObject, value: &str) -> Input
     let uid = format!("req-update-{user}-{name}-{value}");
     admission(uid, Operation::Update, user, name, Some(old), Some(value))
 }
+
+/// Seed 960015299 (from `--seed 960000001 --runs 50000` on 7e681a6). Alice created a ClusterRole
+/// and bob updated it before the core's first list showed it; the list showed bob's version of
+/// an object the core did not know, no CREATE record fitted, and bob's UPDATE record stayed.
+/// 56 s later a relist showed carol's change back to bob's content (her admission lost), and the
+/// content-only join named bob. A version a list shows uses up the object's stored UPDATE
+/// records to its content.
+#[test]
+fn an_update_record_a_first_list_used_up_names_nobody_later() {
+    let mut h = Harness::with_rule(&[("", "v1", "configmaps")], "prod");
+    h.input(create("alice", "a", "1"));
+    h.input(update_by("bob", cm("a", "1", "u1", 10), "2"));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "2", "u1", 11))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.input(update_by("alice", cm("a", "2", "u1", 11), "3"));
+    h.input(watch(WatchEvent::Apply(cm("a", "3", "u1", 12))));
+    // Carol changes it back to 2 in a gap; her admission is lost.
+    h.advance(1_000);
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "2", "u1", 13))));
+    h.input(watch(WatchEvent::InitDone));
+    let got = authors(&mut h);
+    assert!(
+        got.contains(&"alice [UPDATE] v1/configmaps/team-a/a".to_owned()),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().all(|c| !c.starts_with("bob")),
+        "bob's used-up record named him for carol's change: {got:?}"
+    );
+}

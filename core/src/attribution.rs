@@ -56,6 +56,19 @@ fn store_key(key: CorrKey) -> CorrKey {
     }
 }
 
+/// Whether `record` was made on a version of `ident` noted in `replaced` (see
+/// [`Attributor::note_replaced`]).
+fn made_on_replaced(
+    replaced: &CorrelationStore<(u128, u64), ()>,
+    now_ms: u64,
+    ident: u128,
+    record: &Record,
+) -> bool {
+    record
+        .base_rv
+        .is_some_and(|b| replaced.peek(now_ms, &(ident, b)).next().is_some())
+}
+
 /// How a watch event got its author.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attribution {
@@ -200,9 +213,7 @@ impl Attributor {
     /// explain no change still to come: whatever its write was, the object has moved past its
     /// base (every later write is made on a later version).
     fn made_on_replaced(&self, now_ms: u64, ident: u128, record: &Record) -> bool {
-        record
-            .base_rv
-            .is_some_and(|b| self.replaced.peek(now_ms, &(ident, b)).next().is_some())
+        made_on_replaced(&self.replaced, now_ms, ident, record)
     }
 
     /// The watch (or a list) showed version `rv` of the object `ident` replaced by a later one.
@@ -320,14 +331,10 @@ impl Attributor {
         // A CREATE record names the uid of the object it made, when the request carried it.
         // Nor can a record made on a version already seen replaced (it is stale).
         let replaced = &self.replaced;
-        let fresh = move |r: &Record| {
-            r.base_rv
-                .is_none_or(|b| replaced.peek(now_ms, &(key.ident, b)).next().is_none())
-        };
         let in_time = move |r: &Record| {
             created_before.is_none_or(|bound| r.seq < bound)
                 && r.uid.is_none_or(|u| u == uid)
-                && fresh(r)
+                && !made_on_replaced(replaced, now_ms, key.ident, r)
         };
         let want = if key.op == Operation::Create {
             None

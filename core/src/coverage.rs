@@ -27,13 +27,6 @@ fn spelled(sel: &ResourceSelector) -> String {
     format!("{group}/{}/{}", sel.version, sel.resource)
 }
 
-fn reaches(reach: &RuleReach, namespaced: bool) -> bool {
-    match reach {
-        RuleReach::ClusterScoped => !namespaced,
-        RuleReach::OwnNamespace(_) | RuleReach::Namespaced(_) => namespaced,
-    }
-}
-
 /// Why `sel`, in a rule of reach `reach`, selects no type the API server serves; `None` when it
 /// selects one. `discovered` is the whole of discovery.
 pub fn entry_problem(
@@ -45,7 +38,10 @@ pub fn entry_problem(
         .iter()
         .filter(|(g, s)| selector_selects(sel, g, Some(**s)))
         .collect();
-    if matching.iter().any(|(_, s)| reaches(reach, s.namespaced)) {
+    if matching
+        .iter()
+        .any(|(_, s)| reach.reaches_scope(s.namespaced))
+    {
         return None;
     }
     let what = spelled(sel);

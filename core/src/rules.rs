@@ -42,6 +42,17 @@ pub enum RuleReach {
     Namespaced(Option<Selector>),
 }
 
+impl RuleReach {
+    /// Whether a rule of this reach can select objects of a type that is `namespaced` (or
+    /// cluster-scoped).
+    pub fn reaches_scope(&self, namespaced: bool) -> bool {
+        match self {
+            RuleReach::ClusterScoped => !namespaced,
+            RuleReach::OwnNamespace(_) | RuleReach::Namespaced(_) => namespaced,
+        }
+    }
+}
+
 /// One valid rule (a WatchRule, or one entry of a ClusterWatchRule), ready to match.
 #[derive(Clone, Debug)]
 pub struct CompiledRule {
@@ -119,10 +130,7 @@ pub fn selector_selects(sel: &ResourceSelector, gvr: &Gvr, served: Option<Served
 impl CompiledRule {
     /// Whether it can select objects of a type that is `namespaced` (or cluster-scoped).
     pub fn reaches_scope(&self, namespaced: bool) -> bool {
-        match self.reach {
-            RuleReach::ClusterScoped => !namespaced,
-            RuleReach::OwnNamespace(_) | RuleReach::Namespaced(_) => namespaced,
-        }
+        self.reach.reaches_scope(namespaced)
     }
 
     /// Whether it selects `gvr`, as discovery describes it (`None`: not discovered, any scope).

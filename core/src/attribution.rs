@@ -43,6 +43,10 @@ pub struct Record {
     pub content: u64,
     /// Order of arrival, set by [`Attributor::record`].
     pub seq: u64,
+    /// Set by [`Attributor::record`] when the record may be the late admission of a change
+    /// already written without an author: it then joins only exactly, on a base the watch
+    /// showed as the previous version (see there).
+    pub exact_only: bool,
 }
 
 /// Where a record is filed. CREATE records of one object share a key whatever their content, so
@@ -194,10 +198,20 @@ impl Attributor {
         // stayed, and 59 s later named bob for alice's identical change seen after a relist).
         let pending = record.base_rv.is_some() && record.base_rv == current_rv;
         let replaced = self.made_on_replaced(now_ms, key.ident, &record);
-        if !pending && (replaced || self.missed.peek(now_ms, &key).any(same_object)) {
+        let maybe_late = !pending && self.missed.peek(now_ms, &key).any(same_object);
+        // A record with a base the core has not seen may be late for the missed change (made on
+        // a version before it) or be for a write still to come (made on a version after it the
+        // watch has yet to show): resourceVersions do not tell which. Kept for the exact join
+        // only, it can name no one else: the exact join needs its base as the previous version
+        // of the event, and a version before the missed change is never shown again (seed
+        // 990040846: after a CRD's new version was listed, bob changed the object back to the
+        // listed content from a version the watch had not yet shown; dropped as late, his
+        // commit lost its author).
+        if !pending && (replaced || (maybe_late && record.base_rv.is_none())) {
             self.counters.late_skipped_total += 1;
             return;
         }
+        record.exact_only = maybe_late;
         invariant_eq!(
             record.content,
             key.content,
@@ -411,7 +425,16 @@ impl Attributor {
                 if !single {
                     break;
                 }
-                let taken = self.store.take(now_ms, &sk, matches).expect("peeked");
+                // A record that may be late for a change seen without one counts as a candidate,
+                // so another user's is not named in its place (seed 990040012: carol's refused
+                // write, made on the version the core saw last, named her for alice's identical
+                // write a relist showed, whose record was taken for late), but names no one.
+                let Some(taken) = self
+                    .store
+                    .take(now_ms, &sk, |r| matches(r) && !r.exact_only)
+                else {
+                    break;
+                };
                 invariant_eq!(taken.user, first);
                 self.counters.hash_only_total += 1;
                 self.retire_duplicates(now_ms, sk, &taken);
@@ -492,6 +515,7 @@ mod tests {
             uid: None,
             content: 0,
             seq: 0,
+            exact_only: false,
         }
     }
 
@@ -668,10 +692,47 @@ mod tests {
             },
             Some(4),
         );
-        assert_eq!(a.counters().late_skipped_total, 1, "carol's, not bob's");
         assert_eq!(
             a.attribute(2, key(Operation::Update, 5), 0, 0, Some(4), true),
             Attribution::Exact("bob".into())
+        );
+    }
+
+    #[test]
+    fn a_record_that_may_be_late_joins_only_exactly() {
+        // The watch showed content 5 without an author. carol's record of content 5 is made on
+        // version 2, which the core has not seen: late for that change, or for a write from a
+        // version still to come. It names no one on an uncertain base...
+        let mut a = att();
+        a.note_missed(0, key(Operation::Update, 5), None);
+        let carol = Record {
+            content: 5,
+            ..rec("carol", Some(2))
+        };
+        a.record(1, key(Operation::Update, 5), carol.clone(), Some(4));
+        assert_eq!(a.counters().late_skipped_total, 0);
+        assert_eq!(
+            a.attribute(2, key(Operation::Update, 5), 0, 0, Some(9), false),
+            Attribution::Miss,
+            "late for the missed change, it must not explain an identical one after a relist"
+        );
+        // ...but explains the write the watch shows made on version 2.
+        a.record(3, key(Operation::Update, 5), carol, Some(4));
+        assert_eq!(
+            a.attribute(4, key(Operation::Update, 5), 0, 0, Some(2), true),
+            Attribution::Exact("carol".into())
+        );
+    }
+
+    #[test]
+    fn a_create_record_late_for_a_change_seen_without_one_is_dropped() {
+        let mut a = att();
+        a.note_missed(0, key(Operation::Create, 5), None);
+        record(&mut a, 1, key(Operation::Create, 5), rec("carol", None));
+        assert_eq!(a.counters().late_skipped_total, 1);
+        assert_eq!(
+            a.attribute(2, key(Operation::Create, 5), 0, 0, None, true),
+            Attribution::Miss
         );
     }
 

@@ -1216,6 +1216,7 @@ impl Core {
                 uid: primary.uid,
                 content,
                 seq: 0,
+                exact_only: false,
             },
             current_rv,
         );

@@ -1,18 +1,31 @@
 //! Writing planned commits into a repository: blobs, incremental trees, commits with the planned
-//! identities and times. Every batch is built in memory and stored as one pack, as `git fast-import`
+//! identities and times. A batch is built in memory and stored as packs, as `git fast-import`
 //! does: creating one file per object (loose objects) costs more than all the rest together on
-//! these file systems. [`maintain`] keeps the number of packs bounded.
+//! these file systems. The memory a batch holds is bounded ([`CHUNK_BYTES_MAX`]), and each version
+//! of a tree or file is stored as a delta against the next newer version in its pack, as git stores
+//! history: every commit rewrites its folder's tree, and kept whole, a folder of 5,000 files grew
+//! the store by its size on every commit. [`maintain`] keeps the number of packs bounded.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use git2::{Oid, Repository};
+use git2::{ObjectType, Odb, Oid, Repository};
 use gitops_reverser_core::io::{Blobs, Identity, PlannedCommit};
 
+use super::delta::{self, Records};
 use super::{pack, tree};
 
 /// Packs a clone may hold before [`maintain`] merges them into one (each push and each fetch adds
 /// one; lookups get slower with every pack).
 pub const PACKS_MAX: usize = 16;
+
+/// Bytes of objects a batch holds in memory before they are written out as a pack. A burst of
+/// thousands of commits to a large folder writes a tree of hundreds of KiB per commit: held whole
+/// until the batch ended, they took gigabytes.
+pub const CHUNK_BYTES_MAX: usize = 16 << 20;
+
+/// The longest chain of deltas a pack holds (git's default): reading an object applies its chain.
+const DELTA_DEPTH_MAX: usize = 50;
 
 /// Why commits could not be written.
 #[derive(Debug)]
@@ -52,10 +65,13 @@ pub fn write_commits_with_blobs(
     let handle = Repository::open_bare(repo.path())?;
     let repo = &handle;
     let odb = repo.odb()?;
-    let _in_memory = odb.add_new_mempack_backend(1_000)?;
-    // Every object this batch writes, for its pack. (libgit2's own mempack dump would pack each
-    // commit's whole tree: the entire repository, every time.)
+    let in_memory = odb.add_new_mempack_backend(1_000)?;
+    // Every object this chunk of the batch writes, for its pack. (libgit2's own mempack dump
+    // would pack each commit's whole tree: the entire repository, every time.)
     let mut written: Vec<Oid> = Vec::new();
+    let mut sized = 0;
+    let mut held_bytes = 0;
+    let mut flushed = false;
     let mut head = parent;
     let mut tree_id = match parent {
         Some(p) => Some(repo.find_commit(p)?.tree_id()),
@@ -105,14 +121,33 @@ pub fn write_commits_with_blobs(
         written.push(id);
         head = Some(id);
         tree_id = Some(new_tree);
+        for id in &written[sized..] {
+            held_bytes += odb.read_header(*id)?.0;
+        }
+        sized = written.len();
+        if held_bytes >= CHUNK_BYTES_MAX {
+            // Out to disk, and out of memory: later commits read what they need from the pack.
+            flush(repo, &mut written)?;
+            in_memory.reset()?;
+            (sized, held_bytes, flushed) = (0, 0, true);
+        }
     }
-    if head != parent {
-        written.sort();
-        written.dedup();
-        store_as_pack(repo, &written)?;
+    if head != parent || flushed {
+        flush(repo, &mut written)?;
     }
     let head = head.ok_or_else(|| CommitError::Identity("a push without commits".into()))?;
     Ok((head, blobs))
+}
+
+/// Stores `written` (then emptied) as a pack, if it holds anything.
+fn flush(repo: &Repository, written: &mut Vec<Oid>) -> Result<(), git2::Error> {
+    written.sort();
+    written.dedup();
+    if !written.is_empty() {
+        store_as_pack(repo, written)?;
+    }
+    written.clear();
+    Ok(())
 }
 
 /// Keeps the number of packs bounded: with more than [`PACKS_MAX`], the small packs are merged
@@ -167,28 +202,175 @@ pub fn maintain(dir: &Path) -> Result<bool, git2::Error> {
     Ok(true)
 }
 
-/// Reads `ids` (sorted, unique) from the repository (memory or disk) and writes them as one pack
-/// with [`pack::write`]: deflated once at the fastest level, no delta search. Local packs are for
-/// lookups, not transfer (pushes build their own packs, with deltas); searching deltas among a
-/// batch's trees, 8 KiB each in a large repository, costs more than storing them whole.
+/// Reads `ids` (sorted, unique) from the repository (memory or disk), one at a time, and writes
+/// them as one pack: deflated once at the fastest level, and each older version of a tree or file
+/// as a delta against its next newer version among `ids` ([`delta_bases`]), where that is less than
+/// half its size. Local packs are for lookups, not transfer (pushes build their own packs).
 fn store_as_pack(repo: &Repository, ids: &[Oid]) -> Result<String, git2::Error> {
     let odb = repo.odb()?;
-    let objects: Vec<git2::OdbObject<'_>> = ids
-        .iter()
-        .map(|id| odb.read(*id))
-        .collect::<Result<_, _>>()?;
-    let entries: Vec<pack::Object<'_>> = ids
-        .iter()
-        .zip(&objects)
-        .map(|(id, o)| pack::Object {
-            id: *id,
-            kind: o.kind(),
-            data: o.data(),
-        })
-        .collect();
+    let bases = delta_bases(repo, &odb, ids)?;
+    // Bases first: an object's delta names an offset written before it. Depth 0 (whole), then
+    // each depth in turn.
+    let depth_of = chain_depths(ids, &bases);
+    let mut order: Vec<(usize, Oid)> = ids.iter().map(|id| (depth_of[id], *id)).collect();
+    order.sort();
     let pack_dir = repo.path().join("objects").join("pack");
-    pack::write(&pack_dir, &entries)
-        .map_err(|e| git2::Error::from_str(&format!("writing a pack: {e}")))
+    let io = |e: std::io::Error| git2::Error::from_str(&format!("writing a pack: {e}"));
+    let mut w = pack::PackWriter::create(&pack_dir, ids.len()).map_err(io)?;
+    let mut offset_of: HashMap<Oid, u64> = HashMap::with_capacity(ids.len());
+    for (_, id) in order {
+        let object = odb.read(id)?;
+        let kind = object.kind();
+        // Depth 0: whole, also where a chain was cut at its length limit.
+        let base = bases
+            .get(&id)
+            .filter(|_| depth_of[&id] > 0)
+            .map(|b| (*b, offset_of[b]));
+        let at = match (base, records_of(kind)) {
+            (Some((base_id, base_at)), Some(records)) => {
+                let base = odb.read(base_id)?;
+                let d = delta::encode(base.data(), object.data(), records);
+                if d.len() < object.data().len() / 2 {
+                    w.delta(id, base_at, &d)
+                } else {
+                    w.whole(id, kind, object.data())
+                }
+            }
+            _ => w.whole(id, kind, object.data()),
+        }
+        .map_err(io)?;
+        offset_of.insert(id, at);
+    }
+    w.finish().map_err(io)
+}
+
+fn records_of(kind: ObjectType) -> Option<Records> {
+    match kind {
+        ObjectType::Tree => Some(Records::TreeEntries),
+        ObjectType::Blob => Some(Records::Lines),
+        _ => None,
+    }
+}
+
+/// For objects among `ids`, the object to store each as a delta against: the version of the same
+/// path (tree or file) in the next commit among `ids` that changed it. Git stores history so
+/// too, newest whole, so the head reads without applying deltas. Found by walking each commit among
+/// `ids` against its parent, through the subtrees that differ only. Chains stay acyclic (a file
+/// changed back and forth would point both ways) and at most [`DELTA_DEPTH_MAX`] long.
+fn delta_bases(
+    repo: &Repository,
+    odb: &Odb<'_>,
+    ids: &[Oid],
+) -> Result<HashMap<Oid, Oid>, git2::Error> {
+    let set: HashSet<Oid> = ids.iter().copied().collect();
+    let mut commits = Vec::new();
+    for id in ids {
+        if odb.read_header(*id)?.1 == ObjectType::Commit {
+            let c = repo.find_commit(*id)?;
+            commits.push((c.time().seconds(), c.parent_count(), *id));
+        }
+    }
+    // Oldest first, so that each pairing points at a version no pairing has given a base yet.
+    commits.sort();
+    let mut bases: HashMap<Oid, Oid> = HashMap::new();
+    for (_, _, id) in commits {
+        let c = repo.find_commit(id)?;
+        let Ok(parent) = c.parent(0) else { continue };
+        pair_trees(repo, &set, &mut bases, parent.tree_id(), c.tree_id())?;
+    }
+    Ok(bases)
+}
+
+/// Pairs `old` with `new` (and, where both are trees, their entries by name).
+fn pair_trees(
+    repo: &Repository,
+    set: &HashSet<Oid>,
+    bases: &mut HashMap<Oid, Oid>,
+    old: Oid,
+    new: Oid,
+) -> Result<(), git2::Error> {
+    let mut stack = vec![(old, new)];
+    while let Some((old, new)) = stack.pop() {
+        if old == new {
+            continue;
+        }
+        link(set, bases, old, new);
+        let (Ok(old), Ok(new)) = (repo.find_tree(old), repo.find_tree(new)) else {
+            continue;
+        };
+        // Both sorted by name: a merge walk.
+        let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+        while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+            match x.name_bytes().cmp(y.name_bytes()) {
+                std::cmp::Ordering::Less => {
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    let same_kind = x.kind() == y.kind();
+                    if same_kind && x.id() != y.id() {
+                        if x.kind() == Some(ObjectType::Tree) {
+                            stack.push((x.id(), y.id()));
+                        } else {
+                            link(set, bases, x.id(), y.id());
+                        }
+                    }
+                    a.next();
+                    b.next();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stores `old` as a delta against `new`, if both are being written, `old` has no base yet, and
+/// `new`'s chain does not lead back to `old`.
+fn link(set: &HashSet<Oid>, bases: &mut HashMap<Oid, Oid>, old: Oid, new: Oid) {
+    if !set.contains(&old) || !set.contains(&new) || bases.contains_key(&old) {
+        return;
+    }
+    let mut at = new;
+    while let Some(next) = bases.get(&at) {
+        if *next == old {
+            return;
+        }
+        at = *next;
+    }
+    bases.insert(old, new);
+}
+
+/// Each id's place in its chain (0: stored whole). A chain longer than [`DELTA_DEPTH_MAX`] is cut:
+/// the object past the limit is stored whole and starts a new chain.
+fn chain_depths(ids: &[Oid], bases: &HashMap<Oid, Oid>) -> HashMap<Oid, usize> {
+    let mut depth: HashMap<Oid, usize> = HashMap::with_capacity(ids.len());
+    let mut path = Vec::new();
+    for id in ids {
+        // Walk to an object of known depth (or a whole one), then number back down.
+        let mut at = *id;
+        path.clear();
+        let mut known = loop {
+            if let Some(d) = depth.get(&at) {
+                break *d;
+            }
+            path.push(at);
+            match bases.get(&at) {
+                Some(next) => at = *next,
+                None => break usize::MAX,
+            }
+        };
+        while let Some(x) = path.pop() {
+            known = if known == usize::MAX || known + 1 > DELTA_DEPTH_MAX {
+                0
+            } else {
+                known + 1
+            };
+            depth.insert(x, known);
+        }
+    }
+    depth
 }
 
 /// The object ids listed in a version-2 pack index: magic, version, 256 fan-out counts (the last is
@@ -383,6 +565,127 @@ mod tests {
             f.to_object(&repo).unwrap().as_blob().unwrap().content(),
             format!("{}\n", PACKS_MAX + 1).as_bytes()
         );
+    }
+
+    fn store_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir.join("objects/pack"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    }
+
+    fn fsck(dir: &Path) {
+        let out = std::process::Command::new("git")
+            .args(["fsck", "--strict", "--no-dangling"])
+            .env("GIT_DIR", dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git fsck: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A burst of one-file commits to a folder of 3,000 files: each commit rewrites the folder's
+    /// tree (about 120 KiB), and the batch holds more than [`CHUNK_BYTES_MAX`] of objects.
+    #[test]
+    fn a_burst_to_a_large_folder_is_stored_as_deltas_in_bounded_chunks() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(d.path()).unwrap();
+        let seed: Vec<(String, String)> = (0..3_000)
+            .map(|i| {
+                (
+                    format!("apps/cm-{i:04}.yaml"),
+                    format!("data:\n  i: \"{i}\"\n"),
+                )
+            })
+            .collect();
+        let writes: Vec<(&str, Option<&str>)> = seed
+            .iter()
+            .map(|(p, c)| (p.as_str(), Some(c.as_str())))
+            .collect();
+        let root = write_commits(&repo, None, &[planned("seed", &writes)]).unwrap();
+        let seeded = store_bytes(d.path());
+        let edits: Vec<(String, String)> = (0..300)
+            .map(|n| {
+                let i = n * 7 % 3_000;
+                (
+                    format!("apps/cm-{i:04}.yaml"),
+                    format!("data:\n  i: \"{i}\"\n  n: \"{n}\"\n"),
+                )
+            })
+            .collect();
+        let burst: Vec<PlannedCommit> = edits
+            .iter()
+            .map(|(p, c)| planned("alice", &[(p.as_str(), Some(c.as_str()))]))
+            .collect();
+        let head = write_commits(&repo, Some(root), &burst).unwrap();
+        let tree_bytes = repo
+            .find_commit(head)
+            .unwrap()
+            .tree()
+            .unwrap()
+            .get_name("apps")
+            .map(|e| repo.odb().unwrap().read_header(e.id()).unwrap().0)
+            .unwrap();
+        assert!(
+            300 * tree_bytes > 2 * CHUNK_BYTES_MAX,
+            "the burst writes more than two chunks"
+        );
+        let packs = std::fs::read_dir(d.path().join("objects/pack"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "pack")
+            .count();
+        assert!(
+            packs >= 3,
+            "the seed, then the burst in chunks: {packs} packs"
+        );
+        // Whole, the burst's trees alone would take 300 times the folder's tree.
+        let grown = store_bytes(d.path()) - seeded;
+        assert!(
+            grown < (packs as u64) * tree_bytes as u64 + 300 * 1_000,
+            "the burst grew the store by {grown} bytes (a tree is {tree_bytes})"
+        );
+        drop(repo);
+        fsck(d.path());
+        let repo = Repository::open_bare(d.path()).unwrap();
+        let mut walk = repo.revwalk().unwrap();
+        walk.push(head).unwrap();
+        assert_eq!(walk.count(), 301);
+        let (path, content) = &edits[120];
+        let c = repo.find_commit(head).unwrap();
+        let mut at = c.clone();
+        for _ in 0..(299 - 120) {
+            at = at.parent(0).unwrap();
+        }
+        let blob = at.tree().unwrap().get_path(Path::new(path)).unwrap();
+        assert_eq!(
+            blob.to_object(&repo).unwrap().as_blob().unwrap().content(),
+            content.as_bytes(),
+            "an old version reads back through its deltas"
+        );
+        drop((blob, at, c));
+        // Merging the packs keeps every object, still as deltas.
+        for _ in 0..PACKS_MAX {
+            let h = repo.head().ok().and_then(|h| h.target()).unwrap_or(head);
+            let next = write_commits(
+                &repo,
+                Some(h),
+                &[planned("b", &[("x.yaml", Some(&format!("{h}")))])],
+            )
+            .unwrap();
+            repo.reference("refs/heads/main", next, true, "t").unwrap();
+            repo.set_head("refs/heads/main").unwrap();
+        }
+        drop(repo);
+        let before = store_bytes(d.path());
+        assert!(maintain(d.path()).unwrap());
+        assert!(
+            store_bytes(d.path()) <= before + 4_096,
+            "a merge does not inflate the store"
+        );
+        fsck(d.path());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod commit;
 pub mod creds;
+pub mod delta;
 pub mod errors;
 pub mod exec;
 pub mod known_hosts;

@@ -22,6 +22,20 @@ use super::url::{RemoteUrl, Transport};
 pub const CONNECT_TIMEOUT_MS: i32 = 15_000;
 /// Longest silence on an open connection before libgit2 gives up, in milliseconds.
 pub const IO_TIMEOUT_MS: i32 = 120_000;
+/// libgit2's cache of parsed objects, shared by every clone (its default: 256 MiB).
+pub const OBJECT_CACHE_BYTES_MAX: usize = 32 << 20;
+/// One mapped window of a pack file (libgit2's default on 64-bit: 1 GiB).
+pub const MWINDOW_BYTES: usize = 32 << 20;
+/// All mapped pack windows together, before libgit2 unmaps the least recently used (its default:
+/// 8 GiB). Mapped pages count against the pod's memory.
+pub const MWINDOW_MAPPED_BYTES_MAX: usize = 128 << 20;
+/// Pack files kept open at once (libgit2's default: no limit).
+pub const MWINDOW_FILES_MAX: usize = 256;
+/// What a push's pack builder may hold: objects in its delta window, and deltas it keeps for
+/// writing (`pack.windowMemory`, `pack.deltaCacheSize`; libgit2's defaults: unlimited, 256 MiB).
+pub const PUSH_WINDOW_BYTES_MAX: i64 = 32 << 20;
+/// See [`PUSH_WINDOW_BYTES_MAX`].
+pub const PUSH_DELTA_CACHE_BYTES_MAX: i64 = 16 << 20;
 /// Commits `Verify` searches back from the head for the lost push's trailer.
 pub const VERIFY_DEPTH_MAX: usize = 10_000;
 
@@ -32,14 +46,24 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// A workspace under `root` (created if missing). Sets libgit2's process-wide timeouts once.
+    /// A workspace under `root` (created if missing). Sets libgit2's process-wide timeouts and
+    /// memory bounds once.
     pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Workspace> {
-        static TIMEOUTS: Once = Once::new();
-        TIMEOUTS.call_once(|| {
-            // SAFETY: these set process-wide integers in libgit2 before any of our connections start.
+        static OPTIONS: Once = Once::new();
+        OPTIONS.call_once(|| {
+            // SAFETY: these set process-wide integers in libgit2 before any of our connections
+            // start and before any repository is opened. `GIT_OPT_SET_CACHE_MAX_SIZE` takes one
+            // `ssize_t` (git2 wraps no setter for it).
             unsafe {
                 let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
                 let _ = git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS);
+                let _ = git2::opts::set_mwindow_size(MWINDOW_BYTES);
+                let _ = git2::opts::set_mwindow_mapped_limit(MWINDOW_MAPPED_BYTES_MAX);
+                let _ = git2::opts::set_mwindow_file_limit(MWINDOW_FILES_MAX);
+                libgit2_sys::git_libgit2_opts(
+                    libgit2_sys::GIT_OPT_SET_CACHE_MAX_SIZE as std::ffi::c_int,
+                    OBJECT_CACHE_BYTES_MAX as isize,
+                );
             }
         });
         let root = root.into();
@@ -184,6 +208,21 @@ struct Session {
     rejected: RefCell<Option<String>>,
 }
 
+/// Sets the clone's `pack.*` bounds for the pack builder a push runs (it reads them from the
+/// repository's configuration), where they are not set yet.
+fn bound_push_memory(repo: &Repository) -> Result<(), git2::Error> {
+    let mut config = repo.config()?;
+    for (key, value) in [
+        ("pack.windowMemory", PUSH_WINDOW_BYTES_MAX),
+        ("pack.deltaCacheSize", PUSH_DELTA_CACHE_BYTES_MAX),
+    ] {
+        if config.get_i64(key).ok() != Some(value) {
+            config.set_i64(key, value)?;
+        }
+    }
+    Ok(())
+}
+
 impl<'c> Clone<'c> {
     fn open(
         dir: &Path,
@@ -202,6 +241,7 @@ impl<'c> Clone<'c> {
                 Repository::init_bare(dir).map_err(local)?
             }
         };
+        bound_push_memory(&repo).map_err(local)?;
         Ok(Clone {
             repo,
             url,
@@ -478,4 +518,45 @@ fn is_stale(status: &str) -> bool {
     ]
     .iter()
     .any(|p| s.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workspace_bounds_libgit2s_memory_and_each_clones_push() {
+        let d = tempfile::tempdir().unwrap();
+        Workspace::new(d.path()).unwrap();
+        // SAFETY: reads of process-wide integers.
+        unsafe {
+            assert_eq!(git2::opts::get_mwindow_size().unwrap(), MWINDOW_BYTES);
+            assert_eq!(
+                git2::opts::get_mwindow_mapped_limit().unwrap(),
+                MWINDOW_MAPPED_BYTES_MAX
+            );
+            assert_eq!(
+                git2::opts::get_mwindow_file_limit().unwrap(),
+                MWINDOW_FILES_MAX
+            );
+            let (mut current, mut allowed): (isize, isize) = (0, 0);
+            libgit2_sys::git_libgit2_opts(
+                libgit2_sys::GIT_OPT_GET_CACHED_MEMORY as std::ffi::c_int,
+                &mut current as *mut isize,
+                &mut allowed as *mut isize,
+            );
+            assert_eq!(allowed, OBJECT_CACHE_BYTES_MAX as isize);
+        }
+        let url = RemoteUrl::parse("https://git.example/r.git").unwrap();
+        let clone = Clone::open(&d.path().join("c"), url, "main", None).unwrap();
+        let config = clone.repo.config().unwrap();
+        assert_eq!(
+            config.get_i64("pack.windowMemory").unwrap(),
+            PUSH_WINDOW_BYTES_MAX
+        );
+        assert_eq!(
+            config.get_i64("pack.deltaCacheSize").unwrap(),
+            PUSH_DELTA_CACHE_BYTES_MAX
+        );
+    }
 }

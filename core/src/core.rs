@@ -155,7 +155,8 @@ struct BranchState {
     conflicts_in_row: u32,
     retry_at_ms: u64,
     retry_now: bool,
-    last_push_error: Option<String>,
+    /// The last failure's condition reason and message, until a push lands.
+    last_push_error: Option<(String, String)>,
 }
 
 type BranchKey = (NamespacedName, String);
@@ -715,7 +716,7 @@ impl Core {
             if let Some(problem) = cred {
                 conds[0] = Condition::not_ready("CredentialsInvalid", problem.clone());
             }
-            if let Some(err) = self
+            if let Some((reason, message)) = self
                 .branches
                 .iter()
                 .filter(|(k, _)| &k.0 == name)
@@ -724,8 +725,8 @@ impl Core {
                 conds.push(Condition {
                     type_: "Pushed".into(),
                     status: false,
-                    reason: "PushFailed".into(),
-                    message: err,
+                    reason,
+                    message,
                 });
             }
             status.insert(CrRef::GitRepoConfig(name.clone()), conds);
@@ -1910,9 +1911,17 @@ impl Core {
     fn failed(&mut self, key: &BranchKey, result: GitResult) {
         let b = self.branches.get_mut(key).expect("branch");
         b.failures_in_row += 1;
-        let (retryable, reason) = match result {
-            GitResult::Failed { retryable, reason } => (retryable, reason),
-            other => (true, format!("unexpected git result {other:?}")),
+        let (retryable, reason, cause) = match result {
+            GitResult::Failed {
+                retryable,
+                reason,
+                cause,
+            } => (retryable, reason, cause),
+            other => (
+                true,
+                format!("unexpected git result {other:?}"),
+                String::new(),
+            ),
         };
         // A failure a user must fix is retried at the longest interval; nothing is dropped either way.
         let delay = if retryable {
@@ -1921,7 +1930,12 @@ impl Core {
             gitplan::BACKOFF_MAX_MS
         };
         b.retry_at_ms = self.now.mono_ms + delay;
-        b.last_push_error = Some(format!("branch {}: {reason}", key.1));
+        let cause = if cause.is_empty() {
+            "PushFailed".to_string()
+        } else {
+            cause
+        };
+        b.last_push_error = Some((cause, format!("branch {}: {reason}", key.1)));
         self.refresh_statuses();
     }
 

@@ -259,6 +259,11 @@ pub enum GitResult {
         retryable: bool,
         /// What happened and what to change (never a credential).
         reason: String,
+        /// Its kind, as a status condition's CamelCase reason (`RemoteUnreachable`,
+        /// `RemoteTimeout`, `PushRejected`, ...); empty: `PushFailed`. (Absent from recordings
+        /// made before it existed.)
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        cause: String,
     },
     /// The push was sent but its result is unknown (e.g. a timeout after sending).
     Unknown,

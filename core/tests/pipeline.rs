@@ -368,9 +368,10 @@ fn a_failed_push_is_retried_with_backoff_and_never_dropped() {
         ]
     );
     let status = h.core.status(&CrRef::GitRepoConfig(repo_name())).unwrap();
-    assert!(status
-        .iter()
-        .any(|c| c.type_ == "Pushed" && !c.status && c.message.contains("connection refused")));
+    assert!(status.iter().any(|c| c.type_ == "Pushed"
+        && !c.status
+        && c.reason == "PushFailed"
+        && c.message.contains("connection refused")));
     let pushed = h.answer_all();
     assert_eq!(
         subjects(&pushed),
@@ -424,6 +425,40 @@ fn an_unknown_push_result_is_verified_before_anything_is_retried() {
 /// The wake-up for a verify that failed must not wait for the branch's folders: the verify goes
 /// before any read or push, gate or no gate. (The deadline once skipped branches whose gate was
 /// closed, and a new folder on the branch closes it until its streams are listed.)
+/// A remote that hangs: the executor's failure names its kind, and the GitRepoConfig's `Pushed`
+/// condition carries it as its reason until a push lands.
+#[test]
+fn a_push_failure_names_its_kind_in_the_pushed_condition() {
+    let mut h = seeded();
+    h.input(apply(cm("a", "1", 10)));
+    h.advance(60_000);
+    let op = h.take_git_ops().pop().expect("a push is outstanding");
+    h.input(Input::GitDone(
+        op.op_id,
+        GitResult::Failed {
+            retryable: true,
+            reason: "git://h/r.git made no progress within the git timeout".into(),
+            cause: "RemoteTimeout".into(),
+        },
+    ));
+    let status = h.core.status(&CrRef::GitRepoConfig(repo_name())).unwrap();
+    let pushed = status
+        .iter()
+        .find(|c| c.type_ == "Pushed")
+        .expect("a Pushed condition");
+    assert!(!pushed.status);
+    assert_eq!(pushed.reason, "RemoteTimeout");
+    assert!(pushed.message.contains("no progress"), "{}", pushed.message);
+    h.advance(60_000);
+    h.answer_all();
+    assert!(h
+        .core
+        .status(&CrRef::GitRepoConfig(repo_name()))
+        .unwrap()
+        .iter()
+        .all(|c| c.type_ != "Pushed"));
+}
+
 #[test]
 fn a_failed_verify_is_retried_when_its_backoff_ends_while_a_new_folder_waits_for_its_list() {
     let (mut h, push) = pushing_a();

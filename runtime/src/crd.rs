@@ -81,6 +81,13 @@ pub struct StatusCondition {
         type_ = "string",
         json_path = ".spec.allowedBranches"
     ),
+    // Push health: empty until a push fails, then False with the failure's kind (RemoteTimeout,
+    // RemoteUnreachable, PushRejected, ...) until one lands.
+    printcolumn(
+        name = "Push Problem",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Pushed\")].reason"
+    ),
     printcolumn(name = "Last Push", type_ = "date", json_path = ".status.lastPushTime"),
     printcolumn(
         name = "Age",

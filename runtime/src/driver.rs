@@ -24,7 +24,7 @@ use crate::kube::config::{CrKind, Shared};
 use crate::kube::discovery::Discovered;
 use crate::kube::status::{rfc3339, StatusMsg};
 use crate::kube::watches::Watches;
-use crate::metrics::Metrics;
+use crate::metrics::{CauseLabels, Metrics};
 use crate::record::Recorder;
 
 /// Inputs of the driver besides admission records.
@@ -241,6 +241,14 @@ impl Driver {
         sync: &mut Sync,
         pending_status: &mut BTreeMap<CrRef, Vec<Condition>>,
     ) {
+        if let GitResult::Failed { cause, .. } = &done.result {
+            self.metrics
+                .git_op_failures
+                .get_or_create(&CauseLabels {
+                    cause: if cause.is_empty() { "GitFailed" } else { cause }.to_string(),
+                })
+                .inc();
+        }
         if done.push {
             self.metrics
                 .git_push_duration_seconds

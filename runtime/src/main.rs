@@ -168,6 +168,11 @@ struct RunArgs {
     /// Write every core input to this file (JSON lines) so the run can be replayed exactly.
     #[arg(long, env = "GITOPS_REVERSER_RECORD_INPUTS")]
     record_inputs: Option<PathBuf>,
+    /// How long a git operation may go without progress (no bytes from the remote) before it is
+    /// abandoned and retried with backoff, its writes kept: a remote that accepts connections
+    /// and never answers. Also the connect timeout, up to 15s.
+    #[arg(long, env = "GITOPS_REVERSER_GIT_TIMEOUT", default_value = "30s", value_parser = duration_ms)]
+    git_timeout: u64,
     /// How long SIGTERM waits for pending pushes before exiting.
     #[arg(long, env = "GITOPS_REVERSER_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration_ms)]
     shutdown_timeout: u64,
@@ -268,6 +273,7 @@ fn main() -> anyhow::Result<()> {
                 work_dir: args.work_dir.clone(),
                 record_inputs: args.record_inputs.clone(),
                 shutdown_timeout: Duration::from_millis(args.shutdown_timeout),
+                git_timeout_ms: args.git_timeout,
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -31,6 +31,13 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// Labels of failed git ops.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabels {
+    /// The failure's kind: the `Pushed` condition's reason (`RemoteTimeout`, ...).
+    pub cause: String,
+}
+
 /// Labels of stream restarts.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StreamLabels {
@@ -120,6 +127,8 @@ pub struct Metrics {
     core: [Counter; CORE_COUNTERS.len()],
     /// Push latency (a push op from dispatch to result), seconds.
     pub git_push_duration_seconds: Histogram,
+    /// Failed git ops by kind.
+    pub git_op_failures: Family<CauseLabels, Counter>,
     /// Pending commits per branch.
     pub repo_branch_queue_depth: Family<BranchLabels, Gauge>,
     /// Git ops in flight per branch (0 or 1).
@@ -167,6 +176,12 @@ impl Metrics {
             "git_push_duration_seconds",
             "Push latency",
             git_push_duration_seconds.clone(),
+        );
+        let git_op_failures = Family::default();
+        registry.register(
+            "git_op_failures",
+            "Failed git ops by cause (RemoteTimeout, RemoteUnreachable, PushRejected, ...)",
+            git_op_failures.clone(),
         );
         let repo_branch_queue_depth = Family::default();
         registry.register(
@@ -238,6 +253,7 @@ impl Metrics {
             registry,
             core,
             git_push_duration_seconds,
+            git_op_failures,
             repo_branch_queue_depth,
             repo_branch_active_workers,
             input_queue_depth,

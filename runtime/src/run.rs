@@ -58,6 +58,8 @@ pub struct RunConfig {
     pub record_inputs: Option<PathBuf>,
     /// How long a shutdown waits for pending pushes.
     pub shutdown_timeout: Duration,
+    /// `--git-timeout`: how long a git op may make no progress.
+    pub git_timeout_ms: u64,
 }
 
 struct Observer(Arc<Metrics>);
@@ -151,6 +153,7 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
     };
     let git = GitExecutor::new(&cfg.work_dir)
         .with_context(|| format!("using work dir {}", cfg.work_dir.display()))?;
+    crate::git::exec::set_git_timeout_ms(cfg.git_timeout_ms);
     let driver = Driver {
         core: Core::new(cfg.core.clone()),
         tx: tx.clone(),

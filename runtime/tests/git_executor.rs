@@ -60,7 +60,9 @@ fn pushed(r: GitResult) -> String {
 
 fn failed(r: GitResult) -> (bool, String) {
     match r {
-        GitResult::Failed { retryable, reason } => (retryable, reason),
+        GitResult::Failed {
+            retryable, reason, ..
+        } => (retryable, reason),
         other => panic!("expected Failed, got {other:?}"),
     }
 }

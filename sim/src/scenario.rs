@@ -306,6 +306,7 @@ impl Script {
                 Some(GitFault::Fail) => GitResult::Failed {
                     retryable: true,
                     reason: "push: connection reset by peer".into(),
+                    cause: "RemoteUnreachable".into(),
                 },
                 fault => {
                     if fault == Some(GitFault::Conflict) {

@@ -1609,6 +1609,7 @@ impl World {
         let failed = |what: &str| GitResult::Failed {
             retryable: true,
             reason: format!("{what}: connection reset by peer"),
+            cause: "RemoteUnreachable".into(),
         };
         let result = match &op.kind {
             GitOpKind::ReadPaths { folder } => {

@@ -100,6 +100,7 @@ impl Harness {
             GitResult::Failed {
                 retryable: true,
                 reason: reason.into(),
+                cause: String::new(),
             },
         ));
     }

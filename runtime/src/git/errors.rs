@@ -11,6 +11,8 @@ pub struct Fail {
     pub retryable: bool,
     /// What happened and what to change; scrubbed of credentials before it leaves the executor.
     pub reason: String,
+    /// Its kind, the CamelCase reason of the GitRepoConfig's `Pushed` condition.
+    pub cause: &'static str,
 }
 
 impl Fail {
@@ -19,6 +21,7 @@ impl Fail {
         Fail {
             retryable: true,
             reason: reason.into(),
+            cause: "GitFailed",
         }
     }
 
@@ -27,7 +30,13 @@ impl Fail {
         Fail {
             retryable: false,
             reason: reason.into(),
+            cause: "GitFailed",
         }
+    }
+
+    /// The same failure, of kind `cause`.
+    pub fn because(self, cause: &'static str) -> Fail {
+        Fail { cause, ..self }
     }
 }
 
@@ -44,10 +53,10 @@ pub struct Findings {
 /// Classifies an error of a remote operation on `url` (redacted form).
 pub fn classify(err: &git2::Error, findings: &Findings, url: &str) -> Fail {
     if let Some(why) = &findings.host_key {
-        return Fail::fatal(why.clone());
+        return Fail::fatal(why.clone()).because("HostKeyRejected");
     }
     if let Some(why) = &findings.auth {
-        return Fail::fatal(why.clone());
+        return Fail::fatal(why.clone()).because("AuthenticationFailed");
     }
     let msg = redact_userinfo(err.message());
     let lower = msg.to_ascii_lowercase();
@@ -55,20 +64,24 @@ pub fn classify(err: &git2::Error, findings: &Findings, url: &str) -> Fail {
     if err.code() == ErrorCode::Auth || has("authentication") || has("status code: 401") {
         return Fail::fatal(format!(
             "authentication to {url} failed: {msg}; check the credentials Secret"
-        ));
+        ))
+        .because("AuthenticationFailed");
     }
     if has("private key") || has("public key from private") {
         return Fail::fatal(format!(
             "the SSH key could not be used for {url}: {msg}; check ssh-privatekey's format and ssh-password"
-        ));
+        ))
+        .because("CredentialsInvalid");
     }
     if err.code() == ErrorCode::Certificate || err.class() == ErrorClass::Ssl {
-        return Fail::fatal(format!("TLS certificate of {url} was not accepted: {msg}"));
+        return Fail::fatal(format!("TLS certificate of {url} was not accepted: {msg}"))
+            .because("CertificateRejected");
     }
     if has("status code: 403") || has("access denied") && !has("not exported") {
         return Fail::fatal(format!(
             "access to {url} was denied: {msg}; check the credentials' permissions"
-        ));
+        ))
+        .because("AccessDenied");
     }
     if has("status code: 404")
         || has("not exported")
@@ -81,7 +94,14 @@ pub fn classify(err: &git2::Error, findings: &Findings, url: &str) -> Fail {
     {
         return Fail::fatal(format!(
             "repository {url} does not exist or is not readable with these credentials: {msg}"
-        ));
+        ))
+        .because("RepositoryNotFound");
+    }
+    if has("timed out") || err.code() == ErrorCode::Timeout {
+        return Fail::retry(format!(
+            "{url} made no progress within the git timeout (--git-timeout): {msg}"
+        ))
+        .because("RemoteTimeout");
     }
     if has("status code: 5")
         || has("failed to connect")
@@ -96,7 +116,7 @@ pub fn classify(err: &git2::Error, findings: &Findings, url: &str) -> Fail {
             ErrorClass::Net | ErrorClass::Os | ErrorClass::Http | ErrorClass::Ssh
         )
     {
-        return Fail::retry(format!("cannot reach {url}: {msg}"));
+        return Fail::retry(format!("cannot reach {url}: {msg}")).because("RemoteUnreachable");
     }
     Fail::retry(format!("git operation on {url} failed: {msg}"))
 }

@@ -18,10 +18,12 @@ use super::known_hosts::{fingerprint, Verdict};
 use super::tree;
 use super::url::{RemoteUrl, Transport};
 
-/// How long libgit2 waits to connect to a server, in milliseconds.
+/// How long libgit2 waits to connect to a server, in milliseconds (at most: see
+/// [`set_git_timeout_ms`]).
 pub const CONNECT_TIMEOUT_MS: i32 = 15_000;
-/// Longest silence on an open connection before libgit2 gives up, in milliseconds.
-pub const IO_TIMEOUT_MS: i32 = 120_000;
+/// Longest silence on an open connection before libgit2 gives up, in milliseconds, until
+/// [`set_git_timeout_ms`] sets another (`--git-timeout`).
+pub const IO_TIMEOUT_MS: i32 = 30_000;
 /// libgit2's cache of parsed objects, shared by every clone (its default: 256 MiB).
 pub const OBJECT_CACHE_BYTES_MAX: usize = 32 << 20;
 /// One mapped window of a pack file (libgit2's default on 64-bit: 1 GiB).
@@ -102,12 +104,14 @@ pub fn execute(ws: &Workspace, op: &GitOp, creds: Option<&Credentials>) -> GitRe
         Err(fail) => GitResult::Failed {
             retryable: fail.retryable,
             reason: scrub(&fail.reason, &secrets),
+            cause: fail.cause.into(),
         },
     }
 }
 
 fn run(ws: &Workspace, op: &GitOp, creds: Option<&Credentials>) -> Result<GitResult, Fail> {
-    let url = RemoteUrl::parse(&op.repo_url).map_err(Fail::fatal)?;
+    let url = RemoteUrl::parse(&op.repo_url)
+        .map_err(|e| Fail::fatal(e).because("InvalidConfiguration"))?;
     if !git2::Reference::is_valid_name(&format!("refs/heads/{}", op.branch)) {
         return Err(Fail::fatal(format!(
             "{:?} is not a valid branch name",
@@ -186,7 +190,7 @@ fn parse_oid(hex: &Option<String>) -> Result<Option<Oid>, Fail> {
 
 /// A local error: the clone itself (disk, corruption). Retrying after re-cloning may help.
 fn local(e: git2::Error) -> Fail {
-    Fail::retry(format!("local clone: {}", e.message()))
+    Fail::retry(format!("local clone: {}", e.message())).because("LocalStorage")
 }
 
 struct Clone<'c> {
@@ -206,6 +210,18 @@ struct Session {
     remote_at_negotiation: Cell<Option<Oid>>,
     /// The push's update was refused by the server, with its status.
     rejected: RefCell<Option<String>>,
+}
+
+/// Sets how long a git op may go without progress (libgit2's read/write timeout on every
+/// transport's socket, process-wide), and the connect timeout to the smaller of that and
+/// [`CONNECT_TIMEOUT_MS`]. Past it the op fails as `RemoteTimeout` and is retried with backoff.
+pub fn set_git_timeout_ms(ms: u64) {
+    let ms = i32::try_from(ms.max(1)).unwrap_or(i32::MAX);
+    // SAFETY: sets process-wide integers libgit2 reads when it opens a connection.
+    unsafe {
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms.min(CONNECT_TIMEOUT_MS));
+    }
 }
 
 /// Sets the clone's `pack.*` bounds for the pack builder a push runs (it reads them from the
@@ -459,14 +475,15 @@ impl<'c> Clone<'c> {
                         return Err(Fail::fatal(format!(
                             "{} refused the update of {branch_ref}: {status}",
                             self.url.redacted
-                        )));
+                        ))
+                        .because("PushRejected"));
                     }
                     Ok(GitResult::Conflict { remote_head: remote.map(|h| h.to_string()) })
                 }
                 Some(status) => Err(Fail::fatal(format!(
                     "{} refused the update of {branch_ref}: {status} (a server-side hook or branch protection; allow the operator to push to {})",
                     self.url.redacted, self.branch
-                ))),
+                )).because("PushRejected")),
             },
         }
     }

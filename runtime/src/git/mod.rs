@@ -58,6 +58,7 @@ impl GitExecutor {
         joined.unwrap_or_else(|e| GitResult::Failed {
             retryable: true,
             reason: format!("git op {op_id} panicked: {e}"),
+            cause: "GitFailed".into(),
         })
     }
 }
@@ -68,8 +69,12 @@ fn log_result(op: &GitOp, result: &GitResult, took: std::time::Duration) {
         .unwrap_or_else(|e| e);
     let ms = took.as_millis() as u64;
     match result {
-        GitResult::Failed { retryable, reason } => {
-            tracing::warn!(op = op.op_id, repo = %op.repo, %url, branch = %op.branch, retryable, ms, "git op failed: {reason}")
+        GitResult::Failed {
+            retryable,
+            reason,
+            cause,
+        } => {
+            tracing::warn!(op = op.op_id, repo = %op.repo, %url, branch = %op.branch, retryable, cause, ms, "git op failed: {reason}")
         }
         other => {
             tracing::info!(op = op.op_id, repo = %op.repo, %url, branch = %op.branch, ms, result = result_name(other), "git op done")

@@ -22,7 +22,7 @@ pub const PACKS_MAX: usize = 16;
 /// Bytes of objects a batch holds in memory before they are written out as a pack. A burst of
 /// thousands of commits to a large folder writes a tree of hundreds of KiB per commit: held whole
 /// until the batch ended, they took gigabytes.
-pub const CHUNK_BYTES_MAX: usize = 16 << 20;
+pub const CHUNK_BYTES_MAX: usize = 64 << 20;
 
 /// The longest chain of deltas a pack holds (git's default): reading an object applies its chain.
 const DELTA_DEPTH_MAX: usize = 50;
@@ -59,6 +59,16 @@ pub fn write_commits_with_blobs(
     repo: &Repository,
     parent: Option<Oid>,
     commits: &[PlannedCommit],
+) -> Result<(Oid, Blobs), CommitError> {
+    write_commits_chunked(repo, parent, commits, CHUNK_BYTES_MAX)
+}
+
+/// [`write_commits_with_blobs`], holding at most about `chunk_bytes_max` of objects in memory.
+fn write_commits_chunked(
+    repo: &Repository,
+    parent: Option<Oid>,
+    commits: &[PlannedCommit],
+    chunk_bytes_max: usize,
 ) -> Result<(Oid, Blobs), CommitError> {
     // libgit2 cannot detach an odb backend: the batch gets its own handle on the repository, so
     // the in-memory backend dies with it.
@@ -125,7 +135,7 @@ pub fn write_commits_with_blobs(
             held_bytes += odb.read_header(*id)?.0;
         }
         sized = written.len();
-        if held_bytes >= CHUNK_BYTES_MAX {
+        if held_bytes >= chunk_bytes_max {
             // Out to disk, and out of memory: later commits read what they need from the pack.
             flush(repo, &mut written)?;
             in_memory.reset()?;
@@ -588,7 +598,7 @@ mod tests {
     }
 
     /// A burst of one-file commits to a folder of 3,000 files: each commit rewrites the folder's
-    /// tree (about 120 KiB), and the batch holds more than [`CHUNK_BYTES_MAX`] of objects.
+    /// tree (about 120 KiB), and the batch holds more than twice the chunk size of objects.
     #[test]
     fn a_burst_to_a_large_folder_is_stored_as_deltas_in_bounded_chunks() {
         let d = tempfile::tempdir().unwrap();
@@ -620,7 +630,8 @@ mod tests {
             .iter()
             .map(|(p, c)| planned("alice", &[(p.as_str(), Some(c.as_str()))]))
             .collect();
-        let head = write_commits(&repo, Some(root), &burst).unwrap();
+        let chunk_bytes_max = 4 << 20;
+        let (head, _) = write_commits_chunked(&repo, Some(root), &burst, chunk_bytes_max).unwrap();
         let tree_bytes = repo
             .find_commit(head)
             .unwrap()
@@ -630,7 +641,7 @@ mod tests {
             .map(|e| repo.odb().unwrap().read_header(e.id()).unwrap().0)
             .unwrap();
         assert!(
-            300 * tree_bytes > 2 * CHUNK_BYTES_MAX,
+            300 * tree_bytes > 2 * chunk_bytes_max,
             "the burst writes more than two chunks"
         );
         let packs = std::fs::read_dir(d.path().join("objects/pack"))

@@ -149,7 +149,10 @@ mod tests {
             host_key: Some("host key mismatch".into()),
             auth: None,
         };
-        assert_eq!(classify(&e, &f, "u"), Fail::fatal("host key mismatch"));
+        assert_eq!(
+            classify(&e, &f, "u"),
+            Fail::fatal("host key mismatch").because("HostKeyRejected")
+        );
     }
 
     #[test]
@@ -161,6 +164,14 @@ mod tests {
             "failed to connect to 127.0.0.1: Connection refused",
         );
         assert!(classify(&refused, &none, "u").retryable);
+        assert_eq!(classify(&refused, &none, "u").cause, "RemoteUnreachable");
+        let silent = git2::Error::new(
+            ErrorCode::GenericError,
+            ErrorClass::Net,
+            "failed to read from 127.0.0.1: timed out",
+        );
+        let f = classify(&silent, &none, "u");
+        assert!(f.retryable && f.cause == "RemoteTimeout", "{f:?}");
         let missing = git2::Error::new(
             ErrorCode::GenericError,
             ErrorClass::Net,

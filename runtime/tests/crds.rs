@@ -42,7 +42,17 @@ fn the_crds_carry_the_validation_a_1_20_server_enforces() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(columns, ["Ready", "Reason", "Branches", "Last Push", "Age"]);
+    assert_eq!(
+        columns,
+        [
+            "Ready",
+            "Reason",
+            "Branches",
+            "Push Problem",
+            "Last Push",
+            "Age"
+        ]
+    );
     let wr = serde_json::to_value(&crd::all()[1]).unwrap();
     let spec =
         &wr["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];

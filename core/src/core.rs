@@ -693,6 +693,16 @@ impl Core {
             .collect()
     }
 
+    /// Every branch the pipeline writes to, as (GitRepoConfig, URL, branch), in order: what the
+    /// executor keeps clones of. A branch stays while its GitRepoConfig is valid, so a destination
+    /// that went still drains its queue.
+    pub fn branch_remotes(&self) -> Vec<(NamespacedName, String, String)> {
+        self.branches
+            .iter()
+            .map(|((repo, branch), b)| (repo.clone(), b.settings.repo_url.clone(), branch.clone()))
+            .collect()
+    }
+
     /// The destinations of valid rules, in order.
     pub fn destinations(&self) -> Vec<Destination> {
         self.dests.keys().map(|d| Destination::clone(d)).collect()

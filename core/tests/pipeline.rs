@@ -977,3 +977,31 @@ fn an_oversized_object_is_refused_and_its_delete_still_goes() {
     h.flush_and_push();
     assert!(h.files.contains_key("prod/v1/configmaps/team-a/c.yaml"));
 }
+
+#[test]
+fn the_branches_to_keep_clones_of_follow_the_repository_url_and_go_with_the_config() {
+    let mut h = seeded();
+    let remotes = |h: &Harness| -> Vec<(String, String)> {
+        h.core
+            .branch_remotes()
+            .into_iter()
+            .map(|(_, url, branch)| (url, branch))
+            .collect()
+    };
+    let before = remotes(&h);
+    assert_eq!(before.len(), 1, "{before:?}");
+    let spec = json!({"repoURL": "https://git.example/org/moved", "allowedBranches": ["main"]});
+    h.input(Input::GitRepoConfig(
+        repo_name(),
+        Some(serde_json::from_value(spec).unwrap()),
+    ));
+    assert_eq!(
+        remotes(&h),
+        vec![(
+            "https://git.example/org/moved".to_string(),
+            before[0].1.clone()
+        )]
+    );
+    h.input(Input::GitRepoConfig(repo_name(), None));
+    assert!(remotes(&h).is_empty());
+}

@@ -235,6 +235,7 @@ async fn webhook_bench(conns: usize, reqs: usize) {
     let hook = Arc::new(Webhook {
         tx,
         metrics: metrics.clone(),
+        body_timeout_ms: webhook::BODY_TIMEOUT_MS,
     });
     let (_stop, stop_rx) = watch::channel(false);
     tokio::spawn(webhook::serve(ours, tls, hook, stop_rx));

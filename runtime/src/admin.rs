@@ -1,17 +1,16 @@
 //! The admin server on its own port: `/metrics` (Prometheus text), `/healthz` (the process
 //! serves), `/readyz` (watches synced and the webhook's certificate loaded).
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::listen::{self, Handler, Limits, OnRefused, Plain};
 use crate::metrics::Metrics;
 use crate::tls::ReloadingTls;
 
@@ -45,50 +44,58 @@ fn reply(code: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
         .expect("a static response builds")
 }
 
-/// Serves the admin endpoints until `shutdown` turns true.
+/// The admin server's connection bounds: scrapers and probes keep few connections.
+pub const LIMITS: Limits = Limits {
+    connections_max: 64,
+    idle_ms: 60_000,
+    header_ms: 10_000,
+    handshake_ms: 10_000,
+};
+
+/// Serves the admin endpoints until `shutdown` turns true, within [`LIMITS`].
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let tcp = tokio::select! {
-            a = listener.accept() => match a {
-                Ok((tcp, _)) => tcp,
-                Err(_) => continue,
+    let handler: Handler = Arc::new(move |req: Request<hyper::body::Incoming>| {
+        let res = match req.uri().path() {
+            "/metrics" => reply(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                metrics.render(),
+            ),
+            "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+            "/readyz" => match health.ready() {
+                Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n".into()),
+                Err(why) => reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("{why}\n"),
+                ),
             },
-            _ = crate::driver::until_true(&mut shutdown) => return,
+            other => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                format!("no such path {other}\n"),
+            ),
         };
-        let (metrics, health) = (metrics.clone(), health.clone());
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let res = match req.uri().path() {
-                    "/metrics" => reply(
-                        StatusCode::OK,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        metrics.render(),
-                    ),
-                    "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-                    "/readyz" => match health.ready() {
-                        Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n".into()),
-                        Err(why) => reply(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "text/plain",
-                            format!("{why}\n"),
-                        ),
-                    },
-                    other => reply(
-                        StatusCode::NOT_FOUND,
-                        "text/plain",
-                        format!("no such path {other}\n"),
-                    ),
-                };
-                async move { Ok::<_, Infallible>(res) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+        Box::pin(async move { res })
+    });
+    let on_refused: OnRefused = Arc::new(|peer| {
+        tracing::warn!(
+            "admin connection from {peer} closed: {} connections are open",
+            LIMITS.connections_max
+        );
+    });
+    listen::serve(
+        listener,
+        LIMITS,
+        Arc::new(Plain),
+        handler,
+        on_refused,
+        shutdown,
+    )
+    .await
 }

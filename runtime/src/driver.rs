@@ -54,6 +54,9 @@ pub struct GitDone {
 
 /// How long metrics are left between copies from the core, in milliseconds.
 pub const METRICS_SYNC_MS: u64 = 1_000;
+/// How often clones no branch uses are looked for, in milliseconds. One goes at its second
+/// look, so between one and two of these after its GitRepoConfig, URL or branch went.
+pub const CLONE_GC_MS: u64 = 60_000;
 
 /// Everything the loop drives.
 pub struct Driver {
@@ -141,6 +144,7 @@ impl Driver {
         let mut pending_status: BTreeMap<CrRef, Vec<Condition>> = BTreeMap::new();
         let mut metrics_tick = tokio::time::interval(Duration::from_millis(METRICS_SYNC_MS));
         let mut last_resources = None;
+        let mut clone_gc_tick = tokio::time::interval(Duration::from_millis(CLONE_GC_MS));
         loop {
             let deadline = self.core.poll_deadline().map(|ms| clock.instant(ms));
             tokio::select! {
@@ -173,6 +177,12 @@ impl Driver {
                     self.feed(&clock, Input::Tick, &mut sync, &mut pending_status);
                 }
                 _ = metrics_tick.tick() => self.sync_metrics(&inbox),
+                // Only once every kind of configuration has listed: before that, every clone
+                // would look unused.
+                _ = clone_gc_tick.tick(), if sync.config.len() == CrKind::ALL.len() => {
+                    let (git, used) = (self.git.clone(), self.core.branch_remotes());
+                    tokio::spawn(async move { git.collect_garbage(&used).await });
+                }
             }
             self.send_status(&mut pending_status);
             self.health.synced.store(

@@ -5,6 +5,7 @@
 //! - [`kube`]: discovery, raw list+watch streams, the reverser's CRs, credentials, status;
 //! - [`webhook`] and [`tls`]: the admission webhook;
 //! - [`admin`] and [`metrics`]: `/metrics`, `/healthz`, `/readyz`;
+//! - [`listen`]: bounded connection serving for both servers; [`priority`]: thread priorities;
 //! - [`record`]: the `--record-inputs` writer;
 //! - [`crd`]: the CRDs, generated from the core's spec types;
 //! - [`git`]: the executor that turns the core's git ops into commits and pushes on real remotes.
@@ -14,7 +15,9 @@ pub mod crd;
 pub mod driver;
 pub mod git;
 pub mod kube;
+pub mod listen;
 pub mod metrics;
+pub mod priority;
 pub mod record;
 pub mod run;
 pub mod tls;

@@ -275,8 +275,10 @@ fn main() -> anyhow::Result<()> {
                 shutdown_timeout: Duration::from_millis(args.shutdown_timeout),
                 git_timeout_ms: args.git_timeout,
             };
+            // Every thread of this runtime runs below the webhook's own (see `priority`).
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .on_thread_start(gitops_reverser_runtime::priority::lower_current_thread)
                 .build()?;
             rt.block_on(async move {
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -145,6 +145,8 @@ pub struct Metrics {
     pub webhook_dropped_records: Counter,
     /// Time from a webhook request's arrival to its answer, seconds.
     pub webhook_latency_seconds: Histogram,
+    /// Webhook connections closed on arrival because the connection cap was reached.
+    pub webhook_connections_refused: Counter,
     /// List or watch requests that failed or expired and were retried.
     pub watch_restarts: Family<StreamLabels, Counter>,
     /// Objects tracked by the core.
@@ -231,6 +233,12 @@ impl Metrics {
             "Webhook answer latency",
             webhook_latency_seconds.clone(),
         );
+        let webhook_connections_refused = Counter::default();
+        registry.register(
+            "webhook_connections_refused",
+            "Webhook connections closed on arrival because the connection cap was reached",
+            webhook_connections_refused.clone(),
+        );
         let watch_restarts = Family::default();
         registry.register(
             "watch_restarts",
@@ -262,6 +270,7 @@ impl Metrics {
             webhook_requests,
             webhook_dropped_records,
             webhook_latency_seconds,
+            webhook_connections_refused,
             watch_restarts,
             live_objects,
             last: Mutex::new([0; CORE_COUNTERS.len()]),

@@ -106,8 +106,7 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
     let (status_tx, status_rx) = mpsc::channel(STATUS_QUEUE_MAX);
     let shared = Arc::new(Shared::default());
 
-    let webhook_listener = tokio::net::TcpListener::bind(cfg.webhook_addr)
-        .await
+    let webhook_listener = std::net::TcpListener::bind(cfg.webhook_addr)
         .with_context(|| format!("binding the webhook to {}", cfg.webhook_addr))?;
     let admin_listener = tokio::net::TcpListener::bind(cfg.admin_addr)
         .await
@@ -116,14 +115,13 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
     let hook = Arc::new(Webhook {
         tx: adm_tx,
         metrics: metrics.clone(),
+        body_timeout_ms: webhook::BODY_TIMEOUT_MS,
     });
+    // The webhook thread is made before this thread lowers its priority, so it keeps the normal one.
+    let webhook_thread = webhook::spawn_thread(webhook_listener, tls, hook, shutdown.clone())
+        .context("starting the webhook's thread")?;
+    crate::priority::lower_current_thread();
     let mut tasks = vec![
-        tokio::spawn(webhook::serve(
-            webhook_listener,
-            tls,
-            hook,
-            shutdown.clone(),
-        )),
         tokio::spawn(admin::serve(
             admin_listener,
             metrics.clone(),
@@ -175,6 +173,8 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
     for t in tasks {
         t.abort();
     }
+    // The driver returns on shutdown, which the webhook's thread sees too.
+    let _ = tokio::task::spawn_blocking(move || webhook_thread.join()).await;
     Ok(())
 }
 

@@ -5,7 +5,9 @@
 //! never latency, and is counted. Bodies that are not a usable AdmissionReview get a 4xx naming
 //! what is wrong; the server keeps serving.
 
-use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,10 +18,10 @@ use gitops_reverser_core::admission::{
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use crate::listen::{self, Handler, Limits, OnRefused, Tracked, Upgrade};
 use crate::metrics::Metrics;
 use crate::tls::ReloadingTls;
 
@@ -29,6 +31,10 @@ pub const WEBHOOK_PATH: &str = "/process-validating-webhook";
 pub const DRAIN_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// How long a client has to finish the TLS handshake, in milliseconds.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// How long a client has to send a request's body once its headers are in, in milliseconds. The
+/// API server gives a webhook at most 30 s in all, and by default 10 s, so a slower body is of
+/// no use to anyone.
+pub const BODY_TIMEOUT_MS: u64 = 10_000;
 
 /// What each request needs.
 pub struct Webhook {
@@ -36,6 +42,9 @@ pub struct Webhook {
     pub tx: mpsc::Sender<AdmissionRequest>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// How long a request's body may take once its headers are in, in milliseconds
+    /// ([`BODY_TIMEOUT_MS`] in the operator).
+    pub body_timeout_ms: u64,
 }
 
 fn text(code: StatusCode, msg: String) -> Response<Full<Bytes>> {
@@ -134,13 +143,25 @@ impl Webhook {
             self.metrics.webhook("rejected");
             return too_large();
         }
-        let body = match read_body(req.into_body()).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge) => {
+        let body = match tokio::time::timeout(
+            Duration::from_millis(self.body_timeout_ms),
+            read_body(req.into_body()),
+        )
+        .await
+        {
+            Err(_) => {
+                self.metrics.webhook("rejected");
+                return text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the body did not arrive within {} ms", self.body_timeout_ms),
+                );
+            }
+            Ok(Ok(b)) => b,
+            Ok(Err(BodyError::TooLarge)) => {
                 self.metrics.webhook("rejected");
                 return too_large();
             }
-            Err(BodyError::Read(e)) => {
+            Ok(Err(BodyError::Read(e))) => {
                 self.metrics.webhook("rejected");
                 return text(
                     StatusCode::BAD_REQUEST,
@@ -163,7 +184,8 @@ impl Webhook {
             // A request the pipeline does not use (CONNECT, say) is still answered: never deny.
             Err(e @ (AdmissionError::Unrecorded(_) | AdmissionError::Incomplete(_))) => {
                 self.metrics.webhook("ignored");
-                tracing::debug!("admission request not recorded: {e}");
+                // Debug-formatted: the text may quote the request, and must not forge log lines.
+                tracing::debug!(error = ?e.to_string(), "admission request not recorded");
                 match review_uid(&body) {
                     Some(uid) => allow(&uid),
                     None => text(StatusCode::BAD_REQUEST, AdmissionError::NoUid.to_string()),
@@ -171,7 +193,7 @@ impl Webhook {
             }
             Err(e) => {
                 self.metrics.webhook("rejected");
-                tracing::warn!("webhook request refused: {e}");
+                tracing::warn!(error = ?e.to_string(), "webhook request refused");
                 let code = match e {
                     AdmissionError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                     _ => StatusCode::BAD_REQUEST,
@@ -182,67 +204,94 @@ impl Webhook {
     }
 }
 
-/// Serves HTTPS on `listener` until `shutdown` turns true. The certificate is re-read per
-/// connection when its files changed.
+/// The webhook's connection bounds. The API server keeps a few connections open and reuses them; a
+/// client that opens more, trickles its headers or holds a connection silent is cut off.
+pub const LIMITS: Limits = Limits {
+    connections_max: 256,
+    idle_ms: 60_000,
+    header_ms: 10_000,
+    handshake_ms: HANDSHAKE_TIMEOUT_MS,
+};
+
+/// The webhook as a [`Handler`].
+pub fn handler(hook: Arc<Webhook>) -> Handler {
+    Arc::new(move |req| {
+        let hook = hook.clone();
+        Box::pin(async move { hook.handle(req).await })
+    })
+}
+
+/// TLS with the certificate as of the connection's arrival.
+struct Tls(Arc<ReloadingTls>);
+
+impl Upgrade for Tls {
+    type Stream = tokio_rustls::server::TlsStream<Tracked<TcpStream>>;
+    fn upgrade(
+        &self,
+        tcp: Tracked<TcpStream>,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Self::Stream>> + Send>> {
+        let config = self.0.current();
+        Box::pin(async move {
+            let config = config.map_err(|e| {
+                tracing::error!("the webhook has no usable certificate, connection closed: {e}");
+                io::Error::other(e.to_string())
+            })?;
+            tokio_rustls::TlsAcceptor::from(config).accept(tcp).await
+        })
+    }
+}
+
+/// Serves HTTPS on `listener` until `shutdown` turns true, within [`LIMITS`]. The certificate is
+/// re-read per connection when its files changed.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ReloadingTls>,
     hook: Arc<Webhook>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let (tcp, peer) = tokio::select! {
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("webhook accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+    let metrics = hook.metrics.clone();
+    let handler = handler(hook);
+    let on_refused: OnRefused = Arc::new(move |peer| {
+        metrics.webhook_connections_refused.inc();
+        tracing::warn!(
+            "webhook connection from {peer} closed: {} connections are open",
+            LIMITS.connections_max
+        );
+    });
+    listen::serve(
+        listener,
+        LIMITS,
+        Arc::new(Tls(tls)),
+        handler,
+        on_refused,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves the webhook on a thread of its own, with its own single-threaded runtime, so that
+/// admission answers never queue behind the core or git work on the main runtime (which runs at a
+/// lower priority, see [`crate::priority`]). Returns once `listener` is handed over.
+pub fn spawn_thread(
+    listener: std::net::TcpListener,
+    tls: Arc<ReloadingTls>,
+    hook: Arc<Webhook>,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("webhook".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(l) => serve(l, tls, hook, shutdown).await,
+                    Err(e) => tracing::error!("the webhook cannot listen: {e}"),
                 }
-            },
-            _ = crate::driver::until_true(&mut shutdown) => return,
-        };
-        let config = match tls.current() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(
-                    "webhook has no usable certificate, connection from {peer} closed: {e}"
-                );
-                continue;
-            }
-        };
-        let hook = hook.clone();
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let stream = match tokio::time::timeout(
-                Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
-                acceptor.accept(tcp),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!("TLS handshake with {peer} failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!("TLS handshake with {peer} timed out");
-                    return;
-                }
-            };
-            let service = hyper::service::service_fn(move |req| {
-                let hook = hook.clone();
-                async move { Ok::<_, Infallible>(hook.handle(req).await) }
-            });
-            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!("webhook connection from {peer} ended: {e}");
-            }
-        });
-    }
+            })
+        })
 }
 
 #[cfg(test)]
@@ -261,5 +310,54 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v, allow_response(uid, None));
         }
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_body_that_does_not_arrive_in_time_gets_408_and_records_nothing() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        let metrics = Arc::new(Metrics::new());
+        let hook = Arc::new(Webhook {
+            tx,
+            metrics,
+            body_timeout_ms: 200,
+        });
+        let (_stop, stop_rx) = watch::channel(false);
+        let limits = Limits {
+            idle_ms: 60_000,
+            ..LIMITS
+        };
+        tokio::spawn(listen::serve(
+            listener,
+            limits,
+            Arc::new(listen::Plain),
+            handler(hook),
+            Arc::new(|_| {}),
+            stop_rx,
+        ));
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(
+            format!(
+                "POST {WEBHOOK_PATH} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{{\"kind\""
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .expect("an answer before the guard")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(rx.try_recv().is_err());
     }
 }

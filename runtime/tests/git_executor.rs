@@ -940,3 +940,84 @@ fn a_push_renders_each_object_and_reports_the_blob_ids_a_listing_then_shows() {
         other => panic!("{other:?}"),
     }
 }
+
+// ---------------------------------------------------------------- clone garbage collection
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_no_branch_uses_goes_at_the_second_look_and_a_used_one_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (
+        bare_repo(dir.path(), "old.git"),
+        bare_repo(dir.path(), "new.git"),
+    );
+    let d = tempfile::tempdir().unwrap();
+    let exec = GitExecutor::new(d.path()).unwrap();
+    let ws = Workspace::new(d.path()).unwrap();
+    let read = |url: &str| {
+        op(
+            1,
+            url,
+            None,
+            GitOpKind::ReadPaths {
+                folder: String::new(),
+            },
+        )
+    };
+    let (old_url, new_url) = (
+        format!("file://{}", old.display()),
+        format!("file://{}", new.display()),
+    );
+    // The GitRepoConfig's URL changed from old to new: both have clones now.
+    for url in [&old_url, &new_url] {
+        assert!(matches!(
+            exec.run(read(url), None).await,
+            GitResult::Paths { .. }
+        ));
+    }
+    let (old_dir, new_dir) = (ws.clone_dir(&read(&old_url)), ws.clone_dir(&read(&new_url)));
+    assert!(old_dir.is_dir() && new_dir.is_dir());
+    let o = read(&new_url);
+    let used = vec![(o.repo.clone(), new_url.clone(), o.branch.clone())];
+
+    assert!(exec.collect_garbage(&used).await.is_empty(), "first look");
+    assert!(old_dir.is_dir());
+    assert_eq!(exec.collect_garbage(&used).await, vec![old_dir.clone()]);
+    assert!(!old_dir.exists() && new_dir.is_dir());
+
+    // An op for the removed clone later simply clones again.
+    assert!(matches!(
+        exec.run(read(&old_url), None).await,
+        GitResult::Paths { .. }
+    ));
+    assert!(old_dir.is_dir());
+    // Used again before its second look: it stays.
+    assert!(exec.collect_garbage(&used).await.is_empty());
+    let both = vec![
+        used[0].clone(),
+        (o.repo.clone(), old_url.clone(), o.branch.clone()),
+    ];
+    assert!(exec.collect_garbage(&both).await.is_empty());
+    assert!(old_dir.is_dir() && new_dir.is_dir());
+}
+
+#[test]
+fn clone_directories_of_different_tenants_never_share_a_name() {
+    let (_d, ws) = workspace();
+    let mut o = op(
+        1,
+        "file:///r.git",
+        None,
+        GitOpKind::ReadPaths {
+            folder: String::new(),
+        },
+    );
+    let a = ws.clone_dir(&o);
+    o.repo.namespace = "team-b".into();
+    let b = ws.clone_dir(&o);
+    assert_ne!(a, b);
+    // The hashed part is a SHA-256 prefix of 128 bits, not a 64-bit hash a tenant could collide.
+    let name = a.file_name().unwrap().to_str().unwrap();
+    let hash = name.rsplit('-').next().unwrap();
+    assert_eq!(hash.len(), 32);
+    assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
+}

@@ -9,6 +9,7 @@ use git2::{
     AutotagOption, Cred, CredentialType, FetchOptions, Oid, PushOptions, RemoteCallbacks,
     Repository,
 };
+use gitops_reverser_core::config::NamespacedName;
 use gitops_reverser_core::io::{Blobs, GitOp, GitOpKind, GitResult, PlannedCommit};
 
 use super::commit::{write_commits_with_blobs, CommitError};
@@ -75,12 +76,19 @@ impl Workspace {
 
     /// The clone directory of an op's (repository, URL, branch).
     pub fn clone_dir(&self, op: &GitOp) -> PathBuf {
-        let key = format!(
-            "{}\0{}\0{}\0{}",
-            op.repo.namespace, op.repo.name, op.repo_url, op.branch
-        );
-        let hash = xxhash_rust::xxh64::xxh64(key.as_bytes(), 0);
-        let readable: String = format!("{}-{}", op.repo.namespace, op.repo.name)
+        self.clone_dir_of(&op.repo, &op.repo_url, &op.branch)
+    }
+
+    /// The clone directory of a (GitRepoConfig, URL, branch). The name ends in a SHA-256 of the
+    /// three: a tenant must not be able to choose names that share another tenant's clone.
+    pub fn clone_dir_of(&self, repo: &NamespacedName, url: &str, branch: &str) -> PathBuf {
+        let key = format!("{}\0{}\0{}\0{}", repo.namespace, repo.name, url, branch);
+        let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+        let hash: String = digest.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let readable: String = format!("{}-{}", repo.namespace, repo.name)
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || c == '-' {
@@ -91,7 +99,20 @@ impl Workspace {
             })
             .take(100)
             .collect();
-        self.root.join(format!("{readable}-{hash:016x}"))
+        self.root.join(format!("{readable}-{hash}"))
+    }
+
+    /// The clone directories present, in order.
+    pub fn clone_dirs(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut dirs = Vec::new();
+        for entry in std::fs::read_dir(&self.root)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                dirs.push(entry.path());
+            }
+        }
+        dirs.sort();
+        Ok(dirs)
     }
 }
 

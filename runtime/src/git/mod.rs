@@ -13,10 +13,11 @@ pub mod pack;
 pub mod tree;
 pub mod url;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use gitops_reverser_core::config::NamespacedName;
 use gitops_reverser_core::io::{GitOp, GitResult};
 
 pub use creds::Credentials;
@@ -27,6 +28,8 @@ pub use exec::{execute, Workspace};
 pub struct GitExecutor {
     ws: Workspace,
     locks: Arc<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>>,
+    /// Clone directories no branch used at the last collection.
+    unused: Arc<Mutex<BTreeSet<PathBuf>>>,
 }
 
 impl GitExecutor {
@@ -35,7 +38,63 @@ impl GitExecutor {
         Ok(GitExecutor {
             ws: Workspace::new(work_dir)?,
             locks: Arc::default(),
+            unused: Arc::default(),
         })
+    }
+
+    /// Removes the clones no branch has used since the previous call: a GitRepoConfig deleted
+    /// or made invalid, its URL changed, a branch no longer written. Two calls in a row must find
+    /// a clone unused, so that a configuration briefly invalid (a Secret being replaced, say)
+    /// does not cost a fresh clone. A clone with an op in flight is waited for, and an op that
+    /// comes for it later clones afresh. Returns the directories removed.
+    pub async fn collect_garbage(&self, used: &[(NamespacedName, String, String)]) -> Vec<PathBuf> {
+        let used: BTreeSet<PathBuf> = used
+            .iter()
+            .map(|(repo, url, branch)| self.ws.clone_dir_of(repo, url, branch))
+            .collect();
+        let (ws, locks, unused) = (self.ws.clone(), self.locks.clone(), self.unused.clone());
+        let joined = tokio::task::spawn_blocking(move || {
+            let present = match ws.clone_dirs() {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!("cannot list the clones: {e}");
+                    return Vec::new();
+                }
+            };
+            let mut unused = unused.lock().unwrap_or_else(|p| p.into_inner());
+            let mut removed = Vec::new();
+            let mut still = BTreeSet::new();
+            for dir in present.into_iter().filter(|d| !used.contains(d)) {
+                if !unused.contains(&dir) {
+                    still.insert(dir);
+                    continue;
+                }
+                let lock = {
+                    let mut locks = locks.lock().unwrap_or_else(|p| p.into_inner());
+                    locks.entry(dir.clone()).or_default().clone()
+                };
+                let held = lock.lock().unwrap_or_else(|p| p.into_inner());
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {
+                        tracing::info!(dir = %dir.display(), "removed a clone no branch uses");
+                        removed.push(dir.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), "cannot remove an unused clone: {e}")
+                    }
+                }
+                drop(held);
+                // The lock goes too unless an op is waiting on it (the map and `lock` are two).
+                let mut locks = locks.lock().unwrap_or_else(|p| p.into_inner());
+                if Arc::strong_count(&lock) == 2 {
+                    locks.remove(&dir);
+                }
+            }
+            *unused = still;
+            removed
+        })
+        .await;
+        joined.unwrap_or_default()
     }
 
     /// Runs `op` with `creds` on the blocking pool and returns its result. Ops on the same clone

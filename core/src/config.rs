@@ -141,6 +141,7 @@ pub struct WatchRuleSpec {
     pub base_folder: Option<String>,
     /// Resources to watch.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(length(max = 100)))]
     pub resources: Vec<ResourceSelector>,
     /// `CREATE`, `UPDATE`, `DELETE` or `*`; empty means all.
     #[serde(default)]
@@ -168,6 +169,7 @@ pub enum RuleScope {
 pub struct ClusterRule {
     /// Resources to watch.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(length(max = 100)))]
     pub resources: Vec<ResourceSelector>,
     /// Operations; empty means all.
     #[serde(default)]
@@ -199,6 +201,7 @@ pub struct ClusterWatchRuleSpec {
     pub base_folder: Option<String>,
     /// What to watch.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(length(max = 100)))]
     pub rules: Vec<ClusterRule>,
 }
 
@@ -488,12 +491,26 @@ pub fn validate_destination(
     Ok(branch)
 }
 
-/// Checks `resources`: at least one, each field non-empty.
+/// Entries of one rule's `resources` at most (the CRDs say so too, as `maxItems`).
+pub const RESOURCES_PER_RULE_MAX: usize = 100;
+/// Entries of a ClusterWatchRule's `rules` at most (the CRD says so too).
+pub const CLUSTER_RULE_ENTRIES_MAX: usize = 100;
+
+/// Checks `resources`: at least one, at most [`RESOURCES_PER_RULE_MAX`], each field non-empty.
 pub fn validate_resources(resources: &[ResourceSelector]) -> Result<(), Condition> {
     if resources.is_empty() {
         return Err(Condition::not_ready(
             "NoResources",
             "resources is empty; list at least one {group, version, resource}",
+        ));
+    }
+    if resources.len() > RESOURCES_PER_RULE_MAX {
+        return Err(Condition::not_ready(
+            "TooManyResources",
+            format!(
+                "resources has {} entries; at most {RESOURCES_PER_RULE_MAX} (use * or split the rule)",
+                resources.len()
+            ),
         ));
     }
     if let Some(r) = resources
@@ -506,6 +523,23 @@ pub fn validate_resources(resources: &[ResourceSelector]) -> Result<(), Conditio
         ));
     }
     Ok(())
+}
+
+/// Checks a ClusterWatchRule's `rules`: at most [`CLUSTER_RULE_ENTRIES_MAX`] entries, each within
+/// [`RESOURCES_PER_RULE_MAX`] resources. Checked before anything looks at every entry.
+pub fn validate_cluster_rule_entries(rules: &[ClusterRule]) -> Result<(), Condition> {
+    if rules.len() > CLUSTER_RULE_ENTRIES_MAX {
+        return Err(Condition::not_ready(
+            "TooManyResources",
+            format!(
+                "rules has {} entries; at most {CLUSTER_RULE_ENTRIES_MAX}",
+                rules.len()
+            ),
+        ));
+    }
+    rules
+        .iter()
+        .try_for_each(|r| validate_resources(&r.resources))
 }
 
 /// Compiles an optional selector into a condition-bearing result.

@@ -32,6 +32,9 @@ use crate::time::{MonoClamp, Now};
 
 /// Largest sanitized object written, in canonical bytes; larger ones are refused and counted.
 pub const OBJECT_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// Types given an id (and watched) before the first discovery, when nothing shows them served
+/// yet, at most (see `Core::bound_watched`).
+pub const UNSERVED_TYPES_MAX: usize = 1024;
 
 /// How the core is set up.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -807,6 +810,7 @@ impl Core {
                         "rules is empty; add at least one entry with resources",
                     ));
                 }
+                config::validate_cluster_rule_entries(&spec.rules)?;
                 let every: Vec<_> = spec
                     .rules
                     .iter()
@@ -887,14 +891,38 @@ impl Core {
         })
     }
 
-    fn gvr_id(&mut self, gvr: &Gvr) -> u16 {
-        if let Some(&id) = self.gvr_ids.get(gvr) {
-            return id;
+    /// The id of a watched type (or of one watched before): [`Self::bound_watched`] gave it one.
+    fn gvr_id(&self, gvr: &Gvr) -> u16 {
+        *self
+            .gvr_ids
+            .get(gvr)
+            .expect("every type watched has an id (bound_watched)")
+    }
+
+    /// The types to watch among `wanted`, each given an id. Ids are never reused, so only types
+    /// that can matter get one: those discovery shows served, those watched before, and before
+    /// the first discovery at most [`UNSERVED_TYPES_MAX`] in all. Once discovery is in, a type a
+    /// rule names that the API server does not serve waits, id-less, until it is served: made-up
+    /// names in a tenant's rules cost nothing, however many there are. A type that cannot get an
+    /// id (all 65,536 given out) is left unwatched rather than failing every other.
+    fn bound_watched(&mut self, wanted: BTreeSet<Gvr>) -> BTreeSet<Gvr> {
+        let mut out = BTreeSet::new();
+        for g in wanted {
+            if !self.gvr_ids.contains_key(&g) {
+                let served = self.discovered.contains_key(&g) || is_namespaces(&g);
+                // Before the first discovery nothing is known served: every id counts.
+                if !served && (self.discovery_seen || self.live.len() >= UNSERVED_TYPES_MAX) {
+                    continue;
+                }
+                let Ok(id) = u16::try_from(self.live.len()) else {
+                    continue;
+                };
+                self.gvr_ids.insert(g.clone(), id);
+                self.live.push(StreamLive::default());
+            }
+            out.insert(g);
         }
-        let id = u16::try_from(self.live.len()).expect("fewer than 65536 resource types");
-        self.gvr_ids.insert(gvr.clone(), id);
-        self.live.push(StreamLive::default());
-        id
+        out
     }
 
     /// Whether the API server serves `gvr` (every type does until discovery has been received).
@@ -912,6 +940,7 @@ impl Core {
             // The stream stops: labels kept from now on would go stale unseen.
             self.ns_labels.forget();
         }
+        let watched = self.bound_watched(watched);
         rules.index(&watched, &self.discovered);
         self.rules = rules;
         if watched != self.watched {
@@ -945,8 +974,8 @@ impl Core {
                 .filter(|g| self.served(g))
                 .map(|g| self.gvr_ids[g])
                 .collect();
-            if ns_gated {
-                gate.insert(self.gvr_id(&namespaces_gvr()));
+            if let (true, Some(&ns)) = (ns_gated, self.gvr_ids.get(&namespaces_gvr())) {
+                gate.insert(ns);
             }
             let branch = (dest.repo.clone(), dest.branch.clone());
             let known = self.dests.contains_key(&dest);

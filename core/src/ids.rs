@@ -123,6 +123,14 @@ pub enum PathError {
         /// The refused value.
         value: String,
     },
+    /// A segment git keeps for itself (`.git` in any case or spelling a file system reads as it).
+    #[error("{what} `{value}` names git's own directory (.git), which no commit may hold")]
+    GitDir {
+        /// Which part of the path.
+        what: &'static str,
+        /// The refused value.
+        value: String,
+    },
     /// A segment was longer than [`SEGMENT_BYTES_MAX`].
     #[error("{what} is {len} bytes long; at most {SEGMENT_BYTES_MAX} fit in a file name")]
     TooLong {
@@ -156,6 +164,12 @@ pub fn validate_segment(what: &'static str, value: &str) -> Result<(), PathError
             value: value.into(),
         });
     }
+    if is_git_dir(value) {
+        return Err(PathError::GitDir {
+            what,
+            value: value.into(),
+        });
+    }
     if value.len() > SEGMENT_BYTES_MAX {
         return Err(PathError::TooLong {
             what,
@@ -163,6 +177,25 @@ pub fn validate_segment(what: &'static str, value: &str) -> Result<(), PathError
         });
     }
     Ok(())
+}
+
+/// Whether git would take `segment` for its own `.git` directory, as git and libgit2 refuse
+/// it: in any case; on NTFS also with trailing dots or spaces, or as its short name `git~1`; on
+/// HFS+ also with the characters it ignores. A commit holding one is refused by every push, and
+/// would jam its branch for every destination that shares it.
+pub fn is_git_dir(segment: &str) -> bool {
+    const HFS_IGNORED: &[char] = &[
+        '\u{200c}', '\u{200d}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}',
+        '\u{202d}', '\u{202e}', '\u{206a}', '\u{206b}', '\u{206c}', '\u{206d}', '\u{206e}',
+        '\u{206f}', '\u{feff}',
+    ];
+    let seen: String = segment
+        .chars()
+        .filter(|c| !HFS_IGNORED.contains(c))
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let ntfs = seen.trim_end_matches(['.', ' ']);
+    ntfs == ".git" || ntfs == "git~1"
 }
 
 /// Checks a `baseFolder`: empty (repository root) or relative segments joined by `/`.
@@ -355,6 +388,37 @@ mod tests {
             .path("x"),
             "x/v1/namespaces/shop.yaml"
         );
+    }
+
+    #[test]
+    fn every_spelling_of_gits_own_directory_is_refused_as_a_folder() {
+        for bad in [
+            ".git",
+            ".GIT",
+            ".Git",
+            "git~1",
+            "GIT~1",
+            ".git.",
+            ".git ",
+            ".git. .",
+            ".g\u{200c}it",
+            "\u{feff}.git",
+        ] {
+            assert!(
+                matches!(
+                    validate_base_folder(&format!("clusters/{bad}/x")),
+                    Err(PathError::GitDir { .. })
+                ),
+                "{bad:?}"
+            );
+            assert!(matches!(
+                validate_base_folder(bad),
+                Err(PathError::GitDir { .. })
+            ));
+        }
+        for fine in [".github", "git", ".gitignore", "x.git", "git~2", ".gitx"] {
+            assert!(validate_base_folder(fine).is_ok(), "{fine}");
+        }
     }
 
     #[test]

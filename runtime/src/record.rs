@@ -18,9 +18,19 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Creates (truncates) `path` and writes the header.
+    /// Creates (truncates) `path`, readable by its owner only (it holds every input, Secrets'
+    /// data included), and writes the header.
     pub fn create(path: &Path, config: &CoreConfig) -> std::io::Result<Recorder> {
-        let mut out = BufWriter::new(File::create(path)?);
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        // A file that existed keeps its mode through `open`: set it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        let mut out = BufWriter::new(file);
         writeln!(out, "{}", record::header_line(config))?;
         out.flush()?;
         Ok(Recorder { out, failed: false })
@@ -52,5 +62,26 @@ impl Recorder {
                 self.failed = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_recording_is_readable_by_its_owner_only_even_over_an_open_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inputs.jsonl");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Recorder::create(&path, &CoreConfig::default()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let fresh = dir.path().join("new.jsonl");
+        Recorder::create(&fresh, &CoreConfig::default()).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

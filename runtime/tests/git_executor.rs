@@ -1021,3 +1021,70 @@ fn clone_directories_of_different_tenants_never_share_a_name() {
     assert_eq!(hash.len(), 32);
     assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
 }
+
+// ---------------------------------------------------------------- redirects
+
+/// An HTTP server on loopback address `ip` that answers every request with `answer(head)` and
+/// keeps each request's head: (port, heads).
+fn recording_server(
+    ip: &str,
+    answer: impl Fn(&str) -> String + Send + 'static,
+) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let kept = heads.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { return };
+            let mut head = String::new();
+            let mut reader = BufReader::new(tcp.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let reply = answer(&head);
+            kept.lock().unwrap().push(head);
+            let _ = tcp.write_all(reply.as_bytes());
+        }
+    });
+    (port, heads)
+}
+
+#[test]
+fn a_redirect_to_another_host_is_not_followed_and_the_token_stays_home() {
+    // Another host: 127.0.0.2 is loopback too, and a different host name to libgit2. (A redirect
+    // within the same host, to another port or path, is followed, as git itself does.)
+    let (elsewhere, seen_elsewhere) = recording_server("127.0.0.2", |_| {
+        "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into()
+    });
+    let (home, seen_home) = recording_server("127.0.0.1", move |head| {
+        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        format!(
+            "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.2:{elsewhere}{path}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+    });
+    let (_d, ws) = workspace();
+    let token = "tok-REDIRECT-9f8e7d";
+    let c = creds(&[("bearerToken", token)]);
+    let url = format!("http://127.0.0.1:{home}/r.git");
+    let r = read(&ws, &url, Some(&c), "");
+    let GitResult::Failed { cause, reason, .. } = r else {
+        panic!("expected a failure, got {r:?}");
+    };
+    assert_eq!(cause, "RedirectRefused", "{reason}");
+    assert!(reason.contains("redirect"), "{reason}");
+    assert!(
+        !seen_home.lock().unwrap().is_empty(),
+        "the remote was asked"
+    );
+    assert_eq!(
+        *seen_elsewhere.lock().unwrap(),
+        Vec::<String>::new(),
+        "nothing, and no token, reached the other host"
+    );
+}

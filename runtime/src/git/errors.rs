@@ -48,6 +48,9 @@ pub struct Findings {
     pub host_key: Option<String>,
     /// Our credentials callback gave up: the server refused what we offered (or we had nothing).
     pub auth: Option<String>,
+    /// Our progress callback stopped a fetch over a limit: its kind (`RemoteTooLarge`,
+    /// `RemoteTooSlow`) and why.
+    pub limit: Option<(&'static str, String)>,
 }
 
 /// Classifies an error of a remote operation on `url` (redacted form).
@@ -57,6 +60,9 @@ pub fn classify(err: &git2::Error, findings: &Findings, url: &str) -> Fail {
     }
     if let Some(why) = &findings.auth {
         return Fail::fatal(why.clone()).because("AuthenticationFailed");
+    }
+    if let Some((cause, why)) = &findings.limit {
+        return Fail::retry(why.clone()).because(cause);
     }
     let msg = redact_userinfo(err.message());
     let lower = msg.to_ascii_lowercase();
@@ -103,6 +109,14 @@ pub fn classify(err: &git2::Error, findings: &Findings, url: &str) -> Fail {
         ))
         .because("RemoteTimeout");
     }
+    // libgit2 is told not to follow redirects: credentials (a bearer token is a header on every
+    // request) and pushes go to the configured host only.
+    if has("status code: 30") || has("redirect") {
+        return Fail::fatal(format!(
+            "{url} answered with a redirect, which is not followed so that credentials and pushes go only to the configured host: {msg}; set repoURL to where it redirects"
+        ))
+        .because("RedirectRefused");
+    }
     if has("status code: 5")
         || has("failed to connect")
         || has("failed to resolve")
@@ -147,11 +161,19 @@ mod tests {
         let e = git2::Error::from_str("user cancelled");
         let f = Findings {
             host_key: Some("host key mismatch".into()),
-            auth: None,
+            ..Findings::default()
         };
         assert_eq!(
             classify(&e, &f, "u"),
             Fail::fatal("host key mismatch").because("HostKeyRejected")
+        );
+        let f = Findings {
+            limit: Some(("RemoteTooLarge", "sent more than 2048 MiB".into())),
+            ..Findings::default()
+        };
+        assert_eq!(
+            classify(&e, &f, "u"),
+            Fail::retry("sent more than 2048 MiB").because("RemoteTooLarge")
         );
     }
 

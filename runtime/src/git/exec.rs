@@ -3,11 +3,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
 
 use git2::{
     AutotagOption, Cred, CredentialType, FetchOptions, Oid, PushOptions, RemoteCallbacks,
-    Repository,
+    RemoteRedirect, Repository,
 };
 use gitops_reverser_core::config::NamespacedName;
 use gitops_reverser_core::io::{Blobs, GitOp, GitOpKind, GitResult, PlannedCommit};
@@ -39,6 +40,27 @@ pub const MWINDOW_FILES_MAX: usize = 256;
 pub const PUSH_WINDOW_BYTES_MAX: i64 = 32 << 20;
 /// See [`PUSH_WINDOW_BYTES_MAX`].
 pub const PUSH_DELTA_CACHE_BYTES_MAX: i64 = 16 << 20;
+/// Bytes one fetch may receive at most: past it the fetch stops (`RemoteTooLarge`).
+pub const GIT_FETCH_BYTES_MAX: usize = 2 << 30;
+/// How long one fetch may take in all, in milliseconds, however steadily bytes arrive.
+pub const GIT_OP_TIME_MAX_MS: u64 = 10 * 60 * 1000;
+
+static FETCH_BYTES_MAX: AtomicUsize = AtomicUsize::new(GIT_FETCH_BYTES_MAX);
+static FETCH_TIME_MAX_MS: AtomicU64 = AtomicU64::new(GIT_OP_TIME_MAX_MS);
+
+/// Sets the fetch limits (bytes, total milliseconds), process-wide; the defaults are
+/// [`GIT_FETCH_BYTES_MAX`] and [`GIT_OP_TIME_MAX_MS`].
+pub fn set_fetch_limits(bytes_max: usize, time_max_ms: u64) {
+    FETCH_BYTES_MAX.store(bytes_max, Ordering::Relaxed);
+    FETCH_TIME_MAX_MS.store(time_max_ms, Ordering::Relaxed);
+}
+
+fn fetch_limits() -> (usize, u64) {
+    (
+        FETCH_BYTES_MAX.load(Ordering::Relaxed),
+        FETCH_TIME_MAX_MS.load(Ordering::Relaxed),
+    )
+}
 /// Commits `Verify` searches back from the head for the lost push's trailer.
 pub const VERIFY_DEPTH_MAX: usize = 10_000;
 
@@ -152,7 +174,13 @@ fn run(ws: &Workspace, op: &GitOp, creds: Option<&Credentials>) -> Result<GitRes
                         .find_commit(h)
                         .and_then(|c| c.tree())
                         .map_err(local)?;
-                    tree::list(&clone.repo, &tree, folder).map_err(local)?
+                    tree::list(&clone.repo, &tree, folder).map_err(|e| match e {
+                        tree::ListError::Git(e) => local(e),
+                        e @ tree::ListError::TooLarge { .. } => Fail::fatal(format!(
+                            "{e}; the operator does not read a folder that large (move the files out, or choose another baseFolder)"
+                        ))
+                        .because("RepositoryTooLarge"),
+                    })?
                 }
             };
             Ok(GitResult::Paths {
@@ -222,8 +250,23 @@ struct Clone<'c> {
 }
 
 /// What the callbacks of one remote operation observed.
-#[derive(Default)]
+impl Default for Session {
+    fn default() -> Self {
+        Session {
+            started: std::time::Instant::now(),
+            findings: RefCell::default(),
+            ssh_attempts: Cell::default(),
+            http_attempts: Cell::default(),
+            remote_at_negotiation: Cell::default(),
+            rejected: RefCell::default(),
+        }
+    }
+}
+
+/// What the callbacks of one remote operation observed.
 struct Session {
+    /// When the op began: [`GIT_OP_TIME_MAX_MS`] counts from here.
+    started: std::time::Instant,
     findings: RefCell<Findings>,
     ssh_attempts: Cell<u32>,
     http_attempts: Cell<u32>,
@@ -388,6 +431,25 @@ impl<'c> Clone<'c> {
             s.findings.borrow_mut().host_key = Some(why);
             Err(git2::Error::from_str("host key verification failed"))
         });
+        cb.transfer_progress(move |p| {
+            let (bytes_max, time_max_ms) = fetch_limits();
+            let why = if p.received_bytes() > bytes_max {
+                ("RemoteTooLarge", format!(
+                    "{} sent more than {bytes_max} bytes for one fetch; the operator stops there so that one remote cannot fill the work dir",
+                    url.redacted
+                ))
+            } else if s.started.elapsed().as_millis() as u64 > time_max_ms {
+                ("RemoteTooSlow", format!(
+                    "a fetch from {} took more than {} s in all; stopped (a remote that trickles bytes keeps no thread for ever)",
+                    url.redacted,
+                    time_max_ms / 1000
+                ))
+            } else {
+                return true;
+            };
+            s.findings.borrow_mut().limit = Some(why);
+            false
+        });
         cb.push_negotiation(move |updates| {
             if let Some(u) = updates.first() {
                 s.remote_at_negotiation.set(Some(u.src()));
@@ -426,6 +488,7 @@ impl<'c> Clone<'c> {
         fo.remote_callbacks(self.callbacks(&session))
             .download_tags(AutotagOption::None)
             .update_fetchhead(false)
+            .follow_redirects(RemoteRedirect::None)
             .custom_headers(&headers);
         let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking_ref());
         // The tracking ref is recreated by the fetch exactly when the remote has the branch, which
@@ -467,6 +530,7 @@ impl<'c> Clone<'c> {
         let mut remote = self.repo.remote_anonymous(self.url.raw()).map_err(local)?;
         let mut po = PushOptions::new();
         po.remote_callbacks(self.callbacks(&session))
+            .follow_redirects(RemoteRedirect::None)
             .custom_headers(&headers);
         let refspec = format!("{branch_ref}:{branch_ref}");
         let pushed = remote.push(&[refspec.as_str()], Some(&mut po));

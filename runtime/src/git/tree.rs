@@ -85,38 +85,108 @@ fn update(
     Ok(Some(id))
 }
 
+/// Entries (files and directories) a listing reads at most: a million objects' files, and a
+/// "git bomb" (a few KB of trees that name each other to spell 10^9 paths) stops here.
+pub const TREE_ENTRIES_MAX: usize = 2_000_000;
+/// Directory levels below the folder a listing descends at most (our layout needs 5).
+pub const TREE_DEPTH_MAX: usize = 64;
+/// Bytes of paths a listing holds at most.
+pub const TREE_PATH_BYTES_MAX: usize = 256 << 20;
+
+/// Why a listing stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// libgit2 could not read a tree.
+    #[error(transparent)]
+    Git(#[from] git2::Error),
+    /// The folder is larger or deeper than a listing may read.
+    #[error("the folder {folder:?} is over the listing limit: {what}")]
+    TooLarge {
+        /// The folder listed.
+        folder: String,
+        /// Which limit, with its value.
+        what: String,
+    },
+}
+
 /// Every file under `folder` (empty: the whole tree) as (path from the root, blob id), sorted.
+/// Iterative (a tree 30,000 levels deep cannot exhaust the stack) and bounded by
+/// [`TREE_ENTRIES_MAX`], [`TREE_DEPTH_MAX`] and [`TREE_PATH_BYTES_MAX`]: the repository may be
+/// anyone's.
 pub fn list(
     repo: &Repository,
     root: &Tree<'_>,
     folder: &str,
-) -> Result<Vec<(String, [u8; 20])>, git2::Error> {
+) -> Result<Vec<(String, [u8; 20])>, ListError> {
+    list_within(
+        repo,
+        root,
+        folder,
+        (TREE_ENTRIES_MAX, TREE_DEPTH_MAX, TREE_PATH_BYTES_MAX),
+    )
+}
+
+/// [`list`] with the limits given: (entries, depth, path bytes).
+pub fn list_within(
+    repo: &Repository,
+    root: &Tree<'_>,
+    folder: &str,
+    (entries_max, depth_max, bytes_max): (usize, usize, usize),
+) -> Result<Vec<(String, [u8; 20])>, ListError> {
     let folder = folder.trim_matches('/');
-    let sub;
-    let (tree, prefix) = if folder.is_empty() {
-        (root, String::new())
+    let start = if folder.is_empty() {
+        root.id()
     } else {
         match root.get_path(std::path::Path::new(folder)) {
-            Ok(e) if e.kind() == Some(git2::ObjectType::Tree) => {
-                sub = repo.find_tree(e.id())?;
-                (&sub, format!("{folder}/"))
-            }
+            Ok(e) if e.kind() == Some(git2::ObjectType::Tree) => e.id(),
             Ok(_) => return Ok(Vec::new()),
             Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     };
+    let too_large = |what: String| ListError::TooLarge {
+        folder: folder.to_string(),
+        what,
+    };
+    let prefix = if folder.is_empty() {
+        String::new()
+    } else {
+        format!("{folder}/")
+    };
     let mut out = Vec::new();
-    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-        if entry.kind() == Some(git2::ObjectType::Blob) {
-            if let Some(name) = entry.name() {
-                let mut id = [0u8; 20];
-                id.copy_from_slice(entry.id().as_bytes());
-                out.push((format!("{prefix}{dir}{name}"), id));
+    let (mut entries, mut bytes) = (0usize, 0usize);
+    // (tree, its path with a trailing slash, its depth below the folder)
+    let mut stack = vec![(start, prefix, 0usize)];
+    while let Some((id, dir, depth)) = stack.pop() {
+        let tree = repo.find_tree(id)?;
+        for entry in tree.iter() {
+            entries += 1;
+            if entries > entries_max {
+                return Err(too_large(format!("more than {entries_max} entries")));
+            }
+            let Some(name) = entry.name() else { continue };
+            let path = format!("{dir}{name}");
+            bytes += path.len();
+            if bytes > bytes_max {
+                return Err(too_large(format!("more than {bytes_max} bytes of paths")));
+            }
+            match entry.kind() {
+                Some(git2::ObjectType::Blob) => {
+                    let mut blob = [0u8; 20];
+                    blob.copy_from_slice(entry.id().as_bytes());
+                    out.push((path, blob));
+                }
+                Some(git2::ObjectType::Tree) => {
+                    if depth + 1 > depth_max {
+                        return Err(too_large(format!("deeper than {depth_max} levels")));
+                    }
+                    stack.push((entry.id(), path + "/", depth + 1));
+                }
+                // Submodules (commits) hold no files of ours.
+                _ => {}
             }
         }
-        git2::TreeWalkResult::Ok
-    })?;
+    }
     out.sort();
     Ok(out)
 }
@@ -244,5 +314,70 @@ mod tests {
             list(&repo, &t, "z").unwrap().is_empty(),
             "a file is not a folder"
         );
+    }
+
+    /// A tree `levels` deep whose innermost directory holds one file.
+    fn deep(repo: &Repository, levels: usize) -> Oid {
+        let blob = repo.blob(b"x").unwrap();
+        let mut b = repo.treebuilder(None).unwrap();
+        b.insert("f", blob, FileMode::Blob.into()).unwrap();
+        let mut id = b.write().unwrap();
+        for _ in 0..levels {
+            let mut b = repo.treebuilder(None).unwrap();
+            b.insert("d", id, FileMode::Tree.into()).unwrap();
+            id = b.write().unwrap();
+        }
+        id
+    }
+
+    #[test]
+    fn a_tree_thirty_thousand_levels_deep_is_refused_at_the_depth_limit() {
+        let (_d, repo) = repo();
+        let root = repo.find_tree(deep(&repo, 30_000)).unwrap();
+        let err = list(&repo, &root, "").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("deeper than {TREE_DEPTH_MAX} levels")),
+            "{err}"
+        );
+        // Within the limit, the file is found (the walk is iterative: no recursion to overflow).
+        let root = repo.find_tree(deep(&repo, 60)).unwrap();
+        assert_eq!(list(&repo, &root, "").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_git_bomb_stops_at_the_entry_limit_and_never_expands() {
+        // Nine levels of ten names for the same subtree: 10^9 paths from 10 small trees.
+        let (_d, repo) = repo();
+        let blob = repo.blob(b"boom").unwrap();
+        let (mut id, mut mode) = (blob, FileMode::Blob);
+        for _ in 0..9 {
+            let mut b = repo.treebuilder(None).unwrap();
+            for i in 0..10 {
+                b.insert(format!("n{i}"), id, mode.into()).unwrap();
+            }
+            id = b.write().unwrap();
+            mode = FileMode::Tree;
+        }
+        let root = repo.find_tree(id).unwrap();
+        let err = list_within(
+            &repo,
+            &root,
+            "",
+            (100_000, TREE_DEPTH_MAX, TREE_PATH_BYTES_MAX),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("more than 100000 entries"),
+            "{err}"
+        );
+        let err = list_within(
+            &repo,
+            &root,
+            "",
+            (TREE_ENTRIES_MAX, TREE_DEPTH_MAX, 1 << 20),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("bytes of paths"), "{err}");
     }
 }

@@ -71,8 +71,8 @@ impl RemoteUrl {
             ));
         }
         let redacted = match userinfo {
-            Some(u) if u.contains(':') => redact_userinfo(raw),
-            _ => raw.to_string(),
+            Some(_) => redact_userinfo(raw),
+            None => raw.to_string(),
         };
         Ok(RemoteUrl {
             raw: raw.to_string(),
@@ -147,7 +147,8 @@ fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), String> {
     Ok((host.to_ascii_lowercase(), port))
 }
 
-/// Replaces the password of every `scheme://user:password@` in `text` with `***`.
+/// Replaces the password of every `scheme://user:password@` in `text` with `***`, and the whole
+/// user part of an `http(s)://token@` (a token written as the user name).
 pub fn redact_userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -161,7 +162,20 @@ pub fn redact_userinfo(text: &str) -> String {
         match authority.rsplit_once('@') {
             Some((userinfo, host)) => {
                 let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-                if userinfo.contains(':') {
+                // Over HTTP a lone user part is how tokens are written (https://TOKEN@host/...);
+                // over SSH it is a login name (git@).
+                let scheme: String = head[..i]
+                    .chars()
+                    .rev()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '+')
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<String>()
+                    .to_ascii_lowercase();
+                if matches!(scheme.as_str(), "http" | "https") && !userinfo.contains(':') {
+                    out.push_str("***@");
+                } else if userinfo.contains(':') {
                     out.push_str(user);
                     out.push_str(":***@");
                 } else {
@@ -246,5 +260,18 @@ mod tests {
             "failed: https://x:***@h/r and http://y:***@h2:80/r."
         );
         assert_eq!(redact_userinfo("ssh://git@h/r"), "ssh://git@h/r");
+    }
+
+    #[test]
+    fn a_token_written_as_the_user_of_an_http_url_is_redacted_whole() {
+        let u = RemoteUrl::parse("https://ghp_S3cr3tT0ken@github.com/o/r.git").unwrap();
+        assert_eq!(u.redacted, "https://***@github.com/o/r.git");
+        assert_eq!(
+            redact_userinfo("cannot reach HTTP://tok123@h/r: refused"),
+            "cannot reach HTTP://***@h/r: refused"
+        );
+        // An SSH login name is no secret.
+        let s = RemoteUrl::parse("ssh://git@github.com/o/r.git").unwrap();
+        assert_eq!(s.redacted, "ssh://git@github.com/o/r.git");
     }
 }

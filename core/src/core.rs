@@ -48,6 +48,11 @@ pub struct CoreConfig {
     pub secret_policy: SecretPolicy,
     /// Correlation store limits.
     pub correlation: CorrelationLimits,
+    /// The namespaces whose GitRepoConfigs a ClusterWatchRule may write to; `None` trusts every
+    /// namespace. A ClusterWatchRule mirrors what only an admin may see: whoever can edit (or
+    /// create, while it is missing) the GitRepoConfig it names would redirect that mirror.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_namespaces: Option<BTreeSet<String>>,
 }
 
 impl Default for CoreConfig {
@@ -67,6 +72,7 @@ impl Default for CoreConfig {
             },
             secret_policy: SecretPolicy::Redact,
             correlation: CorrelationLimits::default(),
+            trusted_namespaces: None,
         }
     }
 }
@@ -798,6 +804,18 @@ impl Core {
         for (name, spec) in &self.cluster_rules {
             let repo = &spec.git_repo_config_ref;
             let result = (|| {
+                if let Some(trusted) = &self.config.trusted_namespaces {
+                    if !trusted.contains(&repo.namespace) {
+                        return Err(Condition::not_ready(
+                            "UntrustedNamespace",
+                            format!(
+                                "GitRepoConfig {repo} is in namespace {}, which the operator does not trust for ClusterWatchRules (trusted: {}); use a GitRepoConfig in a trusted namespace, or have the operator's admin add this one (--cluster-rule-namespaces)",
+                                repo.namespace,
+                                trusted.iter().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                }
                 let branch = config::validate_destination(
                     self.repos.get(repo).map(|r| &r.1),
                     repo,

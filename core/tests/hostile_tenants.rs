@@ -91,3 +91,31 @@ fn a_rule_over_the_resource_entry_limit_says_so_and_watches_nothing() {
         .unwrap();
     assert_eq!(conds[0].reason, "TooManyResources", "{conds:?}");
 }
+
+#[test]
+fn a_cluster_rule_may_write_only_through_a_gitrepoconfig_in_a_trusted_namespace() {
+    let config = gitops_reverser_core::core::CoreConfig {
+        trusted_namespaces: Some(["ops".to_string()].into()),
+        ..Default::default()
+    };
+    // The harness's GitRepoConfig is in team-a, which a tenant controls.
+    let mut h = Harness::with_config(config, &[("", "v1", "configmaps")], "prod");
+    h.input(discovery());
+    let spec: ClusterWatchRuleSpec = serde_json::from_value(json!({
+        "gitRepoConfigRef": {"namespace": "team-a", "name": "my-repo"},
+        "baseFolder": "cluster",
+        "rules": [{"resources": [{"group": "rbac.authorization.k8s.io", "version": "v1", "resource": "clusterroles"}]}]}))
+    .unwrap();
+    h.input(Input::ClusterWatchRule("mirror".into(), Some(spec)));
+    let conds = h
+        .core
+        .status(&CrRef::ClusterWatchRule("mirror".into()))
+        .unwrap();
+    assert_eq!(conds[0].reason, "UntrustedNamespace", "{conds:?}");
+    assert!(conds[0].message.contains("trusted: ops"), "{conds:?}");
+    assert!(!h
+        .core
+        .destinations()
+        .iter()
+        .any(|d| d.base_folder == "cluster"));
+}

@@ -173,6 +173,15 @@ struct RunArgs {
     /// and never answers. Also the connect timeout, up to 15s.
     #[arg(long, env = "GITOPS_REVERSER_GIT_TIMEOUT", default_value = "30s", value_parser = duration_ms)]
     git_timeout: u64,
+    /// Namespaces whose GitRepoConfigs a ClusterWatchRule may name, comma-separated; `*` trusts
+    /// every namespace. Default: the operator's own (POD_NAMESPACE, else its service account's,
+    /// else gitops-reverser-system).
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_CLUSTER_RULE_NAMESPACES",
+        value_delimiter = ','
+    )]
+    cluster_rule_namespaces: Vec<String>,
     /// How long SIGTERM waits for pending pushes before exiting.
     #[arg(long, env = "GITOPS_REVERSER_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration_ms)]
     shutdown_timeout: u64,
@@ -221,7 +230,41 @@ fn core_config(a: &RunArgs) -> CoreConfig {
         ttl_ms: a.correlation_ttl,
         ..CorrelationLimits::default()
     };
+    c.trusted_namespaces = trusted_namespaces(&a.cluster_rule_namespaces, own_namespace);
     c
+}
+
+/// The namespaces ClusterWatchRules may write through: those given, every one for `*`, the
+/// operator's own when none is given.
+fn trusted_namespaces(
+    given: &[String],
+    own: impl FnOnce() -> String,
+) -> Option<std::collections::BTreeSet<String>> {
+    let given: Vec<&str> = given
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if given.contains(&"*") {
+        return None;
+    }
+    if given.is_empty() {
+        return Some([own()].into());
+    }
+    Some(given.into_iter().map(String::from).collect())
+}
+
+/// The operator's namespace: POD_NAMESPACE (the manifests set it), else the in-cluster service
+/// account's, else `gitops-reverser-system`.
+fn own_namespace() -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok()
+        })
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "gitops-reverser-system".into())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -311,5 +354,25 @@ async fn signals() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_rules_trust_the_operators_namespace_unless_told_otherwise() {
+        let own = || "ops".to_string();
+        assert_eq!(
+            trusted_namespaces(&[], own),
+            Some(["ops".to_string()].into())
+        );
+        let given = vec!["a".to_string(), " b ".to_string()];
+        assert_eq!(
+            trusted_namespaces(&given, own),
+            Some(["a".to_string(), "b".to_string()].into())
+        );
+        assert_eq!(trusted_namespaces(&["*".to_string()], own), None);
     }
 }

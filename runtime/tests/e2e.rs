@@ -14,6 +14,9 @@ use support::{bare_repo, git, git_daemon, Server};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// The head of team-a's credentials Secret `creds`, labelled so that the operator may use it.
+const CREDS_SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: team-a, labels: {configbutler.ai/credentials: \"true\"}}\n";
+
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -351,6 +354,7 @@ fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
         dir: _dir,
         op: _op,
     } = world();
+    // A Secret that does not opt in is not used, and the status tells nothing of it.
     c.apply(
         "admin",
         "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: team-a}\nstringData: {username: git}\n",
@@ -362,6 +366,21 @@ fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
     let (reason, message) = c.await_ready("gitrepoconfig/repo", Some("team-a"), "False");
     assert_eq!(reason, "CredentialsInvalid");
     assert!(
+        message.contains("not labelled configbutler.ai/credentials=true")
+            && !message.contains("username"),
+        "{message}"
+    );
+    // Labelled, it is read, and what is wrong with it is said.
+    c.apply(
+        "admin",
+        &format!("{CREDS_SECRET}stringData: {{username: git}}\n"),
+    );
+    let (reason, message) =
+        c.await_ready_with("gitrepoconfig/repo", Some("team-a"), "False", |m| {
+            m.contains("password")
+        });
+    assert_eq!(reason, "CredentialsInvalid");
+    assert!(
         message.contains("username") && message.contains("password"),
         "{message}"
     );
@@ -369,7 +388,7 @@ fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
     // Fixing the Secret fixes the status.
     c.apply(
         "admin",
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: team-a}\nstringData: {username: git, password: pw}\n",
+        &format!("{CREDS_SECRET}stringData: {{username: git, password: pw}}\n"),
     );
     c.await_ready("gitrepoconfig/repo", Some("team-a"), "True");
 
@@ -704,7 +723,7 @@ fn rules_select_one_version_leave_out_churn_and_say_what_selects_nothing() {
     // A repository whose credentials are invalid shows on the rule that writes there.
     c.apply(
         "admin",
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: team-a}\nstringData: {username: git}\n",
+        &format!("{CREDS_SECRET}stringData: {{username: git}}\n"),
     );
     c.apply(
         "admin",

@@ -323,10 +323,30 @@ fn watch_secret(
     );
 }
 
+/// The label a Secret must carry to be used as a GitRepoConfig's credentials. Whoever may create
+/// GitRepoConfigs but not read Secrets must not be able to point the operator at any Secret of
+/// the namespace (and a remote of their own): the Secret's owner opts in, as Argo CD's repository
+/// Secrets do.
+pub const CREDENTIALS_LABEL: &str = "configbutler.ai/credentials";
+
 #[derive(Deserialize)]
 struct SecretObj {
     #[serde(default)]
+    metadata: SecretMeta,
+    #[serde(default)]
     data: BTreeMap<String, String>,
+}
+
+#[derive(Default, Deserialize)]
+struct SecretMeta {
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// Whether a Secret (JSON) carries [`CREDENTIALS_LABEL`]`=true`. Unreadable is no.
+pub fn opted_in(text: &[u8]) -> bool {
+    serde_json::from_slice::<SecretObj>(text)
+        .is_ok_and(|s| s.metadata.labels.get(CREDENTIALS_LABEL).map(String::as_str) == Some("true"))
 }
 
 /// Reads a Secret's `data` into what [`Credentials::from_secret_data`] takes.
@@ -359,8 +379,10 @@ async fn secret_verdicts(
         }
     }
     let _stream = AbortOnDrop(stream);
+    // The same words whether the Secret is missing or not labelled: whoever reads the status
+    // learns nothing of a Secret they could not read.
     let missing = format!(
-        "Secret {secret} not found in namespace {}: create it there (a GitRepoConfig's credentials are read only from its own namespace)",
+        "Secret {secret} not found in namespace {}, or not labelled {CREDENTIALS_LABEL}=true: create it there with that label (a GitRepoConfig's credentials are read only from its own namespace, and only from a Secret that opts in)",
         repo.namespace
     );
     let mut found = false;
@@ -372,6 +394,10 @@ async fn secret_verdicts(
             }
             WatchEvent::InitDone if found => continue,
             WatchEvent::InitDone | WatchEvent::Delete(_) => {
+                found = false;
+                Err(missing.clone())
+            }
+            WatchEvent::InitApply(obj) | WatchEvent::Apply(obj) if !opted_in(obj.as_bytes()) => {
                 found = false;
                 Err(missing.clone())
             }
@@ -411,6 +437,22 @@ async fn secret_verdicts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_secret_labelled_for_credentials_opts_in() {
+        let with = |labels: &str| {
+            format!(r#"{{"metadata":{{"name":"c","labels":{labels}}},"data":{{}}}}"#)
+        };
+        assert!(opted_in(
+            with(r#"{"configbutler.ai/credentials":"true"}"#).as_bytes()
+        ));
+        assert!(!opted_in(
+            with(r#"{"configbutler.ai/credentials":"yes"}"#).as_bytes()
+        ));
+        assert!(!opted_in(with(r#"{"app":"x"}"#).as_bytes()));
+        assert!(!opted_in(br#"{"metadata":{"name":"c"},"data":{}}"#));
+        assert!(!opted_in(b"not json"));
+    }
 
     #[test]
     fn secret_data_is_decoded_and_bad_base64_names_its_key() {

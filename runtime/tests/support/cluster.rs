@@ -140,16 +140,33 @@ impl Cluster {
 
     /// Waits until a custom resource's `Ready` condition has `status` and returns its reason.
     pub fn await_ready(&self, kind_name: &str, ns: Option<&str>, status: &str) -> (String, String) {
+        self.await_ready_with(kind_name, ns, status, |_| true)
+    }
+
+    /// [`Cluster::await_ready`] until the message also satisfies `message_ok` (a status that
+    /// stays False while its reason's text changes).
+    pub fn await_ready_with(
+        &self,
+        kind_name: &str,
+        ns: Option<&str>,
+        status: &str,
+        message_ok: impl Fn(&str) -> bool,
+    ) -> (String, String) {
         let mut args = vec!["get", kind_name];
         if let Some(ns) = ns {
             args.extend(["-n", ns]);
         }
         eventually(&format!("{kind_name} Ready={status}"), || {
             let s = self.jsonpath(&args, "{.status.conditions[?(@.type==\"Ready\")].status}");
-            (s == status).then(|| {
+            if s != status {
+                return None;
+            }
+            let message =
+                self.jsonpath(&args, "{.status.conditions[?(@.type==\"Ready\")].message}");
+            message_ok(&message).then(|| {
                 (
                     self.jsonpath(&args, "{.status.conditions[?(@.type==\"Ready\")].reason}"),
-                    self.jsonpath(&args, "{.status.conditions[?(@.type==\"Ready\")].message}"),
+                    message,
                 )
             })
         })
@@ -232,6 +249,7 @@ impl Operator {
                 &format!("127.0.0.1:{}", self.webhook_port),
             ])
             .args(["--admin-addr", &format!("127.0.0.1:{}", self.admin_port)])
+            .args(["--cluster-rule-namespaces", "team-a"])
             .arg("--tls-cert")
             .arg(self.dir.join("tls.crt"))
             .arg("--tls-key")

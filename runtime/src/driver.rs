@@ -338,7 +338,9 @@ impl Driver {
                     pending_status.insert(cr, conditions);
                 }
                 Output::Refused { subject, reason } => {
-                    tracing::warn!(%subject, "refused: {reason}");
+                    // Debug-formatted: both may quote an object's name, which must not forge
+                    // log lines (a name is whatever its creator chose).
+                    tracing::warn!(subject = ?subject.to_string(), reason = ?reason.to_string(), "refused");
                 }
             }
         }

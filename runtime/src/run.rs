@@ -64,12 +64,24 @@ pub struct RunConfig {
 
 struct Observer(Arc<Metrics>);
 
+/// The `stream` label of a stream's series. A credentials stream's own label names a Secret a
+/// tenant chose: one series for all of them, so that tenants can neither add series at will nor
+/// learn others' Secret names from `/metrics`. The others are types being watched.
+fn stream_series(label: &str) -> &str {
+    if label.starts_with("secret ") {
+        "secrets"
+    } else {
+        label
+    }
+}
+
 impl StreamObserver for Observer {
     fn restarted(&self, label: &str, _why: &StreamError) {
+        let stream = stream_series(label);
         self.0
             .watch_restarts
             .get_or_create(&StreamLabels {
-                stream: label.to_string(),
+                stream: stream.to_string(),
             })
             .inc();
     }
@@ -242,5 +254,17 @@ async fn discover_forever(
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_credentials_stream_shares_one_series_and_types_keep_theirs() {
+        assert_eq!(stream_series("secret team-a/my-creds"), "secrets");
+        assert_eq!(stream_series("secret team-b/x"), "secrets");
+        assert_eq!(stream_series("v1/configmaps"), "v1/configmaps");
     }
 }

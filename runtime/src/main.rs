@@ -173,6 +173,11 @@ struct RunArgs {
     /// and never answers. Also the connect timeout, up to 15s.
     #[arg(long, env = "GITOPS_REVERSER_GIT_TIMEOUT", default_value = "30s", value_parser = duration_ms)]
     git_timeout: u64,
+    /// Require the webhook's callers to present a client certificate signed by a CA in this PEM
+    /// file: the API server's, configured with `--admission-control-config-file`. Anything else
+    /// (a pod posting forged reviews) is refused in the TLS handshake.
+    #[arg(long, env = "GITOPS_REVERSER_WEBHOOK_CLIENT_CA")]
+    webhook_client_ca: Option<PathBuf>,
     /// Namespaces whose GitRepoConfigs a ClusterWatchRule may name, comma-separated; `*` trusts
     /// every namespace. Default: the operator's own (POD_NAMESPACE, else its service account's,
     /// else gitops-reverser-system).
@@ -313,6 +318,7 @@ fn main() -> anyhow::Result<()> {
                 admin_addr: args.admin_addr,
                 tls_cert: args.tls_cert.clone(),
                 tls_key: args.tls_key.clone(),
+                webhook_client_ca: args.webhook_client_ca.clone(),
                 work_dir: args.work_dir.clone(),
                 record_inputs: args.record_inputs.clone(),
                 shutdown_timeout: Duration::from_millis(args.shutdown_timeout),

@@ -52,6 +52,8 @@ pub struct RunConfig {
     pub tls_cert: PathBuf,
     /// The webhook's private key (PEM).
     pub tls_key: PathBuf,
+    /// `--webhook-client-ca`: callers must present a certificate this CA signed.
+    pub webhook_client_ca: Option<PathBuf>,
     /// Where clones live.
     pub work_dir: PathBuf,
     /// `--record-inputs`.
@@ -103,7 +105,11 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
     let client = client(cfg.kubeconfig.as_ref(), cfg.context.as_ref()).await?;
     let metrics = Arc::new(Metrics::new());
     let observer: Arc<dyn StreamObserver> = Arc::new(Observer(metrics.clone()));
-    let tls = Arc::new(ReloadingTls::new(&cfg.tls_cert, &cfg.tls_key));
+    let tls = ReloadingTls::new(&cfg.tls_cert, &cfg.tls_key);
+    let tls = Arc::new(match &cfg.webhook_client_ca {
+        Some(ca) => tls.with_client_ca(ca),
+        None => tls,
+    });
     if let Err(e) = tls.current() {
         tracing::error!(
             "the webhook's certificate cannot be loaded yet (retried per connection): {e}"

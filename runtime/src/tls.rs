@@ -17,6 +17,8 @@ type Stamp = [(Option<SystemTime>, u64); 2];
 pub struct ReloadingTls {
     cert: PathBuf,
     key: PathBuf,
+    /// When set, clients must present a certificate this CA (PEM bundle) signed.
+    client_ca: Option<PathBuf>,
     state: Mutex<Option<(Stamp, Arc<ServerConfig>)>>,
 }
 
@@ -31,8 +33,17 @@ impl ReloadingTls {
         Self {
             cert: cert.into(),
             key: key.into(),
+            client_ca: None,
             state: Mutex::new(None),
         }
+    }
+
+    /// Requires every client to present a certificate signed by a CA of `bundle` (PEM): the API
+    /// server's webhook client certificate (`--admission-control-config-file`). Read with the
+    /// serving pair, so a rotation of the three is picked up together.
+    pub fn with_client_ca(mut self, bundle: impl Into<PathBuf>) -> Self {
+        self.client_ca = Some(bundle.into());
+        self
     }
 
     /// Whether a certificate has been loaded.
@@ -81,13 +92,37 @@ impl ReloadingTls {
         }
         let key = PrivateKeyDer::from_pem_file(&self.key)
             .map_err(|e| format!("{}: {e}", self.key.display()))?;
-        let mut cfg =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .map_err(|e| format!("{} and {}: {e}", self.cert.display(), self.key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let builder = match &self.client_ca {
+            None => builder.with_no_client_auth(),
+            Some(bundle) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for ca in CertificateDer::pem_file_iter(bundle)
+                    .map_err(|e| format!("{}: {e}", bundle.display()))?
+                {
+                    let ca = ca.map_err(|e| format!("{}: {e}", bundle.display()))?;
+                    roots
+                        .add(ca)
+                        .map_err(|e| format!("{}: {e}", bundle.display()))?;
+                }
+                if roots.is_empty() {
+                    return Err(format!("{}: no PEM certificate", bundle.display()));
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| format!("{}: {e}", bundle.display()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut cfg = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("{} and {}: {e}", self.cert.display(), self.key.display()))?;
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
     }

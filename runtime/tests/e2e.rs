@@ -454,10 +454,11 @@ fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
     }
 }
 
-fn curl_post(op: &Operator, body_file: &Path) -> (u16, String) {
+fn curl_post(op: &Operator, body_file: &Path, extra: &[&str]) -> (u16, String) {
     let out = std::process::Command::new("curl")
         .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
         .arg(op.dir.join("tls.crt"))
+        .args(extra)
         .args(["-H", "Content-Type: application/json", "--data-binary"])
         .arg(format!("@{}", body_file.display()))
         .arg(format!(
@@ -508,7 +509,7 @@ fn bad_webhook_bodies_get_a_4xx_while_a_valid_request_beside_them_is_allowed() {
     let answers: Vec<(&str, (u16, String))> = std::thread::scope(|s| {
         let handles: Vec<_> = files
             .iter()
-            .map(|(name, path)| (*name, s.spawn(|| curl_post(&op, path))))
+            .map(|(name, path)| (*name, s.spawn(|| curl_post(&op, path, &[]))))
             .collect();
         handles
             .into_iter()
@@ -532,7 +533,7 @@ fn bad_webhook_bodies_get_a_4xx_while_a_valid_request_beside_them_is_allowed() {
         }
     }
     // And it keeps serving.
-    let (code, _) = curl_post(&op, &files[0].1);
+    let (code, _) = curl_post(&op, &files[0].1, &[]);
     assert_eq!(code, 200);
 }
 
@@ -732,4 +733,64 @@ fn rules_select_one_version_leave_out_churn_and_say_what_selects_nothing() {
     let (reason, message) = c.await_ready("watchrule/versions", Some("team-a"), "False");
     assert_eq!(reason, "GitRepoConfigNotReady", "{message}");
     assert!(message.contains("CredentialsInvalid"), "{message}");
+}
+
+#[test]
+fn with_a_client_ca_the_webhook_serves_the_api_server_and_refuses_anyone_else() {
+    let one = serial();
+    let c = Cluster::start();
+    let remote = Remote::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = c.dir.path().join("pki");
+    let ca = pki.join("ca.crt");
+    // `start` waits until a write is recorded through the webhook: the API server presented its
+    // webhook client certificate (tests/cluster/up configures it) and was let in.
+    let op = Operator::start(
+        &c,
+        dir.path(),
+        &["--webhook-client-ca", ca.to_str().unwrap()],
+    );
+    namespace(&c, "team-a");
+    c.apply("admin", &repo_config("team-a", &remote.url(), ""));
+    c.apply(
+        "admin",
+        &watch_rule(
+            "team-a",
+            "cms",
+            "clusters/prod",
+            "[{version: v1, resource: configmaps}]",
+        ),
+    );
+    await_rule(&c, &op, "team-a", "cms");
+    c.apply("alice", &config_map("team-a", "app", "{k: v}"));
+    assert_eq!(
+        remote.await_commit("[CREATE] v1/configmaps/team-a/app"),
+        "alice|[CREATE] v1/configmaps/team-a/app"
+    );
+
+    // A client without a certificate (a pod forging a review that names alice) is refused in
+    // the handshake: no HTTP answer at all.
+    let review = dir.path().join("review.json");
+    let valid = include_str!("../../core/tests/fixtures/kube-apiserver-1.20/admission.jsonl")
+        .lines()
+        .next()
+        .unwrap();
+    std::fs::write(&review, valid).unwrap();
+    let (code, _) = curl_post(&op, &review, &[]);
+    assert_eq!(code, 0, "refused before HTTP");
+    // The same request with a certificate the CA signed is answered.
+    let cert = pki.join("webhook-client.crt");
+    let key = pki.join("webhook-client.key");
+    let (code, body) = curl_post(
+        &op,
+        &review,
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 200, "{body}");
+    drop(one);
 }

@@ -98,6 +98,8 @@ pub mod config;
 pub mod core;
 pub mod correlation;
 pub mod coverage;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gitplan;
 pub mod ids;
 pub mod io;

@@ -9,6 +9,12 @@
 //!    way (write files in a checkout, `git add`, `git commit`), timed over `naive_commits` commits.
 //! 3. Push: 20 commits on the seeded branch, pushed by the executor to a local `git daemon`, against
 //!    `git push` of 20 equivalent commits from a clone.
+//!
+//! `... --example git_bench -- keep-up [N...] [--commits K]` (defaults 5000 50000, K 1000): keeping
+//! up with sustained change in one folder of N files (one namespace of N ConfigMaps), K commits of
+//! one changed file each, written as the executor writes them (pushes of 20, packs merged when
+//! there are too many), against `git fast-import` of the same commit sequence on the same seeded
+//! branch. Both must end on the same tree.
 
 use std::io::Write;
 use std::path::Path;
@@ -154,7 +160,162 @@ fn changes(rng: &mut Rng, files: usize, generation: u64) -> Vec<(String, Option<
     w
 }
 
+/// A file of the one flat folder `keep-up` writes to.
+fn flat_path(i: usize) -> String {
+    format!("v1/configmaps/load/cm-{i:05}.yaml")
+}
+
+/// Writes `stream` to `git fast-import` in `repo` and returns how long it took.
+fn fast_import(repo: &Path, stream: &[u8]) -> Duration {
+    let t = Instant::now();
+    let mut child = Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(repo)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("git fast-import starts");
+    child.stdin.take().unwrap().write_all(stream).unwrap();
+    assert!(child.wait().unwrap().success(), "git fast-import failed");
+    t.elapsed()
+}
+
+/// One fast-import commit on `refs/heads/main` writing `writes` inline, authored as `planned`.
+fn fast_import_commit(stream: &mut Vec<u8>, c: &PlannedCommit, from: Option<&str>) {
+    let secs = c.author_time_ms / 1000;
+    write!(
+        stream,
+        "commit refs/heads/main\nauthor {} <{}> {secs} +0000\ncommitter {} <{}> {} +0000\ndata {}\n{}",
+        c.author.name,
+        c.author.email,
+        c.committer.name,
+        c.committer.email,
+        c.commit_time_ms / 1000,
+        c.message.len(),
+        c.message
+    )
+    .unwrap();
+    if let Some(from) = from {
+        writeln!(stream, "from {from}").unwrap();
+    }
+    for (path, body) in &c.writes {
+        match body {
+            Some(b) => {
+                let b = b.render();
+                write!(stream, "M 100644 inline {path}\ndata {}\n", b.len()).unwrap();
+                stream.extend_from_slice(&b);
+                stream.push(b'\n');
+            }
+            None => writeln!(stream, "D {path}").unwrap(),
+        }
+    }
+    stream.push(b'\n');
+}
+
+fn keep_up(args: &[String]) {
+    // As the operator runs libgit2 (its Workspace sets the same).
+    gitops_reverser_runtime::git::exec::configure_libgit2();
+    let mut sizes = Vec::new();
+    let mut commits = 1_000usize;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--commits" => commits = it.next().expect("--commits K").parse().expect("a number"),
+            n => sizes.push(n.parse::<usize>().expect("folder sizes are numbers")),
+        }
+    }
+    if sizes.is_empty() {
+        sizes = vec![5_000, 50_000];
+    }
+    println!("keep-up: {commits} commits of one changed file each, in one folder of N files");
+    println!("      N | ours ms/commit | fast-import ms/commit | ratio | pack merges | store ours / fast-import");
+    for files in sizes {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let seed = planned(
+            "[RESYNC] seed\n".into(),
+            (0..files)
+                .map(|i| (flat_path(i), Some(Arc::from(manifest(i, 0).into_bytes()))))
+                .collect(),
+            1_700_000_000_000,
+        );
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let sequence: Vec<PlannedCommit> = (0..commits)
+            .map(|k| {
+                let i = rng.below(files as u64) as usize;
+                planned(
+                    format!("[UPDATE] v1/configmaps/load/cm-{i:05}\n"),
+                    vec![(
+                        flat_path(i),
+                        Some(Arc::from(manifest(i, k as u64 + 1).into_bytes())),
+                    )],
+                    1_700_000_001_000 + k as i64 * 1000,
+                )
+            })
+            .collect();
+
+        // Ours: the seed (not timed), then the sequence as the executor writes it.
+        let ours = root.join("ours.git");
+        let repo = git2::Repository::init_bare(&ours).unwrap();
+        let mut head = write_commits(&repo, None, std::slice::from_ref(&seed)).unwrap();
+        drop(repo);
+        let mut merges = 0usize;
+        let t = Instant::now();
+        for batch in sequence.chunks(PUSH_MAX_COMMITS) {
+            merges += usize::from(maintain(&ours).unwrap());
+            let repo = git2::Repository::open_bare(&ours).unwrap();
+            head = write_commits(&repo, Some(head), batch).unwrap();
+        }
+        let ours_took = t.elapsed();
+
+        // fast-import: the seed in one run (not timed), the sequence in a second.
+        let fi = root.join("fast-import.git");
+        git(
+            root,
+            &["init", "-q", "--bare", "-b", "main", fi.to_str().unwrap()],
+        );
+        let mut stream = Vec::new();
+        fast_import_commit(&mut stream, &seed, None);
+        fast_import(&fi, &stream);
+        let mut stream = Vec::new();
+        for (k, c) in sequence.iter().enumerate() {
+            fast_import_commit(&mut stream, c, (k == 0).then_some("refs/heads/main^0"));
+        }
+        let fi_took = fast_import(&fi, &stream);
+
+        let repo = git2::Repository::open_bare(&ours).unwrap();
+        let ours_tree = repo.find_commit(head).unwrap().tree_id().to_string();
+        let fi_tree = git(&fi, &["rev-parse", "refs/heads/main^{tree}"]);
+        assert_eq!(ours_tree, fi_tree.trim(), "both wrote the same final tree");
+        let size = |dir: &Path| -> u64 {
+            let mut total = 0;
+            let mut stack = vec![dir.to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(d).unwrap() {
+                    let e = e.unwrap();
+                    if e.file_type().unwrap().is_dir() {
+                        stack.push(e.path());
+                    } else {
+                        total += e.metadata().unwrap().len();
+                    }
+                }
+            }
+            total
+        };
+        let (ours_ms, fi_ms) = (ms(ours_took) / commits as f64, ms(fi_took) / commits as f64);
+        println!(
+            "{files:>7} | {ours_ms:14.3} | {fi_ms:21.3} | {:5.2}x | {merges:11} | {:.1} / {:.1} MiB",
+            ours_ms / fi_ms,
+            size(&ours) as f64 / (1 << 20) as f64,
+            size(&fi) as f64 / (1 << 20) as f64,
+        );
+    }
+}
+
 fn main() {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.first().map(String::as_str) == Some("keep-up") {
+        return keep_up(&raw[1..]);
+    }
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .map(|a| a.parse().expect("numbers"))

@@ -61,6 +61,32 @@ fn fetch_limits() -> (usize, u64) {
         FETCH_TIME_MAX_MS.load(Ordering::Relaxed),
     )
 }
+
+/// Sets libgit2's process-wide options once: timeouts, memory bounds, and no hash check on every
+/// object read. That check re-hashed each tree a commit's write reads (a 5,000-entry folder's is
+/// 250 KB, read per commit) and was a third of the write time; objects from a remote are hashed
+/// by the indexer as they arrive, and the remote checks what we push.
+pub fn configure_libgit2() {
+    static OPTIONS: Once = Once::new();
+    OPTIONS.call_once(|| {
+        git2::opts::strict_hash_verification(false);
+        // SAFETY: these set process-wide integers in libgit2 before any of our connections
+        // start and before any repository is opened. `GIT_OPT_SET_CACHE_MAX_SIZE` takes one
+        // `ssize_t` (git2 wraps no setter for it).
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
+            let _ = git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS);
+            let _ = git2::opts::set_mwindow_size(MWINDOW_BYTES);
+            let _ = git2::opts::set_mwindow_mapped_limit(MWINDOW_MAPPED_BYTES_MAX);
+            let _ = git2::opts::set_mwindow_file_limit(MWINDOW_FILES_MAX);
+            libgit2_sys::git_libgit2_opts(
+                libgit2_sys::GIT_OPT_SET_CACHE_MAX_SIZE as std::ffi::c_int,
+                OBJECT_CACHE_BYTES_MAX as isize,
+            );
+        }
+    });
+}
+
 /// Commits `Verify` searches back from the head for the lost push's trailer.
 pub const VERIFY_DEPTH_MAX: usize = 10_000;
 
@@ -74,23 +100,7 @@ impl Workspace {
     /// A workspace under `root` (created if missing). Sets libgit2's process-wide timeouts and
     /// memory bounds once.
     pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Workspace> {
-        static OPTIONS: Once = Once::new();
-        OPTIONS.call_once(|| {
-            // SAFETY: these set process-wide integers in libgit2 before any of our connections
-            // start and before any repository is opened. `GIT_OPT_SET_CACHE_MAX_SIZE` takes one
-            // `ssize_t` (git2 wraps no setter for it).
-            unsafe {
-                let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
-                let _ = git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS);
-                let _ = git2::opts::set_mwindow_size(MWINDOW_BYTES);
-                let _ = git2::opts::set_mwindow_mapped_limit(MWINDOW_MAPPED_BYTES_MAX);
-                let _ = git2::opts::set_mwindow_file_limit(MWINDOW_FILES_MAX);
-                libgit2_sys::git_libgit2_opts(
-                    libgit2_sys::GIT_OPT_SET_CACHE_MAX_SIZE as std::ffi::c_int,
-                    OBJECT_CACHE_BYTES_MAX as isize,
-                );
-            }
-        });
+        configure_libgit2();
         let root = root.into();
         std::fs::create_dir_all(&root)?;
         Ok(Workspace { root })

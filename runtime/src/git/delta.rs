@@ -32,18 +32,36 @@ pub fn encode(base: &[u8], target: &[u8], records: Records) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     varint(&mut out, base.len());
     varint(&mut out, target.len());
-    // First occurrence of each record in the base.
+    let (bs, ts) = (split(base, records), split(target, records));
+    let same = |b: &(usize, usize), t: &(usize, usize)| base[b.0..b.1] == target[t.0..t.1];
+    // The records both share at the start and at the end (a folder's tree with one entry
+    // changed: all but one) are copied where they are, without a lookup.
+    let prefix = bs.iter().zip(&ts).take_while(|(b, t)| same(b, t)).count();
+    let suffix = bs[prefix..]
+        .iter()
+        .rev()
+        .zip(ts[prefix..].iter().rev())
+        .take_while(|(b, t)| same(b, t))
+        .count();
+    // First occurrence of each record of the base's middle.
     let mut at: HashMap<&[u8], usize> = HashMap::new();
-    for (start, end) in split(base, records) {
+    for &(start, end) in &bs[prefix..bs.len() - suffix] {
         at.entry(&base[start..end]).or_insert(start);
     }
     let mut literal_from: Option<usize> = None;
     // The copy being extended: (base offset, length).
     let mut copy: Option<(usize, usize)> = None;
-    for (start, end) in split(target, records) {
+    for (i, &(start, end)) in ts.iter().enumerate() {
         let record = &target[start..end];
-        match at.get(record) {
-            Some(&from) => {
+        let found = if i < prefix {
+            Some(start)
+        } else if i >= ts.len() - suffix {
+            Some(bs[bs.len() - (ts.len() - i)].0)
+        } else {
+            at.get(record).copied()
+        };
+        match found {
+            Some(from) => {
                 if let Some(l) = literal_from.take() {
                     insert(&mut out, &target[l..start]);
                 }

@@ -177,15 +177,9 @@ fn config_map(ns: &str, name: &str, data: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {data}\n")
 }
 
-#[test]
-fn each_commit_is_authored_by_the_user_who_made_the_change() {
-    let World {
-        one: _one,
-        c,
-        remote,
-        dir,
-        mut op,
-    } = world();
+/// team-a's ConfigMaps mirrored to `remote` under `clusters/prod` (GitRepoConfig `repo`,
+/// WatchRule `cms`), the rule ready.
+fn mirror_configmaps(c: &Cluster, op: &Operator, remote: &Remote) {
     c.apply("admin", &repo_config("team-a", &remote.url(), ""));
     c.apply(
         "admin",
@@ -196,7 +190,19 @@ fn each_commit_is_authored_by_the_user_who_made_the_change() {
             "[{version: v1, resource: configmaps}]",
         ),
     );
-    await_rule(&c, &op, "team-a", "cms");
+    await_rule(c, op, "team-a", "cms");
+}
+
+#[test]
+fn each_commit_is_authored_by_the_user_who_made_the_change() {
+    let World {
+        one: _one,
+        c,
+        remote,
+        dir,
+        mut op,
+    } = world();
+    mirror_configmaps(&c, &op, &remote);
 
     let path = "clusters/prod/v1/configmaps/team-a/app-config.yaml";
     c.apply(
@@ -751,17 +757,7 @@ fn with_a_client_ca_the_webhook_serves_the_api_server_and_refuses_anyone_else() 
         &["--webhook-client-ca", ca.to_str().unwrap()],
     );
     namespace(&c, "team-a");
-    c.apply("admin", &repo_config("team-a", &remote.url(), ""));
-    c.apply(
-        "admin",
-        &watch_rule(
-            "team-a",
-            "cms",
-            "clusters/prod",
-            "[{version: v1, resource: configmaps}]",
-        ),
-    );
-    await_rule(&c, &op, "team-a", "cms");
+    mirror_configmaps(&c, &op, &remote);
     c.apply("alice", &config_map("team-a", "app", "{k: v}"));
     assert_eq!(
         remote.await_commit("[CREATE] v1/configmaps/team-a/app"),

@@ -343,16 +343,15 @@ struct SecretMeta {
     labels: BTreeMap<String, String>,
 }
 
-/// Whether a Secret (JSON) carries [`CREDENTIALS_LABEL`]`=true`. Unreadable is no.
-pub fn opted_in(text: &[u8]) -> bool {
-    serde_json::from_slice::<SecretObj>(text)
-        .is_ok_and(|s| s.metadata.labels.get(CREDENTIALS_LABEL).map(String::as_str) == Some("true"))
+fn parse_secret(text: &[u8]) -> Result<SecretObj, String> {
+    serde_json::from_slice(text).map_err(|e| format!("unreadable Secret: {e}"))
 }
 
-/// Reads a Secret's `data` into what [`Credentials::from_secret_data`] takes.
-pub fn secret_data(text: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let s: SecretObj =
-        serde_json::from_slice(text).map_err(|e| format!("unreadable Secret: {e}"))?;
+fn labelled(s: &SecretObj) -> bool {
+    s.metadata.labels.get(CREDENTIALS_LABEL).map(String::as_str) == Some("true")
+}
+
+fn decode(s: SecretObj) -> Result<BTreeMap<String, Vec<u8>>, String> {
     s.data
         .into_iter()
         .map(|(k, v)| {
@@ -362,6 +361,16 @@ pub fn secret_data(text: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, String> {
                 .map_err(|_| format!("key {k} is not base64"))
         })
         .collect()
+}
+
+/// Whether a Secret (JSON) carries [`CREDENTIALS_LABEL`]`=true`. Unreadable is no.
+pub fn opted_in(text: &[u8]) -> bool {
+    parse_secret(text).is_ok_and(|s| labelled(&s))
+}
+
+/// Reads a Secret's `data` into what [`Credentials::from_secret_data`] takes.
+pub fn secret_data(text: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    decode(parse_secret(text)?)
 }
 
 async fn secret_verdicts(
@@ -397,15 +406,20 @@ async fn secret_verdicts(
                 found = false;
                 Err(missing.clone())
             }
-            WatchEvent::InitApply(obj) | WatchEvent::Apply(obj) if !opted_in(obj.as_bytes()) => {
-                found = false;
-                Err(missing.clone())
-            }
+            // Parsed once: its label decides, then its data is read.
             WatchEvent::InitApply(obj) | WatchEvent::Apply(obj) => {
-                found = true;
-                secret_data(obj.as_bytes())
-                    .map_err(|e| format!("Secret {}/{secret}: {e}", repo.namespace))
-                    .and_then(|data| Credentials::from_secret_data(&secret, &data))
+                match parse_secret(obj.as_bytes()) {
+                    Ok(s) if labelled(&s) => {
+                        found = true;
+                        decode(s)
+                            .map_err(|e| format!("Secret {}/{secret}: {e}", repo.namespace))
+                            .and_then(|data| Credentials::from_secret_data(&secret, &data))
+                    }
+                    _ => {
+                        found = false;
+                        Err(missing.clone())
+                    }
+                }
             }
         };
         let problem = {

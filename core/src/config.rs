@@ -278,7 +278,10 @@ pub struct RepoSettings {
 }
 
 /// Validates a GitRepoConfig into settings, or a `Ready=False` condition saying what to fix.
-pub fn validate_repo(spec: &GitRepoConfigSpec) -> Result<RepoSettings, Condition> {
+/// `file_remotes`: whether `file://` URLs are allowed (`--allow-file-remotes`). An installed
+/// operator refuses them: a tenant would point it at its own filesystem (another tenant's clone
+/// in the work dir, or any path it may write).
+pub fn validate_repo(spec: &GitRepoConfigSpec, file_remotes: bool) -> Result<RepoSettings, Condition> {
     if spec.repo_url.trim().is_empty() {
         return Err(Condition::not_ready(
             "InvalidRepoURL",
@@ -290,6 +293,24 @@ pub fn validate_repo(spec: &GitRepoConfigSpec) -> Result<RepoSettings, Condition
             "InvalidRepoURL",
             format!(
                 "spec.repoURL `{}` is not a supported URL; use https://, http://, ssh://, git@host:path, git:// or file://",
+                spec.repo_url
+            ),
+        ));
+    }
+    if !file_remotes && is_local_url(&spec.repo_url) {
+        return Err(Condition::not_ready(
+            "FileRemoteRefused",
+            format!(
+                "spec.repoURL `{}` is a path on the operator's own filesystem, which tenants may not name; use a git server's URL (the operator allows file:// only when started with --allow-file-remotes)",
+                spec.repo_url
+            ),
+        ));
+    }
+    if spec.secret_ref.is_some() && is_plaintext_url(&spec.repo_url) {
+        return Err(Condition::not_ready(
+            "PlaintextCredentials",
+            format!(
+                "spec.repoURL `{}` is unencrypted and spec.secretRef names credentials, which would cross the network in plaintext; use https:// or ssh://",
                 spec.repo_url
             ),
         ));
@@ -333,6 +354,18 @@ pub fn validate_repo(spec: &GitRepoConfigSpec) -> Result<RepoSettings, Condition
         push_interval_ms,
         max_commits,
     })
+}
+
+/// `file://` and `file:` URLs, in any letter case.
+fn is_local_url(url: &str) -> bool {
+    url.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("file:"))
+}
+
+/// Transports that encrypt nothing: credentials sent over them can be read on the way.
+fn is_plaintext_url(url: &str) -> bool {
+    ["http://", "git://"]
+        .iter()
+        .any(|s| url.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)))
 }
 
 fn supported_url(url: &str) -> bool {
@@ -589,7 +622,7 @@ mod tests {
             r#"{"repoURL": "https://github.com/org/repo", "allowedBranches": ["main"],
             "secretRef": {"name": "my-repo-credentials"}, "push": {"interval": "1m", "maxCommits": 20}}"#,
         );
-        let s = validate_repo(&spec).unwrap();
+        let s = validate_repo(&spec, false).unwrap();
         assert_eq!((s.push_interval_ms, s.max_commits), (60_000, 20));
         assert_eq!(s.secret_name.as_deref(), Some("my-repo-credentials"));
         let rule: WatchRuleSpec = serde_json::from_str(r#"{"gitRepoConfigRef": "my-repo", "branch": "main",
@@ -612,35 +645,68 @@ mod tests {
                 allowed_branches: vec!["main".into()],
                 ..Default::default()
             };
-            assert!(validate_repo(&spec).is_ok(), "{url}");
+            assert!(validate_repo(&spec, true).is_ok(), "{url}");
         }
         let spec = GitRepoConfigSpec {
             repo_url: "ftp://x".into(),
             allowed_branches: vec!["main".into()],
             ..Default::default()
         };
-        assert_eq!(validate_repo(&spec).unwrap_err().reason, "InvalidRepoURL");
+        assert_eq!(validate_repo(&spec, true).unwrap_err().reason, "InvalidRepoURL");
     }
 
     #[test]
     fn a_repo_without_branches_is_not_ready() {
-        let c = validate_repo(&repo(r#"{"repoURL": "https://h/r"}"#)).unwrap_err();
+        let c = validate_repo(&repo(r#"{"repoURL": "https://h/r"}"#), false).unwrap_err();
         assert_eq!(c.reason, "NoBranches");
         assert!(c.message.contains("allowedBranches"));
     }
 
     #[test]
+    fn a_file_url_is_refused_unless_allowed_and_credentials_never_travel_in_plaintext() {
+        for url in ["file:///var/lib/gitops-reverser", "file:///etc"] {
+            let spec = repo(&format!(r#"{{"repoURL": "{url}", "allowedBranches": ["main"]}}"#));
+            let c = validate_repo(&spec, false).unwrap_err();
+            assert_eq!(c.reason, "FileRemoteRefused", "{url}");
+            assert!(c.message.contains("--allow-file-remotes"), "{}", c.message);
+        }
+        // Other spellings are not URLs the operator takes at all.
+        for url in ["FILE:///etc", "file:relative", "/var/lib/gitops-reverser"] {
+            let spec = repo(&format!(r#"{{"repoURL": "{url}", "allowedBranches": ["main"]}}"#));
+            assert!(validate_repo(&spec, false).is_err(), "{url}");
+        }
+        let spec = repo(r#"{"repoURL": "file:///srv/r.git", "allowedBranches": ["main"]}"#);
+        assert!(validate_repo(&spec, true).is_ok());
+
+        for url in ["http://h/r.git", "git://h/r.git"] {
+            let with_secret = repo(&format!(
+                r#"{{"repoURL": "{url}", "allowedBranches": ["main"], "secretRef": {{"name": "creds"}}}}"#
+            ));
+            let c = validate_repo(&with_secret, true).unwrap_err();
+            assert_eq!(c.reason, "PlaintextCredentials", "{url}");
+            let without = repo(&format!(r#"{{"repoURL": "{url}", "allowedBranches": ["main"]}}"#));
+            assert!(validate_repo(&without, false).is_ok(), "{url} without credentials");
+        }
+        for url in ["https://h/r.git", "ssh://git@h/r.git", "git@h:r.git"] {
+            let with_secret = repo(&format!(
+                r#"{{"repoURL": "{url}", "allowedBranches": ["main"], "secretRef": {{"name": "creds"}}}}"#
+            ));
+            assert!(validate_repo(&with_secret, false).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
     fn bad_push_settings_are_refused() {
-        let c = validate_repo(&repo(r#"{"repoURL": "https://h/r", "allowedBranches": ["main"], "push": {"interval": "soon"}}"#)).unwrap_err();
+        let c = validate_repo(&repo(r#"{"repoURL": "https://h/r", "allowedBranches": ["main"], "push": {"interval": "soon"}}"#), false).unwrap_err();
         assert_eq!(c.reason, "InvalidPushInterval");
         let c = validate_repo(&repo(
             r#"{"repoURL": "https://h/r", "allowedBranches": ["main"], "push": {"maxCommits": 0}}"#,
-        ))
+        ), false)
         .unwrap_err();
         assert_eq!(c.reason, "InvalidMaxCommits");
         let c = validate_repo(&repo(
             r#"{"repoURL": "https://h/r", "allowedBranches": ["bad name"]}"#,
-        ))
+        ), false)
         .unwrap_err();
         assert_eq!(c.reason, "InvalidBranch");
     }
@@ -650,7 +716,7 @@ mod tests {
         let with = |interval: &str| {
             validate_repo(&repo(&format!(
                 r#"{{"repoURL": "https://h/r", "allowedBranches": ["main"], "push": {{"interval": "{interval}"}}}}"#
-            )))
+            )), false)
         };
         for ok in ["1s", "24h"] {
             assert!(with(ok).is_ok(), "{ok}");
@@ -725,7 +791,7 @@ mod tests {
         let name = NamespacedName::new("team-a", "my-repo");
         let ok = validate_repo(&repo(
             r#"{"repoURL": "https://h/r", "allowedBranches": ["main", "dev"]}"#,
-        ));
+        ), false);
         assert_eq!(
             validate_destination(None, &name, None, None)
                 .unwrap_err()
@@ -755,7 +821,7 @@ mod tests {
                 .reason,
             "InvalidBaseFolder"
         );
-        let broken = validate_repo(&repo(r#"{"repoURL": "https://h/r"}"#));
+        let broken = validate_repo(&repo(r#"{"repoURL": "https://h/r"}"#), false);
         assert_eq!(
             validate_destination(Some(&broken), &name, None, None)
                 .unwrap_err()

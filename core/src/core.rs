@@ -53,6 +53,10 @@ pub struct CoreConfig {
     /// create, while it is missing) the GitRepoConfig it names would redirect that mirror.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_namespaces: Option<BTreeSet<String>>,
+    /// Whether GitRepoConfigs may name `file://` remotes (`--allow-file-remotes`; tests and the
+    /// demo). Off in an installed operator: a tenant would point it at its own filesystem.
+    #[serde(default)]
+    pub file_remotes: bool,
 }
 
 impl Default for CoreConfig {
@@ -73,6 +77,7 @@ impl Default for CoreConfig {
             secret_policy: SecretPolicy::Redact,
             correlation: CorrelationLimits::default(),
             trusted_namespaces: None,
+            file_remotes: false,
         }
     }
 }
@@ -543,7 +548,7 @@ impl Core {
             Input::GitRepoConfig(name, spec) => {
                 match spec {
                     Some(spec) => {
-                        let settings = config::validate_repo(&spec);
+                        let settings = config::validate_repo(&spec, self.config.file_remotes);
                         let cred = self.repos.get(&name).and_then(|r| r.2.clone());
                         self.repos.insert(name, (spec, settings, cred));
                     }
@@ -732,7 +737,8 @@ impl Core {
                 Ok(_) => Condition::ready(),
                 Err(c) => c.clone(),
             }];
-            if let Some(problem) = cred {
+            if let (Ok(_), Some(problem)) = (settings, cred) {
+                // A spec that cannot be used says so first: its credentials may not even apply.
                 conds[0] = Condition::not_ready("CredentialsInvalid", problem.clone());
             }
             if let Some((reason, message)) = self

@@ -430,6 +430,7 @@ async fn watch_bench(objects: usize, rounds: usize) {
             field_selector: None,
             type_meta: ("v1".into(), "ConfigMap".into()),
             label: "bench".into(),
+            crd: None,
         };
         let mut core = configured_core();
         let origin = Instant::now();

@@ -1,8 +1,9 @@
 //! The admin server on its own port: `/metrics` (Prometheus text), `/healthz` (the process
 //! serves), `/readyz` (watches synced and the webhook's certificate loaded).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -21,16 +22,35 @@ pub struct Health {
     pub synced: AtomicBool,
     /// The webhook's certificate.
     pub tls: Arc<ReloadingTls>,
+    /// The operator's own CRDs whose streams last found them not installed.
+    pub missing_crds: Mutex<BTreeSet<String>>,
 }
 
 impl Health {
+    /// Readiness of a fresh process: nothing synced, no CRD known to be missing.
+    pub fn new(tls: Arc<ReloadingTls>) -> Self {
+        Self {
+            synced: AtomicBool::new(false),
+            tls,
+            missing_crds: Mutex::new(BTreeSet::new()),
+        }
+    }
+
     /// Whether the operator is ready, and if not, why.
-    pub fn ready(&self) -> Result<(), &'static str> {
+    pub fn ready(&self) -> Result<(), String> {
+        let missing = self
+            .missing_crds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(crd) = missing.iter().next() {
+            return Err(crate::kube::stream::crd_missing_message(crd));
+        }
+        drop(missing);
         if !self.tls.loaded() && self.tls.current().is_err() {
-            return Err("the webhook's certificate is not loaded");
+            return Err("the webhook's certificate is not loaded".into());
         }
         if !self.synced.load(Ordering::Relaxed) {
-            return Err("watches are not synced yet");
+            return Err("watches are not synced yet".into());
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 //!
 //! - [`driver`]: the event loop that owns the core;
 //! - [`kube`]: discovery, raw list+watch streams, the reverser's CRs, credentials, status;
-//! - [`webhook`] and [`tls`]: the admission webhook;
+//! - [`webhook`] and [`tls`]: the admission webhook; [`certs`]: its self-managed certificates;
 //! - [`admin`] and [`metrics`]: `/metrics`, `/healthz`, `/readyz`;
 //! - [`listen`]: bounded connection serving for both servers; [`priority`]: thread priorities;
 //! - [`record`]: the `--record-inputs` writer;
@@ -11,6 +11,7 @@
 //! - [`git`]: the executor that turns the core's git ops into commits and pushes on real remotes.
 
 pub mod admin;
+pub mod certs;
 pub mod crd;
 pub mod driver;
 pub mod git;

@@ -11,6 +11,8 @@ use gitops_reverser_core::correlation::CorrelationLimits;
 use gitops_reverser_core::io::Identity;
 use gitops_reverser_core::sanitize::SecretPolicy;
 use gitops_reverser_runtime::crd;
+use gitops_reverser_runtime::certs::Policy;
+use gitops_reverser_runtime::kube::webhook_config::{CertSettings, Settings};
 use gitops_reverser_runtime::run::{run, RunConfig};
 
 #[global_allocator]
@@ -61,6 +63,15 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WebhookCerts {
+    /// Serve `--tls-cert` and `--tls-key`, re-read when they change (cert-manager, or by hand).
+    Files,
+    /// Issue and rotate a CA and serving certificate, kept in a Secret in the operator's
+    /// namespace, and write the CA into the webhook configuration's caBundle.
+    SelfManaged,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum SecretPolicyArg {
     /// Keep Secrets' keys, replace every value.
@@ -103,6 +114,47 @@ struct RunArgs {
     /// The webhook's private key, PEM (re-read when it changes).
     #[arg(long, env = "GITOPS_REVERSER_TLS_KEY", default_value = "/tls/tls.key")]
     tls_key: PathBuf,
+    /// Where the webhook's certificate comes from. The manifests use self-managed.
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_WEBHOOK_CERTS",
+        value_enum,
+        default_value = "files"
+    )]
+    webhook_certs: WebhookCerts,
+    /// The operator's own ValidatingWebhookConfiguration: its webhook's rules are kept equal to
+    /// the watched types, and with self-managed certificates its caBundle to their CA. Without
+    /// it, whoever registered the webhook keeps both.
+    #[arg(long, env = "GITOPS_REVERSER_WEBHOOK_CONFIGURATION")]
+    webhook_configuration: Option<String>,
+    /// The name of the webhook in that configuration.
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_WEBHOOK_NAME",
+        default_value = "gitops-reverser.configbutler.ai"
+    )]
+    webhook_name: String,
+    /// The Service the API server reaches the webhook through (the certificate's DNS names).
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_WEBHOOK_SERVICE",
+        default_value = "gitops-reverser-webhook"
+    )]
+    webhook_service: String,
+    /// More names for the self-managed certificate (DNS names or IP addresses), comma-separated.
+    #[arg(long, env = "GITOPS_REVERSER_WEBHOOK_CERT_NAMES", value_delimiter = ',')]
+    webhook_cert_names: Vec<String>,
+    /// The Secret, in the operator's namespace, that holds the self-managed certificates.
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_WEBHOOK_CERT_SECRET",
+        default_value = "gitops-reverser-webhook-tls"
+    )]
+    webhook_cert_secret: String,
+    /// How long each self-managed certificate is valid; a new one is staged at two thirds of it
+    /// and serves a sixth later. At least 30s.
+    #[arg(long, env = "GITOPS_REVERSER_WEBHOOK_CERT_LIFETIME", default_value = "2160h", value_parser = duration_ms)]
+    webhook_cert_lifetime: u64,
     /// Folder of the operator's clones.
     #[arg(
         long,
@@ -187,6 +239,11 @@ struct RunArgs {
         value_delimiter = ','
     )]
     cluster_rule_namespaces: Vec<String>,
+    /// Let GitRepoConfigs name `file://` remotes. For tests and the demo only: in a shared cluster
+    /// a tenant would point the operator at its own filesystem (another tenant's clone in the
+    /// work dir). The manifests never set it.
+    #[arg(long, env = "GITOPS_REVERSER_ALLOW_FILE_REMOTES")]
+    allow_file_remotes: bool,
     /// How long SIGTERM waits for pending pushes before exiting.
     #[arg(long, env = "GITOPS_REVERSER_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration_ms)]
     shutdown_timeout: u64,
@@ -195,8 +252,11 @@ struct RunArgs {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: a file or `kubectl logs` gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -236,7 +296,33 @@ fn core_config(a: &RunArgs) -> CoreConfig {
         ..CorrelationLimits::default()
     };
     c.trusted_namespaces = trusted_namespaces(&a.cluster_rule_namespaces, own_namespace);
+    c.file_remotes = a.allow_file_remotes;
     c
+}
+
+/// What the operator keeps of its webhook's registration and certificates.
+fn webhook_settings(a: &RunArgs) -> Option<Settings> {
+    let certs = (a.webhook_certs == WebhookCerts::SelfManaged).then(|| {
+        let namespace = own_namespace();
+        CertSettings {
+            policy: Policy::for_service(
+                &a.webhook_service,
+                &namespace,
+                &a.webhook_cert_names,
+                (a.webhook_cert_lifetime / 1000) as i64,
+            ),
+            namespace,
+            secret: a.webhook_cert_secret.clone(),
+        }
+    });
+    if certs.is_none() && a.webhook_configuration.is_none() {
+        return None;
+    }
+    Some(Settings {
+        configuration: a.webhook_configuration.clone().unwrap_or_default(),
+        webhook: a.webhook_name.clone(),
+        certs,
+    })
 }
 
 /// The namespaces ClusterWatchRules may write through: those given, every one for `*`, the
@@ -323,6 +409,8 @@ fn main() -> anyhow::Result<()> {
                 record_inputs: args.record_inputs.clone(),
                 shutdown_timeout: Duration::from_millis(args.shutdown_timeout),
                 git_timeout_ms: args.git_timeout,
+                self_managed_tls: args.webhook_certs == WebhookCerts::SelfManaged,
+                webhook_configuration: webhook_settings(&args),
             };
             // Every thread of this runtime runs below the webhook's own (see `priority`).
             let rt = tokio::runtime::Builder::new_multi_thread()

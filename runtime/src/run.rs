@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use crate::kube::discovery;
 use crate::kube::status;
 use crate::kube::stream::{self, StreamError, StreamObserver, StreamSpec};
 use crate::kube::watches::Watches;
+use crate::kube::webhook_config;
 use crate::metrics::{Metrics, StreamLabels};
 use crate::record::Recorder;
 use crate::tls::ReloadingTls;
@@ -62,9 +62,13 @@ pub struct RunConfig {
     pub shutdown_timeout: Duration,
     /// `--git-timeout`: how long a git op may make no progress.
     pub git_timeout_ms: u64,
+    /// `--webhook-certs self-managed`: serve what [`crate::certs`] issues, not files.
+    pub self_managed_tls: bool,
+    /// The webhook configuration and certificates the operator keeps, if any.
+    pub webhook_configuration: Option<webhook_config::Settings>,
 }
 
-struct Observer(Arc<Metrics>);
+struct Observer(Arc<Metrics>, Arc<Health>);
 
 /// The `stream` label of a stream's series. A credentials stream's own label names a Secret a
 /// tenant chose: one series for all of them, so that tenants can neither add series at will nor
@@ -87,6 +91,15 @@ impl StreamObserver for Observer {
             })
             .inc();
     }
+
+    fn crd_missing(&self, crd: &str, missing: bool) {
+        let mut set = self.1.missing_crds.lock().unwrap_or_else(|p| p.into_inner());
+        if missing {
+            set.insert(crd.to_string());
+        } else if set.remove(crd) {
+            tracing::info!("the CustomResourceDefinition {crd} is installed now");
+        }
+    }
 }
 
 /// Builds a client from the kubeconfig or the environment, in the order
@@ -104,21 +117,24 @@ pub async fn client(
 pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let client = client(cfg.kubeconfig.as_ref(), cfg.context.as_ref()).await?;
     let metrics = Arc::new(Metrics::new());
-    let observer: Arc<dyn StreamObserver> = Arc::new(Observer(metrics.clone()));
-    let tls = ReloadingTls::new(&cfg.tls_cert, &cfg.tls_key);
+    let tls = if cfg.self_managed_tls {
+        ReloadingTls::managed()
+    } else {
+        ReloadingTls::new(&cfg.tls_cert, &cfg.tls_key)
+    };
     let tls = Arc::new(match &cfg.webhook_client_ca {
         Some(ca) => tls.with_client_ca(ca),
         None => tls,
     });
-    if let Err(e) = tls.current() {
+    if cfg.self_managed_tls {
+        tracing::info!("the webhook's certificate is self-managed");
+    } else if let Err(e) = tls.current() {
         tracing::error!(
             "the webhook's certificate cannot be loaded yet (retried per connection): {e}"
         );
     }
-    let health = Arc::new(Health {
-        synced: AtomicBool::new(false),
-        tls: tls.clone(),
-    });
+    let health = Arc::new(Health::new(tls.clone()));
+    let observer: Arc<dyn StreamObserver> = Arc::new(Observer(metrics.clone(), health.clone()));
     let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
     let (adm_tx, adm_rx) = mpsc::channel(ADMISSION_QUEUE_MAX);
     let (status_tx, status_rx) = mpsc::channel(STATUS_QUEUE_MAX);
@@ -136,7 +152,7 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
         body_timeout_ms: webhook::BODY_TIMEOUT_MS,
     });
     // The webhook thread is made before this thread lowers its priority, so it keeps the normal one.
-    let webhook_thread = webhook::spawn_thread(webhook_listener, tls, hook, shutdown.clone())
+    let webhook_thread = webhook::spawn_thread(webhook_listener, tls.clone(), hook, shutdown.clone())
         .context("starting the webhook's thread")?;
     crate::priority::lower_current_thread();
     let mut tasks = vec![
@@ -170,10 +186,22 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
     let git = GitExecutor::new(&cfg.work_dir)
         .with_context(|| format!("using work dir {}", cfg.work_dir.display()))?;
     crate::git::exec::set_git_timeout_ms(cfg.git_timeout_ms);
+    let mut watches = Watches::new(client.clone(), tx.clone(), observer);
+    if let Some(settings) = cfg.webhook_configuration.clone() {
+        let (watched_tx, watched_rx) = watch::channel(Default::default());
+        watches.publish_to(watched_tx);
+        tasks.push(tokio::spawn(webhook_config::run(
+            client.clone(),
+            settings,
+            tls.clone(),
+            watched_rx,
+            shutdown.clone(),
+        )));
+    }
     let driver = Driver {
         core: Core::new(cfg.core.clone()),
         tx: tx.clone(),
-        watches: Watches::new(client.clone(), tx, observer),
+        watches,
         git,
         shared,
         status_tx,
@@ -214,6 +242,7 @@ async fn discover_forever(
                 "CustomResourceDefinition".into(),
             ),
             label: "customresourcedefinitions".into(),
+            crd: None,
         },
         64,
         &observer,

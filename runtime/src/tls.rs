@@ -1,4 +1,5 @@
-//! The webhook's serving certificate, read from files and re-read when they change.
+//! The webhook's serving certificate, read from files and re-read when they change, or installed
+//! from memory by the self-managed certificates ([`crate::certs`]).
 //!
 //! Checked per connection by the files' modification time and size (two `stat`s): a Secret volume
 //! rotates by swapping a symlink, which breaks an inotify watch but not this.
@@ -13,10 +14,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 type Stamp = [(Option<SystemTime>, u64); 2];
 
-/// A serving configuration that follows its certificate and key files.
+/// A serving configuration that follows its certificate and key files, or what was installed.
 pub struct ReloadingTls {
-    cert: PathBuf,
-    key: PathBuf,
+    /// The files followed; `None` when the pair is installed with [`Self::install_pem`].
+    files: Option<(PathBuf, PathBuf)>,
     /// When set, clients must present a certificate this CA (PEM bundle) signed.
     client_ca: Option<PathBuf>,
     state: Mutex<Option<(Stamp, Arc<ServerConfig>)>>,
@@ -31,11 +32,27 @@ impl ReloadingTls {
     /// Follows `cert` (PEM chain) and `key` (PEM private key).
     pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         Self {
-            cert: cert.into(),
-            key: key.into(),
+            files: Some((cert.into(), key.into())),
             client_ca: None,
             state: Mutex::new(None),
         }
+    }
+
+    /// Serves whatever pair [`Self::install_pem`] installs last; nothing until then.
+    pub fn managed() -> Self {
+        Self {
+            files: None,
+            client_ca: None,
+            state: Mutex::new(None),
+        }
+    }
+
+    /// Serves `cert` (PEM chain) and `key` (PEM private key) from the next handshake on.
+    pub fn install_pem(&self, cert: &[u8], key: &[u8]) -> Result<(), String> {
+        let cfg = self.build(cert, key, "the self-managed certificate")?;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        *state = Some((Stamp::default(), cfg));
+        Ok(())
     }
 
     /// Requires every client to present a certificate signed by a CA of `bundle` (PEM): the API
@@ -58,18 +75,25 @@ impl ReloadingTls {
     /// (mid-rotation, say) the last good configuration stays in use and the error is returned only
     /// if there is none.
     pub fn current(&self) -> Result<Arc<ServerConfig>, String> {
-        let stamp = [stamp_of(&self.cert), stamp_of(&self.key)];
+        let Some((cert, key)) = &self.files else {
+            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            return match state.as_ref() {
+                Some((_, cfg)) => Ok(cfg.clone()),
+                None => Err("the self-managed certificate is not issued yet".into()),
+            };
+        };
+        let stamp = [stamp_of(cert), stamp_of(key)];
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = match (&stamp, state.as_ref()) {
             ([Ok(c), Ok(k)], Some((old, cfg))) if *old == [*c, *k] => return Ok(cfg.clone()),
-            ([Ok(c), Ok(k)], _) => self.load().map(|cfg| ([*c, *k], cfg)),
-            ([Err(e), _], _) => Err(format!("{}: {e}", self.cert.display())),
-            ([_, Err(e)], _) => Err(format!("{}: {e}", self.key.display())),
+            ([Ok(c), Ok(k)], _) => self.load(cert, key).map(|cfg| ([*c, *k], cfg)),
+            ([Err(e), _], _) => Err(format!("{}: {e}", cert.display())),
+            ([_, Err(e)], _) => Err(format!("{}: {e}", key.display())),
         };
         match (fresh, state.as_ref()) {
             (Ok((s, cfg)), _) => {
                 if state.is_some() {
-                    tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
+                    tracing::info!(cert = %cert.display(), "serving certificate reloaded");
                 }
                 *state = Some((s, cfg.clone()));
                 Ok(cfg)
@@ -82,16 +106,25 @@ impl ReloadingTls {
         }
     }
 
-    fn load(&self) -> Result<Arc<ServerConfig>, String> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert)
-            .map_err(|e| format!("{}: {e}", self.cert.display()))?
+    fn load(&self, cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+        let cert_pem = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+        let key_pem = std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        self.build(
+            &cert_pem,
+            &key_pem,
+            &format!("{} and {}", cert.display(), key.display()),
+        )
+    }
+
+    /// A serving configuration from PEM text; `what` names its source in errors.
+    fn build(&self, cert: &[u8], key: &[u8], what: &str) -> Result<Arc<ServerConfig>, String> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: {e}", self.cert.display()))?;
+            .map_err(|e| format!("{what}: {e}"))?;
         if certs.is_empty() {
-            return Err(format!("{}: no PEM certificate", self.cert.display()));
+            return Err(format!("{what}: no PEM certificate"));
         }
-        let key = PrivateKeyDer::from_pem_file(&self.key)
-            .map_err(|e| format!("{}: {e}", self.key.display()))?;
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("{what}: {e}"))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -122,7 +155,7 @@ impl ReloadingTls {
         };
         let mut cfg = builder
             .with_single_cert(certs, key)
-            .map_err(|e| format!("{} and {}: {e}", self.cert.display(), self.key.display()))?;
+            .map_err(|e| format!("{what}: {e}"))?;
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
     }

@@ -150,6 +150,7 @@ pub fn spawn(
             field_selector: None,
             type_meta: (format!("{GROUP}/{VERSION}"), kind.kind().into()),
             label: kind.plural().into(),
+            crd: Some(format!("{}.{GROUP}", kind.plural())),
         };
         let (stream, erx) = stream::spawn_events(&client, spec, 256, &observer);
         tasks.push(stream);
@@ -304,6 +305,7 @@ fn watch_secret(
         field_selector: Some(format!("metadata.name={secret}")),
         type_meta: ("v1".into(), "Secret".into()),
         label: format!("secret {}/{secret}", repo.namespace),
+        crd: None,
     };
     let (stream, erx) = stream::spawn_events(client, spec, 16, observer);
     let verdicts = tokio::spawn(secret_verdicts(

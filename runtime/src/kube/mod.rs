@@ -1,5 +1,5 @@
 //! The Kubernetes side: discovery, raw list+watch streams, the reverser's own CRs and credentials
-//! Secrets, and the status writer. kube's `Client` carries auth, TLS and HTTP.
+//! Secrets, the status writer, and the operator's own webhook configuration. kube's `Client` carries auth, TLS and HTTP.
 
 pub mod backoff;
 pub mod client_config;
@@ -8,3 +8,4 @@ pub mod discovery;
 pub mod status;
 pub mod stream;
 pub mod watches;
+pub mod webhook_config;

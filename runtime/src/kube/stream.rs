@@ -42,6 +42,9 @@ pub struct StreamSpec {
     pub type_meta: (String, String),
     /// For logs and metrics.
     pub label: String,
+    /// The CustomResourceDefinition that serves `path`, for the operator's own types: a 404
+    /// then means it is not installed, which the log and `/readyz` say in those words.
+    pub crd: Option<String>,
 }
 
 /// Why one list or watch request ended.
@@ -73,6 +76,16 @@ pub enum StreamError {
 pub trait StreamObserver: Send + Sync + 'static {
     /// A list or watch request failed and will be retried.
     fn restarted(&self, label: &str, why: &StreamError);
+    /// A stream of the operator's own types found its CRD missing (a list answered 404), or
+    /// listed again after that.
+    fn crd_missing(&self, _crd: &str, _missing: bool) {}
+}
+
+/// What to tell an operator whose own CRD is not installed.
+pub fn crd_missing_message(crd: &str) -> String {
+    format!(
+        "the CustomResourceDefinition {crd} is not installed: install the operator's CRDs (kubectl apply --server-side -k deploy/crds, or gitops-reverser crds | kubectl apply --server-side -f -)"
+    )
 }
 
 /// Runs one stream for ever (until its task is aborted or the channel closes). `resync` makes it
@@ -93,8 +106,21 @@ pub async fn run<T: Send + 'static>(
     };
     'relist: loop {
         let mut rv = match list(&client, &spec, &send).await {
-            Ok(rv) => rv,
+            Ok(rv) => {
+                if let Some(crd) = &spec.crd {
+                    observer.crd_missing(crd, false);
+                }
+                rv
+            }
             Err(StreamError::Closed) => return,
+            Err(e @ StreamError::Api { code: 404, .. }) if spec.crd.is_some() => {
+                let crd = spec.crd.as_deref().unwrap_or_default();
+                tracing::error!(stream = %spec.label, "{}; retrying", crd_missing_message(crd));
+                observer.crd_missing(crd, true);
+                observer.restarted(&spec.label, &e);
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue 'relist;
+            }
             Err(e) => {
                 tracing::warn!(stream = %spec.label, "list failed, retrying: {e}");
                 observer.restarted(&spec.label, &e);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use gitops_reverser_core::ids::Gvr;
 use gitops_reverser_core::io::{Input, WatchEvent};
 use kube::Client;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::discovery::Discovered;
@@ -29,6 +29,8 @@ pub struct Watches {
     wanted: BTreeSet<Gvr>,
     discovered: Discovered,
     running: BTreeMap<Gvr, Running>,
+    /// Where the running set is published (the webhook configuration's rules follow it).
+    published: Option<watch::Sender<BTreeSet<Gvr>>>,
 }
 
 impl Watches {
@@ -41,6 +43,24 @@ impl Watches {
             wanted: BTreeSet::new(),
             discovered: Discovered::default(),
             running: BTreeMap::new(),
+            published: None,
+        }
+    }
+
+    /// Publishes the set of running streams to `tx` whenever it changes.
+    pub fn publish_to(&mut self, tx: watch::Sender<BTreeSet<Gvr>>) {
+        self.published = Some(tx);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        if let Some(tx) = &self.published {
+            let now: BTreeSet<Gvr> = self.running.keys().cloned().collect();
+            tx.send_if_modified(|cur| {
+                let changed = *cur != now;
+                *cur = now;
+                changed
+            });
         }
     }
 
@@ -83,6 +103,7 @@ impl Watches {
         for (_, r) in std::mem::take(&mut self.running) {
             r.task.abort();
         }
+        self.publish();
     }
 
     fn reconcile(&mut self) {
@@ -111,6 +132,7 @@ impl Watches {
                 field_selector: None,
                 type_meta: (served.api_version.clone(), served.kind.clone()),
                 label: gvr.to_string(),
+                crd: None,
             };
             let resync = Arc::new(Notify::new());
             let g = gvr.clone();
@@ -125,6 +147,7 @@ impl Watches {
             tracing::info!(%gvr, "watch started");
             self.running.insert(gvr.clone(), Running { task, resync });
         }
+        self.publish();
     }
 }
 

@@ -281,7 +281,10 @@ pub struct RepoSettings {
 /// `file_remotes`: whether `file://` URLs are allowed (`--allow-file-remotes`). An installed
 /// operator refuses them: a tenant would point it at its own filesystem (another tenant's clone
 /// in the work dir, or any path it may write).
-pub fn validate_repo(spec: &GitRepoConfigSpec, file_remotes: bool) -> Result<RepoSettings, Condition> {
+pub fn validate_repo(
+    spec: &GitRepoConfigSpec,
+    file_remotes: bool,
+) -> Result<RepoSettings, Condition> {
     if spec.repo_url.trim().is_empty() {
         return Err(Condition::not_ready(
             "InvalidRepoURL",
@@ -358,14 +361,16 @@ pub fn validate_repo(spec: &GitRepoConfigSpec, file_remotes: bool) -> Result<Rep
 
 /// `file://` and `file:` URLs, in any letter case.
 fn is_local_url(url: &str) -> bool {
-    url.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("file:"))
+    url.get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("file:"))
 }
 
 /// Transports that encrypt nothing: credentials sent over them can be read on the way.
 fn is_plaintext_url(url: &str) -> bool {
-    ["http://", "git://"]
-        .iter()
-        .any(|s| url.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)))
+    ["http://", "git://"].iter().any(|s| {
+        url.get(..s.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(s))
+    })
 }
 
 fn supported_url(url: &str) -> bool {
@@ -652,7 +657,10 @@ mod tests {
             allowed_branches: vec!["main".into()],
             ..Default::default()
         };
-        assert_eq!(validate_repo(&spec, true).unwrap_err().reason, "InvalidRepoURL");
+        assert_eq!(
+            validate_repo(&spec, true).unwrap_err().reason,
+            "InvalidRepoURL"
+        );
     }
 
     #[test]
@@ -665,14 +673,18 @@ mod tests {
     #[test]
     fn a_file_url_is_refused_unless_allowed_and_credentials_never_travel_in_plaintext() {
         for url in ["file:///var/lib/gitops-reverser", "file:///etc"] {
-            let spec = repo(&format!(r#"{{"repoURL": "{url}", "allowedBranches": ["main"]}}"#));
+            let spec = repo(&format!(
+                r#"{{"repoURL": "{url}", "allowedBranches": ["main"]}}"#
+            ));
             let c = validate_repo(&spec, false).unwrap_err();
             assert_eq!(c.reason, "FileRemoteRefused", "{url}");
             assert!(c.message.contains("--allow-file-remotes"), "{}", c.message);
         }
         // Other spellings are not URLs the operator takes at all.
         for url in ["FILE:///etc", "file:relative", "/var/lib/gitops-reverser"] {
-            let spec = repo(&format!(r#"{{"repoURL": "{url}", "allowedBranches": ["main"]}}"#));
+            let spec = repo(&format!(
+                r#"{{"repoURL": "{url}", "allowedBranches": ["main"]}}"#
+            ));
             assert!(validate_repo(&spec, false).is_err(), "{url}");
         }
         let spec = repo(r#"{"repoURL": "file:///srv/r.git", "allowedBranches": ["main"]}"#);
@@ -684,8 +696,13 @@ mod tests {
             ));
             let c = validate_repo(&with_secret, true).unwrap_err();
             assert_eq!(c.reason, "PlaintextCredentials", "{url}");
-            let without = repo(&format!(r#"{{"repoURL": "{url}", "allowedBranches": ["main"]}}"#));
-            assert!(validate_repo(&without, false).is_ok(), "{url} without credentials");
+            let without = repo(&format!(
+                r#"{{"repoURL": "{url}", "allowedBranches": ["main"]}}"#
+            ));
+            assert!(
+                validate_repo(&without, false).is_ok(),
+                "{url} without credentials"
+            );
         }
         for url in ["https://h/r.git", "ssh://git@h/r.git", "git@h:r.git"] {
             let with_secret = repo(&format!(
@@ -704,9 +721,10 @@ mod tests {
         ), false)
         .unwrap_err();
         assert_eq!(c.reason, "InvalidMaxCommits");
-        let c = validate_repo(&repo(
-            r#"{"repoURL": "https://h/r", "allowedBranches": ["bad name"]}"#,
-        ), false)
+        let c = validate_repo(
+            &repo(r#"{"repoURL": "https://h/r", "allowedBranches": ["bad name"]}"#),
+            false,
+        )
         .unwrap_err();
         assert_eq!(c.reason, "InvalidBranch");
     }
@@ -714,9 +732,12 @@ mod tests {
     #[test]
     fn a_push_interval_outside_one_second_to_a_day_is_refused() {
         let with = |interval: &str| {
-            validate_repo(&repo(&format!(
-                r#"{{"repoURL": "https://h/r", "allowedBranches": ["main"], "push": {{"interval": "{interval}"}}}}"#
-            )), false)
+            validate_repo(
+                &repo(&format!(
+                    r#"{{"repoURL": "https://h/r", "allowedBranches": ["main"], "push": {{"interval": "{interval}"}}}}"#
+                )),
+                false,
+            )
         };
         for ok in ["1s", "24h"] {
             assert!(with(ok).is_ok(), "{ok}");
@@ -789,9 +810,10 @@ mod tests {
     #[test]
     fn destination_checks_name_what_to_fix() {
         let name = NamespacedName::new("team-a", "my-repo");
-        let ok = validate_repo(&repo(
-            r#"{"repoURL": "https://h/r", "allowedBranches": ["main", "dev"]}"#,
-        ), false);
+        let ok = validate_repo(
+            &repo(r#"{"repoURL": "https://h/r", "allowedBranches": ["main", "dev"]}"#),
+            false,
+        );
         assert_eq!(
             validate_destination(None, &name, None, None)
                 .unwrap_err()

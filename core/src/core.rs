@@ -232,6 +232,8 @@ pub struct Core {
     discovered: BTreeMap<Gvr, Served>,
     /// Whether discovery has been received: until then every type counts as served.
     discovery_seen: bool,
+    /// Watched types the API server refused to list, with its message.
+    denied: BTreeMap<Gvr, String>,
     /// Discovery's `kind` per type: what a list item without `apiVersion`/`kind` is given.
     kinds: BTreeMap<Gvr, String>,
     rules: RuleStore,
@@ -513,6 +515,7 @@ impl Core {
             cluster_rules: BTreeMap::new(),
             discovered: BTreeMap::new(),
             discovery_seen: false,
+            denied: BTreeMap::new(),
             kinds: BTreeMap::new(),
             rules: RuleStore::default(),
             watched: BTreeSet::new(),
@@ -596,6 +599,15 @@ impl Core {
                     .collect();
                 self.discovery_seen = true;
                 self.reconfigure();
+            }
+            Input::WatchDenied(gvr, why) => {
+                let changed = match why {
+                    Some(why) => self.denied.insert(gvr, why.clone()).as_ref() != Some(&why),
+                    None => self.denied.remove(&gvr).is_some(),
+                };
+                if changed {
+                    self.reconfigure();
+                }
             }
             Input::Admission(req) => self.handle_admission(req),
             Input::Watch(gvr, event) => self.handle_watch(gvr, event),
@@ -792,8 +804,13 @@ impl Core {
                             .iter()
                             .enumerate()
                             .filter_map(|(i, sel)| {
-                                coverage::entry_problem(sel, &rule.reach, &self.discovered)
-                                    .map(|p| (format!("resources[{i}]"), p))
+                                coverage::entry_problem(
+                                    sel,
+                                    &rule.reach,
+                                    &self.discovered,
+                                    &self.denied,
+                                )
+                                .map(|p| (format!("resources[{i}]"), p))
                             })
                             .collect::<Vec<_>>()
                     });
@@ -883,8 +900,13 @@ impl Core {
                                     .iter()
                                     .enumerate()
                                     .filter_map(move |(j, sel)| {
-                                        coverage::entry_problem(sel, &rule.reach, &self.discovered)
-                                            .map(|p| (format!("rules[{i}].resources[{j}]"), p))
+                                        coverage::entry_problem(
+                                            sel,
+                                            &rule.reach,
+                                            &self.discovered,
+                                            &self.denied,
+                                        )
+                                        .map(|p| (format!("rules[{i}].resources[{j}]"), p))
                                     })
                             })
                             .collect::<Vec<_>>()

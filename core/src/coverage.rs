@@ -12,7 +12,7 @@ use crate::rules::{selector_selects, RuleReach, Served};
 /// Why one entry selects nothing: a `Ready`-style reason and a message a user can act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryProblem {
-    /// `WrongScope`, `ResourceNotServed`, `VersionNotServed` or `NothingSelected`.
+    /// `WrongScope`, `ResourceNotServed`, `VersionNotServed`, `NothingSelected` or `Forbidden`.
     pub reason: &'static str,
     /// What is wrong and what to change.
     pub message: String,
@@ -27,24 +27,42 @@ fn spelled(sel: &ResourceSelector) -> String {
     format!("{group}/{}/{}", sel.version, sel.resource)
 }
 
-/// Why `sel`, in a rule of reach `reach`, selects no type the API server serves; `None` when it
-/// selects one. `discovered` is the whole of discovery.
+/// Why `sel`, in a rule of reach `reach`, selects no type the API server serves and lets the
+/// operator list; `None` when it selects one. `discovered` is the whole of discovery, `denied`
+/// the types whose list was refused, with the API server's message.
 pub fn entry_problem(
     sel: &ResourceSelector,
     reach: &RuleReach,
     discovered: &BTreeMap<Gvr, Served>,
+    denied: &BTreeMap<Gvr, String>,
 ) -> Option<EntryProblem> {
     let matching: Vec<(&Gvr, &Served)> = discovered
         .iter()
         .filter(|(g, s)| selector_selects(sel, g, Some(**s)))
         .collect();
-    if matching
+    let in_scope: Vec<&Gvr> = matching
         .iter()
-        .any(|(_, s)| reach.reaches_scope(s.namespaced))
+        .filter(|(_, s)| reach.reaches_scope(s.namespaced))
+        .map(|(g, _)| *g)
+        .collect();
+    let what = spelled(sel);
+    if let Some((gvr, why)) = in_scope
+        .iter()
+        .all(|g| denied.contains_key(*g))
+        .then(|| in_scope.first().and_then(|g| denied.get_key_value(*g)))
+        .flatten()
     {
+        return Some(EntryProblem {
+            reason: "Forbidden",
+            message: format!(
+                "{what}: the operator may not list {gvr} ({why}); grant its ServiceAccount get, list \
+                 and watch on it (deploy/base/rbac.yaml)"
+            ),
+        });
+    }
+    if !in_scope.is_empty() {
         return None;
     }
-    let what = spelled(sel);
     if let Some((_, s)) = matching.first() {
         let message = match (reach, s.namespaced) {
             (RuleReach::OwnNamespace(_), _) => format!(
@@ -212,14 +230,20 @@ mod tests {
     #[test]
     fn an_entry_of_the_wrong_scope_says_which_scope_to_set() {
         let d = discovery();
-        let p = entry_problem(&sel("", "v1", "configmaps"), &RuleReach::ClusterScoped, &d)
-            .expect("a problem");
+        let p = entry_problem(
+            &sel("", "v1", "configmaps"),
+            &RuleReach::ClusterScoped,
+            &d,
+            &none(),
+        )
+        .expect("a problem");
         assert_eq!(p.reason, "WrongScope");
         assert!(p.message.contains("scope: Namespaced"), "{}", p.message);
         let p = entry_problem(
             &sel("rbac.authorization.k8s.io", "*", "clusterroles"),
             &RuleReach::OwnNamespace("team-a".into()),
             &d,
+            &none(),
         )
         .expect("a problem");
         assert_eq!(p.reason, "WrongScope");
@@ -228,8 +252,38 @@ mod tests {
             entry_problem(
                 &sel("", "*", "configmaps"),
                 &RuleReach::Namespaced(None),
-                &d
+                &d,
+                &none()
             ),
+            None
+        );
+    }
+
+    fn none() -> BTreeMap<Gvr, String> {
+        BTreeMap::new()
+    }
+
+    #[test]
+    fn an_entry_whose_every_type_the_operator_may_not_list_says_forbidden() {
+        let d = discovery();
+        let reach = RuleReach::Namespaced(None);
+        let configmaps = Gvr::new("", "v1", "configmaps");
+        let denied: BTreeMap<Gvr, String> =
+            [(configmaps.clone(), "configmaps is forbidden".to_string())].into();
+        let p = entry_problem(&sel("", "v1", "configmaps"), &reach, &d, &denied).unwrap();
+        assert_eq!(p.reason, "Forbidden");
+        assert!(
+            p.message.contains("configmaps is forbidden") && p.message.contains("ServiceAccount"),
+            "{}",
+            p.message
+        );
+        // A wildcard that still reaches a type it may list works.
+        assert_eq!(
+            entry_problem(&sel("*", "*", "*"), &reach, &d, &denied),
+            None
+        );
+        assert_eq!(
+            entry_problem(&sel("", "v1", "configmaps"), &reach, &d, &none()),
             None
         );
     }
@@ -238,17 +292,18 @@ mod tests {
     fn a_type_or_version_not_served_is_named() {
         let d = discovery();
         let reach = RuleReach::Namespaced(None);
-        let p = entry_problem(&sel("example.com", "v1", "widgets"), &reach, &d).unwrap();
+        let p = entry_problem(&sel("example.com", "v1", "widgets"), &reach, &d, &none()).unwrap();
         assert_eq!(p.reason, "ResourceNotServed");
         let p = entry_problem(
             &sel("autoscaling", "v3", "horizontalpodautoscalers"),
             &reach,
             &d,
+            &none(),
         )
         .unwrap();
         assert_eq!(p.reason, "VersionNotServed");
         assert!(p.message.contains("v1, v2beta2"), "{}", p.message);
-        let p = entry_problem(&sel("example.com", "*", "*"), &reach, &d).unwrap();
+        let p = entry_problem(&sel("example.com", "*", "*"), &reach, &d, &none()).unwrap();
         assert_eq!(p.reason, "NothingSelected");
     }
 

@@ -67,6 +67,10 @@ pub enum Input {
     Credentials(NamespacedName, Option<String>),
     /// The API server's resource types, from discovery; wildcards in rules expand over these.
     ApiResources(Vec<ApiResource>),
+    /// The API server refused to list a watched type (403: the operator's role does not
+    /// allow it), with its message; `None` once a list succeeds again. Rules selecting only
+    /// such types say so in their status (reason `Forbidden`).
+    WatchDenied(Gvr, Option<String>),
     /// An admission request seen by the webhook.
     Admission(AdmissionRequest),
     /// An event of the watch stream of one GVR.

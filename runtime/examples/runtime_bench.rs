@@ -431,6 +431,7 @@ async fn watch_bench(objects: usize, rounds: usize) {
             type_meta: ("v1".into(), "ConfigMap".into()),
             label: "bench".into(),
             crd: None,
+            gvr: None,
         };
         let mut core = configured_core();
         let origin = Instant::now();

@@ -38,10 +38,7 @@ impl Health {
 
     /// Whether the operator is ready, and if not, why.
     pub fn ready(&self) -> Result<(), String> {
-        let missing = self
-            .missing_crds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let missing = self.missing_crds.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(crd) = missing.iter().next() {
             return Err(crate::kube::stream::crd_missing_message(crd));
         }

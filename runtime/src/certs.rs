@@ -187,9 +187,8 @@ pub fn issue(now_s: i64, policy: &Policy) -> Result<Issued, String> {
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
         KeyUsagePurpose,
     };
-    let at = |s: i64| {
-        time::OffsetDateTime::from_unix_timestamp(s).map_err(|e| format!("time {s}: {e}"))
-    };
+    let at =
+        |s: i64| time::OffsetDateTime::from_unix_timestamp(s).map_err(|e| format!("time {s}: {e}"));
     let not_before = at(now_s - (policy.lifetime_s / 10).min(BACKDATE_MAX_S))?;
     let not_after_s = now_s + policy.lifetime_s;
     let err = |e: rcgen::Error| format!("issuing the webhook's certificate: {e}");
@@ -197,17 +196,24 @@ pub fn issue(now_s: i64, policy: &Policy) -> Result<Issued, String> {
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("gitops-reverser webhook CA {now_s}"));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        format!("gitops-reverser webhook CA {now_s}"),
+    );
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca.not_before = not_before;
     ca.not_after = at(not_after_s)?;
     let ca = ca.self_signed(&ca_key).map_err(err)?;
 
     let key = KeyPair::generate().map_err(err)?;
     let mut leaf = CertificateParams::new(policy.names.clone()).map_err(err)?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, policy.names.first().cloned().unwrap_or_default());
+    leaf.distinguished_name.push(
+        DnType::CommonName,
+        policy.names.first().cloned().unwrap_or_default(),
+    );
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.not_before = not_before;
@@ -258,18 +264,24 @@ mod tests {
         assert_eq!(s.next_change_s(&p), 1400);
 
         // Staged at 2/3 of the lifetime: both CAs trusted, the old pair still serves.
-        s = plan(Some(&s), 1400, &p, &mut issue).unwrap().expect("staged");
+        s = plan(Some(&s), 1400, &p, &mut issue)
+            .unwrap()
+            .expect("staged");
         assert_eq!(s.current.cert, "cert1\n");
         assert_eq!(s.ca_bundle(), "ca1\nca2\n");
         assert_eq!(s.next_change_s(&p), 1500);
         assert_eq!(plan(Some(&s), 1499, &p, &mut issue).unwrap(), None);
 
         // Promoted an overlap later: the new pair serves, the old CA stays until cert1 expires.
-        s = plan(Some(&s), 1500, &p, &mut issue).unwrap().expect("promoted");
+        s = plan(Some(&s), 1500, &p, &mut issue)
+            .unwrap()
+            .expect("promoted");
         assert_eq!(s.current.cert, "cert2\n");
         assert_eq!(s.ca_bundle(), "ca2\nca1\n");
         assert_eq!(s.next_change_s(&p), 1600);
-        s = plan(Some(&s), 1600, &p, &mut issue).unwrap().expect("retired");
+        s = plan(Some(&s), 1600, &p, &mut issue)
+            .unwrap()
+            .expect("retired");
         assert_eq!(s.ca_bundle(), "ca2\n");
         assert_eq!(plan(Some(&s), 1601, &p, &mut issue).unwrap(), None);
     }
@@ -307,7 +319,10 @@ mod tests {
         let renamed = Policy::for_service("other", "ops", &[], 600);
         let staged = plan(Some(&s), 1, &renamed, &mut issue).unwrap().unwrap();
         assert_eq!(staged.next.as_ref().unwrap().names, renamed.names);
-        assert_eq!(staged.current, s.current, "the old one serves through the overlap");
+        assert_eq!(
+            staged.current, s.current,
+            "the old one serves through the overlap"
+        );
 
         let fresh = plan(Some(&s), 600, &p, &mut issue).unwrap().unwrap();
         assert_eq!(fresh.current.issued_s, 600);
@@ -329,7 +344,13 @@ mod tests {
         assert!(tls.current().is_ok());
         // The CA verifies the leaf for the Service's name.
         let verify = std::process::Command::new("openssl")
-            .args(["verify", "-attime", "1700000100", "-verify_hostname", "hook.ops.svc"])
+            .args([
+                "verify",
+                "-attime",
+                "1700000100",
+                "-verify_hostname",
+                "hook.ops.svc",
+            ])
             .args(["-CAfile", "/dev/stdin"])
             .arg({
                 let f = std::env::temp_dir().join(format!("leaf-{}.pem", std::process::id()));

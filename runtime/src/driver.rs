@@ -132,6 +132,9 @@ struct Sync {
     discovered: bool,
     listing: BTreeSet<Gvr>,
     listed_once: BTreeSet<Gvr>,
+    /// Types the API server refuses to list: their rules say so in status, and they do not
+    /// hold readiness (a tenant's rule must not take the webhook out of its Service).
+    denied: BTreeSet<Gvr>,
 }
 
 impl Driver {
@@ -188,7 +191,7 @@ impl Driver {
             self.health.synced.store(
                 sync.config.len() == CrKind::ALL.len()
                     && sync.discovered
-                    && sync.listing.is_empty(),
+                    && sync.listing.iter().all(|g| sync.denied.contains(g)),
                 Ordering::Relaxed,
             );
             if let Some(r) = &mut self.recorder {
@@ -286,6 +289,12 @@ impl Driver {
         sync: &mut Sync,
         pending_status: &mut BTreeMap<CrRef, Vec<Condition>>,
     ) {
+        if let Input::WatchDenied(gvr, why) = &input {
+            match why {
+                Some(_) => sync.denied.insert(gvr.clone()),
+                None => sync.denied.remove(gvr),
+            };
+        }
         if let Input::Watch(gvr, ev) = &input {
             match ev {
                 WatchEvent::Init => {

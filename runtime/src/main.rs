@@ -10,8 +10,8 @@ use gitops_reverser_core::core::CoreConfig;
 use gitops_reverser_core::correlation::CorrelationLimits;
 use gitops_reverser_core::io::Identity;
 use gitops_reverser_core::sanitize::SecretPolicy;
-use gitops_reverser_runtime::crd;
 use gitops_reverser_runtime::certs::Policy;
+use gitops_reverser_runtime::crd;
 use gitops_reverser_runtime::kube::webhook_config::{CertSettings, Settings};
 use gitops_reverser_runtime::run::{run, RunConfig};
 
@@ -142,7 +142,11 @@ struct RunArgs {
     )]
     webhook_service: String,
     /// More names for the self-managed certificate (DNS names or IP addresses), comma-separated.
-    #[arg(long, env = "GITOPS_REVERSER_WEBHOOK_CERT_NAMES", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_WEBHOOK_CERT_NAMES",
+        value_delimiter = ','
+    )]
     webhook_cert_names: Vec<String>,
     /// The Secret, in the operator's namespace, that holds the self-managed certificates.
     #[arg(

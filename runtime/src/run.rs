@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use gitops_reverser_core::core::{Core, CoreConfig};
-use gitops_reverser_core::io::WatchEvent;
+use gitops_reverser_core::io::{Input, WatchEvent};
 use kube::Client;
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -68,7 +68,14 @@ pub struct RunConfig {
     pub webhook_configuration: Option<webhook_config::Settings>,
 }
 
-struct Observer(Arc<Metrics>, Arc<Health>);
+struct Observer {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    /// Where a refused list is reported to the core.
+    tx: mpsc::Sender<Msg>,
+    /// Types whose last list was refused (403), so that each change is reported once.
+    denied: std::sync::Mutex<std::collections::BTreeSet<gitops_reverser_core::ids::Gvr>>,
+}
 
 /// The `stream` label of a stream's series. A credentials stream's own label names a Secret a
 /// tenant chose: one series for all of them, so that tenants can neither add series at will nor
@@ -84,7 +91,7 @@ fn stream_series(label: &str) -> &str {
 impl StreamObserver for Observer {
     fn restarted(&self, label: &str, _why: &StreamError) {
         let stream = stream_series(label);
-        self.0
+        self.metrics
             .watch_restarts
             .get_or_create(&StreamLabels {
                 stream: stream.to_string(),
@@ -92,12 +99,39 @@ impl StreamObserver for Observer {
             .inc();
     }
 
-    fn crd_missing(&self, crd: &str, missing: bool) {
-        let mut set = self.1.missing_crds.lock().unwrap_or_else(|p| p.into_inner());
-        if missing {
-            set.insert(crd.to_string());
-        } else if set.remove(crd) {
-            tracing::info!("the CustomResourceDefinition {crd} is installed now");
+    fn listed(&self, spec: &StreamSpec, outcome: Result<(), &StreamError>) {
+        if let Some(crd) = &spec.crd {
+            let mut set = self
+                .health
+                .missing_crds
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if matches!(outcome, Err(StreamError::Api { code: 404, .. })) {
+                set.insert(crd.clone());
+            } else if outcome.is_ok() && set.remove(crd) {
+                tracing::info!("the CustomResourceDefinition {crd} is installed now");
+            }
+        }
+        if let Some(gvr) = &spec.gvr {
+            let why = match outcome {
+                Err(StreamError::Api { code: 403, message }) => Some(message.clone()),
+                Ok(()) => None,
+                Err(_) => return,
+            };
+            let mut denied = self.denied.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = match &why {
+                Some(_) => denied.insert(gvr.clone()),
+                None => denied.remove(gvr),
+            };
+            if changed {
+                if let Some(why) = &why {
+                    tracing::error!(%gvr, "the operator may not list this type: {why}");
+                }
+                let (tx, gvr) = (self.tx.clone(), gvr.clone());
+                tokio::spawn(async move {
+                    let _ = tx.send(Msg::Input(Input::WatchDenied(gvr, why))).await;
+                });
+            }
         }
     }
 }
@@ -134,8 +168,13 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
         );
     }
     let health = Arc::new(Health::new(tls.clone()));
-    let observer: Arc<dyn StreamObserver> = Arc::new(Observer(metrics.clone(), health.clone()));
     let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
+    let observer: Arc<dyn StreamObserver> = Arc::new(Observer {
+        metrics: metrics.clone(),
+        health: health.clone(),
+        tx: tx.clone(),
+        denied: Default::default(),
+    });
     let (adm_tx, adm_rx) = mpsc::channel(ADMISSION_QUEUE_MAX);
     let (status_tx, status_rx) = mpsc::channel(STATUS_QUEUE_MAX);
     let shared = Arc::new(Shared::default());
@@ -152,8 +191,9 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
         body_timeout_ms: webhook::BODY_TIMEOUT_MS,
     });
     // The webhook thread is made before this thread lowers its priority, so it keeps the normal one.
-    let webhook_thread = webhook::spawn_thread(webhook_listener, tls.clone(), hook, shutdown.clone())
-        .context("starting the webhook's thread")?;
+    let webhook_thread =
+        webhook::spawn_thread(webhook_listener, tls.clone(), hook, shutdown.clone())
+            .context("starting the webhook's thread")?;
     crate::priority::lower_current_thread();
     let mut tasks = vec![
         tokio::spawn(admin::serve(
@@ -243,6 +283,7 @@ async fn discover_forever(
             ),
             label: "customresourcedefinitions".into(),
             crd: None,
+            gvr: None,
         },
         64,
         &observer,

@@ -9,99 +9,20 @@ mod support;
 use std::path::Path;
 use std::sync::Mutex;
 
-use support::cluster::{eventually, Cluster, Operator};
-use support::{bare_repo, git, git_daemon, Server};
+use support::cluster::{eventually, namespace, repo_config, watch_rule, Cluster, Operator, Remote};
+use support::git;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The head of team-a's credentials Secret `creds`, labelled so that the operator may use it.
 const CREDS_SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: team-a, labels: {configbutler.ai/credentials: \"true\"}}\n";
 
+/// An https:// URL for GitRepoConfigs that carry credentials (never sent over git://). Nothing
+/// listens there: these tests read statuses, and no rule writes through them.
+const SECURE_URL: &str = "https://127.0.0.1:9/repo.git";
+
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-struct Remote {
-    server: Server,
-    repo: std::path::PathBuf,
-}
-
-impl Remote {
-    fn new() -> Remote {
-        let server = git_daemon();
-        let repo = bare_repo(server.dir.path(), "repo.git");
-        Remote { server, repo }
-    }
-
-    fn url(&self) -> String {
-        format!("git://127.0.0.1:{}/repo.git", self.server.port)
-    }
-
-    fn has_branch(&self) -> bool {
-        git(&self.repo, &["branch", "--list", "main"]).contains("main")
-    }
-
-    /// `author|subject` of every commit on main, oldest first.
-    fn log(&self) -> Vec<String> {
-        if !self.has_branch() {
-            return Vec::new();
-        }
-        git(&self.repo, &["log", "--reverse", "--format=%an|%s", "main"])
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    fn file(&self, path: &str) -> Option<String> {
-        if !self.has_branch() {
-            return None;
-        }
-        let out = std::process::Command::new("git")
-            .args(["show", &format!("main:{path}")])
-            .current_dir(&self.repo)
-            .output()
-            .unwrap();
-        out.status
-            .success()
-            .then(|| String::from_utf8(out.stdout).unwrap())
-    }
-
-    fn await_commit(&self, what: &str) -> String {
-        eventually(what, || self.log().into_iter().find(|l| l.ends_with(what)))
-    }
-}
-
-fn repo_config(ns: &str, url: &str, extra: &str) -> String {
-    format!(
-        r#"apiVersion: configbutler.ai/v1alpha1
-kind: GitRepoConfig
-metadata: {{name: repo, namespace: {ns}}}
-spec:
-  repoURL: {url}
-  allowedBranches: [main]
-  push: {{interval: "1s", maxCommits: 1}}
-{extra}"#
-    )
-}
-
-fn watch_rule(ns: &str, name: &str, base: &str, resources: &str) -> String {
-    format!(
-        r#"apiVersion: configbutler.ai/v1alpha1
-kind: WatchRule
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  gitRepoConfigRef: repo
-  baseFolder: {base}
-  resources: {resources}
-"#
-    )
-}
-
-fn namespace(c: &Cluster, ns: &str) {
-    c.apply(
-        "admin",
-        &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"),
-    );
 }
 
 /// A rule is in force once its status says so and the operator has listed its streams again.
@@ -360,6 +281,23 @@ fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
         dir: _dir,
         op: _op,
     } = world();
+    // Credentials are never sent in plaintext: git:// with a Secret is refused outright.
+    c.apply(
+        "admin",
+        &repo_config("team-a", &remote.url(), "  secretRef: {name: creds}\n"),
+    );
+    let (reason, message) = c.await_ready("gitrepoconfig/repo", Some("team-a"), "False");
+    assert_eq!(reason, "PlaintextCredentials", "{message}");
+    assert!(message.contains("https:// or ssh://"), "{message}");
+    // A path on the operator's own filesystem is refused (no --allow-file-remotes here).
+    let elsewhere = _dir.path().join("planted.git");
+    c.apply(
+        "admin",
+        &repo_config("team-a", &format!("file://{}", elsewhere.display()), ""),
+    );
+    let (reason, message) = c.await_ready("gitrepoconfig/repo", Some("team-a"), "False");
+    assert_eq!(reason, "FileRemoteRefused", "{message}");
+
     // A Secret that does not opt in is not used, and the status tells nothing of it.
     c.apply(
         "admin",
@@ -367,7 +305,7 @@ fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
     );
     c.apply(
         "admin",
-        &repo_config("team-a", &remote.url(), "  secretRef: {name: creds}\n"),
+        &repo_config("team-a", SECURE_URL, "  secretRef: {name: creds}\n"),
     );
     let (reason, message) = c.await_ready("gitrepoconfig/repo", Some("team-a"), "False");
     assert_eq!(reason, "CredentialsInvalid");
@@ -402,7 +340,7 @@ fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
     namespace(&c, "team-b");
     c.apply(
         "admin",
-        &repo_config("team-b", &remote.url(), "  secretRef: {name: creds}\n"),
+        &repo_config("team-b", SECURE_URL, "  secretRef: {name: creds}\n"),
     );
     let (reason, message) = c.await_ready("gitrepoconfig/repo", Some("team-b"), "False");
     assert_eq!(reason, "CredentialsInvalid");
@@ -734,7 +672,7 @@ fn rules_select_one_version_leave_out_churn_and_say_what_selects_nothing() {
     );
     c.apply(
         "admin",
-        &repo_config("team-a", &remote.url(), "  secretRef: {name: creds}\n"),
+        &repo_config("team-a", SECURE_URL, "  secretRef: {name: creds}\n"),
     );
     let (reason, message) = c.await_ready("watchrule/versions", Some("team-a"), "False");
     assert_eq!(reason, "GitRepoConfigNotReady", "{message}");

@@ -151,6 +151,7 @@ pub fn spawn(
             type_meta: (format!("{GROUP}/{VERSION}"), kind.kind().into()),
             label: kind.plural().into(),
             crd: Some(format!("{}.{GROUP}", kind.plural())),
+            gvr: None,
         };
         let (stream, erx) = stream::spawn_events(&client, spec, 256, &observer);
         tasks.push(stream);
@@ -306,6 +307,7 @@ fn watch_secret(
         type_meta: ("v1".into(), "Secret".into()),
         label: format!("secret {}/{secret}", repo.namespace),
         crd: None,
+        gvr: None,
     };
     let (stream, erx) = stream::spawn_events(client, spec, 16, observer);
     let verdicts = tokio::spawn(secret_verdicts(

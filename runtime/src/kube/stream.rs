@@ -45,6 +45,8 @@ pub struct StreamSpec {
     /// The CustomResourceDefinition that serves `path`, for the operator's own types: a 404
     /// then means it is not installed, which the log and `/readyz` say in those words.
     pub crd: Option<String>,
+    /// The watched type, for the streams the core asked for: a 403 is then reported to it.
+    pub gvr: Option<gitops_reverser_core::ids::Gvr>,
 }
 
 /// Why one list or watch request ended.
@@ -76,9 +78,8 @@ pub enum StreamError {
 pub trait StreamObserver: Send + Sync + 'static {
     /// A list or watch request failed and will be retried.
     fn restarted(&self, label: &str, why: &StreamError);
-    /// A stream of the operator's own types found its CRD missing (a list answered 404), or
-    /// listed again after that.
-    fn crd_missing(&self, _crd: &str, _missing: bool) {}
+    /// A list request ended: `Ok` when it listed everything.
+    fn listed(&self, _spec: &StreamSpec, _outcome: Result<(), &StreamError>) {}
 }
 
 /// What to tell an operator whose own CRD is not installed.
@@ -105,18 +106,16 @@ pub async fn run<T: Send + 'static>(
         async move { tx.send(item).await.map_err(|_| StreamError::Closed) }
     };
     'relist: loop {
-        let mut rv = match list(&client, &spec, &send).await {
-            Ok(rv) => {
-                if let Some(crd) = &spec.crd {
-                    observer.crd_missing(crd, false);
-                }
-                rv
-            }
+        let listed = list(&client, &spec, &send).await;
+        if !matches!(listed, Err(StreamError::Closed)) {
+            observer.listed(&spec, listed.as_ref().map(|_| ()));
+        }
+        let mut rv = match listed {
+            Ok(rv) => rv,
             Err(StreamError::Closed) => return,
             Err(e @ StreamError::Api { code: 404, .. }) if spec.crd.is_some() => {
                 let crd = spec.crd.as_deref().unwrap_or_default();
                 tracing::error!(stream = %spec.label, "{}; retrying", crd_missing_message(crd));
-                observer.crd_missing(crd, true);
                 observer.restarted(&spec.label, &e);
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue 'relist;

@@ -133,6 +133,7 @@ impl Watches {
                 type_meta: (served.api_version.clone(), served.kind.clone()),
                 label: gvr.to_string(),
                 crd: None,
+                gvr: Some(gvr.clone()),
             };
             let resync = Arc::new(Notify::new());
             let g = gvr.clone();

@@ -196,7 +196,10 @@ async fn ensure_certs(api: &Api<Secret>, c: &CertSettings, now_s: i64) -> Result
         let secret = to_secret(c, &next, existing.as_ref());
         let written = match &existing {
             None => api.create(&PostParams::default(), &secret).await,
-            Some(_) => api.replace(&c.secret, &PostParams::default(), &secret).await,
+            Some(_) => {
+                api.replace(&c.secret, &PostParams::default(), &secret)
+                    .await
+            }
         };
         match written {
             Ok(_) => {
@@ -210,7 +213,9 @@ async fn ensure_certs(api: &Api<Secret>, c: &CertSettings, now_s: i64) -> Result
                 return Ok(next);
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {
-                tracing::debug!("webhook certificate Secret written by another replica; reading it");
+                tracing::debug!(
+                    "webhook certificate Secret written by another replica; reading it"
+                );
             }
             Err(e) => return Err(format!("writing Secret {}: {e}", c.secret)),
         }
@@ -223,7 +228,9 @@ fn read_state(s: &Secret) -> Option<State> {
     match serde_json::from_slice(&raw.0) {
         Ok(state) => Some(state),
         Err(e) => {
-            tracing::warn!("the certificate Secret's {STATE_KEY} is unreadable ({e}); issuing anew");
+            tracing::warn!(
+                "the certificate Secret's {STATE_KEY} is unreadable ({e}); issuing anew"
+            );
             None
         }
     }
@@ -280,9 +287,13 @@ async fn reconcile(
     else {
         return Ok(false);
     };
-    let live_rules = serde_json::to_value(hook.rules.clone().unwrap_or_default())
-        .map_err(|e| e.to_string())?;
-    let live_bundle = hook.client_config.ca_bundle.as_ref().map(|b| b.0.as_slice());
+    let live_rules =
+        serde_json::to_value(hook.rules.clone().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let live_bundle = hook
+        .client_config
+        .ca_bundle
+        .as_ref()
+        .map(|b| b.0.as_slice());
     let bundle_ok = ca_bundle.is_none_or(|b| live_bundle == Some(b.as_bytes()));
     if live_rules == rules && bundle_ok {
         return Ok(true);
@@ -307,7 +318,11 @@ async fn reconcile(
     .map_err(|e| format!("applying rules and caBundle: {e}"))?;
     let types = rules
         .as_array()
-        .map(|r| r.iter().map(|x| x["resources"].as_array().map_or(0, Vec::len)).sum::<usize>())
+        .map(|r| {
+            r.iter()
+                .map(|x| x["resources"].as_array().map_or(0, Vec::len))
+                .sum::<usize>()
+        })
         .unwrap_or(0);
     tracing::info!(
         configuration = %s.configuration,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
+use super::{bare_repo, free_port, git, git_daemon, Server};
 
 /// How long the end-to-end tests wait for something the cluster or the operator does.
 pub const E2E_TIMEOUT_MS: u64 = 60_000;
@@ -63,7 +63,7 @@ impl Cluster {
         let c = Cluster { dir };
         c.kubectl(
             "admin",
-            &["apply", "-f", root.join("deploy/crds").to_str().unwrap()],
+            &["apply", "-k", root.join("deploy/crds").to_str().unwrap()],
         );
         for crd in ["gitrepoconfigs", "watchrules", "clusterwatchrules"] {
             c.kubectl(
@@ -345,4 +345,92 @@ impl Drop for Operator {
             eprintln!("---- operator log ----\n{}", self.log());
         }
     }
+}
+
+/// A bare repository behind `git daemon`, read back with git.
+pub struct Remote {
+    /// The daemon.
+    pub server: Server,
+    /// The bare repository.
+    pub repo: PathBuf,
+}
+
+impl Remote {
+    pub fn new() -> Remote {
+        let server = git_daemon();
+        let repo = bare_repo(server.dir.path(), "repo.git");
+        Remote { server, repo }
+    }
+
+    pub fn url(&self) -> String {
+        format!("git://127.0.0.1:{}/repo.git", self.server.port)
+    }
+
+    pub fn has_branch(&self) -> bool {
+        git(&self.repo, &["branch", "--list", "main"]).contains("main")
+    }
+
+    /// `author|subject` of every commit on main, oldest first.
+    pub fn log(&self) -> Vec<String> {
+        if !self.has_branch() {
+            return Vec::new();
+        }
+        git(&self.repo, &["log", "--reverse", "--format=%an|%s", "main"])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn file(&self, path: &str) -> Option<String> {
+        if !self.has_branch() {
+            return None;
+        }
+        let out = std::process::Command::new("git")
+            .args(["show", &format!("main:{path}")])
+            .current_dir(&self.repo)
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap())
+    }
+
+    pub fn await_commit(&self, what: &str) -> String {
+        eventually(what, || self.log().into_iter().find(|l| l.ends_with(what)))
+    }
+}
+
+/// A GitRepoConfig `repo` in `ns` for `url`, main only, pushing every second; `extra` is more
+/// spec lines.
+pub fn repo_config(ns: &str, url: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: configbutler.ai/v1alpha1
+kind: GitRepoConfig
+metadata: {{name: repo, namespace: {ns}}}
+spec:
+  repoURL: {url}
+  allowedBranches: [main]
+  push: {{interval: "1s", maxCommits: 1}}
+{extra}"#
+    )
+}
+
+pub fn watch_rule(ns: &str, name: &str, base: &str, resources: &str) -> String {
+    format!(
+        r#"apiVersion: configbutler.ai/v1alpha1
+kind: WatchRule
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  gitRepoConfigRef: repo
+  baseFolder: {base}
+  resources: {resources}
+"#
+    )
+}
+
+pub fn namespace(c: &Cluster, ns: &str) {
+    c.apply(
+        "admin",
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"),
+    );
 }

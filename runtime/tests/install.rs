@@ -121,7 +121,10 @@ impl Drop for Installed {
         if std::thread::panicking() {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!("--- the operator's log, last lines first:\n{}", tail.join("\n"));
+            eprintln!(
+                "--- the operator's log, last lines first:\n{}",
+                tail.join("\n")
+            );
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -146,7 +149,11 @@ fn run_as_deployment(
         .unwrap()
         .iter()
         .map(|a| a.as_str().unwrap().to_string())
-        .filter(|a| !a.starts_with("--work-dir="))
+        // This test's own values of a flag replace the Deployment's.
+        .filter(|a| {
+            let name = a.split('=').next().unwrap_or_default();
+            name != "--work-dir" && !extra.iter().any(|e| e.starts_with(&format!("{name}=")))
+        })
         .collect();
     assert_eq!(args[0], "run");
     let admin_port = free_port();
@@ -197,6 +204,49 @@ fn service_account_kubeconfig(c: &Cluster, dir: &Path) -> PathBuf {
     )
     .unwrap();
     path
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let mut child = Command::new("base64")
+        .arg("-d")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap().stdout
+}
+
+/// The SHA-256 fingerprint of a PEM certificate.
+fn fingerprint(pem: &[u8]) -> String {
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(pem).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not a certificate");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The fingerprint of the certificate served on 127.0.0.1:`port`.
+fn served_fingerprint(port: u16) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    fingerprint(&out.stdout)
 }
 
 fn webhook_field(c: &Cluster, path: &str) -> String {
@@ -351,6 +401,43 @@ fn installed_it_runs_as_its_service_account_with_certificates_and_webhook_rules_
     assert_eq!(can("create", "configmaps"), "no");
     assert_eq!(can("update", "watchrules.configbutler.ai/status"), "yes");
     assert_eq!(can("update", "watchrules.configbutler.ai"), "no");
+    // Two replicas starting at once end with one Secret, and both serve its certificate.
+    let racers: Vec<(Installed, u16)> = (0..2)
+        .map(|i| {
+            let d = dir.path().join(format!("racer-{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let port = free_port();
+            let addr = format!("--webhook-addr=127.0.0.1:{port}");
+            (
+                run_as_deployment(&docs(&local), &kubeconfig, &d, &[&addr]),
+                port,
+            )
+        })
+        .collect();
+    for (r, _) in &racers {
+        eventually("a racing replica's /readyz", || {
+            http_get(r.admin_port, "/readyz").filter(|(code, _)| *code == 200)
+        });
+    }
+    let stored = fingerprint(&base64_decode(&c.jsonpath(
+        &[
+            "get",
+            "secret",
+            "gitops-reverser-webhook-tls",
+            "-n",
+            "gitops-reverser-system",
+        ],
+        "{.data.tls\\.crt}",
+    )));
+    for (_, port) in &racers {
+        assert_eq!(
+            served_fingerprint(*port),
+            stored,
+            "each replica serves the one Secret's pair"
+        );
+    }
+    drop(racers);
+
     // A short certificate lifetime, so that a rotation happens during the test: staged at 40 s,
     // serving at 50 s.
     let op = run_as_deployment(
@@ -523,4 +610,60 @@ fn installed_it_runs_as_its_service_account_with_certificates_and_webhook_rules_
         !op.log().contains("\u{1b}["),
         "no colour codes in a log that is not a terminal"
     );
+}
+
+#[test]
+fn without_its_crds_it_names_the_missing_one_in_the_log_and_readyz() {
+    let root = repo_root();
+    let c = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    c.kubectl("admin", &["delete", "crd", "watchrules.configbutler.ai"]);
+    support::cluster::serving_cert(dir.path());
+    let admin_port = free_port();
+    let log = dir.path().join("operator.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_gitops-reverser"))
+        .arg("run")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig("gitops-reverser"))
+        .arg(format!("--webhook-addr=127.0.0.1:{}", free_port()))
+        .arg(format!("--admin-addr=127.0.0.1:{admin_port}"))
+        .arg("--tls-cert")
+        .arg(dir.path().join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.path().join("tls.key"))
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let op = Installed {
+        child,
+        log,
+        admin_port,
+    };
+    let why = "the CustomResourceDefinition watchrules.configbutler.ai is not installed";
+    let (code, body) = eventually("/readyz to name the missing CRD", || {
+        http_get(op.admin_port, "/readyz").filter(|(_, body)| body.contains(why))
+    });
+    assert_eq!(code, 503);
+    assert!(
+        body.contains("kubectl apply --server-side -k deploy/crds"),
+        "{body}"
+    );
+    assert!(op.log().contains(why), "the log names it too");
+    assert!(
+        !op.log().contains("\u{1b}["),
+        "no colour codes in a log that is not a terminal"
+    );
+
+    // Installed, it is ready.
+    c.kubectl(
+        "admin",
+        &["apply", "-k", root.join("deploy/crds").to_str().unwrap()],
+    );
+    eventually("/readyz once the CRD is back", || {
+        http_get(op.admin_port, "/readyz").filter(|(code, _)| *code == 200)
+    });
 }

@@ -625,8 +625,9 @@ fn a_restart_seed_commits_only_real_differences() {
 #[test]
 fn an_object_leaving_the_selector_is_removed_from_the_folder() {
     let mut h = Harness::new();
-    let repo = serde_json::from_value(json!({"repoURL": "file:///r", "allowedBranches": ["main"]}))
-        .unwrap();
+    let repo =
+        serde_json::from_value(json!({"repoURL": "https://h/r", "allowedBranches": ["main"]}))
+            .unwrap();
     h.input(Input::GitRepoConfig(repo_name(), Some(repo)));
     let rule: WatchRuleSpec = serde_json::from_value(json!({"gitRepoConfigRef": "my-repo",
         "resources": [{"version": "v1", "resource": "configmaps"}], "objectSelector": {"matchLabels": {"keep": "yes"}}})).unwrap();

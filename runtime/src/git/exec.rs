@@ -55,6 +55,13 @@ pub fn set_fetch_limits(bytes_max: usize, time_max_ms: u64) {
     FETCH_TIME_MAX_MS.store(time_max_ms, Ordering::Relaxed);
 }
 
+/// How long one git op may take in all, in milliseconds: the fetch's time limit
+/// ([`set_fetch_limits`]), which the executor also enforces around the whole op, for the parts no
+/// libgit2 callback sees (a ref advertisement trickled a byte at a time).
+pub fn op_time_max_ms() -> u64 {
+    fetch_limits().1
+}
+
 fn fetch_limits() -> (usize, u64) {
     (
         FETCH_BYTES_MAX.load(Ordering::Relaxed),

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use gitops_reverser_core::config::NamespacedName;
-use gitops_reverser_core::io::{GitOp, GitResult};
+use gitops_reverser_core::io::{GitOp, GitOpKind, GitResult};
 
 pub use creds::Credentials;
 pub use exec::{execute, Workspace};
@@ -30,6 +30,9 @@ pub struct GitExecutor {
     locks: Arc<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>>,
     /// Clone directories no branch used at the last collection.
     unused: Arc<Mutex<BTreeSet<PathBuf>>>,
+    /// Clone directories whose op ran over [`exec::op_time_max_ms`] and still runs on its
+    /// blocking thread: no op starts there until it ends.
+    stuck: Arc<Mutex<BTreeSet<PathBuf>>>,
 }
 
 impl GitExecutor {
@@ -39,6 +42,7 @@ impl GitExecutor {
             ws: Workspace::new(work_dir)?,
             locks: Arc::default(),
             unused: Arc::default(),
+            stuck: Arc::default(),
         })
     }
 
@@ -99,26 +103,95 @@ impl GitExecutor {
 
     /// Runs `op` with `creds` on the blocking pool and returns its result. Ops on the same clone
     /// run one after the other (the core already sends one per branch at a time).
+    ///
+    /// An op that runs over [`exec::op_time_max_ms`] in all is answered at that point: `Unknown`
+    /// for a push (it may still land), `RemoteTooSlow` otherwise. libgit2 cannot be interrupted,
+    /// so its thread runs on until the remote's silence (`--git-timeout`) or the end of the op;
+    /// meanwhile that clone takes no op (each fails at once as `RemoteTooSlow`), so a remote that
+    /// trickles bytes holds one thread at most, and its branch's status says why.
     pub async fn run(&self, op: GitOp, creds: Option<Arc<Credentials>>) -> GitResult {
         let ws = self.ws.clone();
+        let dir = ws.clone_dir(&op);
+        let limit_ms = exec::op_time_max_ms();
+        if self
+            .stuck
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&dir)
+        {
+            let result = too_slow(format!(
+                "the previous git op on this branch's clone ran over {} s and is still running (a remote that trickles bytes); this one was not started",
+                limit_ms / 1000
+            ));
+            log_result(&op, &result, std::time::Duration::ZERO);
+            return result;
+        }
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(ws.clone_dir(&op)).or_default().clone()
+            locks.entry(dir.clone()).or_default().clone()
         };
         let started = std::time::Instant::now();
         let op_id = op.op_id;
+        let is_push = matches!(op.kind, GitOpKind::Push { .. });
+        let summary = (
+            match op.kind {
+                GitOpKind::ReadPaths { .. } => "read",
+                GitOpKind::Push { .. } => "push",
+                GitOpKind::Verify { .. } => "verify",
+            },
+            op.repo_url.clone(),
+        );
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stuck, finished, stuck_dir) = (self.stuck.clone(), done.clone(), dir.clone());
         let joined = tokio::task::spawn_blocking(move || {
             let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
             let result = execute(&ws, &op, creds.as_deref());
             log_result(&op, &result, started.elapsed());
+            // Ordered against the timeout's check below: whichever runs second sees the other.
+            finished.store(true, std::sync::atomic::Ordering::SeqCst);
+            stuck
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&stuck_dir);
             result
-        })
-        .await;
-        joined.unwrap_or_else(|e| GitResult::Failed {
-            retryable: true,
-            reason: format!("git op {op_id} panicked: {e}"),
-            cause: "GitFailed".into(),
-        })
+        });
+        let limit = std::time::Duration::from_millis(limit_ms);
+        match tokio::time::timeout(limit, joined).await {
+            Ok(joined) => joined.unwrap_or_else(|e| GitResult::Failed {
+                retryable: true,
+                reason: format!("git op {op_id} panicked: {e}"),
+                cause: "GitFailed".into(),
+            }),
+            Err(_) => {
+                {
+                    let mut stuck = self.stuck.lock().unwrap_or_else(|p| p.into_inner());
+                    if !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        stuck.insert(dir);
+                    }
+                }
+                let (what, url) = summary;
+                let url = url::RemoteUrl::parse(&url)
+                    .map(|u| u.redacted)
+                    .unwrap_or_else(|e| e);
+                tracing::warn!(op = op_id, %url, "git op {what} ran over {} s in all: answered now, its thread left to end", limit_ms / 1000);
+                if is_push {
+                    GitResult::Unknown
+                } else {
+                    too_slow(format!(
+                        "a git op on {url} took more than {} s in all; stopped waiting (a remote that trickles bytes keeps no branch for ever)",
+                        limit_ms / 1000
+                    ))
+                }
+            }
+        }
+    }
+}
+
+fn too_slow(reason: String) -> GitResult {
+    GitResult::Failed {
+        retryable: true,
+        reason,
+        cause: "RemoteTooSlow".into(),
     }
 }
 

@@ -137,9 +137,15 @@ fn a_fetch_over_its_byte_or_time_limit_is_cut_off_and_says_which() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_trickled_ref_advertisement_is_answered_at_the_time_limit_and_holds_one_thread() {
+#[test]
+fn a_trickled_ref_advertisement_is_answered_at_the_time_limit_and_holds_one_thread() {
     let _one = limits();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(trickled_ref_advertisement());
+}
+
+async fn trickled_ref_advertisement() {
     let trickler = Trickler::start();
     let url = format!("git://127.0.0.1:{}/r.git", trickler.port);
     set_fetch_limits(1 << 30, 2_000);

@@ -441,6 +441,11 @@ fn bad_webhook_bodies_get_a_4xx_while_a_valid_request_beside_them_is_allowed() {
             "oversized",
             format!("{{\"x\":\"{}\"}}", "a".repeat(4 * 1024 * 1024)),
         ),
+        // Text the error quotes back, with a newline that would start a log line of its own.
+        (
+            "forged log line",
+            r#"{"apiVersion":"v1","kind":"Pod\nFORGED-LINE INFO alice did it"}"#.to_string(),
+        ),
     ];
     let files: Vec<_> = bodies
         .iter()
@@ -479,6 +484,69 @@ fn bad_webhook_bodies_get_a_4xx_while_a_valid_request_beside_them_is_allowed() {
     // And it keeps serving.
     let (code, _) = curl_post(&op, &files[0].1, &[]);
     assert_eq!(code, 200);
+    // What a client sent is logged escaped: it cannot start a log line of its own.
+    let log = op.log();
+    assert!(log.contains("FORGED-LINE"), "the refusal is logged");
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED-LINE")),
+        "a client forged a log line"
+    );
+}
+
+/// CPU time (user + system) of a process so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_descriptors_the_admin_server_backs_off_and_serves_again_once_they_are_free() {
+    let World {
+        one: _one,
+        c: _c,
+        remote: _remote,
+        dir: _dir,
+        op,
+    } = world();
+    let pid = op.pid();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    // A few descriptors to spare, then far more clients than that: accept runs out. Only the
+    // soft limit moves (raising it back needs no privilege).
+    let prlimit = |nofile: &str| {
+        let out = std::process::Command::new("prlimit")
+            .args(["--pid", &pid.to_string(), nofile])
+            .args(["--output", "SOFT", "--noheadings"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "prlimit {nofile}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let soft = prlimit("--nofile");
+    prlimit(&format!("--nofile={}:", open + 8));
+    let clients: Vec<std::net::TcpStream> = (0..40)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", op.admin_port)).ok())
+        .collect();
+    eventually("accept to fail for want of descriptors", || {
+        op.log().contains("accept failed").then_some(())
+    });
+    let failures = || op.log().matches("accept failed").count();
+    let (before, failed_before) = (cpu_ticks(pid), failures());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (spent, retries) = (cpu_ticks(pid) - before, failures() - failed_before);
+    // Retried every ACCEPT_BACKOFF_MS (100 ms): about 20 tries in 2 s, not thousands, and
+    // little CPU (a loop retrying at once burns a core: 200 ticks in 2 s).
+    assert!(retries <= 40, "{retries} accept retries in 2 s");
+    assert!(spent < 60, "{spent} ticks of CPU in 2 s while out of descriptors");
+    drop(clients);
+    prlimit(&format!("--nofile={soft}:"));
+    eventually("/healthz once descriptors are free", || {
+        support::cluster::http_get(op.admin_port, "/healthz").filter(|(code, _)| *code == 200)
+    });
 }
 
 #[test]

@@ -299,6 +299,11 @@ impl Operator {
             .and_then(|l| l[name.len()..].trim().parse().ok())
     }
 
+    /// The operator's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// The operator's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("operator.log")).unwrap_or_default()

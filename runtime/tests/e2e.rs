@@ -286,7 +286,10 @@ fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
         "admin",
         &repo_config("team-a", &remote.url(), "  secretRef: {name: creds}\n"),
     );
-    let (reason, message) = c.await_ready("gitrepoconfig/repo", Some("team-a"), "False");
+    let (reason, message) =
+        c.await_ready_with("gitrepoconfig/repo", Some("team-a"), "False", |m| {
+            m.contains("plaintext")
+        });
     assert_eq!(reason, "PlaintextCredentials", "{message}");
     assert!(message.contains("https:// or ssh://"), "{message}");
     // A path on the operator's own filesystem is refused (no --allow-file-remotes here).
@@ -295,7 +298,10 @@ fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
         "admin",
         &repo_config("team-a", &format!("file://{}", elsewhere.display()), ""),
     );
-    let (reason, message) = c.await_ready("gitrepoconfig/repo", Some("team-a"), "False");
+    let (reason, message) =
+        c.await_ready_with("gitrepoconfig/repo", Some("team-a"), "False", |m| {
+            m.contains("--allow-file-remotes")
+        });
     assert_eq!(reason, "FileRemoteRefused", "{message}");
 
     // A Secret that does not opt in is not used, and the status tells nothing of it.
@@ -307,7 +313,10 @@ fn configuration_a_user_must_fix_shows_in_the_status_with_its_reason() {
         "admin",
         &repo_config("team-a", SECURE_URL, "  secretRef: {name: creds}\n"),
     );
-    let (reason, message) = c.await_ready("gitrepoconfig/repo", Some("team-a"), "False");
+    let (reason, message) =
+        c.await_ready_with("gitrepoconfig/repo", Some("team-a"), "False", |m| {
+            m.contains("not labelled")
+        });
     assert_eq!(reason, "CredentialsInvalid");
     assert!(
         message.contains("not labelled configbutler.ai/credentials=true")
@@ -541,7 +550,10 @@ fn out_of_descriptors_the_admin_server_backs_off_and_serves_again_once_they_are_
     // Retried every ACCEPT_BACKOFF_MS (100 ms): about 20 tries in 2 s, not thousands, and
     // little CPU (a loop retrying at once burns a core: 200 ticks in 2 s).
     assert!(retries <= 40, "{retries} accept retries in 2 s");
-    assert!(spent < 60, "{spent} ticks of CPU in 2 s while out of descriptors");
+    assert!(
+        spent < 60,
+        "{spent} ticks of CPU in 2 s while out of descriptors"
+    );
     drop(clients);
     prlimit(&format!("--nofile={soft}:"));
     eventually("/healthz once descriptors are free", || {

@@ -113,7 +113,7 @@ fn main() {
     let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
     let mut core = Core::new(CoreConfig::default());
     let mut now = Now::at(0);
-    let repo = serde_json::from_value(json!({"repoURL": "file:///bench", "allowedBranches": ["main"], "push": {"maxCommits": 100}})).unwrap();
+    let repo = serde_json::from_value(json!({"repoURL": "https://git.example/bench.git", "allowedBranches": ["main"], "push": {"maxCommits": 100}})).unwrap();
     core.handle(
         now,
         Input::GitRepoConfig(NamespacedName::new("ops", "repo"), Some(repo)),

@@ -92,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Input::GitRepoConfig(
             repo,
             Some(serde_json::from_value(
-                json!({"repoURL": "file:///replay", "allowedBranches": ["main"]}),
+                json!({"repoURL": "https://git.example/replay.git", "allowedBranches": ["main"]}),
             )?),
         ),
     );

@@ -314,7 +314,7 @@ fn configured_core() -> Core {
     let mut core = Core::new(CoreConfig::default());
     let now = Now::at(0);
     core.handle(now, Input::GitRepoConfig(NamespacedName::new("bench", "repo"), Some(serde_json::from_value(json!({
-        "repoURL": "file:///nowhere", "allowedBranches": ["main"], "push": {"maxCommits": 1000, "interval": "1h"}})).unwrap())));
+        "repoURL": "https://git.example/nowhere.git", "allowedBranches": ["main"], "push": {"maxCommits": 1000, "interval": "1h"}})).unwrap())));
     core.handle(now, Input::ClusterWatchRule("all".into(), Some(serde_json::from_value(json!({
         "gitRepoConfigRef": {"namespace": "bench", "name": "repo"},
         "rules": [{"resources": [{"version": "v1", "resource": "configmaps"}], "scope": "Namespaced"}]})).unwrap())));

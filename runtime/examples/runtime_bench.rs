@@ -22,11 +22,11 @@ use gitops_reverser_core::ids::Gvr;
 use gitops_reverser_core::io::{blob_ids, GitOpKind, GitResult, Input, Output, WatchEvent};
 use gitops_reverser_core::json::RawObject;
 use gitops_reverser_core::time::Now;
-use gitops_reverser_runtime::driver::Msg;
 use gitops_reverser_runtime::kube::stream::{
     self, split_line, StreamError, StreamObserver, StreamSpec,
 };
 use gitops_reverser_runtime::metrics::Metrics;
+use gitops_reverser_runtime::msg::Msg;
 use gitops_reverser_runtime::tls::ReloadingTls;
 use gitops_reverser_runtime::webhook::{self, Webhook};
 use http_body_util::{BodyExt, Full};

@@ -1,9 +1,7 @@
 //! The admin server on its own port: `/metrics` (Prometheus text), `/healthz` (the process
 //! serves), `/readyz` (watches synced and the webhook's certificate loaded).
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -11,47 +9,9 @@ use hyper::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::health::Health;
 use crate::listen::{self, Handler, Limits, OnRefused, Plain};
 use crate::metrics::Metrics;
-use crate::tls::ReloadingTls;
-
-/// What readiness is made of.
-pub struct Health {
-    /// Set by the driver once every stream it runs has listed (and cleared while one relists
-    /// after a reconfiguration has not).
-    pub synced: AtomicBool,
-    /// The webhook's certificate.
-    pub tls: Arc<ReloadingTls>,
-    /// The operator's own CRDs whose streams last found them not installed.
-    pub missing_crds: Mutex<BTreeSet<String>>,
-}
-
-impl Health {
-    /// Readiness of a fresh process: nothing synced, no CRD known to be missing.
-    pub fn new(tls: Arc<ReloadingTls>) -> Self {
-        Self {
-            synced: AtomicBool::new(false),
-            tls,
-            missing_crds: Mutex::new(BTreeSet::new()),
-        }
-    }
-
-    /// Whether the operator is ready, and if not, why.
-    pub fn ready(&self) -> Result<(), String> {
-        let missing = self.missing_crds.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(crd) = missing.iter().next() {
-            return Err(crate::kube::stream::crd_missing_message(crd));
-        }
-        drop(missing);
-        if !self.tls.loaded() && self.tls.current().is_err() {
-            return Err("the webhook's certificate is not loaded".into());
-        }
-        if !self.synced.load(Ordering::Relaxed) {
-            return Err("watches are not synced yet".into());
-        }
-        Ok(())
-    }
-}
 
 fn reply(code: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
     Response::builder()

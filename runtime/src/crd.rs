@@ -190,6 +190,44 @@ pub fn yaml() -> String {
         .join("---\n")
 }
 
+/// Which CR kind a stream carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrKind {
+    /// GitRepoConfig.
+    GitRepoConfig,
+    /// WatchRule.
+    WatchRule,
+    /// ClusterWatchRule.
+    ClusterWatchRule,
+}
+
+impl CrKind {
+    /// Every kind.
+    pub const ALL: [CrKind; 3] = [
+        CrKind::GitRepoConfig,
+        CrKind::WatchRule,
+        CrKind::ClusterWatchRule,
+    ];
+
+    /// The plural resource name.
+    pub fn plural(self) -> &'static str {
+        match self {
+            CrKind::GitRepoConfig => "gitrepoconfigs",
+            CrKind::WatchRule => "watchrules",
+            CrKind::ClusterWatchRule => "clusterwatchrules",
+        }
+    }
+
+    /// The kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            CrKind::GitRepoConfig => "GitRepoConfig",
+            CrKind::WatchRule => "WatchRule",
+            CrKind::ClusterWatchRule => "ClusterWatchRule",
+        }
+    }
+}
+
 /// The file name of each CRD under `deploy/crds/`.
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("crd"))

@@ -11,46 +11,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use gitops_reverser_core::admission::AdmissionRequest;
-use gitops_reverser_core::config::{Condition, CrRef, NamespacedName};
+use gitops_reverser_core::config::{Condition, CrRef};
 use gitops_reverser_core::core::Core;
 use gitops_reverser_core::ids::Gvr;
 use gitops_reverser_core::io::{GitOpKind, GitResult, Input, Output, WatchEvent};
 use gitops_reverser_core::time::Now;
 use tokio::sync::{mpsc, watch};
 
-use crate::admin::Health;
+use crate::crd::CrKind;
 use crate::git::GitExecutor;
-use crate::kube::config::{CrKind, Shared};
-use crate::kube::discovery::Discovered;
+use crate::health::Health;
+use crate::kube::config::Shared;
 use crate::kube::status::{rfc3339, StatusMsg};
 use crate::kube::watches::Watches;
 use crate::metrics::{CauseLabels, Metrics};
+use crate::msg::{GitDone, Msg};
 use crate::record::Recorder;
-
-/// Inputs of the driver besides admission records.
-#[derive(Debug)]
-pub enum Msg {
-    /// An input for the core as it is (watch events, configuration, credentials verdicts).
-    Input(Input),
-    /// Discovery ran.
-    Discovered(Discovered),
-    /// A git op finished.
-    GitDone(GitDone),
-    /// A CR kind's stream listed completely.
-    ConfigSynced(CrKind),
-    /// A CR whose spec does not fit its type: reported in its status.
-    InvalidSpec(CrRef, String),
-}
-
-/// A finished git op, with what the metrics and the status want to know.
-#[derive(Debug)]
-pub struct GitDone {
-    op_id: u64,
-    result: GitResult,
-    took: Duration,
-    repo: NamespacedName,
-    push: bool,
-}
+use crate::shutdown::until_true;
 
 /// How long metrics are left between copies from the core, in milliseconds.
 pub const METRICS_SYNC_MS: u64 = 1_000;
@@ -90,18 +67,6 @@ pub struct Inbox {
     pub admissions: mpsc::Receiver<AdmissionRequest>,
     /// Turns true on the first SIGTERM.
     pub shutdown: watch::Receiver<bool>,
-}
-
-/// Resolves once `rx` holds `true` (or its sender is gone).
-pub async fn until_true(rx: &mut watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 struct Clock {

@@ -90,7 +90,7 @@ pub async fn serve<U: Upgrade>(
                     continue;
                 }
             },
-            _ = crate::driver::until_true(&mut shutdown) => return,
+            _ = crate::shutdown::until_true(&mut shutdown) => return,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             on_refused(peer);

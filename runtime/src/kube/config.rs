@@ -22,9 +22,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::stream::{self, StreamObserver, StreamSpec};
+use crate::crd::CrKind;
 use crate::crd::{GROUP, VERSION};
-use crate::driver::Msg;
 use crate::git::Credentials;
+use crate::msg::Msg;
 
 /// What the configuration streams share with the rest of the runtime.
 #[derive(Default)]
@@ -62,43 +63,7 @@ struct CrMeta {
     generation: Option<i64>,
 }
 
-/// Which CR kind a stream carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CrKind {
-    /// GitRepoConfig.
-    GitRepoConfig,
-    /// WatchRule.
-    WatchRule,
-    /// ClusterWatchRule.
-    ClusterWatchRule,
-}
-
 impl CrKind {
-    /// Every kind.
-    pub const ALL: [CrKind; 3] = [
-        CrKind::GitRepoConfig,
-        CrKind::WatchRule,
-        CrKind::ClusterWatchRule,
-    ];
-
-    /// The plural resource name.
-    pub fn plural(self) -> &'static str {
-        match self {
-            CrKind::GitRepoConfig => "gitrepoconfigs",
-            CrKind::WatchRule => "watchrules",
-            CrKind::ClusterWatchRule => "clusterwatchrules",
-        }
-    }
-
-    /// The kind.
-    pub fn kind(self) -> &'static str {
-        match self {
-            CrKind::GitRepoConfig => "GitRepoConfig",
-            CrKind::WatchRule => "WatchRule",
-            CrKind::ClusterWatchRule => "ClusterWatchRule",
-        }
-    }
-
     fn cr_ref(self, meta: &CrMeta) -> CrRef {
         let nn = || NamespacedName::new(meta.namespace.as_deref().unwrap_or(""), &meta.name);
         match self {

@@ -22,6 +22,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{mpsc, Notify};
 
 use super::backoff::Backoff;
+use crate::health::crd_missing_message;
 
 /// Objects per list page (kube-runtime's default).
 pub const PAGE_ITEMS_MAX: u32 = 500;
@@ -80,13 +81,6 @@ pub trait StreamObserver: Send + Sync + 'static {
     fn restarted(&self, label: &str, why: &StreamError);
     /// A list request ended: `Ok` when it listed everything.
     fn listed(&self, _spec: &StreamSpec, _outcome: Result<(), &StreamError>) {}
-}
-
-/// What to tell an operator whose own CRD is not installed.
-pub fn crd_missing_message(crd: &str) -> String {
-    format!(
-        "the CustomResourceDefinition {crd} is not installed: install the operator's CRDs (kubectl apply --server-side -k deploy/crds, or gitops-reverser crds | kubectl apply --server-side -f -)"
-    )
 }
 
 /// Runs one stream for ever (until its task is aborted or the channel closes). `resync` makes it

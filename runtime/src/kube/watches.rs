@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::discovery::Discovered;
 use super::stream::{self, StreamObserver, StreamSpec};
-use crate::driver::Msg;
+use crate::msg::Msg;
 
 struct Running {
     task: JoinHandle<()>,

@@ -1,0 +1,52 @@
+//! Readiness: what `/readyz` answers and why. A leaf beside the TLS state it reads.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::tls::ReloadingTls;
+
+/// What to tell an operator whose own CRD is not installed.
+pub fn crd_missing_message(crd: &str) -> String {
+    format!(
+        "the CustomResourceDefinition {crd} is not installed: install the operator's CRDs (kubectl apply --server-side -k deploy/crds, or gitops-reverser crds | kubectl apply --server-side -f -)"
+    )
+}
+
+/// What readiness is made of.
+pub struct Health {
+    /// Set by the driver once every stream it runs has listed (and cleared while one relists
+    /// after a reconfiguration has not).
+    pub synced: AtomicBool,
+    /// The webhook's certificate.
+    pub tls: Arc<ReloadingTls>,
+    /// The operator's own CRDs whose streams last found them not installed.
+    pub missing_crds: Mutex<BTreeSet<String>>,
+}
+
+impl Health {
+    /// Readiness of a fresh process: nothing synced, no CRD known to be missing.
+    pub fn new(tls: Arc<ReloadingTls>) -> Self {
+        Self {
+            synced: AtomicBool::new(false),
+            tls,
+            missing_crds: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Whether the operator is ready, and if not, why.
+    pub fn ready(&self) -> Result<(), String> {
+        let missing = self.missing_crds.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(crd) = missing.iter().next() {
+            return Err(crd_missing_message(crd));
+        }
+        drop(missing);
+        if !self.tls.loaded() && self.tls.current().is_err() {
+            return Err("the webhook's certificate is not loaded".into());
+        }
+        if !self.synced.load(Ordering::Relaxed) {
+            return Err("watches are not synced yet".into());
+        }
+        Ok(())
+    }
+}

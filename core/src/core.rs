@@ -82,7 +82,7 @@ impl Default for CoreConfig {
     }
 }
 
-/// Counters for metrics (REFERENCE.md names, without the `gitopsreverser_` prefix).
+/// Counters for metrics (the names docs/operations.md lists, without the `gitopsreverser_` prefix).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Watch events received.

@@ -1,4 +1,4 @@
-//! Resource identity: GVRs, identifiers, correlation keys and repository paths (REFERENCE.md formats).
+//! Resource identity: GVRs, identifiers, correlation keys and repository paths (the formats docs/operations.md gives).
 
 use std::fmt;
 

@@ -1,7 +1,7 @@
 //! Sanitization by denylist: remove known server-set noise, keep everything else.
 //!
 //! An allowlist would drop real configuration of kinds it does not know (CRDs, StorageClass
-//! `provisioner`, …), so only the fields listed in REFERENCE.md are removed. Secrets' values are
+//! `provisioner`, …), so only the fields listed below are removed. Secrets' values are
 //! redacted so they never reach Git.
 
 use serde::{Deserialize, Serialize};

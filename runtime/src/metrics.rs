@@ -45,7 +45,7 @@ pub struct StreamLabels {
     pub stream: String,
 }
 
-/// The core's counters mirrored here: name (REFERENCE.md's, less prefix and `_total`), help, and
+/// The core's counters mirrored here: name (docs/operations.md, less the prefix and `_total`), help, and
 /// how to read it. One table, so a name can never be paired with another counter's value.
 type CoreReading = (&'static str, &'static str, fn(&Core) -> u64);
 

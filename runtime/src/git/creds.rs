@@ -1,4 +1,4 @@
-//! Credentials from a GitRepoConfig's Secret (keys as REFERENCE.md lists them), validated once and
+//! Credentials from a GitRepoConfig's Secret (the keys docs/operations.md lists), validated once and
 //! never printed: `Debug` names which keys are present, not their values.
 
 use std::collections::BTreeMap;

@@ -1,0 +1,510 @@
+//! Branches: the git ops each branch runs (read, push, verify), their results, and the
+//! listings that find orphans.
+
+use super::*;
+
+/// Writes that were in flight when their destination was removed come back to the queue after a
+/// failed, conflicting or lost push. As at the removal itself they are dropped: their folder is no
+/// longer kept, and nothing would re-read it to check them against the new head.
+pub(super) fn drop_writes_of_removed_destinations(
+    queue: &mut Queue,
+    dests: &BTreeMap<Arc<Destination>, DestState>,
+    gvr_ids: &BTreeMap<Gvr, u16>,
+    key: &BranchKey,
+) {
+    let layouts: Vec<_> = dests
+        .iter()
+        .filter(|(_, d)| d.branch == *key)
+        .map(|(dest, d)| layout_of(gvr_ids, &d.gvrs, &dest.base_folder))
+        .collect();
+    queue.drop_writes(|w| !layouts.iter().any(|ours| ours(&w.path)));
+}
+
+/// Marks every listed folder on branch `key` to be read again: what the core believes the branch
+/// holds may be stale, because others wrote it (a conflict, a head that moved past our push).
+pub(super) fn reread_folders(dests: &mut BTreeMap<Arc<Destination>, DestState>, key: &BranchKey) {
+    for d in dests.values_mut() {
+        if d.branch == *key && d.listed {
+            d.want_read = true;
+        }
+    }
+}
+
+impl Core {
+    /// The destinations that write to branch `key`.
+    pub(super) fn dests_on<'a>(
+        &'a self,
+        key: &'a BranchKey,
+    ) -> impl Iterator<Item = (&'a Arc<Destination>, &'a DestState)> {
+        self.dests.iter().filter(move |(_, s)| s.branch == *key)
+    }
+
+    pub(super) fn gate_open(&self, key: &BranchKey) -> bool {
+        self.dests_on(key).all(|(_, s)| s.listed)
+    }
+
+    /// The first destination on branch `key` whose folder must be read.
+    pub(super) fn wanted_read<'a>(&'a self, key: &'a BranchKey) -> Option<&'a Arc<Destination>> {
+        self.dests_on(key)
+            .find(|(_, s)| s.want_read)
+            .map(|(d, _)| d)
+    }
+
+    pub(super) fn drive(&mut self) {
+        self.attributor.sweep(self.now.mono_ms);
+        for key in std::mem::take(&mut self.wake) {
+            if self.branches.contains_key(&key) {
+                self.schedule(&key);
+            }
+        }
+    }
+
+    pub(super) fn new_op(&mut self, key: &BranchKey, kind: GitOpKind) -> u64 {
+        let op_id = self.next_op_id;
+        self.next_op_id += 1;
+        self.ops.insert(op_id, key.clone());
+        let b = &self.branches[key];
+        self.outputs.push_back(Output::Git(GitOp {
+            op_id,
+            repo: key.0.clone(),
+            repo_url: b.settings.repo_url.clone(),
+            secret_name: b.settings.secret_name.clone(),
+            branch: key.1.clone(),
+            kind,
+        }));
+        op_id
+    }
+
+    /// What branch `key` does next and from when (monotonic ms); `None` while it waits for its op
+    /// in flight, for its folders' lists, or for something to push. This is the branch's whole
+    /// schedule: [`Self::schedule`] acts on it once it is due and [`Self::poll_deadline`] wakes the
+    /// core for it, so the two cannot disagree (bugs 5 and 14 were such disagreements: a branch
+    /// with work the deadline did not see).
+    pub(super) fn next_op(&self, key: &BranchKey, b: &BranchState) -> Option<(u64, NextOp)> {
+        if b.op.is_some() {
+            return None;
+        }
+        // A push whose result was lost is checked before anything else is planned on the branch.
+        if b.unverified.is_some() {
+            return Some((b.retry_at_ms, NextOp::Verify));
+        }
+        // A wanted folder read needs no open gate: the gate opens only when the read succeeds.
+        if let Some(dest) = self.wanted_read(key) {
+            return Some((b.retry_at_ms, NextOp::Read(dest.clone())));
+        }
+        if !self.gate_open(key) {
+            return None;
+        }
+        // A retry goes when its backoff ends, unless nothing is left to push (a re-read found
+        // it all there); otherwise the batching triggers decide, never before the backoff ends.
+        if b.retry_now && !b.queue.is_empty() {
+            return Some((b.retry_at_ms, NextOp::Push));
+        }
+        // Flushing, one pending commit is a full batch with no interval to wait.
+        let (max_commits, interval_ms) = match self.flushing {
+            true => (1, 0),
+            false => (b.settings.max_commits, b.settings.push_interval_ms),
+        };
+        let due = b.queue.due_at_ms(max_commits, interval_ms)?;
+        Some((due.max(b.retry_at_ms), NextOp::Push))
+    }
+
+    pub(super) fn schedule(&mut self, key: &BranchKey) {
+        let now = self.now;
+        let Some((at, next)) = self.next_op(key, &self.branches[key]) else {
+            return;
+        };
+        if now.mono_ms < at {
+            return;
+        }
+        match next {
+            NextOp::Verify => self.start_verify(key),
+            NextOp::Read(dest) => self.start_read(key, dest),
+            NextOp::Push => self.start_push(key),
+        }
+    }
+
+    pub(super) fn start_verify(&mut self, key: &BranchKey) {
+        let b = self.branches.get_mut(key).expect("branch");
+        let (tag, expected_head) = b.unverified.take().expect("a verify is due");
+        let kind = GitOpKind::Verify {
+            expected_head: expected_head.clone(),
+            op_tag: tag.clone(),
+        };
+        let op_id = self.new_op(key, kind);
+        self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Verify {
+            op_id,
+            tag,
+            expected_head,
+        });
+    }
+
+    pub(super) fn start_read(&mut self, key: &BranchKey, dest: Arc<Destination>) {
+        let folder = dest.base_folder.clone();
+        let op_id = self.new_op(key, GitOpKind::ReadPaths { folder });
+        self.dests.get_mut(&dest).expect("dest").want_read = false;
+        self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Read { op_id, dest });
+    }
+
+    pub(super) fn start_push(&mut self, key: &BranchKey) {
+        let now = self.now;
+        let op_id = self.next_op_id;
+        let tag = format!("{:x}-{op_id}", self.config.instance_id);
+        let b = self.branches.get_mut(key).expect("branch");
+        let commits = gitplan::plan(
+            b.queue.start_push(),
+            &self.config.identities,
+            now.wall_ms,
+            &tag,
+        );
+        let expected_head = b.head.clone();
+        b.retry_now = false;
+        let issued = self.new_op(
+            key,
+            GitOpKind::Push {
+                expected_head: expected_head.clone(),
+                commits,
+            },
+        );
+        invariant_eq!(issued, op_id);
+        self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Push {
+            op_id,
+            tag,
+            expected_head,
+        });
+    }
+
+    pub(super) fn handle_git(&mut self, op_id: u64, result: GitResult) {
+        let Some(key) = self.ops.remove(&op_id) else {
+            return;
+        };
+        self.wake.insert(key.clone());
+        let Some(b) = self.branches.get_mut(&key) else {
+            return;
+        };
+        if b.op.as_ref().map(OpInFlight::op_id) != Some(op_id) {
+            return;
+        }
+        let now_ms = self.now.mono_ms;
+        let op = b.op.take().expect("checked");
+        if matches!(result, GitResult::Failed { .. }) {
+            self.counters.git_failures_total += 1;
+        }
+        match (op, result) {
+            (OpInFlight::Read { dest, .. }, GitResult::Paths { head, entries }) => {
+                if b.head.is_some() && head != b.head {
+                    // Others wrote the branch since we last knew it: re-read the other folders
+                    // too before planning on it.
+                    for (od, d) in self.dests.iter_mut() {
+                        if d.branch == key && d.listed && **od != *dest {
+                            d.want_read = true;
+                        }
+                    }
+                }
+                b.head = head;
+                b.failures_in_row = 0;
+                self.apply_listing(&key, &dest, entries);
+            }
+            (OpInFlight::Read { dest, .. }, other) => {
+                if let Some(d) = self.dests.get_mut(&dest) {
+                    d.want_read = true;
+                }
+                self.failed(&key, other);
+            }
+            (
+                OpInFlight::Push { .. } | OpInFlight::Verify { .. },
+                GitResult::Pushed { head, blobs },
+            ) => self.landed(&key, head, blobs),
+            (
+                OpInFlight::Verify { .. },
+                GitResult::Verified {
+                    head: Some(head),
+                    landed: true,
+                },
+            ) => {
+                self.landed(&key, head, Vec::new());
+                // The head is the branch's now, not our push's: others may have written on top
+                // (seed 20283). Read again before planning on it, as after a conflict.
+                reread_folders(&mut self.dests, &key);
+            }
+            (OpInFlight::Push { .. }, GitResult::Conflict { remote_head }) => {
+                self.counters.rebase_retries_total += 1;
+                b.head = remote_head;
+                // Someone else wrote the branch: what we believe it holds may be stale (files
+                // edited or removed), so read every folder again before planning on the new head.
+                reread_folders(&mut self.dests, &key);
+                b.queue.push_failed(now_ms);
+                drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
+                b.conflicts_in_row += 1;
+                if b.conflicts_in_row > gitplan::CONFLICTS_BEFORE_BACKOFF {
+                    b.retry_at_ms = now_ms
+                        + gitplan::backoff_ms(
+                            b.conflicts_in_row - gitplan::CONFLICTS_BEFORE_BACKOFF,
+                        );
+                }
+                b.retry_now = true;
+            }
+            (
+                OpInFlight::Push {
+                    tag, expected_head, ..
+                },
+                GitResult::Unknown,
+            ) => {
+                b.unverified = Some((tag, expected_head));
+            }
+            (OpInFlight::Verify { expected_head, .. }, GitResult::Verified { head, .. }) => {
+                if head != expected_head {
+                    // Others wrote meanwhile: read again, as after a conflict.
+                    reread_folders(&mut self.dests, &key);
+                }
+                b.head = head;
+                b.queue.push_failed(now_ms);
+                drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
+                b.retry_now = true;
+            }
+            (
+                OpInFlight::Verify {
+                    tag, expected_head, ..
+                },
+                other,
+            ) => {
+                b.unverified = Some((tag, expected_head));
+                self.failed(&key, other);
+            }
+            (OpInFlight::Push { .. }, other) => {
+                b.queue.push_failed(now_ms);
+                drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
+                b.retry_now = true;
+                self.failed(&key, other);
+            }
+        }
+    }
+
+    pub(super) fn failed(&mut self, key: &BranchKey, result: GitResult) {
+        let b = self.branches.get_mut(key).expect("branch");
+        b.failures_in_row += 1;
+        let (retryable, reason, cause) = match result {
+            GitResult::Failed {
+                retryable,
+                reason,
+                cause,
+            } => (retryable, reason, cause),
+            other => (
+                true,
+                format!("unexpected git result {other:?}"),
+                String::new(),
+            ),
+        };
+        // A failure a user must fix is retried at the longest interval; nothing is dropped either way.
+        let delay = if retryable {
+            gitplan::backoff_ms(b.failures_in_row)
+        } else {
+            gitplan::BACKOFF_MAX_MS
+        };
+        b.retry_at_ms = self.now.mono_ms + delay;
+        let cause = if cause.is_empty() {
+            "PushFailed".to_string()
+        } else {
+            cause
+        };
+        b.last_push_error = Some((cause, format!("branch {}: {reason}", key.1)));
+        self.refresh_statuses();
+    }
+
+    /// A push landed. `blobs` are the executor's blob ids in planned order (see [`gitplan::plan`]:
+    /// each commit's writes sorted by path); where it gave none (a push verified after its result
+    /// was lost), the core renders the file to learn it.
+    pub(super) fn landed(&mut self, key: &BranchKey, head: CommitId, blobs: Blobs) {
+        // The folder each pushed file is in: the branch's destination whose layout the path fits.
+        let folders: Vec<(String, u32)> = self
+            .dests
+            .iter()
+            .filter(|(_, d)| d.branch == *key)
+            .map(|(dest, d)| (dest.base_folder.clone(), d.id))
+            .collect();
+        let folder_of = |path: &str| {
+            folders
+                .iter()
+                .filter(|(base, _)| layout_segments(base, path).is_some())
+                .max_by_key(|(base, _)| base.len())
+                .map(|(_, id)| *id)
+        };
+        let b = self.branches.get_mut(key).expect("branch");
+        let commits = b.queue.push_landed();
+        for (i, c) in commits.iter().enumerate() {
+            let given = blobs.get(i).filter(|g| g.len() == c.writes.len());
+            for (k, w) in gitplan::in_planned_order(&c.writes).enumerate() {
+                match &w.content {
+                    Some(ct) => {
+                        self.counters.commit_bytes_total += ct.bytes as u64;
+                        let blob = given
+                            .and_then(|g| g[k])
+                            .unwrap_or_else(|| ct.file.blob_id());
+                        let held = Held {
+                            content: Some(ct.hash),
+                            blob,
+                        };
+                        b.paths.set_held(w.path_key, Some(held));
+                        if let Some(f) = folder_of(&w.path) {
+                            b.paths.set_folder(w.path_key, f);
+                        }
+                    }
+                    None => {
+                        self.counters.files_deleted_total += 1;
+                        b.paths.set_held(w.path_key, None);
+                    }
+                }
+            }
+        }
+        self.counters.commits_total += commits.len() as u64;
+        b.head = Some(head);
+        b.failures_in_row = 0;
+        b.conflicts_in_row = 0;
+        b.retry_at_ms = 0;
+        b.retry_now = false;
+        if b.last_push_error.take().is_some() {
+            self.refresh_statuses();
+        }
+    }
+
+    /// Applies a listing of `dest`'s folder: learn what the repo holds, queue deletes of orphans, drop
+    /// pending writes the repo already has, and relist if the repo diverged from what we believed.
+    pub(super) fn apply_listing(
+        &mut self,
+        key: &BranchKey,
+        dest: &Destination,
+        entries: Vec<(String, [u8; 20])>,
+    ) {
+        let Some(d) = self.dests.get_mut(dest) else {
+            return;
+        };
+        // A stream feeding this folder began a relist after the read was sent (or one was asked
+        // for): what the core knows of the folder's members is incomplete, so nothing is an
+        // orphan yet. What the repo holds is still learnt; the relist's end reads again.
+        let members_complete = d.awaiting.is_empty();
+        // Orphans only among the types whose lists it waited for (those served): see
+        // `reconfigure`. Their files at another version are orphans too (`layout_any_version`).
+        let listed_types: BTreeSet<u16> = d.gvrs.intersection(&d.gate).copied().collect();
+        let (exact, moved) = (
+            layout_of(&self.gvr_ids, &d.gvrs, &dest.base_folder),
+            layout_any_version(&self.gvr_ids, &listed_types, &dest.base_folder),
+        );
+        let ours = |p: &str| exact(p) || moved(p);
+        let listed_exact = layout_of(&self.gvr_ids, &listed_types, &dest.base_folder);
+        let scanned = |p: &str| listed_exact(p) || moved(p);
+        let b = self.branches.get_mut(key).expect("branch");
+        let mut listed: HashMap<u128, [u8; 20], KeyHash> = HashMap::default();
+        let mut orphans = Vec::new();
+        for (path, blob) in entries.into_iter().filter(|(p, _)| ours(p)) {
+            let pk = key128(&path);
+            listed.insert(pk, blob);
+            let known = b
+                .paths
+                .held(pk)
+                .filter(|h| h.blob == blob)
+                .and_then(|h| h.content);
+            let held = Held {
+                content: known,
+                blob,
+            };
+            b.paths.set_held(pk, Some(held));
+            b.paths.set_folder(pk, d.id);
+            // Not a live object's file, and no delete already pending for it.
+            if members_complete
+                && scanned(&path)
+                && !b.paths.is_member(pk, d.id)
+                && !matches!(b.queue.latest(pk), Some(None))
+            {
+                orphans.push(path);
+            }
+        }
+        // Writes still pending for objects a relist no longer shows (deleted in the gap): their
+        // files would be created and never removed.
+        let mut gone: Vec<String> = b
+            .queue
+            .writes()
+            .filter(|w| {
+                members_complete
+                    && !listed.contains_key(&w.path_key)
+                    && !b.paths.is_member(w.path_key, d.id)
+                    && matches!(b.queue.latest(w.path_key), Some(Some(_)))
+                    && scanned(&w.path)
+            })
+            .map(|w| w.path.to_string())
+            .collect();
+        gone.sort();
+        gone.dedup();
+        orphans.extend(gone);
+        // Hash-map iteration here only removes entries or answers "any": order reaches no output.
+        let unlisted: Vec<u128> = b
+            .paths
+            .members_of(d.id)
+            .filter(|pk| !listed.contains_key(pk))
+            .collect();
+        for pk in unlisted {
+            b.paths.set_held(pk, None);
+        }
+        // And every other file this folder showed before (seed 920001054: an object's file, its
+        // object gone unseen and forgotten by a relist, then removed by an outside writer; its
+        // identical re-creation looked already written, and the next delete was an empty commit).
+        b.paths.forget_unlisted(d.id, |pk| listed.contains_key(&pk));
+        d.listed = true;
+        // Deletes go in before the redundancy pass: a delete for a write pending in the open
+        // resync commit replaces it there, and if the listing lacks the file too, the pass drops
+        // the delete (seed 25571: a re-created object listed after a restart, deleted again before
+        // its file was pushed, left a `[RESYNC]` deleting a file that was never there).
+        let (now, wall) = (self.now.mono_ms, self.now.wall_ms);
+        self.counters.orphans_found_total += orphans.len() as u64;
+        for path in orphans {
+            let path_key = key128(&path);
+            b.queue.push_resync(
+                now,
+                wall,
+                &dest.base_folder,
+                PendingWrite {
+                    path: path.into(),
+                    path_key,
+                    content: None,
+                },
+            );
+        }
+        let paths = &mut b.paths;
+        b.queue.drop_redundant(|w| match &w.content {
+            Some(c) => match listed.get(&w.path_key) {
+                Some(blob) if c.file.blob_id() == *blob => {
+                    let held = Held {
+                        content: Some(c.hash),
+                        blob: *blob,
+                    };
+                    paths.set_held(w.path_key, Some(held));
+                    true
+                }
+                _ => false,
+            },
+            // A delete under this folder is redundant when the listing lacks the file; elsewhere,
+            // when we believe the file is not there.
+            None if ours(&w.path) => {
+                let absent = !listed.contains_key(&w.path_key);
+                if absent {
+                    paths.set_held(w.path_key, None);
+                }
+                absent
+            }
+            None => paths.held(w.path_key).is_none(),
+        });
+        // A member whose file differs from what we pushed (an outside edit) or is missing, with
+        // nothing pending to fix it: relist so its content is written again.
+        let diverged = b.paths.members_of(d.id).any(|pk| {
+            b.queue.latest(pk).is_none() && b.paths.held(pk).is_none_or(|h| h.content.is_none())
+        });
+        if diverged {
+            let gvrs: Vec<Gvr> = self
+                .gvr_ids
+                .iter()
+                .filter(|(_, id)| d.gvrs.contains(id))
+                .map(|(g, _)| g.clone())
+                .collect();
+            self.resync(gvrs);
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! The control plane: rules compiled from the custom resources, destinations and streams
+//! reconciled with them, statuses emitted.
+
+use super::*;
+
+impl Core {
+    pub(super) fn compile_rules(&self) -> (Vec<CompiledRule>, BTreeMap<CrRef, Vec<Condition>>) {
+        let mut rules = Vec::new();
+        let mut status = BTreeMap::new();
+        for (name, (_, settings, cred)) in &self.repos {
+            let mut conds = vec![match settings {
+                Ok(_) => Condition::ready(),
+                Err(c) => c.clone(),
+            }];
+            if let (Ok(_), Some(problem)) = (settings, cred) {
+                // A spec that cannot be used says so first: its credentials may not even apply.
+                conds[0] = Condition::not_ready("CredentialsInvalid", problem.clone());
+            }
+            if let Some((reason, message)) = self
+                .branches
+                .iter()
+                .filter(|(k, _)| &k.0 == name)
+                .find_map(|(_, b)| b.last_push_error.clone())
+            {
+                conds.push(Condition {
+                    type_: "Pushed".into(),
+                    status: false,
+                    reason,
+                    message,
+                });
+            }
+            status.insert(CrRef::GitRepoConfig(name.clone()), conds);
+        }
+        for (name, spec) in &self.watch_rules {
+            let result = (|| {
+                let repo =
+                    config::resolve_watch_rule_repo(&name.namespace, &spec.git_repo_config_ref)?;
+                let branch = config::validate_destination(
+                    self.repos.get(&repo).map(|r| &r.1),
+                    &repo,
+                    spec.branch.as_deref(),
+                    spec.base_folder.as_deref(),
+                )?;
+                config::validate_resources(&spec.resources)?;
+                coverage::conflicting_versions(&spec.resources, &self.discovered)?;
+                Ok::<_, Condition>(CompiledRule {
+                    source: CrRef::WatchRule(name.clone()),
+                    destination: Arc::new(Destination::new(
+                        repo,
+                        &branch,
+                        spec.base_folder.as_deref().unwrap_or_default(),
+                    )),
+                    resources: spec.resources.clone(),
+                    operations: config::OpSet::parse(&spec.operations)?,
+                    object_selector: config::compile_selector(
+                        spec.object_selector.as_ref(),
+                        "objectSelector",
+                    )?,
+                    reach: RuleReach::OwnNamespace(name.namespace.clone()),
+                })
+            })();
+            let conds = match &result {
+                Err(c) => vec![c.clone()],
+                Ok(rule) => {
+                    let problems = self.discovery_seen.then(|| {
+                        rule.resources
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, sel)| {
+                                coverage::entry_problem(
+                                    sel,
+                                    &rule.reach,
+                                    &self.discovered,
+                                    &self.denied,
+                                )
+                                .map(|p| (format!("resources[{i}]"), p))
+                            })
+                            .collect::<Vec<_>>()
+                    });
+                    coverage::rule_conditions(
+                        problems.as_deref(),
+                        rule.resources.len(),
+                        self.repo_problem(&rule.destination.repo),
+                    )
+                }
+            };
+            status.insert(CrRef::WatchRule(name.clone()), conds);
+            rules.extend(result);
+        }
+        for (name, spec) in &self.cluster_rules {
+            let repo = &spec.git_repo_config_ref;
+            let result = (|| {
+                if let Some(trusted) = &self.config.trusted_namespaces {
+                    if !trusted.contains(&repo.namespace) {
+                        return Err(Condition::not_ready(
+                            "UntrustedNamespace",
+                            format!(
+                                "GitRepoConfig {repo} is in namespace {}, which the operator does not trust for ClusterWatchRules (trusted: {}); use a GitRepoConfig in a trusted namespace, or have the operator's admin add this one (--cluster-rule-namespaces)",
+                                repo.namespace,
+                                trusted.iter().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                }
+                let branch = config::validate_destination(
+                    self.repos.get(repo).map(|r| &r.1),
+                    repo,
+                    spec.branch.as_deref(),
+                    spec.base_folder.as_deref(),
+                )?;
+                if spec.rules.is_empty() {
+                    return Err(Condition::not_ready(
+                        "NoResources",
+                        "rules is empty; add at least one entry with resources",
+                    ));
+                }
+                config::validate_cluster_rule_entries(&spec.rules)?;
+                let every: Vec<_> = spec
+                    .rules
+                    .iter()
+                    .flat_map(|r| r.resources.clone())
+                    .collect();
+                coverage::conflicting_versions(&every, &self.discovered)?;
+                let dest = Arc::new(Destination::new(
+                    repo.clone(),
+                    &branch,
+                    spec.base_folder.as_deref().unwrap_or_default(),
+                ));
+                spec.rules
+                    .iter()
+                    .map(|r| {
+                        config::validate_resources(&r.resources)?;
+                        let ns_sel = config::compile_selector(
+                            r.namespace_selector.as_ref(),
+                            "namespaceSelector",
+                        )?;
+                        Ok(CompiledRule {
+                            source: CrRef::ClusterWatchRule(name.clone()),
+                            destination: dest.clone(),
+                            resources: r.resources.clone(),
+                            operations: config::OpSet::parse(&r.operations)?,
+                            object_selector: config::compile_selector(
+                                r.object_selector.as_ref(),
+                                "objectSelector",
+                            )?,
+                            reach: match r.scope {
+                                config::RuleScope::Cluster => RuleReach::ClusterScoped,
+                                config::RuleScope::Namespaced => RuleReach::Namespaced(ns_sel),
+                            },
+                        })
+                    })
+                    .collect::<Result<Vec<_>, Condition>>()
+            })();
+            let conds = match &result {
+                Err(c) => vec![c.clone()],
+                Ok(entries) => {
+                    let problems = self.discovery_seen.then(|| {
+                        entries
+                            .iter()
+                            .enumerate()
+                            .flat_map(|(i, rule)| {
+                                rule.resources
+                                    .iter()
+                                    .enumerate()
+                                    .filter_map(move |(j, sel)| {
+                                        coverage::entry_problem(
+                                            sel,
+                                            &rule.reach,
+                                            &self.discovered,
+                                            &self.denied,
+                                        )
+                                        .map(|p| (format!("rules[{i}].resources[{j}]"), p))
+                                    })
+                            })
+                            .collect::<Vec<_>>()
+                    });
+                    coverage::rule_conditions(
+                        problems.as_deref(),
+                        entries.iter().map(|r| r.resources.len()).sum(),
+                        self.repo_problem(repo),
+                    )
+                }
+            };
+            status.insert(CrRef::ClusterWatchRule(name.clone()), conds);
+            rules.extend(result.into_iter().flatten());
+        }
+        (rules, status)
+    }
+
+    /// Why the repository `repo` cannot take pushes although its settings are valid (they are
+    /// checked with the rule's destination): its credentials. A rule that writes there says so,
+    /// and keeps its streams and folders, so that nothing is lost once they are fixed.
+    pub(super) fn repo_problem(&self, repo: &NamespacedName) -> Option<Condition> {
+        let (_, _, problem) = self.repos.get(repo)?;
+        problem.as_ref().map(|p| {
+            Condition::not_ready(
+                "GitRepoConfigNotReady",
+                format!("GitRepoConfig {repo} is not ready: CredentialsInvalid: {p}"),
+            )
+        })
+    }
+
+    /// The id of a watched type (or of one watched before): [`Self::bound_watched`] gave it one.
+    pub(super) fn gvr_id(&self, gvr: &Gvr) -> u16 {
+        *self
+            .gvr_ids
+            .get(gvr)
+            .expect("every type watched has an id (bound_watched)")
+    }
+
+    /// The types to watch among `wanted`, each given an id. Ids are never reused, so only types
+    /// that can matter get one: those discovery shows served, those watched before, and before
+    /// the first discovery at most [`UNSERVED_TYPES_MAX`] in all. Once discovery is in, a type a
+    /// rule names that the API server does not serve waits, id-less, until it is served: made-up
+    /// names in a tenant's rules cost nothing, however many there are. A type that cannot get an
+    /// id (all 65,536 given out) is left unwatched rather than failing every other.
+    pub(super) fn bound_watched(&mut self, wanted: BTreeSet<Gvr>) -> BTreeSet<Gvr> {
+        let mut out = BTreeSet::new();
+        for g in wanted {
+            if !self.gvr_ids.contains_key(&g) {
+                let served = self.discovered.contains_key(&g) || is_namespaces(&g);
+                // Before the first discovery nothing is known served: every id counts.
+                if !served && (self.discovery_seen || self.live.len() >= UNSERVED_TYPES_MAX) {
+                    continue;
+                }
+                let Ok(id) = u16::try_from(self.live.len()) else {
+                    continue;
+                };
+                self.gvr_ids.insert(g.clone(), id);
+                self.live.push(StreamLive::default());
+            }
+            out.insert(g);
+        }
+        out
+    }
+
+    /// Whether the API server serves `gvr` (every type does until discovery has been received).
+    pub(super) fn served(&self, gvr: &Gvr) -> bool {
+        !self.discovery_seen || self.discovered.contains_key(gvr)
+    }
+
+    pub(super) fn reconfigure(&mut self) {
+        let (compiled, status) = self.compile_rules();
+        let mut rules = RuleStore::new(compiled);
+        let mut watched = rules.watched_gvrs(&self.discovered);
+        if rules.needs_namespace_labels() {
+            watched.insert(namespaces_gvr());
+        } else {
+            // The stream stops: labels kept from now on would go stale unseen.
+            self.ns_labels.forget();
+        }
+        let watched = self.bound_watched(watched);
+        rules.index(&watched, &self.discovered);
+        self.rules = rules;
+        if watched != self.watched {
+            self.watched = watched.clone();
+            self.outputs
+                .push_back(Output::EnsureWatches(watched.clone()));
+        }
+        // Destinations: new ones (or ones fed by a changed set of streams) need a seed.
+        let mut new_dests = BTreeMap::new();
+        let mut resync = BTreeSet::new();
+        for dest in self.rules.destinations() {
+            let gvrs: Vec<Gvr> = self
+                .rules
+                .gvrs_of_destination(&dest)
+                .into_iter()
+                .cloned()
+                .collect();
+            let ids: BTreeSet<u16> = gvrs.iter().map(|g| self.gvr_id(g)).collect();
+            // A namespace selector routes on namespace labels: until the namespaces are listed,
+            // objects would look unselected and their files like orphans.
+            let ns_gated = self.rules.rules().iter().any(|r| {
+                *r.destination == *dest && matches!(r.reach, RuleReach::Namespaced(Some(_)))
+            });
+            // The folder waits for the lists of the types the API server serves only: a stream
+            // of one it does not (a CRD not installed yet, or deleted) shows nothing, and waiting
+            // for it would leave the folder unread and its branch held back. Files of such a
+            // type are not taken for orphans meanwhile (`apply_listing` scans served types only):
+            // while it cannot be listed, nothing shows they are.
+            let mut gate: BTreeSet<u16> = gvrs
+                .iter()
+                .filter(|g| self.served(g))
+                .map(|g| self.gvr_ids[g])
+                .collect();
+            if let (true, Some(&ns)) = (ns_gated, self.gvr_ids.get(&namespaces_gvr())) {
+                gate.insert(ns);
+            }
+            let branch = (dest.repo.clone(), dest.branch.clone());
+            let known = self.dests.contains_key(&dest);
+            let mut state = match self.dests.remove(&dest) {
+                Some(state) => state,
+                None => {
+                    self.next_dest_id += 1;
+                    DestState {
+                        id: self.next_dest_id,
+                        branch,
+                        gvrs: BTreeSet::new(),
+                        gate: BTreeSet::new(),
+                        awaiting: BTreeMap::new(),
+                        listed: false,
+                        want_read: false,
+                    }
+                }
+            };
+            // A new folder is read even if no stream feeds it (a rule whose entries select
+            // nothing served yet): unread, it would hold back its whole branch.
+            if !known || state.gvrs != ids || state.gate != gate {
+                // New, or fed by other streams now: list its streams again and rescan the folder.
+                // A stream that no longer feeds it takes its objects and unpushed writes along,
+                // as a destination that went does: their files are no longer the folder's, and
+                // members whose files a listing does not count would look diverged for ever.
+                let dropped: BTreeSet<u16> = state.gvrs.difference(&ids).copied().collect();
+                if let (false, Some(b)) = (dropped.is_empty(), self.branches.get_mut(&state.branch))
+                {
+                    let theirs = layout_of(&self.gvr_ids, &dropped, &dest.base_folder);
+                    b.queue.drop_writes(|w| theirs(&w.path));
+                    let id = state.id;
+                    b.paths
+                        .drop_members(|m| m.dest == id && dropped.contains(&m.gid));
+                }
+                // A type no longer served has no live objects: forgotten, they would look like
+                // members whose files went missing, and no list of the type could ever settle
+                // that. Their files stay (outside the listed layout) until it is served again.
+                let unserved: BTreeSet<u16> = ids.difference(&gate).copied().collect();
+                if let (false, Some(b)) =
+                    (unserved.is_empty(), self.branches.get_mut(&state.branch))
+                {
+                    let id = state.id;
+                    b.paths
+                        .drop_members(|m| m.dest == id && unserved.contains(&m.gid));
+                }
+                state.gvrs = ids;
+                state.awaiting = gate
+                    .iter()
+                    .map(|g| (*g, self.live[*g as usize].epoch() + 1))
+                    .collect();
+                state.gate = gate;
+                state.listed = false;
+                if state.awaiting.is_empty() {
+                    // Fed by no stream the API server serves now: no list to wait for, and
+                    // unread, the folder would hold back its whole branch.
+                    state.want_read = true;
+                    self.wake.insert(state.branch.clone());
+                }
+                resync.extend(gvrs);
+                if ns_gated {
+                    resync.insert(namespaces_gvr());
+                }
+            }
+            new_dests.insert(dest, state);
+        }
+        // A destination that went takes its unpushed writes with it: its folder is no longer
+        // kept, and after a conflict nothing could re-read the folder to check them.
+        for (gone, d) in self
+            .dests
+            .iter()
+            .filter(|(d, _)| !new_dests.contains_key(*d))
+        {
+            if let Some(b) = self
+                .branches
+                .get_mut(&(gone.repo.clone(), gone.branch.clone()))
+            {
+                let ours = layout_of(&self.gvr_ids, &d.gvrs, &gone.base_folder);
+                b.queue.drop_writes(|w| ours(&w.path));
+                b.paths.drop_members(|m| m.dest == d.id);
+            }
+        }
+        self.dests = new_dests;
+        // Branches follow destinations; one whose destinations went keeps draining its queue, one
+        // whose GitRepoConfig went or became invalid cannot push and goes with it.
+        let keys: BTreeSet<BranchKey> = self
+            .dests
+            .keys()
+            .map(|d| (d.repo.clone(), d.branch.clone()))
+            .collect();
+        for key in keys {
+            let Some(Ok(settings)) = self.repos.get(&key.0).map(|r| r.1.clone()) else {
+                continue;
+            };
+            match self.branches.get_mut(&key) {
+                Some(b) => b.settings = settings,
+                None => {
+                    self.branches.insert(
+                        key,
+                        BranchState {
+                            settings,
+                            queue: Queue::default(),
+                            paths: BranchPaths::default(),
+                            head: None,
+                            op: None,
+                            unverified: None,
+                            failures_in_row: 0,
+                            conflicts_in_row: 0,
+                            retry_at_ms: 0,
+                            retry_now: false,
+                            last_push_error: None,
+                        },
+                    );
+                }
+            }
+        }
+        let repos = &self.repos;
+        self.branches
+            .retain(|k, _| repos.get(&k.0).is_some_and(|r| r.1.is_ok()));
+        self.wake.extend(self.branches.keys().cloned());
+        // A stream that is not running yet starts with a list anyway.
+        let running: Vec<Gvr> = resync
+            .into_iter()
+            .filter(|g| self.watched.contains(g))
+            .collect();
+        self.resync(running);
+        self.emit_statuses(status);
+    }
+
+    pub(super) fn emit_statuses(&mut self, status: BTreeMap<CrRef, Vec<Condition>>) {
+        for (cr, conds) in &status {
+            if self.statuses.get(cr) != Some(conds) {
+                self.outputs
+                    .push_back(Output::Status(cr.clone(), conds.clone()));
+            }
+        }
+        self.statuses = status;
+    }
+
+    pub(super) fn refresh_statuses(&mut self) {
+        let (_, status) = self.compile_rules();
+        self.emit_statuses(status);
+    }
+}

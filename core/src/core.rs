@@ -8,8 +8,7 @@ use crate::attribution::{Attribution, AttributionCounters, Attributor, CorrKey, 
 use crate::batch::{CommitKind, Content, PendingWrite, Queue};
 use crate::canonical::{DigestOut, Digester};
 use crate::config::{
-    self, ClusterWatchRuleSpec, Condition, CrRef, GitRepoConfigSpec, NamespacedName, RepoSettings,
-    WatchRuleSpec,
+    self, ClusterWatchRuleSpec, Condition, CrRef, NamespacedName, RepoSettings, WatchRuleSpec,
 };
 use crate::correlation::{CorrelationCounters, CorrelationLimits};
 use crate::coverage;
@@ -191,12 +190,13 @@ enum NextOp {
     Push,
 }
 
-/// A GitRepoConfig as last seen: spec, validation result, credentials problem.
-type RepoEntry = (
-    GitRepoConfigSpec,
-    Result<RepoSettings, Condition>,
-    Option<String>,
-);
+/// A GitRepoConfig as last seen.
+struct RepoEntry {
+    /// Its validated settings, or the condition saying what to fix in its spec.
+    settings: Result<RepoSettings, Condition>,
+    /// What is wrong with its credentials Secret, if anything (the runtime's verdict).
+    credentials_problem: Option<String>,
+}
 
 /// What the branch has (or will have once pending commits land) at a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -323,8 +323,17 @@ impl Core {
                 match spec {
                     Some(spec) => {
                         let settings = config::validate_repo(&spec, self.config.file_remotes);
-                        let cred = self.repos.get(&name).and_then(|r| r.2.clone());
-                        self.repos.insert(name, (spec, settings, cred));
+                        let credentials_problem = self
+                            .repos
+                            .get(&name)
+                            .and_then(|r| r.credentials_problem.clone());
+                        self.repos.insert(
+                            name,
+                            RepoEntry {
+                                settings,
+                                credentials_problem,
+                            },
+                        );
                     }
                     None => {
                         self.repos.remove(&name);
@@ -348,7 +357,7 @@ impl Core {
             }
             Input::Credentials(name, problem) => {
                 if let Some(r) = self.repos.get_mut(&name) {
-                    r.2 = problem;
+                    r.credentials_problem = problem;
                 }
                 self.reconfigure();
             }

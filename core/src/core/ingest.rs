@@ -455,7 +455,14 @@ impl Core {
         }
     }
 
-    pub(super) fn handle_object(&mut self, gvr: Gvr, gid: u16, obj: &RawObject, deleted: bool, initial: bool) {
+    pub(super) fn handle_object(
+        &mut self,
+        gvr: Gvr,
+        gid: u16,
+        obj: &RawObject,
+        deleted: bool,
+        initial: bool,
+    ) {
         self.counters.events_received_total += 1;
         let mut digester = std::mem::take(&mut self.digester);
         let mut read = digester.with_doc(obj.as_bytes(), |doc, out| {

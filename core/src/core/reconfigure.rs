@@ -7,7 +7,14 @@ impl Core {
     pub(super) fn compile_rules(&self) -> (Vec<CompiledRule>, BTreeMap<CrRef, Vec<Condition>>) {
         let mut rules = Vec::new();
         let mut status = BTreeMap::new();
-        for (name, (_, settings, cred)) in &self.repos {
+        for (
+            name,
+            RepoEntry {
+                settings,
+                credentials_problem: cred,
+            },
+        ) in &self.repos
+        {
             let mut conds = vec![match settings {
                 Ok(_) => Condition::ready(),
                 Err(c) => c.clone(),
@@ -36,7 +43,7 @@ impl Core {
                 let repo =
                     config::resolve_watch_rule_repo(&name.namespace, &spec.git_repo_config_ref)?;
                 let branch = config::validate_destination(
-                    self.repos.get(&repo).map(|r| &r.1),
+                    self.repos.get(&repo).map(|r| &r.settings),
                     &repo,
                     spec.branch.as_deref(),
                     spec.base_folder.as_deref(),
@@ -103,7 +110,7 @@ impl Core {
                     }
                 }
                 let branch = config::validate_destination(
-                    self.repos.get(repo).map(|r| &r.1),
+                    self.repos.get(repo).map(|r| &r.settings),
                     repo,
                     spec.branch.as_deref(),
                     spec.base_folder.as_deref(),
@@ -191,7 +198,7 @@ impl Core {
     /// checked with the rule's destination): its credentials. A rule that writes there says so,
     /// and keeps its streams and folders, so that nothing is lost once they are fixed.
     pub(super) fn repo_problem(&self, repo: &NamespacedName) -> Option<Condition> {
-        let (_, _, problem) = self.repos.get(repo)?;
+        let problem = &self.repos.get(repo)?.credentials_problem;
         problem.as_ref().map(|p| {
             Condition::not_ready(
                 "GitRepoConfigNotReady",
@@ -375,7 +382,7 @@ impl Core {
             .map(|d| (d.repo.clone(), d.branch.clone()))
             .collect();
         for key in keys {
-            let Some(Ok(settings)) = self.repos.get(&key.0).map(|r| r.1.clone()) else {
+            let Some(Ok(settings)) = self.repos.get(&key.0).map(|r| r.settings.clone()) else {
                 continue;
             };
             match self.branches.get_mut(&key) {
@@ -402,7 +409,7 @@ impl Core {
         }
         let repos = &self.repos;
         self.branches
-            .retain(|k, _| repos.get(&k.0).is_some_and(|r| r.1.is_ok()));
+            .retain(|k, _| repos.get(&k.0).is_some_and(|r| r.settings.is_ok()));
         self.wake.extend(self.branches.keys().cloned());
         // A stream that is not running yet starts with a list anyway.
         let running: Vec<Gvr> = resync

@@ -3,6 +3,32 @@
 
 use super::*;
 
+/// One object as a stream delivers it.
+#[derive(Clone, Copy)]
+pub(super) struct ObjectEvent<'a> {
+    pub(super) gvr: &'a Gvr,
+    /// The stream's type id.
+    pub(super) gid: u16,
+    pub(super) obj: &'a RawObject,
+    /// A `DELETED` event.
+    pub(super) deleted: bool,
+    /// From a list (`Init…`), not from the watch.
+    pub(super) initial: bool,
+}
+
+/// What one object's event changes, once read and attributed.
+struct Change {
+    op: Operation,
+    /// The file to write; `None` for a deletion.
+    file: Option<FileBody>,
+    hash: u64,
+    bytes: usize,
+    /// The user found for it.
+    author: Option<Arc<str>>,
+    /// Written without an author, from a list: a `[RESYNC]` commit's.
+    resync: bool,
+}
+
 /// What the core reads off an admission request's object.
 pub(super) struct AdmissionDigest {
     /// Content hash after sanitization.
@@ -465,16 +491,20 @@ impl Core {
     ) {
         self.counters.events_received_total += 1;
         let mut digester = std::mem::take(&mut self.digester);
-        let mut read = digester.with_doc(obj.as_bytes(), |doc, out| {
-            self.handle_doc(&gvr, gid, obj, doc, out, deleted, initial)
-        });
+        let ev = ObjectEvent {
+            gvr: &gvr,
+            gid,
+            obj,
+            deleted,
+            initial,
+        };
+        let mut read = digester.with_doc(obj.as_bytes(), |doc, out| self.handle_doc(ev, doc, out));
         // A list item without `apiVersion`/`kind` (as the API server lists) gets them from
         // discovery, so its file, its content hash and its joins are those of a watch event's.
         if let (Ok(Read::Untyped), Some(kind)) = (&read, self.kinds.get(&gvr)) {
             let typed = obj.with_type_meta(&gvr.api_version(), kind);
-            read = digester.with_doc(typed.as_bytes(), |doc, out| {
-                self.handle_doc(&gvr, gid, &typed, doc, out, deleted, initial)
-            });
+            let ev = ObjectEvent { obj: &typed, ..ev };
+            read = digester.with_doc(typed.as_bytes(), |doc, out| self.handle_doc(ev, doc, out));
         }
         self.digester = digester;
         if let Err(e) = read {
@@ -482,18 +512,23 @@ impl Core {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One object through the pipeline's steps: its identity read, routed to the rules'
+    /// destinations, sanitized and hashed, its live entry updated, its author found, and its file
+    /// (or its removal) queued on each destination's branch.
     #[must_use]
     pub(super) fn handle_doc(
         &mut self,
-        gvr: &Gvr,
-        gid: u16,
-        obj: &RawObject,
+        ev: ObjectEvent<'_>,
         doc: &mut Doc,
         out: &mut DigestOut,
-        deleted: bool,
-        initial: bool,
     ) -> Read {
+        let ObjectEvent {
+            gvr,
+            gid,
+            obj,
+            deleted,
+            initial,
+        } = ev;
         if self.kinds.contains_key(gvr) {
             let [api_version, kind] = doc.lookup(Doc::ROOT, ["apiVersion", "kind"]);
             if api_version.is_none() && kind.is_none() {
@@ -697,9 +732,71 @@ impl Core {
             return Read::Done;
         }
         // The file is the executor's to render (see `FileBody`): the object's text is shared.
-        let file = (!deleted).then(|| FileBody::Object(obj.clone(), rules));
+        let change = Change {
+            op,
+            file: (!deleted).then(|| FileBody::Object(obj.clone(), rules)),
+            hash,
+            bytes,
+            author: author.clone(),
+            resync: initial && attribution.user().is_none(),
+        };
+        let queued = self.enqueue_change(gvr, gid, &routed, &held, change);
+        self.routed = routed;
+        self.held = held;
+        // A live change nobody was found for is noted whether or not a destination took it: its
+        // admission may still come (the webhook's path is slower), and kept, that record would
+        // name the author of the next same-content creation. A relist's object is noted only if it
+        // was written (it may be old news, not a change), and so is the delete of an object we did
+        // not know (a duplicate event): noted, it would make a later genuine record look late.
+        // Not after an ambiguous join: its admissions are here already, and noted as missed, the
+        // change would make a later identical write's own record look late (found with racing
+        // writes: carol lost a race to bob, then made bob's change herself within the TTL, and
+        // her record was dropped as late).
+        let live_change = !initial && (!deleted || prev.is_some());
+        let ambiguous = attribution == Attribution::Ambiguous;
+        if author.is_none() && !seen_before && !ambiguous && (queued || live_change) {
+            let uid = (uid != 0).then_some(uid);
+            self.attributor.note_missed(self.now.mono_ms, key, uid);
+            // A listed object this core did not know: its version was made by a CREATE or by
+            // an UPDATE, which one is unknown, so the late admission of either is late for it
+            // (seed 7001982: after a restart, alice's late UPDATE record of the version the
+            // first list showed was kept, and 14 s later named her for bob's identical change).
+            if initial && !same_object && !deleted {
+                let update = CorrKey {
+                    op: Operation::Update,
+                    ..key
+                };
+                self.attributor.note_missed(self.now.mono_ms, update, uid);
+            }
+        }
+        if queued {
+            self.counters.events_processed_total += 1;
+        } else {
+            self.counters.watch_duplicates_skipped_total += 1;
+        }
+        Read::Done
+    }
+
+    /// Queues `change` of the object whose identifier is in `self.ident` on each destination of
+    /// its type: its file where a rule selects it (`routed`), its removal where none does any
+    /// more, nothing where a rule leaves this change out (`held`). Whether anything was queued.
+    fn enqueue_change(
+        &mut self,
+        gvr: &Gvr,
+        gid: u16,
+        routed: &[Arc<Destination>],
+        held: &[Arc<Destination>],
+        change: Change,
+    ) -> bool {
+        let Change {
+            op,
+            file,
+            hash,
+            bytes,
+            author,
+            resync,
+        } = change;
         let epoch = self.live[gid as usize].epoch();
-        let resync = initial && attribution.user().is_none();
         let mut queued = false;
         let mut dests = std::mem::take(&mut self.dests_of_gvr);
         dests.extend_from_slice(self.rules.destinations_of_gvr(gvr));
@@ -758,39 +855,6 @@ impl Core {
             queued |= queue.write(b, write, author.clone(), kind, resync);
         }
         self.dests_of_gvr = dests;
-        self.routed = routed;
-        self.held = held;
-        // A live change nobody was found for is noted whether or not a destination took it: its
-        // admission may still come (the webhook's path is slower), and kept, that record would
-        // name the author of the next same-content creation. A relist's object is noted only if it
-        // was written (it may be old news, not a change), and so is the delete of an object we did
-        // not know (a duplicate event): noted, it would make a later genuine record look late.
-        // Not after an ambiguous join: its admissions are here already, and noted as missed, the
-        // change would make a later identical write's own record look late (found with racing
-        // writes: carol lost a race to bob, then made bob's change herself within the TTL, and
-        // her record was dropped as late).
-        let live_change = !initial && (!deleted || prev.is_some());
-        let ambiguous = attribution == Attribution::Ambiguous;
-        if author.is_none() && !seen_before && !ambiguous && (queued || live_change) {
-            let uid = (uid != 0).then_some(uid);
-            self.attributor.note_missed(self.now.mono_ms, key, uid);
-            // A listed object this core did not know: its version was made by a CREATE or by
-            // an UPDATE, which one is unknown, so the late admission of either is late for it
-            // (seed 7001982: after a restart, alice's late UPDATE record of the version the
-            // first list showed was kept, and 14 s later named her for bob's identical change).
-            if initial && !same_object && !deleted {
-                let update = CorrKey {
-                    op: Operation::Update,
-                    ..key
-                };
-                self.attributor.note_missed(self.now.mono_ms, update, uid);
-            }
-        }
-        if queued {
-            self.counters.events_processed_total += 1;
-        } else {
-            self.counters.watch_duplicates_skipped_total += 1;
-        }
-        Read::Done
+        queued
     }
 }

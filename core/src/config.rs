@@ -17,9 +17,9 @@ pub const MAX_COMMITS_LIMIT: u32 = 1000;
 /// Default `push.interval`, in milliseconds.
 pub const PUSH_INTERVAL_DEFAULT_MS: u64 = 60_000;
 /// Shortest `push.interval` accepted, in milliseconds.
-pub const PUSH_INTERVAL_MIN_MS: u64 = 1_000;
+pub const PUSH_INTERVAL_MS_MIN: u64 = 1_000;
 /// Longest `push.interval` accepted, in milliseconds.
-pub const PUSH_INTERVAL_MAX_MS: u64 = 24 * 3_600_000;
+pub const PUSH_INTERVAL_MS_MAX: u64 = 24 * 3_600_000;
 
 /// A namespaced object's namespace and name.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -334,7 +334,7 @@ pub fn validate_repo(
     let push_interval_ms = match push.interval.as_deref() {
         None => PUSH_INTERVAL_DEFAULT_MS,
         Some(text) => match parse_duration_ms(text) {
-            Some(ms) if (PUSH_INTERVAL_MIN_MS..=PUSH_INTERVAL_MAX_MS).contains(&ms) => ms,
+            Some(ms) if (PUSH_INTERVAL_MS_MIN..=PUSH_INTERVAL_MS_MAX).contains(&ms) => ms,
             _ => {
                 return Err(Condition::not_ready(
                     "InvalidPushInterval",

@@ -8,7 +8,7 @@ use crate::io::{Identity, PlannedCommit};
 /// First retry delay after a failed push, in milliseconds.
 pub const BACKOFF_BASE_MS: u64 = 1_000;
 /// Longest retry delay, in milliseconds: failures are retried at least this often, forever.
-pub const BACKOFF_MAX_MS: u64 = 300_000;
+pub const BACKOFF_MS_MAX: u64 = 300_000;
 /// Conflicts in a row re-planned at once before backing off (an outside writer racing us).
 pub const CONFLICTS_BEFORE_BACKOFF: u32 = 3;
 /// The commit message trailer that names the op a commit was pushed by.
@@ -17,7 +17,7 @@ pub const OP_TRAILER: &str = "Reverser-Op";
 /// The delay before retry number `attempt` (1-based): doubling from [`BACKOFF_BASE_MS`], capped.
 pub fn backoff_ms(attempt: u32) -> u64 {
     let shift = attempt.saturating_sub(1).min(20);
-    (BACKOFF_BASE_MS << shift).min(BACKOFF_MAX_MS)
+    (BACKOFF_BASE_MS << shift).min(BACKOFF_MS_MAX)
 }
 
 /// Who commits and who is named when no user is known.
@@ -143,7 +143,7 @@ mod tests {
         assert_eq!(backoff_ms(1), 1_000);
         assert_eq!(backoff_ms(2), 2_000);
         assert_eq!(backoff_ms(5), 16_000);
-        assert_eq!(backoff_ms(100), BACKOFF_MAX_MS);
+        assert_eq!(backoff_ms(100), BACKOFF_MS_MAX);
     }
 
     #[test]

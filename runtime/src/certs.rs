@@ -27,7 +27,7 @@ pub const OVERLAP: (i64, i64) = (1, 6);
 pub const LIFETIME_MIN_S: i64 = 30;
 /// How far a certificate's validity starts before its issue, at most, in seconds: for clocks
 /// behind the operator's.
-pub const BACKDATE_MAX_S: i64 = 3600;
+pub const BACKDATE_S_MAX: i64 = 3600;
 
 /// One issued serving certificate with the CA that signed it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,7 +189,7 @@ pub fn issue(now_s: i64, policy: &Policy) -> Result<Issued, String> {
     };
     let at =
         |s: i64| time::OffsetDateTime::from_unix_timestamp(s).map_err(|e| format!("time {s}: {e}"));
-    let not_before = at(now_s - (policy.lifetime_s / 10).min(BACKDATE_MAX_S))?;
+    let not_before = at(now_s - (policy.lifetime_s / 10).min(BACKDATE_S_MAX))?;
     let not_after_s = now_s + policy.lifetime_s;
     let err = |e: rcgen::Error| format!("issuing the webhook's certificate: {e}");
 

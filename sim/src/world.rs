@@ -44,9 +44,9 @@ const WALL_EPOCH_MS: i64 = 1_795_651_200_000;
 /// The fallback author's name in the simulated operator.
 pub const FALLBACK: &str = "unknown-author";
 /// Simulated time the liveness phase runs at least (beyond the longest retry backoff).
-const LIVENESS_MIN_MS: u64 = 600_000;
+const LIVENESS_MS_MIN: u64 = 600_000;
 /// Longest time from a write to the core receiving its admission request, when on time.
-const WEBHOOK_LATENCY_MAX_MS: u64 = 2;
+const WEBHOOK_LATENCY_MS_MAX: u64 = 2;
 /// Ticks at one instant before the run counts as a busy loop (a deadline that never advances).
 const TICKS_AT_ONCE_MAX: u32 = 100;
 /// Simulated time the liveness phase may take to reach quiescence.
@@ -506,7 +506,7 @@ impl World {
                 *v = format!("[t={t} ms] {v}");
             }
             if let Some(h) = self.healed_at {
-                if self.now >= h + LIVENESS_MIN_MS && self.quiescent() {
+                if self.now >= h + LIVENESS_MS_MIN && self.quiescent() {
                     return;
                 }
                 if self.now > h + LIVENESS_BUDGET_MS {
@@ -678,7 +678,7 @@ impl World {
     fn emit(&mut self, gvr: &Gvr, ev: WatchEvent) {
         // The API server persists only after the webhook answered, and the webhook handed the
         // request to the core before answering: an on-time admission always comes first.
-        let lat = self.rng.apiserver.gen_range(WEBHOOK_LATENCY_MAX_MS + 1..50);
+        let lat = self.rng.apiserver.gen_range(WEBHOOK_LATENCY_MS_MAX + 1..50);
         let Some(s) = self.streams.get_mut(gvr) else {
             return;
         };
@@ -704,7 +704,7 @@ impl World {
                 // Mostly a blip; one in ten an outage that spans many writes by different users
                 // (within the correlation TTL: a longer one costs attribution, and is a 410 here).
                 // Outages do not chain: a stream already behind gets blips only, so no event is
-                // ever later than `orphans::WATCH_DELAY_MAX_MS`.
+                // ever later than `orphans::WATCH_DELAY_MS_MAX`.
                 let behind = self.streams[&gvr]
                     .queue
                     .front()
@@ -742,7 +742,7 @@ impl World {
         let lat = if late {
             self.rng.apiserver.gen_range(60..2_000)
         } else {
-            self.rng.apiserver.gen_range(0..=WEBHOOK_LATENCY_MAX_MS)
+            self.rng.apiserver.gen_range(0..=WEBHOOK_LATENCY_MS_MAX)
         };
         let due = (self.now + lat).max(self.admissions_due_ms);
         self.admissions_due_ms = due;
@@ -1039,7 +1039,7 @@ impl World {
             let id = self.cluster.identifier(&key);
             let since = self
                 .now
-                .saturating_sub(crate::checks::orphans::WATCH_DELAY_MAX_MS);
+                .saturating_sub(crate::checks::orphans::WATCH_DELAY_MS_MAX);
             if let Some(history) = self.cluster.history.get_mut(&id) {
                 let mut last = true;
                 for w in history.iter_mut().rev().filter(|w| !w.rejected) {
@@ -1290,7 +1290,7 @@ impl World {
                 .get(ns)
                 .into_iter()
                 .flatten()
-                .filter(|(t, _)| self.now <= t + crate::checks::orphans::WATCH_DELAY_MAX_MS);
+                .filter(|(t, _)| self.now <= t + crate::checks::orphans::WATCH_DELAY_MS_MAX);
             for (_, was) in recent {
                 let labels = labels_of(b);
                 let before = self.topo.selecting(&Subject {

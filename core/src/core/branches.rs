@@ -299,7 +299,7 @@ impl Core {
         let delay = if retryable {
             gitplan::backoff_ms(b.failures_in_row)
         } else {
-            gitplan::BACKOFF_MAX_MS
+            gitplan::BACKOFF_MS_MAX
         };
         b.retry_at_ms = self.now.mono_ms + delay;
         let cause = if cause.is_empty() {

@@ -43,29 +43,29 @@ pub const PUSH_DELTA_CACHE_BYTES_MAX: i64 = 16 << 20;
 /// Bytes one fetch may receive at most: past it the fetch stops (`RemoteTooLarge`).
 pub const GIT_FETCH_BYTES_MAX: usize = 2 << 30;
 /// How long one fetch may take in all, in milliseconds, however steadily bytes arrive.
-pub const GIT_OP_TIME_MAX_MS: u64 = 10 * 60 * 1000;
+pub const GIT_OP_MS_MAX: u64 = 10 * 60 * 1000;
 
 static FETCH_BYTES_MAX: AtomicUsize = AtomicUsize::new(GIT_FETCH_BYTES_MAX);
-static FETCH_TIME_MAX_MS: AtomicU64 = AtomicU64::new(GIT_OP_TIME_MAX_MS);
+static FETCH_MS_MAX: AtomicU64 = AtomicU64::new(GIT_OP_MS_MAX);
 
 /// Sets the fetch limits (bytes, total milliseconds), process-wide; the defaults are
-/// [`GIT_FETCH_BYTES_MAX`] and [`GIT_OP_TIME_MAX_MS`].
-pub fn set_fetch_limits(bytes_max: usize, time_max_ms: u64) {
+/// [`GIT_FETCH_BYTES_MAX`] and [`GIT_OP_MS_MAX`].
+pub fn set_fetch_limits(bytes_max: usize, ms_max: u64) {
     FETCH_BYTES_MAX.store(bytes_max, Ordering::Relaxed);
-    FETCH_TIME_MAX_MS.store(time_max_ms, Ordering::Relaxed);
+    FETCH_MS_MAX.store(ms_max, Ordering::Relaxed);
 }
 
 /// How long one git op may take in all, in milliseconds: the fetch's time limit
 /// ([`set_fetch_limits`]), which the executor also enforces around the whole op, for the parts no
 /// libgit2 callback sees (a ref advertisement trickled a byte at a time).
-pub fn op_time_max_ms() -> u64 {
+pub fn op_ms_max() -> u64 {
     fetch_limits().1
 }
 
 fn fetch_limits() -> (usize, u64) {
     (
         FETCH_BYTES_MAX.load(Ordering::Relaxed),
-        FETCH_TIME_MAX_MS.load(Ordering::Relaxed),
+        FETCH_MS_MAX.load(Ordering::Relaxed),
     )
 }
 
@@ -282,7 +282,7 @@ impl Default for Session {
 
 /// What the callbacks of one remote operation observed.
 struct Session {
-    /// When the op began: [`GIT_OP_TIME_MAX_MS`] counts from here.
+    /// When the op began: [`GIT_OP_MS_MAX`] counts from here.
     started: std::time::Instant,
     findings: RefCell<Findings>,
     ssh_attempts: Cell<u32>,
@@ -449,17 +449,17 @@ impl<'c> Clone<'c> {
             Err(git2::Error::from_str("host key verification failed"))
         });
         cb.transfer_progress(move |p| {
-            let (bytes_max, time_max_ms) = fetch_limits();
+            let (bytes_max, ms_max) = fetch_limits();
             let why = if p.received_bytes() > bytes_max {
                 ("RemoteTooLarge", format!(
                     "{} sent more than {bytes_max} bytes for one fetch; the operator stops there so that one remote cannot fill the work dir",
                     url.redacted
                 ))
-            } else if s.started.elapsed().as_millis() as u64 > time_max_ms {
+            } else if s.started.elapsed().as_millis() as u64 > ms_max {
                 ("RemoteTooSlow", format!(
                     "a fetch from {} took more than {} s in all; stopped (a remote that trickles bytes keeps no thread for ever)",
                     url.redacted,
-                    time_max_ms / 1000
+                    ms_max / 1000
                 ))
             } else {
                 return true;

@@ -30,7 +30,7 @@ pub struct GitExecutor {
     locks: Arc<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>>,
     /// Clone directories no branch used at the last collection.
     unused: Arc<Mutex<BTreeSet<PathBuf>>>,
-    /// Clone directories whose op ran over [`exec::op_time_max_ms`] and still runs on its
+    /// Clone directories whose op ran over [`exec::op_ms_max`] and still runs on its
     /// blocking thread: no op starts there until it ends.
     stuck: Arc<Mutex<BTreeSet<PathBuf>>>,
 }
@@ -104,7 +104,7 @@ impl GitExecutor {
     /// Runs `op` with `creds` on the blocking pool and returns its result. Ops on the same clone
     /// run one after the other (the core already sends one per branch at a time).
     ///
-    /// An op that runs over [`exec::op_time_max_ms`] in all is answered at that point: `Unknown`
+    /// An op that runs over [`exec::op_ms_max`] in all is answered at that point: `Unknown`
     /// for a push (it may still land), `RemoteTooSlow` otherwise. libgit2 cannot be interrupted,
     /// so its thread runs on until the remote's silence (`--git-timeout`) or the end of the op;
     /// meanwhile that clone takes no op (each fails at once as `RemoteTooSlow`), so a remote that
@@ -112,7 +112,7 @@ impl GitExecutor {
     pub async fn run(&self, op: GitOp, creds: Option<Arc<Credentials>>) -> GitResult {
         let ws = self.ws.clone();
         let dir = ws.clone_dir(&op);
-        let limit_ms = exec::op_time_max_ms();
+        let limit_ms = exec::op_ms_max();
         if self
             .stuck
             .lock()

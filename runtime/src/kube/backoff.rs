@@ -6,7 +6,7 @@ use std::time::Duration;
 /// First delay, in milliseconds.
 pub const BACKOFF_FIRST_MS: u64 = 800;
 /// Longest delay, in milliseconds.
-pub const BACKOFF_MAX_MS: u64 = 30_000;
+pub const BACKOFF_MS_MAX: u64 = 30_000;
 
 /// Exponential backoff with jitter.
 #[derive(Debug)]
@@ -38,7 +38,7 @@ impl Backoff {
         let base = self.next_ms;
         let spread = base / 2;
         let ms = base - spread / 2 + self.jitter % (spread + 1);
-        self.next_ms = (base * 2).min(BACKOFF_MAX_MS);
+        self.next_ms = (base * 2).min(BACKOFF_MS_MAX);
         Duration::from_millis(ms)
     }
 
@@ -62,7 +62,7 @@ mod tests {
                 d >= base - base / 4 && d <= base + base / 4,
                 "{d} around {base}"
             );
-            base = (base * 2).min(BACKOFF_MAX_MS);
+            base = (base * 2).min(BACKOFF_MS_MAX);
         }
         b.reset();
         let d = b.next_delay().as_millis() as u64;

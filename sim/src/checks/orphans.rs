@@ -16,7 +16,7 @@ use crate::topology::{Subject, Topology};
 
 /// Longest time between a write and the watch event that shows it (latency plus disconnects: one
 /// outage of at most 45 s, then blips of at most 5 s each).
-pub const WATCH_DELAY_MAX_MS: u64 = 60_000;
+pub const WATCH_DELAY_MS_MAX: u64 = 60_000;
 
 /// When the operator last wrote each file: (push, planned at) of the last push that wrote it and
 /// of the push before that one.
@@ -55,7 +55,7 @@ impl OrphanCheck {
             // A write earlier in this same push may stand for a state before the deletion; the
             // last write of an earlier push is the one the cluster had moved on from.
             let last = if w[0].0 == push { w[1] } else { w[0] };
-            let since = last.1.saturating_sub(WATCH_DELAY_MAX_MS);
+            let since = last.1.saturating_sub(WATCH_DELAY_MS_MAX);
             for i in (0..topo.rules.len()).filter(|&i| topo.active[i]) {
                 let r = &topo.rules[i];
                 if topo.repos[r.repo].url != url || r.branch != branch {

@@ -355,9 +355,9 @@ impl Core {
                 };
                 self.reconfigure();
             }
-            Input::Credentials(name, problem) => {
+            Input::Credentials(name, verdict) => {
                 if let Some(r) = self.repos.get_mut(&name) {
-                    r.credentials_problem = problem;
+                    r.credentials_problem = verdict.into();
                 }
                 self.reconfigure();
             }

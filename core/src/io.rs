@@ -54,6 +54,32 @@ pub enum WatchEvent {
     Delete(RawObject),
 }
 
+/// Whether a GitRepoConfig's credentials can be used. Recorded as the JSON `null` (usable) or
+/// the problem's text, the form recordings have always had.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Option<String>", into = "Option<String>")]
+pub enum CredentialsVerdict {
+    /// Usable, or none are named.
+    Usable,
+    /// Not usable: what is wrong, for the status.
+    Invalid(String),
+}
+
+impl From<Option<String>> for CredentialsVerdict {
+    fn from(problem: Option<String>) -> Self {
+        problem.map_or(Self::Usable, Self::Invalid)
+    }
+}
+
+impl From<CredentialsVerdict> for Option<String> {
+    fn from(v: CredentialsVerdict) -> Self {
+        match v {
+            CredentialsVerdict::Usable => None,
+            CredentialsVerdict::Invalid(problem) => Some(problem),
+        }
+    }
+}
+
 /// Everything that can happen to the core.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Input {
@@ -63,8 +89,8 @@ pub enum Input {
     WatchRule(NamespacedName, Option<WatchRuleSpec>),
     /// A ClusterWatchRule was created or changed (`Some`) or deleted (`None`).
     ClusterWatchRule(String, Option<ClusterWatchRuleSpec>),
-    /// The runtime's verdict on a GitRepoConfig's credentials Secret: `None` when usable.
-    Credentials(NamespacedName, Option<String>),
+    /// The runtime's verdict on a GitRepoConfig's credentials Secret.
+    Credentials(NamespacedName, CredentialsVerdict),
     /// The API server's resource types, from discovery; wildcards in rules expand over these.
     ApiResources(Vec<ApiResource>),
     /// The API server refused to list a watched type (403: the operator's role does not
@@ -298,4 +324,24 @@ pub enum Output {
         /// Why, and what to change.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credentials_verdict_is_recorded_as_null_or_the_problem() {
+        let repo = NamespacedName::new("team-a", "repo");
+        let usable = Input::Credentials(repo.clone(), CredentialsVerdict::Usable);
+        let text = serde_json::to_string(&usable).unwrap();
+        assert!(text.ends_with(",null]}"), "{text}");
+        let bad = Input::Credentials(repo, CredentialsVerdict::Invalid("no key".into()));
+        let text = serde_json::to_string(&bad).unwrap();
+        assert!(text.ends_with(",\"no key\"]}"), "{text}");
+        match serde_json::from_str::<Input>(&text).unwrap() {
+            Input::Credentials(_, CredentialsVerdict::Invalid(p)) => assert_eq!(p, "no key"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

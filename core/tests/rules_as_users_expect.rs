@@ -7,7 +7,7 @@ mod common;
 use common::{gvr, repo_name, Harness};
 use gitops_reverser_core::config::{ClusterWatchRuleSpec, Condition, CrRef, NamespacedName};
 use gitops_reverser_core::ids::Gvr;
-use gitops_reverser_core::io::{ApiResource, Input, Output, WatchEvent};
+use gitops_reverser_core::io::{ApiResource, CredentialsVerdict, Input, Output, WatchEvent};
 use gitops_reverser_core::json::RawObject;
 use serde_json::json;
 
@@ -230,7 +230,7 @@ fn a_repository_whose_credentials_are_invalid_makes_its_rules_not_ready() {
     assert!(conditions(&h, &rule)[0].status);
     h.input(Input::Credentials(
         repo_name(),
-        Some("Secret team-a/git-creds has no key `identity`".into()),
+        CredentialsVerdict::Invalid("Secret team-a/git-creds has no key `identity`".into()),
     ));
     let c = conditions(&h, &rule);
     assert_eq!(

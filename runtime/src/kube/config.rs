@@ -408,7 +408,7 @@ async fn secret_verdicts(
             tracing::warn!(repo = %repo, "credentials unusable: {p}");
         }
         if tx
-            .send(Msg::Input(Input::Credentials(repo.clone(), problem)))
+            .send(Msg::Input(Input::Credentials(repo.clone(), problem.into())))
             .await
             .is_err()
         {

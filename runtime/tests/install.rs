@@ -492,6 +492,38 @@ fn installed_it_runs_as_its_service_account_with_certificates_and_webhook_rules_
     let line = remote.await_commit("v1/configmaps/team-a/first");
     assert!(line.starts_with("alice|"), "{line}");
 
+    // A namespace labelled out of the webhook is still mirrored, but the API server does not
+    // call for it: its commits carry the fallback author.
+    c.apply(
+        "admin",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: quiet, labels: {gitops-reverser-webhook: disabled}}\n",
+    );
+    let quiet_remote = Remote::new();
+    c.apply("admin", &repo_config("quiet", &quiet_remote.url(), ""));
+    c.apply(
+        "admin",
+        &watch_rule(
+            "quiet",
+            "cms",
+            "live",
+            "[{version: v1, resource: configmaps}]",
+        ),
+    );
+    c.await_ready("watchrule/cms", Some("quiet"), "True");
+    let calls = "gitopsreverser_webhook_requests_total";
+    let before = op.metric(calls);
+    c.apply(
+        "alice",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: unseen, namespace: quiet}\ndata: {a: b}\n",
+    );
+    let line = quiet_remote.await_commit("v1/configmaps/quiet/unseen");
+    assert!(line.starts_with("gitops-reverser|"), "{line}");
+    assert_eq!(
+        op.metric(calls),
+        before,
+        "the API server did not call for the opted-out namespace"
+    );
+
     // A rotation: the new CA is trusted first, then the new pair serves.
     within("a certificate rotation", 90_000, || {
         op.log()
@@ -542,7 +574,6 @@ fn installed_it_runs_as_its_service_account_with_certificates_and_webhook_rules_
     eventually("the webhook's rules to drop deployments", || {
         (!webhook_field(&c, "rules").contains("deployments")).then_some(())
     });
-    let calls = "gitopsreverser_webhook_requests_total";
     eventually("the API server to stop calling for deployments", || {
         let before = op.metric(calls);
         c.apply("alice", &deployment(&format!("probe-{}", before as u64)));

@@ -7,9 +7,10 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use support::cluster::{eventually, http_get, namespace, repo_config, watch_rule, Cluster, Remote};
+use support::cluster::{
+    eventually, eventually_within, http_get, namespace, repo_config, watch_rule, Cluster, Remote,
+};
 use support::free_port;
 
 fn repo_root() -> PathBuf {
@@ -82,18 +83,6 @@ fn apply_server_side(c: &Cluster, yaml: &str) {
         "server-side apply failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A slow wait (a certificate rotation takes most of a minute).
-fn within<T>(what: &str, ms: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_millis(ms);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 struct Installed {
@@ -525,7 +514,7 @@ fn installed_it_runs_as_its_service_account_with_certificates_and_webhook_rules_
     );
 
     // A rotation: the new CA is trusted first, then the new pair serves.
-    within("a certificate rotation", 90_000, || {
+    eventually_within("a certificate rotation", 90_000, || {
         op.log()
             .contains("webhook certificate rotated")
             .then_some(())

@@ -21,8 +21,13 @@ fn repo_root() -> PathBuf {
 }
 
 /// Polls `f` until it returns `Some`, or fails with `what`.
-pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_millis(E2E_TIMEOUT_MS);
+pub fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    eventually_within(what, E2E_TIMEOUT_MS, f)
+}
+
+/// [`eventually`] with a wait of its own, for what takes longer (a certificate rotation).
+pub fn eventually_within<T>(what: &str, ms: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_millis(ms);
     loop {
         if let Some(v) = f() {
             return v;

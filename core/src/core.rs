@@ -230,7 +230,6 @@ pub struct BranchView {
 pub struct Core {
     config: CoreConfig,
     clock: MonoClamp,
-    now: Now,
     repos: BTreeMap<NamespacedName, RepoEntry>,
     watch_rules: BTreeMap<NamespacedName, WatchRuleSpec>,
     cluster_rules: BTreeMap<String, ClusterWatchRuleSpec>,
@@ -280,7 +279,6 @@ impl Core {
         Self {
             config,
             clock: MonoClamp::default(),
-            now: Now::default(),
             repos: BTreeMap::new(),
             watch_rules: BTreeMap::new(),
             cluster_rules: BTreeMap::new(),
@@ -316,7 +314,6 @@ impl Core {
     /// Feeds one input at `now`.
     pub fn handle(&mut self, now: Now, input: Input) {
         let now = self.clock.observe(now);
-        self.now = now;
         let tick = matches!(input, Input::Tick);
         match input {
             Input::GitRepoConfig(name, spec) => {
@@ -389,16 +386,16 @@ impl Core {
                     self.reconfigure();
                 }
             }
-            Input::Admission(req) => self.handle_admission(req),
-            Input::Watch(gvr, event) => self.handle_watch(gvr, event),
-            Input::GitDone(op_id, result) => self.handle_git(op_id, result),
+            Input::Admission(req) => self.handle_admission(now, req),
+            Input::Watch(gvr, event) => self.handle_watch(now, gvr, event),
+            Input::GitDone(op_id, result) => self.handle_git(now, op_id, result),
             Input::Tick => self.wake.extend(self.branches.keys().cloned()),
             Input::Flush => {
                 self.flushing = true;
                 self.wake.extend(self.branches.keys().cloned());
             }
         }
-        self.drive();
+        self.drive(now);
         // A deadline that has passed makes the driver tick again at once: after a tick every
         // branch has acted on what was due, or the driver would spin.
         invariant!(

@@ -50,11 +50,11 @@ impl Core {
             .map(|(d, _)| d)
     }
 
-    pub(super) fn drive(&mut self) {
-        self.attributor.sweep(self.now.mono_ms);
+    pub(super) fn drive(&mut self, now: Now) {
+        self.attributor.sweep(now.mono_ms);
         for key in std::mem::take(&mut self.wake) {
             if self.branches.contains_key(&key) {
-                self.schedule(&key);
+                self.schedule(now, &key);
             }
         }
     }
@@ -109,8 +109,7 @@ impl Core {
         Some((due.max(b.retry_at_ms), NextOp::Push))
     }
 
-    pub(super) fn schedule(&mut self, key: &BranchKey) {
-        let now = self.now;
+    pub(super) fn schedule(&mut self, now: Now, key: &BranchKey) {
         let Some((at, next)) = self.next_op(key, &self.branches[key]) else {
             return;
         };
@@ -120,7 +119,7 @@ impl Core {
         match next {
             NextOp::Verify => self.start_verify(key),
             NextOp::Read(dest) => self.start_read(key, dest),
-            NextOp::Push => self.start_push(key),
+            NextOp::Push => self.start_push(now, key),
         }
     }
 
@@ -146,8 +145,7 @@ impl Core {
         self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Read { op_id, dest });
     }
 
-    pub(super) fn start_push(&mut self, key: &BranchKey) {
-        let now = self.now;
+    pub(super) fn start_push(&mut self, now: Now, key: &BranchKey) {
         let op_id = self.next_op_id;
         let tag = format!("{:x}-{op_id}", self.config.instance_id);
         let b = self.branches.get_mut(key).expect("branch");
@@ -174,7 +172,7 @@ impl Core {
         });
     }
 
-    pub(super) fn handle_git(&mut self, op_id: u64, result: GitResult) {
+    pub(super) fn handle_git(&mut self, now: Now, op_id: u64, result: GitResult) {
         let Some(key) = self.ops.remove(&op_id) else {
             return;
         };
@@ -185,7 +183,7 @@ impl Core {
         if b.op.as_ref().map(OpInFlight::op_id) != Some(op_id) {
             return;
         }
-        let now_ms = self.now.mono_ms;
+        let now_ms = now.mono_ms;
         let op = b.op.take().expect("checked");
         if matches!(result, GitResult::Failed { .. }) {
             self.counters.git_failures_total += 1;
@@ -203,13 +201,13 @@ impl Core {
                 }
                 b.head = head;
                 b.failures_in_row = 0;
-                self.apply_listing(&key, &dest, entries);
+                self.apply_listing(now, &key, &dest, entries);
             }
             (OpInFlight::Read { dest, .. }, other) => {
                 if let Some(d) = self.dests.get_mut(&dest) {
                     d.want_read = true;
                 }
-                self.failed(&key, other);
+                self.failed(now, &key, other);
             }
             (
                 OpInFlight::Push { .. } | OpInFlight::Verify { .. },
@@ -269,18 +267,18 @@ impl Core {
                 other,
             ) => {
                 b.unverified = Some((tag, expected_head));
-                self.failed(&key, other);
+                self.failed(now, &key, other);
             }
             (OpInFlight::Push { .. }, other) => {
                 b.queue.push_failed(now_ms);
                 drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
                 b.retry_now = true;
-                self.failed(&key, other);
+                self.failed(now, &key, other);
             }
         }
     }
 
-    pub(super) fn failed(&mut self, key: &BranchKey, result: GitResult) {
+    pub(super) fn failed(&mut self, now: Now, key: &BranchKey, result: GitResult) {
         let b = self.branches.get_mut(key).expect("branch");
         b.failures_in_row += 1;
         let (retryable, reason, cause) = match result {
@@ -301,7 +299,7 @@ impl Core {
         } else {
             gitplan::BACKOFF_MS_MAX
         };
-        b.retry_at_ms = self.now.mono_ms + delay;
+        b.retry_at_ms = now.mono_ms + delay;
         let cause = if cause.is_empty() {
             "PushFailed".to_string()
         } else {
@@ -371,6 +369,7 @@ impl Core {
     /// pending writes the repo already has, and relist if the repo diverged from what we believed.
     pub(super) fn apply_listing(
         &mut self,
+        now: Now,
         key: &BranchKey,
         dest: &Destination,
         entries: Vec<(String, [u8; 20])>,
@@ -453,7 +452,7 @@ impl Core {
         // resync commit replaces it there, and if the listing lacks the file too, the pass drops
         // the delete (seed 25571: a re-created object listed after a restart, deleted again before
         // its file was pushed, left a `[RESYNC]` deleting a file that was never there).
-        let (now, wall) = (self.now.mono_ms, self.now.wall_ms);
+        let (now, wall) = (now.mono_ms, now.wall_ms);
         self.counters.orphans_found_total += orphans.len() as u64;
         for path in orphans {
             let path_key = key128(&path);

@@ -6,6 +6,8 @@ use super::*;
 /// One object as a stream delivers it.
 #[derive(Clone, Copy)]
 pub(super) struct ObjectEvent<'a> {
+    /// When it arrived.
+    pub(super) now: Now,
     pub(super) gvr: &'a Gvr,
     /// The stream's type id.
     pub(super) gid: u16,
@@ -273,7 +275,7 @@ impl Core {
         self.outputs.push_back(Output::Refused { subject, reason });
     }
 
-    pub(super) fn handle_admission(&mut self, req: AdmissionRequest) {
+    pub(super) fn handle_admission(&mut self, now: Now, req: AdmissionRequest) {
         self.counters.admissions_total += 1;
         if req.dry_run {
             self.attributor.skip_dry_run();
@@ -362,7 +364,7 @@ impl Core {
             .and_then(|&gid| self.live[gid as usize].get(ident))
             .map(|e| e.rv);
         self.attributor.record(
-            self.now.mono_ms,
+            now.mono_ms,
             key,
             Record {
                 user: req.username.into(),
@@ -379,7 +381,7 @@ impl Core {
         );
     }
 
-    pub(super) fn handle_watch(&mut self, gvr: Gvr, event: WatchEvent) {
+    pub(super) fn handle_watch(&mut self, now: Now, gvr: Gvr, event: WatchEvent) {
         let is_ns_stream = is_namespaces(&gvr);
         if !self.watched.contains(&gvr) {
             return;
@@ -421,11 +423,11 @@ impl Core {
                 }
             }
             WatchEvent::InitApply(obj) | WatchEvent::Apply(obj) if is_ns_stream => {
-                self.handle_object(gvr, gid, &obj, false, true);
+                self.handle_object(now, gvr, gid, &obj, false, true);
             }
-            WatchEvent::InitApply(obj) => self.handle_object(gvr, gid, &obj, false, true),
-            WatchEvent::Apply(obj) => self.handle_object(gvr, gid, &obj, false, false),
-            WatchEvent::Delete(obj) => self.handle_object(gvr, gid, &obj, true, false),
+            WatchEvent::InitApply(obj) => self.handle_object(now, gvr, gid, &obj, false, true),
+            WatchEvent::Apply(obj) => self.handle_object(now, gvr, gid, &obj, false, false),
+            WatchEvent::Delete(obj) => self.handle_object(now, gvr, gid, &obj, true, false),
         }
     }
 
@@ -483,6 +485,7 @@ impl Core {
 
     pub(super) fn handle_object(
         &mut self,
+        now: Now,
         gvr: Gvr,
         gid: u16,
         obj: &RawObject,
@@ -492,6 +495,7 @@ impl Core {
         self.counters.events_received_total += 1;
         let mut digester = std::mem::take(&mut self.digester);
         let ev = ObjectEvent {
+            now,
             gvr: &gvr,
             gid,
             obj,
@@ -523,6 +527,7 @@ impl Core {
         out: &mut DigestOut,
     ) -> Read {
         let ObjectEvent {
+            now,
             gvr,
             gid,
             obj,
@@ -651,7 +656,7 @@ impl Core {
             // Status churn, managedFields-only writes, resync duplicates: nothing to write. The
             // version before is history all the same (see `note_replaced` below).
             if let Some(p) = prev.filter(|p| p.rv != rv && p.terminating == terminating) {
-                self.attributor.note_replaced(self.now.mono_ms, ident, p.rv);
+                self.attributor.note_replaced(now.mono_ms, ident, p.rv);
             }
             self.counters.watch_duplicates_skipped_total += 1;
             self.routed = routed;
@@ -691,7 +696,7 @@ impl Core {
             Attribution::Miss
         } else {
             self.attributor
-                .attribute(self.now.mono_ms, key, rv, uid, base_rv, base_certain)
+                .attribute(now.mono_ms, key, rv, uid, base_rv, base_certain)
         };
         // The version before this one is history now: a record made on it, stored or still to
         // come, can explain no later change (seeds 64343572 and 7001982: such a record, kept,
@@ -703,16 +708,14 @@ impl Core {
             let begins_deletion =
                 p.terminating == Terminating::No && terminating != Terminating::No;
             if p.rv != rv && !begins_deletion {
-                self.attributor.note_replaced(self.now.mono_ms, ident, p.rv);
+                self.attributor.note_replaced(now.mono_ms, ident, p.rv);
             }
             if let (true, Terminating::Since { rv: since, .. }) = (deleted, p.terminating) {
-                self.attributor
-                    .note_replaced(self.now.mono_ms, ident, since);
+                self.attributor.note_replaced(now.mono_ms, ident, since);
             }
         }
         if initial && !deleted && !prev.is_some_and(|p| same_object && p.rv == rv) {
-            self.attributor
-                .retire_listed(self.now.mono_ms, ident, uid, hash);
+            self.attributor.retire_listed(now.mono_ms, ident, uid, hash);
         }
         let author = attribution.user().cloned();
         if rules.is_secret() && self.config.secret_policy == SecretPolicy::Exclude {
@@ -740,7 +743,7 @@ impl Core {
             author: author.clone(),
             resync: initial && attribution.user().is_none(),
         };
-        let queued = self.enqueue_change(gvr, gid, &routed, &held, change);
+        let queued = self.enqueue_change(now, gvr, gid, &routed, &held, change);
         self.routed = routed;
         self.held = held;
         // A live change nobody was found for is noted whether or not a destination took it: its
@@ -756,7 +759,7 @@ impl Core {
         let ambiguous = attribution == Attribution::Ambiguous;
         if author.is_none() && !seen_before && !ambiguous && (queued || live_change) {
             let uid = (uid != 0).then_some(uid);
-            self.attributor.note_missed(self.now.mono_ms, key, uid);
+            self.attributor.note_missed(now.mono_ms, key, uid);
             // A listed object this core did not know: its version was made by a CREATE or by
             // an UPDATE, which one is unknown, so the late admission of either is late for it
             // (seed 7001982: after a restart, alice's late UPDATE record of the version the
@@ -766,7 +769,7 @@ impl Core {
                     op: Operation::Update,
                     ..key
                 };
-                self.attributor.note_missed(self.now.mono_ms, update, uid);
+                self.attributor.note_missed(now.mono_ms, update, uid);
             }
         }
         if queued {
@@ -782,6 +785,7 @@ impl Core {
     /// more, nothing where a rule leaves this change out (`held`). Whether anything was queued.
     fn enqueue_change(
         &mut self,
+        now: Now,
         gvr: &Gvr,
         gid: u16,
         routed: &[Arc<Destination>],
@@ -848,7 +852,7 @@ impl Core {
             let queue = Enqueue {
                 dest: &dest,
                 listed: d.listed,
-                now: self.now,
+                now,
                 wake: &mut self.wake,
                 branch_key: &d.branch,
             };

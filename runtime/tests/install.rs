@@ -257,6 +257,37 @@ fn every_overlay_and_component_renders() {
         let rendered = docs(&kustomize(&root.join(dir)));
         assert!(!rendered.is_empty(), "{dir} renders nothing");
     }
+    // The overlays change what they say they change (the cert-manager one patches an argument
+    // by position: a reordered base would show here).
+    let args_of = |rendered: &[serde_yaml::Value]| {
+        let d = rendered.iter().find(|d| kind(d) == "Deployment").unwrap();
+        serde_yaml::to_string(&d["spec"]["template"]["spec"]).unwrap()
+    };
+    let hook_of = |rendered: &[serde_yaml::Value]| {
+        let d = rendered
+            .iter()
+            .find(|d| kind(d) == "ValidatingWebhookConfiguration")
+            .unwrap();
+        serde_yaml::to_string(d).unwrap()
+    };
+    let cm = docs(&kustomize(&root.join("deploy/overlays/cert-manager")));
+    let pod = args_of(&cm);
+    assert!(
+        pod.contains("--webhook-certs=files")
+            && !pod.contains("self-managed")
+            && pod.contains("--webhook-configuration=gitops-reverser")
+            && pod.contains("mountPath: /tls"),
+        "{pod}"
+    );
+    assert!(hook_of(&cm).contains("cert-manager.io/inject-ca-from"));
+    assert!(cm.iter().any(|d| kind(d) == "Certificate"));
+    let local = docs(&kustomize(&root.join("deploy/overlays/local")));
+    assert!(args_of(&local).contains("--webhook-certs=self-managed"));
+    let hook = hook_of(&local);
+    assert!(
+        hook.contains("url: https://127.0.0.1:19443/") && !hook.contains("service:"),
+        "{hook}"
+    );
     let base = docs(&kustomize(&root.join("deploy/base")));
     let kinds: Vec<&str> = base.iter().map(kind).collect();
     for k in [

@@ -195,34 +195,28 @@ fn service_account_kubeconfig(c: &Cluster, dir: &Path) -> PathBuf {
     path
 }
 
-fn base64_decode(text: &str) -> Vec<u8> {
-    let mut child = Command::new("base64")
-        .arg("-d")
+/// What `cmd` prints with `input` on its standard input.
+fn piped(cmd: &mut Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap().stdout
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    piped(Command::new("base64").arg("-d"), text.as_bytes()).stdout
 }
 
 /// The SHA-256 fingerprint of a PEM certificate.
 fn fingerprint(pem: &[u8]) -> String {
-    let mut child = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(pem).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = piped(
+        Command::new("openssl").args(["x509", "-noout", "-fingerprint", "-sha256"]),
+        pem,
+    );
     assert!(out.status.success(), "not a certificate");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

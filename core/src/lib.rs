@@ -91,7 +91,7 @@ macro_rules! invariant_eq {
 }
 
 pub mod admission;
-pub mod attribution;
+pub(crate) mod attribution;
 pub mod batch;
 pub mod canonical;
 pub mod config;
@@ -104,15 +104,15 @@ pub mod gitplan;
 pub mod ids;
 pub mod io;
 pub mod json;
-pub mod live;
-pub mod namespaces;
+pub(crate) mod live;
+pub(crate) mod namespaces;
 mod paths;
 pub mod record;
 pub mod replay;
-pub mod rules;
+pub(crate) mod rules;
 pub mod sanitize;
 #[cfg(feature = "schema")]
 pub mod schema;
-pub mod selector;
+pub(crate) mod selector;
 pub mod time;
 pub mod yaml;

@@ -173,11 +173,6 @@ impl StreamLive {
     pub fn len(&self) -> usize {
         self.objects.len()
     }
-
-    /// Whether no object is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
-    }
 }
 
 #[cfg(test)]

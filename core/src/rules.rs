@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::config::{CrRef, NamespacedName, OpSet, ResourceSelector};
+use crate::config::{NamespacedName, OpSet, ResourceSelector};
 use crate::ids::{normalize_base_folder, Gvr, Operation};
 use crate::json::{Doc, NodeId};
 use crate::selector::Selector;
@@ -56,8 +56,6 @@ impl RuleReach {
 /// One valid rule (a WatchRule, or one entry of a ClusterWatchRule), ready to match.
 #[derive(Clone, Debug)]
 pub struct CompiledRule {
-    /// The custom resource it came from.
-    pub source: CrRef,
     /// Where it writes.
     pub destination: Arc<Destination>,
     /// Resources it selects.
@@ -266,7 +264,9 @@ impl RuleStore {
     }
 
     /// The destinations an object's change is routed to, deduplicated and ordered. `ns_labels` gives
-    /// a namespace's labels for namespace selectors.
+    /// a namespace's labels for namespace selectors. (The core routes into buffers it reuses,
+    /// [`Self::route_into`]; this is the tests' form.)
+    #[cfg(test)]
     pub fn route<'s, 'n>(
         &'s self,
         gvr: &Gvr,
@@ -354,7 +354,6 @@ mod tests {
 
     fn rule(folder: &str, res: (&str, &str, &str), reach: RuleReach) -> CompiledRule {
         CompiledRule {
-            source: CrRef::ClusterWatchRule(folder.into()),
             destination: Arc::new(dest(folder)),
             resources: vec![ResourceSelector {
                 group: res.0.into(),

@@ -51,7 +51,6 @@ impl Core {
                 config::validate_resources(&spec.resources)?;
                 coverage::conflicting_versions(&spec.resources, &self.discovered)?;
                 Ok::<_, Condition>(CompiledRule {
-                    source: CrRef::WatchRule(name.clone()),
                     destination: Arc::new(Destination::new(
                         repo,
                         &branch,
@@ -142,7 +141,6 @@ impl Core {
                             "namespaceSelector",
                         )?;
                         Ok(CompiledRule {
-                            source: CrRef::ClusterWatchRule(name.clone()),
                             destination: dest.clone(),
                             resources: r.resources.clone(),
                             operations: config::OpSet::parse(&r.operations)?,

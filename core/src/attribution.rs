@@ -17,7 +17,7 @@ use crate::ids::Operation;
 
 /// The correlation key, hashed: (identifier, operation, content hash).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CorrKey {
+pub(crate) struct CorrKey {
     /// [`crate::live::key128`] of the identifier.
     pub ident: u128,
     /// The operation.
@@ -28,7 +28,7 @@ pub struct CorrKey {
 
 /// What an admission request left for the watch side.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
+pub(crate) struct Record {
     /// `userInfo.username`.
     pub user: Arc<str>,
     /// Fingerprint of the base resourceVersion; `None` for CREATE.
@@ -75,7 +75,7 @@ fn made_on_replaced(
 
 /// How a watch event got its author.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Attribution {
+pub(crate) enum Attribution {
     /// The record of exactly this write.
     Exact(Arc<str>),
     /// The only candidate of the hash-only join (uncertain base).
@@ -90,7 +90,7 @@ pub enum Attribution {
 
 impl Attribution {
     /// The user, if any.
-    pub fn user(&self) -> Option<&Arc<str>> {
+    pub(crate) fn user(&self) -> Option<&Arc<str>> {
         match self {
             Attribution::Exact(u) | Attribution::HashOnly(u) => Some(u),
             Attribution::Miss | Attribution::Ambiguous => None,
@@ -143,7 +143,7 @@ pub struct StoreBounds {
 }
 
 /// The correlation store plus the join rules.
-pub struct Attributor {
+pub(crate) struct Attributor {
     store: CorrelationStore<CorrKey, Record>,
     /// Watch events left unattributed within the TTL. The webhook's path can be slower than the
     /// watch: an admission that matches one of these came late for that write, and stored, it
@@ -159,7 +159,7 @@ pub struct Attributor {
 
 impl Attributor {
     /// An empty attributor.
-    pub fn new(limits: CorrelationLimits) -> Self {
+    pub(crate) fn new(limits: CorrelationLimits) -> Self {
         Self {
             store: CorrelationStore::new(limits),
             missed: CorrelationStore::new(limits),
@@ -180,7 +180,7 @@ impl Attributor {
     /// not moved past its base, so its write is still to come (seed 88816071: the deployer's
     /// update from the version the watch had just shown was dropped as the late admission of an
     /// identical change a relist had shown before that version, and his commit lost its author).
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         now_ms: u64,
         key: CorrKey,
@@ -238,7 +238,7 @@ impl Attributor {
     /// The caller calls this after [`Attributor::attribute`] for the replacing version, whose
     /// own join may take a record made on `rv`. Records live a TTL from their arrival, so a note
     /// made after a record arrived outlives it.
-    pub fn note_replaced(&mut self, now_ms: u64, ident: u128, rv: u64) {
+    pub(crate) fn note_replaced(&mut self, now_ms: u64, ident: u128, rv: u64) {
         if self.replaced.peek(now_ms, &(ident, rv)).next().is_none() {
             self.replaced.put(now_ms, (ident, rv), ());
         }
@@ -251,7 +251,7 @@ impl Attributor {
     /// a relist shows (seed 960015299: bob's update, admitted before the first list showed the
     /// object unknown to the core, named him 56 s later for carol's). Not done for live events:
     /// there a record to the same content may be for a write still to come.
-    pub fn retire_listed(&mut self, now_ms: u64, ident: u128, uid: u64, content: u64) {
+    pub(crate) fn retire_listed(&mut self, now_ms: u64, ident: u128, uid: u64, content: u64) {
         let key = CorrKey {
             ident,
             op: Operation::Update,
@@ -298,17 +298,17 @@ impl Attributor {
     }
 
     /// Counts an admission skipped as a content no-op.
-    pub fn skip_noop(&mut self) {
+    pub(crate) fn skip_noop(&mut self) {
         self.counters.noop_skipped_total += 1;
     }
 
     /// Counts a skipped dry run.
-    pub fn skip_dry_run(&mut self) {
+    pub(crate) fn skip_dry_run(&mut self) {
         self.counters.dry_run_skipped_total += 1;
     }
 
     /// Counts a skipped subresource admission.
-    pub fn skip_subresource(&mut self) {
+    pub(crate) fn skip_subresource(&mut self) {
         self.counters.subresource_skipped_total += 1;
     }
 
@@ -316,7 +316,7 @@ impl Attributor {
     /// resourceVersion, `uid` that of its `metadata.uid`, `base_rv` that of the object's previous
     /// resourceVersion (`None` when unknown); `base_certain` is false right after a (re)list.
     #[allow(clippy::too_many_arguments)]
-    pub fn attribute(
+    pub(crate) fn attribute(
         &mut self,
         now_ms: u64,
         key: CorrKey,
@@ -449,19 +449,19 @@ impl Attributor {
     /// Notes a change that was written without an author, so that its admission, should it still
     /// come, is recognised as late ([`Attributor::record`]). Only real changes are noted: a
     /// duplicate event would make a later genuine record look late.
-    pub fn note_missed(&mut self, now_ms: u64, key: CorrKey, uid: Option<u64>) {
+    pub(crate) fn note_missed(&mut self, now_ms: u64, key: CorrKey, uid: Option<u64>) {
         self.missed.put(now_ms, key, uid);
     }
 
     /// Drops expired keys.
-    pub fn sweep(&mut self, now_ms: u64) {
+    pub(crate) fn sweep(&mut self, now_ms: u64) {
         self.store.sweep(now_ms);
         self.missed.sweep(now_ms);
         self.replaced.sweep(now_ms);
     }
 
     /// When the next key expires.
-    pub fn next_expiry_ms(&self) -> Option<u64> {
+    pub(crate) fn next_expiry_ms(&self) -> Option<u64> {
         match (self.store.next_expiry_ms(), self.missed.next_expiry_ms()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -469,22 +469,22 @@ impl Attributor {
     }
 
     /// Attribution counters.
-    pub fn counters(&self) -> AttributionCounters {
+    pub(crate) fn counters(&self) -> AttributionCounters {
         self.counters
     }
 
     /// The store's counters.
-    pub fn store_counters(&self) -> CorrelationCounters {
+    pub(crate) fn store_counters(&self) -> CorrelationCounters {
         self.store.counters()
     }
 
     /// Keys and entries held.
-    pub fn store_size(&self) -> (usize, usize) {
+    pub(crate) fn store_size(&self) -> (usize, usize) {
         (self.store.keys(), self.store.entries())
     }
 
     /// What both stores hold: the records, and the notes of writes seen without one.
-    pub fn bounds(&self) -> StoreBounds {
+    pub(crate) fn bounds(&self) -> StoreBounds {
         StoreBounds {
             keys: self.store.keys(),
             entries: self.store.entries(),

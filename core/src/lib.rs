@@ -67,6 +67,7 @@
 //! assert_eq!(pushed, ["[CREATE] v1/configmaps/team-a/app"]);
 //! ```
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 /// Whether the core checks its invariants: in debug builds, and wherever the `invariants` feature
 /// is on (the simulator turns it on, so that its `--release` runs check every one).

@@ -6,12 +6,12 @@ use std::hash::{BuildHasherDefault, Hasher};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 /// A 128-bit key for a string (identifier or path); collisions are negligible at any cluster size.
-pub fn key128(s: &str) -> u128 {
+pub(crate) fn key128(s: &str) -> u128 {
     xxh3_128(s.as_bytes())
 }
 
 /// A 64-bit fingerprint of a short string (resourceVersion, uid).
-pub fn tag64(s: impl AsRef<[u8]>) -> u64 {
+pub(crate) fn tag64(s: impl AsRef<[u8]>) -> u64 {
     xxh3_64(s.as_ref())
 }
 
@@ -20,7 +20,7 @@ pub fn tag64(s: impl AsRef<[u8]>) -> u64 {
 /// cost. Fixed (no per-process seed), like every hasher in the core; the maps it serves are looked
 /// up, never iterated into an output.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 impl KeyHasher {
     fn mix(&mut self, word: u64) {
@@ -69,11 +69,11 @@ impl Hasher for KeyHasher {
 }
 
 /// Builds [`KeyHasher`]s.
-pub type KeyHash = BuildHasherDefault<KeyHasher>;
+pub(crate) type KeyHash = BuildHasherDefault<KeyHasher>;
 
 /// The last state of one live object as the watch saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LiveEntry {
+pub(crate) struct LiveEntry {
     /// Fingerprint of its last resourceVersion: the base of the next write's admission record.
     pub rv: u64,
     /// Fingerprint of its uid: a new uid under the same name is a re-creation.
@@ -90,7 +90,7 @@ pub struct LiveEntry {
 /// are gone. The DELETE admission was made against the version before the deletion began, so
 /// that version, not the last one seen, is the base its final watch event joins on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Terminating {
+pub(crate) enum Terminating {
     /// Not being deleted.
     #[default]
     No,
@@ -113,25 +113,25 @@ pub enum Terminating {
 
 /// Live objects of one watch stream.
 #[derive(Debug, Default)]
-pub struct StreamLive {
+pub(crate) struct StreamLive {
     epoch: u32,
     objects: HashMap<u128, LiveEntry, KeyHash>,
 }
 
 impl StreamLive {
     /// Starts a (re)list: objects not seen again before [`Self::finish_list`] are gone.
-    pub fn begin_list(&mut self) -> u32 {
+    pub(crate) fn begin_list(&mut self) -> u32 {
         self.epoch += 1;
         self.epoch
     }
 
     /// The current list epoch.
-    pub fn epoch(&self) -> u32 {
+    pub(crate) fn epoch(&self) -> u32 {
         self.epoch
     }
 
     /// Forgets objects the last list did not show; returns how many.
-    pub fn finish_list(&mut self) -> usize {
+    pub(crate) fn finish_list(&mut self) -> usize {
         let epoch = self.epoch;
         let before = self.objects.len();
         self.objects.retain(|_, e| e.epoch == epoch);
@@ -139,12 +139,12 @@ impl StreamLive {
     }
 
     /// The object's last state.
-    pub fn get(&self, id: u128) -> Option<&LiveEntry> {
+    pub(crate) fn get(&self, id: u128) -> Option<&LiveEntry> {
         self.objects.get(&id)
     }
 
     /// Records the object's new state, stamped with the current epoch.
-    pub fn set(
+    pub(crate) fn set(
         &mut self,
         id: u128,
         rv: u64,
@@ -165,12 +165,12 @@ impl StreamLive {
     }
 
     /// Forgets a deleted object.
-    pub fn remove(&mut self, id: u128) -> Option<LiveEntry> {
+    pub(crate) fn remove(&mut self, id: u128) -> Option<LiveEntry> {
         self.objects.remove(&id)
     }
 
     /// Objects tracked.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.objects.len()
     }
 }

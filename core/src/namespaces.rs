@@ -12,11 +12,11 @@
 use std::collections::BTreeMap;
 
 /// Labels of one namespace.
-pub type Labels = BTreeMap<String, String>;
+pub(crate) type Labels = BTreeMap<String, String>;
 
 /// The namespaces stream's view of namespace labels.
 #[derive(Debug, Default)]
-pub struct NamespaceLabels {
+pub(crate) struct NamespaceLabels {
     /// Each namespace's labels and the list epoch of the stream it was last seen in.
     known: BTreeMap<String, (u32, Labels)>,
     /// Whether the stream has completed a list since it started.
@@ -25,19 +25,19 @@ pub struct NamespaceLabels {
 
 impl NamespaceLabels {
     /// The namespace's labels, if the stream has shown it.
-    pub fn get(&self, name: &str) -> Option<&Labels> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Labels> {
         self.known.get(name).map(|(_, l)| l)
     }
 
     /// Whether the selection of the namespace's objects by namespace selectors is unknown: the
     /// stream has not shown it, and its first list is still running.
-    pub fn pending(&self, name: &str) -> bool {
+    pub(crate) fn pending(&self, name: &str) -> bool {
         !self.listed && !self.known.contains_key(name)
     }
 
     /// Notes a namespace the stream showed (in list epoch `epoch`), or its deletion. Returns
     /// whether what selectors see of it changed.
-    pub fn note(&mut self, name: &str, labels: Labels, deleted: bool, epoch: u32) -> bool {
+    pub(crate) fn note(&mut self, name: &str, labels: Labels, deleted: bool, epoch: u32) -> bool {
         if deleted {
             return self.known.remove(name).is_some();
         }
@@ -48,7 +48,7 @@ impl NamespaceLabels {
 
     /// A list of epoch `epoch` is complete: namespaces it did not show are gone. Returns their
     /// names, in order.
-    pub fn finish_list(&mut self, epoch: u32) -> Vec<String> {
+    pub(crate) fn finish_list(&mut self, epoch: u32) -> Vec<String> {
         self.listed = true;
         let gone: Vec<String> = self
             .known
@@ -63,7 +63,7 @@ impl NamespaceLabels {
     }
 
     /// The stream stopped: nothing more is known until it lists again.
-    pub fn forget(&mut self) {
+    pub(crate) fn forget(&mut self) {
         self.known.clear();
         self.listed = false;
     }

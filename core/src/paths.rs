@@ -101,12 +101,12 @@ pub(crate) struct BranchPaths {
 
 impl BranchPaths {
     /// What the branch holds at the path, if the core knows of a file there.
-    pub fn held(&self, path_key: u128) -> Option<Held> {
+    pub(crate) fn held(&self, path_key: u128) -> Option<Held> {
         self.map.get(&path_key)?.held()
     }
 
     /// Records what the branch holds at the path (`None`: no file).
-    pub fn set_held(&mut self, path_key: u128, held: Option<Held>) {
+    pub(crate) fn set_held(&mut self, path_key: u128, held: Option<Held>) {
         match held {
             Some(_) => self.map.entry(path_key).or_default().set_held(held),
             None => self.update(path_key, |p| p.set_held(None)),
@@ -114,7 +114,7 @@ impl BranchPaths {
     }
 
     /// Records that folder `folder`'s listing (or a push into it) showed the file at the path.
-    pub fn set_folder(&mut self, path_key: u128, folder: u32) {
+    pub(crate) fn set_folder(&mut self, path_key: u128, folder: u32) {
         if let Some(p) = self.map.get_mut(&path_key) {
             p.folder = folder;
         }
@@ -123,7 +123,7 @@ impl BranchPaths {
     /// Folder `folder` was listed: a file it showed before and `listed` now lacks is gone,
     /// whether or not it is a live object's. (Without this, a file an outside writer removed
     /// after its object went stayed believed, and an identical re-creation was not written.)
-    pub fn forget_unlisted(&mut self, folder: u32, listed: impl Fn(u128) -> bool) {
+    pub(crate) fn forget_unlisted(&mut self, folder: u32, listed: impl Fn(u128) -> bool) {
         self.map.retain(|k, p| {
             if p.flags & HELD != 0 && p.folder == folder && !listed(*k) {
                 p.set_held(None);
@@ -133,7 +133,7 @@ impl BranchPaths {
     }
 
     /// Whether the path is the file of a live object routed to folder `dest`.
-    pub fn is_member(&self, path_key: u128, dest: u32) -> bool {
+    pub(crate) fn is_member(&self, path_key: u128, dest: u32) -> bool {
         self.map
             .get(&path_key)
             .and_then(PathState::member)
@@ -141,7 +141,7 @@ impl BranchPaths {
     }
 
     /// Records the path as the file of a live object.
-    pub fn add_member(&mut self, path_key: u128, member: Member) {
+    pub(crate) fn add_member(&mut self, path_key: u128, member: Member) {
         self.map
             .entry(path_key)
             .or_default()
@@ -149,7 +149,7 @@ impl BranchPaths {
     }
 
     /// The path is no longer folder `dest`'s object's file; returns whether it was.
-    pub fn remove_member(&mut self, path_key: u128, dest: u32) -> bool {
+    pub(crate) fn remove_member(&mut self, path_key: u128, dest: u32) -> bool {
         let mut was = false;
         self.update(path_key, |p| {
             if p.member().is_some_and(|m| m.dest == dest) {
@@ -161,7 +161,7 @@ impl BranchPaths {
     }
 
     /// The paths of folder `dest`'s live objects.
-    pub fn members_of(&self, dest: u32) -> impl Iterator<Item = u128> + '_ {
+    pub(crate) fn members_of(&self, dest: u32) -> impl Iterator<Item = u128> + '_ {
         self.map
             .iter()
             .filter(move |(_, p)| p.member().is_some_and(|m| m.dest == dest))
@@ -169,7 +169,7 @@ impl BranchPaths {
     }
 
     /// Drops the member records for which `gone` holds.
-    pub fn drop_members(&mut self, mut gone: impl FnMut(&Member) -> bool) {
+    pub(crate) fn drop_members(&mut self, mut gone: impl FnMut(&Member) -> bool) {
         self.map.retain(|_, p| {
             if p.member().as_ref().is_some_and(&mut gone) {
                 p.set_member(None);

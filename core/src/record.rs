@@ -232,7 +232,10 @@ fn unhex<E: serde::de::Error>(s: &str) -> Result<[u8; 20], E> {
 pub(crate) mod hex_entries {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &[(String, [u8; 20])], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        v: &[(String, [u8; 20])],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         let pairs: Vec<(&str, String)> = v
             .iter()
             .map(|(p, id)| (p.as_str(), super::hex(id)))
@@ -240,7 +243,7 @@ pub(crate) mod hex_entries {
         pairs.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Vec<(String, [u8; 20])>, D::Error> {
         let pairs = Vec::<(String, String)>::deserialize(d)?;
@@ -257,7 +260,7 @@ pub(crate) mod hex_blobs {
 
     use crate::io::Blobs;
 
-    pub fn serialize<S: Serializer>(v: &Blobs, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &Blobs, s: S) -> Result<S::Ok, S::Error> {
         let hexed: Vec<Vec<Option<String>>> = v
             .iter()
             .map(|c| c.iter().map(|w| w.as_ref().map(super::hex)).collect())
@@ -265,7 +268,7 @@ pub(crate) mod hex_blobs {
         hexed.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Blobs, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Blobs, D::Error> {
         let hexed = Vec::<Vec<Option<String>>>::deserialize(d)?;
         hexed
             .into_iter()

@@ -55,7 +55,7 @@ impl RuleReach {
 
 /// One valid rule (a WatchRule, or one entry of a ClusterWatchRule), ready to match.
 #[derive(Clone, Debug)]
-pub struct CompiledRule {
+pub(crate) struct CompiledRule {
     /// Where it writes.
     pub destination: Arc<Destination>,
     /// Resources it selects.
@@ -81,7 +81,7 @@ pub struct Served {
 /// (an Event per happening, a Lease per renewal, Endpoints and EndpointSlices per Pod change),
 /// and a commit for each would bury every change a person made. A rule that names one of them
 /// watches it.
-pub const WILDCARD_EXCLUDED: [(&str, &str); 5] = [
+pub(crate) const WILDCARD_EXCLUDED: [(&str, &str); 5] = [
     ("", "events"),
     ("events.k8s.io", "events"),
     ("coordination.k8s.io", "leases"),
@@ -90,7 +90,7 @@ pub const WILDCARD_EXCLUDED: [(&str, &str); 5] = [
 ];
 
 /// Whether a resource wildcard leaves `gvr` out ([`WILDCARD_EXCLUDED`]).
-pub fn wildcard_excludes(gvr: &Gvr) -> bool {
+pub(crate) fn wildcard_excludes(gvr: &Gvr) -> bool {
     WILDCARD_EXCLUDED
         .iter()
         .any(|&(g, r)| gvr.group == g && gvr.resource == r)
@@ -99,14 +99,14 @@ pub fn wildcard_excludes(gvr: &Gvr) -> bool {
 /// The legacy group a group wildcard (`group: "*"`) leaves out: every type it still serves
 /// (Ingresses until 1.22) is served by another group too, with the same objects, which would
 /// get a second file each. A rule that names the group watches it.
-pub const GROUP_WILDCARD_EXCLUDED: &str = "extensions";
+pub(crate) const GROUP_WILDCARD_EXCLUDED: &str = "extensions";
 
 /// Whether `sel` selects `gvr`. A version wildcard selects only the version discovery prefers
 /// (one object, one file: every served version of a type shows the same objects); of a type
 /// discovery has not described (`served` is `None`: a stream some other rule names exactly), it
 /// selects what is watched. A resource wildcard leaves out the churn types
 /// ([`WILDCARD_EXCLUDED`]).
-pub fn selector_selects(sel: &ResourceSelector, gvr: &Gvr, served: Option<Served>) -> bool {
+pub(crate) fn selector_selects(sel: &ResourceSelector, gvr: &Gvr, served: Option<Served>) -> bool {
     let version = if sel.version == "*" {
         served.is_none_or(|s| s.preferred)
     } else {
@@ -127,7 +127,7 @@ pub fn selector_selects(sel: &ResourceSelector, gvr: &Gvr, served: Option<Served
 
 impl CompiledRule {
     /// Whether it can select objects of a type that is `namespaced` (or cluster-scoped).
-    pub fn reaches_scope(&self, namespaced: bool) -> bool {
+    pub(crate) fn reaches_scope(&self, namespaced: bool) -> bool {
         self.reach.reaches_scope(namespaced)
     }
 
@@ -137,7 +137,7 @@ impl CompiledRule {
     }
 
     /// Whether this rule's resources select `gvr`, as discovery describes it.
-    pub fn selects_gvr(&self, gvr: &Gvr, served: Option<Served>) -> bool {
+    pub(crate) fn selects_gvr(&self, gvr: &Gvr, served: Option<Served>) -> bool {
         self.resources
             .iter()
             .any(|r| selector_selects(r, gvr, served))
@@ -145,7 +145,7 @@ impl CompiledRule {
 }
 
 /// The facts about one object a rule looks at.
-pub struct ObjectFacts<'a> {
+pub(crate) struct ObjectFacts<'a> {
     /// Namespace, `None` for cluster-scoped objects.
     pub namespace: Option<&'a str>,
     /// `metadata.labels`.
@@ -156,13 +156,13 @@ pub struct ObjectFacts<'a> {
 }
 
 /// An object's labels, wherever they are read from.
-pub trait Labels {
+pub(crate) trait Labels {
     /// The value of label `key`.
     fn label(&self, key: &str) -> Option<&str>;
 }
 
 /// The labels of an object read from its JSON tree: the `metadata.labels` node, if any.
-pub struct DocLabels<'d, 's>(pub &'d Doc<'s>, pub Option<NodeId>);
+pub(crate) struct DocLabels<'d, 's>(pub &'d Doc<'s>, pub Option<NodeId>);
 
 impl Labels for DocLabels<'_, '_> {
     fn label(&self, key: &str) -> Option<&str> {
@@ -172,7 +172,7 @@ impl Labels for DocLabels<'_, '_> {
 
 /// All valid rules, indexed by the GVRs being watched.
 #[derive(Debug, Default)]
-pub struct RuleStore {
+pub(crate) struct RuleStore {
     rules: Vec<CompiledRule>,
     by_gvr: BTreeMap<Gvr, Vec<usize>>,
     dests_by_gvr: BTreeMap<Gvr, Vec<Arc<Destination>>>,
@@ -180,7 +180,7 @@ pub struct RuleStore {
 
 impl RuleStore {
     /// A store over the given rules (in a deterministic order chosen by the caller).
-    pub fn new(rules: Vec<CompiledRule>) -> Self {
+    pub(crate) fn new(rules: Vec<CompiledRule>) -> Self {
         Self {
             rules,
             by_gvr: BTreeMap::new(),
@@ -189,12 +189,12 @@ impl RuleStore {
     }
 
     /// The compiled rules.
-    pub fn rules(&self) -> &[CompiledRule] {
+    pub(crate) fn rules(&self) -> &[CompiledRule] {
         &self.rules
     }
 
     /// Every destination of a valid rule.
-    pub fn destinations(&self) -> BTreeSet<Arc<Destination>> {
+    pub(crate) fn destinations(&self) -> BTreeSet<Arc<Destination>> {
         self.rules.iter().map(|r| r.destination.clone()).collect()
     }
 
@@ -202,7 +202,7 @@ impl RuleStore {
     /// selects. Wildcards only expand over discovered resources, and only over those of the scope
     /// the rule can reach: a `Namespaced` entry's `*` watches no cluster-scoped type. `discovered`
     /// describes each served resource.
-    pub fn watched_gvrs(&self, discovered: &BTreeMap<Gvr, Served>) -> BTreeSet<Gvr> {
+    pub(crate) fn watched_gvrs(&self, discovered: &BTreeMap<Gvr, Served>) -> BTreeSet<Gvr> {
         let mut out: BTreeSet<Gvr> = discovered
             .iter()
             .filter(|(g, &s)| self.rules.iter().any(|r| r.selects_type(g, Some(s))))
@@ -220,7 +220,7 @@ impl RuleStore {
 
     /// Builds the per-GVR index for the watched GVRs; call after [`Self::new`] and whenever the
     /// watched set changes.
-    pub fn index(&mut self, watched: &BTreeSet<Gvr>, discovered: &BTreeMap<Gvr, Served>) {
+    pub(crate) fn index(&mut self, watched: &BTreeSet<Gvr>, discovered: &BTreeMap<Gvr, Served>) {
         self.by_gvr = watched
             .iter()
             .map(|g| {
@@ -245,17 +245,17 @@ impl RuleStore {
     }
 
     /// Whether any rule selects `gvr`.
-    pub fn watches(&self, gvr: &Gvr) -> bool {
+    pub(crate) fn watches(&self, gvr: &Gvr) -> bool {
         self.by_gvr.get(gvr).is_some_and(|v| !v.is_empty())
     }
 
     /// Destinations fed by `gvr`'s stream, ordered.
-    pub fn destinations_of_gvr(&self, gvr: &Gvr) -> &[Arc<Destination>] {
+    pub(crate) fn destinations_of_gvr(&self, gvr: &Gvr) -> &[Arc<Destination>] {
         self.dests_by_gvr.get(gvr).map_or(&[], Vec::as_slice)
     }
 
     /// The GVRs (among the watched ones) that feed `dest`.
-    pub fn gvrs_of_destination(&self, dest: &Destination) -> BTreeSet<&Gvr> {
+    pub(crate) fn gvrs_of_destination(&self, dest: &Destination) -> BTreeSet<&Gvr> {
         self.by_gvr
             .iter()
             .filter(|(_, rules)| rules.iter().any(|&i| *self.rules[i].destination == *dest))
@@ -267,7 +267,7 @@ impl RuleStore {
     /// a namespace's labels for namespace selectors. (The core routes into buffers it reuses,
     /// [`Self::route_into`]; this is the tests' form.)
     #[cfg(test)]
-    pub fn route<'s, 'n>(
+    pub(crate) fn route<'s, 'n>(
         &'s self,
         gvr: &Gvr,
         obj: &ObjectFacts<'_>,
@@ -284,7 +284,7 @@ impl RuleStore {
     /// [`RuleStore::route`] into a caller's buffer (cleared first), so the hot path allocates
     /// nothing. `in_namespace` says whether a namespace selector selects a namespace (the caller
     /// may answer for a namespace whose labels it does not know yet).
-    pub fn route_into(
+    pub(crate) fn route_into(
         &self,
         gvr: &Gvr,
         obj: &ObjectFacts<'_>,
@@ -329,7 +329,7 @@ impl RuleStore {
     }
 
     /// Whether some rule selects `gvr` through a namespace selector (so namespaces must be watched).
-    pub fn needs_namespace_labels(&self) -> bool {
+    pub(crate) fn needs_namespace_labels(&self) -> bool {
         self.rules
             .iter()
             .any(|r| matches!(r.reach, RuleReach::Namespaced(Some(_))))

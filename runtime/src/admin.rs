@@ -22,7 +22,7 @@ fn reply(code: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
 }
 
 /// The admin server's connection bounds: scrapers and probes keep few connections.
-pub const LIMITS: Limits = Limits {
+pub(crate) const LIMITS: Limits = Limits {
     connections_max: 64,
     idle_ms: 60_000,
     header_ms: 10_000,
@@ -30,7 +30,7 @@ pub const LIMITS: Limits = Limits {
 };
 
 /// Serves the admin endpoints until `shutdown` turns true, within [`LIMITS`].
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,

@@ -30,13 +30,13 @@ use crate::record::Recorder;
 use crate::shutdown::until_true;
 
 /// How long metrics are left between copies from the core, in milliseconds.
-pub const METRICS_SYNC_MS: u64 = 1_000;
+pub(crate) const METRICS_SYNC_MS: u64 = 1_000;
 /// How often clones no branch uses are looked for, in milliseconds. One goes at its second
 /// look, so between one and two of these after its GitRepoConfig, URL or branch went.
-pub const CLONE_GC_MS: u64 = 60_000;
+pub(crate) const CLONE_GC_MS: u64 = 60_000;
 
 /// Everything the loop drives.
-pub struct Driver {
+pub(crate) struct Driver {
     /// The pipeline.
     pub core: Core,
     /// A sender into [`Inbox::rx`], for git completions.
@@ -60,7 +60,7 @@ pub struct Driver {
 }
 
 /// What the loop waits on.
-pub struct Inbox {
+pub(crate) struct Inbox {
     /// Watch events, configuration, git completions.
     pub rx: mpsc::Receiver<Msg>,
     /// Admission records from the webhook.
@@ -104,7 +104,7 @@ struct Sync {
 
 impl Driver {
     /// Runs until shutdown; then flushes within the deadline and returns.
-    pub async fn run(mut self, mut inbox: Inbox) {
+    pub(crate) async fn run(mut self, mut inbox: Inbox) {
         let clock = Clock {
             origin: Instant::now(),
         };

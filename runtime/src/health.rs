@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 use crate::tls::ReloadingTls;
 
 /// What to tell an operator whose own CRD is not installed.
-pub fn crd_missing_message(crd: &str) -> String {
+pub(crate) fn crd_missing_message(crd: &str) -> String {
     format!(
         "the CustomResourceDefinition {crd} is not installed: install the operator's CRDs (kubectl apply --server-side -k deploy/crds, or gitops-reverser crds | kubectl apply --server-side -f -)"
     )
 }
 
 /// What readiness is made of.
-pub struct Health {
+pub(crate) struct Health {
     /// Set by the driver once every stream it runs has listed (and cleared while one relists
     /// after a reconfiguration has not).
     pub synced: AtomicBool,
@@ -26,7 +26,7 @@ pub struct Health {
 
 impl Health {
     /// Readiness of a fresh process: nothing synced, no CRD known to be missing.
-    pub fn new(tls: Arc<ReloadingTls>) -> Self {
+    pub(crate) fn new(tls: Arc<ReloadingTls>) -> Self {
         Self {
             synced: AtomicBool::new(false),
             tls,
@@ -35,7 +35,7 @@ impl Health {
     }
 
     /// Whether the operator is ready, and if not, why.
-    pub fn ready(&self) -> Result<(), String> {
+    pub(crate) fn ready(&self) -> Result<(), String> {
         let missing = self.missing_crds.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(crd) = missing.iter().next() {
             return Err(crd_missing_message(crd));

@@ -11,19 +11,21 @@
 //! - [`crd`]: the CRDs, generated from the core's spec types;
 //! - [`git`]: the executor that turns the core's git ops into commits and pushes on real remotes.
 
-pub mod admin;
+#![warn(unreachable_pub)]
+
+pub(crate) mod admin;
 pub mod certs;
 pub mod crd;
-pub mod driver;
+pub(crate) mod driver;
 pub mod git;
-pub mod health;
+pub(crate) mod health;
 pub mod kube;
-pub mod listen;
+pub(crate) mod listen;
 pub mod metrics;
 pub mod msg;
 pub mod priority;
-pub mod record;
+pub(crate) mod record;
 pub mod run;
-pub mod shutdown;
+pub(crate) mod shutdown;
 pub mod tls;
 pub mod webhook;

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 /// How long accepting waits after an error (out of descriptors, say), in milliseconds.
-pub const ACCEPT_BACKOFF_MS: u64 = 100;
+pub(crate) const ACCEPT_BACKOFF_MS: u64 = 100;
 
 /// The bounds of one server.
 #[derive(Clone, Copy, Debug)]
@@ -37,14 +37,14 @@ pub struct Limits {
 }
 
 /// What a server answers with; `Arc` so that each connection shares it.
-pub type Handler = Arc<
+pub(crate) type Handler = Arc<
     dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>
         + Send
         + Sync,
 >;
 
 /// How a connection's bytes are made into a stream hyper serves: plain TCP, or TLS on top.
-pub trait Upgrade: Send + Sync + 'static {
+pub(crate) trait Upgrade: Send + Sync + 'static {
     /// The stream served.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// Upgrades `tcp`; an error closes the connection.
@@ -55,7 +55,7 @@ pub trait Upgrade: Send + Sync + 'static {
 }
 
 /// Plain TCP.
-pub struct Plain;
+pub(crate) struct Plain;
 
 impl Upgrade for Plain {
     type Stream = Tracked<TcpStream>;
@@ -68,10 +68,10 @@ impl Upgrade for Plain {
 }
 
 /// Called when a connection is refused for the cap, with the peer's address.
-pub type OnRefused = Arc<dyn Fn(std::net::SocketAddr) + Send + Sync>;
+pub(crate) type OnRefused = Arc<dyn Fn(std::net::SocketAddr) + Send + Sync>;
 
 /// Serves `listener` until `shutdown` turns true, each connection within `limits`.
-pub async fn serve<U: Upgrade>(
+pub(crate) async fn serve<U: Upgrade>(
     listener: TcpListener,
     limits: Limits,
     upgrade: Arc<U>,
@@ -141,7 +141,7 @@ pub async fn serve<U: Upgrade>(
 }
 
 /// When a connection last moved a byte, in milliseconds since its start.
-pub struct Stamp {
+pub(crate) struct Stamp {
     origin: Instant,
     last_ms: AtomicU64,
 }
@@ -173,7 +173,7 @@ impl Stamp {
 }
 
 /// A stream that stamps each read and write that moves bytes.
-pub struct Tracked<S> {
+pub(crate) struct Tracked<S> {
     inner: S,
     stamp: Arc<Stamp>,
 }

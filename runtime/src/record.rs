@@ -12,7 +12,7 @@ use gitops_reverser_core::record;
 use gitops_reverser_core::time::Now;
 
 /// An open recording.
-pub struct Recorder {
+pub(crate) struct Recorder {
     out: BufWriter<File>,
     failed: bool,
 }
@@ -20,7 +20,7 @@ pub struct Recorder {
 impl Recorder {
     /// Creates (truncates) `path`, readable by its owner only (it holds every input, Secrets'
     /// data included), and writes the header.
-    pub fn create(path: &Path, config: &CoreConfig) -> std::io::Result<Recorder> {
+    pub(crate) fn create(path: &Path, config: &CoreConfig) -> std::io::Result<Recorder> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -37,7 +37,7 @@ impl Recorder {
     }
 
     /// Appends one input. A write error is logged once and recording stops; the operator goes on.
-    pub fn write(&mut self, now: Now, input: &Input) {
+    pub(crate) fn write(&mut self, now: Now, input: &Input) {
         if self.failed {
             return;
         }
@@ -55,7 +55,7 @@ impl Recorder {
     }
 
     /// Flushes what was written.
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if !self.failed {
             if let Err(e) = self.out.flush() {
                 tracing::error!("input recording stopped: {e}");

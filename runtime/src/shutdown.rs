@@ -4,7 +4,7 @@
 use tokio::sync::watch;
 
 /// Resolves once `rx` holds `true` (or its sender is gone).
-pub async fn until_true(rx: &mut watch::Receiver<bool>) {
+pub(crate) async fn until_true(rx: &mut watch::Receiver<bool>) {
     loop {
         if *rx.borrow_and_update() {
             return;

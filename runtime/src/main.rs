@@ -319,11 +319,11 @@ fn webhook_settings(a: &RunArgs) -> Option<Settings> {
             secret: a.webhook_cert_secret.clone(),
         }
     });
-    if certs.is_none() && a.webhook_configuration.is_none() {
+    if certs.is_none() && a.webhook_configuration.as_deref().unwrap_or("").is_empty() {
         return None;
     }
     Some(Settings {
-        configuration: a.webhook_configuration.clone().unwrap_or_default(),
+        configuration: a.webhook_configuration.clone().filter(|c| !c.is_empty()),
         webhook: a.webhook_name.clone(),
         certs,
     })

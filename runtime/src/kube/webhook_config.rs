@@ -52,8 +52,9 @@ pub const NEVER_CALLED: [(&str, &str); 3] = [
 /// What this task manages.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The ValidatingWebhookConfiguration's name.
-    pub configuration: String,
+    /// The ValidatingWebhookConfiguration's name; `None` keeps none (self-managed certificates
+    /// for a webhook someone else registers).
+    pub configuration: Option<String>,
     /// The name of the webhook entry in it that the operator serves.
     pub webhook: String,
     /// Self-managed certificates, if so configured; otherwise the caBundle is someone else's
@@ -115,6 +116,13 @@ pub async fn run(
         .certs
         .as_ref()
         .map(|c| (Api::<Secret>::namespaced(client.clone(), &c.namespace), c));
+    if let (None, Some(c)) = (&settings.configuration, &settings.certs) {
+        tracing::warn!(
+            "self-managed certificates without --webhook-configuration: no caBundle is written; whoever registers the webhook must trust ca.crt of Secret {}/{}",
+            c.namespace,
+            c.secret
+        );
+    }
     let mut backoff = Backoff::default();
     let mut warned_missing = false;
     loop {
@@ -142,20 +150,26 @@ pub async fn run(
             }
         }
         let rules = rules_for(&watched.borrow_and_update());
-        match reconcile(&configs, &settings, rules, bundle.as_deref()).await {
-            Ok(true) => warned_missing = false,
-            Ok(false) => {
+        let kept = match &settings.configuration {
+            Some(name) => Some((
+                name,
+                reconcile(&configs, name, &settings.webhook, rules, bundle.as_deref()).await,
+            )),
+            None => None,
+        };
+        match kept {
+            None | Some((_, Ok(true))) => warned_missing = false,
+            Some((name, Ok(false))) => {
                 if !warned_missing {
                     tracing::warn!(
-                        "ValidatingWebhookConfiguration {} with a webhook {} is not installed: the API server will not call the webhook, and authors fall back (install the manifests in deploy/)",
-                        settings.configuration,
+                        "ValidatingWebhookConfiguration {name} with a webhook {} is not installed: the API server will not call the webhook, and authors fall back (install the manifests in deploy/)",
                         settings.webhook
                     );
                     warned_missing = true;
                 }
             }
-            Err(e) => {
-                tracing::warn!(configuration = %settings.configuration, "webhook configuration: {e}; retrying");
+            Some((name, Err(e))) => {
+                tracing::warn!(configuration = %name, "webhook configuration: {e}; retrying");
                 failed = true;
             }
         }
@@ -269,12 +283,13 @@ fn to_secret(c: &CertSettings, state: &State, existing: Option<&Secret>) -> Secr
 /// manifests say where the API server reaches the webhook).
 async fn reconcile(
     api: &Api<ValidatingWebhookConfiguration>,
-    s: &Settings,
+    configuration: &str,
+    webhook: &str,
     rules: Value,
     ca_bundle: Option<&str>,
 ) -> Result<bool, String> {
     let Some(live) = api
-        .get_opt(&s.configuration)
+        .get_opt(configuration)
         .await
         .map_err(|e| format!("reading it: {e}"))?
     else {
@@ -283,7 +298,7 @@ async fn reconcile(
     let Some(hook) = live
         .webhooks
         .as_ref()
-        .and_then(|w| w.iter().find(|h| h.name == s.webhook))
+        .and_then(|w| w.iter().find(|h| h.name == webhook))
     else {
         return Ok(false);
     };
@@ -298,7 +313,7 @@ async fn reconcile(
     if live_rules == rules && bundle_ok {
         return Ok(true);
     }
-    let mut entry = json!({"name": s.webhook, "rules": rules});
+    let mut entry = json!({"name": webhook, "rules": rules});
     if let Some(b) = ca_bundle {
         entry["clientConfig"] =
             json!({"caBundle": base64::engine::general_purpose::STANDARD.encode(b)});
@@ -306,11 +321,11 @@ async fn reconcile(
     let patch = json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": s.configuration},
+        "metadata": {"name": configuration},
         "webhooks": [entry],
     });
     api.patch(
-        &s.configuration,
+        configuration,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&patch),
     )
@@ -325,7 +340,7 @@ async fn reconcile(
         })
         .unwrap_or(0);
     tracing::info!(
-        configuration = %s.configuration,
+        configuration,
         types,
         ca_bundle = ca_bundle.is_some(),
         "webhook configuration updated"

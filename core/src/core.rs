@@ -463,6 +463,11 @@ impl Core {
         &self.watched
     }
 
+    /// Whether the API server refused the last list of `gvr` ([`Input::WatchDenied`]).
+    pub fn list_denied(&self, gvr: &Gvr) -> bool {
+        self.denied.contains_key(gvr)
+    }
+
     /// The state of one branch's pipeline.
     pub fn branch(&self, repo: &NamespacedName, branch: &str) -> Option<BranchView> {
         let b = self.branches.get(&(repo.clone(), branch.to_string()))?;

@@ -97,9 +97,6 @@ struct Sync {
     discovered: bool,
     listing: BTreeSet<Gvr>,
     listed_once: BTreeSet<Gvr>,
-    /// Types the API server refuses to list: their rules say so in status, and they do not
-    /// hold readiness (a tenant's rule must not take the webhook out of its Service).
-    denied: BTreeSet<Gvr>,
 }
 
 impl Driver {
@@ -156,7 +153,10 @@ impl Driver {
             self.health.synced.store(
                 sync.config.len() == CrKind::ALL.len()
                     && sync.discovered
-                    && sync.listing.iter().all(|g| sync.denied.contains(g)),
+                    // A type the API server refuses to list says so in its rules' status and
+                    // holds no readiness: a tenant's rule must not take the webhook out of its
+                    // Service.
+                    && sync.listing.iter().all(|g| self.core.list_denied(g)),
                 Ordering::Relaxed,
             );
             if let Some(r) = &mut self.recorder {
@@ -254,12 +254,6 @@ impl Driver {
         sync: &mut Sync,
         pending_status: &mut BTreeMap<CrRef, Vec<Condition>>,
     ) {
-        if let Input::WatchDenied(gvr, why) = &input {
-            match why {
-                Some(_) => sync.denied.insert(gvr.clone()),
-                None => sync.denied.remove(gvr),
-            };
-        }
         if let Input::Watch(gvr, ev) = &input {
             match ev {
                 WatchEvent::Init => {

@@ -132,49 +132,38 @@ impl GitExecutor {
         };
         let started = std::time::Instant::now();
         let op_id = op.op_id;
-        let is_push = matches!(op.kind, GitOpKind::Push { .. });
-        let summary = (
-            match op.kind {
-                GitOpKind::ReadPaths { .. } => "read",
-                GitOpKind::Push { .. } => "push",
-                GitOpKind::Verify { .. } => "verify",
-            },
-            op.repo_url.clone(),
-        );
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (stuck, finished, stuck_dir) = (self.stuck.clone(), done.clone(), dir.clone());
-        let joined = tokio::task::spawn_blocking(move || {
+        let kind = match op.kind {
+            GitOpKind::ReadPaths { .. } => "read",
+            GitOpKind::Push { .. } => "push",
+            GitOpKind::Verify { .. } => "verify",
+        };
+        let url = redacted(&op.repo_url);
+        let mut joined = tokio::task::spawn_blocking(move || {
             let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
             let result = execute(&ws, &op, creds.as_deref());
             log_result(&op, &result, started.elapsed());
-            // Ordered against the timeout's check below: whichever runs second sees the other.
-            finished.store(true, std::sync::atomic::Ordering::SeqCst);
-            stuck
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&stuck_dir);
             result
         });
         let limit = std::time::Duration::from_millis(limit_ms);
-        match tokio::time::timeout(limit, joined).await {
+        match tokio::time::timeout(limit, &mut joined).await {
             Ok(joined) => joined.unwrap_or_else(|e| GitResult::Failed {
                 retryable: true,
                 reason: format!("git op {op_id} panicked: {e}"),
                 cause: "GitFailed".into(),
             }),
             Err(_) => {
-                {
-                    let mut stuck = self.stuck.lock().unwrap_or_else(|p| p.into_inner());
-                    if !done.load(std::sync::atomic::Ordering::SeqCst) {
-                        stuck.insert(dir);
-                    }
-                }
-                let (what, url) = summary;
-                let url = url::RemoteUrl::parse(&url)
-                    .map(|u| u.redacted)
-                    .unwrap_or_else(|e| e);
-                tracing::warn!(op = op_id, %url, "git op {what} ran over {} s in all: answered now, its thread left to end", limit_ms / 1000);
-                if is_push {
+                // The clone is the stuck op's until its thread ends.
+                let stuck = self.stuck.clone();
+                stuck
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(dir.clone());
+                tokio::spawn(async move {
+                    let _ = joined.await;
+                    stuck.lock().unwrap_or_else(|p| p.into_inner()).remove(&dir);
+                });
+                tracing::warn!(op = op_id, %url, "git op {kind} ran over {} s in all: answered now, its thread left to end", limit_ms / 1000);
+                if kind == "push" {
                     GitResult::Unknown
                 } else {
                     too_slow(format!(
@@ -187,6 +176,13 @@ impl GitExecutor {
     }
 }
 
+/// A remote URL as logs and statuses may show it (credentials removed).
+fn redacted(url: &str) -> String {
+    url::RemoteUrl::parse(url)
+        .map(|u| u.redacted)
+        .unwrap_or_else(|e| e)
+}
+
 fn too_slow(reason: String) -> GitResult {
     GitResult::Failed {
         retryable: true,
@@ -196,9 +192,7 @@ fn too_slow(reason: String) -> GitResult {
 }
 
 fn log_result(op: &GitOp, result: &GitResult, took: std::time::Duration) {
-    let url = url::RemoteUrl::parse(&op.repo_url)
-        .map(|u| u.redacted)
-        .unwrap_or_else(|e| e);
+    let url = redacted(&op.repo_url);
     let ms = took.as_millis() as u64;
     match result {
         GitResult::Failed {

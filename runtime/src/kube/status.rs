@@ -190,11 +190,15 @@ async fn write(client: &Client, cr: &CrRef, status: &CrStatus) -> Result<(), Str
 
 /// The wall clock as RFC 3339 in UTC, seconds precision (as `metav1.Time` serialises).
 pub fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
+    rfc3339(unix_now_s())
+}
+
+/// The wall clock in seconds since the Unix epoch.
+pub fn unix_now_s() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    rfc3339(secs)
+        .unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch as RFC 3339 in UTC.

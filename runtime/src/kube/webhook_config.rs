@@ -31,6 +31,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::backoff::Backoff;
+use super::status::unix_now_s;
 use crate::certs::{self, Policy, State};
 use crate::tls::ReloadingTls;
 
@@ -185,13 +186,6 @@ pub async fn run(
             _ = shutdown.changed() => return,
         }
     }
-}
-
-fn unix_now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Reads the stored state, writes the next one if a step is due, and returns what is stored.

@@ -13,6 +13,37 @@ use crate::live::KeyHash;
 pub const PENDING_COMMITS_MAX: usize = 10_000;
 /// Pending sanitized bytes kept before the queue coalesces.
 pub const PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Commits one push carries at most (default of [`PushBounds::commits_max`]).
+pub const PUSH_COMMITS_MAX: usize = 256;
+/// Sanitized bytes one push carries at most, unless a single commit is larger (default of
+/// [`PushBounds::bytes_max`]).
+pub const PUSH_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Files one part of a resync commit holds at most (default of [`PushBounds::part_writes_max`]).
+pub const RESYNC_PART_WRITES_MAX: usize = 2_000;
+
+/// How much one push and one part of a resync carry. The executor renders, builds and pushes one
+/// push at a time, so these bound its memory whatever the queue holds: a burst of thousands of
+/// commits to a folder of thousands of files, each rewriting the folder's tree, or the seed of a
+/// hundred thousand objects, goes out as several pushes, each started as the one before it lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PushBounds {
+    /// Commits per push at most.
+    pub commits_max: usize,
+    /// Sanitized bytes per push at most (a larger single commit goes alone), and per resync part.
+    pub bytes_max: usize,
+    /// Files per resync commit at most: a larger (re)list goes out as several `[RESYNC]` commits.
+    pub part_writes_max: usize,
+}
+
+impl Default for PushBounds {
+    fn default() -> Self {
+        Self {
+            commits_max: PUSH_COMMITS_MAX,
+            bytes_max: PUSH_BYTES_MAX,
+            part_writes_max: RESYNC_PART_WRITES_MAX,
+        }
+    }
+}
 
 /// New content for a path: the file and the canonical hash and size of its sanitized object.
 #[derive(Clone, Debug)]
@@ -83,6 +114,7 @@ struct Latest {
 /// The pending commits of one branch, oldest first.
 #[derive(Debug, Default)]
 pub struct Queue {
+    bounds: PushBounds,
     commits: VecDeque<PendingCommit>,
     in_flight: Vec<PendingCommit>,
     /// Per path: the newest not-yet-pushed write (pending or in flight) and how many exist. Looked up
@@ -99,6 +131,11 @@ pub struct Queue {
     coalesce_at_bytes: usize,
     /// Coalescing passes run, for tests of that bound.
     coalesce_passes: u64,
+    /// Bytes of the open resync commit (the newest commit, when it is one).
+    open_resync_bytes: usize,
+    /// The last push took only part of what was pending (see [`PushBounds`]): the rest is due at
+    /// once.
+    cut: bool,
 }
 
 fn note_latest(latest: &mut HashMap<u128, Latest, KeyHash>, seq: u64, w: &PendingWrite) {
@@ -117,6 +154,18 @@ fn write_bytes(w: &PendingWrite) -> usize {
 }
 
 impl Queue {
+    /// An empty queue whose pushes and resync parts keep to `bounds`.
+    pub fn new(bounds: PushBounds) -> Self {
+        assert!(
+            bounds.commits_max > 0 && bounds.bytes_max > 0 && bounds.part_writes_max > 0,
+            "a push carries something"
+        );
+        Self {
+            bounds,
+            ..Self::default()
+        }
+    }
+
     /// The newest unpushed content of a path: `Some(None)` is a pending delete, `None` nothing pending.
     pub fn latest(&self, path_key: u128) -> Option<Option<u64>> {
         self.latest.get(&path_key).map(|l| l.content)
@@ -162,8 +211,14 @@ impl Queue {
         folder: &str,
         write: PendingWrite,
     ) {
-        let open = matches!(self.commits.back(), Some(PendingCommit { kind: CommitKind::Resync { folder: f }, .. }) if f == folder);
+        // A full part is closed: the next write opens the next part, so no push (and no commit the
+        // executor builds) carries the whole of a large listing.
+        let open = matches!(self.commits.back(), Some(PendingCommit { kind: CommitKind::Resync { folder: f }, writes, .. })
+            if f == folder
+                && writes.len() < self.bounds.part_writes_max
+                && self.open_resync_bytes < self.bounds.bytes_max);
         if !open {
+            self.open_resync_bytes = 0;
             let seq = self.next_seq;
             self.next_seq += 1;
             let kind = CommitKind::Resync {
@@ -196,10 +251,12 @@ impl Queue {
         {
             let old = commit.writes.remove(i);
             self.bytes -= write_bytes(&old);
+            self.open_resync_bytes = self.open_resync_bytes.saturating_sub(write_bytes(&old));
             if let Some(l) = self.latest.get_mut(&write.path_key) {
                 l.writes -= 1;
             }
         }
+        self.open_resync_bytes += write_bytes(&write);
         self.commits
             .back_mut()
             .expect("open")
@@ -240,14 +297,21 @@ impl Queue {
         };
         let old = commit.writes.remove(i);
         self.bytes -= write_bytes(&old);
+        self.open_resync_bytes = self.open_resync_bytes.saturating_sub(write_bytes(&old));
         let seq = commit.seq;
         if commit.writes.is_empty() {
             self.commits.pop_back();
         }
         self.forget_write(seq, path_key);
         if self.commits.is_empty() {
-            self.first_pending_ms = None;
+            self.emptied();
         }
+    }
+
+    /// Whether more is pending than one push carries ([`PushBounds`]): paths with an unpushed
+    /// write, or pending bytes.
+    pub fn over_a_push(&self) -> bool {
+        self.latest.len() > self.bounds.part_writes_max || self.bytes > self.bounds.bytes_max
     }
 
     /// Pending commits (not in flight).
@@ -278,7 +342,8 @@ impl Queue {
         );
         // Were the timer ever missing, pushing at once beats never pushing.
         let first = self.first_pending_ms.unwrap_or(0);
-        let full = self.commits.len() >= max_commits as usize || self.bytes >= BATCH_BYTES_MAX;
+        let full =
+            self.cut || self.commits.len() >= max_commits as usize || self.bytes >= BATCH_BYTES_MAX;
         Some(if full { first } else { first + interval_ms })
     }
 
@@ -288,14 +353,34 @@ impl Queue {
             .is_some_and(|t| now_ms >= t)
     }
 
-    /// Moves every pending commit in flight and returns them; they stay "unpushed" for dedup until
-    /// the push lands.
+    /// Moves the oldest pending commits in flight, as many as the [`PushBounds`] allow (at least
+    /// one), and returns them; they stay "unpushed" for dedup until the push lands. What is left is
+    /// due at once.
     pub fn start_push(&mut self) -> &[PendingCommit] {
         assert!(self.in_flight.is_empty(), "one push in flight per branch");
-        self.bytes = 0;
+        let mut take = 0;
+        let mut taken_bytes = 0;
+        for c in &self.commits {
+            let bytes: usize = c.writes.iter().map(write_bytes).sum();
+            let fits =
+                take < self.bounds.commits_max && taken_bytes + bytes <= self.bounds.bytes_max;
+            if take > 0 && !fits {
+                break;
+            }
+            take += 1;
+            taken_bytes += bytes;
+        }
+        self.in_flight = self.commits.drain(..take).collect();
+        invariant!(
+            taken_bytes <= self.bytes,
+            "pending bytes count every pending write"
+        );
+        self.bytes = self.bytes.saturating_sub(taken_bytes);
         self.coalesce_at_bytes = 0;
-        self.first_pending_ms = None;
-        self.in_flight = self.commits.drain(..).collect();
+        self.cut = !self.commits.is_empty();
+        if !self.cut {
+            self.first_pending_ms = None;
+        }
         &self.in_flight
     }
 
@@ -325,6 +410,12 @@ impl Queue {
         if !self.commits.is_empty() {
             self.start_timer(now_ms);
         }
+    }
+
+    /// Nothing is pending any more: no timer runs, and no cut push leaves a rest.
+    fn emptied(&mut self) {
+        self.first_pending_ms = None;
+        self.cut = false;
     }
 
     fn forget_write(&mut self, seq: u64, path_key: u128) {
@@ -373,7 +464,7 @@ impl Queue {
             self.reindex();
         }
         if self.commits.is_empty() {
-            self.first_pending_ms = None;
+            self.emptied();
         }
         dropped
     }
@@ -393,7 +484,7 @@ impl Queue {
             self.reindex();
         }
         if self.commits.is_empty() {
-            self.first_pending_ms = None;
+            self.emptied();
         }
         dropped
     }
@@ -705,23 +796,136 @@ mod tests {
 
     #[test]
     fn a_resync_of_distinct_paths_past_the_byte_bound_coalesces_only_when_the_bytes_double() {
-        // 40,000 distinct files of 4 KiB: 160 MiB, over the bound from about 16,000 on, and no
+        // 39,999 distinct files of 4 KiB: 160 MiB, over the bound from about 16,000 on, and no
         // pass can shrink the queue. Each pass walks the whole queue, so one per write would be
         // quadratic (the seed of a 100,000-object folder took minutes).
         let mut q = Queue::default();
-        for i in 0..40_000u64 {
+        for i in 0..39_999u64 {
             q.push_resync(0, 0, "f", big_write(&format!("f/{i}"), i, 4096));
         }
-        assert_eq!(q.len(), 1, "one resync commit");
-        assert_eq!(q.bytes(), 40_000 * 4096, "nothing dropped");
+        assert_eq!(
+            q.len(),
+            20,
+            "resync parts of 2,000 files, the last one open"
+        );
+        assert_eq!(q.bytes(), 39_999 * 4096, "nothing dropped");
         assert!(
             (1..=3).contains(&q.coalesce_passes()),
             "{} passes: 64 MiB, then at 128 MiB",
             q.coalesce_passes()
         );
-        // A path written again inside the open resync commit replaces its earlier write.
+        // A path written again inside the open resync part replaces its earlier write.
+        q.push_resync(0, 0, "f", big_write("f/39998", 99, 4096));
+        assert_eq!(q.bytes(), 39_999 * 4096);
+        assert_eq!(q.latest(crate::live::key128("f/39998")), Some(Some(99)));
+        // One in a closed part is written again in the open one: the newer wins when both land.
         q.push_resync(0, 0, "f", big_write("f/7", 99, 4096));
         assert_eq!(q.bytes(), 40_000 * 4096);
         assert_eq!(q.latest(crate::live::key128("f/7")), Some(Some(99)));
+    }
+
+    fn resync_part_sizes(q: &Queue) -> Vec<usize> {
+        q.commits.iter().map(|c| c.writes.len()).collect()
+    }
+
+    #[test]
+    fn a_resync_is_cut_into_parts_by_files_and_by_bytes() {
+        let bounds = PushBounds {
+            commits_max: 100,
+            bytes_max: 1_000,
+            part_writes_max: 3,
+        };
+        let mut q = Queue::new(bounds);
+        for i in 0..7 {
+            q.push_resync(0, 0, "f", write(&format!("f/{i}"), i));
+        }
+        assert_eq!(resync_part_sizes(&q), [3, 3, 1], "at most 3 files a part");
+        let mut q = Queue::new(PushBounds {
+            part_writes_max: 100,
+            ..bounds
+        });
+        for i in 0..7 {
+            q.push_resync(0, 0, "f", big_write(&format!("f/{i}"), i, 400));
+        }
+        assert_eq!(
+            resync_part_sizes(&q),
+            [3, 3, 1],
+            "a part is closed once it holds 1,000 bytes or more"
+        );
+        assert!(
+            q.commits
+                .iter()
+                .all(|c| c.kind == CommitKind::Resync { folder: "f".into() }),
+            "every part is a resync commit of the folder"
+        );
+    }
+
+    #[test]
+    fn a_push_takes_at_most_its_bounds_and_the_rest_is_due_at_once() {
+        let mut q = Queue::new(PushBounds {
+            commits_max: 3,
+            bytes_max: 250,
+            part_writes_max: 100,
+        });
+        let kind = |path: &str| CommitKind::Event {
+            op: Operation::Update,
+            identifier: path.into(),
+        };
+        for i in 0..4 {
+            q.push_event(
+                10,
+                0,
+                Some("u".into()),
+                kind("p"),
+                write(&format!("p{i}"), i),
+            );
+        }
+        // Interval 60 s, 1,000 commits: nothing but the time trigger would fire.
+        assert_eq!(q.due_at_ms(1_000, 60_000), Some(60_010));
+        assert_eq!(q.start_push().len(), 2, "250 bytes hold two writes of 100");
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.bytes(), 200);
+        assert_eq!(
+            q.due_at_ms(1_000, 60_000),
+            Some(10),
+            "what a cut push left is due as soon as the branch is free"
+        );
+        q.push_landed();
+        assert_eq!(q.start_push().len(), 2);
+        q.push_landed();
+        for i in 0..5 {
+            q.push_event(
+                20,
+                0,
+                Some("u".into()),
+                kind("q"),
+                big_write(&format!("q{i}"), i, 1),
+            );
+        }
+        assert_eq!(q.start_push().len(), 3, "at most 3 commits");
+        q.push_failed(30);
+        assert_eq!(q.len(), 5, "a failed push's commits are back in front");
+        q.start_push();
+        q.push_landed();
+        assert_eq!(q.start_push().len(), 2);
+        q.push_landed();
+        assert_eq!(q.due_at_ms(1_000, 60_000), None, "nothing left");
+        q.push_event(40, 0, Some("u".into()), kind("r"), write("r", 1));
+        assert_eq!(
+            q.due_at_ms(1_000, 60_000),
+            Some(60_040),
+            "a new change waits for its interval again"
+        );
+        // A commit larger than the byte bound goes alone.
+        q.push_event(
+            40,
+            0,
+            Some("u".into()),
+            kind("s"),
+            big_write("s", 1, 10_000),
+        );
+        assert_eq!(q.start_push().len(), 1);
+        q.push_landed();
+        assert_eq!(q.start_push().len(), 1, "the large commit, alone");
     }
 }

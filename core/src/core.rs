@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::admission::AdmissionRequest;
 use crate::attribution::{Attribution, AttributionCounters, Attributor, CorrKey, Record};
-use crate::batch::{CommitKind, Content, PendingWrite, Queue};
+use crate::batch::{CommitKind, Content, PendingWrite, PushBounds, Queue};
 use crate::canonical::{DigestOut, Digester};
 use crate::config::{
     self, ClusterWatchRuleSpec, Condition, CrRef, NamespacedName, RepoSettings, WatchRuleSpec,
@@ -62,6 +62,9 @@ pub struct CoreConfig {
     /// demo). Off in an installed operator: a tenant would point it at its own filesystem.
     #[serde(default)]
     pub file_remotes: bool,
+    /// How much one push carries (the executor's memory per push) and how large a resync part is.
+    #[serde(default)]
+    pub push_bounds: PushBounds,
 }
 
 impl Default for CoreConfig {
@@ -83,6 +86,7 @@ impl Default for CoreConfig {
             correlation: CorrelationLimits::default(),
             trusted_namespaces: None,
             file_remotes: false,
+            push_bounds: PushBounds::default(),
         }
     }
 }
@@ -122,8 +126,8 @@ struct DestState {
     id: u32,
     branch: BranchKey,
     gvrs: BTreeSet<u16>,
-    /// Streams whose list must be complete before the folder is read: `gvrs`, plus namespaces
-    /// when a namespace selector routes here.
+    /// Streams whose list must be complete before the folder's orphans are judged: `gvrs`, plus
+    /// namespaces when a namespace selector routes here.
     gate: BTreeSet<u16>,
     /// Streams whose list the folder waits for, with the list epoch that will do: a list that
     /// began before a relist was asked for does not count.

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use gitops_reverser_core::admission::AdmissionRequest;
+use gitops_reverser_core::batch::PushBounds;
 use gitops_reverser_core::config::{ClusterWatchRuleSpec, NamespacedName, WatchRuleSpec};
 use gitops_reverser_core::core::{Core, CoreConfig};
 use gitops_reverser_core::ids::{Gvr, Operation};
@@ -76,7 +77,7 @@ pub struct Script {
 impl Script {
     /// A fresh cluster (namespaces `team-a` env=prod and `team-b` env=dev) and a fresh core.
     pub fn new() -> Self {
-        let config = core_config(0, SecretPolicy::Redact);
+        let config = core_config(0, SecretPolicy::Redact, PushBounds::default());
         let mut s = Self {
             now: 0,
             core: Core::new(config.clone()),
@@ -372,7 +373,11 @@ impl Script {
     pub fn start(&mut self) {
         assert!(self.down, "script: start without stop");
         self.down = false;
-        self.config = core_config(self.config.instance_id + 1, self.config.secret_policy);
+        self.config = core_config(
+            self.config.instance_id + 1,
+            self.config.secret_policy,
+            self.config.push_bounds,
+        );
         self.core = Core::new(self.config.clone());
         self.rec.restarts.push(Restart {
             at: self.rec.entries.len(),

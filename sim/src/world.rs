@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use gitops_reverser_core::admission::AdmissionRequest;
+use gitops_reverser_core::batch::PushBounds;
 use gitops_reverser_core::config::NamespacedName;
 use gitops_reverser_core::core::{Core, CoreConfig};
 use gitops_reverser_core::gitplan::Identities;
@@ -169,6 +170,9 @@ struct InFlight {
 struct World {
     now: u64,
     wall_offset_ms: i64,
+    /// The largest wall offset so far: a commit's author time (the wall clock when the core saw
+    /// the change) is at least this far ahead of the monotonic time it was seen at.
+    wall_offset_max_ms: i64,
     sched: BTreeMap<(u64, u64), Ev>,
     seq: u64,
     rng: Rngs,
@@ -242,9 +246,15 @@ struct World {
     /// Steps taken.
     steps_done: usize,
     secrets: SecretCheck,
+    /// How much one push and one resync part carry (drawn per seed).
+    push_bounds: PushBounds,
 }
 
-pub(crate) fn core_config(generation: u64, secret_policy: SecretPolicy) -> CoreConfig {
+pub(crate) fn core_config(
+    generation: u64,
+    secret_policy: SecretPolicy,
+    push_bounds: PushBounds,
+) -> CoreConfig {
     let bot = Identity {
         name: "gitops-reverser".into(),
         email: "bot@sim".into(),
@@ -260,6 +270,7 @@ pub(crate) fn core_config(generation: u64, secret_policy: SecretPolicy) -> CoreC
             user_email_domain: "sim".into(),
         },
         secret_policy,
+        push_bounds,
         ..CoreConfig::default()
     }
 }
@@ -332,6 +343,18 @@ pub fn run(params: &Params) -> Report {
         let steps = params.steps.max(10);
         rng.swarm.gen_range(steps / 5..steps * 4 / 5)
     });
+    // Drawn after everything else too: half the runs cut pushes and resync parts small (a few
+    // commits, files or hundreds of bytes), so that seeds, relists and bursts go out in several
+    // parts, and crashes, conflicts and lost pushes land between them.
+    let push_bounds = if rng.swarm.gen_bool(0.5) {
+        PushBounds {
+            commits_max: rng.swarm.gen_range(1..=8),
+            bytes_max: rng.swarm.gen_range(200..=4_000),
+            part_writes_max: rng.swarm.gen_range(1..=6),
+        }
+    } else {
+        PushBounds::default()
+    };
     let mut cluster = Cluster::new();
     let widgets = cluster.kind_index("widgets");
     if crd_life.is_some() {
@@ -343,6 +366,7 @@ pub fn run(params: &Params) -> Report {
     let mut w = World {
         now: 0,
         wall_offset_ms: 0,
+        wall_offset_max_ms: 0,
         sched: BTreeMap::new(),
         seq: 0,
         rng,
@@ -350,7 +374,8 @@ pub fn run(params: &Params) -> Report {
         cluster,
         topo: Topology::new(max_commits, interval),
         streams: BTreeMap::new(),
-        core: Core::new(core_config(0, secret_policy)),
+        core: Core::new(core_config(0, secret_policy, push_bounds)),
+        push_bounds,
         secret_policy,
         bare_lists,
         secrets: SecretCheck::new(secret_policy),
@@ -390,7 +415,7 @@ pub fn run(params: &Params) -> Report {
         stale_heads: BTreeMap::new(),
         trace: std::env::var_os("SIM_TRACE").is_some(),
         recording: params.record.then(|| Recording {
-            header: Header::new(core_config(0, secret_policy)),
+            header: Header::new(core_config(0, secret_policy, push_bounds)),
             entries: Vec::new(),
             restarts: Vec::new(),
             bad_lines: Vec::new(),
@@ -427,6 +452,14 @@ pub fn run(params: &Params) -> Report {
                 Some((i, None)) => format!("installed-at-{i}"),
                 Some((i, Some(r))) => format!("installed-at-{i}-deleted-at-{r}"),
             } + &crd_upgrade.map_or(String::new(), |u| format!("-upgraded-at-{u}"))
+                + &if push_bounds == PushBounds::default() {
+                    " parts=default".to_string()
+                } else {
+                    format!(
+                        " parts=commits<={},bytes<={},files<={}",
+                        push_bounds.commits_max, push_bounds.bytes_max, push_bounds.part_writes_max
+                    )
+                }
         ),
         watch_events: w.watch_events,
         admissions: w.admissions,
@@ -1455,6 +1488,7 @@ impl World {
         if self.inject(Fault::ClockJump) {
             let jump = self.rng.faults.gen_range(-7_200_000i64..7_200_000);
             self.wall_offset_ms += jump;
+            self.wall_offset_max_ms = self.wall_offset_max_ms.max(self.wall_offset_ms);
         }
         if self.inject(Fault::OutsideWriter) {
             self.outside_write(None);
@@ -1480,11 +1514,15 @@ impl World {
         self.delivery.forgive_all(self.now);
         self.generation += 1;
         self.next_tick = None;
-        self.core = Core::new(core_config(self.generation, self.secret_policy));
+        self.core = Core::new(core_config(
+            self.generation,
+            self.secret_policy,
+            self.push_bounds,
+        ));
         if let Some(rec) = &mut self.recording {
             rec.restarts.push(Restart {
                 at: rec.entries.len(),
-                config: core_config(self.generation, self.secret_policy),
+                config: core_config(self.generation, self.secret_policy, self.push_bounds),
             });
         }
         self.configure();
@@ -1566,8 +1604,10 @@ impl World {
             cluster,
             commits: count,
             pushes,
+            wall_offset_max_ms,
             ..
         } = self;
+        let wall_offset_max_ms = *wall_offset_max_ms;
         *pushes += 1;
         let push = *pushes;
         remotes.push(
@@ -1578,10 +1618,15 @@ impl World {
             |c, before, after| {
                 *count += 1;
                 empty_commits::on_commit(c, before, after, violations);
+                // When the core saw the change, at the earliest (pushes are bounded, so a commit
+                // may wait behind others long after it was seen).
+                let seen_ms = c.author_time_ms - WALL_EPOCH_MS - wall_offset_max_ms;
+                let seen_ms = u64::try_from(seen_ms).unwrap_or(0).min(planned_ms);
                 orphans.on_commit(
                     &op.repo_url,
                     &op.branch,
                     push,
+                    seen_ms,
                     planned_ms,
                     c,
                     before,

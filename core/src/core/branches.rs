@@ -109,7 +109,26 @@ impl Core {
         Some((due.max(b.retry_at_ms), NextOp::Push))
     }
 
+    /// While its folders' lists run, a branch holds every listed object's file: its folders are
+    /// read when the lists end, and nothing is pushed before. Once that is more than one push
+    /// carries (a large seed), the unread folders are read at once, so the listed files go out in
+    /// bounded parts as they come; orphans still wait for the lists' end, which reads the folders
+    /// again (`apply_listing` judges orphans only when no awaited list is running). Small listings
+    /// keep the one read at the end.
+    fn read_early_if_over_a_push(&mut self, key: &BranchKey) {
+        let b = &self.branches[key];
+        if b.op.is_some() || !b.queue.over_a_push() {
+            return;
+        }
+        for d in self.dests.values_mut() {
+            if d.branch == *key && !d.listed {
+                d.want_read = true;
+            }
+        }
+    }
+
     pub(super) fn schedule(&mut self, now: Now, key: &BranchKey) {
+        self.read_early_if_over_a_push(key);
         let Some((at, next)) = self.next_op(key, &self.branches[key]) else {
             return;
         };

@@ -197,10 +197,12 @@ impl Enqueue<'_> {
         } else {
             b.queue.push_event(now, wall, author, kind, write);
         }
-        // Count and byte triggers act at once; the time trigger comes with a tick.
+        // Count and byte triggers act at once; the time trigger comes with a tick. More than a
+        // push pending may also start an early read of folders still listing.
         if b.op.is_none()
-            && b.queue
-                .due(now, b.settings.max_commits, b.settings.push_interval_ms)
+            && (b.queue.over_a_push()
+                || b.queue
+                    .due(now, b.settings.max_commits, b.settings.push_interval_ms))
             && !self.wake.contains(self.branch_key)
         {
             self.wake.insert(self.branch_key.clone());

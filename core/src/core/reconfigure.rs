@@ -390,7 +390,7 @@ impl Core {
                         key,
                         BranchState {
                             settings,
-                            queue: Queue::default(),
+                            queue: Queue::new(self.config.push_bounds),
                             paths: BranchPaths::default(),
                             head: None,
                             op: None,

@@ -1,8 +1,9 @@
 //! Orphan safety: no file is deleted while its object lived, selected, all along.
 //!
 //! A deletion planned at `t` is justified when the object was created, deleted or relabelled at
-//! some point since the operator last wrote the file (minus the longest watch delay), or when it
-//! is not live and selected when the push is planned. Anything else deleted a live object's file.
+//! some point since the change the operator last wrote to the file was seen (minus the longest
+//! watch delay), or when it is not live and selected when the push is planned. Anything else
+//! deleted a live object's file.
 
 use std::collections::BTreeMap;
 
@@ -18,21 +19,24 @@ use crate::topology::{Subject, Topology};
 /// outage of at most 45 s, then blips of at most 5 s each).
 pub const WATCH_DELAY_MS_MAX: u64 = 60_000;
 
-/// When the operator last wrote each file: (push, planned at) of the last push that wrote it and
-/// of the push before that one.
+/// When the operator last wrote each file: (push, seen at) of the last push that wrote it and of
+/// the push before that one, where "seen at" is when the core saw the change the write stands for
+/// (a push carries a bounded part of the queue: its commits may have waited long).
 #[derive(Default)]
 pub struct OrphanCheck {
     written: BTreeMap<(String, String, String), [(u64, u64); 2]>,
 }
 
 impl OrphanCheck {
-    /// Checks one commit of push number `push` (unique in the run), planned at `planned_ms`.
+    /// Checks one commit of push number `push` (unique in the run), planned at `planned_ms`, whose
+    /// change the core saw at `seen_ms` at the earliest.
     #[allow(clippy::too_many_arguments)]
     pub fn on_commit(
         &mut self,
         url: &str,
         branch: &str,
         push: u64,
+        seen_ms: u64,
         planned_ms: u64,
         commit: &PlannedCommit,
         before: &Tree,
@@ -45,7 +49,9 @@ impl OrphanCheck {
             let w = self.written.entry(key).or_insert([(u64::MAX, 0); 2]);
             if bytes.is_some() {
                 if w[0].0 != push {
-                    *w = [(push, planned_ms), w[0]];
+                    *w = [(push, seen_ms), w[0]];
+                } else {
+                    w[0].1 = w[0].1.min(seen_ms);
                 }
                 continue;
             }

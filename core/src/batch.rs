@@ -330,8 +330,9 @@ impl Queue {
     }
 
     /// From when the pending commits are due to be pushed: at once (since they became pending)
-    /// once `max_commits` or [`BATCH_BYTES_MAX`] is reached, else `interval_ms` after the first
-    /// became pending. `None` with nothing pending.
+    /// once `max_commits` or [`BATCH_BYTES_MAX`] is reached, or more than a push is pending (or
+    /// left by a push cut at its bounds), else `interval_ms` after the first became pending.
+    /// `None` with nothing pending.
     pub fn due_at_ms(&self, max_commits: u32, interval_ms: u64) -> Option<u64> {
         if self.commits.is_empty() {
             return None;
@@ -342,8 +343,10 @@ impl Queue {
         );
         // Were the timer ever missing, pushing at once beats never pushing.
         let first = self.first_pending_ms.unwrap_or(0);
-        let full =
-            self.cut || self.commits.len() >= max_commits as usize || self.bytes >= BATCH_BYTES_MAX;
+        let full = self.cut
+            || self.over_a_push()
+            || self.commits.len() >= max_commits as usize
+            || self.bytes >= BATCH_BYTES_MAX;
         Some(if full { first } else { first + interval_ms })
     }
 
@@ -880,8 +883,12 @@ mod tests {
                 write(&format!("p{i}"), i),
             );
         }
-        // Interval 60 s, 1,000 commits: nothing but the time trigger would fire.
-        assert_eq!(q.due_at_ms(1_000, 60_000), Some(60_010));
+        // Interval 60 s, 1,000 commits: only more than a push pending makes it due at once.
+        assert_eq!(
+            q.due_at_ms(1_000, 60_000),
+            Some(10),
+            "four commits pending, a push carries three"
+        );
         assert_eq!(q.start_push().len(), 2, "250 bytes hold two writes of 100");
         assert_eq!(q.len(), 2);
         assert_eq!(q.bytes(), 200);

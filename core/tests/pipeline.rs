@@ -1006,3 +1006,144 @@ fn the_branches_to_keep_clones_of_follow_the_repository_url_and_go_with_the_conf
     h.input(Input::GitRepoConfig(repo_name(), None));
     assert!(remotes(&h).is_empty());
 }
+
+/// Bounds small enough that a listing of ten objects goes out in several parts.
+fn small_parts() -> gitops_reverser_core::core::CoreConfig {
+    gitops_reverser_core::core::CoreConfig {
+        push_bounds: gitops_reverser_core::batch::PushBounds {
+            commits_max: 2,
+            bytes_max: 1 << 20,
+            part_writes_max: 3,
+        },
+        ..Default::default()
+    }
+}
+
+const STALE: &str = "prod/v1/configmaps/team-a/gone.yaml";
+
+/// A harness with small parts whose remote holds a file of ours whose object is gone, and whose
+/// ConfigMap stream has begun a list of `o0`..`o9` without ending it.
+fn listing_ten() -> Harness {
+    let mut h = Harness::with_config(small_parts(), &[("", "v1", "configmaps")], "prod");
+    h.files.insert(STALE.into(), b"stale\n".to_vec().into());
+    h.head = Some("c0".into());
+    let g = gvr("", "v1", "configmaps");
+    h.input(Input::Watch(g.clone(), WatchEvent::Init));
+    for i in 0..10 {
+        let o = cm(&format!("o{i}"), "1", 10 + i);
+        h.input(Input::Watch(g.clone(), WatchEvent::InitApply(o.into())));
+    }
+    h
+}
+
+/// Answers every op until none is left; returns the commits of each push, one list per push.
+fn answer_each(h: &mut Harness) -> Vec<Vec<gitops_reverser_core::io::PlannedCommit>> {
+    let mut pushes = Vec::new();
+    loop {
+        let ops = h.take_git_ops();
+        if ops.is_empty() {
+            return pushes;
+        }
+        for op in ops {
+            let result = h.apply(&op);
+            if let GitOpKind::Push { commits, .. } = &op.kind {
+                pushes.push(commits.clone());
+            }
+            h.input(Input::GitDone(op.op_id, result));
+        }
+    }
+}
+
+fn live_files(h: &Harness) -> Vec<String> {
+    h.files.keys().cloned().collect()
+}
+
+fn all_ten() -> Vec<String> {
+    (0..10)
+        .map(|i| format!("prod/v1/configmaps/team-a/o{i}.yaml"))
+        .collect()
+}
+
+#[test]
+fn a_large_seed_goes_out_in_bounded_parts_while_its_list_runs_and_orphans_wait_for_its_end() {
+    let mut h = listing_ten();
+    let pushes = answer_each(&mut h);
+    assert!(
+        pushes.len() >= 2,
+        "pushed before the list ended, in several pushes: {pushes:?}"
+    );
+    for p in &pushes {
+        assert!(p.len() <= 2, "at most 2 commits a push");
+        for c in p {
+            assert!(c.message.starts_with("[RESYNC]"), "{}", c.message);
+            assert!(c.writes.len() <= 3, "at most 3 files a part");
+            assert!(c.writes.iter().all(|w| w.1.is_some()), "no delete yet");
+        }
+    }
+    assert!(
+        h.files.contains_key(STALE),
+        "the orphan stays while the list runs"
+    );
+    h.input(Input::Watch(
+        gvr("", "v1", "configmaps"),
+        WatchEvent::InitDone,
+    ));
+    h.answer_all();
+    h.flush_and_push();
+    assert_eq!(
+        live_files(&h),
+        all_ten(),
+        "every object's file, and the orphan gone"
+    );
+}
+
+#[test]
+fn a_seed_cut_by_a_crash_between_parts_loses_nothing_and_deletes_nothing() {
+    let mut h = listing_ten();
+    // The folder read, then the first push lands; the process dies before the next one.
+    let read = h.take_git_ops();
+    assert!(matches!(read[..], [ref op] if matches!(op.kind, GitOpKind::ReadPaths { .. })));
+    let result = h.apply(&read[0]);
+    h.input(Input::GitDone(read[0].op_id, result));
+    let first = h.take_git_ops();
+    assert!(matches!(first[..], [ref op] if matches!(op.kind, GitOpKind::Push { .. })));
+    let result = h.apply(&first[0]);
+    assert!(matches!(result, GitResult::Pushed { .. }));
+    let landed = live_files(&h);
+    assert!(
+        landed.len() > 1 && landed.len() < 11,
+        "a part landed, not the whole seed: {landed:?}"
+    );
+    assert!(
+        h.files.contains_key(STALE),
+        "no orphan deleted before the list ended"
+    );
+
+    // A new process: same remote, the same ten objects listed again.
+    let (files, head) = (h.files.clone(), h.head.clone());
+    let mut h = Harness::with_config(small_parts(), &[("", "v1", "configmaps")], "prod");
+    (h.files, h.head) = (files, head);
+    let g = gvr("", "v1", "configmaps");
+    h.input(Input::Watch(g.clone(), WatchEvent::Init));
+    for i in 0..10 {
+        let o = cm(&format!("o{i}"), "1", 10 + i);
+        h.input(Input::Watch(g.clone(), WatchEvent::InitApply(o.into())));
+    }
+    let pushes = answer_each(&mut h);
+    for c in pushes.iter().flatten() {
+        assert!(
+            c.writes.iter().all(|w| w.1.is_some()),
+            "nothing deleted while the list runs: {c:?}"
+        );
+        assert!(
+            c.writes
+                .iter()
+                .all(|w| !landed.contains(&w.0) || w.0 == STALE),
+            "a part that landed before the crash is not written again: {c:?}"
+        );
+    }
+    h.input(Input::Watch(g, WatchEvent::InitDone));
+    h.answer_all();
+    h.flush_and_push();
+    assert_eq!(live_files(&h), all_ten());
+}

@@ -15,9 +15,13 @@ use gitops_reverser_core::io::{Blobs, Identity, PlannedCommit};
 use super::delta::{self, Records};
 use super::{pack, tree};
 
-/// Packs a clone may hold before [`maintain`] merges them into one (each push and each fetch adds
-/// one; lookups get slower with every pack).
-pub const PACKS_MAX: usize = 16;
+/// Packs a clone may hold before [`maintain`] merges the smallest (each push and each fetch adds
+/// one; lookups get slower with every pack, and each pack read keeps a delta-base cache of up to
+/// 16 MiB in libgit2 while the clone is open).
+pub const PACKS_MAX: usize = 8;
+
+/// Packs one merge reads at most: the delta-base caches of the packs a merge reads add up.
+pub const MERGE_PACKS_MAX: usize = 4;
 
 /// Bytes of objects a batch holds in memory before they are written out as a pack. A burst of
 /// thousands of commits to a large folder writes a tree of hundreds of KiB per commit: held whole
@@ -159,14 +163,39 @@ fn flush(repo: &Repository, written: &mut Vec<Oid>) -> Result<(), git2::Error> {
     Ok(())
 }
 
-/// Keeps the number of packs bounded: with more than [`PACKS_MAX`], the small packs are merged
-/// into one (a geometric repack: the large base pack of the seed or first fetch is never rewritten,
-/// which would cost seconds on a 100,000-file repository). Objects are taken
-/// from the packs' indexes, so nothing a pack holds is lost. Call it before opening other handles
-/// on the clone: it deletes pack files. Returns whether it merged.
+/// Keeps the number of packs bounded: while there are more than [`PACKS_MAX`], the smallest are
+/// merged, at most [`MERGE_PACKS_MAX`] at a time (a geometric repack: the large base pack of the
+/// seed or first fetch is never rewritten, which would cost seconds on a 100,000-file
+/// repository). Objects are taken from the packs' indexes, so nothing a pack holds is lost. Call
+/// it before opening other handles on the clone: it deletes pack files, and each merge reads
+/// through a handle of its own, so that libgit2's delta-base cache of every pack it read (16 MiB
+/// each, fixed in libgit2, kept as long as a handle holds the pack) goes with it. Returns whether
+/// it merged.
 pub fn maintain(dir: &Path) -> Result<bool, git2::Error> {
-    let pack_dir = dir.join("objects").join("pack");
-    let mut packs: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(&pack_dir)
+    let mut merged_any = false;
+    loop {
+        let mut packs = pack_files(dir);
+        if packs.len() <= PACKS_MAX {
+            return Ok(merged_any);
+        }
+        // The smallest two, then each next pack while it is smaller than twice what is being
+        // merged: large packs are rewritten rarely (amortised O(log n) rewrites per object).
+        packs.sort();
+        let mut take = 2;
+        let mut merged: u64 = packs[..take].iter().map(|(size, _)| size).sum();
+        while take < MERGE_PACKS_MAX && take + 1 < packs.len() && packs[take].0 < 2 * merged {
+            merged += packs[take].0;
+            take += 1;
+        }
+        packs.truncate(take);
+        merge_packs(dir, &packs)?;
+        merged_any = true;
+    }
+}
+
+/// The clone's pack files that have an index, with their sizes.
+fn pack_files(dir: &Path) -> Vec<(u64, std::path::PathBuf)> {
+    std::fs::read_dir(dir.join("objects").join("pack"))
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "pack"))
@@ -174,23 +203,13 @@ pub fn maintain(dir: &Path) -> Result<bool, git2::Error> {
                 .map(|p| (std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0), p))
                 .collect()
         })
-        .unwrap_or_default();
-    if packs.len() <= PACKS_MAX {
-        return Ok(false);
-    }
-    // Geometric merging: the smallest half, then each next pack while it is smaller than twice
-    // what is being merged. Large packs are rewritten rarely (amortised O(log n) rewrites per
-    // object) and the largest, usually the seed or first fetch, never.
-    packs.sort();
-    let mut take = PACKS_MAX / 2;
-    let mut merged: u64 = packs[..take].iter().map(|(size, _)| size).sum();
-    while take + 1 < packs.len() && packs[take].0 < 2 * merged {
-        merged += packs[take].0;
-        take += 1;
-    }
-    packs.truncate(take);
+        .unwrap_or_default()
+}
+
+/// Writes the objects of `packs` as one new pack, then deletes them.
+fn merge_packs(dir: &Path, packs: &[(u64, std::path::PathBuf)]) -> Result<(), git2::Error> {
     let mut ids = Vec::new();
-    for (_, pack) in &packs {
+    for (_, pack) in packs {
         let idx = std::fs::read(pack.with_extension("idx"))
             .map_err(|e| git2::Error::from_str(&format!("reading a pack index: {e}")))?;
         ids.extend(
@@ -208,7 +227,7 @@ pub fn maintain(dir: &Path) -> Result<bool, git2::Error> {
             let _ = std::fs::remove_file(pack.with_extension(ext));
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Reads `ids` (sorted, unique) from the repository (memory or disk), one at a time, and writes
@@ -599,7 +618,7 @@ mod tests {
         drop(repo);
         assert!(maintain(d.path()).unwrap());
         assert!(
-            count() <= PACKS_MAX / 2 + 3,
+            count() <= PACKS_MAX,
             "the small packs were merged: {}",
             count()
         );

@@ -17,8 +17,9 @@ use super::{pack, tree};
 
 /// Packs a clone may hold before [`maintain`] merges the smallest (each push and each fetch adds
 /// one; lookups get slower with every pack, and each pack read keeps a delta-base cache of up to
-/// 16 MiB in libgit2 while the clone is open).
-pub const PACKS_MAX: usize = 8;
+/// 16 MiB in libgit2 while the clone is open). With 8, merges ran twice as often and their reads
+/// raised the peak (`scripts/bench-load 5000`: 259 MiB against 197 MiB with 16).
+pub const PACKS_MAX: usize = 16;
 
 /// Packs one merge reads at most: the delta-base caches of the packs a merge reads add up.
 pub const MERGE_PACKS_MAX: usize = 4;

@@ -19,7 +19,7 @@ pub const PUSH_COMMITS_MAX: usize = 256;
 /// [`PushBounds::bytes_max`]).
 pub const PUSH_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Files one part of a resync commit holds at most (default of [`PushBounds::part_writes_max`]).
-pub const RESYNC_PART_WRITES_MAX: usize = 2_000;
+pub const RESYNC_PART_WRITES_MAX: usize = 10_000;
 
 /// How much one push and one part of a resync carry. The executor renders, builds and pushes one
 /// push at a time, so these bound its memory whatever the queue holds: a burst of thousands of
@@ -809,7 +809,7 @@ mod tests {
         assert_eq!(
             q.len(),
             20,
-            "resync parts of 2,000 files, the last one open"
+            "resync parts of 8 MiB (2,048 files of 4 KiB), the last one open"
         );
         assert_eq!(q.bytes(), 39_999 * 4096, "nothing dropped");
         assert!(

@@ -13,6 +13,10 @@ use crate::live::KeyHash;
 pub const PENDING_COMMITS_MAX: usize = 10_000;
 /// Pending sanitized bytes kept before the queue coalesces.
 pub const PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Pending sanitized bytes of a branch whose pushes land, past which the object streams pause
+/// ([`crate::core::Core::backlogged`]): a list read faster than pushes land would otherwise queue
+/// every object's text.
+pub const BACKLOG_BYTES_MAX: usize = PENDING_BYTES_MAX / 2;
 /// Commits one push carries at most (default of [`PushBounds::commits_max`]).
 pub const PUSH_COMMITS_MAX: usize = 256;
 /// Sanitized bytes one push carries at most, unless a single commit is larger (default of

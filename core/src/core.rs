@@ -485,6 +485,20 @@ impl Core {
         })
     }
 
+    /// Whether the object streams should pause until this turns false: a branch whose pushes land
+    /// (no failure, conflict or unverified push since the last one that landed) holds more than
+    /// [`crate::batch::BACKLOG_BYTES_MAX`] of unpushed content. A branch whose pushes fail does
+    /// not count: one tenant's broken remote must not stop every other tenant's intake (its queue
+    /// coalesces instead, [`crate::batch::PENDING_BYTES_MAX`]).
+    pub fn backlogged(&self) -> bool {
+        self.branches.values().any(|b| {
+            b.failures_in_row == 0
+                && b.conflicts_in_row == 0
+                && b.unverified.is_none()
+                && b.queue.bytes() > crate::batch::BACKLOG_BYTES_MAX
+        })
+    }
+
     /// Commits not yet pushed and git ops in flight, over every branch: what a shutdown waits for.
     pub fn unfinished(&self) -> (usize, usize) {
         self.branches.values().fold((0, 0), |(commits, ops), b| {

@@ -1147,3 +1147,35 @@ fn a_seed_cut_by_a_crash_between_parts_loses_nothing_and_deletes_nothing() {
     h.flush_and_push();
     assert_eq!(live_files(&h), all_ten());
 }
+
+#[test]
+fn intake_pauses_while_a_branch_whose_pushes_land_is_backlogged_never_for_a_failing_one() {
+    let mut h = seeded();
+    let big = "x".repeat(1 << 20);
+    for i in 0..60 {
+        h.input(apply(cm(&format!("big-{i}"), &big, 100 + i)));
+    }
+    // More than a push is pending: the first push (at most 8 MiB) goes at once.
+    let ops = h.take_git_ops();
+    assert_eq!(ops.len(), 1);
+    assert!(
+        h.core.backlogged(),
+        "about 53 MiB still pending behind the push in flight"
+    );
+    h.fail(ops[0].op_id, "connection reset by peer");
+    assert!(
+        !h.core.backlogged(),
+        "a branch whose pushes fail holds back nobody's intake"
+    );
+    h.advance(BACKOFF_BASE_MS);
+    let op = h.take_git_ops().pop().expect("the retry");
+    let result = h.apply(&op);
+    h.input(Input::GitDone(op.op_id, result));
+    assert!(
+        h.core.backlogged(),
+        "its pushes land again (the next one is in flight), and it still holds more than 32 MiB"
+    );
+    h.answer_all();
+    assert!(!h.core.backlogged(), "caught up");
+    assert_eq!(h.files.len(), 60, "nothing lost");
+}

@@ -445,6 +445,7 @@ async fn watch_bench(objects: usize, rounds: usize) {
             tx,
             move |ev| Msg::Input(Input::Watch(g.clone(), ev)),
             Arc::new(Notify::new()),
+            watch::channel(false).1,
             Arc::new(NoObserver),
         ));
         let mut seen = 0;

@@ -8,7 +8,8 @@
 //! `apiVersion`/`kind`, as the API server sends them), then a watch with `changes` MODIFIED events
 //! and a BOOKMARK every 1,000. The runtime's stream code (`kube/stream.rs`, kube's client) feeds
 //! the core; the core's git ops run on the git executor (`git::execute`, libgit2) against a bare
-//! repository on disk, as the driver runs them. Reported: the time until the remote holds every
+//! repository on disk, as the driver runs them, and the streams pause while the core's queue is
+//! backlogged, as the driver pauses them. Reported: the time until the remote holds every
 //! object's final file, the process's peak RSS up to then (the server and its pages included, so
 //! an upper bound for the operator), its RSS once idle, and `git fast-import` writing the same
 //! files into an empty repository in the same run, as the baseline.
@@ -35,7 +36,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 /// The operator's allocator: its RSS figures mean the operator's.
 #[global_allocator]
@@ -336,12 +337,15 @@ async fn run(dir: &std::path::Path, objects: usize, changes: usize) -> (f64, u64
         crd: None,
         gvr: None,
     };
+    // Paused while the core's queue is backlogged, as the driver does (`Watches::set_paused`).
+    let (paused_tx, paused_rx) = watch::channel(false);
     let stream_task = tokio::spawn(stream::run(
         client,
         spec,
         tx,
         move |ev| Msg::Input(Input::Watch(g.clone(), ev)),
         Arc::new(Notify::new()),
+        paused_rx,
         Arc::new(Restarts(AtomicU64::new(0))),
     ));
     let (git_tx, mut git_rx) = mpsc::unbounded_channel::<(u64, GitResult)>();
@@ -362,6 +366,10 @@ async fn run(dir: &std::path::Path, objects: usize, changes: usize) -> (f64, u64
                 });
             }
         }
+        paused_tx.send_if_modified(|p| {
+            let now = core.backlogged();
+            std::mem::replace(p, now) != now
+        });
         if listed && changes_seen == changes && core.unfinished() == (0, 0) {
             break;
         }

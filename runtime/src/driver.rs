@@ -312,6 +312,15 @@ impl Driver {
                 }
             }
         }
+        // Back-pressure: a listing read faster than its pushes land waits in the API server, not
+        // in the queue.
+        let backlogged = self.core.backlogged();
+        if self.watches.set_paused(backlogged) {
+            tracing::debug!(
+                backlogged,
+                "object streams paused while pushes catch up (or resumed)"
+            );
+        }
     }
 
     /// Streams just started have not listed yet: not ready until they have.

@@ -19,7 +19,7 @@ use kube::core::Request;
 use kube::Client;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::backoff::Backoff;
 use crate::health::crd_missing_message;
@@ -84,20 +84,28 @@ pub trait StreamObserver: Send + Sync + 'static {
 }
 
 /// Runs one stream for ever (until its task is aborted or the channel closes). `resync` makes it
-/// relist at once. Every error is retried with backoff; the stream never ends on one.
+/// relist at once. While `paused` holds true, no event goes out and nothing more is read (the
+/// server's connection waits; its sender gone means never paused). Every error is retried with
+/// backoff; the stream never ends on one.
 pub async fn run<T: Send + 'static>(
     client: Client,
     spec: StreamSpec,
     tx: mpsc::Sender<T>,
     wrap: impl Fn(WatchEvent) -> T + Send + Sync + 'static,
     resync: std::sync::Arc<Notify>,
+    paused: watch::Receiver<bool>,
     observer: std::sync::Arc<dyn StreamObserver>,
 ) {
     let mut backoff = Backoff::default();
     let send = |ev: WatchEvent| {
         let tx = tx.clone();
+        let mut paused = paused.clone();
         let item = wrap(ev);
-        async move { tx.send(item).await.map_err(|_| StreamError::Closed) }
+        async move {
+            // An error means the sender is gone: nobody pauses this stream any more.
+            let _ = paused.wait_for(|p| !*p).await;
+            tx.send(item).await.map_err(|_| StreamError::Closed)
+        }
     };
     'relist: loop {
         let listed = list(&client, &spec, &send).await;
@@ -162,12 +170,15 @@ pub fn spawn_events(
     observer: &std::sync::Arc<dyn StreamObserver>,
 ) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<WatchEvent>) {
     let (tx, rx) = mpsc::channel(capacity);
+    // Never paused: the runtime's own streams are small, and it needs them to make progress.
+    let (_, never_paused) = watch::channel(false);
     let task = tokio::spawn(run(
         client.clone(),
         spec,
         tx,
         |ev| ev,
         std::sync::Arc::new(Notify::new()),
+        never_paused,
         observer.clone(),
     ));
     (task, rx)

@@ -31,6 +31,8 @@ pub struct Watches {
     running: BTreeMap<Gvr, Running>,
     /// Where the running set is published (the webhook configuration's rules follow it).
     published: Option<watch::Sender<BTreeSet<Gvr>>>,
+    /// Whether the object streams hold their events (the core's queue is backlogged).
+    paused: watch::Sender<bool>,
 }
 
 impl Watches {
@@ -44,7 +46,19 @@ impl Watches {
             discovered: Discovered::default(),
             running: BTreeMap::new(),
             published: None,
+            paused: watch::channel(false).0,
         }
+    }
+
+    /// Holds (`true`) or releases the object streams' events: while the core's queue is
+    /// backlogged, nothing more is read from the API server, so no part of the pipeline holds a
+    /// large listing's text at once. Returns whether that changed.
+    pub fn set_paused(&self, paused: bool) -> bool {
+        self.paused.send_if_modified(|p| {
+            let changed = *p != paused;
+            *p = paused;
+            changed
+        })
     }
 
     /// Publishes the set of running streams to `tx` whenever it changes.
@@ -143,6 +157,7 @@ impl Watches {
                 self.tx.clone(),
                 move |ev: WatchEvent| Msg::Input(Input::Watch(g.clone(), ev)),
                 resync.clone(),
+                self.paused.subscribe(),
                 self.observer.clone(),
             ));
             tracing::info!(%gvr, "watch started");

@@ -1036,24 +1036,6 @@ fn listing_ten() -> Harness {
     h
 }
 
-/// Answers every op until none is left; returns the commits of each push, one list per push.
-fn answer_each(h: &mut Harness) -> Vec<Vec<gitops_reverser_core::io::PlannedCommit>> {
-    let mut pushes = Vec::new();
-    loop {
-        let ops = h.take_git_ops();
-        if ops.is_empty() {
-            return pushes;
-        }
-        for op in ops {
-            let result = h.apply(&op);
-            if let GitOpKind::Push { commits, .. } = &op.kind {
-                pushes.push(commits.clone());
-            }
-            h.input(Input::GitDone(op.op_id, result));
-        }
-    }
-}
-
 fn live_files(h: &Harness) -> Vec<String> {
     h.files.keys().cloned().collect()
 }
@@ -1067,7 +1049,7 @@ fn all_ten() -> Vec<String> {
 #[test]
 fn a_large_seed_goes_out_in_bounded_parts_while_its_list_runs_and_orphans_wait_for_its_end() {
     let mut h = listing_ten();
-    let pushes = answer_each(&mut h);
+    let pushes = h.answer_all_per_push();
     assert!(
         pushes.len() >= 2,
         "pushed before the list ended, in several pushes: {pushes:?}"
@@ -1129,7 +1111,7 @@ fn a_seed_cut_by_a_crash_between_parts_loses_nothing_and_deletes_nothing() {
         let o = cm(&format!("o{i}"), "1", 10 + i);
         h.input(Input::Watch(g.clone(), WatchEvent::InitApply(o.into())));
     }
-    let pushes = answer_each(&mut h);
+    let pushes = h.answer_all_per_push();
     for c in pushes.iter().flatten() {
         assert!(
             c.writes.iter().all(|w| w.1.is_some()),

@@ -129,6 +129,11 @@ impl Harness {
 
     /// Answers every outstanding git op as a well-behaved remote would, until none is left.
     pub fn answer_all(&mut self) -> Vec<PlannedCommit> {
+        self.answer_all_per_push().into_iter().flatten().collect()
+    }
+
+    /// [`Harness::answer_all`], the commits of each push that landed apart, in order.
+    pub fn answer_all_per_push(&mut self) -> Vec<Vec<PlannedCommit>> {
         let mut pushed = Vec::new();
         loop {
             let ops = self.take_git_ops();
@@ -140,7 +145,7 @@ impl Harness {
                 if let (GitOpKind::Push { commits, .. }, GitResult::Pushed { .. }) =
                     (&op.kind, &result)
                 {
-                    pushed.extend(commits.iter().cloned());
+                    pushed.push(commits.clone());
                 }
                 self.input(Input::GitDone(op.op_id, result));
             }

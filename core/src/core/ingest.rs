@@ -52,15 +52,24 @@ pub(super) enum Read {
     Untyped,
 }
 
+/// The types among `gvr_ids` whose ids are in `gvrs`, in the map's order.
+fn types_of<'a>(
+    gvr_ids: &'a BTreeMap<Gvr, u16>,
+    gvrs: &'a BTreeSet<u16>,
+) -> impl Iterator<Item = &'a Gvr> + 'a {
+    gvr_ids
+        .iter()
+        .filter(|(_, id)| gvrs.contains(id))
+        .map(|(g, _)| g)
+}
+
 pub(super) fn layout_of<'a>(
     gvr_ids: &BTreeMap<Gvr, u16>,
     gvrs: &BTreeSet<u16>,
     base_folder: &'a str,
 ) -> impl Fn(&str) -> bool + 'a {
-    let prefixes: Vec<(String, usize)> = gvr_ids
-        .iter()
-        .filter(|(_, id)| gvrs.contains(id))
-        .map(|(g, _)| (g.to_string(), if g.group.is_empty() { 2 } else { 3 }))
+    let prefixes: Vec<(String, usize)> = types_of(gvr_ids, gvrs)
+        .map(|g| (g.to_string(), if g.group.is_empty() { 2 } else { 3 }))
         .collect();
     move |path: &str| {
         layout_segments(base_folder, path).is_some_and(|segs| {
@@ -81,10 +90,8 @@ pub(super) fn layout_any_version<'a>(
     gvrs: &BTreeSet<u16>,
     base_folder: &'a str,
 ) -> impl Fn(&str) -> bool + 'a {
-    let kinds: Vec<(String, String)> = gvr_ids
-        .iter()
-        .filter(|(_, id)| gvrs.contains(id))
-        .map(|(g, _)| (g.group.clone(), g.resource.clone()))
+    let kinds: Vec<(String, String)> = types_of(gvr_ids, gvrs)
+        .map(|g| (g.group.clone(), g.resource.clone()))
         .collect();
     // Kubernetes versions: v1, v2beta1, v1alpha3.
     let version_like = |v: &str| {

@@ -4,6 +4,19 @@
 use super::*;
 
 impl Core {
+    /// What is wrong with each of `resources` against discovery, named `{at}resources[{j}]`.
+    fn entry_problems<'a>(
+        &'a self,
+        resources: &'a [config::ResourceSelector],
+        reach: &'a RuleReach,
+        at: &'a str,
+    ) -> impl Iterator<Item = (String, coverage::EntryProblem)> + 'a {
+        resources.iter().enumerate().filter_map(move |(j, sel)| {
+            coverage::entry_problem(sel, reach, &self.discovered, &self.denied)
+                .map(|p| (format!("{at}resources[{j}]"), p))
+        })
+    }
+
     pub(super) fn compile_rules(&self) -> (Vec<CompiledRule>, BTreeMap<CrRef, Vec<Condition>>) {
         let mut rules = Vec::new();
         let mut status = BTreeMap::new();
@@ -69,18 +82,7 @@ impl Core {
                 Err(c) => vec![c.clone()],
                 Ok(rule) => {
                     let problems = self.discovery_seen.then(|| {
-                        rule.resources
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(i, sel)| {
-                                coverage::entry_problem(
-                                    sel,
-                                    &rule.reach,
-                                    &self.discovered,
-                                    &self.denied,
-                                )
-                                .map(|p| (format!("resources[{i}]"), p))
-                            })
+                        self.entry_problems(&rule.resources, &rule.reach, "")
                             .collect::<Vec<_>>()
                     });
                     coverage::rule_conditions(
@@ -164,18 +166,9 @@ impl Core {
                             .iter()
                             .enumerate()
                             .flat_map(|(i, rule)| {
-                                rule.resources
-                                    .iter()
-                                    .enumerate()
-                                    .filter_map(move |(j, sel)| {
-                                        coverage::entry_problem(
-                                            sel,
-                                            &rule.reach,
-                                            &self.discovered,
-                                            &self.denied,
-                                        )
-                                        .map(|p| (format!("rules[{i}].resources[{j}]"), p))
-                                    })
+                                let at = format!("rules[{i}].");
+                                self.entry_problems(&rule.resources, &rule.reach, &at)
+                                    .collect::<Vec<_>>()
                             })
                             .collect::<Vec<_>>()
                     });

@@ -59,6 +59,10 @@ pub struct CorrelationCounters {
 
 new_key_type! { struct NodeId; }
 
+/// Keys the index has room for from the start; a store that has emptied after growing past it
+/// starts over at this size.
+const INDEX_CAPACITY_MIN: usize = 1024;
+
 struct Entry<V> {
     value: V,
     at_ms: u64,
@@ -91,7 +95,10 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
         );
         Self {
             limits,
-            index: HashMap::with_capacity_and_hasher(limits.keys_max.min(1024), KeyHash::default()),
+            index: HashMap::with_capacity_and_hasher(
+                limits.keys_max.min(INDEX_CAPACITY_MIN),
+                KeyHash::default(),
+            ),
             nodes: SlotMap::with_key(),
             newest: None,
             oldest: None,
@@ -187,6 +194,15 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
             }
             let expired = self.remove_node(id);
             self.counters.expirations_total += expired as u64;
+        }
+        // A burst leaves the index and the slots at its size: give that memory back once the
+        // store has emptied, so that an idle operator holds what a quiet one would. Node ids
+        // never leave the store, so fresh maps are safe.
+        if self.index.is_empty() && self.nodes.capacity() > INDEX_CAPACITY_MIN {
+            *self = Self {
+                counters: self.counters,
+                ..Self::new(self.limits)
+            };
         }
     }
 
@@ -344,6 +360,30 @@ mod tests {
         assert_eq!(s.take(5, &"b", |_| true), None);
         assert_eq!(s.take(5, &"a", |_| true), Some(1));
         assert_eq!(s.counters().evictions_total, 1);
+    }
+
+    #[test]
+    fn a_store_that_empties_after_a_burst_gives_its_memory_back_and_keeps_its_counters() {
+        let mut s = CorrelationStore::new(CorrelationLimits::default());
+        for k in 0..5_000u32 {
+            s.put(0, k, k);
+        }
+        assert!(s.nodes.capacity() >= 5_000 && s.index.capacity() >= 5_000);
+        s.sweep(TTL_MS);
+        assert_eq!(s.keys(), 0);
+        assert!(
+            s.nodes.capacity() <= INDEX_CAPACITY_MIN,
+            "slots kept: {}",
+            s.nodes.capacity()
+        );
+        assert!(
+            s.index.capacity() < 2 * INDEX_CAPACITY_MIN,
+            "index kept: {}",
+            s.index.capacity()
+        );
+        assert_eq!(s.counters().expirations_total, 5_000);
+        s.put(TTL_MS, 7, 7);
+        assert_eq!(s.take(TTL_MS, &7, |_| true), Some(7));
     }
 
     #[test]

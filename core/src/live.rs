@@ -82,8 +82,35 @@ pub(crate) struct LiveEntry {
     pub content: u64,
     /// The list epoch of its stream in which it was last seen.
     pub epoch: u32,
+    /// Whether it is being deleted, and the fingerprints that go with it: [`Terminating`] spread
+    /// over three fields, so that its tag fills the space after `epoch` and an entry with its key
+    /// takes one cache line (a map holds one per live object).
+    term: TermKind,
+    term_rv: u64,
+    term_content: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TermKind {
+    No,
+    Since,
+    SinceUnseen,
+}
+
+impl LiveEntry {
     /// Whether it is being deleted (finalizers hold it), and from which version.
-    pub terminating: Terminating,
+    pub(crate) fn terminating(&self) -> Terminating {
+        match self.term {
+            TermKind::No => Terminating::No,
+            TermKind::Since => Terminating::Since {
+                rv: self.term_rv,
+                content: self.term_content,
+            },
+            TermKind::SinceUnseen => Terminating::SinceUnseen {
+                content: self.term_content,
+            },
+        }
+    }
 }
 
 /// A deletion in progress: the object carries `deletionTimestamp` and goes when its finalizers
@@ -152,6 +179,11 @@ impl StreamLive {
         content: u64,
         terminating: Terminating,
     ) -> Option<LiveEntry> {
+        let (term, term_rv, term_content) = match terminating {
+            Terminating::No => (TermKind::No, 0, 0),
+            Terminating::Since { rv, content } => (TermKind::Since, rv, content),
+            Terminating::SinceUnseen { content } => (TermKind::SinceUnseen, 0, content),
+        };
         self.objects.insert(
             id,
             LiveEntry {
@@ -159,7 +191,9 @@ impl StreamLive {
                 uid,
                 content,
                 epoch: self.epoch,
-                terminating,
+                term,
+                term_rv,
+                term_content,
             },
         )
     }
@@ -178,6 +212,24 @@ impl StreamLive {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_with_its_key_fills_one_cache_line() {
+        assert_eq!(std::mem::size_of::<(u128, LiveEntry)>(), 64);
+    }
+
+    #[test]
+    fn every_kind_of_deletion_reads_back_as_set() {
+        let mut live = StreamLive::default();
+        for t in [
+            Terminating::No,
+            Terminating::Since { rv: 3, content: 4 },
+            Terminating::SinceUnseen { content: 5 },
+        ] {
+            live.set(1, 2, 7, 9, t);
+            assert_eq!(live.get(1).map(LiveEntry::terminating), Some(t));
+        }
+    }
 
     fn spread(hashes: impl Iterator<Item = u64>, buckets: usize) -> (usize, usize) {
         let mut low = vec![0usize; buckets];

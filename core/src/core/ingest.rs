@@ -232,7 +232,7 @@ pub(super) fn terminating_after(
 ) -> Terminating {
     match prev {
         _ if !being_deleted => Terminating::No,
-        Some(p) if p.terminating != Terminating::No => p.terminating,
+        Some(p) if p.terminating() != Terminating::No => p.terminating(),
         // Seen live just before it began: that version is the one the DELETE was admitted on.
         Some(p) if !initial => Terminating::Since {
             rv: p.rv,
@@ -664,7 +664,7 @@ impl Core {
         if !deleted && !initial && same_object && prev.is_some_and(|p| p.content == hash) {
             // Status churn, managedFields-only writes, resync duplicates: nothing to write. The
             // version before is history all the same (see `note_replaced` below).
-            if let Some(p) = prev.filter(|p| p.rv != rv && p.terminating == terminating) {
+            if let Some(p) = prev.filter(|p| p.rv != rv && p.terminating() == terminating) {
                 self.attributor.note_replaced(now.mono_ms, ident, p.rv);
             }
             self.counters.watch_duplicates_skipped_total += 1;
@@ -677,7 +677,7 @@ impl Core {
         // Its content too: users may have edited it since, and the DELETE's record holds the
         // content of the version it was admitted on.
         let (base_rv, base_certain, joined_content) = match prev.filter(|_| same_object) {
-            Some(p) if deleted => match p.terminating {
+            Some(p) if deleted => match p.terminating() {
                 Terminating::No => (Some(p.rv), !initial, hash),
                 Terminating::Since { rv, content } => (Some(rv), !initial, content),
                 // Seen first in a list (seed 83539: the API server's delete of a CRD's object,
@@ -715,11 +715,11 @@ impl Core {
         // event is still to come.
         if let Some(p) = prev.filter(|_| same_object) {
             let begins_deletion =
-                p.terminating == Terminating::No && terminating != Terminating::No;
+                p.terminating() == Terminating::No && terminating != Terminating::No;
             if p.rv != rv && !begins_deletion {
                 self.attributor.note_replaced(now.mono_ms, ident, p.rv);
             }
-            if let (true, Terminating::Since { rv: since, .. }) = (deleted, p.terminating) {
+            if let (true, Terminating::Since { rv: since, .. }) = (deleted, p.terminating()) {
                 self.attributor.note_replaced(now.mono_ms, ident, since);
             }
         }

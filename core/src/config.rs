@@ -489,7 +489,7 @@ impl OpSet {
 
 /// Checks the parts shared by both rule kinds against the repo they name; returns the branch to use.
 pub fn validate_destination(
-    repo: Option<&Result<RepoSettings, Condition>>,
+    repo: Option<Result<&RepoSettings, &Condition>>,
     repo_name: &NamespacedName,
     branch: Option<&str>,
     base_folder: Option<&str>,
@@ -821,31 +821,31 @@ mod tests {
             "GitRepoConfigNotFound"
         );
         assert_eq!(
-            validate_destination(Some(&ok), &name, None, None).unwrap(),
+            validate_destination(Some(ok.as_ref()), &name, None, None).unwrap(),
             "main",
             "first allowed branch by default"
         );
         assert_eq!(
-            validate_destination(Some(&ok), &name, Some("prod"), None)
+            validate_destination(Some(ok.as_ref()), &name, Some("prod"), None)
                 .unwrap_err()
                 .reason,
             "BranchNotAllowed"
         );
         assert_eq!(
-            validate_destination(Some(&ok), &name, Some("dev"), Some("/abs"))
+            validate_destination(Some(ok.as_ref()), &name, Some("dev"), Some("/abs"))
                 .unwrap_err()
                 .reason,
             "InvalidBaseFolder"
         );
         assert_eq!(
-            validate_destination(Some(&ok), &name, Some("dev"), Some("a/../b"))
+            validate_destination(Some(ok.as_ref()), &name, Some("dev"), Some("a/../b"))
                 .unwrap_err()
                 .reason,
             "InvalidBaseFolder"
         );
         let broken = validate_repo(&repo(r#"{"repoURL": "https://h/r"}"#), false);
         assert_eq!(
-            validate_destination(Some(&broken), &name, None, None)
+            validate_destination(Some(broken.as_ref()), &name, None, None)
                 .unwrap_err()
                 .reason,
             "GitRepoConfigNotReady"

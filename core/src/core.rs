@@ -29,11 +29,15 @@ use crate::sanitize::{sanitize, SecretPolicy, TypeRules};
 use crate::selector::Selector;
 use crate::time::{MonoClamp, Now};
 
+mod branch;
 mod branches;
 mod ingest;
 mod reconfigure;
 
+use branch::{Branch, NextOp};
 use ingest::*;
+
+pub use branch::{Deadline, Reason};
 
 /// Largest sanitized object written, in canonical bytes; larger ones are refused and counted.
 pub const OBJECT_BYTES_MAX: usize = 2 * 1024 * 1024;
@@ -164,40 +168,16 @@ impl OpInFlight {
     }
 }
 
-#[derive(Debug)]
-struct BranchState {
-    settings: RepoSettings,
-    queue: Queue,
-    /// What the branch holds at each path, and which paths are live objects' files.
-    paths: BranchPaths,
-    head: Option<CommitId>,
-    op: Option<OpInFlight>,
-    /// A push whose result was lost, to verify before anything else: (tag, expected head).
-    unverified: Option<Unverified>,
-    failures_in_row: u32,
-    conflicts_in_row: u32,
-    retry_at_ms: u64,
-    retry_now: bool,
-    /// The last failure's condition reason and message, until a push lands.
-    last_push_error: Option<(String, String)>,
-}
-
 type BranchKey = (NamespacedName, String);
 
 /// A push whose result was lost: its op tag and the head it was planned on.
 type Unverified = (String, Option<CommitId>);
 
-/// The git op a branch has next (see `Core::next_op`).
-enum NextOp {
-    Verify,
-    Read(Arc<Destination>),
-    Push,
-}
-
 /// A GitRepoConfig as last seen.
 struct RepoEntry {
-    /// Its validated settings, or the condition saying what to fix in its spec.
-    settings: Result<RepoSettings, Condition>,
+    /// Its validated settings, or the condition saying what to fix in its spec. Its branches
+    /// share them.
+    settings: Result<Arc<RepoSettings>, Condition>,
     /// What is wrong with its credentials Secret, if anything (the runtime's verdict).
     credentials_problem: Option<String>,
 }
@@ -252,7 +232,7 @@ pub struct Core {
     ns_labels: NamespaceLabels,
     attributor: Attributor,
     dests: BTreeMap<Arc<Destination>, DestState>,
-    branches: BTreeMap<BranchKey, BranchState>,
+    branches: BTreeMap<BranchKey, Branch>,
     statuses: BTreeMap<CrRef, Vec<Condition>>,
     outputs: VecDeque<Output>,
     ops: BTreeMap<u64, BranchKey>,
@@ -323,7 +303,8 @@ impl Core {
             Input::GitRepoConfig(name, spec) => {
                 match spec {
                     Some(spec) => {
-                        let settings = config::validate_repo(&spec, self.config.file_remotes);
+                        let settings =
+                            config::validate_repo(&spec, self.config.file_remotes).map(Arc::new);
                         let credentials_problem = self
                             .repos
                             .get(&name)
@@ -404,10 +385,9 @@ impl Core {
         // branch has acted on what was due, or the driver would spin.
         invariant!(
             !tick
-                || self
-                    .branches
-                    .iter()
-                    .all(|(k, b)| self.next_op(k, b).is_none_or(|(at, _)| at > now.mono_ms)),
+                || self.branches.iter().all(|(k, b)| self
+                    .next_op(k, b)
+                    .is_none_or(|(d, _)| d.at_ms > now.mono_ms)),
             "a branch's op is due after a tick"
         );
     }
@@ -419,15 +399,20 @@ impl Core {
 
     /// When the core next needs a [`Input::Tick`] (monotonic ms); `None` when idle.
     pub fn poll_deadline(&self) -> Option<u64> {
-        let ops = self
-            .branches
+        self.poll_timeout().map(|d| d.at_ms)
+    }
+
+    /// [`Self::poll_deadline`] with what is due then: the soonest of the branches' deadlines
+    /// (in branch order) and the correlation stores' next expiry.
+    pub fn poll_timeout(&self) -> Option<Deadline> {
+        let expiry = self.attributor.next_expiry_ms().map(|at_ms| Deadline {
+            at_ms,
+            reason: Reason::Expiry,
+        });
+        self.branches
             .iter()
-            .filter_map(|(key, b)| self.next_op(key, b).map(|(at, _)| at));
-        self.attributor
-            .next_expiry_ms()
-            .into_iter()
-            .chain(ops)
-            .min()
+            .filter_map(|(key, b)| self.next_op(key, b).map(|(d, _)| d))
+            .fold(expiry, |soonest, d| Some(d.soonest(soonest)))
     }
 
     /// Pipeline counters.
@@ -491,12 +476,9 @@ impl Core {
     /// not count: one tenant's broken remote must not stop every other tenant's intake (its queue
     /// coalesces instead, [`crate::batch::PENDING_BYTES_MAX`]).
     pub fn backlogged(&self) -> bool {
-        self.branches.values().any(|b| {
-            b.failures_in_row == 0
-                && b.conflicts_in_row == 0
-                && b.unverified.is_none()
-                && b.queue.bytes() > crate::batch::BACKLOG_BYTES_MAX
-        })
+        self.branches
+            .values()
+            .any(|b| b.pushes_land() && b.queue.bytes() > crate::batch::BACKLOG_BYTES_MAX)
     }
 
     /// Commits not yet pushed and git ops in flight, over every branch: what a shutdown waits for.

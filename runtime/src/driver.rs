@@ -111,7 +111,8 @@ impl Driver {
         let mut last_resources = None;
         let mut clone_gc_tick = tokio::time::interval(Duration::from_millis(CLONE_GC_MS));
         loop {
-            let deadline = self.core.poll_deadline().map(|ms| clock.instant(ms));
+            let timeout = self.core.poll_timeout();
+            let deadline = timeout.map(|d| clock.instant(d.at_ms));
             tokio::select! {
                 biased;
                 _ = until_true(&mut inbox.shutdown) => break,
@@ -139,6 +140,7 @@ impl Driver {
                     }
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
+                    tracing::trace!(reason = ?timeout.map(|d| d.reason), "deadline");
                     self.feed(&clock, Input::Tick, &mut sync, &mut pending_status);
                 }
                 _ = metrics_tick.tick() => self.sync_metrics(&inbox),

@@ -75,38 +75,9 @@ impl Core {
         op_id
     }
 
-    /// What branch `key` does next and from when (monotonic ms); `None` while it waits for its op
-    /// in flight, for its folders' lists, or for something to push. This is the branch's whole
-    /// schedule: [`Self::schedule`] acts on it once it is due and [`Self::poll_deadline`] wakes the
-    /// core for it, so the two cannot disagree (bugs 5 and 14 were such disagreements: a branch
-    /// with work the deadline did not see).
-    pub(super) fn next_op(&self, key: &BranchKey, b: &BranchState) -> Option<(u64, NextOp)> {
-        if b.op.is_some() {
-            return None;
-        }
-        // A push whose result was lost is checked before anything else is planned on the branch.
-        if b.unverified.is_some() {
-            return Some((b.retry_at_ms, NextOp::Verify));
-        }
-        // A wanted folder read needs no open gate: the gate opens only when the read succeeds.
-        if let Some(dest) = self.wanted_read(key) {
-            return Some((b.retry_at_ms, NextOp::Read(dest.clone())));
-        }
-        if !self.gate_open(key) {
-            return None;
-        }
-        // A retry goes when its backoff ends, unless nothing is left to push (a re-read found
-        // it all there); otherwise the batching triggers decide, never before the backoff ends.
-        if b.retry_now && !b.queue.is_empty() {
-            return Some((b.retry_at_ms, NextOp::Push));
-        }
-        // Flushing, one pending commit is a full batch with no interval to wait.
-        let (max_commits, interval_ms) = match self.flushing {
-            true => (1, 0),
-            false => (b.settings.max_commits, b.settings.push_interval_ms),
-        };
-        let due = b.queue.due_at_ms(max_commits, interval_ms)?;
-        Some((due.max(b.retry_at_ms), NextOp::Push))
+    /// What branch `key` does next and from when: [`Branch::poll_op`], given its destinations.
+    pub(super) fn next_op(&self, key: &BranchKey, b: &Branch) -> Option<(Deadline, NextOp)> {
+        b.poll_op(self.wanted_read(key), self.gate_open(key), self.flushing)
     }
 
     /// While its folders' lists run, a branch holds every listed object's file: its folders are
@@ -129,10 +100,10 @@ impl Core {
 
     pub(super) fn schedule(&mut self, now: Now, key: &BranchKey) {
         self.read_early_if_over_a_push(key);
-        let Some((at, next)) = self.next_op(key, &self.branches[key]) else {
+        let Some((due, next)) = self.next_op(key, &self.branches[key]) else {
             return;
         };
-        if now.mono_ms < at {
+        if now.mono_ms < due.at_ms {
             return;
         }
         match next {
@@ -175,7 +146,7 @@ impl Core {
             &tag,
         );
         let expected_head = b.head.clone();
-        b.retry_now = false;
+        b.on_push_started();
         let issued = self.new_op(
             key,
             GitOpKind::Push {
@@ -219,7 +190,7 @@ impl Core {
                     }
                 }
                 b.head = head;
-                b.failures_in_row = 0;
+                b.health.failures_in_row = 0;
                 self.apply_listing(now, &key, &dest, entries);
             }
             (OpInFlight::Read { dest, .. }, other) => {
@@ -252,14 +223,7 @@ impl Core {
                 reread_folders(&mut self.dests, &key);
                 b.queue.push_failed(now_ms);
                 drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
-                b.conflicts_in_row += 1;
-                if b.conflicts_in_row > gitplan::CONFLICTS_BEFORE_BACKOFF {
-                    b.retry_at_ms = now_ms
-                        + gitplan::backoff_ms(
-                            b.conflicts_in_row - gitplan::CONFLICTS_BEFORE_BACKOFF,
-                        );
-                }
-                b.retry_now = true;
+                b.on_conflict(now_ms);
             }
             (
                 OpInFlight::Push {
@@ -277,7 +241,7 @@ impl Core {
                 b.head = head;
                 b.queue.push_failed(now_ms);
                 drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
-                b.retry_now = true;
+                b.retry_push();
             }
             (
                 OpInFlight::Verify {
@@ -291,7 +255,7 @@ impl Core {
             (OpInFlight::Push { .. }, other) => {
                 b.queue.push_failed(now_ms);
                 drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
-                b.retry_now = true;
+                b.retry_push();
                 self.failed(now, &key, other);
             }
         }
@@ -299,32 +263,7 @@ impl Core {
 
     pub(super) fn failed(&mut self, now: Now, key: &BranchKey, result: GitResult) {
         let b = self.branches.get_mut(key).expect("branch");
-        b.failures_in_row += 1;
-        let (retryable, reason, cause) = match result {
-            GitResult::Failed {
-                retryable,
-                reason,
-                cause,
-            } => (retryable, reason, cause),
-            other => (
-                true,
-                format!("unexpected git result {other:?}"),
-                String::new(),
-            ),
-        };
-        // A failure a user must fix is retried at the longest interval; nothing is dropped either way.
-        let delay = if retryable {
-            gitplan::backoff_ms(b.failures_in_row)
-        } else {
-            gitplan::BACKOFF_MS_MAX
-        };
-        b.retry_at_ms = now.mono_ms + delay;
-        let cause = if cause.is_empty() {
-            "PushFailed".to_string()
-        } else {
-            cause
-        };
-        b.last_push_error = Some((cause, format!("branch {}: {reason}", key.1)));
+        b.on_failure(now.mono_ms, &key.1, result);
         self.refresh_statuses();
     }
 
@@ -374,12 +313,7 @@ impl Core {
             }
         }
         self.counters.commits_total += commits.len() as u64;
-        b.head = Some(head);
-        b.failures_in_row = 0;
-        b.conflicts_in_row = 0;
-        b.retry_at_ms = 0;
-        b.retry_now = false;
-        if b.last_push_error.take().is_some() {
+        if b.on_landed(head) {
             self.refresh_statuses();
         }
     }

@@ -130,7 +130,7 @@ impl Enqueue<'_> {
     /// Queues a write unless the repo already holds, or the queue already has, that content.
     fn write(
         self,
-        b: &mut BranchState,
+        b: &mut Branch,
         write: PendingWrite,
         author: Option<Arc<str>>,
         kind: CommitKind,
@@ -191,7 +191,7 @@ impl Enqueue<'_> {
     /// Queues a write that changes something.
     fn enqueue(
         self,
-        b: &mut BranchState,
+        b: &mut Branch,
         write: PendingWrite,
         author: Option<Arc<str>>,
         kind: CommitKind,

@@ -40,7 +40,7 @@ impl Core {
                 .branches
                 .iter()
                 .filter(|(k, _)| &k.0 == name)
-                .find_map(|(_, b)| b.last_push_error.clone())
+                .find_map(|(_, b)| b.health.last_error.clone())
             {
                 conds.push(Condition {
                     type_: "Pushed".into(),
@@ -56,7 +56,7 @@ impl Core {
                 let repo =
                     config::resolve_watch_rule_repo(&name.namespace, &spec.git_repo_config_ref)?;
                 let branch = config::validate_destination(
-                    self.repos.get(&repo).map(|r| &r.settings),
+                    self.repos.get(&repo).map(|r| r.settings.as_deref()),
                     &repo,
                     spec.branch.as_deref(),
                     spec.base_folder.as_deref(),
@@ -111,7 +111,7 @@ impl Core {
                     }
                 }
                 let branch = config::validate_destination(
-                    self.repos.get(repo).map(|r| &r.settings),
+                    self.repos.get(repo).map(|r| r.settings.as_deref()),
                     repo,
                     spec.branch.as_deref(),
                     spec.base_folder.as_deref(),
@@ -379,22 +379,8 @@ impl Core {
             match self.branches.get_mut(&key) {
                 Some(b) => b.settings = settings,
                 None => {
-                    self.branches.insert(
-                        key,
-                        BranchState {
-                            settings,
-                            queue: Queue::new(self.config.push_bounds),
-                            paths: BranchPaths::default(),
-                            head: None,
-                            op: None,
-                            unverified: None,
-                            failures_in_row: 0,
-                            conflicts_in_row: 0,
-                            retry_at_ms: 0,
-                            retry_now: false,
-                            last_push_error: None,
-                        },
-                    );
+                    self.branches
+                        .insert(key, Branch::new(settings, self.config.push_bounds));
                 }
             }
         }

@@ -32,6 +32,7 @@ use crate::time::{MonoClamp, Now};
 mod branch;
 mod branches;
 mod ingest;
+mod object;
 mod reconfigure;
 
 use branch::{Branch, NextOp};

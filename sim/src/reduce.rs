@@ -85,7 +85,7 @@ pub fn replay_violations(rec: &Recording, truth: &Truth) -> Vec<String> {
                 })
                 .collect(),
         };
-        attribution.on_commit(&c.url, &c.branch, &commit, truth, &mut out);
+        attribution.check_commit(&c.url, &c.branch, &commit, truth, &mut out);
     }
     out
 }

@@ -21,7 +21,7 @@ use crate::checks::limits::SPEC_TTL_MS as TTL_MS;
 use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::PlannedCommit;
 
-use crate::checks::{event_subject, identifier_of};
+use crate::checks::{event_subject, identifier_of, Checker, Landed, Scene};
 use crate::cluster::WriteRecord;
 use crate::oracle;
 use serde_json::Value;
@@ -67,8 +67,8 @@ impl AttributionCheck {
         }
     }
 
-    /// Checks one commit the remote accepted.
-    pub fn on_commit(
+    /// Checks one commit the remote accepted, against the cluster's `history` of writes.
+    pub fn check_commit(
         &mut self,
         url: &str,
         branch: &str,
@@ -335,4 +335,10 @@ fn value_hash(v: &Value) -> String {
         "{:016x}",
         xxhash_rust::xxh3::xxh3_64(v.to_string().as_bytes())
     )
+}
+
+impl Checker for AttributionCheck {
+    fn on_commit(&mut self, l: &Landed<'_>, scene: &Scene<'_>, out: &mut Vec<String>) {
+        self.check_commit(l.url, l.branch, l.commit, &scene.cluster.history, out);
+    }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::checks::{Checker, End};
 use crate::cluster::Cluster;
 use crate::git::Remotes;
 use crate::oracle;
@@ -107,5 +108,20 @@ pub fn check(
                 out.push(format!("{url} {branch}: {path} has no live object"));
             }
         }
+    }
+}
+
+/// The [`Checker`] of this file.
+pub struct Convergence;
+
+impl Checker for Convergence {
+    fn at_end(&mut self, end: &End<'_>, out: &mut Vec<String>) {
+        check(
+            end.topo,
+            end.cluster,
+            end.remotes,
+            end.secrets_excluded,
+            out,
+        );
     }
 }

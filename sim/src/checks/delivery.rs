@@ -11,7 +11,7 @@
 use gitops_reverser_core::io::PlannedCommit;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::checks::event_subject;
+use crate::checks::{event_subject, Checker, End, Event, Landed, Scene};
 
 /// A commit as the check tells commits apart: the same change of the same branch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,5 +161,35 @@ impl DeliveryCheck {
                 o.url, o.branch, o.subject, o.author
             ));
         }
+    }
+}
+
+impl Checker for DeliveryCheck {
+    fn on_event(&mut self, event: &Event<'_>, _out: &mut Vec<String>) {
+        match *event {
+            Event::Refused {
+                url,
+                branch,
+                commits,
+                planned_ms,
+                now_ms,
+            } => self.on_refused(url, branch, commits, planned_ms, now_ms),
+            Event::FolderChanged {
+                url,
+                branch,
+                folder,
+                now_ms,
+            } => self.forgive_folder(url, branch, folder, now_ms),
+            Event::AllChanged { now_ms } => self.forgive_all(now_ms),
+            Event::Written { .. } | Event::Handled { .. } => {}
+        }
+    }
+
+    fn on_commit(&mut self, l: &Landed<'_>, _scene: &Scene<'_>, _out: &mut Vec<String>) {
+        self.on_landed(l.url, l.branch, l.commit);
+    }
+
+    fn at_end(&mut self, _end: &End<'_>, out: &mut Vec<String>) {
+        self.check(out);
     }
 }

@@ -1,6 +1,7 @@
 //! History never lost: every head a branch ever had, outside commits included, is an ancestor of
 //! its final head.
 
+use crate::checks::{Checker, End};
 use crate::git::Remotes;
 
 /// Checks every branch at the end of a run.
@@ -17,5 +18,14 @@ pub fn check(remotes: &Remotes, out: &mut Vec<String>) {
                 ));
             }
         }
+    }
+}
+
+/// The [`Checker`] of this file.
+pub struct History;
+
+impl Checker for History {
+    fn at_end(&mut self, end: &End<'_>, out: &mut Vec<String>) {
+        check(end.remotes, out);
     }
 }

@@ -8,6 +8,7 @@
 use gitops_reverser_core::batch::{PENDING_BYTES_MAX, PENDING_COMMITS_MAX};
 use gitops_reverser_core::core::Core;
 
+use crate::checks::{Checker, Event};
 use crate::topology::Topology;
 
 /// The specification: at most 10,000 keys.
@@ -47,6 +48,17 @@ pub fn check(core: &Core, topo: &Topology, out: &mut Vec<String>) {
                     b.pending_commits, b.pending_bytes
                 ));
             }
+        }
+    }
+}
+
+/// The [`Checker`] of this file: after every input the core handled.
+pub struct Limits;
+
+impl Checker for Limits {
+    fn on_event(&mut self, event: &Event<'_>, out: &mut Vec<String>) {
+        if let Event::Handled { core, topo } = event {
+            check(core, topo, out);
         }
     }
 }

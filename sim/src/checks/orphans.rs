@@ -7,13 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use gitops_reverser_core::io::PlannedCommit;
 use serde_json::Value;
 
-use crate::checks::identifier_of;
-use crate::cluster::Cluster;
-use crate::git::Tree;
-use crate::topology::{Subject, Topology};
+use crate::checks::{identifier_of, Checker, Landed, Scene};
+use crate::topology::Subject;
 
 /// Longest time between a write and the watch event that shows it (latency plus disconnects: one
 /// outage of at most 45 s, then blips of at most 5 s each).
@@ -30,20 +27,18 @@ pub struct OrphanCheck {
 impl OrphanCheck {
     /// Checks one commit of push number `push` (unique in the run), planned at `planned_ms`, whose
     /// change the core saw at `seen_ms` at the earliest.
-    #[allow(clippy::too_many_arguments)]
-    pub fn on_commit(
-        &mut self,
-        url: &str,
-        branch: &str,
-        push: u64,
-        seen_ms: u64,
-        planned_ms: u64,
-        commit: &PlannedCommit,
-        before: &Tree,
-        topo: &Topology,
-        cluster: &Cluster,
-        out: &mut Vec<String>,
-    ) {
+    fn check_commit(&mut self, l: &Landed<'_>, scene: &Scene<'_>, out: &mut Vec<String>) {
+        let Landed {
+            url,
+            branch,
+            push,
+            seen_ms,
+            planned_ms,
+            commit,
+            before,
+            ..
+        } = *l;
+        let Scene { topo, cluster } = *scene;
         for (path, bytes) in &commit.writes {
             let key = (url.to_string(), branch.to_string(), path.clone());
             let w = self.written.entry(key).or_insert([(u64::MAX, 0); 2]);
@@ -97,5 +92,11 @@ impl OrphanCheck {
                 }
             }
         }
+    }
+}
+
+impl Checker for OrphanCheck {
+    fn on_commit(&mut self, l: &Landed<'_>, scene: &Scene<'_>, out: &mut Vec<String>) {
+        self.check_commit(l, scene, out);
     }
 }

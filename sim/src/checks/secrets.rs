@@ -11,6 +11,7 @@ use base64::Engine as _;
 use gitops_reverser_core::sanitize::SecretPolicy;
 use serde_json::Value;
 
+use crate::checks::{Checker, Event, Landed, Scene};
 use crate::git::Tree;
 
 /// The values seen so far and the policy in force.
@@ -55,7 +56,7 @@ impl SecretCheck {
     }
 
     /// Scans the tree a commit left.
-    pub fn on_commit(
+    pub fn check_commit(
         &self,
         url: &str,
         branch: &str,
@@ -87,6 +88,20 @@ pub fn is_secret_path(path: &str) -> bool {
     path.starts_with("v1/secrets/") || path.contains("/v1/secrets/")
 }
 
+impl Checker for SecretCheck {
+    fn on_event(&mut self, event: &Event<'_>, _out: &mut Vec<String>) {
+        if let Event::Written { gvr, body } = event {
+            if gvr.resource == "secrets" {
+                self.note(body);
+            }
+        }
+    }
+
+    fn on_commit(&mut self, l: &Landed<'_>, _scene: &Scene<'_>, out: &mut Vec<String>) {
+        self.check_commit(l.url, l.branch, &l.commit.message, l.after, out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,7 +120,7 @@ mod tests {
         let mut c = SecretCheck::new(SecretPolicy::Redact);
         c.note(&json!({"data": {"password": "aHVudGVyMg=="}}));
         let mut out = Vec::new();
-        c.on_commit(
+        c.check_commit(
             "u",
             "main",
             "[CREATE] x",
@@ -113,14 +128,14 @@ mod tests {
             &mut out,
         );
         assert!(out.is_empty(), "{out:?}");
-        c.on_commit(
+        c.check_commit(
             "u",
             "main",
             "[CREATE] x",
             &tree(&[("a/v1/configmaps/n/x.yaml", "k: hunter2\n")]),
             &mut out,
         );
-        c.on_commit(
+        c.check_commit(
             "u",
             "main",
             "[CREATE] x",
@@ -134,7 +149,7 @@ mod tests {
     fn under_exclude_a_secret_file_is_a_violation_whatever_it_holds() {
         let c = SecretCheck::new(SecretPolicy::Exclude);
         let mut out = Vec::new();
-        c.on_commit(
+        c.check_commit(
             "u",
             "main",
             "[CREATE] x",

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use gitops_reverser_core::ids::Gvr;
 
+use crate::checks::{Checker, End};
 use crate::cluster::Kind;
 use crate::topology::{group_version_named, Topology};
 
@@ -39,5 +40,14 @@ pub fn check(topo: &Topology, kinds: &[Kind], running: &BTreeSet<Gvr>, out: &mut
                 .collect::<Vec<_>>(),
             want.iter().map(|g| g.resource.as_str()).collect::<Vec<_>>()
         ));
+    }
+}
+
+/// The [`Checker`] of this file.
+pub struct Watches;
+
+impl Checker for Watches {
+    fn at_end(&mut self, end: &End<'_>, out: &mut Vec<String>) {
+        check(end.topo, &end.cluster.kinds, end.running, out);
     }
 }

@@ -175,7 +175,7 @@ impl World {
         match gitops_reverser_core::admission::parse_review(&body) {
             Ok(req) => req,
             Err(e) => {
-                self.violations.push(format!(
+                self.checkers.violations.push(format!(
                     "the core's parser refused a review the API server sends: {e}"
                 ));
                 AdmissionRequest {
@@ -208,10 +208,8 @@ impl World {
             _ => body,
         };
         let old = self.cluster.objects.get(key).map(|o| o.body.clone());
-        if gvr.resource == "secrets" {
-            if let Some(b) = &body {
-                self.secrets.note(b);
-            }
+        if let Some(body) = &body {
+            self.checkers.on_event(Event::Written { gvr: &gvr, body });
         }
         if op == Operation::Update
             && chance(&mut self.rng.apiserver, self.behaviours.unchanged_updates)

@@ -94,7 +94,8 @@ impl World {
     pub(super) fn install_crd(&mut self) {
         let kind = self.cluster.kind_index("widgets");
         self.cluster.kinds[kind].served = true;
-        self.delivery.forgive_all(self.now);
+        self.checkers
+            .on_event(Event::AllChanged { now_ms: self.now });
         self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
         let gvr = self.cluster.kinds[kind].gvr.clone();
         if self.streams.contains_key(&gvr) {
@@ -115,7 +116,8 @@ impl World {
         // the first one after the upgrade is not taken for its first ever).
         let new = format!("{}/", self.cluster.kinds[kind].gvr);
         self.cluster.carry_history(&old, &new);
-        self.delivery.forgive_all(self.now);
+        self.checkers
+            .on_event(Event::AllChanged { now_ms: self.now });
         self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
     }
 
@@ -151,7 +153,8 @@ impl World {
         }
         self.cluster.kinds[kind].served = false;
         self.cluster.kinds[kind].removing = false;
-        self.delivery.forgive_all(self.now);
+        self.checkers
+            .on_event(Event::AllChanged { now_ms: self.now });
         self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
         if let Some(s) = self.streams.get_mut(&gvr) {
             s.queue.clear();

@@ -36,7 +36,8 @@ impl World {
         }
         self.busy.clear();
         self.streams.clear();
-        self.delivery.forgive_all(self.now);
+        self.checkers
+            .on_event(Event::AllChanged { now_ms: self.now });
         self.generation += 1;
         self.next_tick = None;
         self.core = Core::new(core_config(

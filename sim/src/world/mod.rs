@@ -21,11 +21,8 @@ use rand::Rng;
 use serde_json::{json, Value};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::checks::attribution::{AttrCounts, AttributionCheck};
-use crate::checks::delivery::DeliveryCheck;
-use crate::checks::orphans::OrphanCheck;
-use crate::checks::secrets::SecretCheck;
-use crate::checks::{convergence, empty_commits, history, limits, watches};
+use crate::checks::attribution::AttrCounts;
+use crate::checks::{Checkers, End, Event, Landed, Scene};
 use crate::cluster::{
     api_resources, file_of, meta_mut, Cluster, Destination, ObjKey, WriteRecord, PASSING_NAMESPACE,
 };
@@ -201,10 +198,8 @@ struct World {
     steps_left: usize,
     healed_at: Option<u64>,
     hash: Xxh3,
-    violations: Vec<String>,
-    attribution: AttributionCheck,
-    orphans: OrphanCheck,
-    delivery: DeliveryCheck,
+    /// Every checker of the run, with the violations found.
+    checkers: Checkers,
     injected: BTreeMap<&'static str, u64>,
     watch_events: u64,
     admissions: u64,
@@ -231,7 +226,6 @@ struct World {
     upgraded_at_ms: Option<u64>,
     /// Steps taken.
     steps_done: usize,
-    secrets: SecretCheck,
 }
 
 pub(crate) fn core_config(
@@ -294,7 +288,6 @@ pub fn run(params: &Params) -> Report {
         topo: Topology::new(max_commits, interval),
         streams: BTreeMap::new(),
         core: Core::new(core_config(0, secret_policy, push_bounds)),
-        secrets: SecretCheck::new(secret_policy),
         behaviours: behaviours.clone(),
         relabels: BTreeMap::new(),
         gone_env: BTreeMap::new(),
@@ -309,10 +302,12 @@ pub fn run(params: &Params) -> Report {
         steps_left: params.steps,
         healed_at: None,
         hash: Xxh3::new(),
-        violations: Vec::new(),
-        attribution: AttributionCheck::new(FALLBACK, strict),
-        orphans: OrphanCheck::default(),
-        delivery: DeliveryCheck::new(swarm.enabled().contains(&Fault::OutsideWriter)),
+        checkers: Checkers::new(
+            FALLBACK,
+            strict,
+            secret_policy,
+            swarm.enabled().contains(&Fault::OutsideWriter),
+        ),
         injected: BTreeMap::new(),
         watch_events: 0,
         admissions: 0,
@@ -333,12 +328,15 @@ pub fn run(params: &Params) -> Report {
     w.configure();
     w.at(1, Ev::Step);
     w.run_loop();
-    history::check(&w.remotes, &mut w.violations);
-    w.delivery.check(&mut w.violations);
     let excluded = secret_policy == SecretPolicy::Exclude;
-    convergence::check(&w.topo, &w.cluster, &w.remotes, excluded, &mut w.violations);
     let running = w.streams.keys().cloned().collect();
-    watches::check(&w.topo, &w.cluster.kinds, &running, &mut w.violations);
+    w.checkers.at_end(&End {
+        topo: &w.topo,
+        cluster: &w.cluster,
+        remotes: &w.remotes,
+        running: &running,
+        secrets_excluded: excluded,
+    });
     for (url, branch) in w.remotes.branches() {
         w.hash.update(url.as_bytes());
         w.hash.update(branch.as_bytes());
@@ -355,11 +353,11 @@ pub fn run(params: &Params) -> Report {
         watch_events: w.watch_events,
         admissions: w.admissions,
         commits: w.commits,
-        attribution: w.attribution.counts,
+        attribution: w.checkers.attribution.counts,
         injected: w.injected,
         sim_ms: w.now,
         output_hash: w.hash.digest(),
-        violations: w.violations,
+        violations: w.checkers.violations,
         truth: w
             .recording
             .is_some()
@@ -392,7 +390,7 @@ impl World {
     fn run_loop(&mut self) {
         while let Some(((t, _), ev)) = self.sched.pop_first() {
             self.now = t;
-            let seen = self.violations.len();
+            let seen = self.checkers.violations.len();
             match ev {
                 Ev::Step => self.step(),
                 Ev::Deliver(gvr, token) => self.deliver(gvr, token),
@@ -412,7 +410,7 @@ impl World {
                     };
                     self.last_tick_ms = Some(t);
                     if self.ticks_at_now > TICKS_AT_ONCE_MAX {
-                        self.violations.push(format!(
+                        self.checkers.violations.push(format!(
                             "[t={t} ms] busy loop: the core keeps asking for a wake-up at {:?} and a tick changes nothing",
                             self.core.poll_deadline()
                         ));
@@ -426,7 +424,7 @@ impl World {
                 Ev::NamespaceGone(ns) => self.namespace_gone(&ns),
                 Ev::CrdGone(kind) => self.crd_gone(kind),
             }
-            for v in &mut self.violations[seen..] {
+            for v in &mut self.checkers.violations[seen..] {
                 *v = format!("[t={t} ms] {v}");
             }
             if let Some(h) = self.healed_at {
@@ -434,7 +432,7 @@ impl World {
                     return;
                 }
                 if self.now > h + LIVENESS_BUDGET_MS {
-                    self.violations.push(format!(
+                    self.checkers.violations.push(format!(
                         "no quiescence within {LIVENESS_BUDGET_MS} ms of healing"
                     ));
                     return;
@@ -484,7 +482,10 @@ impl World {
             self.hash.update(s.as_bytes());
             self.output(out);
         }
-        limits::check(&self.core, &self.topo, &mut self.violations);
+        self.checkers.on_event(Event::Handled {
+            core: &self.core,
+            topo: &self.topo,
+        });
         if let Some(d) = self.core.poll_deadline() {
             if self.next_tick.is_none_or(|t| d < t) {
                 self.next_tick = Some(d);
@@ -512,7 +513,7 @@ impl World {
                 if let GitOpKind::Push { expected_head, .. } = &op.kind {
                     let target = (op.repo_url.clone(), op.branch.clone());
                     if self.stale_heads.get(&target) == Some(expected_head) {
-                        self.violations.push(format!(
+                        self.checkers.violations.push(format!(
                             "{} {}: a push planned on {expected_head:?}, the head the remote already refused as stale",
                             op.repo_url, op.branch
                         ));
@@ -520,7 +521,7 @@ impl World {
                 }
                 let key = (op.repo.clone(), op.branch.clone());
                 if !self.busy.insert(key) {
-                    self.violations.push(format!(
+                    self.checkers.violations.push(format!(
                         "{} {}: a second git op while one is in flight",
                         op.repo, op.branch
                     ));
@@ -643,9 +644,10 @@ impl World {
                 } else {
                     (Operation::Create, self.cluster.with_new_uid(body))
                 };
-                if self.cluster.kinds[key.0].gvr.resource == "secrets" {
-                    self.secrets.note(&body);
-                }
+                self.checkers.on_event(Event::Written {
+                    gvr: &self.cluster.kinds[key.0].gvr,
+                    body: &body,
+                });
                 let req = self.review(&key, op, user, Some(body), old, true, None);
                 self.webhook(req);
             }
@@ -658,8 +660,12 @@ impl World {
                 let input = self.topo.rule_input(i, self.topo.active[i]);
                 let rule = &self.topo.rules[i];
                 let url = self.topo.repos[rule.repo].url;
-                self.delivery
-                    .forgive_folder(url, rule.branch, rule.folder, self.now);
+                self.checkers.on_event(Event::FolderChanged {
+                    url,
+                    branch: rule.branch,
+                    folder: rule.folder,
+                    now_ms: self.now,
+                });
                 self.feed(input);
             }
         }

@@ -69,11 +69,7 @@ impl World {
     ) -> Result<String, PushError> {
         let World {
             remotes,
-            violations,
-            attribution,
-            orphans,
-            secrets,
-            delivery,
+            checkers,
             topo,
             cluster,
             commits: count,
@@ -91,26 +87,21 @@ impl World {
             commits,
             |c, before, after| {
                 *count += 1;
-                empty_commits::on_commit(c, before, after, violations);
                 // When the core saw the change, at the earliest (pushes are bounded, so a commit
                 // may wait behind others long after it was seen).
                 let seen_ms = c.author_time_ms - WALL_EPOCH_MS - wall_offset_max_ms;
                 let seen_ms = u64::try_from(seen_ms).unwrap_or(0).min(planned_ms);
-                orphans.on_commit(
-                    &op.repo_url,
-                    &op.branch,
+                let landed = Landed {
+                    url: &op.repo_url,
+                    branch: &op.branch,
                     push,
                     seen_ms,
                     planned_ms,
-                    c,
+                    commit: c,
                     before,
-                    topo,
-                    cluster,
-                    violations,
-                );
-                attribution.on_commit(&op.repo_url, &op.branch, c, &cluster.history, violations);
-                delivery.on_landed(&op.repo_url, &op.branch, c);
-                secrets.on_commit(&op.repo_url, &op.branch, &c.message, after, violations);
+                    after,
+                };
+                checkers.on_commit(&landed, &Scene { topo, cluster });
             },
         )
     }
@@ -150,15 +141,25 @@ impl World {
                     self.outside_write(Some((url.clone(), branch.clone())));
                 }
                 if self.inject(Fault::GitTransient) {
-                    self.delivery
-                        .on_refused(&url, &branch, commits, f.planned_ms, self.now);
+                    self.checkers.on_event(Event::Refused {
+                        url: &url,
+                        branch: &branch,
+                        commits,
+                        planned_ms: f.planned_ms,
+                        now_ms: self.now,
+                    });
                     failed("push")
                 } else if self.inject(Fault::PushUnknown) {
                     if self.rng.faults.gen_bool(0.5) {
                         let _ = self.apply_push(&op, expected_head.as_ref(), commits, f.planned_ms);
                     } else {
-                        self.delivery
-                            .on_refused(&url, &branch, commits, f.planned_ms, self.now);
+                        self.checkers.on_event(Event::Refused {
+                            url: &url,
+                            branch: &branch,
+                            commits,
+                            planned_ms: f.planned_ms,
+                            now_ms: self.now,
+                        });
                     }
                     GitResult::Unknown
                 } else {

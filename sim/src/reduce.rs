@@ -68,7 +68,8 @@ pub fn replay_violations(rec: &Recording, truth: &Truth) -> Vec<String> {
     };
     let mut out = Vec::new();
     // Not strict: a shorter input stream loses admissions, and the fallback author is then right.
-    let mut attribution = AttributionCheck::new(FALLBACK, false);
+    let mut attribution =
+        AttributionCheck::new(FALLBACK, false, rec.header.config.correlation.ttl_ms);
     for c in &replayed.commits {
         let commit = PlannedCommit {
             author: c.author.clone(),

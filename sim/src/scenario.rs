@@ -14,6 +14,7 @@ use gitops_reverser_core::admission::AdmissionRequest;
 use gitops_reverser_core::batch::PushBounds;
 use gitops_reverser_core::config::{ClusterWatchRuleSpec, NamespacedName, WatchRuleSpec};
 use gitops_reverser_core::core::{Core, CoreConfig};
+use gitops_reverser_core::correlation::TTL_MS;
 use gitops_reverser_core::ids::{Gvr, Operation};
 use gitops_reverser_core::io::{blob_ids, GitOp, GitOpKind, GitResult, Input, Output, WatchEvent};
 use gitops_reverser_core::record::{Entry, Header, Recording, Restart};
@@ -77,7 +78,7 @@ pub struct Script {
 impl Script {
     /// A fresh cluster (namespaces `team-a` env=prod and `team-b` env=dev) and a fresh core.
     pub fn new() -> Self {
-        let config = core_config(0, SecretPolicy::Redact, PushBounds::default());
+        let config = core_config(0, SecretPolicy::Redact, PushBounds::default(), TTL_MS);
         let mut s = Self {
             now: 0,
             core: Core::new(config.clone()),
@@ -377,6 +378,7 @@ impl Script {
             self.config.instance_id + 1,
             self.config.secret_policy,
             self.config.push_bounds,
+            self.config.correlation.ttl_ms,
         );
         self.core = Core::new(self.config.clone());
         self.rec.restarts.push(Restart {

@@ -17,7 +17,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::checks::limits::SPEC_TTL_MS as TTL_MS;
 use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::PlannedCommit;
 
@@ -52,17 +51,20 @@ pub struct AttributionCheck {
     fallback: String,
     /// Every event commit must name its true user (no fault that can lose attribution is on).
     strict: bool,
+    /// The core's correlation TTL in this run: how long a record can wait for its write.
+    ttl_ms: u64,
     /// Outcomes.
     pub counts: AttrCounts,
 }
 
 impl AttributionCheck {
-    /// A checker; `fallback` is the fallback author's name.
-    pub fn new(fallback: &str, strict: bool) -> Self {
+    /// A checker; `fallback` is the fallback author's name, `ttl_ms` the core's correlation TTL.
+    pub fn new(fallback: &str, strict: bool, ttl_ms: u64) -> Self {
         Self {
             matched: BTreeMap::new(),
             fallback: fallback.into(),
             strict,
+            ttl_ms,
             counts: AttrCounts::default(),
         }
     }
@@ -197,7 +199,7 @@ impl AttributionCheck {
                                     && !w.rejected
                                     && w.op == x.op
                                     && w.file == x.file
-                                    && x.at_ms <= w.at_ms + TTL_MS
+                                    && x.at_ms <= w.at_ms + self.ttl_ms
                             })
                     });
                 // A racing rival's write (another user's identical UPDATE or DELETE from the
@@ -214,7 +216,7 @@ impl AttributionCheck {
                                     && w.user != x.user
                                     && w.op == x.op
                                     && w.file == x.file
-                                    && w.at_ms.abs_diff(x.at_ms) <= TTL_MS
+                                    && w.at_ms.abs_diff(x.at_ms) <= self.ttl_ms
                             })
                     }
                 });
@@ -262,7 +264,7 @@ impl AttributionCheck {
                             && w.op == op
                             && w.user == author
                             && x.at_ms >= w.at_ms
-                            && x.at_ms <= w.admitted_ms.unwrap_or(w.at_ms) + TTL_MS
+                            && x.at_ms <= w.admitted_ms.unwrap_or(w.at_ms) + self.ttl_ms
                             && x.file == w.file
                     })
             };

@@ -126,13 +126,20 @@ pub struct Checkers {
 
 impl Checkers {
     /// The checkers of a run. `strict`: no fault of the run may cost an author, so every
-    /// commit's author must be right; `outside_writers`: others write the branches too.
-    pub fn new(fallback: &str, strict: bool, policy: SecretPolicy, outside_writers: bool) -> Self {
+    /// commit's author must be right; `ttl_ms`: the core's correlation TTL; `outside_writers`:
+    /// others write the branches too.
+    pub fn new(
+        fallback: &str,
+        strict: bool,
+        ttl_ms: u64,
+        policy: SecretPolicy,
+        outside_writers: bool,
+    ) -> Self {
         Self {
             limits: limits::Limits,
             empty_commits: empty_commits::EmptyCommits,
             orphans: orphans::OrphanCheck::default(),
-            attribution: attribution::AttributionCheck::new(fallback, strict),
+            attribution: attribution::AttributionCheck::new(fallback, strict, ttl_ms),
             history: history::History,
             delivery: delivery::DeliveryCheck::new(outside_writers),
             secrets: secrets::SecretCheck::new(policy),

@@ -86,15 +86,20 @@ impl World {
                 // Mostly a blip; one in ten an outage that spans many writes by different users
                 // (within the correlation TTL: a longer one costs attribution, and is a 410 here).
                 // Outages do not chain: a stream already behind gets blips only, so no event is
-                // ever later than `orphans::WATCH_DELAY_MS_MAX`.
+                // ever later than `orphans::WATCH_DELAY_MS_MAX`. Both scale with the TTL drawn
+                // (at the default 60 s: blips up to 5 s, outages of 10 to 45 s), never longer.
+                let ttl_ms = self
+                    .behaviours
+                    .correlation_ttl_ms
+                    .min(CORRELATION_TTL_MS_DEFAULT);
                 let behind = self.streams[&gvr]
                     .queue
                     .front()
                     .is_some_and(|(ready, _)| self.now > ready + 5_000);
                 let pause = if self.rng.faults.gen_bool(0.1) && !behind {
-                    self.rng.faults.gen_range(10_000..45_000)
+                    self.rng.faults.gen_range(ttl_ms / 6..ttl_ms * 3 / 4)
                 } else {
-                    self.rng.faults.gen_range(100..5_000)
+                    self.rng.faults.gen_range(100..ttl_ms / 12)
                 };
                 self.streams.get_mut(&gvr).expect("checked").paused_until = self.now + pause;
                 self.schedule_delivery(&gvr);

@@ -3,6 +3,7 @@
 //! in a fixed order (a new one is drawn last, so that earlier seeds keep their histories).
 
 use gitops_reverser_core::batch::PushBounds;
+use gitops_reverser_core::correlation::TTL_MS;
 use gitops_reverser_core::sanitize::SecretPolicy;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -43,6 +44,10 @@ pub(crate) struct Behaviours {
     pub(crate) crd_upgrade: Option<usize>,
     /// How much one push and one resync part carry.
     pub(crate) push_bounds: PushBounds,
+    /// The core's correlation TTL (`--correlation-ttl`): how long a record waits for its write
+    /// and a note of a write seen without one lasts. The world's watch outages and lulls scale
+    /// with it, and the attribution checker judges by it.
+    pub(crate) correlation_ttl_ms: u64,
 }
 
 impl Behaviours {
@@ -95,6 +100,13 @@ impl Behaviours {
         } else {
             PushBounds::default()
         };
+        // Half the runs keep the default TTL (and then the histories they had before it was
+        // drawn: nothing is drawn from this stream after it); half draw one from 5 s to 300 s.
+        let correlation_ttl_ms = if rng.gen_bool(0.5) {
+            rng.gen_range(5_000..=300_000)
+        } else {
+            TTL_MS
+        };
         Self {
             max_commits,
             interval,
@@ -109,6 +121,7 @@ impl Behaviours {
             racing,
             crd_upgrade,
             push_bounds,
+            correlation_ttl_ms,
         }
     }
 
@@ -122,6 +135,10 @@ impl Behaviours {
         let upgrade = self
             .crd_upgrade
             .map_or(String::new(), |u| format!("-upgraded-at-{u}"));
+        let ttl = match self.correlation_ttl_ms {
+            TTL_MS => String::new(),
+            ms => format!(" correlation-ttl={ms}ms"),
+        };
         let b = self.push_bounds;
         let parts = if b == PushBounds::default() {
             "default".to_string()
@@ -132,7 +149,7 @@ impl Behaviours {
             )
         };
         format!(
-            "secrets={} lists={} admit-twice={:.2} unchanged-updates={:.2} racing={:.2} finalizers={:.2} subresources={} namespace-changes={:.3} crd={crd}{upgrade} parts={parts}",
+            "secrets={} lists={} admit-twice={:.2} unchanged-updates={:.2} racing={:.2} finalizers={:.2} subresources={} namespace-changes={:.3} crd={crd}{upgrade} parts={parts}{ttl}",
             match self.secret_policy {
                 SecretPolicy::Exclude => "exclude",
                 _ => "redact",

@@ -44,6 +44,7 @@ impl World {
             self.generation,
             self.behaviours.secret_policy,
             self.behaviours.push_bounds,
+            self.behaviours.correlation_ttl_ms,
         ));
         if let Some(rec) = &mut self.recording {
             rec.restarts.push(Restart {
@@ -52,6 +53,7 @@ impl World {
                     self.generation,
                     self.behaviours.secret_policy,
                     self.behaviours.push_bounds,
+                    self.behaviours.correlation_ttl_ms,
                 ),
             });
         }

@@ -8,6 +8,7 @@ use gitops_reverser_core::admission::AdmissionRequest;
 use gitops_reverser_core::batch::PushBounds;
 use gitops_reverser_core::config::NamespacedName;
 use gitops_reverser_core::core::{Core, CoreConfig};
+use gitops_reverser_core::correlation::{CorrelationLimits, TTL_MS as CORRELATION_TTL_MS_DEFAULT};
 use gitops_reverser_core::gitplan::Identities;
 use gitops_reverser_core::ids::{Gvr, Operation};
 use gitops_reverser_core::io::{
@@ -232,6 +233,7 @@ pub(crate) fn core_config(
     generation: u64,
     secret_policy: SecretPolicy,
     push_bounds: PushBounds,
+    correlation_ttl_ms: u64,
 ) -> CoreConfig {
     let bot = Identity {
         name: "gitops-reverser".into(),
@@ -249,6 +251,10 @@ pub(crate) fn core_config(
         },
         secret_policy,
         push_bounds,
+        correlation: CorrelationLimits {
+            ttl_ms: correlation_ttl_ms,
+            ..CorrelationLimits::default()
+        },
         ..CoreConfig::default()
     }
 }
@@ -266,6 +272,7 @@ pub fn run(params: &Params) -> Report {
         crd_life,
         crd_upgrade,
         push_bounds,
+        correlation_ttl_ms,
         ..
     } = behaviours;
     let mut cluster = Cluster::new();
@@ -287,7 +294,12 @@ pub fn run(params: &Params) -> Report {
         cluster,
         topo: Topology::new(max_commits, interval),
         streams: BTreeMap::new(),
-        core: Core::new(core_config(0, secret_policy, push_bounds)),
+        core: Core::new(core_config(
+            0,
+            secret_policy,
+            push_bounds,
+            correlation_ttl_ms,
+        )),
         behaviours: behaviours.clone(),
         relabels: BTreeMap::new(),
         gone_env: BTreeMap::new(),
@@ -305,6 +317,7 @@ pub fn run(params: &Params) -> Report {
         checkers: Checkers::new(
             FALLBACK,
             strict,
+            correlation_ttl_ms,
             secret_policy,
             swarm.enabled().contains(&Fault::OutsideWriter),
         ),
@@ -319,7 +332,12 @@ pub fn run(params: &Params) -> Report {
         stale_heads: BTreeMap::new(),
         trace: std::env::var_os("SIM_TRACE").is_some(),
         recording: params.record.then(|| Recording {
-            header: Header::new(core_config(0, secret_policy, push_bounds)),
+            header: Header::new(core_config(
+                0,
+                secret_policy,
+                push_bounds,
+                correlation_ttl_ms,
+            )),
             entries: Vec::new(),
             restarts: Vec::new(),
             bad_lines: Vec::new(),
@@ -555,8 +573,9 @@ impl World {
         }
         self.steps_left -= 1;
         // Mostly a busy cluster; now and then a lull longer than the correlation TTL.
+        let ttl_ms = self.behaviours.correlation_ttl_ms;
         let gap = if self.rng.workload.gen_bool(0.03) {
-            self.rng.workload.gen_range(20_000..90_000)
+            self.rng.workload.gen_range(ttl_ms / 3..ttl_ms * 3 / 2)
         } else {
             self.rng.workload.gen_range(1..400)
         };

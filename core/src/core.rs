@@ -35,7 +35,7 @@ mod ingest;
 mod object;
 mod reconfigure;
 
-use branch::{Branch, NextOp};
+use branch::{Branch, GitEffect, NextOp};
 use ingest::*;
 
 pub use branch::{Deadline, Reason};
@@ -129,7 +129,6 @@ pub struct Counters {
 struct DestState {
     /// Names the folder in its branch's [`Member`] records.
     id: u32,
-    branch: BranchKey,
     gvrs: BTreeSet<u16>,
     /// Streams whose list must be complete before the folder's orphans are judged: `gvrs`, plus
     /// namespaces when a namespace selector routes here.
@@ -232,8 +231,11 @@ pub struct Core {
     live: Vec<StreamLive>,
     ns_labels: NamespaceLabels,
     attributor: Attributor,
-    dests: BTreeMap<Arc<Destination>, DestState>,
+    /// Each branch with the destinations that write to it.
     branches: BTreeMap<BranchKey, Branch>,
+    /// The branch each destination writes to: the watch path's route from a rule's destination
+    /// to its branch.
+    branch_of: BTreeMap<Arc<Destination>, BranchKey>,
     statuses: BTreeMap<CrRef, Vec<Condition>>,
     outputs: VecDeque<Output>,
     ops: BTreeMap<u64, BranchKey>,
@@ -277,8 +279,8 @@ impl Core {
             live: Vec::new(),
             ns_labels: NamespaceLabels::default(),
             attributor,
-            dests: BTreeMap::new(),
             branches: BTreeMap::new(),
+            branch_of: BTreeMap::new(),
             statuses: BTreeMap::new(),
             outputs: VecDeque::new(),
             ops: BTreeMap::new(),
@@ -386,9 +388,10 @@ impl Core {
         // branch has acted on what was due, or the driver would spin.
         invariant!(
             !tick
-                || self.branches.iter().all(|(k, b)| self
-                    .next_op(k, b)
-                    .is_none_or(|(d, _)| d.at_ms > now.mono_ms)),
+                || self
+                    .branches
+                    .values()
+                    .all(|b| self.next_op(b).is_none_or(|(d, _)| d.at_ms > now.mono_ms)),
             "a branch's op is due after a tick"
         );
     }
@@ -411,8 +414,8 @@ impl Core {
             reason: Reason::Expiry,
         });
         self.branches
-            .iter()
-            .filter_map(|(key, b)| self.next_op(key, b).map(|(d, _)| d))
+            .values()
+            .filter_map(|b| self.next_op(b).map(|(d, _)| d))
             .fold(expiry, |soonest, d| Some(d.soonest(soonest)))
     }
 
@@ -514,7 +517,11 @@ impl Core {
 
     /// The destinations of valid rules, in order.
     pub fn destinations(&self) -> Vec<Destination> {
-        self.dests.keys().map(|d| Destination::clone(d)).collect()
+        self.branches
+            .values()
+            .flat_map(|b| b.dests.keys())
+            .map(|d| Destination::clone(d))
+            .collect()
     }
 
     /// The last conditions emitted for a custom resource.

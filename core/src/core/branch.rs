@@ -82,6 +82,8 @@ pub(super) struct PushHealth {
 pub(super) struct Branch {
     /// Its GitRepoConfig's settings, shared with the core's entry of it.
     pub(super) settings: Arc<RepoSettings>,
+    /// The destinations that write to it, in order, each with its folder's state.
+    pub(super) dests: BTreeMap<Arc<Destination>, DestState>,
     pub(super) queue: Queue,
     /// What the branch holds at each path, and which paths are live objects' files.
     pub(super) paths: BranchPaths,
@@ -103,10 +105,32 @@ pub(super) enum NextOp {
     Push,
 }
 
+/// What a git result asks of the core beyond the branch (see [`Branch::handle_git`]).
+pub(super) enum GitEffect {
+    /// Nothing more.
+    Nothing,
+    /// Apply the listing of a destination's folder: what the branch holds, orphans.
+    Listing {
+        dest: Arc<Destination>,
+        entries: Vec<(String, [u8; 20])>,
+    },
+    /// A push landed (`reread`: a verified push, whose head may hold others' commits on top).
+    Landed {
+        head: CommitId,
+        blobs: Blobs,
+        reread: bool,
+    },
+    /// A push met others' commits (counted).
+    Conflict,
+    /// The op failed: the status says so.
+    Failed,
+}
+
 impl Branch {
     pub(super) fn new(settings: Arc<RepoSettings>, bounds: PushBounds) -> Self {
         Self {
             settings,
+            dests: BTreeMap::new(),
             queue: Queue::new(bounds),
             paths: BranchPaths::default(),
             head: None,
@@ -158,6 +182,140 @@ impl Branch {
         };
         let due = self.queue.due_at_ms(max_commits, interval_ms)?;
         Some((at(due.max(backoff_end_ms), Reason::Batch), NextOp::Push))
+    }
+
+    /// Whether every folder has been read since its lists ended: before, nothing is pushed.
+    pub(super) fn gate_open(&self) -> bool {
+        self.dests.values().all(|s| s.listed)
+    }
+
+    /// The first destination whose folder must be read.
+    pub(super) fn wanted_read(&self) -> Option<&Arc<Destination>> {
+        self.dests.iter().find(|(_, s)| s.want_read).map(|(d, _)| d)
+    }
+
+    /// Marks every listed folder to be read again: what the core believes the branch holds may be
+    /// stale, because others wrote it (a conflict, a head that moved past our push).
+    pub(super) fn reread_folders(&mut self) {
+        for d in self.dests.values_mut().filter(|d| d.listed) {
+            d.want_read = true;
+        }
+    }
+
+    /// Writes that were in flight when their destination was removed come back to the queue after
+    /// a failed, conflicting or lost push. As at the removal itself they are dropped: their folder
+    /// is no longer kept, and nothing would re-read it to check them against the new head.
+    pub(super) fn drop_writes_of_removed_destinations(&mut self, gvr_ids: &BTreeMap<Gvr, u16>) {
+        let layouts: Vec<_> = self
+            .dests
+            .iter()
+            .map(|(dest, d)| layout_of(gvr_ids, &d.gvrs, &dest.base_folder))
+            .collect();
+        self.queue
+            .drop_writes(|w| !layouts.iter().any(|ours| ours(&w.path)));
+    }
+
+    /// The result of its op in flight (the core has checked it is that op's). What is the
+    /// branch's own is done here; what needs the rest of the core comes back as a [`GitEffect`].
+    pub(super) fn handle_git(
+        &mut self,
+        now_ms: u64,
+        branch: &str,
+        result: GitResult,
+        gvr_ids: &BTreeMap<Gvr, u16>,
+    ) -> GitEffect {
+        let op = self.op.take().expect("an op in flight");
+        match (op, result) {
+            (OpInFlight::Read { dest, .. }, GitResult::Paths { head, entries }) => {
+                if self.head.is_some() && head != self.head {
+                    // Others wrote the branch since we last knew it: re-read the other folders
+                    // too before planning on it.
+                    for (od, d) in self.dests.iter_mut() {
+                        if d.listed && **od != *dest {
+                            d.want_read = true;
+                        }
+                    }
+                }
+                self.head = head;
+                self.health.failures_in_row = 0;
+                GitEffect::Listing { dest, entries }
+            }
+            (OpInFlight::Read { dest, .. }, other) => {
+                if let Some(d) = self.dests.get_mut(&dest) {
+                    d.want_read = true;
+                }
+                self.on_failure(now_ms, branch, other);
+                GitEffect::Failed
+            }
+            (
+                OpInFlight::Push { .. } | OpInFlight::Verify { .. },
+                GitResult::Pushed { head, blobs },
+            ) => GitEffect::Landed {
+                head,
+                blobs,
+                reread: false,
+            },
+            // The head is the branch's now, not our push's: others may have written on top
+            // (seed 20283). Read again before planning on it, as after a conflict.
+            (
+                OpInFlight::Verify { .. },
+                GitResult::Verified {
+                    head: Some(head),
+                    landed: true,
+                },
+            ) => GitEffect::Landed {
+                head,
+                blobs: Vec::new(),
+                reread: true,
+            },
+            (OpInFlight::Push { .. }, GitResult::Conflict { remote_head }) => {
+                self.head = remote_head;
+                // Someone else wrote the branch: what we believe it holds may be stale (files
+                // edited or removed), so read every folder again before planning on the new head.
+                self.reread_folders();
+                self.queue.push_failed(now_ms);
+                self.drop_writes_of_removed_destinations(gvr_ids);
+                self.on_conflict(now_ms);
+                GitEffect::Conflict
+            }
+            (
+                OpInFlight::Push {
+                    tag, expected_head, ..
+                },
+                GitResult::Unknown,
+            ) => {
+                self.unverified = Some((tag, expected_head));
+                GitEffect::Nothing
+            }
+            (OpInFlight::Verify { expected_head, .. }, GitResult::Verified { head, .. }) => {
+                if head != expected_head {
+                    // Others wrote meanwhile: read again, as after a conflict.
+                    self.reread_folders();
+                }
+                self.head = head;
+                self.queue.push_failed(now_ms);
+                self.drop_writes_of_removed_destinations(gvr_ids);
+                self.retry_push();
+                GitEffect::Nothing
+            }
+            (
+                OpInFlight::Verify {
+                    tag, expected_head, ..
+                },
+                other,
+            ) => {
+                self.unverified = Some((tag, expected_head));
+                self.on_failure(now_ms, branch, other);
+                GitEffect::Failed
+            }
+            (OpInFlight::Push { .. }, other) => {
+                self.queue.push_failed(now_ms);
+                self.drop_writes_of_removed_destinations(gvr_ids);
+                self.retry_push();
+                self.on_failure(now_ms, branch, other);
+                GitEffect::Failed
+            }
+        }
     }
 
     /// Whether its pushes land: no failure, conflict or unverified push since the last one that

@@ -3,53 +3,7 @@
 
 use super::*;
 
-/// Writes that were in flight when their destination was removed come back to the queue after a
-/// failed, conflicting or lost push. As at the removal itself they are dropped: their folder is no
-/// longer kept, and nothing would re-read it to check them against the new head.
-pub(super) fn drop_writes_of_removed_destinations(
-    queue: &mut Queue,
-    dests: &BTreeMap<Arc<Destination>, DestState>,
-    gvr_ids: &BTreeMap<Gvr, u16>,
-    key: &BranchKey,
-) {
-    let layouts: Vec<_> = dests
-        .iter()
-        .filter(|(_, d)| d.branch == *key)
-        .map(|(dest, d)| layout_of(gvr_ids, &d.gvrs, &dest.base_folder))
-        .collect();
-    queue.drop_writes(|w| !layouts.iter().any(|ours| ours(&w.path)));
-}
-
-/// Marks every listed folder on branch `key` to be read again: what the core believes the branch
-/// holds may be stale, because others wrote it (a conflict, a head that moved past our push).
-pub(super) fn reread_folders(dests: &mut BTreeMap<Arc<Destination>, DestState>, key: &BranchKey) {
-    for d in dests.values_mut() {
-        if d.branch == *key && d.listed {
-            d.want_read = true;
-        }
-    }
-}
-
 impl Core {
-    /// The destinations that write to branch `key`.
-    pub(super) fn dests_on<'a>(
-        &'a self,
-        key: &'a BranchKey,
-    ) -> impl Iterator<Item = (&'a Arc<Destination>, &'a DestState)> {
-        self.dests.iter().filter(move |(_, s)| s.branch == *key)
-    }
-
-    pub(super) fn gate_open(&self, key: &BranchKey) -> bool {
-        self.dests_on(key).all(|(_, s)| s.listed)
-    }
-
-    /// The first destination on branch `key` whose folder must be read.
-    pub(super) fn wanted_read<'a>(&'a self, key: &'a BranchKey) -> Option<&'a Arc<Destination>> {
-        self.dests_on(key)
-            .find(|(_, s)| s.want_read)
-            .map(|(d, _)| d)
-    }
-
     pub(super) fn drive(&mut self, now: Now) {
         self.attributor.sweep(now.mono_ms);
         for key in std::mem::take(&mut self.wake) {
@@ -75,9 +29,9 @@ impl Core {
         op_id
     }
 
-    /// What branch `key` does next and from when: [`Branch::poll_op`], given its destinations.
-    pub(super) fn next_op(&self, key: &BranchKey, b: &Branch) -> Option<(Deadline, NextOp)> {
-        b.poll_op(self.wanted_read(key), self.gate_open(key), self.flushing)
+    /// What branch `b` does next and from when: [`Branch::poll_op`], given its destinations.
+    pub(super) fn next_op(&self, b: &Branch) -> Option<(Deadline, NextOp)> {
+        b.poll_op(b.wanted_read(), b.gate_open(), self.flushing)
     }
 
     /// While its folders' lists run, a branch holds every listed object's file: its folders are
@@ -87,20 +41,18 @@ impl Core {
     /// again (`apply_listing` judges orphans only when no awaited list is running). Small listings
     /// keep the one read at the end.
     fn read_early_if_over_a_push(&mut self, key: &BranchKey) {
-        let b = &self.branches[key];
+        let b = self.branches.get_mut(key).expect("branch");
         if b.op.is_some() || !b.queue.over_a_push() {
             return;
         }
-        for d in self.dests.values_mut() {
-            if d.branch == *key && !d.listed {
-                d.want_read = true;
-            }
+        for d in b.dests.values_mut().filter(|d| !d.listed) {
+            d.want_read = true;
         }
     }
 
     pub(super) fn schedule(&mut self, now: Now, key: &BranchKey) {
         self.read_early_if_over_a_push(key);
-        let Some((due, next)) = self.next_op(key, &self.branches[key]) else {
+        let Some((due, next)) = self.next_op(&self.branches[key]) else {
             return;
         };
         if now.mono_ms < due.at_ms {
@@ -131,8 +83,9 @@ impl Core {
     pub(super) fn start_read(&mut self, key: &BranchKey, dest: Arc<Destination>) {
         let folder = dest.base_folder.clone();
         let op_id = self.new_op(key, GitOpKind::ReadPaths { folder });
-        self.dests.get_mut(&dest).expect("dest").want_read = false;
-        self.branches.get_mut(key).expect("branch").op = Some(OpInFlight::Read { op_id, dest });
+        let b = self.branches.get_mut(key).expect("branch");
+        b.dests.get_mut(&dest).expect("dest").want_read = false;
+        b.op = Some(OpInFlight::Read { op_id, dest });
     }
 
     pub(super) fn start_push(&mut self, now: Now, key: &BranchKey) {
@@ -162,6 +115,7 @@ impl Core {
         });
     }
 
+    /// Routes a git op's result to its branch, then does what the branch asks of the core.
     pub(super) fn handle_git(&mut self, now: Now, op_id: u64, result: GitResult) {
         let Some(key) = self.ops.remove(&op_id) else {
             return;
@@ -173,98 +127,25 @@ impl Core {
         if b.op.as_ref().map(OpInFlight::op_id) != Some(op_id) {
             return;
         }
-        let now_ms = now.mono_ms;
-        let op = b.op.take().expect("checked");
         if matches!(result, GitResult::Failed { .. }) {
             self.counters.git_failures_total += 1;
         }
-        match (op, result) {
-            (OpInFlight::Read { dest, .. }, GitResult::Paths { head, entries }) => {
-                if b.head.is_some() && head != b.head {
-                    // Others wrote the branch since we last knew it: re-read the other folders
-                    // too before planning on it.
-                    for (od, d) in self.dests.iter_mut() {
-                        if d.branch == key && d.listed && **od != *dest {
-                            d.want_read = true;
-                        }
-                    }
+        match b.handle_git(now.mono_ms, &key.1, result, &self.gvr_ids) {
+            GitEffect::Listing { dest, entries } => self.apply_listing(now, &key, &dest, entries),
+            GitEffect::Landed {
+                head,
+                blobs,
+                reread,
+            } => {
+                self.landed(&key, head, blobs);
+                if let (true, Some(b)) = (reread, self.branches.get_mut(&key)) {
+                    b.reread_folders();
                 }
-                b.head = head;
-                b.health.failures_in_row = 0;
-                self.apply_listing(now, &key, &dest, entries);
             }
-            (OpInFlight::Read { dest, .. }, other) => {
-                if let Some(d) = self.dests.get_mut(&dest) {
-                    d.want_read = true;
-                }
-                self.failed(now, &key, other);
-            }
-            (
-                OpInFlight::Push { .. } | OpInFlight::Verify { .. },
-                GitResult::Pushed { head, blobs },
-            ) => self.landed(&key, head, blobs),
-            (
-                OpInFlight::Verify { .. },
-                GitResult::Verified {
-                    head: Some(head),
-                    landed: true,
-                },
-            ) => {
-                self.landed(&key, head, Vec::new());
-                // The head is the branch's now, not our push's: others may have written on top
-                // (seed 20283). Read again before planning on it, as after a conflict.
-                reread_folders(&mut self.dests, &key);
-            }
-            (OpInFlight::Push { .. }, GitResult::Conflict { remote_head }) => {
-                self.counters.rebase_retries_total += 1;
-                b.head = remote_head;
-                // Someone else wrote the branch: what we believe it holds may be stale (files
-                // edited or removed), so read every folder again before planning on the new head.
-                reread_folders(&mut self.dests, &key);
-                b.queue.push_failed(now_ms);
-                drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
-                b.on_conflict(now_ms);
-            }
-            (
-                OpInFlight::Push {
-                    tag, expected_head, ..
-                },
-                GitResult::Unknown,
-            ) => {
-                b.unverified = Some((tag, expected_head));
-            }
-            (OpInFlight::Verify { expected_head, .. }, GitResult::Verified { head, .. }) => {
-                if head != expected_head {
-                    // Others wrote meanwhile: read again, as after a conflict.
-                    reread_folders(&mut self.dests, &key);
-                }
-                b.head = head;
-                b.queue.push_failed(now_ms);
-                drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
-                b.retry_push();
-            }
-            (
-                OpInFlight::Verify {
-                    tag, expected_head, ..
-                },
-                other,
-            ) => {
-                b.unverified = Some((tag, expected_head));
-                self.failed(now, &key, other);
-            }
-            (OpInFlight::Push { .. }, other) => {
-                b.queue.push_failed(now_ms);
-                drop_writes_of_removed_destinations(&mut b.queue, &self.dests, &self.gvr_ids, &key);
-                b.retry_push();
-                self.failed(now, &key, other);
-            }
+            GitEffect::Conflict => self.counters.rebase_retries_total += 1,
+            GitEffect::Failed => self.refresh_statuses(),
+            GitEffect::Nothing => {}
         }
-    }
-
-    pub(super) fn failed(&mut self, now: Now, key: &BranchKey, result: GitResult) {
-        let b = self.branches.get_mut(key).expect("branch");
-        b.on_failure(now.mono_ms, &key.1, result);
-        self.refresh_statuses();
     }
 
     /// A push landed. `blobs` are the executor's blob ids in planned order (see [`gitplan::plan`]:
@@ -272,10 +153,9 @@ impl Core {
     /// was lost), the core renders the file to learn it.
     pub(super) fn landed(&mut self, key: &BranchKey, head: CommitId, blobs: Blobs) {
         // The folder each pushed file is in: the branch's destination whose layout the path fits.
-        let folders: Vec<(String, u32)> = self
+        let folders: Vec<(String, u32)> = self.branches[key]
             .dests
             .iter()
-            .filter(|(_, d)| d.branch == *key)
             .map(|(dest, d)| (dest.base_folder.clone(), d.id))
             .collect();
         let folder_of = |path: &str| {
@@ -327,7 +207,10 @@ impl Core {
         dest: &Destination,
         entries: Vec<(String, [u8; 20])>,
     ) {
-        let Some(d) = self.dests.get_mut(dest) else {
+        let Some(b) = self.branches.get_mut(key) else {
+            return;
+        };
+        let Some(d) = b.dests.get_mut(dest) else {
             return;
         };
         // A stream feeding this folder began a relist after the read was sent (or one was asked
@@ -344,7 +227,6 @@ impl Core {
         let ours = |p: &str| exact(p) || moved(p);
         let listed_exact = layout_of(&self.gvr_ids, &listed_types, &dest.base_folder);
         let scanned = |p: &str| listed_exact(p) || moved(p);
-        let b = self.branches.get_mut(key).expect("branch");
         let mut listed: HashMap<u128, [u8; 20], KeyHash> = HashMap::default();
         let mut orphans = Vec::new();
         for (path, blob) in entries.into_iter().filter(|(p, _)| ours(p)) {

@@ -239,9 +239,11 @@ impl Core {
         match event {
             WatchEvent::Init => {
                 let epoch = self.live[gid as usize].begin_list();
-                for d in self.dests.values_mut().filter(|d| d.gate.contains(&gid)) {
-                    let needed = d.awaiting.entry(gid).or_insert(epoch);
-                    *needed = (*needed).max(epoch);
+                for b in self.branches.values_mut() {
+                    for d in b.dests.values_mut().filter(|d| d.gate.contains(&gid)) {
+                        let needed = d.awaiting.entry(gid).or_insert(epoch);
+                        *needed = (*needed).max(epoch);
+                    }
                 }
             }
             WatchEvent::InitDone => {
@@ -255,18 +257,18 @@ impl Core {
                         self.resync_namespace_selected();
                     }
                 }
-                let mut fed = BTreeSet::new();
-                for d in self.dests.values_mut().filter(|d| d.gate.contains(&gid)) {
-                    fed.insert(d.branch.clone());
-                    let done = d.awaiting.get(&gid).is_some_and(|needed| *needed <= epoch);
-                    if done && d.awaiting.remove(&gid).is_some() && d.awaiting.is_empty() {
-                        d.want_read = true;
-                        self.wake.insert(d.branch.clone());
+                for (key, b) in self.branches.iter_mut() {
+                    let mut fed = false;
+                    for d in b.dests.values_mut().filter(|d| d.gate.contains(&gid)) {
+                        fed = true;
+                        let done = d.awaiting.get(&gid).is_some_and(|needed| *needed <= epoch);
+                        if done && d.awaiting.remove(&gid).is_some() && d.awaiting.is_empty() {
+                            d.want_read = true;
+                            self.wake.insert(key.clone());
+                        }
                     }
-                }
-                // Objects of this stream not seen by the list are gone.
-                for key in fed {
-                    if let Some(b) = self.branches.get_mut(&key) {
+                    // Objects of this stream not seen by the list are gone.
+                    if fed {
                         b.paths.drop_members(|m| m.gid == gid && m.epoch != epoch);
                     }
                 }
@@ -324,9 +326,11 @@ impl Core {
             let gid = self.gvr_id(&gvr);
             // The list this asks for, not one already running.
             let next = self.live[gid as usize].epoch() + 1;
-            for d in self.dests.values_mut().filter(|d| d.gate.contains(&gid)) {
-                let needed = d.awaiting.entry(gid).or_insert(next);
-                *needed = (*needed).max(next);
+            for b in self.branches.values_mut() {
+                for d in b.dests.values_mut().filter(|d| d.gate.contains(&gid)) {
+                    let needed = d.awaiting.entry(gid).or_insert(next);
+                    *needed = (*needed).max(next);
+                }
             }
             self.outputs.push_back(Output::Resync(gvr));
         }

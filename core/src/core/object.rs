@@ -614,16 +614,19 @@ impl Core {
             let selected = routed.contains(&dest);
             write_file_path(&dest.base_folder, &self.ident, &mut self.path);
             let path_key = key128(&self.path);
-            let Some(d) = self.dests.get_mut(&dest) else {
+            let Some(branch_key) = self.branch_of.get(&dest) else {
                 continue;
             };
-            let Some(b) = self.branches.get_mut(&d.branch) else {
+            let Some(b) = self.branches.get_mut(branch_key) else {
+                continue;
+            };
+            let Some(&DestState { id, listed, .. }) = b.dests.get(&dest) else {
                 continue;
             };
             let content = match &file {
                 Some(file) if selected => {
                     let member = Member {
-                        dest: d.id,
+                        dest: id,
                         gid,
                         epoch,
                     };
@@ -636,7 +639,7 @@ impl Core {
                 }
                 // Deleted, or no longer selected (labels changed): the file goes if it is there.
                 _ => {
-                    let was_member = b.paths.remove_member(path_key, d.id);
+                    let was_member = b.paths.remove_member(path_key, id);
                     if !selected && !was_member {
                         continue;
                     }
@@ -654,10 +657,10 @@ impl Core {
             };
             let queue = Enqueue {
                 dest: &dest,
-                listed: d.listed,
+                listed,
                 now,
                 wake: &mut self.wake,
-                branch_key: &d.branch,
+                branch_key,
             };
             queued |= queue.write(b, write, author.clone(), kind, resync);
         }

@@ -255,7 +255,13 @@ impl Core {
             self.outputs
                 .push_back(Output::EnsureWatches(watched.clone()));
         }
-        // Destinations: new ones (or ones fed by a changed set of streams) need a seed.
+        // Destinations: new ones (or ones fed by a changed set of streams) need a seed. They are
+        // taken from their branches and go back to them once the branches are reconciled.
+        let mut old: BTreeMap<Arc<Destination>, DestState> = self
+            .branches
+            .values_mut()
+            .flat_map(|b| std::mem::take(&mut b.dests))
+            .collect();
         let mut new_dests = BTreeMap::new();
         let mut resync = BTreeSet::new();
         for dest in self.rules.destinations() {
@@ -285,14 +291,13 @@ impl Core {
                 gate.insert(ns);
             }
             let branch = (dest.repo.clone(), dest.branch.clone());
-            let known = self.dests.contains_key(&dest);
-            let mut state = match self.dests.remove(&dest) {
+            let known = old.contains_key(&dest);
+            let mut state = match old.remove(&dest) {
                 Some(state) => state,
                 None => {
                     self.next_dest_id += 1;
                     DestState {
                         id: self.next_dest_id,
-                        branch,
                         gvrs: BTreeSet::new(),
                         gate: BTreeSet::new(),
                         awaiting: BTreeMap::new(),
@@ -309,8 +314,7 @@ impl Core {
                 // as a destination that went does: their files are no longer the folder's, and
                 // members whose files a listing does not count would look diverged for ever.
                 let dropped: BTreeSet<u16> = state.gvrs.difference(&ids).copied().collect();
-                if let (false, Some(b)) = (dropped.is_empty(), self.branches.get_mut(&state.branch))
-                {
+                if let (false, Some(b)) = (dropped.is_empty(), self.branches.get_mut(&branch)) {
                     let theirs = layout_of(&self.gvr_ids, &dropped, &dest.base_folder);
                     b.queue.drop_writes(|w| theirs(&w.path));
                     let id = state.id;
@@ -321,9 +325,7 @@ impl Core {
                 // members whose files went missing, and no list of the type could ever settle
                 // that. Their files stay (outside the listed layout) until it is served again.
                 let unserved: BTreeSet<u16> = ids.difference(&gate).copied().collect();
-                if let (false, Some(b)) =
-                    (unserved.is_empty(), self.branches.get_mut(&state.branch))
-                {
+                if let (false, Some(b)) = (unserved.is_empty(), self.branches.get_mut(&branch)) {
                     let id = state.id;
                     b.paths
                         .drop_members(|m| m.dest == id && unserved.contains(&m.gid));
@@ -339,7 +341,7 @@ impl Core {
                     // Fed by no stream the API server serves now: no list to wait for, and
                     // unread, the folder would hold back its whole branch.
                     state.want_read = true;
-                    self.wake.insert(state.branch.clone());
+                    self.wake.insert(branch.clone());
                 }
                 resync.extend(gvrs);
                 if ns_gated {
@@ -350,11 +352,7 @@ impl Core {
         }
         // A destination that went takes its unpushed writes with it: its folder is no longer
         // kept, and after a conflict nothing could re-read the folder to check them.
-        for (gone, d) in self
-            .dests
-            .iter()
-            .filter(|(d, _)| !new_dests.contains_key(*d))
-        {
+        for (gone, d) in &old {
             if let Some(b) = self
                 .branches
                 .get_mut(&(gone.repo.clone(), gone.branch.clone()))
@@ -364,11 +362,9 @@ impl Core {
                 b.paths.drop_members(|m| m.dest == d.id);
             }
         }
-        self.dests = new_dests;
         // Branches follow destinations; one whose destinations went keeps draining its queue, one
         // whose GitRepoConfig went or became invalid cannot push and goes with it.
-        let keys: BTreeSet<BranchKey> = self
-            .dests
+        let keys: BTreeSet<BranchKey> = new_dests
             .keys()
             .map(|d| (d.repo.clone(), d.branch.clone()))
             .collect();
@@ -387,6 +383,17 @@ impl Core {
         let repos = &self.repos;
         self.branches
             .retain(|k, _| repos.get(&k.0).is_some_and(|r| r.settings.is_ok()));
+        // A destination is valid only while its GitRepoConfig is, so its branch is there.
+        self.branch_of.clear();
+        for (dest, state) in new_dests {
+            let key = (dest.repo.clone(), dest.branch.clone());
+            let b = self.branches.get_mut(&key);
+            invariant!(b.is_some(), "a destination without its branch");
+            if let Some(b) = b {
+                b.dests.insert(dest.clone(), state);
+                self.branch_of.insert(dest, key);
+            }
+        }
         self.wake.extend(self.branches.keys().cloned());
         // A stream that is not running yet starts with a list anyway.
         let running: Vec<Gvr> = resync

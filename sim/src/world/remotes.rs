@@ -140,26 +140,22 @@ impl World {
                     // Another writer pushed just before us.
                     self.outside_write(Some((url.clone(), branch.clone())));
                 }
+                // What the delivery checker is told when the push does not land.
+                let refused = Event::Refused {
+                    url: &url,
+                    branch: &branch,
+                    commits,
+                    planned_ms: f.planned_ms,
+                    now_ms: self.now,
+                };
                 if self.inject(Fault::GitTransient) {
-                    self.checkers.on_event(Event::Refused {
-                        url: &url,
-                        branch: &branch,
-                        commits,
-                        planned_ms: f.planned_ms,
-                        now_ms: self.now,
-                    });
+                    self.checkers.on_event(refused);
                     failed("push")
                 } else if self.inject(Fault::PushUnknown) {
                     if self.rng.faults.gen_bool(0.5) {
                         let _ = self.apply_push(&op, expected_head.as_ref(), commits, f.planned_ms);
                     } else {
-                        self.checkers.on_event(Event::Refused {
-                            url: &url,
-                            branch: &branch,
-                            commits,
-                            planned_ms: f.planned_ms,
-                            now_ms: self.now,
-                        });
+                        self.checkers.on_event(refused);
                     }
                     GitResult::Unknown
                 } else {

@@ -388,10 +388,9 @@ impl Core {
         // branch has acted on what was due, or the driver would spin.
         invariant!(
             !tick
-                || self
-                    .branches
-                    .values()
-                    .all(|b| self.next_op(b).is_none_or(|(d, _)| d.at_ms > now.mono_ms)),
+                || self.branches.values().all(|b| b
+                    .poll_op(self.flushing)
+                    .is_none_or(|(d, _)| d.at_ms > now.mono_ms)),
             "a branch's op is due after a tick"
         );
     }
@@ -415,7 +414,7 @@ impl Core {
         });
         self.branches
             .values()
-            .filter_map(|b| self.next_op(b).map(|(d, _)| d))
+            .filter_map(|b| b.poll_op(self.flushing).map(|(d, _)| d))
             .fold(expiry, |soonest, d| Some(d.soonest(soonest)))
     }
 

@@ -143,17 +143,12 @@ impl Branch {
     }
 
     /// What the branch does next and from when; `None` while it waits for its op in flight, for
-    /// its folders' lists (`gate_open`), or for something to push. `read` is the first of its
-    /// destinations whose folder must be read. This is the branch's whole schedule:
+    /// its folders' lists ([`Self::gate_open`]), or for something to push. `flushing`: every
+    /// pending commit is due at once. This is the branch's whole schedule:
     /// `Core::schedule` acts on it once it is due and `Core::poll_deadline` wakes the core for it,
     /// so the two cannot disagree (bugs 5 and 14 were such disagreements: a branch with work the
     /// deadline did not see).
-    pub(super) fn poll_op(
-        &self,
-        read: Option<&Arc<Destination>>,
-        gate_open: bool,
-        flushing: bool,
-    ) -> Option<(Deadline, NextOp)> {
+    pub(super) fn poll_op(&self, flushing: bool) -> Option<(Deadline, NextOp)> {
         if self.op.is_some() {
             return None;
         }
@@ -164,10 +159,10 @@ impl Branch {
             return Some((at(backoff_end_ms, Reason::Verify), NextOp::Verify));
         }
         // A wanted folder read needs no open gate: the gate opens only when the read succeeds.
-        if let Some(dest) = read {
+        if let Some(dest) = self.wanted_read() {
             return Some((at(backoff_end_ms, Reason::Read), NextOp::Read(dest.clone())));
         }
-        if !gate_open {
+        if !self.gate_open() {
             return None;
         }
         // A retry goes when its backoff ends, unless nothing is left to push (a re-read found
@@ -414,9 +409,9 @@ mod tests {
     #[test]
     fn an_idle_branch_has_no_deadline_and_a_lost_push_is_verified_first() {
         let mut b = branch(10, 1_000);
-        assert!(b.poll_op(None, true, false).is_none());
+        assert!(b.poll_op(false).is_none());
         b.unverified = Some(("t".into(), None));
-        let (d, next) = b.poll_op(None, false, false).unwrap();
+        let (d, next) = b.poll_op(false).unwrap();
         assert_eq!(d.reason, Reason::Verify);
         assert!(matches!(next, NextOp::Verify));
     }

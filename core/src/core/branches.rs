@@ -29,11 +29,6 @@ impl Core {
         op_id
     }
 
-    /// What branch `b` does next and from when: [`Branch::poll_op`], given its destinations.
-    pub(super) fn next_op(&self, b: &Branch) -> Option<(Deadline, NextOp)> {
-        b.poll_op(b.wanted_read(), b.gate_open(), self.flushing)
-    }
-
     /// While its folders' lists run, a branch holds every listed object's file: its folders are
     /// read when the lists end, and nothing is pushed before. Once that is more than one push
     /// carries (a large seed), the unread folders are read at once, so the listed files go out in
@@ -52,7 +47,7 @@ impl Core {
 
     pub(super) fn schedule(&mut self, now: Now, key: &BranchKey) {
         self.read_early_if_over_a_push(key);
-        let Some((due, next)) = self.next_op(&self.branches[key]) else {
+        let Some((due, next)) = self.branches[key].poll_op(self.flushing) else {
             return;
         };
         if now.mono_ms < due.at_ms {

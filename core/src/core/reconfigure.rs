@@ -291,8 +291,9 @@ impl Core {
                 gate.insert(ns);
             }
             let branch = (dest.repo.clone(), dest.branch.clone());
-            let known = old.contains_key(&dest);
-            let mut state = match old.remove(&dest) {
+            let kept = old.remove(&dest);
+            let known = kept.is_some();
+            let mut state = match kept {
                 Some(state) => state,
                 None => {
                     self.next_dest_id += 1;

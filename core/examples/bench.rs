@@ -15,14 +15,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gitops_reverser_core::admission::AdmissionRequest;
-use gitops_reverser_core::canonical::Digester;
 use gitops_reverser_core::config::NamespacedName;
-use gitops_reverser_core::core::{Core, CoreConfig};
-use gitops_reverser_core::ids::{Gvr, Operation};
 use gitops_reverser_core::io::{GitOpKind, GitResult, Input, Output, WatchEvent};
-use gitops_reverser_core::json::RawObject;
-use gitops_reverser_core::sanitize::TypeRules;
-use gitops_reverser_core::time::Now;
+use gitops_reverser_core::Digester;
+use gitops_reverser_core::Now;
+use gitops_reverser_core::RawObject;
+use gitops_reverser_core::TypeRules;
+use gitops_reverser_core::{Core, CoreConfig};
+use gitops_reverser_core::{Gvr, Operation};
 use serde_json::{json, Value};
 
 struct Counting;

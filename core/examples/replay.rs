@@ -10,11 +10,11 @@ use std::path::PathBuf;
 
 use gitops_reverser_core::admission::parse_review;
 use gitops_reverser_core::config::NamespacedName;
-use gitops_reverser_core::core::{Core, CoreConfig};
-use gitops_reverser_core::ids::Gvr;
 use gitops_reverser_core::io::{GitOpKind, GitResult, Input, Output, PlannedCommit, WatchEvent};
-use gitops_reverser_core::json::split_watch_line;
-use gitops_reverser_core::time::Now;
+use gitops_reverser_core::split_watch_line;
+use gitops_reverser_core::Gvr;
+use gitops_reverser_core::Now;
+use gitops_reverser_core::{Core, CoreConfig};
 use serde_json::{json, Value};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -51,7 +51,7 @@ impl Default for PushBounds {
 
 /// New content for a path: the file and the canonical hash and size of its sanitized object.
 #[derive(Clone, Debug)]
-pub struct Content {
+pub(crate) struct Content {
     /// Canonical content hash.
     pub hash: u64,
     /// The file, rendered by the executor (see [`FileBody`]).
@@ -62,7 +62,7 @@ pub struct Content {
 
 /// One file change waiting to be committed.
 #[derive(Clone, Debug)]
-pub struct PendingWrite {
+pub(crate) struct PendingWrite {
     /// Repository path.
     pub path: Arc<str>,
     /// [`crate::live::key128`] of the path.
@@ -73,7 +73,7 @@ pub struct PendingWrite {
 
 /// Why a commit exists.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CommitKind {
+pub(crate) enum CommitKind {
     /// One change of one object.
     Event {
         /// The operation.
@@ -95,7 +95,7 @@ pub enum CommitKind {
 
 /// A commit waiting to be pushed.
 #[derive(Clone, Debug)]
-pub struct PendingCommit {
+pub(crate) struct PendingCommit {
     /// Queue-unique sequence number.
     pub seq: u64,
     /// The Kubernetes user, `None` for the fallback identity.
@@ -117,7 +117,7 @@ struct Latest {
 
 /// The pending commits of one branch, oldest first.
 #[derive(Debug, Default)]
-pub struct Queue {
+pub(crate) struct Queue {
     bounds: PushBounds,
     commits: VecDeque<PendingCommit>,
     in_flight: Vec<PendingCommit>,
@@ -159,7 +159,7 @@ fn write_bytes(w: &PendingWrite) -> usize {
 
 impl Queue {
     /// An empty queue whose pushes and resync parts keep to `bounds`.
-    pub fn new(bounds: PushBounds) -> Self {
+    pub(crate) fn new(bounds: PushBounds) -> Self {
         assert!(
             bounds.commits_max > 0 && bounds.bytes_max > 0 && bounds.part_writes_max > 0,
             "a push carries something"
@@ -171,7 +171,7 @@ impl Queue {
     }
 
     /// The newest unpushed content of a path: `Some(None)` is a pending delete, `None` nothing pending.
-    pub fn latest(&self, path_key: u128) -> Option<Option<u64>> {
+    pub(crate) fn latest(&self, path_key: u128) -> Option<Option<u64>> {
         self.latest.get(&path_key).map(|l| l.content)
     }
 
@@ -185,7 +185,7 @@ impl Queue {
     }
 
     /// Queues one commit for one event.
-    pub fn push_event(
+    pub(crate) fn push_event(
         &mut self,
         now_ms: u64,
         seen_wall_ms: i64,
@@ -208,7 +208,7 @@ impl Queue {
     }
 
     /// Adds a write to the open resync commit of `folder` (the newest commit, if it is one), or opens one.
-    pub fn push_resync(
+    pub(crate) fn push_resync(
         &mut self,
         now_ms: u64,
         seen_wall_ms: i64,
@@ -274,7 +274,7 @@ impl Queue {
     /// Whether the path's only unpushed write is in the open resync commit of `folder`: a new
     /// resync write of the path replaces it, so the new one is judged against what precedes it,
     /// the repository.
-    pub fn only_in_open_resync(&self, path_key: u128, folder: &str) -> bool {
+    pub(crate) fn only_in_open_resync(&self, path_key: u128, folder: &str) -> bool {
         let Some(PendingCommit {
             seq,
             kind: CommitKind::Resync { folder: f },
@@ -292,7 +292,7 @@ impl Queue {
 
     /// Drops the path's write from the open resync commit (see [`Queue::only_in_open_resync`]):
     /// the repository holds what it is being replaced with. The commit goes if it is left empty.
-    pub fn drop_from_open_resync(&mut self, path_key: u128) {
+    pub(crate) fn drop_from_open_resync(&mut self, path_key: u128) {
         let Some(commit) = self.commits.back_mut() else {
             return;
         };
@@ -314,22 +314,22 @@ impl Queue {
 
     /// Whether more is pending than one push carries ([`PushBounds`]): paths with an unpushed
     /// write, or pending bytes.
-    pub fn over_a_push(&self) -> bool {
+    pub(crate) fn over_a_push(&self) -> bool {
         self.latest.len() > self.bounds.part_writes_max || self.bytes > self.bounds.bytes_max
     }
 
     /// Pending commits (not in flight).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.commits.len()
     }
 
     /// Whether nothing is pending.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.commits.is_empty()
     }
 
     /// Pending sanitized bytes.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
@@ -337,7 +337,7 @@ impl Queue {
     /// once `max_commits` or [`BATCH_BYTES_MAX`] is reached, or more than a push is pending (or
     /// left by a push cut at its bounds), else `interval_ms` after the first became pending.
     /// `None` with nothing pending.
-    pub fn due_at_ms(&self, max_commits: u32, interval_ms: u64) -> Option<u64> {
+    pub(crate) fn due_at_ms(&self, max_commits: u32, interval_ms: u64) -> Option<u64> {
         if self.commits.is_empty() {
             return None;
         }
@@ -355,7 +355,7 @@ impl Queue {
     }
 
     /// Whether a batching trigger has fired: count, bytes or time.
-    pub fn due(&self, now_ms: u64, max_commits: u32, interval_ms: u64) -> bool {
+    pub(crate) fn due(&self, now_ms: u64, max_commits: u32, interval_ms: u64) -> bool {
         self.due_at_ms(max_commits, interval_ms)
             .is_some_and(|t| now_ms >= t)
     }
@@ -363,7 +363,7 @@ impl Queue {
     /// Moves the oldest pending commits in flight, as many as the [`PushBounds`] allow (at least
     /// one), and returns them; they stay "unpushed" for dedup until the push lands. What is left is
     /// due at once.
-    pub fn start_push(&mut self) -> &[PendingCommit] {
+    pub(crate) fn start_push(&mut self) -> &[PendingCommit] {
         assert!(self.in_flight.is_empty(), "one push in flight per branch");
         let mut take = 0;
         let mut taken_bytes = 0;
@@ -392,12 +392,12 @@ impl Queue {
     }
 
     /// The commits of the push in flight.
-    pub fn in_flight(&self) -> &[PendingCommit] {
+    pub(crate) fn in_flight(&self) -> &[PendingCommit] {
         &self.in_flight
     }
 
     /// The push in flight landed: its writes are no longer pending. Returns its commits.
-    pub fn push_landed(&mut self) -> Vec<PendingCommit> {
+    pub(crate) fn push_landed(&mut self) -> Vec<PendingCommit> {
         let done = std::mem::take(&mut self.in_flight);
         for c in &done {
             for w in &c.writes {
@@ -409,7 +409,7 @@ impl Queue {
 
     /// The push in flight did not land: its commits go back in front, in order; the time trigger
     /// restarts at `now_ms`.
-    pub fn push_failed(&mut self, now_ms: u64) {
+    pub(crate) fn push_failed(&mut self, now_ms: u64) {
         for c in std::mem::take(&mut self.in_flight).into_iter().rev() {
             self.bytes += c.writes.iter().map(write_bytes).sum::<usize>();
             self.commits.push_front(c);
@@ -444,7 +444,10 @@ impl Queue {
     /// that stays. So a relisted object's seed write that the repository already holds goes, while
     /// a later change of the same path stays (and the order of contents is never altered).
     /// Commits left without writes go too.
-    pub fn drop_redundant(&mut self, mut same_as_repo: impl FnMut(&PendingWrite) -> bool) -> usize {
+    pub(crate) fn drop_redundant(
+        &mut self,
+        mut same_as_repo: impl FnMut(&PendingWrite) -> bool,
+    ) -> usize {
         let mut dropped = 0;
         // Per path: the content of the last write kept (`Some(None)`: a delete); absent: the repo's.
         // Looked up only, never iterated: the commits' own order decides everything.
@@ -477,7 +480,7 @@ impl Queue {
     }
 
     /// Drops the pending writes for which `drop` holds (and commits left empty); returns how many.
-    pub fn drop_writes(&mut self, mut drop: impl FnMut(&PendingWrite) -> bool) -> usize {
+    pub(crate) fn drop_writes(&mut self, mut drop: impl FnMut(&PendingWrite) -> bool) -> usize {
         let mut dropped = 0;
         for c in &mut self.commits {
             c.writes.retain(|w| {
@@ -497,12 +500,12 @@ impl Queue {
     }
 
     /// Pending writes (not in flight), oldest first.
-    pub fn writes(&self) -> impl Iterator<Item = &PendingWrite> {
+    pub(crate) fn writes(&self) -> impl Iterator<Item = &PendingWrite> {
         self.commits.iter().flat_map(|c| c.writes.iter())
     }
 
     /// Commits removed or merged by coalescing so far.
-    pub fn coalesced_total(&self) -> u64 {
+    pub(crate) fn coalesced_total(&self) -> u64 {
         self.coalesced_total
     }
 
@@ -514,14 +517,15 @@ impl Queue {
         }
     }
 
+    #[cfg(test)]
     /// Coalescing passes run so far.
-    pub fn coalesce_passes(&self) -> u64 {
+    pub(crate) fn coalesce_passes(&self) -> u64 {
         self.coalesce_passes
     }
 
     /// Keeps only the newest pending write of each path; commits left empty are removed. If that is
     /// not enough, the older half of the commits is merged into one commit by the fallback identity.
-    pub fn coalesce(&mut self) {
+    pub(crate) fn coalesce(&mut self) {
         // Membership only, never iterated: the commits' order decides what stays.
         let mut seen: HashSet<u128, KeyHash> = HashSet::default();
         let before = self.commits.len();

@@ -19,7 +19,7 @@ pub(crate) const LEADING_KEYS: [&str; 3] = ["apiVersion", "kind", "metadata"];
 
 /// Writes the canonical bytes of `doc` (as sanitization marked it) into `out`, cleared first.
 /// `order` is scratch space for sorting keys, reused across calls.
-pub fn write_canonical(doc: &Doc, out: &mut Vec<u8>, order: &mut Vec<NodeId>) {
+pub(crate) fn write_canonical(doc: &Doc, out: &mut Vec<u8>, order: &mut Vec<NodeId>) {
     out.clear();
     order.clear();
     if doc.kind(Doc::ROOT) == Kind::Object {
@@ -29,8 +29,9 @@ pub fn write_canonical(doc: &Doc, out: &mut Vec<u8>, order: &mut Vec<NodeId>) {
     }
 }
 
+#[cfg(test)]
 /// The canonical bytes of JSON text, unsanitized.
-pub fn canonical_bytes(json: &[u8]) -> Result<Vec<u8>, JsonError> {
+pub(crate) fn canonical_bytes(json: &[u8]) -> Result<Vec<u8>, JsonError> {
     let doc = Doc::parse(json)?;
     let mut out = Vec::with_capacity(json.len());
     write_canonical(&doc, &mut out, &mut Vec::new());
@@ -56,7 +57,7 @@ pub struct Digester {
 }
 
 impl Digester {
-    /// Parses `json` and hands the tree to `f` (which may sanitize it and call [`DigestOut::finish`]);
+    /// Parses `json` and hands the tree to `f` (which may sanitize it and finish the digest);
     /// the buffers come back afterwards.
     pub fn with_doc<R>(
         &mut self,
@@ -105,7 +106,7 @@ impl DigestOut<'_> {
 }
 
 /// xxHash64 (seed 0) of canonical bytes: the content hash of correlation keys and dedup.
-pub fn content_hash(canonical: &[u8]) -> u64 {
+pub(crate) fn content_hash(canonical: &[u8]) -> u64 {
     xxh64(canonical, 0)
 }
 

@@ -38,7 +38,7 @@ mod reconfigure;
 use branch::{Branch, GitEffect, NextOp};
 use ingest::*;
 
-pub use branch::{Deadline, Reason};
+pub(crate) use branch::{Deadline, Reason};
 
 /// Largest sanitized object written, in canonical bytes; larger ones are refused and counted.
 pub const OBJECT_BYTES_MAX: usize = 2 * 1024 * 1024;

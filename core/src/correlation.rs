@@ -77,7 +77,7 @@ struct Node<K, V> {
 }
 
 /// A bounded FIFO-per-key store with LRU eviction and TTL, driven by the caller's clock.
-pub struct CorrelationStore<K, V> {
+pub(crate) struct CorrelationStore<K, V> {
     limits: CorrelationLimits,
     index: HashMap<K, NodeId, KeyHash>,
     nodes: SlotMap<NodeId, Node<K, V>>,
@@ -88,7 +88,7 @@ pub struct CorrelationStore<K, V> {
 
 impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
     /// An empty store with the given limits.
-    pub fn new(limits: CorrelationLimits) -> Self {
+    pub(crate) fn new(limits: CorrelationLimits) -> Self {
         assert!(
             limits.keys_max > 0 && limits.entries_per_key_max > 0,
             "limits must allow one entry"
@@ -107,7 +107,7 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
     }
 
     /// Appends `value` to `key`'s FIFO at `now_ms`.
-    pub fn put(&mut self, now_ms: u64, key: K, value: V) {
+    pub(crate) fn put(&mut self, now_ms: u64, key: K, value: V) {
         self.sweep(now_ms);
         self.counters.entries_total += 1;
         let entry = Entry {
@@ -145,7 +145,7 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
     }
 
     /// Removes and returns the oldest live entry of `key` for which `matches` holds.
-    pub fn take(&mut self, now_ms: u64, key: &K, matches: impl Fn(&V) -> bool) -> Option<V> {
+    pub(crate) fn take(&mut self, now_ms: u64, key: &K, matches: impl Fn(&V) -> bool) -> Option<V> {
         self.sweep(now_ms);
         let Some(&id) = self.index.get(key) else {
             self.counters.misses_total += 1;
@@ -175,7 +175,7 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
     }
 
     /// The live entries of `key`, oldest first, without removing them.
-    pub fn peek(&self, now_ms: u64, key: &K) -> impl Iterator<Item = &V> {
+    pub(crate) fn peek(&self, now_ms: u64, key: &K) -> impl Iterator<Item = &V> {
         let ttl_ms = self.limits.ttl_ms;
         self.index
             .get(key)
@@ -187,7 +187,7 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
     }
 
     /// Drops every key whose newest entry has expired at `now_ms`.
-    pub fn sweep(&mut self, now_ms: u64) {
+    pub(crate) fn sweep(&mut self, now_ms: u64) {
         while let Some(id) = self.oldest {
             if self.nodes[id].last_put_ms + self.limits.ttl_ms > now_ms {
                 break;
@@ -207,23 +207,23 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
     }
 
     /// When the next key expires, if any: the driver's timer for [`Self::sweep`].
-    pub fn next_expiry_ms(&self) -> Option<u64> {
+    pub(crate) fn next_expiry_ms(&self) -> Option<u64> {
         self.oldest
             .map(|id| self.nodes[id].last_put_ms + self.limits.ttl_ms)
     }
 
     /// Keys held (some may hold only expired entries until the next sweep).
-    pub fn keys(&self) -> usize {
+    pub(crate) fn keys(&self) -> usize {
         self.index.len()
     }
 
     /// Entries held, expired ones not yet dropped included.
-    pub fn entries(&self) -> usize {
+    pub(crate) fn entries(&self) -> usize {
         self.nodes.values().map(|n| n.entries.len()).sum()
     }
 
     /// The most entries any one key holds.
-    pub fn entries_per_key_most(&self) -> usize {
+    pub(crate) fn entries_per_key_most(&self) -> usize {
         self.nodes
             .values()
             .map(|n| n.entries.len())
@@ -232,13 +232,8 @@ impl<K: Hash + Eq + Clone, V> CorrelationStore<K, V> {
     }
 
     /// Activity counters.
-    pub fn counters(&self) -> CorrelationCounters {
+    pub(crate) fn counters(&self) -> CorrelationCounters {
         self.counters
-    }
-
-    /// The store's limits.
-    pub fn limits(&self) -> CorrelationLimits {
-        self.limits
     }
 
     fn drop_expired_front(&mut self, id: NodeId, now_ms: u64) {

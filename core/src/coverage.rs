@@ -11,7 +11,7 @@ use crate::rules::{selector_selects, RuleReach, Served};
 
 /// Why one entry selects nothing: a `Ready`-style reason and a message a user can act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EntryProblem {
+pub(crate) struct EntryProblem {
     /// `WrongScope`, `ResourceNotServed`, `VersionNotServed`, `NothingSelected` or `Forbidden`.
     pub reason: &'static str,
     /// What is wrong and what to change.
@@ -30,7 +30,7 @@ fn spelled(sel: &ResourceSelector) -> String {
 /// Why `sel`, in a rule of reach `reach`, selects no type the API server serves and lets the
 /// operator list; `None` when it selects one. `discovered` is the whole of discovery, `denied`
 /// the types whose list was refused, with the API server's message.
-pub fn entry_problem(
+pub(crate) fn entry_problem(
     sel: &ResourceSelector,
     reach: &RuleReach,
     discovered: &BTreeMap<Gvr, Served>,
@@ -116,7 +116,7 @@ pub fn entry_problem(
 /// `Ready=False`, `ConflictingVersions`, when `resources` select one type at two versions: one
 /// object would get a file per version. Explicit versions conflict whatever discovery says; a
 /// version wildcard stands for the version discovery prefers.
-pub fn conflicting_versions(
+pub(crate) fn conflicting_versions(
     resources: &[ResourceSelector],
     discovered: &BTreeMap<Gvr, Served>,
 ) -> Result<(), Condition> {
@@ -156,7 +156,7 @@ pub fn conflicting_versions(
 /// `ResourcesResolved`, false with the first problem's reason and every problem in its message.
 /// A rule whose entries partly work is `Ready=True` with `ResourcesResolved=False`.
 /// Each problem comes with where its entry is in the spec (`resources[1]`).
-pub fn rule_conditions(
+pub(crate) fn rule_conditions(
     problems: Option<&[(String, EntryProblem)]>,
     entries: usize,
     repo_problem: Option<Condition>,

@@ -15,7 +15,7 @@ pub const CONFLICTS_BEFORE_BACKOFF: u32 = 3;
 pub const OP_TRAILER: &str = "Reverser-Op";
 
 /// The delay before retry number `attempt` (1-based): doubling from [`BACKOFF_BASE_MS`], capped.
-pub fn backoff_ms(attempt: u32) -> u64 {
+pub(crate) fn backoff_ms(attempt: u32) -> u64 {
     let shift = attempt.saturating_sub(1).min(20);
     (BACKOFF_BASE_MS << shift).min(BACKOFF_MS_MAX)
 }
@@ -57,7 +57,7 @@ impl Identities {
 }
 
 /// The first line of a commit message.
-pub fn subject(kind: &CommitKind, writes: usize) -> String {
+pub(crate) fn subject(kind: &CommitKind, writes: usize) -> String {
     match kind {
         CommitKind::Event { op, identifier } => {
             let op = op.as_str();
@@ -95,14 +95,14 @@ fn message(kind: &CommitKind, writes: usize, op_tag: &str) -> String {
 
 /// A pending commit's writes in the order [`plan`] hands them over: by path, and in pending order
 /// for the same path (the executor's blob ids come back in this order).
-pub fn in_planned_order(writes: &[PendingWrite]) -> impl Iterator<Item = &PendingWrite> {
+pub(crate) fn in_planned_order(writes: &[PendingWrite]) -> impl Iterator<Item = &PendingWrite> {
     let mut order: Vec<&PendingWrite> = writes.iter().collect();
     order.sort_by(|a, b| a.path.cmp(&b.path));
     order.into_iter()
 }
 
 /// Turns pending commits into planned ones: authors, messages, files ordered by path.
-pub fn plan(
+pub(crate) fn plan(
     pending: &[PendingCommit],
     ids: &Identities,
     now_wall_ms: i64,

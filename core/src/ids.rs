@@ -145,7 +145,7 @@ pub enum PathError {
 }
 
 /// Checks one path segment: not empty, not `.`/`..`, no separators or control characters.
-pub fn validate_segment(what: &'static str, value: &str) -> Result<(), PathError> {
+pub(crate) fn validate_segment(what: &'static str, value: &str) -> Result<(), PathError> {
     if value.is_empty() {
         return Err(PathError::Empty { what });
     }
@@ -183,7 +183,7 @@ pub fn validate_segment(what: &'static str, value: &str) -> Result<(), PathError
 /// it: in any case; on NTFS also with trailing dots or spaces, or as its short name `git~1`; on
 /// HFS+ also with the characters it ignores. A commit holding one is refused by every push, and
 /// would jam its branch for every destination that shares it.
-pub fn is_git_dir(segment: &str) -> bool {
+pub(crate) fn is_git_dir(segment: &str) -> bool {
     const HFS_IGNORED: &[char] = &[
         '\u{200c}', '\u{200d}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}',
         '\u{202d}', '\u{202e}', '\u{206a}', '\u{206b}', '\u{206c}', '\u{206d}', '\u{206e}',
@@ -213,13 +213,13 @@ pub fn validate_base_folder(folder: &str) -> Result<(), PathError> {
 }
 
 /// Normalises a valid base folder: no trailing slash; empty means the repository root.
-pub fn normalize_base_folder(folder: &str) -> String {
+pub(crate) fn normalize_base_folder(folder: &str) -> String {
     folder.trim_end_matches('/').to_string()
 }
 
 /// One object's identity: its GVR, namespace (`None` when cluster-scoped) and name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResourceRef<'a> {
+pub(crate) struct ResourceRef<'a> {
     /// The object's GVR.
     pub gvr: &'a Gvr,
     /// Its namespace, `None` for cluster-scoped objects.
@@ -230,14 +230,14 @@ pub struct ResourceRef<'a> {
 
 impl ResourceRef<'_> {
     /// `{group}/{version}/{resource}/{namespace}/{name}`, empty group and namespace left out.
-    pub fn identifier(&self) -> String {
+    pub(crate) fn identifier(&self) -> String {
         let mut s = String::with_capacity(64);
         self.write_identifier(&mut s);
         s
     }
 
     /// Appends [`ResourceRef::identifier`] to `s`.
-    pub fn write_identifier(&self, s: &mut String) {
+    pub(crate) fn write_identifier(&self, s: &mut String) {
         self.gvr.write_prefix(s);
         if let Some(ns) = self.namespace {
             s.push('/');
@@ -248,7 +248,7 @@ impl ResourceRef<'_> {
     }
 
     /// Validates every segment that will become part of a path.
-    pub fn validate(&self) -> Result<(), PathError> {
+    pub(crate) fn validate(&self) -> Result<(), PathError> {
         if !self.gvr.group.is_empty() {
             validate_segment("group", &self.gvr.group)?;
         }
@@ -260,8 +260,9 @@ impl ResourceRef<'_> {
         validate_segment("name", self.name)
     }
 
+    #[cfg(test)]
     /// `{baseFolder}/{identifier}.yaml`; the caller validated the segments and normalised the folder.
-    pub fn path(&self, base_folder: &str) -> String {
+    pub(crate) fn path(&self, base_folder: &str) -> String {
         let mut identifier = String::with_capacity(96);
         self.write_identifier(&mut identifier);
         let mut p = String::new();
@@ -273,7 +274,7 @@ impl ResourceRef<'_> {
 /// Writes `{baseFolder}/{identifier}.yaml` into `out`, cleared first: the path of a resource's file
 /// (see [`ResourceRef::path`]). Built by pushes, not `format!`: every changing watch event builds
 /// one per destination.
-pub fn write_file_path(base_folder: &str, identifier: &str, out: &mut String) {
+pub(crate) fn write_file_path(base_folder: &str, identifier: &str, out: &mut String) {
     out.clear();
     if !base_folder.is_empty() {
         out.push_str(base_folder);
@@ -283,8 +284,9 @@ pub fn write_file_path(base_folder: &str, identifier: &str, out: &mut String) {
     out.push_str(".yaml");
 }
 
+#[cfg(test)]
 /// `{identifier}:{OPERATION}:{16 hex}` and, when the base resourceVersion is known, `@{baseRV}`.
-pub fn correlation_key(
+pub(crate) fn correlation_key(
     identifier: &str,
     op: Operation,
     content_hash: u64,
@@ -298,7 +300,7 @@ pub fn correlation_key(
 
 /// Splits a repository path under `base_folder` into the GVR prefix and object part it would have in
 /// the reverser's layout, if it could be one: `(segments after the folder)` without the `.yaml` suffix.
-pub fn layout_segments<'p>(base_folder: &str, path: &'p str) -> Option<Vec<&'p str>> {
+pub(crate) fn layout_segments<'p>(base_folder: &str, path: &'p str) -> Option<Vec<&'p str>> {
     let rest = if base_folder.is_empty() {
         path
     } else {

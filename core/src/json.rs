@@ -127,7 +127,7 @@ pub struct JsonError {
 pub const DEPTH_MAX: usize = 128;
 
 /// A node's index in its [`Doc`]; the root is 0.
-pub type NodeId = u32;
+pub(crate) type NodeId = u32;
 
 /// What a node holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

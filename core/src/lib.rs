@@ -23,11 +23,11 @@
 //! backwards), `wall_ms` only stamps commits.
 //!
 //! ```
-//! use gitops_reverser_core::core::{Core, CoreConfig};
+//! use gitops_reverser_core::{Core, CoreConfig};
 //! use gitops_reverser_core::config::NamespacedName;
-//! use gitops_reverser_core::ids::Gvr;
+//! use gitops_reverser_core::Gvr;
 //! use gitops_reverser_core::io::{blob_ids, GitOpKind, GitResult, Input, Output, WatchEvent};
-//! use gitops_reverser_core::time::Now;
+//! use gitops_reverser_core::Now;
 //! use serde_json::json;
 //!
 //! let mut core = Core::new(CoreConfig::default());
@@ -91,29 +91,44 @@ macro_rules! invariant_eq {
     };
 }
 
+// The contract and the configuration: what a driver and an operator's users speak.
 pub mod admission;
-pub(crate) mod attribution;
-pub mod batch;
-pub mod canonical;
 pub mod config;
-pub mod core;
-pub mod correlation;
-pub mod coverage;
 #[doc(hidden)]
 pub mod fuzz;
-pub mod gitplan;
-pub mod ids;
 pub mod io;
-pub mod json;
-pub(crate) mod live;
-pub(crate) mod namespaces;
-mod paths;
+pub mod limits;
 pub mod record;
 pub mod replay;
-pub(crate) mod rules;
-pub mod sanitize;
 #[cfg(feature = "schema")]
 pub mod schema;
-pub(crate) mod selector;
-pub mod time;
-pub mod yaml;
+
+// The pipeline's internals, reached through the re-exports below.
+mod attribution;
+mod batch;
+mod canonical;
+mod core;
+mod correlation;
+mod coverage;
+mod gitplan;
+mod ids;
+mod json;
+mod live;
+mod namespaces;
+mod paths;
+mod rules;
+mod sanitize;
+mod selector;
+mod time;
+mod yaml;
+
+pub use crate::core::{Core, CoreConfig, Counters};
+pub use batch::PushBounds;
+pub use canonical::{git_blob_id, sanitized_bytes, Digester};
+pub use correlation::CorrelationLimits;
+pub use gitplan::{Identities, OP_TRAILER};
+pub use ids::{validate_base_folder, Gvr, Operation};
+pub use json::{split_watch_line, RawObject};
+pub use sanitize::{SecretPolicy, TypeRules};
+pub use time::Now;
+pub use yaml::render_object;

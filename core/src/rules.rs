@@ -33,7 +33,7 @@ impl Destination {
 
 /// Which objects a compiled rule may see.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RuleReach {
+pub(crate) enum RuleReach {
     /// A WatchRule: namespaced objects of its own namespace only.
     OwnNamespace(String),
     /// A ClusterWatchRule entry with `scope: Cluster`.
@@ -45,7 +45,7 @@ pub enum RuleReach {
 impl RuleReach {
     /// Whether a rule of this reach can select objects of a type that is `namespaced` (or
     /// cluster-scoped).
-    pub fn reaches_scope(&self, namespaced: bool) -> bool {
+    pub(crate) fn reaches_scope(&self, namespaced: bool) -> bool {
         match self {
             RuleReach::ClusterScoped => !namespaced,
             RuleReach::OwnNamespace(_) | RuleReach::Namespaced(_) => namespaced,
@@ -70,7 +70,7 @@ pub(crate) struct CompiledRule {
 
 /// What discovery says of a served type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Served {
+pub(crate) struct Served {
     /// Whether its objects live in namespaces.
     pub namespaced: bool,
     /// Whether a version wildcard selects this version ([`crate::io::ApiResource::preferred`]).

@@ -12,7 +12,7 @@ use crate::json::{Doc, Kind, NodeId, REDACTED as REDACT, REMOVED};
 /// What happens to `v1` Secrets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SecretPolicy {
-    /// Keep the keys, replace every value with [`REDACTED`] (the default).
+    /// Keep the keys, replace every value with `<redacted>` (the default).
     #[default]
     Redact,
     /// Never write Secrets at all.
@@ -20,7 +20,7 @@ pub enum SecretPolicy {
 }
 
 /// The value written in place of every Secret value.
-pub const REDACTED: &str = "<redacted>";
+pub(crate) const REDACTED: &str = "<redacted>";
 
 /// `metadata` fields the server sets, always removed.
 const METADATA_REMOVED: [&str; 9] = [
@@ -127,7 +127,7 @@ impl TypeRules {
 
 /// Marks server-set noise removed and Secret values redacted; [`crate::canonical`] writes the
 /// result. Nothing is copied or freed.
-pub fn sanitize(doc: &mut Doc, rules: TypeRules) {
+pub(crate) fn sanitize(doc: &mut Doc, rules: TypeRules) {
     let root = Doc::ROOT;
     let [status, meta] = doc.lookup(root, ["status", "metadata"]);
     if let Some(status) = status {

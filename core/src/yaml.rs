@@ -11,9 +11,10 @@ use crate::json::{Doc, JsonError, Kind, NodeId, REDACTED};
 use crate::sanitize::TypeRules;
 use crate::sanitize::REDACTED as REDACTED_TEXT;
 
+#[cfg(test)]
 /// Renders canonical bytes (see [`crate::canonical`]) as a YAML document (no `---`), ending in a
 /// newline.
-pub fn render(canonical: &[u8]) -> Vec<u8> {
+pub(crate) fn render(canonical: &[u8]) -> Vec<u8> {
     let doc = Doc::parse(canonical).expect("canonical bytes are JSON the core wrote");
     render_doc(&doc)
 }
@@ -28,14 +29,14 @@ pub fn render_object(json: &[u8], rules: TypeRules) -> Result<Vec<u8>, JsonError
 
 /// Renders a parsed document as sanitization marked it, keys in canonical order: the same YAML
 /// whether the document is an object's JSON text or its canonical bytes.
-pub fn render_doc(doc: &Doc) -> Vec<u8> {
+pub(crate) fn render_doc(doc: &Doc) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     render_into(doc, &mut Vec::new(), &mut out);
     out
 }
 
 /// [`render_doc`] into `out` (cleared first), with `order` as reused scratch space.
-pub fn render_into(doc: &Doc, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
+pub(crate) fn render_into(doc: &Doc, order: &mut Vec<NodeId>, out: &mut Vec<u8>) {
     out.clear();
     order.clear();
     let root = Doc::ROOT;

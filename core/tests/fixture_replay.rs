@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use gitops_reverser_core::admission::parse_review;
 use gitops_reverser_core::io::{Input, WatchEvent};
-use gitops_reverser_core::json::{split_watch_line, RawObject};
+use gitops_reverser_core::{split_watch_line, RawObject};
 
 const ADMISSION: &str = include_str!("fixtures/kube-apiserver-1.20/admission.jsonl");
 const WATCH_CM: &str = include_str!("fixtures/kube-apiserver-1.20/watch-configmaps.jsonl");
@@ -127,8 +127,8 @@ fn recorded_history_yields_exactly_the_five_real_changes_with_their_authors() {
 
 #[test]
 fn admission_and_watch_shapes_of_one_object_have_identical_canonical_bytes() {
-    use gitops_reverser_core::canonical::sanitized_bytes;
-    use gitops_reverser_core::sanitize::TypeRules;
+    use gitops_reverser_core::sanitized_bytes;
+    use gitops_reverser_core::TypeRules;
     let reqs: Vec<_> = ADMISSION
         .lines()
         .map(|l| parse_review(l.as_bytes()).unwrap())

@@ -6,11 +6,11 @@ mod common;
 use common::{gvr, repo_name, Harness};
 use gitops_reverser_core::admission::AdmissionRequest;
 use gitops_reverser_core::config::NamespacedName;
-use gitops_reverser_core::core::CoreConfig;
-use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::{GitOpKind, Input, Output, WatchEvent};
-use gitops_reverser_core::json::RawObject;
-use gitops_reverser_core::sanitize::SecretPolicy;
+use gitops_reverser_core::CoreConfig;
+use gitops_reverser_core::Operation;
+use gitops_reverser_core::RawObject;
+use gitops_reverser_core::SecretPolicy;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -250,7 +250,7 @@ fn relist_race(listing_after_relist_began: bool) {
     // A restart. The ConfigMaps are listed before the namespaces: no object is in a `prod`
     // namespace yet as far as the new core knows. The namespaces' list changes that and asks for
     // a relist of the ConfigMaps; the folder must wait for it before looking for orphans.
-    h.core = gitops_reverser_core::core::Core::new(Default::default());
+    h.core = gitops_reverser_core::Core::new(Default::default());
     h.outputs.clear();
     for i in prod_rule_inputs() {
         h.input(i);
@@ -985,7 +985,7 @@ fn a_delete_that_began_in_a_gap_joins_on_content_alone() {
     );
 }
 
-fn widgets() -> gitops_reverser_core::ids::Gvr {
+fn widgets() -> gitops_reverser_core::Gvr {
     gvr("example.com", "v1", "widgets")
 }
 

@@ -7,8 +7,8 @@ use gitops_reverser_core::config::{
     ClusterWatchRuleSpec, CrRef, NamespacedName, WatchRuleSpec, CLUSTER_RULE_ENTRIES_MAX,
     RESOURCES_PER_RULE_MAX,
 };
-use gitops_reverser_core::core::UNSERVED_TYPES_MAX;
 use gitops_reverser_core::io::{ApiResource, Input};
+use gitops_reverser_core::limits::UNSERVED_TYPES_MAX;
 use serde_json::json;
 
 fn discovery() -> Input {
@@ -94,7 +94,7 @@ fn a_rule_over_the_resource_entry_limit_says_so_and_watches_nothing() {
 
 #[test]
 fn a_cluster_rule_may_write_only_through_a_gitrepoconfig_in_a_trusted_namespace() {
-    let config = gitops_reverser_core::core::CoreConfig {
+    let config = gitops_reverser_core::CoreConfig {
         trusted_namespaces: Some(["ops".to_string()].into()),
         ..Default::default()
     };

@@ -5,10 +5,10 @@ mod common;
 use common::*;
 use gitops_reverser_core::admission::AdmissionRequest;
 use gitops_reverser_core::config::{CrRef, NamespacedName, WatchRuleSpec};
-use gitops_reverser_core::gitplan::BACKOFF_BASE_MS;
-use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::{GitOpKind, GitResult, Input, Output, WatchEvent};
-use gitops_reverser_core::json::RawObject;
+use gitops_reverser_core::limits::BACKOFF_BASE_MS;
+use gitops_reverser_core::Operation;
+use gitops_reverser_core::RawObject;
 use serde_json::{json, Value};
 
 fn cm(name: &str, value: &str, rv: u64) -> Value {
@@ -937,7 +937,7 @@ fn a_delete_its_rule_leaves_out_keeps_the_file_until_a_resync() {
 /// is not written; its delete still removes a file written when it was smaller.
 #[test]
 fn an_oversized_object_is_refused_and_its_delete_still_goes() {
-    use gitops_reverser_core::core::OBJECT_BYTES_MAX;
+    use gitops_reverser_core::limits::OBJECT_BYTES_MAX;
     let mut h = seeded();
     h.input(apply(cm("a", "1", 10)));
     h.flush_and_push();
@@ -1008,9 +1008,9 @@ fn the_branches_to_keep_clones_of_follow_the_repository_url_and_go_with_the_conf
 }
 
 /// Bounds small enough that a listing of ten objects goes out in several parts.
-fn small_parts() -> gitops_reverser_core::core::CoreConfig {
-    gitops_reverser_core::core::CoreConfig {
-        push_bounds: gitops_reverser_core::batch::PushBounds {
+fn small_parts() -> gitops_reverser_core::CoreConfig {
+    gitops_reverser_core::CoreConfig {
+        push_bounds: gitops_reverser_core::PushBounds {
             commits_max: 2,
             bytes_max: 1 << 20,
             part_writes_max: 3,

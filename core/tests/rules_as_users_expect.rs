@@ -6,9 +6,9 @@ mod common;
 
 use common::{gvr, repo_name, Harness};
 use gitops_reverser_core::config::{ClusterWatchRuleSpec, Condition, CrRef, NamespacedName};
-use gitops_reverser_core::ids::Gvr;
 use gitops_reverser_core::io::{ApiResource, CredentialsVerdict, Input, Output, WatchEvent};
-use gitops_reverser_core::json::RawObject;
+use gitops_reverser_core::Gvr;
+use gitops_reverser_core::RawObject;
 use serde_json::json;
 
 fn hpa_gvr(version: &str) -> Gvr {

@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gitops_reverser_core::config::NamespacedName;
-use gitops_reverser_core::core::{Core, CoreConfig};
-use gitops_reverser_core::ids::Gvr;
 use gitops_reverser_core::io::{blob_ids, GitOpKind, GitResult, Input, Output, WatchEvent};
-use gitops_reverser_core::json::RawObject;
-use gitops_reverser_core::time::Now;
+use gitops_reverser_core::Gvr;
+use gitops_reverser_core::Now;
+use gitops_reverser_core::RawObject;
+use gitops_reverser_core::{Core, CoreConfig};
 use gitops_reverser_runtime::kube::stream::{
     self, split_line, StreamError, StreamObserver, StreamSpec,
 };

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gitops_reverser_core::config::NamespacedName;
-use gitops_reverser_core::core::{Core, CoreConfig};
-use gitops_reverser_core::ids::Gvr;
 use gitops_reverser_core::io::{GitResult, Input, Output, WatchEvent};
-use gitops_reverser_core::time::Now;
+use gitops_reverser_core::Gvr;
+use gitops_reverser_core::Now;
+use gitops_reverser_core::{Core, CoreConfig};
 use gitops_reverser_runtime::git::{execute, Workspace};
 use gitops_reverser_runtime::kube::stream::{self, StreamError, StreamObserver, StreamSpec};
 use gitops_reverser_runtime::msg::Msg;

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use gitops_reverser_core::admission::AdmissionRequest;
 use gitops_reverser_core::config::{Condition, CrRef};
-use gitops_reverser_core::core::Core;
-use gitops_reverser_core::ids::Gvr;
 use gitops_reverser_core::io::{GitOpKind, GitResult, Input, Output, WatchEvent};
-use gitops_reverser_core::time::Now;
+use gitops_reverser_core::Core;
+use gitops_reverser_core::Gvr;
+use gitops_reverser_core::Now;
 use tokio::sync::{mpsc, watch};
 
 use crate::crd::CrKind;

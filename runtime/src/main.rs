@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gitops_reverser_core::config::parse_duration_ms;
-use gitops_reverser_core::core::CoreConfig;
-use gitops_reverser_core::correlation::CorrelationLimits;
 use gitops_reverser_core::io::Identity;
-use gitops_reverser_core::sanitize::SecretPolicy;
+use gitops_reverser_core::CoreConfig;
+use gitops_reverser_core::CorrelationLimits;
+use gitops_reverser_core::SecretPolicy;
 use gitops_reverser_runtime::certs::Policy;
 use gitops_reverser_runtime::crd;
 use gitops_reverser_runtime::kube::webhook_config::{CertSettings, Settings};

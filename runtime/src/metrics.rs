@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use gitops_reverser_core::core::Core;
+use gitops_reverser_core::Core;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -326,7 +326,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gitops_reverser_core::core::CoreConfig;
+    use gitops_reverser_core::CoreConfig;
 
     #[test]
     fn the_reference_names_are_exposed_with_their_prefix() {

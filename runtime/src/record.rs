@@ -6,10 +6,10 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use gitops_reverser_core::core::CoreConfig;
 use gitops_reverser_core::io::Input;
 use gitops_reverser_core::record;
-use gitops_reverser_core::time::Now;
+use gitops_reverser_core::CoreConfig;
+use gitops_reverser_core::Now;
 
 /// An open recording.
 pub(crate) struct Recorder {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use gitops_reverser_core::core::{Core, CoreConfig};
 use gitops_reverser_core::io::{Input, WatchEvent};
+use gitops_reverser_core::{Core, CoreConfig};
 use kube::Client;
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -76,7 +76,7 @@ struct Observer {
     /// Where a refused list is reported to the core.
     tx: mpsc::Sender<Msg>,
     /// Types whose last list was refused (403), so that each change is reported once.
-    denied: std::sync::Mutex<std::collections::BTreeSet<gitops_reverser_core::ids::Gvr>>,
+    denied: std::sync::Mutex<std::collections::BTreeSet<gitops_reverser_core::Gvr>>,
 }
 
 /// The `stream` label of a stream's series. A credentials stream's own label names a Secret a

@@ -78,14 +78,14 @@ fn the_base_folder_pattern_refuses_only_what_the_core_refuses() {
     ] {
         assert!(re.is_match(ok), "pattern refuses {ok:?}");
         assert!(
-            gitops_reverser_core::ids::validate_base_folder(ok).is_ok(),
+            gitops_reverser_core::validate_base_folder(ok).is_ok(),
             "core refuses {ok:?}"
         );
     }
     for bad in ["/abs", "a//b", "a/../b", "..", ".", "./a", "a/."] {
         assert!(!re.is_match(bad), "pattern accepts {bad:?}");
         assert!(
-            gitops_reverser_core::ids::validate_base_folder(bad).is_err(),
+            gitops_reverser_core::validate_base_folder(bad).is_err(),
             "core accepts {bad:?}"
         );
     }

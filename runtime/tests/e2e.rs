@@ -170,8 +170,8 @@ fn each_commit_is_authored_by_the_user_who_made_the_change() {
 
 /// `author|subject` of every commit a recording's replay pushes.
 fn replayed_commits(recording: &Path) -> Vec<String> {
-    use gitops_reverser_core::core::Core;
     use gitops_reverser_core::io::{GitOpKind, Output};
+    use gitops_reverser_core::Core;
     let text = std::fs::read_to_string(recording).unwrap();
     let rec = gitops_reverser_core::record::read(&text).unwrap();
     assert!(rec.bad_lines.is_empty(), "{:?}", rec.bad_lines);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use gitops_reverser_core::canonical::git_blob_id;
+use gitops_reverser_core::git_blob_id;
 use gitops_reverser_core::io::{GitOpKind, GitResult, PlannedCommit};
 use gitops_reverser_runtime::git::{execute, Credentials, GitExecutor, Workspace};
 use support::*;
@@ -879,8 +879,8 @@ async fn git_ops_leave_the_async_thread_free() {
 #[test]
 fn a_push_renders_each_object_and_reports_the_blob_ids_a_listing_then_shows() {
     use gitops_reverser_core::io::FileBody;
-    use gitops_reverser_core::json::RawObject;
-    use gitops_reverser_core::sanitize::TypeRules;
+    use gitops_reverser_core::RawObject;
+    use gitops_reverser_core::TypeRules;
     let (_dir, bare, _d, ws, url) = file_remote();
     // As the watch delivers them: server-set fields and a Secret's values that must never land.
     let configmap = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"app","namespace":"team-a","resourceVersion":"7","uid":"u1","managedFields":[{"manager":"kubectl"}]},"data":{"k":"v"}}"#;
@@ -902,8 +902,7 @@ fn a_push_renders_each_object_and_reports_the_blob_ids_a_listing_then_shows() {
         GitResult::Pushed { head, blobs } => (head, blobs),
         other => panic!("expected Pushed, got {other:?}"),
     };
-    let rendered =
-        |json: &[u8], rules| gitops_reverser_core::yaml::render_object(json, rules).unwrap();
+    let rendered = |json: &[u8], rules| gitops_reverser_core::render_object(json, rules).unwrap();
     let app = git(
         &bare,
         &["show", &format!("{head}:v1/configmaps/team-a/app.yaml")],

@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use gitops_reverser_core::ids::{Gvr, Operation, ResourceRef};
 use gitops_reverser_core::io::ApiResource;
-use gitops_reverser_core::sanitize::TypeRules;
-use gitops_reverser_core::yaml;
+use gitops_reverser_core::TypeRules;
+use gitops_reverser_core::{Gvr, Operation};
 use serde_json::{json, Map, Value};
 
 /// One resource type the modelled API server serves.
@@ -253,14 +252,19 @@ impl Cluster {
         }
     }
 
-    /// The identifier of an object key.
+    /// The identifier of an object key: `{group}/{version}/{resource}/{namespace}/{name}`, an
+    /// empty group and namespace left out. Written here from the path format, not taken from the
+    /// core, so that the checkers that compare paths do not agree with the core by construction.
     pub fn identifier(&self, key: &ObjKey) -> String {
-        ResourceRef {
-            gvr: &self.kinds[key.0].gvr,
-            namespace: key.1.as_deref(),
-            name: &key.2,
+        let gvr = &self.kinds[key.0].gvr;
+        let mut segments: Vec<&str> = Vec::with_capacity(5);
+        if !gvr.group.is_empty() {
+            segments.push(&gvr.group);
         }
-        .identifier()
+        segments.extend([gvr.version.as_str(), gvr.resource.as_str()]);
+        segments.extend(key.1.as_deref());
+        segments.push(&key.2);
+        segments.join("/")
     }
 
     fn next_rv(&mut self) -> String {
@@ -416,5 +420,6 @@ pub fn meta_mut(body: &mut Value) -> &mut Map<String, Value> {
 /// The file GitOps Reverser should write for a server object of type `gvr`.
 pub fn file_of(gvr: &Gvr, body: &Value) -> Vec<u8> {
     let json = serde_json::to_vec(body).expect("a Value serializes");
-    yaml::render_object(&json, TypeRules::of(gvr)).expect("a serialized Value is JSON")
+    gitops_reverser_core::render_object(&json, TypeRules::of(gvr))
+        .expect("a serialized Value is JSON")
 }

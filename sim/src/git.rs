@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use gitops_reverser_core::canonical::git_blob_id;
-use gitops_reverser_core::gitplan::OP_TRAILER;
+use gitops_reverser_core::git_blob_id;
 use gitops_reverser_core::io::{CommitId, Identity, PlannedCommit};
+use gitops_reverser_core::OP_TRAILER;
 
 /// A tree: path → bytes.
 pub type Tree = BTreeMap<String, Arc<[u8]>>;

@@ -2,7 +2,7 @@
 //!
 //! One `u64` seed drives a modelled cluster, API server (webhook and watch streams), git remotes
 //! and clock, with faults switched on per seed (swarm testing), around the real
-//! [`gitops_reverser_core::core::Core`]. A run has a safety phase (workload and faults) and a
+//! [`gitops_reverser_core::Core`]. A run has a safety phase (workload and faults) and a
 //! liveness phase (faults healed, workload stopped, every stream relisted, run to quiescence);
 //! checkers watch every commit and the final state. The same seed always gives the same run.
 

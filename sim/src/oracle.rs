@@ -19,7 +19,7 @@
 //! - maps that a removal left empty go; a core Secret's `data`/`stringData` values become
 //!   `<redacted>`.
 
-use gitops_reverser_core::ids::Gvr;
+use gitops_reverser_core::Gvr;
 use serde_json::{Map, Value};
 
 const METADATA: [&str; 9] = [

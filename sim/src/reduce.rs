@@ -21,10 +21,10 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use gitops_reverser_core::core::CoreConfig;
 use gitops_reverser_core::io::{FileBody, Input, PlannedCommit, WatchEvent};
 use gitops_reverser_core::record::{Entry, Recording, Restart};
 use gitops_reverser_core::replay::replay;
+use gitops_reverser_core::CoreConfig;
 
 use crate::checks::attribution::AttributionCheck;
 use crate::cluster::WriteRecord;

@@ -11,15 +11,15 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use gitops_reverser_core::admission::AdmissionRequest;
-use gitops_reverser_core::batch::PushBounds;
 use gitops_reverser_core::config::{ClusterWatchRuleSpec, NamespacedName, WatchRuleSpec};
-use gitops_reverser_core::core::{Core, CoreConfig};
-use gitops_reverser_core::correlation::TTL_MS;
-use gitops_reverser_core::ids::{Gvr, Operation};
 use gitops_reverser_core::io::{blob_ids, GitOp, GitOpKind, GitResult, Input, Output, WatchEvent};
+use gitops_reverser_core::limits::CORRELATION_TTL_MS;
 use gitops_reverser_core::record::{Entry, Header, Recording, Restart};
-use gitops_reverser_core::sanitize::SecretPolicy;
-use gitops_reverser_core::time::Now;
+use gitops_reverser_core::Now;
+use gitops_reverser_core::PushBounds;
+use gitops_reverser_core::SecretPolicy;
+use gitops_reverser_core::{Core, CoreConfig};
+use gitops_reverser_core::{Gvr, Operation};
 use serde_json::{json, Value};
 
 use crate::cluster::{api_resources, Cluster, ObjKey};
@@ -78,7 +78,12 @@ pub struct Script {
 impl Script {
     /// A fresh cluster (namespaces `team-a` env=prod and `team-b` env=dev) and a fresh core.
     pub fn new() -> Self {
-        let config = core_config(0, SecretPolicy::Redact, PushBounds::default(), TTL_MS);
+        let config = core_config(
+            0,
+            SecretPolicy::Redact,
+            PushBounds::default(),
+            CORRELATION_TTL_MS,
+        );
         let mut s = Self {
             now: 0,
             core: Core::new(config.clone()),

@@ -3,8 +3,8 @@
 use gitops_reverser_core::config::{
     ClusterWatchRuleSpec, GitRepoConfigSpec, NamespacedName, WatchRuleSpec,
 };
-use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::Input;
+use gitops_reverser_core::Operation;
 use serde_json::{json, Value};
 
 use crate::cluster::{Destination, Kind};

@@ -1,7 +1,7 @@
 //! Shrinking on recorded inputs keeps the failure and drops what it does not need.
 
-use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::replay::replay;
+use gitops_reverser_core::Operation;
 use gitops_reverser_sim::cluster::WriteRecord;
 use gitops_reverser_sim::reduce::{reduce, replay_violations, reproduces, signature, Truth};
 use gitops_reverser_sim::scenarios;

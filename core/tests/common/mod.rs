@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gitops_reverser_core::config::{GitRepoConfigSpec, NamespacedName, WatchRuleSpec};
-use gitops_reverser_core::core::{Core, CoreConfig};
-use gitops_reverser_core::ids::Gvr;
 use gitops_reverser_core::io::{
     GitOp, GitOpKind, GitResult, Input, Output, PlannedCommit, WatchEvent,
 };
-use gitops_reverser_core::time::Now;
+use gitops_reverser_core::Gvr;
+use gitops_reverser_core::Now;
+use gitops_reverser_core::{Core, CoreConfig};
 
 pub fn gvr(g: &str, v: &str, r: &str) -> Gvr {
     Gvr::new(g, v, r)
@@ -161,7 +161,7 @@ impl Harness {
                     .files
                     .iter()
                     .filter(|(p, _)| folder.is_empty() || p.starts_with(&format!("{folder}/")))
-                    .map(|(p, b)| (p.clone(), gitops_reverser_core::canonical::git_blob_id(b)))
+                    .map(|(p, b)| (p.clone(), gitops_reverser_core::git_blob_id(b)))
                     .collect(),
             },
             GitOpKind::Push {

@@ -603,7 +603,7 @@ impl<'c> Clone<'c> {
 
     /// Whether a commit after `since` up to `head` carries `Reverser-Op: {tag}`.
     fn has_trailer(&self, head: Oid, since: Option<Oid>, tag: &str) -> Result<bool, git2::Error> {
-        let line = format!("{}: {tag}", gitops_reverser_core::gitplan::OP_TRAILER);
+        let line = format!("{}: {tag}", gitops_reverser_core::OP_TRAILER);
         let mut walk = self.repo.revwalk()?;
         walk.push(head)?;
         if let Some(s) = since {

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use gitops_reverser_core::ids::Gvr;
 use gitops_reverser_core::io::ApiResource;
+use gitops_reverser_core::Gvr;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kube::Client;
 

@@ -12,7 +12,7 @@
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use gitops_reverser_core::io::WatchEvent;
-use gitops_reverser_core::json::RawObject;
+use gitops_reverser_core::RawObject;
 use http_body_util::BodyExt;
 use kube::core::params::{ListParams, WatchParams};
 use kube::core::Request;
@@ -47,7 +47,7 @@ pub struct StreamSpec {
     /// then means it is not installed, which the log and `/readyz` say in those words.
     pub crd: Option<String>,
     /// The watched type, for the streams the core asked for: a 403 is then reported to it.
-    pub gvr: Option<gitops_reverser_core::ids::Gvr>,
+    pub gvr: Option<gitops_reverser_core::Gvr>,
 }
 
 /// Why one list or watch request ended.

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use gitops_reverser_core::ids::Gvr;
 use gitops_reverser_core::io::{Input, WatchEvent};
+use gitops_reverser_core::Gvr;
 use kube::Client;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;

@@ -17,8 +17,8 @@
 
 use std::collections::BTreeMap;
 
-use gitops_reverser_core::ids::Operation;
 use gitops_reverser_core::io::PlannedCommit;
+use gitops_reverser_core::Operation;
 
 use crate::checks::{event_subject, identifier_of, Checker, Landed, Scene};
 use crate::cluster::WriteRecord;

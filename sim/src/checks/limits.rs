@@ -5,8 +5,8 @@
 //! whose constants drifted would otherwise pass against itself. A test checks the core's
 //! constants equal them.
 
-use gitops_reverser_core::batch::{PENDING_BYTES_MAX, PENDING_COMMITS_MAX};
-use gitops_reverser_core::core::Core;
+use gitops_reverser_core::limits::{PENDING_BYTES_MAX, PENDING_COMMITS_MAX};
+use gitops_reverser_core::Core;
 
 use crate::checks::{Checker, Event};
 use crate::topology::Topology;
@@ -66,7 +66,10 @@ impl Checker for Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gitops_reverser_core::correlation::{ENTRIES_PER_KEY_MAX, KEYS_MAX, TTL_MS};
+    use gitops_reverser_core::limits::{
+        CORRELATION_ENTRIES_PER_KEY_MAX as ENTRIES_PER_KEY_MAX, CORRELATION_KEYS_MAX as KEYS_MAX,
+        CORRELATION_TTL_MS as TTL_MS,
+    };
 
     #[test]
     fn the_cores_correlation_limits_are_the_specifications() {

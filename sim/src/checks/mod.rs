@@ -3,10 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use gitops_reverser_core::core::Core;
-use gitops_reverser_core::ids::Gvr;
 use gitops_reverser_core::io::PlannedCommit;
-use gitops_reverser_core::sanitize::SecretPolicy;
+use gitops_reverser_core::Core;
+use gitops_reverser_core::Gvr;
+use gitops_reverser_core::SecretPolicy;
 use serde_json::Value;
 
 use crate::cluster::Cluster;

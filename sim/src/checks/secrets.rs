@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use base64::Engine as _;
-use gitops_reverser_core::sanitize::SecretPolicy;
+use gitops_reverser_core::SecretPolicy;
 use serde_json::Value;
 
 use crate::checks::{Checker, Event, Landed, Scene};

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use gitops_reverser_core::ids::Gvr;
+use gitops_reverser_core::Gvr;
 
 use crate::checks::{Checker, End};
 use crate::cluster::Kind;

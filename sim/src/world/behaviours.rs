@@ -2,9 +2,9 @@
 //! fault: every way is correct, and the core must not care. All are drawn here, in one place and
 //! in a fixed order (a new one is drawn last, so that earlier seeds keep their histories).
 
-use gitops_reverser_core::batch::PushBounds;
-use gitops_reverser_core::correlation::TTL_MS;
-use gitops_reverser_core::sanitize::SecretPolicy;
+use gitops_reverser_core::limits::CORRELATION_TTL_MS;
+use gitops_reverser_core::PushBounds;
+use gitops_reverser_core::SecretPolicy;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -105,7 +105,7 @@ impl Behaviours {
         let correlation_ttl_ms = if rng.gen_bool(0.5) {
             rng.gen_range(5_000..=300_000)
         } else {
-            TTL_MS
+            CORRELATION_TTL_MS
         };
         Self {
             max_commits,
@@ -136,7 +136,7 @@ impl Behaviours {
             .crd_upgrade
             .map_or(String::new(), |u| format!("-upgraded-at-{u}"));
         let ttl = match self.correlation_ttl_ms {
-            TTL_MS => String::new(),
+            CORRELATION_TTL_MS => String::new(),
             ms => format!(" correlation-ttl={ms}ms"),
         };
         let b = self.push_bounds;

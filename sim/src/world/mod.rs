@@ -5,19 +5,20 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use gitops_reverser_core::admission::AdmissionRequest;
-use gitops_reverser_core::batch::PushBounds;
 use gitops_reverser_core::config::NamespacedName;
-use gitops_reverser_core::core::{Core, CoreConfig};
-use gitops_reverser_core::correlation::{CorrelationLimits, TTL_MS as CORRELATION_TTL_MS_DEFAULT};
-use gitops_reverser_core::gitplan::Identities;
-use gitops_reverser_core::ids::{Gvr, Operation};
 use gitops_reverser_core::io::{
     blob_ids, CommitId, GitOp, GitOpKind, GitResult, Identity, Input, Output, WatchEvent,
 };
-use gitops_reverser_core::json::RawObject;
+use gitops_reverser_core::limits::CORRELATION_TTL_MS as CORRELATION_TTL_MS_DEFAULT;
 use gitops_reverser_core::record::{Entry, Header, Recording, Restart};
-use gitops_reverser_core::sanitize::SecretPolicy;
-use gitops_reverser_core::time::Now;
+use gitops_reverser_core::CorrelationLimits;
+use gitops_reverser_core::Identities;
+use gitops_reverser_core::Now;
+use gitops_reverser_core::PushBounds;
+use gitops_reverser_core::RawObject;
+use gitops_reverser_core::SecretPolicy;
+use gitops_reverser_core::{Core, CoreConfig};
+use gitops_reverser_core::{Gvr, Operation};
 use rand::Rng;
 use serde_json::{json, Value};
 use xxhash_rust::xxh3::Xxh3;

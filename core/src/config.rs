@@ -11,9 +11,9 @@ use crate::selector::{LabelSelector, Selector};
 /// Fixed byte trigger of a batch: flush once this much sanitized content is pending.
 pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
 /// Default `push.maxCommits`.
-pub const MAX_COMMITS_DEFAULT: u32 = 20;
+pub const BATCH_COMMITS_DEFAULT: u32 = 20;
 /// Largest `push.maxCommits` accepted.
-pub const MAX_COMMITS_LIMIT: u32 = 1000;
+pub const BATCH_COMMITS_MAX: u32 = 1000;
 /// Default `push.interval`, in milliseconds.
 pub const PUSH_INTERVAL_DEFAULT_MS: u64 = 60_000;
 /// Shortest `push.interval` accepted, in milliseconds.
@@ -343,11 +343,11 @@ pub fn validate_repo(
             }
         },
     };
-    let max_commits = push.max_commits.unwrap_or(MAX_COMMITS_DEFAULT);
-    if !(1..=MAX_COMMITS_LIMIT).contains(&max_commits) {
+    let max_commits = push.max_commits.unwrap_or(BATCH_COMMITS_DEFAULT);
+    if !(1..=BATCH_COMMITS_MAX).contains(&max_commits) {
         return Err(Condition::not_ready(
             "InvalidMaxCommits",
-            format!("spec.push.maxCommits {max_commits} must be between 1 and {MAX_COMMITS_LIMIT}"),
+            format!("spec.push.maxCommits {max_commits} must be between 1 and {BATCH_COMMITS_MAX}"),
         ));
     }
     Ok(RepoSettings {

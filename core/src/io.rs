@@ -1,5 +1,7 @@
 //! The core's contract: what goes in ([`Input`]) and what comes out ([`Output`]).
 
+mod hex;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -264,7 +266,7 @@ pub enum GitResult {
         /// The branch head, `None` if the branch does not exist.
         head: Option<CommitId>,
         /// Paths (from the repository root) and blob ids.
-        #[serde(with = "crate::record::hex_entries")]
+        #[serde(with = "hex::hex_entries")]
         entries: Vec<(String, [u8; 20])>,
     },
     /// The push landed; the branch head is now `head`.
@@ -275,7 +277,7 @@ pub enum GitResult {
         /// gave them (`None` for deletes). The executor renders and hashes the files; the core
         /// keeps the ids to recognise its own files in later listings. Missing or short lists are
         /// made up for by rendering in the core.
-        #[serde(with = "crate::record::hex_blobs")]
+        #[serde(with = "hex::hex_blobs")]
         blobs: Blobs,
     },
     /// The remote head was not the expected one; nothing was pushed.

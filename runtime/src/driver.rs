@@ -57,6 +57,9 @@ pub(crate) struct Driver {
     pub recorder: Option<Recorder>,
     /// How long a shutdown waits for pending pushes.
     pub shutdown_timeout: Duration,
+    /// With an election: whether this replica still leads. Checked before every output, so a
+    /// deposed leader writes nothing (no git op, no status) in the moment before its term ends.
+    pub fence: Option<Arc<crate::lease::Fence>>,
 }
 
 /// What the loop waits on.
@@ -290,9 +293,22 @@ impl Driver {
                     let repo = op.repo.clone();
                     let push = matches!(op.kind, GitOpKind::Push { .. });
                     let op_id = op.op_id;
+                    let fence = self.fence.clone();
                     tokio::spawn(async move {
                         let started = Instant::now();
-                        let result = git.run(op, creds).await;
+                        // Checked when the op starts: a leader that has not renewed within its
+                        // deadline writes nothing. The op fails as a retryable one, so the core
+                        // tries again once the Lease is renewed, or the term ends first.
+                        let result = if fence.as_ref().is_some_and(|f| !f.holds()) {
+                            tracing::warn!(op = op_id, "the Lease is not renewed: git op not run");
+                            GitResult::Failed {
+                                retryable: true,
+                                reason: "this replica has not renewed the leader Lease within its deadline".into(),
+                                cause: "NotLeader".into(),
+                            }
+                        } else {
+                            git.run(op, creds).await
+                        };
                         let done = GitDone {
                             op_id,
                             result,
@@ -334,7 +350,15 @@ impl Driver {
         }
     }
 
+    /// Whether this replica may write: always without an election, else while it leads.
+    fn holds(&self) -> bool {
+        self.fence.as_ref().is_none_or(|f| f.holds())
+    }
+
     fn send_status(&self, pending: &mut BTreeMap<CrRef, Vec<Condition>>) {
+        if !self.holds() {
+            return;
+        }
         while let Some((cr, conditions)) = pending.pop_first() {
             if let Err(e) = self
                 .status_tx

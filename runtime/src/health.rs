@@ -18,6 +18,9 @@ pub(crate) struct Health {
     /// Set by the driver once every stream it runs has listed (and cleared while one relists
     /// after a reconfiguration has not).
     pub synced: AtomicBool,
+    /// Whether this replica runs the core now (always, without an election). A follower is
+    /// ready when it can serve the webhook: readiness never waits for leadership.
+    pub core_running: AtomicBool,
     /// The webhook's certificate.
     pub tls: Arc<ReloadingTls>,
     /// The operator's own CRDs whose streams last found them not installed.
@@ -29,6 +32,7 @@ impl Health {
     pub(crate) fn new(tls: Arc<ReloadingTls>) -> Self {
         Self {
             synced: AtomicBool::new(false),
+            core_running: AtomicBool::new(false),
             tls,
             missing_crds: Mutex::new(BTreeSet::new()),
         }
@@ -44,7 +48,7 @@ impl Health {
         if !self.tls.loaded() && self.tls.current().is_err() {
             return Err("the webhook's certificate is not loaded".into());
         }
-        if !self.synced.load(Ordering::Relaxed) {
+        if self.core_running.load(Ordering::Relaxed) && !self.synced.load(Ordering::Relaxed) {
             return Err("watches are not synced yet".into());
         }
         Ok(())

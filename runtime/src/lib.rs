@@ -7,6 +7,7 @@
 //! - [`admin`] and [`metrics`]: `/metrics`, `/healthz`, `/readyz`; [`health`]: what readiness is;
 //! - [`msg`]: what the tasks send the driver; [`shutdown`]: the shutdown signal as a value;
 //! - [`listen`]: bounded connection serving for both servers; [`priority`]: thread priorities;
+//! - [`lease`]: leader election; [`forward`]: admission records from followers to the leader;
 //! - [`record`]: the `--record-inputs` writer;
 //! - [`crd`]: the CRDs, generated from the core's spec types;
 //! - [`git`]: the executor that turns the core's git ops into commits and pushes on real remotes.
@@ -17,9 +18,11 @@ pub(crate) mod admin;
 pub mod certs;
 pub mod crd;
 pub(crate) mod driver;
+pub mod forward;
 pub mod git;
 pub(crate) mod health;
 pub mod kube;
+pub mod lease;
 pub(crate) mod listen;
 pub mod metrics;
 pub mod msg;

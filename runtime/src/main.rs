@@ -13,7 +13,7 @@ use gitops_reverser_core::SecretPolicy;
 use gitops_reverser_runtime::certs::Policy;
 use gitops_reverser_runtime::crd;
 use gitops_reverser_runtime::kube::webhook_config::{CertSettings, Settings};
-use gitops_reverser_runtime::run::{run, RunConfig};
+use gitops_reverser_runtime::run::{run, ElectionConfig, RunConfig};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -248,6 +248,45 @@ struct RunArgs {
     /// work dir). The manifests never set it.
     #[arg(long, env = "GITOPS_REVERSER_ALLOW_FILE_REMOTES")]
     allow_file_remotes: bool,
+    /// Elect one leader among replicas on a Lease in the operator's namespace: only the leader
+    /// runs the core (watches, git, status); every replica serves the webhook and forwards its
+    /// records to the leader. The manifests turn it on.
+    #[arg(long, env = "GITOPS_REVERSER_LEADER_ELECTION")]
+    leader_election: bool,
+    /// The Lease's name.
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_LEASE_NAME",
+        default_value = "gitops-reverser"
+    )]
+    lease_name: String,
+    /// The Lease's namespace. Default: the operator's own.
+    #[arg(long, env = "GITOPS_REVERSER_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// This replica's identity in the Lease. Default: POD_NAME, else the host name.
+    #[arg(long, env = "GITOPS_REVERSER_LEASE_IDENTITY")]
+    lease_identity: Option<String>,
+    /// How long a Lease not renewed stays its holder's.
+    #[arg(long, env = "GITOPS_REVERSER_LEASE_DURATION", default_value = "15s", value_parser = duration_ms)]
+    lease_duration: u64,
+    /// How long the leader goes on leading without a successful renewal before it stops.
+    #[arg(long, env = "GITOPS_REVERSER_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = duration_ms)]
+    lease_renew_deadline: u64,
+    /// How often every replica tries to acquire or renew the Lease.
+    #[arg(long, env = "GITOPS_REVERSER_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = duration_ms)]
+    lease_retry_period: u64,
+    /// Where the leader takes records forwarded by followers (TLS, the operator's own
+    /// certificate on both ends).
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_FORWARD_ADDR",
+        default_value = "0.0.0.0:9444"
+    )]
+    forward_addr: SocketAddr,
+    /// The `host:port` followers reach this replica's forwarding endpoint at. Default: POD_IP
+    /// and the port of --forward-addr.
+    #[arg(long, env = "GITOPS_REVERSER_FORWARD_ADVERTISE")]
+    forward_advertise: Option<String>,
     /// How long SIGTERM waits for pending pushes before exiting.
     #[arg(long, env = "GITOPS_REVERSER_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration_ms)]
     shutdown_timeout: u64,
@@ -326,6 +365,46 @@ fn webhook_settings(a: &RunArgs) -> Option<Settings> {
         configuration: a.webhook_configuration.clone().filter(|c| !c.is_empty()),
         webhook: a.webhook_name.clone(),
         certs,
+    })
+}
+
+/// Leader election, when asked for: the Lease, who this replica is, and where it takes records.
+fn election(a: &RunArgs) -> Option<ElectionConfig> {
+    if !a.leader_election {
+        return None;
+    }
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let identity = a
+        .lease_identity
+        .clone()
+        .or_else(|| env("POD_NAME"))
+        .or_else(|| env("HOSTNAME"))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_default();
+    let endpoint = a.forward_advertise.clone().or_else(|| {
+        let host = env("POD_IP").unwrap_or_else(|| a.forward_addr.ip().to_string());
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        Some(format!("{host}:{}", a.forward_addr.port()))
+    });
+    Some(ElectionConfig {
+        lease: gitops_reverser_runtime::lease::Settings {
+            namespace: a.lease_namespace.clone().unwrap_or_else(own_namespace),
+            name: a.lease_name.clone(),
+            identity,
+            endpoint,
+            duration_ms: a.lease_duration,
+            renew_deadline_ms: a.lease_renew_deadline,
+            retry_period_ms: a.lease_retry_period,
+        },
+        forward_addr: a.forward_addr,
     })
 }
 
@@ -415,6 +494,7 @@ fn main() -> anyhow::Result<()> {
                 git_timeout_ms: args.git_timeout,
                 self_managed_tls: args.webhook_certs == WebhookCerts::SelfManaged,
                 webhook_configuration: webhook_settings(&args),
+                election: election(&args),
             };
             // Every thread of this runtime runs below the webhook's own (see `priority`).
             let rt = tokio::runtime::Builder::new_multi_thread()

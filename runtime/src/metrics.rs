@@ -151,9 +151,34 @@ pub struct Metrics {
     pub watch_restarts: Family<StreamLabels, Counter>,
     /// Objects tracked by the core.
     pub live_objects: Gauge,
+    /// 1 while this replica leads (runs the core), else 0.
+    pub leader: Gauge,
+    /// Times this replica became the leader.
+    pub leadership_transitions: Counter,
+    /// Records this follower sent to the leader.
+    pub records_forwarded: Counter,
+    /// Records this follower sent that the leader handed to its core.
+    pub records_delivered: Counter,
+    /// Records this leader took from followers and handed to its core.
+    pub records_received: Counter,
+    /// Records a follower could not deliver, by reason (`no_leader`, `unreachable`,
+    /// `queue_full`, `leader_refused`): attribution falls back for them.
+    pub records_forward_dropped: Family<ReasonLabels, Counter>,
+    /// Time from a forwarded record's send to the leader's answer, seconds.
+    pub forward_latency_seconds: Histogram,
+    /// Connections to the forwarding endpoint refused in the handshake (not the operator's
+    /// certificate).
+    pub forward_refused: Counter,
     last: Mutex<[u64; CORE_COUNTERS.len()]>,
     /// The counters of `webhook_requests`, made once: a request must not pay a label lookup.
     webhook_by_result: [Counter; 4],
+}
+
+/// The label of a dropped forwarded record.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why it was dropped.
+    pub reason: String,
 }
 
 /// The results a webhook request is counted under.
@@ -251,6 +276,54 @@ impl Metrics {
             "Objects tracked by the pipeline",
             live_objects.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads and runs the core",
+            leader.clone(),
+        );
+        let leadership_transitions = Counter::default();
+        registry.register(
+            "leadership_transitions",
+            "Times this replica became the leader",
+            leadership_transitions.clone(),
+        );
+        let records_forwarded = Counter::default();
+        registry.register(
+            "records_forwarded",
+            "Admission records this follower sent to the leader",
+            records_forwarded.clone(),
+        );
+        let records_delivered = Counter::default();
+        registry.register(
+            "records_delivered",
+            "Admission records this follower sent that the leader handed to its core",
+            records_delivered.clone(),
+        );
+        let records_received = Counter::default();
+        registry.register(
+            "records_received",
+            "Admission records this leader took from followers",
+            records_received.clone(),
+        );
+        let records_forward_dropped = Family::default();
+        registry.register(
+            "records_forward_dropped",
+            "Admission records a follower could not deliver, by reason (attribution falls back)",
+            records_forward_dropped.clone(),
+        );
+        let forward_latency_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "records_forward_latency_seconds",
+            "Time from a forwarded record's send to the leader's answer",
+            forward_latency_seconds.clone(),
+        );
+        let forward_refused = Counter::default();
+        registry.register(
+            "records_forward_refused_connections",
+            "Connections to the forwarding endpoint refused in the handshake",
+            forward_refused.clone(),
+        );
         let webhook_by_result = WEBHOOK_RESULTS.map(|r| {
             webhook_requests
                 .get_or_create(&ResultLabels { result: r.into() })
@@ -273,6 +346,14 @@ impl Metrics {
             webhook_connections_refused,
             watch_restarts,
             live_objects,
+            leader,
+            leadership_transitions,
+            records_forwarded,
+            records_delivered,
+            records_received,
+            records_forward_dropped,
+            forward_latency_seconds,
+            forward_refused,
             last: Mutex::new([0; CORE_COUNTERS.len()]),
         }
     }
@@ -313,6 +394,15 @@ impl Metrics {
             .position(|r| *r == result)
             .expect("a known webhook result");
         self.webhook_by_result[i].inc();
+    }
+
+    /// Counts one forwarded record dropped for `reason`.
+    pub fn forward_dropped(&self, reason: &str) {
+        self.records_forward_dropped
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

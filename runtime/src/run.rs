@@ -1,18 +1,23 @@
 //! `gitops-reverser run`: builds the client, the channels and the tasks, and runs the driver.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use gitops_reverser_core::admission::AdmissionRequest;
 use gitops_reverser_core::io::{Input, WatchEvent};
+use gitops_reverser_core::Gvr;
 use gitops_reverser_core::{Core, CoreConfig};
 use kube::Client;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::admin;
 use crate::driver::{Driver, Inbox};
+use crate::forward::{PeerTls, Router};
 use crate::git::GitExecutor;
 use crate::health::Health;
 use crate::kube::config::{self, Shared};
@@ -21,9 +26,11 @@ use crate::kube::status;
 use crate::kube::stream::{self, StreamError, StreamObserver, StreamSpec};
 use crate::kube::watches::Watches;
 use crate::kube::webhook_config;
+use crate::lease::Leadership;
 use crate::metrics::{Metrics, StreamLabels};
 use crate::msg::Msg;
 use crate::record::Recorder;
+use crate::shutdown::until_true;
 use crate::tls::ReloadingTls;
 use crate::webhook::{self, Webhook};
 
@@ -68,6 +75,8 @@ pub struct RunConfig {
     pub self_managed_tls: bool,
     /// The webhook configuration and certificates the operator keeps, if any.
     pub webhook_configuration: Option<webhook_config::Settings>,
+    /// Leader election among replicas; `None` runs the core at once (one replica).
+    pub election: Option<ElectionConfig>,
 }
 
 struct Observer {
@@ -149,8 +158,45 @@ pub async fn client(
     Client::try_from(config).context("building the Kubernetes client")
 }
 
-/// Runs the operator until `shutdown` turns true, then flushes and returns.
+/// Leader election and the forwarding endpoint, when several replicas run.
+#[derive(Clone, Debug)]
+pub struct ElectionConfig {
+    /// The Lease and the timings (its `endpoint` is where this replica takes forwarded records).
+    pub lease: crate::lease::Settings,
+    /// Where the forwarding endpoint listens.
+    pub forward_addr: SocketAddr,
+}
+
+/// Aborts its tasks when dropped: a term's tasks end with the term, however it ends.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.iter().for_each(|t| t.abort());
+    }
+}
+
+/// What every term of leadership shares: made once per process.
+struct Process {
+    cfg: RunConfig,
+    client: Client,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    git: GitExecutor,
+    /// The local core's admission channel, while a term runs.
+    local: watch::Sender<Option<mpsc::Sender<AdmissionRequest>>>,
+    /// The watched types of the running term, for the webhook's rules (`None`: no term).
+    watched: Arc<watch::Sender<Option<BTreeSet<Gvr>>>>,
+    /// With an election: whether this replica still leads, checked before every write.
+    fence: Option<Arc<crate::lease::Fence>>,
+}
+
+/// Runs the operator until `shutdown` turns true, then flushes and returns. With an election,
+/// the core runs only while this replica leads; the webhook serves all along.
 pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    if let Some(e) = &cfg.election {
+        e.lease.check().map_err(anyhow::Error::msg)?;
+    }
     let client = client(cfg.kubeconfig.as_ref(), cfg.context.as_ref()).await?;
     let metrics = Arc::new(Metrics::new());
     let tls = if cfg.self_managed_tls {
@@ -170,22 +216,23 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
         );
     }
     let health = Arc::new(Health::new(tls.clone()));
-    let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
-    let observer: Arc<dyn StreamObserver> = Arc::new(Observer {
-        metrics: metrics.clone(),
-        health: health.clone(),
-        tx: tx.clone(),
-        denied: Default::default(),
-    });
     let (adm_tx, adm_rx) = mpsc::channel(ADMISSION_QUEUE_MAX);
-    let (status_tx, status_rx) = mpsc::channel(STATUS_QUEUE_MAX);
-    let shared = Arc::new(Shared::default());
 
     let webhook_listener = std::net::TcpListener::bind(cfg.webhook_addr)
         .with_context(|| format!("binding the webhook to {}", cfg.webhook_addr))?;
     let admin_listener = tokio::net::TcpListener::bind(cfg.admin_addr)
         .await
         .with_context(|| format!("binding the admin server to {}", cfg.admin_addr))?;
+    let forward_listener = match &cfg.election {
+        Some(e) => Some(
+            tokio::net::TcpListener::bind(e.forward_addr)
+                .await
+                .with_context(|| {
+                    format!("binding the forwarding endpoint to {}", e.forward_addr)
+                })?,
+        ),
+        None => None,
+    };
     tracing::info!(webhook = %webhook_listener.local_addr()?, admin = %admin_listener.local_addr()?, "listening");
     let hook = Arc::new(Webhook {
         tx: adm_tx,
@@ -197,6 +244,19 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
         webhook::spawn_thread(webhook_listener, tls.clone(), hook, shutdown.clone())
             .context("starting the webhook's thread")?;
     crate::priority::lower_current_thread();
+
+    let (local_tx, local_rx) = watch::channel(None);
+    let (watched_tx, watched_rx) = watch::channel(None);
+    let (lead_tx, lead_rx) = watch::channel(match &cfg.election {
+        Some(_) => Leadership::Follower { leader: None },
+        None => Leadership::Leader,
+    });
+    let (release_tx, release_rx) = watch::channel(false);
+    let fence = cfg
+        .election
+        .as_ref()
+        .map(|e| Arc::new(crate::lease::Fence::new(e.lease.renew_deadline_ms)));
+    let peer_tls = Arc::new(PeerTls::new(tls.clone()));
     let mut tasks = vec![
         tokio::spawn(admin::serve(
             admin_listener,
@@ -204,34 +264,18 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
             health.clone(),
             shutdown.clone(),
         )),
-        tokio::spawn(status::run(client.clone(), shared.clone(), status_rx)),
-        tokio::spawn(discover_forever(
-            client.clone(),
-            tx.clone(),
-            observer.clone(),
-        )),
-    ];
-    tasks.extend(config::spawn(
-        client.clone(),
-        tx.clone(),
-        shared.clone(),
-        observer.clone(),
-    ));
-
-    let recorder = match &cfg.record_inputs {
-        Some(path) => Some(
-            Recorder::create(path, &cfg.core)
-                .with_context(|| format!("creating the input recording {}", path.display()))?,
+        tokio::spawn(
+            Router {
+                from_webhook: adm_rx,
+                local: local_rx.clone(),
+                leadership: lead_rx.clone(),
+                tls: peer_tls.clone(),
+                metrics: metrics.clone(),
+            }
+            .run(),
         ),
-        None => None,
-    };
-    let git = GitExecutor::new(&cfg.work_dir)
-        .with_context(|| format!("using work dir {}", cfg.work_dir.display()))?;
-    crate::git::exec::set_git_timeout_ms(cfg.git_timeout_ms);
-    let mut watches = Watches::new(client.clone(), tx.clone(), observer);
+    ];
     if let Some(settings) = cfg.webhook_configuration.clone() {
-        let (watched_tx, watched_rx) = watch::channel(Default::default());
-        watches.publish_to(watched_tx);
         tasks.push(tokio::spawn(webhook_config::run(
             client.clone(),
             settings,
@@ -240,30 +284,169 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
             shutdown.clone(),
         )));
     }
-    let driver = Driver {
-        core: Core::new(cfg.core.clone()),
-        tx: tx.clone(),
-        watches,
-        git,
-        shared,
-        status_tx,
+    let lease_task = match &cfg.election {
+        Some(e) => {
+            let listener = forward_listener.expect("bound above");
+            tasks.push(tokio::spawn(crate::forward::serve(
+                listener,
+                peer_tls,
+                local_rx,
+                metrics.clone(),
+                shutdown.clone(),
+            )));
+            Some(tokio::spawn(crate::lease::run(
+                client.clone(),
+                e.lease.clone(),
+                fence.clone().expect("made with the election"),
+                lead_tx,
+                release_rx,
+            )))
+        }
+        None => None,
+    };
+    let _tasks = AbortOnDrop(tasks);
+
+    let git = GitExecutor::new(&cfg.work_dir)
+        .with_context(|| format!("using work dir {}", cfg.work_dir.display()))?;
+    crate::git::exec::set_git_timeout_ms(cfg.git_timeout_ms);
+    let process = Process {
+        cfg,
+        client,
         metrics,
         health,
-        recorder,
-        shutdown_timeout: cfg.shutdown_timeout,
+        git,
+        local: local_tx,
+        watched: Arc::new(watched_tx),
+        fence,
     };
-    let inbox = Inbox {
-        rx,
-        admissions: adm_rx,
-        shutdown,
-    };
-    driver.run(inbox).await;
-    for t in tasks {
-        t.abort();
+    let result = process.lead_while_elected(lead_rx, shutdown).await;
+    // Handed over only now: a leader's pending pushes went out (or timed out) first.
+    let _ = release_tx.send(true);
+    if let Some(t) = lease_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
-    // The driver returns on shutdown, which the webhook's thread sees too.
+    // The webhook's thread sees the shutdown too.
     let _ = tokio::task::spawn_blocking(move || webhook_thread.join()).await;
-    Ok(())
+    result
+}
+
+impl Process {
+    /// Runs a term of the core each time this replica becomes the leader, until shutdown.
+    async fn lead_while_elected(
+        &self,
+        mut leadership: watch::Receiver<Leadership>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        loop {
+            self.health.core_running.store(false, Ordering::Relaxed);
+            self.metrics.leader.set(0);
+            tokio::select! {
+                _ = until_true(&mut shutdown) => return Ok(()),
+                r = leadership.wait_for(|l| l.is_leader()) => if r.is_err() { return Ok(()) },
+            }
+            self.metrics.leader.set(1);
+            self.metrics.leadership_transitions.inc();
+            let term = self.term(shutdown.clone())?;
+            let lost = tokio::select! {
+                _ = term => false,
+                r = leadership.wait_for(|l| !l.is_leader()) => r.is_ok(),
+            };
+            // Dropping the term aborts its tasks: its core writes nothing more. A git op already
+            // on a blocking thread finishes, and its push is fenced by its expected head.
+            self.local.send_replace(None);
+            self.watched.send_replace(None);
+            if !lost {
+                return Ok(());
+            }
+            tracing::warn!("leadership lost: the core stopped; its successor relists and seeds");
+        }
+    }
+
+    /// One term: a fresh core with its streams, discovery, configuration watches and status
+    /// writer, driven until shutdown (then flushed). Dropping the future ends it at once.
+    fn term(
+        &self,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<impl std::future::Future<Output = ()> + use<>> {
+        let cfg = &self.cfg;
+        let client = &self.client;
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
+        let observer: Arc<dyn StreamObserver> = Arc::new(Observer {
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+            tx: tx.clone(),
+            denied: Default::default(),
+        });
+        let (adm_tx, adm_rx) = mpsc::channel(ADMISSION_QUEUE_MAX);
+        let (status_tx, status_rx) = mpsc::channel(STATUS_QUEUE_MAX);
+        let shared = Arc::new(Shared::default());
+        let mut tasks = vec![
+            tokio::spawn(status::run(client.clone(), shared.clone(), status_rx)),
+            tokio::spawn(discover_forever(
+                client.clone(),
+                tx.clone(),
+                observer.clone(),
+            )),
+        ];
+        tasks.extend(config::spawn(
+            client.clone(),
+            tx.clone(),
+            shared.clone(),
+            observer.clone(),
+        ));
+        let recorder = match &cfg.record_inputs {
+            Some(path) => Some(
+                Recorder::create(path, &cfg.core)
+                    .with_context(|| format!("creating the input recording {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let mut watches = Watches::new(client.clone(), tx.clone(), observer);
+        let (set_tx, mut set_rx) = watch::channel(BTreeSet::new());
+        watches.publish_to(set_tx);
+        let (outer, health) = (self.watched.clone(), self.health.clone());
+        // The webhook's rules follow this term's streams once they run: a fresh term's empty set
+        // would stop the API server calling the webhook while it lists.
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let set = set_rx.borrow_and_update().clone();
+                if !set.is_empty() || health.synced.load(Ordering::Relaxed) {
+                    outer.send_replace(Some(set));
+                }
+                if set_rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        }));
+        let mut core_config = cfg.core.clone();
+        core_config.instance_id ^= self.metrics.leadership_transitions.get();
+        let driver = Driver {
+            core: Core::new(core_config),
+            tx: tx.clone(),
+            watches,
+            git: self.git.clone(),
+            shared,
+            status_tx,
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+            recorder,
+            shutdown_timeout: cfg.shutdown_timeout,
+            fence: self.fence.clone(),
+        };
+        let inbox = Inbox {
+            rx,
+            admissions: adm_rx,
+            shutdown,
+        };
+        self.health.synced.store(false, Ordering::Relaxed);
+        self.health.core_running.store(true, Ordering::Relaxed);
+        self.local.send_replace(Some(adm_tx));
+        let guard = AbortOnDrop(tasks);
+        Ok(async move {
+            let _guard = guard;
+            driver.run(inbox).await;
+        })
+    }
 }
 
 /// Runs discovery at start, whenever a CRD changes (a new one is served once Established), and
@@ -301,12 +484,6 @@ async fn discover_forever(
             }
         }
     });
-    struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.iter().for_each(|t| t.abort());
-        }
-    }
     let _guard = AbortOnDrop(vec![crds, relay]);
     let mut backoff = crate::kube::backoff::Backoff::default();
     loop {

@@ -14,13 +14,24 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 type Stamp = [(Option<SystemTime>, u64); 2];
 
+/// A certificate chain and its private key.
+pub type Pair = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// What is served now: the configuration and the pair it was built from.
+struct Served {
+    stamp: Stamp,
+    config: Arc<ServerConfig>,
+    certs: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+}
+
 /// A serving configuration that follows its certificate and key files, or what was installed.
 pub struct ReloadingTls {
     /// The files followed; `None` when the pair is installed with [`Self::install_pem`].
     files: Option<(PathBuf, PathBuf)>,
     /// When set, clients must present a certificate this CA (PEM bundle) signed.
     client_ca: Option<PathBuf>,
-    state: Mutex<Option<(Stamp, Arc<ServerConfig>)>>,
+    state: Mutex<Option<Served>>,
 }
 
 fn stamp_of(path: &Path) -> std::io::Result<(Option<SystemTime>, u64)> {
@@ -49,9 +60,9 @@ impl ReloadingTls {
 
     /// Serves `cert` (PEM chain) and `key` (PEM private key) from the next handshake on.
     pub fn install_pem(&self, cert: &[u8], key: &[u8]) -> Result<(), String> {
-        let cfg = self.build(cert, key, "the self-managed certificate")?;
+        let served = self.build(cert, key, "the self-managed certificate", Stamp::default())?;
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        *state = Some((Stamp::default(), cfg));
+        *state = Some(served);
         Ok(())
     }
 
@@ -75,49 +86,61 @@ impl ReloadingTls {
     /// (mid-rotation, say) the last good configuration stays in use and the error is returned only
     /// if there is none.
     pub fn current(&self) -> Result<Arc<ServerConfig>, String> {
+        self.with_served(|s| s.config.clone())
+    }
+
+    /// The chain and key served now (reloaded as [`Self::current`] does): the operator's own
+    /// certificate, which replicas present to each other.
+    pub fn pair(&self) -> Result<Pair, String> {
+        self.with_served(|s| (s.certs.clone(), s.key.clone_key()))
+    }
+
+    fn with_served<T>(&self, f: impl FnOnce(&Served) -> T) -> Result<T, String> {
         let Some((cert, key)) = &self.files else {
             let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             return match state.as_ref() {
-                Some((_, cfg)) => Ok(cfg.clone()),
+                Some(s) => Ok(f(s)),
                 None => Err("the self-managed certificate is not issued yet".into()),
             };
         };
         let stamp = [stamp_of(cert), stamp_of(key)];
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = match (&stamp, state.as_ref()) {
-            ([Ok(c), Ok(k)], Some((old, cfg))) if *old == [*c, *k] => return Ok(cfg.clone()),
-            ([Ok(c), Ok(k)], _) => self.load(cert, key).map(|cfg| ([*c, *k], cfg)),
+            ([Ok(c), Ok(k)], Some(s)) if s.stamp == [*c, *k] => return Ok(f(s)),
+            ([Ok(c), Ok(k)], _) => self.load(cert, key, [*c, *k]),
             ([Err(e), _], _) => Err(format!("{}: {e}", cert.display())),
             ([_, Err(e)], _) => Err(format!("{}: {e}", key.display())),
         };
         match (fresh, state.as_ref()) {
-            (Ok((s, cfg)), _) => {
+            (Ok(served), _) => {
                 if state.is_some() {
                     tracing::info!(cert = %cert.display(), "serving certificate reloaded");
                 }
-                *state = Some((s, cfg.clone()));
-                Ok(cfg)
+                let out = f(&served);
+                *state = Some(served);
+                Ok(out)
             }
-            (Err(e), Some((_, cfg))) => {
+            (Err(e), Some(s)) => {
                 tracing::warn!("serving certificate not reloaded, keeping the previous one: {e}");
-                Ok(cfg.clone())
+                Ok(f(s))
             }
             (Err(e), None) => Err(e),
         }
     }
 
-    fn load(&self, cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+    fn load(&self, cert: &Path, key: &Path, stamp: Stamp) -> Result<Served, String> {
         let cert_pem = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
         let key_pem = std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?;
         self.build(
             &cert_pem,
             &key_pem,
             &format!("{} and {}", cert.display(), key.display()),
+            stamp,
         )
     }
 
     /// A serving configuration from PEM text; `what` names its source in errors.
-    fn build(&self, cert: &[u8], key: &[u8], what: &str) -> Result<Arc<ServerConfig>, String> {
+    fn build(&self, cert: &[u8], key: &[u8], what: &str, stamp: Stamp) -> Result<Served, String> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
             .collect::<Result<_, _>>()
             .map_err(|e| format!("{what}: {e}"))?;
@@ -154,10 +177,15 @@ impl ReloadingTls {
             }
         };
         let mut cfg = builder
-            .with_single_cert(certs, key)
+            .with_single_cert(certs.clone(), key.clone_key())
             .map_err(|e| format!("{what}: {e}"))?;
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(cfg))
+        Ok(Served {
+            stamp,
+            config: Arc::new(cfg),
+            certs,
+            key: Arc::new(key),
+        })
     }
 }
 

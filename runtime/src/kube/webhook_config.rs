@@ -109,7 +109,7 @@ pub async fn run(
     client: Client,
     settings: Settings,
     tls: Arc<ReloadingTls>,
-    mut watched: watch::Receiver<BTreeSet<Gvr>>,
+    mut watched: watch::Receiver<Option<BTreeSet<Gvr>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let configs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
@@ -150,13 +150,15 @@ pub async fn run(
                 }
             }
         }
-        let rules = rules_for(&watched.borrow_and_update());
-        let kept = match &settings.configuration {
-            Some(name) => Some((
+        // Only a replica that runs the core knows the watched types: a follower keeps the
+        // certificates and leaves the rules to the leader.
+        let rules = watched.borrow_and_update().as_ref().map(rules_for);
+        let kept = match (&settings.configuration, rules) {
+            (Some(name), Some(rules)) => Some((
                 name,
                 reconcile(&configs, name, &settings.webhook, rules, bundle.as_deref()).await,
             )),
-            None => None,
+            _ => None,
         };
         match kept {
             None | Some((_, Ok(true))) => warned_missing = false,

@@ -407,14 +407,23 @@ impl Process {
         let (outer, health) = (self.watched.clone(), self.health.clone());
         // The webhook's rules follow this term's streams once they run: a fresh term's empty set
         // would stop the API server calling the webhook while it lists.
+        // Readiness is not an event: until the set is published it is looked at every second.
         tasks.push(tokio::spawn(async move {
             loop {
                 let set = set_rx.borrow_and_update().clone();
-                if !set.is_empty() || health.synced.load(Ordering::Relaxed) {
-                    outer.send_replace(Some(set));
+                let published = outer.borrow().is_some();
+                if !set.is_empty() || published || health.synced.load(Ordering::Relaxed) {
+                    let next = Some(set);
+                    outer.send_if_modified(|cur| {
+                        let changed = *cur != next;
+                        *cur = next;
+                        changed
+                    });
                 }
-                if set_rx.changed().await.is_err() {
-                    return;
+                let recheck = Duration::from_secs(if published { 3600 } else { 1 });
+                tokio::select! {
+                    r = set_rx.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep(recheck) => {}
                 }
             }
         }));

@@ -144,6 +144,15 @@ fn run_as_deployment(
             name != "--work-dir" && !extra.iter().any(|e| e.starts_with(&format!("{name}=")))
         })
         .collect();
+    // Replicas of one host need endpoints of their own, and short lease timings keep a test's
+    // handovers in seconds.
+    let forward_port = free_port();
+    let election = [
+        format!("--forward-addr=127.0.0.1:{forward_port}"),
+        "--lease-duration=3s".into(),
+        "--lease-renew-deadline=2s".into(),
+        "--lease-retry-period=250ms".into(),
+    ];
     assert_eq!(args[0], "run");
     let admin_port = free_port();
     let log = dir.join("operator.log");
@@ -153,12 +162,15 @@ fn run_as_deployment(
         .arg(kubeconfig)
         .arg(format!("--work-dir={}", dir.join("work").display()))
         .arg(format!("--admin-addr=127.0.0.1:{admin_port}"))
+        .args(&election)
         .args(extra)
-        // The Deployment's env: POD_NAMESPACE from the downward API.
+        // The Deployment's env from the downward API: POD_NAMESPACE, and the pod's name and IP.
         .env(
             "POD_NAMESPACE",
             deploy["metadata"]["namespace"].as_str().unwrap(),
         )
+        .env("POD_NAME", dir.file_name().unwrap())
+        .env("POD_IP", "127.0.0.1")
         .env("RUST_LOG", "info,gitops_reverser_runtime=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -320,12 +332,27 @@ fn every_overlay_and_component_renders() {
         sc["capabilities"]["drop"][0],
         serde_yaml::Value::from("ALL")
     );
+    // Two replicas, one leader; on different nodes where there are several; one at a time.
+    assert_eq!(deploy["spec"]["replicas"].as_u64(), Some(2));
+    let env = serde_yaml::to_string(&pod["containers"][0]["env"]).unwrap();
+    assert!(env.contains("POD_NAME") && env.contains("POD_IP"), "{env}");
+    assert_eq!(
+        pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+            ["podAffinityTerm"]["topologyKey"],
+        serde_yaml::Value::from("kubernetes.io/hostname")
+    );
+    let pdb = base
+        .iter()
+        .find(|d| kind(d) == "PodDisruptionBudget")
+        .unwrap();
+    assert_eq!(pdb["spec"]["maxUnavailable"].as_u64(), Some(1));
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
     let args = serde_yaml::to_string(&pod["containers"][0]["args"]).unwrap();
     assert!(
         args.contains("--shutdown-timeout=20s") && grace > 20,
         "{args}"
     );
+    assert!(args.contains("--leader-election"), "{args}");
     assert!(
         !args.contains("allow-file-remotes"),
         "the manifests never allow file://"

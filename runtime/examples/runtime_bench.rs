@@ -5,6 +5,11 @@
 //!   each sending `reqs` recorded AdmissionReview bodies), beside a no-op hyper + rustls server
 //!   that reads the body and answers a fixed review. Rounds alternate between the two.
 //!
+//! `cargo run -p gitops-reverser-runtime --release --example runtime_bench -- forward [conns] [reqs]`
+//!   The same clients against two replicas' webhooks in one process, rounds alternating: the
+//!   leader's (records to its own core) and a follower's (records forwarded over TLS to the
+//!   leader's endpoint, whose core takes them). The figure is the follower's added latency.
+//!
 //! `cargo run -p gitops-reverser-runtime --release --example runtime_bench -- watch [objects] [rounds]`
 //!   Watch events read from an HTTP stream on loopback by the runtime's list+watch code (kube's
 //!   client, line slicing, the bounded channel, the clock reads) into the core, beside the core
@@ -22,9 +27,11 @@ use gitops_reverser_core::Gvr;
 use gitops_reverser_core::Now;
 use gitops_reverser_core::RawObject;
 use gitops_reverser_core::{Core, CoreConfig};
+use gitops_reverser_runtime::forward::{PeerTls, Router};
 use gitops_reverser_runtime::kube::stream::{
     self, split_line, StreamError, StreamObserver, StreamSpec,
 };
+use gitops_reverser_runtime::lease::{Holder, Leadership};
 use gitops_reverser_runtime::metrics::Metrics;
 use gitops_reverser_runtime::msg::Msg;
 use gitops_reverser_runtime::tls::ReloadingTls;
@@ -48,8 +55,11 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match args.first().map(String::as_str) {
         Some("webhook") => rt.block_on(webhook_bench(n(1, 200), n(2, 50))),
+        Some("forward") => rt.block_on(forward_bench(n(1, 200), n(2, 50))),
         Some("watch") => rt.block_on(watch_bench(n(1, 20_000), n(2, 3))),
-        _ => eprintln!("usage: runtime_bench webhook [conns] [reqs] | watch [objects] [rounds]"),
+        _ => eprintln!(
+            "usage: runtime_bench webhook [conns] [reqs] | forward [conns] [reqs] | watch [objects] [rounds]"
+        ),
     }
 }
 
@@ -270,6 +280,161 @@ async fn webhook_bench(conns: usize, reqs: usize) {
         .find(|l| l.contains("result=\"recorded\""))
         .unwrap_or("");
     println!("{recorded}");
+}
+
+// ---- forward ----
+
+/// One replica's webhook whose records go through a [`Router`] to `local` (while it leads) or to
+/// the leader that `leadership` names.
+async fn replica_webhook(
+    tls: Arc<ReloadingTls>,
+    peer: Arc<PeerTls>,
+    local: Option<mpsc::Sender<gitops_reverser_core::admission::AdmissionRequest>>,
+    leadership: Leadership,
+    metrics: Arc<Metrics>,
+) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel(8192);
+    let (_local_tx, local_rx) = watch::channel(local);
+    let (_lead_tx, lead_rx) = watch::channel(leadership);
+    std::mem::forget((_local_tx, _lead_tx));
+    tokio::spawn(
+        Router {
+            from_webhook: rx,
+            local: local_rx,
+            leadership: lead_rx,
+            tls: peer,
+            metrics: metrics.clone(),
+        }
+        .run(),
+    );
+    let hook = Arc::new(Webhook {
+        tx,
+        metrics,
+        body_timeout_ms: webhook::BODY_TIMEOUT_MS,
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    std::mem::forget(stop);
+    tokio::spawn(webhook::serve(listener, tls, hook, stop_rx));
+    port
+}
+
+async fn forward_bench(conns: usize, reqs: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    cert(dir.path());
+    let tls = Arc::new(ReloadingTls::new(
+        dir.path().join("tls.crt"),
+        dir.path().join("tls.key"),
+    ));
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(dir.path().join("ca.crt")).unwrap();
+    use rustls_pki_types::pem::PemObject;
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    // The leader's core: takes records off its channel as the driver would.
+    let (core_tx, mut core_rx) = mpsc::channel(8192);
+    let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = taken.clone();
+    tokio::spawn(async move {
+        while core_rx.recv().await.is_some() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let peer = Arc::new(PeerTls::new(tls.clone()));
+    let (leader_metrics, follower_metrics) = (Arc::new(Metrics::new()), Arc::new(Metrics::new()));
+    let endpoint = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint_addr = endpoint.local_addr().unwrap().to_string();
+    let (_ep_local, ep_local_rx) = watch::channel(Some(core_tx.clone()));
+    let (_ep_stop, ep_stop_rx) = watch::channel(false);
+    tokio::spawn(gitops_reverser_runtime::forward::serve(
+        endpoint,
+        peer.clone(),
+        ep_local_rx,
+        leader_metrics.clone(),
+        ep_stop_rx,
+    ));
+    let leader_port = replica_webhook(
+        tls.clone(),
+        peer.clone(),
+        Some(core_tx),
+        Leadership::Leader,
+        leader_metrics.clone(),
+    )
+    .await;
+    let follower_port = replica_webhook(
+        tls.clone(),
+        peer,
+        None,
+        Leadership::Follower {
+            leader: Some(Holder {
+                identity: "leader".into(),
+                endpoint: Some(endpoint_addr),
+            }),
+        },
+        follower_metrics.clone(),
+    )
+    .await;
+
+    println!(
+        "forward: {conns} concurrent connections x {reqs} requests per round, p50 / p99 in ms"
+    );
+    let (mut lead, mut follow) = (Vec::new(), Vec::new());
+    for round in 0..4 {
+        let l = client_round(leader_port, client.clone(), conns, reqs).await;
+        let f = client_round(follower_port, client.clone(), conns, reqs).await;
+        println!(
+            "round {round}: leader's webhook {:.3} / {:.3}   follower's webhook {:.3} / {:.3}",
+            pct(&l, 0.5),
+            pct(&l, 0.99),
+            pct(&f, 0.5),
+            pct(&f, 0.99)
+        );
+        lead.extend(l);
+        follow.extend(f);
+    }
+    // Forwarding is asynchronous: let the last records land before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lead.sort();
+    follow.sort();
+    println!(
+        "all rounds: leader {:.3} / {:.3} ms, follower {:.3} / {:.3} ms; follower adds p50 {:+.3} ms, p99 {:+.3} ms",
+        pct(&lead, 0.5), pct(&lead, 0.99), pct(&follow, 0.5), pct(&follow, 0.99),
+        pct(&follow, 0.5) - pct(&lead, 0.5), pct(&follow, 0.99) - pct(&lead, 0.99)
+    );
+    let text = follower_metrics.render();
+    for name in [
+        "records_forwarded_total",
+        "records_delivered_total",
+        "records_forward_dropped_total",
+    ] {
+        for l in text
+            .lines()
+            .filter(|l| l.starts_with(&format!("gitopsreverser_{name}")))
+        {
+            println!("follower {l}");
+        }
+    }
+    for l in text.lines().filter(|l| {
+        l.starts_with("gitopsreverser_records_forward_latency_seconds_sum")
+            || l.starts_with("gitopsreverser_records_forward_latency_seconds_count")
+    }) {
+        println!("follower {l}");
+    }
+    println!(
+        "the leader's core took {} records",
+        taken.load(std::sync::atomic::Ordering::Relaxed)
+    );
 }
 
 // ---- watch ----

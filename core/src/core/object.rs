@@ -334,7 +334,13 @@ impl Core {
         }
         // The file is the executor's to render (see `FileBody`): the object's text is shared.
         let change = Change {
-            op,
+            // The operation of the record that named the author (an UPDATE can explain a listed
+            // object this core did not know).
+            op: if found.attribution.user().is_some() {
+                found.key.op
+            } else {
+                op
+            },
             file: (!ev.deleted).then(|| FileBody::Object(ev.obj.clone(), rules)),
             hash,
             bytes,
@@ -519,11 +525,33 @@ impl Core {
         // cost the deployer and then alice their authorship of later changes to that content).
         let seen_before =
             initial && same_object && prev.is_some_and(|p| p.rv == rv || p.content == hash);
+        let mut key = key;
         let attribution = if seen_before {
             Attribution::Miss
         } else {
-            self.attributor
-                .attribute(now.mono_ms, key, rv, uid, base_rv, base_certain)
+            let found = self
+                .attributor
+                .attribute(now.mono_ms, key, rv, uid, base_rv, base_certain);
+            // A listed object this core did not know (after a restart or a failover, a new
+            // stream, a gap) was made by a CREATE or by an UPDATE, which one is unknown: an
+            // UPDATE record of this object with this content explains it as a CREATE record
+            // would, by the content-only join. The records a restarted or new leader's core is
+            // handed again from its replicas' windows are mostly such records.
+            if found == Attribution::Miss && initial && !same_object && !deleted {
+                let update = CorrKey {
+                    op: Operation::Update,
+                    ..key
+                };
+                let named = self
+                    .attributor
+                    .attribute(now.mono_ms, update, rv, uid, None, false);
+                if named.user().is_some() {
+                    key = update;
+                }
+                named
+            } else {
+                found
+            }
         };
         // The version before this one is history now: a record made on it, stored or still to
         // come, can explain no later change (seeds 64343572 and 7001982: such a record, kept,

@@ -306,6 +306,7 @@ async fn replica_webhook(
             leadership: lead_rx,
             tls: peer,
             metrics: metrics.clone(),
+            window: gitops_reverser_runtime::records::Window::in_memory(60_000),
         }
         .run(),
     );

@@ -5,7 +5,7 @@
 //! Admission records are taken before anything else that is ready: the API server calls the
 //! webhook before it stores the write, so the record is queued before the watch event it explains.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -31,6 +31,14 @@ use crate::shutdown::until_true;
 
 /// How long metrics are left between copies from the core, in milliseconds.
 pub(crate) const METRICS_SYNC_MS: u64 = 1_000;
+/// How long a leader's watch inputs wait for a record forwarded by a follower, in milliseconds:
+/// the hop from a follower to the leader takes well under this, the API server's write to etcd
+/// and its watch event often less.
+pub(crate) const WATCH_GRACE_MS: u64 = 100;
+/// Watch inputs waiting out their grace at most; the channel waits beyond.
+pub(crate) const DELAYED_INPUTS_MAX: usize = 4096;
+/// Admission records held at most while the configuration lists (the webhook's queue's size).
+pub(crate) const HELD_RECORDS_MAX: usize = 8192;
 /// How often clones no branch uses are looked for, in milliseconds. One goes at its second
 /// look, so between one and two of these after its GitRepoConfig, URL or branch went.
 pub(crate) const CLONE_GC_MS: u64 = 60_000;
@@ -57,6 +65,9 @@ pub(crate) struct Driver {
     pub recorder: Option<Recorder>,
     /// How long a shutdown waits for pending pushes.
     pub shutdown_timeout: Duration,
+    /// How long watch inputs wait before the core sees them: with followers forwarding records,
+    /// [`WATCH_GRACE_MS`]; zero for a lone replica.
+    pub watch_grace: Duration,
     /// With an election: whether this replica still leads. Checked before every output, so a
     /// deposed leader writes nothing (no git op, no status) in the moment before its term ends.
     pub fence: Option<Arc<crate::lease::Fence>>,
@@ -113,6 +124,14 @@ impl Driver {
         let mut metrics_tick = tokio::time::interval(Duration::from_millis(METRICS_SYNC_MS));
         let mut last_resources = None;
         let mut clone_gc_tick = tokio::time::interval(Duration::from_millis(CLONE_GC_MS));
+        // Admission records that came before every kind of configuration listed: the core keeps
+        // a record only for a type its rules watch, and it knows no rule yet. A fresh term is
+        // handed its replicas' windows at once (`records`), before its configuration.
+        let mut held: Vec<AdmissionRequest> = Vec::new();
+        // Watch inputs wait `watch_grace` before the core sees them (in order), so that a record
+        // a follower forwards, one hop longer than the API server's way to the watch, is here
+        // before the change it explains.
+        let mut delayed: VecDeque<(Instant, Input)> = VecDeque::new();
         loop {
             let timeout = self.core.poll_timeout();
             let deadline = timeout.map(|d| clock.instant(d.at_ms));
@@ -120,9 +139,27 @@ impl Driver {
                 biased;
                 _ = until_true(&mut inbox.shutdown) => break,
                 Some(req) = inbox.admissions.recv() => {
+                    if sync.config.len() < CrKind::ALL.len() {
+                        if held.len() < HELD_RECORDS_MAX {
+                            held.push(req);
+                        } else {
+                            self.metrics.webhook_dropped_records.inc();
+                        }
+                        continue;
+                    }
                     self.feed(&clock, Input::Admission(req), &mut sync, &mut pending_status);
                 }
-                Some(msg) = inbox.rx.recv() => match msg {
+                _ = sleep_until(delayed.front().map(|(at, _)| *at)), if !delayed.is_empty() => {
+                    let now = Instant::now();
+                    while delayed.front().is_some_and(|(at, _)| *at <= now) {
+                        let (_, input) = delayed.pop_front().expect("looked at");
+                        self.feed(&clock, input, &mut sync, &mut pending_status);
+                    }
+                }
+                Some(msg) = inbox.rx.recv(), if delayed.len() < DELAYED_INPUTS_MAX => match msg {
+                    Msg::Input(input @ Input::Watch(..)) if !self.watch_grace.is_zero() => {
+                        delayed.push_back((Instant::now() + self.watch_grace, input));
+                    }
                     Msg::Input(input) => self.feed(&clock, input, &mut sync, &mut pending_status),
                     Msg::Discovered(d) => {
                         let resources = d.api_resources();
@@ -137,6 +174,11 @@ impl Driver {
                     Msg::GitDone(done) => self.git_done(&clock, done, &mut sync, &mut pending_status),
                     Msg::ConfigSynced(kind) => {
                         sync.config.insert(kind.kind());
+                        if sync.config.len() == CrKind::ALL.len() {
+                            for req in std::mem::take(&mut held) {
+                                self.feed(&clock, Input::Admission(req), &mut sync, &mut pending_status);
+                            }
+                        }
                     }
                     Msg::InvalidSpec(cr, message) => {
                         pending_status.insert(cr, vec![Condition::not_ready("InvalidSpec", message)]);

@@ -254,10 +254,14 @@ pub struct Router {
     pub tls: Arc<PeerTls>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The records this replica's webhook served within the last TTL.
+    pub window: crate::records::Window,
 }
 
 impl Router {
-    /// Routes records until the webhook's channel closes.
+    /// Routes records until the webhook's channel closes. Each record joins the window first;
+    /// when a core starts here, or another replica becomes the leader, the window goes to it
+    /// before any newer record.
     pub async fn run(mut self) {
         let (queue_tx, queue_rx) = mpsc::channel(FORWARD_QUEUE_MAX);
         let sender = tokio::spawn(send_forever(
@@ -266,7 +270,19 @@ impl Router {
             self.tls.clone(),
             self.metrics.clone(),
         ));
-        while let Some(req) = self.from_webhook.recv().await {
+        // The core or the leader the window was last handed to.
+        let mut handed: Option<Handed> = None;
+        loop {
+            self.hand_window(&mut handed, &queue_tx).await;
+            let req = tokio::select! {
+                r = self.from_webhook.recv() => match r {
+                    Some(r) => r,
+                    None => break,
+                },
+                r = self.local.changed() => if r.is_err() { break } else { continue },
+                r = self.leadership.changed() => if r.is_err() { break } else { continue },
+            };
+            self.window.push(&req, crate::records::wall_ms());
             let mut local = self.local.borrow().clone();
             if local.is_none() && self.leadership.borrow().is_leader() {
                 // This replica's term is starting: its core takes the record in a moment.
@@ -276,6 +292,7 @@ impl Router {
                 {
                     local = core.clone();
                 }
+                self.hand_window_before(&mut handed, &queue_tx, &req).await;
             }
             match local {
                 Some(core) => {
@@ -290,6 +307,96 @@ impl Router {
             }
         }
         sender.abort();
+    }
+
+    /// Hands the window to a core that started here, or to a leader not handed it yet.
+    async fn hand_window(
+        &mut self,
+        handed: &mut Option<Handed>,
+        queue: &mpsc::Sender<AdmissionRequest>,
+    ) {
+        let local = self.local.borrow().clone();
+        let target = match (&local, &*self.leadership.borrow()) {
+            (Some(core), _) => Some(Handed::Core(core.clone())),
+            (None, Leadership::Follower { leader: Some(h) }) => {
+                Some(Handed::Leader(h.identity.clone()))
+            }
+            _ => None,
+        };
+        let Some(target) = target else {
+            return;
+        };
+        if handed.as_ref() == Some(&target) {
+            return;
+        }
+        let records = self.window.current(crate::records::wall_ms());
+        if !records.is_empty() {
+            tracing::info!(records = records.len(), to = ?target, "handing the admission records of the last TTL to the core");
+        }
+        match (&target, local) {
+            (Handed::Core(_), Some(core)) => {
+                for r in records {
+                    if core.send(r).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            _ => {
+                for r in records {
+                    if queue.try_send(r).is_err() {
+                        self.metrics.forward_dropped("queue_full");
+                    }
+                }
+            }
+        }
+        *handed = Some(target);
+    }
+
+    /// [`Self::hand_window`] for a term that started while `req` waited for it: the window
+    /// without `req`, which goes next.
+    async fn hand_window_before(
+        &mut self,
+        handed: &mut Option<Handed>,
+        queue: &mpsc::Sender<AdmissionRequest>,
+        req: &AdmissionRequest,
+    ) {
+        let Some(core) = self.local.borrow().clone() else {
+            return;
+        };
+        let target = Handed::Core(core.clone());
+        if handed.as_ref() == Some(&target) {
+            return;
+        }
+        let mut records = self.window.current(crate::records::wall_ms());
+        if records.last().is_some_and(|r| r.uid == req.uid) {
+            records.pop();
+        }
+        for r in records {
+            if core.send(r).await.is_err() {
+                break;
+            }
+        }
+        let _ = queue;
+        *handed = Some(target);
+    }
+}
+
+/// Where the window went last.
+#[derive(Debug)]
+enum Handed {
+    /// This replica's core (its channel: a new term has a new one).
+    Core(mpsc::Sender<AdmissionRequest>),
+    /// The leader of this identity.
+    Leader(String),
+}
+
+impl PartialEq for Handed {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Handed::Core(a), Handed::Core(b)) => a.same_channel(b),
+            (Handed::Leader(a), Handed::Leader(b)) => a == b,
+            _ => false,
+        }
     }
 }
 
@@ -346,7 +453,11 @@ async fn send_forever(
         };
         line.push(b'\n');
         let _ = sent.send(Instant::now());
-        if let Err(e) = writer.write_all(&line).await {
+        let written = async {
+            writer.write_all(&line).await?;
+            writer.flush().await
+        };
+        if let Err(e) = written.await {
             tracing::warn!(%endpoint, "forwarding a record to the leader failed: {e}");
             metrics.forward_dropped("unreachable");
             if let Some((_, c)) = conn.take() {
@@ -466,7 +577,7 @@ pub async fn serve(
 
 async fn take_records(
     stream: tokio_rustls::server::TlsStream<TcpStream>,
-    local: watch::Receiver<Option<mpsc::Sender<AdmissionRequest>>>,
+    mut local: watch::Receiver<Option<mpsc::Sender<AdmissionRequest>>>,
     metrics: Arc<Metrics>,
 ) {
     let (reader, mut writer) = tokio::io::split(stream);
@@ -490,7 +601,16 @@ async fn take_records(
         }
         let delivered = match serde_json::from_slice::<AdmissionRequest>(&line) {
             Ok(req) => {
-                let core = local.borrow().clone();
+                let mut core = local.borrow().clone();
+                if core.is_none() {
+                    // Elected a moment ago: the term's core takes the record once it starts.
+                    let wait = Duration::from_millis(TERM_START_WAIT_MS);
+                    if let Ok(Ok(c)) =
+                        tokio::time::timeout(wait, local.wait_for(Option::is_some)).await
+                    {
+                        core = c.clone();
+                    }
+                }
                 core.is_some_and(|c| c.try_send(req).is_ok())
             }
             Err(e) => {
@@ -502,7 +622,7 @@ async fn take_records(
             metrics.records_received.inc();
         }
         let answer: &[u8] = if delivered { b"1\n" } else { b"0\n" };
-        if writer.write_all(answer).await.is_err() {
+        if writer.write_all(answer).await.is_err() || writer.flush().await.is_err() {
             return;
         }
     }

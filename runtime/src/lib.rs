@@ -8,7 +8,8 @@
 //! - [`msg`]: what the tasks send the driver; [`shutdown`]: the shutdown signal as a value;
 //! - [`listen`]: bounded connection serving for both servers; [`priority`]: thread priorities;
 //! - [`lease`]: leader election; [`forward`]: admission records from followers to the leader;
-//! - [`record`]: the `--record-inputs` writer;
+//! - [`record`]: the `--record-inputs` writer; [`records`]: the window of admission records a
+//!   restarted or newly elected core is handed;
 //! - [`crd`]: the CRDs, generated from the core's spec types;
 //! - [`git`]: the executor that turns the core's git ops into commits and pushes on real remotes.
 
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod msg;
 pub mod priority;
 pub(crate) mod record;
+pub mod records;
 pub mod run;
 pub(crate) mod shutdown;
 pub mod tls;

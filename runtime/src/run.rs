@@ -271,6 +271,11 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
                 leadership: lead_rx.clone(),
                 tls: peer_tls.clone(),
                 metrics: metrics.clone(),
+                window: crate::records::Window::open(
+                    &cfg.work_dir,
+                    cfg.core.correlation.ttl_ms,
+                    crate::records::wall_ms(),
+                ),
             }
             .run(),
         ),
@@ -441,6 +446,10 @@ impl Process {
             recorder,
             shutdown_timeout: cfg.shutdown_timeout,
             fence: self.fence.clone(),
+            watch_grace: match self.fence {
+                Some(_) => Duration::from_millis(crate::driver::WATCH_GRACE_MS),
+                None => Duration::ZERO,
+            },
         };
         let inbox = Inbox {
             rx,

@@ -303,7 +303,7 @@ fn empty_commits(remote: &Remote) -> Vec<String> {
 }
 
 /// Users write `rounds` changes each to ConfigMaps `c0`..`c5`, every value naming its writer
-/// (`alice-7`), so that each commit's content says who made it.
+/// (`alice-7`), so that each commit's content says who made it; `mid` runs halfway.
 fn write_stream(c: &Cluster, rounds: usize, mid: impl FnOnce()) {
     let users = ["alice", "bob", "carol"];
     let mut mid = Some(mid);
@@ -311,12 +311,13 @@ fn write_stream(c: &Cluster, rounds: usize, mid: impl FnOnce()) {
         if i == rounds / 2 {
             (mid.take().unwrap())();
         }
+        let write = |u: usize, user: &str| {
+            let name = format!("c{}", (i + u) % 6);
+            c.apply(user, &config_map(&name, &format!("{{k: {user}-{i}}}")));
+        };
         std::thread::scope(|s| {
             for (u, user) in users.iter().enumerate() {
-                s.spawn(move || {
-                    let name = format!("c{}", (i + u) % 6);
-                    c.apply(user, &config_map(&name, &format!("{{k: {user}-{i}}}")));
-                });
+                s.spawn(move || write(u, user));
             }
         });
     }
@@ -409,6 +410,13 @@ fn kill_9_of_the_leader_hands_over_and_the_remote_converges_with_no_wrong_author
     assert_eq!(wrong_authors(&remote), Vec::<String>::new());
     assert_eq!(empty_commits(&remote), Vec::<String>::new());
     assert_eq!(lease_holder(&c), "replica-b");
+    // b served every admission, before the kill and after, and kept them in its window: its new
+    // core was handed them, so no change falls back, not even those a took and never pushed.
+    let fallback: Vec<_> = authored(&remote)
+        .into_iter()
+        .filter(|(a, s)| a == "gitops-reverser" && s.contains("team-a"))
+        .collect();
+    assert_eq!(fallback, Vec::<(String, String)>::new());
 }
 
 #[test]
@@ -498,4 +506,62 @@ fn converged_some(c: &Cluster, remote: &Remote, names: &[&str]) -> bool {
             .file(&format!("clusters/prod/v1/configmaps/team-a/{n}.yaml"))
             .is_some_and(|f| f.contains(&format!("k: {}", live.trim())))
     })
+}
+
+#[test]
+fn kill_9_of_a_single_replica_then_a_restart_keeps_the_authors_from_its_records_file() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let c = Cluster::start();
+    let remote = Remote::new();
+    let root = tempfile::tempdir().unwrap();
+    let mut op = Operator::start(&c, &root.path().join("op"), &[]);
+    namespace(&c, "team-a");
+    // Nothing is pushed for a minute: every change below is admitted and watched, not pushed.
+    let slow = repo_config("team-a", &remote.url(), "").replace(
+        "interval: \"1s\", maxCommits: 1",
+        "interval: \"60s\", maxCommits: 100",
+    );
+    c.apply("admin", &slow);
+    c.apply(
+        "admin",
+        &watch_rule(
+            "team-a",
+            "cms",
+            "clusters/prod",
+            "[{version: v1, resource: configmaps}]",
+        ),
+    );
+    c.await_ready("watchrule/cms", Some("team-a"), "True");
+    c.apply("alice", &config_map("a", "{k: alice-0}"));
+    c.apply("bob", &config_map("a", "{k: bob-1}"));
+    c.apply("carol", &config_map("c", "{k: carol-0}"));
+    eventually("the three records to reach the core", || {
+        (op.metric("gitopsreverser_admissions_total")? >= 3.0).then_some(())
+    });
+    assert!(remote.log().is_empty(), "nothing pushed before the kill");
+    kill(&op, "-KILL");
+    let _ = op.stop();
+    // While it is down the push interval becomes a second, so the restart pushes at once.
+    c.apply("admin", &repo_config("team-a", &remote.url(), ""));
+    op.restart(&[]);
+    eventually_within("the remote to converge", 60_000, || {
+        converged_some(&c, &remote, &["a", "c"]).then_some(())
+    });
+    let log = authored(&remote);
+    let by = |path: &str| {
+        log.iter()
+            .filter(|(_, s)| s.contains(path))
+            .map(|(a, s)| format!("{a} {s}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        by("team-a/a"),
+        ["bob [UPDATE] v1/configmaps/team-a/a"],
+        "{log:?}"
+    );
+    assert_eq!(
+        by("team-a/c"),
+        ["carol [CREATE] v1/configmaps/team-a/c"],
+        "{log:?}"
+    );
 }

@@ -36,6 +36,13 @@ pub struct AdmissionRequest {
     pub sub_resource: Option<String>,
 }
 
+/// The name a record has outside the core: a fingerprint of its request's uid, which the API
+/// server makes unique per request. A runtime's window of records and the core's
+/// [`crate::Core::take_settled_records`] speak of records by it.
+pub fn record_id(req: &AdmissionRequest) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(req.uid.as_bytes())
+}
+
 /// Why a review could not be used.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum AdmissionError {

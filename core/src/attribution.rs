@@ -41,6 +41,9 @@ pub(crate) struct Record {
     pub uid: Option<u64>,
     /// Content hash of the sanitized object written (deleted, for DELETE).
     pub content: u64,
+    /// Its admission request ([`crate::admission::record_id`]): how a runtime's window of
+    /// records names it when this core settles it.
+    pub req: u64,
     /// Order of arrival, set by [`Attributor::record`].
     pub seq: u64,
     /// Set by [`Attributor::record`] when the record may be the late admission of a change
@@ -154,6 +157,10 @@ pub(crate) struct Attributor {
     /// base: a record made on one of them came late for a write already seen.
     replaced: CorrelationStore<(u128, u64), ()>,
     next_seq: u64,
+    /// The record the last join took, for the change it named.
+    last_taken: Option<u64>,
+    /// Records this attributor will never use for a change: dropped as late, or retired.
+    settled: Vec<u64>,
     counters: AttributionCounters,
 }
 
@@ -165,6 +172,8 @@ impl Attributor {
             missed: CorrelationStore::new(limits),
             replaced: CorrelationStore::new(limits),
             next_seq: 0,
+            last_taken: None,
+            settled: Vec::new(),
             counters: AttributionCounters::default(),
         }
     }
@@ -209,6 +218,7 @@ impl Attributor {
         // commit lost its author).
         if !pending && (replaced || (maybe_late && record.base_rv.is_none())) {
             self.counters.late_skipped_total += 1;
+            self.settled.push(record.req);
             return;
         }
         record.exact_only = maybe_late;
@@ -242,6 +252,20 @@ impl Attributor {
         if self.replaced.peek(now_ms, &(ident, rv)).next().is_none() {
             self.replaced.put(now_ms, (ident, rv), ());
         }
+        // Stale now: settled, so that a runtime does not hand them to its next core, which
+        // cannot know they are stale (the object's DELETE records are filed together; an
+        // UPDATE record is filed by its content and joins a fresh core's list only on it).
+        let deletes = CorrKey {
+            ident,
+            op: Operation::Delete,
+            content: 0,
+        };
+        let stale = self
+            .store
+            .peek(now_ms, &deletes)
+            .filter(|r| r.base_rv == Some(rv))
+            .map(|r| r.req);
+        self.settled.extend(stale);
     }
 
     /// A (re)list showed version `rv` of object `ident` (uid fingerprint `uid`) with content
@@ -258,8 +282,9 @@ impl Attributor {
             content,
         };
         let same_object = |r: &Record| r.uid.is_none_or(|u| u == uid);
-        while self.store.take(now_ms, &key, same_object).is_some() {
+        while let Some(r) = self.store.take(now_ms, &key, same_object) {
             self.counters.superseded_total += 1;
+            self.settled.push(r.req);
         }
     }
 
@@ -272,12 +297,9 @@ impl Attributor {
             return;
         }
         let sk = store_key(key);
-        while self
-            .store
-            .take(now_ms, &sk, |r| r.seq < taken.seq)
-            .is_some()
-        {
+        while let Some(r) = self.store.take(now_ms, &sk, |r| r.seq < taken.seq) {
             self.counters.superseded_total += 1;
+            self.settled.push(r.req);
         }
     }
 
@@ -292,8 +314,9 @@ impl Attributor {
                 && r.uid == taken.uid
                 && r.content == taken.content
         };
-        while self.store.take(now_ms, &sk, duplicate).is_some() {
+        while let Some(r) = self.store.take(now_ms, &sk, duplicate) {
             self.counters.duplicates_retired_total += 1;
+            self.settled.push(r.req);
         }
     }
 
@@ -381,6 +404,7 @@ impl Attributor {
                 // them all: the write they could explain has happened.
                 let mut last = None;
                 while let Some(r) = self.store.take(now_ms, &sk, fits) {
+                    self.settled.push(r.req);
                     last = Some(r);
                 }
                 if let Some(r) = last {
@@ -392,6 +416,7 @@ impl Attributor {
             }
             if let Some(r) = self.store.take(now_ms, &sk, fits) {
                 self.counters.exact_total += 1;
+                self.last_taken = Some(r.req);
                 self.retire_duplicates(now_ms, sk, &r);
                 self.retire_older_creates(now_ms, key, &r);
                 return Attribution::Exact(r.user);
@@ -437,6 +462,7 @@ impl Attributor {
                 };
                 invariant_eq!(taken.user, first);
                 self.counters.hash_only_total += 1;
+                self.last_taken = Some(taken.req);
                 self.retire_duplicates(now_ms, sk, &taken);
                 self.retire_older_creates(now_ms, key, &taken);
                 return Attribution::HashOnly(first);
@@ -444,6 +470,17 @@ impl Attributor {
         }
         self.counters.miss_total += 1;
         Attribution::Miss
+    }
+
+    /// The record the last join took (and forgets it): the change it named carries it until
+    /// that change's commit lands.
+    pub(crate) fn take_last_taken(&mut self) -> Option<u64> {
+        self.last_taken.take()
+    }
+
+    /// Records retired or dropped since the last call: no change of this core will use them.
+    pub(crate) fn drain_settled(&mut self) -> std::vec::Drain<'_, u64> {
+        self.settled.drain(..)
     }
 
     /// Notes a change that was written without an author, so that its admission, should it still

@@ -100,6 +100,9 @@ pub(crate) struct PendingCommit {
     pub seq: u64,
     /// The Kubernetes user, `None` for the fallback identity.
     pub author: Option<Arc<str>>,
+    /// The admission record that named the author ([`crate::admission::record_id`]): settled
+    /// once this commit lands.
+    pub record: Option<u64>,
     /// When the change was seen, wall milliseconds.
     pub seen_wall_ms: i64,
     /// Why it exists.
@@ -190,6 +193,7 @@ impl Queue {
         now_ms: u64,
         seen_wall_ms: i64,
         author: Option<Arc<str>>,
+        record: Option<u64>,
         kind: CommitKind,
         write: PendingWrite,
     ) {
@@ -199,6 +203,7 @@ impl Queue {
         self.commits.push_back(PendingCommit {
             seq,
             author,
+            record,
             seen_wall_ms,
             kind,
             writes: vec![write],
@@ -231,6 +236,7 @@ impl Queue {
             self.commits.push_back(PendingCommit {
                 seq,
                 author: None,
+                record: None,
                 seen_wall_ms,
                 kind,
                 writes: Vec::new(),
@@ -546,6 +552,7 @@ impl Queue {
             self.commits.push_front(PendingCommit {
                 seq,
                 author: None,
+                record: None,
                 seen_wall_ms,
                 kind,
                 writes,

@@ -214,6 +214,8 @@ pub struct BranchView {
 pub struct Core {
     config: CoreConfig,
     clock: MonoClamp,
+    /// Admission records whose commits landed since the last [`Core::take_settled_records`].
+    settled_records: Vec<u64>,
     repos: BTreeMap<NamespacedName, RepoEntry>,
     watch_rules: BTreeMap<NamespacedName, WatchRuleSpec>,
     cluster_rules: BTreeMap<String, ClusterWatchRuleSpec>,
@@ -288,6 +290,7 @@ impl Core {
             next_op_id: 1,
             next_dest_id: 0,
             counters: Counters::default(),
+            settled_records: Vec::new(),
             flushing: false,
             digester: Digester::default(),
             ident: String::with_capacity(128),
@@ -502,6 +505,17 @@ impl Core {
                 Some((repo.clone(), branch.clone(), self.branch(repo, branch)?))
             })
             .collect()
+    }
+
+    /// The admission records ([`crate::admission::record_id`]) settled since the last call: those
+    /// whose change's commit landed, and those dropped as late or retired. A runtime keeps a
+    /// window of records for the core of its next process, and hands it only records not
+    /// settled: a record the last core used for a commit that landed, or found late, would name
+    /// its user again for a change already committed.
+    pub fn take_settled_records(&mut self) -> Vec<u64> {
+        let mut out = std::mem::take(&mut self.settled_records);
+        out.extend(self.attributor.drain_settled());
+        out
     }
 
     /// Every branch the pipeline writes to, as (GitRepoConfig, URL, branch), in order: what the

@@ -1234,3 +1234,31 @@ fn after_a_restart_an_update_record_names_nobody_for_another_object_or_when_two_
         ["gitops-reverser [RESYNC] 2 changes from the cluster under prod"]
     );
 }
+
+#[test]
+fn a_record_is_settled_once_the_commit_it_named_lands_or_once_it_is_dropped_as_late() {
+    use gitops_reverser_core::admission::record_id;
+    let mut h = seeded();
+    let record = |op, user: &str, obj: Value, old: Option<Value>| {
+        let Input::Admission(mut req) = admission(op, user, Some(obj), old) else {
+            unreachable!()
+        };
+        req.uid = format!("req-{user}");
+        req
+    };
+    let alice = record(Operation::Create, "alice", cm("a", "1", 10), None);
+    h.input(Input::Admission(alice.clone()));
+    h.input(apply(cm("a", "1", 10)));
+    assert_eq!(
+        h.core.take_settled_records(),
+        Vec::<u64>::new(),
+        "not pushed yet"
+    );
+    h.flush_and_push();
+    assert_eq!(h.core.take_settled_records(), [record_id(&alice)]);
+    // bob's creation of b is seen before his record: the record comes late, and is settled at once.
+    h.input(apply(cm("b", "1", 11)));
+    let bob = record(Operation::Create, "bob", cm("b", "1", 11), None);
+    h.input(Input::Admission(bob.clone()));
+    assert_eq!(h.core.take_settled_records(), [record_id(&bob)]);
+}

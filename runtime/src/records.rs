@@ -121,7 +121,17 @@ impl Window {
             return Ok(());
         };
         let tmp = path.with_extension("jsonl.tmp");
-        let mut out = std::io::BufWriter::new(File::create(&tmp)?);
+        // Owner only: the records hold the objects as the API server sent them, Secrets too.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?
+        };
+        let mut out = std::io::BufWriter::new(file);
         let mut written = 0;
         for e in &self.entries {
             let mut line = serde_json::to_vec(&Line {
@@ -240,6 +250,12 @@ mod tests {
         // The file was rewritten with what is current.
         let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(FILE_NAME))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "readable by the operator alone");
     }
 
     #[test]

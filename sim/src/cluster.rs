@@ -159,6 +159,9 @@ pub struct WriteRecord {
     /// When its admission reached the core (late ones later than `at_ms`); `None` when the webhook
     /// call was missed or the write made none. The core's record lives a TTL from here.
     pub admitted_ms: Option<u64>,
+    /// When its record last reached a core again, handed from the window after a crash: the
+    /// core's record then lives a TTL from here.
+    pub redelivered_ms: Option<u64>,
     /// Made through a subresource whose admission the core does not record (`scale`): its
     /// commit is the fallback author's by design.
     pub via_subresource: bool,

@@ -38,6 +38,7 @@ fn everything_written_by(user: &str, rec: &gitops_reverser_core::record::Recordi
                     dests: vec![(leak(&c.url), leak(&c.branch), leak(folder))],
                     rejected: false,
                     admitted_ms: None,
+                    redelivered_ms: None,
                     via_subresource: false,
                     across_versions: false,
                     held: Vec::new(),

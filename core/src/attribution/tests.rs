@@ -14,6 +14,7 @@ fn rec(user: &str, base: Option<u64>) -> Record {
         base_rv: base,
         uid: None,
         content: 0,
+        req: 0,
         seq: 0,
         exact_only: false,
     }

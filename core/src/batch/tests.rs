@@ -18,7 +18,7 @@ fn event(q: &mut Queue, user: &str, path: &str, hash: u64) {
         op: Operation::Update,
         identifier: path.into(),
     };
-    q.push_event(0, 0, Some(user.into()), kind, write(path, hash));
+    q.push_event(0, 0, Some(user.into()), None, kind, write(path, hash));
 }
 
 #[test]
@@ -114,12 +114,12 @@ fn a_queue_exactly_at_its_byte_limit_does_not_coalesce() {
     };
     let mut q = Queue::default();
     let half = PENDING_BYTES_MAX / 2;
-    q.push_event(0, 0, Some("u".into()), kind("p"), big("p", 1, half));
+    q.push_event(0, 0, Some("u".into()), None, kind("p"), big("p", 1, half));
     let rest = PENDING_BYTES_MAX - half;
-    q.push_event(0, 0, Some("u".into()), kind("p"), big("p", 2, rest));
+    q.push_event(0, 0, Some("u".into()), None, kind("p"), big("p", 2, rest));
     assert_eq!(q.bytes(), PENDING_BYTES_MAX);
     assert_eq!(q.coalesce_passes(), 0, "at the limit, not over it");
-    q.push_event(0, 0, Some("u".into()), kind("p"), big("p", 3, 1));
+    q.push_event(0, 0, Some("u".into()), None, kind("p"), big("p", 3, 1));
     assert_eq!(q.coalesce_passes(), 1);
     assert_eq!(q.len(), 1, "only the newest write of p is kept");
 }
@@ -304,6 +304,7 @@ fn a_push_takes_at_most_its_bounds_and_the_rest_is_due_at_once() {
             10,
             0,
             Some("u".into()),
+            None,
             kind("p"),
             write(&format!("p{i}"), i),
         );
@@ -330,6 +331,7 @@ fn a_push_takes_at_most_its_bounds_and_the_rest_is_due_at_once() {
             20,
             0,
             Some("u".into()),
+            None,
             kind("q"),
             big_write(&format!("q{i}"), i, 1),
         );
@@ -342,7 +344,7 @@ fn a_push_takes_at_most_its_bounds_and_the_rest_is_due_at_once() {
     assert_eq!(q.start_push().len(), 2);
     q.push_landed();
     assert_eq!(q.due_at_ms(1_000, 60_000), None, "nothing left");
-    q.push_event(40, 0, Some("u".into()), kind("r"), write("r", 1));
+    q.push_event(40, 0, Some("u".into()), None, kind("r"), write("r", 1));
     assert_eq!(
         q.due_at_ms(1_000, 60_000),
         Some(60_040),
@@ -353,6 +355,7 @@ fn a_push_takes_at_most_its_bounds_and_the_rest_is_due_at_once() {
         40,
         0,
         Some("u".into()),
+        None,
         kind("s"),
         big_write("s", 1, 10_000),
     );

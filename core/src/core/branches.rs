@@ -162,6 +162,8 @@ impl Core {
         };
         let b = self.branches.get_mut(key).expect("branch");
         let commits = b.queue.push_landed();
+        self.settled_records
+            .extend(commits.iter().filter_map(|c| c.record));
         for (i, c) in commits.iter().enumerate() {
             let given = blobs.get(i).filter(|g| g.len() == c.writes.len());
             for (k, w) in gitplan::in_planned_order(&c.writes).enumerate() {

@@ -125,6 +125,7 @@ impl Core {
     }
 
     pub(super) fn handle_admission(&mut self, now: Now, req: AdmissionRequest) {
+        let record_id = crate::admission::record_id(&req);
         self.counters.admissions_total += 1;
         if req.dry_run {
             self.attributor.skip_dry_run();
@@ -223,6 +224,7 @@ impl Core {
                 // UPDATE no event would show, named the author of the next incarnation's update).
                 uid: primary.uid,
                 content,
+                req: record_id,
                 seq: 0,
                 exact_only: false,
             },

@@ -30,6 +30,8 @@ struct Change {
     bytes: usize,
     /// The user found for it.
     author: Option<Arc<str>>,
+    /// The admission record that named it.
+    record: Option<u64>,
     /// Written without an author, from a list: a `[RESYNC]` commit's.
     resync: bool,
 }
@@ -68,6 +70,8 @@ struct Seen {
 struct Found {
     key: CorrKey,
     attribution: Attribution,
+    /// The record the join took.
+    record: Option<u64>,
     /// A list showed a version (or content) this core had seen: no new change.
     seen_before: bool,
 }
@@ -89,6 +93,8 @@ pub(super) struct Enqueue<'a> {
     now: Now,
     wake: &'a mut BTreeSet<BranchKey>,
     branch_key: &'a BranchKey,
+    /// The admission record that named the author, if one did.
+    record: Option<u64>,
 }
 
 impl Enqueue<'_> {
@@ -167,7 +173,8 @@ impl Enqueue<'_> {
             b.queue
                 .push_resync(now, wall, &self.dest.base_folder, write);
         } else {
-            b.queue.push_event(now, wall, author, kind, write);
+            b.queue
+                .push_event(now, wall, author, self.record, kind, write);
         }
         // Count and byte triggers act at once; the time trigger comes with a tick. More than a
         // push pending may also start an early read of folders still listing.
@@ -345,6 +352,7 @@ impl Core {
             hash,
             bytes,
             author,
+            record: found.record,
             resync: ev.initial && found.attribution.user().is_none(),
         };
         let queued = self.enqueue_change(ev.now, ev.gvr, ev.gid, routed, held, change);
@@ -526,12 +534,14 @@ impl Core {
         let seen_before =
             initial && same_object && prev.is_some_and(|p| p.rv == rv || p.content == hash);
         let mut key = key;
+        let mut record = None;
         let attribution = if seen_before {
             Attribution::Miss
         } else {
             let found = self
                 .attributor
                 .attribute(now.mono_ms, key, rv, uid, base_rv, base_certain);
+            record = self.attributor.take_last_taken();
             // A listed object this core did not know (after a restart or a failover, a new
             // stream, a gap) was made by a CREATE or by an UPDATE, which one is unknown: an
             // UPDATE record of this object with this content explains it as a CREATE record
@@ -547,6 +557,7 @@ impl Core {
                     .attribute(now.mono_ms, update, rv, uid, None, false);
                 if named.user().is_some() {
                     key = update;
+                    record = self.attributor.take_last_taken();
                 }
                 named
             } else {
@@ -572,9 +583,11 @@ impl Core {
         if initial && !deleted && !prev.is_some_and(|p| same_object && p.rv == rv) {
             self.attributor.retire_listed(now.mono_ms, ident, uid, hash);
         }
+        let record = record.filter(|_| attribution.user().is_some());
         Found {
             key,
             attribution,
+            record,
             seen_before,
         }
     }
@@ -629,6 +642,7 @@ impl Core {
             hash,
             bytes,
             author,
+            record,
             resync,
         } = change;
         let epoch = self.live[gid as usize].epoch();
@@ -689,6 +703,7 @@ impl Core {
                 now,
                 wake: &mut self.wake,
                 branch_key,
+                record,
             };
             queued |= queue.write(b, write, author.clone(), kind, resync);
         }

@@ -264,7 +264,11 @@ impl AttributionCheck {
                             && w.op == op
                             && w.user == author
                             && x.at_ms >= w.at_ms
-                            && x.at_ms <= w.admitted_ms.unwrap_or(w.at_ms) + self.ttl_ms
+                            && x.at_ms
+                                <= w.admitted_ms
+                                    .unwrap_or(w.at_ms)
+                                    .max(w.redelivered_ms.unwrap_or(0))
+                                    + self.ttl_ms
                             && x.file == w.file
                     })
             };

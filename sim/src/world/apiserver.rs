@@ -518,6 +518,7 @@ impl World {
                 moved,
                 rejected,
                 admitted_ms,
+                redelivered_ms: None,
                 via_subresource: false,
                 across_versions,
             },

@@ -58,6 +58,43 @@ impl World {
             });
         }
         self.configure();
+        self.hand_window();
+    }
+
+    /// The records of the last TTL go to the new core, oldest first, before anything else: a
+    /// change admitted before the crash and not yet pushed keeps its author. The core keeps each
+    /// for a TTL from now, so the writes they record are noted as handed again (the checker's
+    /// window for a refused twin runs from the latest time its record reached a core).
+    fn hand_window(&mut self) {
+        let ttl_ms = self.behaviours.correlation_ttl_ms;
+        let now = self.now;
+        while self
+            .window
+            .front()
+            .is_some_and(|(at, _)| at + ttl_ms <= now)
+        {
+            self.window.pop_front();
+        }
+        let records: Vec<(u64, AdmissionRequest)> = self.window.iter().cloned().collect();
+        for (at, req) in records {
+            let mut segments: Vec<&str> = Vec::with_capacity(5);
+            if !req.gvr.group.is_empty() {
+                segments.push(&req.gvr.group);
+            }
+            segments.extend([req.gvr.version.as_str(), req.gvr.resource.as_str()]);
+            segments.extend(req.namespace.as_deref());
+            segments.push(&req.name);
+            let identifier = segments.join("/");
+            if let Some(writes) = self.cluster.history.get_mut(&identifier) {
+                for w in writes
+                    .iter_mut()
+                    .filter(|w| w.admitted_ms == Some(at) && w.user == req.username)
+                {
+                    w.redelivered_ms = Some(now);
+                }
+            }
+            self.feed(Input::Admission(req));
+        }
     }
 
     // ---- git ----------------------------------------------------------------------------------

@@ -193,6 +193,10 @@ struct World {
     /// order the API server calls it (the runtime queues each before it answers), so a slow
     /// delivery holds back the ones behind it instead of being overtaken.
     admissions_due_ms: u64,
+    /// The records the webhook handed the core within the last TTL and the core has not settled,
+    /// oldest first, with when: the runtime keeps them (in its work dir) and hands them to the
+    /// core of the next process.
+    window: std::collections::VecDeque<(u64, AdmissionRequest)>,
     remotes: Remotes,
     ops: BTreeMap<u64, InFlight>,
     busy: BTreeSet<(NamespacedName, String)>,
@@ -308,6 +312,7 @@ pub fn run(params: &Params) -> Report {
         steps_done: 0,
         generation: 0,
         admissions_due_ms: 0,
+        window: Default::default(),
         remotes: Remotes::default(),
         ops: BTreeMap::new(),
         busy: BTreeSet::new(),
@@ -416,6 +421,7 @@ impl World {
                 Ev::Admission(generation, req) => {
                     if generation == self.generation {
                         self.admissions += 1;
+                        self.window.push_back((self.now, req.clone()));
                         self.feed(Input::Admission(req));
                     }
                 }
@@ -500,6 +506,12 @@ impl World {
             }
             self.hash.update(s.as_bytes());
             self.output(out);
+        }
+        // The runtime's window keeps only records the core has not settled.
+        let settled = self.core.take_settled_records();
+        if !settled.is_empty() {
+            self.window
+                .retain(|(_, r)| !settled.contains(&gitops_reverser_core::admission::record_id(r)));
         }
         self.checkers.on_event(Event::Handled {
             core: &self.core,

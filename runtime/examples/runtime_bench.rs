@@ -307,6 +307,7 @@ async fn replica_webhook(
             tls: peer,
             metrics: metrics.clone(),
             window: gitops_reverser_runtime::records::Window::in_memory(60_000),
+            settled: tokio::sync::broadcast::channel(16).1,
         }
         .run(),
     );
@@ -362,6 +363,7 @@ async fn forward_bench(conns: usize, reqs: usize) {
         endpoint,
         peer.clone(),
         ep_local_rx,
+        tokio::sync::broadcast::channel(16).0,
         leader_metrics.clone(),
         ep_stop_rx,
     ));

@@ -68,6 +68,8 @@ pub(crate) struct Driver {
     /// How long watch inputs wait before the core sees them: with followers forwarding records,
     /// [`WATCH_GRACE_MS`]; zero for a lone replica.
     pub watch_grace: Duration,
+    /// Where the records the core settled go: this replica's window, and every follower's.
+    pub settled: Option<tokio::sync::broadcast::Sender<Arc<Vec<u64>>>>,
     /// With an election: whether this replica still leads. Checked before every output, so a
     /// deposed leader writes nothing (no git op, no status) in the moment before its term ends.
     pub fence: Option<Arc<crate::lease::Fence>>,
@@ -197,6 +199,10 @@ impl Driver {
                 }
             }
             self.send_status(&mut pending_status);
+            let settled = self.core.take_settled_records();
+            if let (false, Some(tx)) = (settled.is_empty(), &self.settled) {
+                let _ = tx.send(Arc::new(settled));
+            }
             self.health.synced.store(
                 sync.config.len() == CrKind::ALL.len()
                     && sync.discovered

@@ -27,7 +27,7 @@ use rustls::{
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::lease::Leadership;
 use crate::metrics::Metrics;
@@ -256,6 +256,8 @@ pub struct Router {
     pub metrics: Arc<Metrics>,
     /// The records this replica's webhook served within the last TTL.
     pub window: crate::records::Window,
+    /// The records this replica's core settled.
+    pub settled: broadcast::Receiver<Arc<Vec<u64>>>,
 }
 
 impl Router {
@@ -264,10 +266,13 @@ impl Router {
     /// before any newer record.
     pub async fn run(mut self) {
         let (queue_tx, queue_rx) = mpsc::channel(FORWARD_QUEUE_MAX);
+        // The records the leader's core settled, as its endpoint tells.
+        let (peer_settled_tx, mut peer_settled) = mpsc::unbounded_channel();
         let sender = tokio::spawn(send_forever(
             queue_rx,
             self.leadership.clone(),
             self.tls.clone(),
+            peer_settled_tx,
             self.metrics.clone(),
         ));
         // The core or the leader the window was last handed to.
@@ -281,6 +286,16 @@ impl Router {
                 },
                 r = self.local.changed() => if r.is_err() { break } else { continue },
                 r = self.leadership.changed() => if r.is_err() { break } else { continue },
+                r = self.settled.recv() => {
+                    if let Ok(ids) = r {
+                        self.window.settle(&ids);
+                    }
+                    continue;
+                }
+                Some(ids) = peer_settled.recv() => {
+                    self.window.settle(&ids);
+                    continue;
+                }
             };
             self.window.push(&req, crate::records::wall_ms());
             let mut local = self.local.borrow().clone();
@@ -412,6 +427,7 @@ async fn send_forever(
     mut queue: mpsc::Receiver<AdmissionRequest>,
     leadership: watch::Receiver<Leadership>,
     tls: Arc<PeerTls>,
+    settled: mpsc::UnboundedSender<Vec<u64>>,
     metrics: Arc<Metrics>,
 ) {
     let mut conn: Option<(String, Conn)> = None;
@@ -435,7 +451,7 @@ async fn send_forever(
             }
         }
         if conn.is_none() {
-            match connect(&endpoint, &tls, &metrics).await {
+            match connect(&endpoint, &tls, &settled, &metrics).await {
                 Ok(c) => conn = Some((endpoint.clone(), c)),
                 Err(e) => {
                     tracing::warn!(%endpoint, "forwarding a record to the leader failed: {e}");
@@ -469,7 +485,12 @@ async fn send_forever(
     }
 }
 
-async fn connect(endpoint: &str, tls: &PeerTls, metrics: &Arc<Metrics>) -> Result<Conn, String> {
+async fn connect(
+    endpoint: &str,
+    tls: &PeerTls,
+    settled: &mpsc::UnboundedSender<Vec<u64>>,
+    metrics: &Arc<Metrics>,
+) -> Result<Conn, String> {
     let config = tls.client()?;
     let connect = async {
         let tcp = TcpStream::connect(endpoint)
@@ -488,51 +509,77 @@ async fn connect(endpoint: &str, tls: &PeerTls, metrics: &Arc<Metrics>) -> Resul
         .map_err(|_| format!("no connection within {CONNECT_TIMEOUT_MS} ms"))??;
     let (reader, writer) = tokio::io::split(stream);
     let (sent_tx, sent_rx) = mpsc::unbounded_channel();
-    let answers = tokio::spawn(read_answers(reader, sent_rx, metrics.clone()));
+    let answers = tokio::spawn(read_answers(
+        reader,
+        sent_rx,
+        settled.clone(),
+        metrics.clone(),
+    ));
     Ok((writer, sent_tx, answers))
 }
 
-/// Matches the leader's answers to the records sent, in order, and times them.
+/// Matches the leader's answers to the records sent, in order, and times them; passes the
+/// records the leader's core settled (`s` lines) to this replica's window.
 async fn read_answers(
     reader: tokio::io::ReadHalf<tokio_rustls::client::TlsStream<TcpStream>>,
     mut sent: mpsc::UnboundedReceiver<Instant>,
+    settled: mpsc::UnboundedSender<Vec<u64>>,
     metrics: Arc<Metrics>,
 ) {
     let mut lines = BufReader::new(reader).lines();
     let mut waiting: VecDeque<Instant> = VecDeque::new();
-    loop {
-        while let Ok(at) = sent.try_recv() {
-            waiting.push_back(at);
+    let lost = |waiting: &mut VecDeque<Instant>| {
+        // The connection broke or the leader stopped answering: what is in flight is lost.
+        for _ in waiting.drain(..) {
+            metrics.forward_dropped("unreachable");
         }
-        if waiting.is_empty() {
-            match sent.recv().await {
+    };
+    loop {
+        let overdue = waiting
+            .front()
+            .map(|at| *at + Duration::from_millis(ANSWER_TIMEOUT_MS));
+        tokio::select! {
+            at = sent.recv() => match at {
                 Some(at) => waiting.push_back(at),
                 None => return,
-            }
-            continue;
-        }
-        let answer =
-            tokio::time::timeout(Duration::from_millis(ANSWER_TIMEOUT_MS), lines.next_line()).await;
-        match answer {
-            Ok(Ok(Some(line))) => {
-                let at = waiting.pop_front().unwrap_or_else(Instant::now);
-                if line.trim() == "1" {
-                    metrics.records_delivered.inc();
-                    metrics
-                        .forward_latency_seconds
-                        .observe(at.elapsed().as_secs_f64());
-                } else {
-                    metrics.forward_dropped("leader_refused");
+            },
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => {
+                    if let Some(ids) = line.strip_prefix("s ") {
+                        let ids: Vec<u64> = ids
+                            .split(',')
+                            .filter_map(|i| u64::from_str_radix(i.trim(), 16).ok())
+                            .collect();
+                        let _ = settled.send(ids);
+                        continue;
+                    }
+                    let at = waiting.pop_front().unwrap_or_else(Instant::now);
+                    if line.trim() == "1" {
+                        metrics.records_delivered.inc();
+                        metrics
+                            .forward_latency_seconds
+                            .observe(at.elapsed().as_secs_f64());
+                    } else {
+                        metrics.forward_dropped("leader_refused");
+                    }
                 }
-            }
-            _ => {
-                // The connection broke or the leader stopped answering: what is in flight is lost.
-                for _ in waiting.drain(..) {
-                    metrics.forward_dropped("unreachable");
+                _ => {
+                    lost(&mut waiting);
+                    return;
                 }
+            },
+            _ = sleep_until(overdue), if overdue.is_some() => {
+                lost(&mut waiting);
                 return;
             }
         }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -542,6 +589,7 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<PeerTls>,
     local: watch::Receiver<Option<mpsc::Sender<AdmissionRequest>>>,
+    settled: broadcast::Sender<Arc<Vec<u64>>>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -561,6 +609,8 @@ pub async fn serve(
             }
         };
         let (local, metrics) = (local.clone(), metrics.clone());
+        // Subscribed before the handshake: a notice sent meanwhile is not missed.
+        let settled = settled.subscribe();
         tokio::spawn(async move {
             let stream = match tokio_rustls::TlsAcceptor::from(config).accept(tcp).await {
                 Ok(s) => s,
@@ -570,7 +620,7 @@ pub async fn serve(
                     return;
                 }
             };
-            take_records(stream, local, metrics).await;
+            take_records(stream, local, settled, metrics).await;
         });
     }
 }
@@ -578,9 +628,39 @@ pub async fn serve(
 async fn take_records(
     stream: tokio_rustls::server::TlsStream<TcpStream>,
     mut local: watch::Receiver<Option<mpsc::Sender<AdmissionRequest>>>,
+    mut settled: broadcast::Receiver<Arc<Vec<u64>>>,
     metrics: Arc<Metrics>,
 ) {
     let (reader, mut writer) = tokio::io::split(stream);
+    // One writer: the answers, in order, and the records the core settled, as they come.
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let notices = {
+        let out_tx = out_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match settled.recv().await {
+                    Ok(ids) => {
+                        let hex: Vec<String> = ids.iter().map(|i| format!("{i:x}")).collect();
+                        if out_tx
+                            .send(format!("s {}\n", hex.join(",")).into_bytes())
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    };
+    let written = tokio::spawn(async move {
+        while let Some(line) = out_rx.recv().await {
+            if writer.write_all(&line).await.is_err() || writer.flush().await.is_err() {
+                return;
+            }
+        }
+    });
     let mut reader = BufReader::new(reader);
     let mut line = Vec::new();
     loop {
@@ -590,12 +670,12 @@ async fn take_records(
             .read_until(b'\n', &mut line)
             .await;
         match read {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => break,
             Ok(n) if n > LINE_BYTES_MAX => {
                 tracing::warn!(
                     "a forwarded record is over {LINE_BYTES_MAX} bytes; connection closed"
                 );
-                return;
+                break;
             }
             Ok(_) => {}
         }
@@ -622,8 +702,10 @@ async fn take_records(
             metrics.records_received.inc();
         }
         let answer: &[u8] = if delivered { b"1\n" } else { b"0\n" };
-        if writer.write_all(answer).await.is_err() || writer.flush().await.is_err() {
-            return;
+        if out_tx.send(answer.to_vec()).is_err() {
+            break;
         }
     }
+    notices.abort();
+    written.abort();
 }

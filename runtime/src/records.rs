@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use gitops_reverser_core::admission::AdmissionRequest;
+use gitops_reverser_core::admission::{record_id, AdmissionRequest};
 use serde::{Deserialize, Serialize};
 
 /// The window's file in the work dir.
@@ -23,16 +23,27 @@ pub const RECORDS_MAX: usize = 20_000;
 /// Bytes of records a window holds at most (the objects' JSON); the oldest go first.
 pub const BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// One line of the file: a record, or records the core settled since.
 #[derive(Serialize, Deserialize)]
-struct Line {
-    /// When the webhook served it, wall-clock milliseconds.
-    at_ms: u64,
-    request: AdmissionRequest,
+#[serde(untagged)]
+// Lines are made and read one at a time: the size of the larger variant does not add up.
+#[allow(clippy::large_enum_variant)]
+enum Line {
+    Record {
+        /// When the webhook served it, wall-clock milliseconds.
+        at_ms: u64,
+        request: AdmissionRequest,
+    },
+    Settled {
+        settled: Vec<u64>,
+    },
 }
 
 struct Entry {
     at_ms: u64,
     bytes: usize,
+    /// [`gitops_reverser_core::admission::record_id`] of the request.
+    id: u64,
     request: AdmissionRequest,
 }
 
@@ -70,8 +81,10 @@ impl Window {
             for line in BufReader::new(f).lines() {
                 let Ok(line) = line else { break };
                 // A line cut by a kill mid-write, or garbage: skipped.
-                if let Ok(Line { at_ms, request }) = serde_json::from_str::<Line>(&line) {
-                    w.keep(at_ms, line.len() + 1, request);
+                match serde_json::from_str::<Line>(&line) {
+                    Ok(Line::Record { at_ms, request }) => w.keep(at_ms, line.len() + 1, request),
+                    Ok(Line::Settled { settled }) => w.forget(&settled),
+                    Err(_) => {}
                 }
             }
         }
@@ -94,6 +107,7 @@ impl Window {
         self.entries.push_back(Entry {
             at_ms,
             bytes,
+            id: record_id(&request),
             request,
         });
         self.bytes += bytes;
@@ -134,7 +148,7 @@ impl Window {
         let mut out = std::io::BufWriter::new(file);
         let mut written = 0;
         for e in &self.entries {
-            let mut line = serde_json::to_vec(&Line {
+            let mut line = serde_json::to_vec(&Line::Record {
                 at_ms: e.at_ms,
                 request: e.request.clone(),
             })?;
@@ -153,7 +167,7 @@ impl Window {
     /// Keeps `request`, served at `now_ms`, and appends it to the file. The file is rewritten
     /// when it has grown to twice what the window holds.
     pub fn push(&mut self, request: &AdmissionRequest, now_ms: u64) {
-        let mut line = match serde_json::to_vec(&Line {
+        let mut line = match serde_json::to_vec(&Line::Record {
             at_ms: now_ms,
             request: request.clone(),
         }) {
@@ -163,8 +177,41 @@ impl Window {
         line.push(b'\n');
         self.keep(now_ms, line.len(), request.clone());
         self.expire(now_ms);
+        self.append(&line);
+    }
+
+    /// Forgets the records the core settled (their commits landed, or it will never use them):
+    /// no next core may be handed them.
+    pub fn settle(&mut self, ids: &[u64]) {
+        let before = self.entries.len();
+        self.forget(ids);
+        if self.entries.len() == before {
+            return;
+        }
+        let Ok(mut line) = serde_json::to_vec(&Line::Settled {
+            settled: ids.to_vec(),
+        }) else {
+            return;
+        };
+        line.push(b'\n');
+        self.append(&line);
+    }
+
+    fn forget(&mut self, ids: &[u64]) {
+        let mut freed = 0;
+        self.entries.retain(|e| {
+            let keep = !ids.contains(&e.id);
+            if !keep {
+                freed += e.bytes;
+            }
+            keep
+        });
+        self.bytes -= freed;
+    }
+
+    fn append(&mut self, line: &[u8]) {
         if let Some(f) = &mut self.file {
-            if let Err(e) = f.write_all(&line) {
+            if let Err(e) = f.write_all(line) {
                 tracing::warn!("appending to the admission records file failed; records are kept in memory only: {e}");
                 self.file = None;
                 self.path = None;
@@ -256,6 +303,20 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "readable by the operator alone");
+    }
+
+    #[test]
+    fn a_settled_record_is_forgotten_and_stays_forgotten_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Window::open(dir.path(), 60_000, 0);
+        let (a, b) = (request("a"), request("b"));
+        w.push(&a, 1_000);
+        w.push(&b, 2_000);
+        w.settle(&[record_id(&a)]);
+        assert_eq!(names(&mut w, 3_000), ["b"]);
+        drop(w);
+        let mut again = Window::open(dir.path(), 60_000, 3_000);
+        assert_eq!(names(&mut again, 3_000), ["b"]);
     }
 
     #[test]

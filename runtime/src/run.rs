@@ -41,6 +41,9 @@ pub const INPUT_QUEUE_MAX: usize = 4096;
 pub const ADMISSION_QUEUE_MAX: usize = 8192;
 /// Status updates waiting for the writer at most (the driver keeps the latest of the rest).
 pub const STATUS_QUEUE_MAX: usize = 1024;
+/// Settled-record notices waiting for a slow reader at most; one that lags misses some, and its
+/// window hands those records again (harmless: a core finds them settled or late).
+pub const SETTLED_NOTICES_MAX: usize = 1024;
 /// How often discovery runs besides when a CRD changes, in milliseconds.
 pub const REDISCOVERY_MS: u64 = 30_000;
 
@@ -189,6 +192,8 @@ struct Process {
     watched: Arc<watch::Sender<Option<BTreeSet<Gvr>>>>,
     /// With an election: whether this replica still leads, checked before every write.
     fence: Option<Arc<crate::lease::Fence>>,
+    /// Where a term's core's settled records go.
+    settled: tokio::sync::broadcast::Sender<Arc<Vec<u64>>>,
 }
 
 /// Runs the operator until `shutdown` turns true, then flushes and returns. With an election,
@@ -257,6 +262,9 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
         .as_ref()
         .map(|e| Arc::new(crate::lease::Fence::new(e.lease.renew_deadline_ms)));
     let peer_tls = Arc::new(PeerTls::new(tls.clone()));
+    // The records a term's core settles: this replica's window, and its followers' through the
+    // forwarding endpoint.
+    let (settled_tx, settled_rx) = tokio::sync::broadcast::channel(SETTLED_NOTICES_MAX);
     let mut tasks = vec![
         tokio::spawn(admin::serve(
             admin_listener,
@@ -276,6 +284,7 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
                     cfg.core.correlation.ttl_ms,
                     crate::records::wall_ms(),
                 ),
+                settled: settled_rx,
             }
             .run(),
         ),
@@ -296,6 +305,7 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
                 listener,
                 peer_tls,
                 local_rx,
+                settled_tx.clone(),
                 metrics.clone(),
                 shutdown.clone(),
             )));
@@ -323,6 +333,7 @@ pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Res
         local: local_tx,
         watched: Arc::new(watched_tx),
         fence,
+        settled: settled_tx,
     };
     let result = process.lead_while_elected(lead_rx, shutdown).await;
     // Handed over only now: a leader's pending pushes went out (or timed out) first.
@@ -446,6 +457,7 @@ impl Process {
             recorder,
             shutdown_timeout: cfg.shutdown_timeout,
             fence: self.fence.clone(),
+            settled: Some(self.settled.clone()),
             watch_grace: match self.fence {
                 Some(_) => Duration::from_millis(crate::driver::WATCH_GRACE_MS),
                 None => Duration::ZERO,

@@ -217,6 +217,34 @@ fn a_follower_forwards_its_records_and_the_leader_commits_them_under_the_users_n
         Some("carol"),
         "{log:?}"
     );
+    // The leader's core settled the records whose commits landed, and told b: b's window (what
+    // it would hand the next leader) holds none of them any more.
+    eventually("b's window to forget the records of landed commits", || {
+        unsettled(&root.path().join("b/work"), "app")
+            .is_empty()
+            .then_some(())
+    });
+}
+
+/// The users whose records of ConfigMap `name` a replica's window in `work` still holds.
+fn unsettled(work: &Path, name: &str) -> Vec<String> {
+    use gitops_reverser_core::admission::{record_id, AdmissionRequest};
+    let text = std::fs::read_to_string(work.join("admission-records.jsonl")).unwrap_or_default();
+    let mut held: Vec<(u64, String)> = Vec::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if let Some(ids) = v.get("settled") {
+            let ids: Vec<u64> = serde_json::from_value(ids.clone()).unwrap();
+            held.retain(|(id, _)| !ids.contains(id));
+        } else if let Ok(req) = serde_json::from_value::<AdmissionRequest>(v["request"].clone()) {
+            if req.name == name {
+                held.push((record_id(&req), req.username.clone()));
+            }
+        }
+    }
+    held.into_iter().map(|(_, user)| user).collect()
 }
 
 /// The endpoint the leader advertises in the Lease.

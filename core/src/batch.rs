@@ -101,7 +101,7 @@ pub(crate) struct PendingCommit {
     /// The Kubernetes user, `None` for the fallback identity.
     pub author: Option<Arc<str>>,
     /// The admission record that named the author ([`crate::admission::record_id`]): settled
-    /// once this commit lands.
+    /// once this commit goes out in a push.
     pub record: Option<u64>,
     /// When the change was seen, wall milliseconds.
     pub seen_wall_ms: i64,

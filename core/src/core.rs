@@ -508,7 +508,7 @@ impl Core {
     }
 
     /// The admission records ([`crate::admission::record_id`]) settled since the last call: those
-    /// whose change's commit landed, and those dropped as late or retired. A runtime keeps a
+    /// whose change's commit went out in a push, and those dropped as late or retired. A runtime keeps a
     /// window of records for the core of its next process, and hands it only records not
     /// settled: a record the last core used for a commit that landed, or found late, would name
     /// its user again for a change already committed.

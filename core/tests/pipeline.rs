@@ -1236,7 +1236,7 @@ fn after_a_restart_an_update_record_names_nobody_for_another_object_or_when_two_
 }
 
 #[test]
-fn a_record_is_settled_once_the_commit_it_named_lands_or_once_it_is_dropped_as_late() {
+fn a_record_is_settled_once_the_commit_it_named_goes_out_or_once_it_is_dropped_as_late() {
     use gitops_reverser_core::admission::record_id;
     let mut h = seeded();
     let record = |op, user: &str, obj: Value, old: Option<Value>| {

@@ -94,6 +94,13 @@ impl Core {
             &tag,
         );
         let expected_head = b.head.clone();
+        // Settled once their commits go out, not once they land: after a crash nobody knows
+        // whether a push in flight landed, and a record handed again would name its user a
+        // second time where the file then differs for another reason (a writer outside the
+        // operator). A push that fails and is cut by a crash costs those changes their
+        // authors instead: never a wrong one.
+        self.settled_records
+            .extend(b.queue.in_flight().iter().filter_map(|c| c.record));
         b.on_push_started();
         let issued = self.new_op(
             key,
@@ -162,8 +169,6 @@ impl Core {
         };
         let b = self.branches.get_mut(key).expect("branch");
         let commits = b.queue.push_landed();
-        self.settled_records
-            .extend(commits.iter().filter_map(|c| c.record));
         for (i, c) in commits.iter().enumerate() {
             let given = blobs.get(i).filter(|g| g.len() == c.writes.len());
             for (k, w) in gitplan::in_planned_order(&c.writes).enumerate() {

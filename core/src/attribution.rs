@@ -286,6 +286,19 @@ impl Attributor {
             self.counters.superseded_total += 1;
             self.settled.push(r.req);
         }
+        // The object exists: its creation is history, whatever version the list shows (a CREATE
+        // record of this very uid that fitted would have named it already). Kept, and handed to
+        // a later core, it named its user for the object's later change back to the created
+        // content (seed 94 with split brain).
+        let creates = CorrKey {
+            ident,
+            op: Operation::Create,
+            content: 0,
+        };
+        while let Some(r) = self.store.take(now_ms, &creates, |r| r.uid == Some(uid)) {
+            self.counters.superseded_total += 1;
+            self.settled.push(r.req);
+        }
     }
 
     /// `taken` explained the object's creation: CREATE records for it that arrived before it

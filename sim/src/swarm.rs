@@ -32,11 +32,15 @@ pub enum Fault {
     ClockJump,
     /// The operator crashes and restarts: its memory is lost, git and the cluster stay.
     Crash,
+    /// The leader is deposed and another replica's fresh core takes over, while the deposed
+    /// leader's push in flight still lands (or is refused) up to seconds later: split brain
+    /// against one remote, fenced by the push's expected head.
+    Failover,
 }
 
 impl Fault {
     /// Every fault, in a fixed order.
-    pub const ALL: [Fault; 12] = [
+    pub const ALL: [Fault; 13] = [
         Fault::WebhookMissed,
         Fault::WebhookLate,
         Fault::RejectedDownstream,
@@ -49,6 +53,7 @@ impl Fault {
         Fault::GitLatency,
         Fault::ClockJump,
         Fault::Crash,
+        Fault::Failover,
     ];
 
     /// The name used on the command line.
@@ -66,6 +71,7 @@ impl Fault {
             Fault::GitLatency => "git-latency",
             Fault::ClockJump => "clock-jump",
             Fault::Crash => "crash",
+            Fault::Failover => "failover",
         }
     }
 
@@ -77,7 +83,7 @@ impl Fault {
     /// The highest probability this fault gets per opportunity; rare faults (crash) stay rare.
     fn weight_max(self) -> f64 {
         match self {
-            Fault::Crash | Fault::ClockJump | Fault::WatchGone => 0.02,
+            Fault::Crash | Fault::Failover | Fault::ClockJump | Fault::WatchGone => 0.02,
             Fault::WatchDisconnect => 0.03,
             _ => 0.25,
         }
@@ -92,6 +98,7 @@ impl Fault {
                 | Fault::RejectedDownstream
                 | Fault::WatchGone
                 | Fault::Crash
+                | Fault::Failover
         )
     }
 }

@@ -222,9 +222,12 @@ impl Branch {
         let op = self.op.take().expect("an op in flight");
         match (op, result) {
             (OpInFlight::Read { dest, .. }, GitResult::Paths { head, entries }) => {
-                if self.head.is_some() && head != self.head {
+                if head != self.head {
                     // Others wrote the branch since we last knew it: re-read the other folders
-                    // too before planning on it.
+                    // too before planning on it. Also when the branch was absent at the last
+                    // read: a split-brain run (a deposed leader's push landing between the new
+                    // leader's reads of two folders) planned on a head whose folder it had
+                    // read empty, and committed files that were there.
                     for (od, d) in self.dests.iter_mut() {
                         if d.listed && **od != *dest {
                             d.want_read = true;

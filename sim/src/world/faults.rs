@@ -8,7 +8,10 @@ impl World {
     /// Faults that strike the world rather than one write: crash, clock, outside writers.
     pub(super) fn world_faults(&mut self) {
         if self.inject(Fault::Crash) {
-            self.crash();
+            self.crash(false);
+        }
+        if self.inject(Fault::Failover) {
+            self.crash(true);
         }
         if self.inject(Fault::ClockJump) {
             let jump = self.rng.faults.gen_range(-7_200_000i64..7_200_000);
@@ -20,8 +23,11 @@ impl World {
         }
     }
 
-    /// The operator restarts: memory lost, in-flight pushes may or may not have landed.
-    pub(super) fn crash(&mut self) {
+    /// The operator restarts, or (`failover`) another replica's core takes over: memory lost,
+    /// in-flight pushes may or may not land. After a crash they land (or not) at once; after a
+    /// failover the deposed leader's push lands up to 5 s later, while the new core lists,
+    /// reads and seeds: only its expected head keeps it from undoing what the new core pushed.
+    pub(super) fn crash(&mut self, failover: bool) {
         let ops = std::mem::take(&mut self.ops);
         for (_, f) in ops {
             if let GitOpKind::Push {
@@ -30,7 +36,16 @@ impl World {
             } = &f.op.kind
             {
                 if self.rng.faults.gen_bool(0.5) {
-                    let _ = self.apply_push(&f.op, expected_head.as_ref(), commits, f.planned_ms);
+                    if failover {
+                        let delay = self.rng.faults.gen_range(1..5_000);
+                        self.at(
+                            self.now + delay,
+                            Ev::DeposedPush(f.op.clone(), f.planned_ms),
+                        );
+                    } else {
+                        let _ =
+                            self.apply_push(&f.op, expected_head.as_ref(), commits, f.planned_ms);
+                    }
                 }
             }
         }

@@ -140,6 +140,8 @@ enum Ev {
     NamespaceGone(String),
     /// The CRD's deletion goes on: its objects are deleted, then the type is no longer served.
     CrdGone(usize),
+    /// A deposed leader's push, in flight when it lost the Lease, reaches the remote now.
+    DeposedPush(GitOp, u64),
 }
 
 impl Ev {
@@ -448,6 +450,21 @@ impl World {
                 Ev::EditTerminating(key, uid) => self.edit_terminating(&key, &uid),
                 Ev::NamespaceGone(ns) => self.namespace_gone(&ns),
                 Ev::CrdGone(kind) => self.crd_gone(kind),
+                Ev::DeposedPush(op, planned_ms) => {
+                    if let GitOpKind::Push {
+                        expected_head,
+                        commits,
+                    } = &op.kind
+                    {
+                        if self.trace {
+                            eprintln!(
+                                "{:>9} deposed leader's push #{} lands or is refused",
+                                self.now, op.op_id
+                            );
+                        }
+                        let _ = self.apply_push(&op, expected_head.as_ref(), commits, planned_ms);
+                    }
+                }
             }
             for v in &mut self.checkers.violations[seen..] {
                 *v = format!("[t={t} ms] {v}");

@@ -36,20 +36,10 @@ def converged(git_dir, branch, ns, result):
     return check(git_dir, branch, ns, result, authors=False, quiet=True)
 
 
-def check(git_dir, branch, ns, result, authors=True, quiet=False):
-    r = json.load(open(result))
-    have = files(git_dir, branch, ns)
-    problems = []
-    if set(have) != set(r["live"]):
-        extra, missing = set(have) - set(r["live"]), set(r["live"]) - set(have)
-        problems.append(f"files: {len(extra)} extra ({sorted(extra)[:3]}), "
-                        f"{len(missing)} missing ({sorted(missing)[:3]})")
-        if quiet:
-            return False
-    # The newest commit that touched each file: its author and what it did.
+def last_commits(git_dir, branch, ns):
+    """The newest commit that touched each ConfigMap's file: its author and what it did."""
     log = subprocess.run(["git", "--git-dir", git_dir, "log", "--format=>%an", "--name-status",
-                          "--no-renames", branch], capture_output=True,
-                         text=True).stdout if authors else ""
+                          "--no-renames", branch], capture_output=True, text=True).stdout
     last = {}
     author = None
     for line in log.splitlines():
@@ -60,6 +50,34 @@ def check(git_dir, branch, ns, result, authors=True, quiet=False):
             name = path.rsplit("/", 1)[1].removesuffix(".yaml")
             if f"/configmaps/{ns}/" in path and name not in last:
                 last[name] = (author, status)
+    return last
+
+
+def tally(git_dir, branch, ns, result):
+    """Who each final state's commit names: its writer, the fallback author, or someone else."""
+    r = json.load(open(result))
+    last = last_commits(git_dir, branch, ns)
+    finals = [(name, w["user"]) for name, w in r["live"].items()]
+    finals += list(r["deleted"].items())
+    right = sum(1 for name, user in finals if last.get(name, (None,))[0] == user)
+    fallback = sum(1 for name, user in finals if last.get(name, (None,))[0] == "gitops-reverser")
+    wrong = len(finals) - right - fallback
+    print(f"{len(finals)} final states: {right} named for their writer, {fallback} for the "
+          f"fallback author, {wrong} for someone else")
+    return wrong == 0
+
+
+def check(git_dir, branch, ns, result, authors=True, quiet=False):
+    r = json.load(open(result))
+    have = files(git_dir, branch, ns)
+    problems = []
+    if set(have) != set(r["live"]):
+        extra, missing = set(have) - set(r["live"]), set(r["live"]) - set(have)
+        problems.append(f"files: {len(extra)} extra ({sorted(extra)[:3]}), "
+                        f"{len(missing)} missing ({sorted(missing)[:3]})")
+        if quiet:
+            return False
+    last = last_commits(git_dir, branch, ns) if authors else {}
     names = [name for name in r["live"] if name in have]
     spec = "".join(f"{branch}:{have[name]}\n" for name in names)
     raw = subprocess.run(["git", "--git-dir", git_dir, "cat-file", "--batch"], input=spec.encode(),
@@ -86,8 +104,8 @@ def check(git_dir, branch, ns, result, authors=True, quiet=False):
 
 
 def main():
-    if sys.argv[1] in ("check", "converged"):
-        fn = check if sys.argv[1] == "check" else converged
+    if sys.argv[1] in ("check", "converged", "tally"):
+        fn = {"check": check, "converged": converged, "tally": tally}[sys.argv[1]]
         sys.exit(0 if fn(*sys.argv[2:6]) else 1)
     server, ca, ns, n = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
     users = sys.argv[6:]

@@ -31,9 +31,9 @@ use crate::shutdown::until_true;
 
 /// How long metrics are left between copies from the core, in milliseconds.
 pub(crate) const METRICS_SYNC_MS: u64 = 1_000;
-/// How long a leader's watch inputs wait for a record forwarded by a follower, in milliseconds:
-/// the hop from a follower to the leader takes well under this, the API server's write to etcd
-/// and its watch event often less.
+/// How long watch inputs wait for the admission record that explains them, in milliseconds: a
+/// record takes a hop or two (the webhook's queue; a follower's forward to the leader) while the
+/// API server writes etcd and sends the watch event, which under load is sometimes faster.
 pub(crate) const WATCH_GRACE_MS: u64 = 100;
 /// Watch inputs waiting out their grace at most; the channel waits beyond.
 pub(crate) const DELAYED_INPUTS_MAX: usize = 4096;
@@ -65,8 +65,7 @@ pub(crate) struct Driver {
     pub recorder: Option<Recorder>,
     /// How long a shutdown waits for pending pushes.
     pub shutdown_timeout: Duration,
-    /// How long watch inputs wait before the core sees them: with followers forwarding records,
-    /// [`WATCH_GRACE_MS`]; zero for a lone replica.
+    /// How long watch inputs wait before the core sees them ([`WATCH_GRACE_MS`]).
     pub watch_grace: Duration,
     /// Where the records the core settled go: this replica's window, and every follower's.
     pub settled: Option<tokio::sync::broadcast::Sender<Arc<Vec<u64>>>>,

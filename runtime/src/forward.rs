@@ -280,6 +280,8 @@ impl Router {
         loop {
             self.hand_window(&mut handed, &queue_tx).await;
             let req = tokio::select! {
+                // Records first: a settled notice can wait, a record racing its watch event not.
+                biased;
                 r = self.from_webhook.recv() => match r {
                     Some(r) => r,
                     None => break,
@@ -297,7 +299,6 @@ impl Router {
                     continue;
                 }
             };
-            self.window.push(&req, crate::records::wall_ms());
             let mut local = self.local.borrow().clone();
             if local.is_none() && self.leadership.borrow().is_leader() {
                 // This replica's term is starting: its core takes the record in a moment.
@@ -309,6 +310,8 @@ impl Router {
                 }
                 self.hand_window_before(&mut handed, &queue_tx, &req).await;
             }
+            // Kept after it is on its way: the window's file write is not on the record's path.
+            let served = req.clone();
             match local {
                 Some(core) => {
                     if core.try_send(req).is_err() {
@@ -320,6 +323,7 @@ impl Router {
                     Err(_) => self.metrics.forward_dropped("queue_full"),
                 },
             }
+            self.window.push(&served, crate::records::wall_ms());
         }
         sender.abort();
     }
@@ -382,10 +386,8 @@ impl Router {
         if handed.as_ref() == Some(&target) {
             return;
         }
-        let mut records = self.window.current(crate::records::wall_ms());
-        if records.last().is_some_and(|r| r.uid == req.uid) {
-            records.pop();
-        }
+        let records = self.window.current(crate::records::wall_ms());
+        let _ = req;
         for r in records {
             if core.send(r).await.is_err() {
                 break;

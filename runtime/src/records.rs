@@ -51,6 +51,10 @@ struct Entry {
 pub struct Window {
     ttl_ms: u64,
     entries: VecDeque<Entry>,
+    /// Records settled and still among `entries`: left out when the window is handed on or
+    /// written afresh. (Forgetting them one by one would scan the window for every notice, on
+    /// the path every record takes.)
+    settled: std::collections::HashSet<u64>,
     bytes: usize,
     path: Option<PathBuf>,
     file: Option<File>,
@@ -63,6 +67,7 @@ impl Window {
         Self {
             ttl_ms,
             entries: VecDeque::new(),
+            settled: Default::default(),
             bytes: 0,
             path: None,
             file: None,
@@ -125,12 +130,14 @@ impl Window {
                 break;
             }
             self.bytes -= front.bytes;
-            self.entries.pop_front();
+            let gone = self.entries.pop_front().expect("looked at");
+            self.settled.remove(&gone.id);
         }
     }
 
     /// Writes the file afresh with the records held.
     fn rewrite(&mut self) -> std::io::Result<()> {
+        self.forget_settled();
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -183,11 +190,7 @@ impl Window {
     /// Forgets the records the core settled (their commits landed, or it will never use them):
     /// no next core may be handed them.
     pub fn settle(&mut self, ids: &[u64]) {
-        let before = self.entries.len();
-        self.forget(ids);
-        if self.entries.len() == before {
-            return;
-        }
+        self.settled.extend(ids.iter().copied());
         let Ok(mut line) = serde_json::to_vec(&Line::Settled {
             settled: ids.to_vec(),
         }) else {
@@ -198,15 +201,24 @@ impl Window {
     }
 
     fn forget(&mut self, ids: &[u64]) {
-        let mut freed = 0;
+        self.settled.extend(ids.iter().copied());
+        self.forget_settled();
+    }
+
+    fn forget_settled(&mut self) {
+        if self.settled.is_empty() {
+            return;
+        }
+        let (settled, mut freed) = (&self.settled, 0);
         self.entries.retain(|e| {
-            let keep = !ids.contains(&e.id);
+            let keep = !settled.contains(&e.id);
             if !keep {
                 freed += e.bytes;
             }
             keep
         });
         self.bytes -= freed;
+        self.settled.clear();
     }
 
     fn append(&mut self, line: &[u8]) {
@@ -231,6 +243,7 @@ impl Window {
     /// The records younger than the TTL at `now_ms`, oldest first.
     pub fn current(&mut self, now_ms: u64) -> Vec<AdmissionRequest> {
         self.expire(now_ms);
+        self.forget_settled();
         self.entries.iter().map(|e| e.request.clone()).collect()
     }
 

@@ -458,10 +458,7 @@ impl Process {
             shutdown_timeout: cfg.shutdown_timeout,
             fence: self.fence.clone(),
             settled: Some(self.settled.clone()),
-            watch_grace: match self.fence {
-                Some(_) => Duration::from_millis(crate::driver::WATCH_GRACE_MS),
-                None => Duration::ZERO,
-            },
+            watch_grace: Duration::from_millis(crate::driver::WATCH_GRACE_MS),
         };
         let inbox = Inbox {
             rx,

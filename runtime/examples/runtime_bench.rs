@@ -125,6 +125,28 @@ fn cert(dir: &std::path::Path) {
     ]);
 }
 
+/// The webhook's serving certificate (made in `dir`) and a client configuration that trusts it.
+fn serving_and_client(dir: &std::path::Path) -> (Arc<ReloadingTls>, Arc<rustls::ClientConfig>) {
+    cert(dir);
+    let tls = Arc::new(ReloadingTls::new(dir.join("tls.crt"), dir.join("tls.key")));
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(dir.join("ca.crt")).unwrap();
+    use rustls_pki_types::pem::PemObject;
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    (tls, client)
+}
+
 async fn noop_server(listener: TcpListener, tls: Arc<ReloadingTls>) {
     let answer = Bytes::from(
         serde_json::to_vec(
@@ -211,26 +233,7 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 
 async fn webhook_bench(conns: usize, reqs: usize) {
     let dir = tempfile::tempdir().unwrap();
-    cert(dir.path());
-    let tls = Arc::new(ReloadingTls::new(
-        dir.path().join("tls.crt"),
-        dir.path().join("tls.key"),
-    ));
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(dir.path().join("ca.crt")).unwrap();
-    use rustls_pki_types::pem::PemObject;
-    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let client = Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    );
+    let (tls, client) = serving_and_client(dir.path());
 
     let noop = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let noop_port = noop.local_addr().unwrap().port();
@@ -324,26 +327,7 @@ async fn replica_webhook(
 
 async fn forward_bench(conns: usize, reqs: usize) {
     let dir = tempfile::tempdir().unwrap();
-    cert(dir.path());
-    let tls = Arc::new(ReloadingTls::new(
-        dir.path().join("tls.crt"),
-        dir.path().join("tls.key"),
-    ));
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(dir.path().join("ca.crt")).unwrap();
-    use rustls_pki_types::pem::PemObject;
-    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let client = Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    );
+    let (tls, client) = serving_and_client(dir.path());
     // The leader's core: takes records off its channel as the driver would.
     let (core_tx, mut core_rx) = mpsc::channel(8192);
     let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));

@@ -118,8 +118,19 @@ fn kill(op: &Operator, signal: &str) {
     assert!(status.success());
 }
 
-#[test]
-fn a_follower_forwards_its_records_and_the_leader_commits_them_under_the_users_names() {
+/// Two replicas: a leads, b follows and is the one the API server calls; team-a's ConfigMaps
+/// are mirrored. Bound in the order of the fields, they drop in reverse: the replicas first, the
+/// lock last.
+struct Pair {
+    _one: std::sync::MutexGuard<'static, ()>,
+    c: Cluster,
+    root: tempfile::TempDir,
+    remote: Remote,
+    b: Operator,
+    a: Operator,
+}
+
+fn two_replicas() -> Pair {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let c = Cluster::start();
     let remote = Remote::new();
@@ -134,10 +145,30 @@ fn a_follower_forwards_its_records_and_the_leader_commits_them_under_the_users_n
         "replica-b",
     );
     assert!(!is_leader(&b), "one leader: a leads, b follows");
-    let recorded = "gitopsreverser_webhook_requests_total{result=\"recorded\"}";
-    let a_recorded = a.metric(recorded).unwrap_or(0.0);
     namespace(&c, "team-a");
     mirror_configmaps(&c, &a, &remote);
+    Pair {
+        _one,
+        c,
+        root,
+        remote,
+        b,
+        a,
+    }
+}
+
+#[test]
+fn a_follower_forwards_its_records_and_the_leader_commits_them_under_the_users_names() {
+    let Pair {
+        _one,
+        c,
+        root,
+        remote,
+        b,
+        a,
+    } = two_replicas();
+    let recorded = "gitopsreverser_webhook_requests_total{result=\"recorded\"}";
+    let a_recorded = a.metric(recorded).unwrap_or(0.0);
 
     c.apply("alice", &config_map("app", "{k: alice}"));
     remote.await_commit("[CREATE] v1/configmaps/team-a/app");
@@ -400,20 +431,14 @@ fn converged(c: &Cluster, remote: &Remote) -> bool {
 
 #[test]
 fn kill_9_of_the_leader_hands_over_and_the_remote_converges_with_no_wrong_author() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let c = Cluster::start();
-    let remote = Remote::new();
-    let root = tempfile::tempdir().unwrap();
-    let a = replica(&c, &root.path().join("a"), None, "replica-a");
-    eventually("replica a to lead", || is_leader(&a).then_some(()));
-    let b = replica(
-        &c,
-        &root.path().join("b"),
-        Some(&root.path().join("a")),
-        "replica-b",
-    );
-    namespace(&c, "team-a");
-    mirror_configmaps(&c, &a, &remote);
+    let Pair {
+        _one,
+        c,
+        root: _root,
+        remote,
+        b,
+        a,
+    } = two_replicas();
 
     let mut killed_at = None;
     write_stream(&c, 16, || {
@@ -449,20 +474,14 @@ fn kill_9_of_the_leader_hands_over_and_the_remote_converges_with_no_wrong_author
 
 #[test]
 fn sigterm_hands_over_at_once_and_a_paused_deposed_leader_overwrites_nothing() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let c = Cluster::start();
-    let remote = Remote::new();
-    let root = tempfile::tempdir().unwrap();
-    let mut a = replica(&c, &root.path().join("a"), None, "replica-a");
-    eventually("replica a to lead", || is_leader(&a).then_some(()));
-    let b = replica(
-        &c,
-        &root.path().join("b"),
-        Some(&root.path().join("a")),
-        "replica-b",
-    );
-    namespace(&c, "team-a");
-    mirror_configmaps(&c, &a, &remote);
+    let Pair {
+        _one,
+        c,
+        root: _root,
+        remote,
+        b,
+        mut a,
+    } = two_replicas();
     c.apply("alice", &config_map("c0", "{k: alice-0}"));
     remote.await_commit("[CREATE] v1/configmaps/team-a/c0");
 

@@ -9,7 +9,10 @@ mod support;
 use std::path::Path;
 use std::sync::Mutex;
 
-use support::cluster::{eventually, namespace, repo_config, watch_rule, Cluster, Operator, Remote};
+use support::cluster::{
+    await_rule, eventually, mirror_configmaps, namespace, repo_config, watch_rule, Cluster,
+    Operator, Remote,
+};
 use support::git;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -23,14 +26,6 @@ const SECURE_URL: &str = "https://127.0.0.1:9/repo.git";
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A rule is in force once its status says so and the operator has listed its streams again.
-fn await_rule(c: &Cluster, op: &Operator, ns: &str, name: &str) {
-    c.await_ready(&format!("watchrule/{name}"), Some(ns), "True");
-    eventually("the operator synced", || {
-        support::cluster::http_get(op.admin_port, "/readyz").filter(|(code, _)| *code == 200)
-    });
 }
 
 /// One test's world, started in this order: its cluster, a git daemon with an empty repository, the
@@ -96,22 +91,6 @@ fn install_widgets(c: &Cluster, versions: &[&str]) {
 
 fn config_map(ns: &str, name: &str, data: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {data}\n")
-}
-
-/// team-a's ConfigMaps mirrored to `remote` under `clusters/prod` (GitRepoConfig `repo`,
-/// WatchRule `cms`), the rule ready.
-fn mirror_configmaps(c: &Cluster, op: &Operator, remote: &Remote) {
-    c.apply("admin", &repo_config("team-a", &remote.url(), ""));
-    c.apply(
-        "admin",
-        &watch_rule(
-            "team-a",
-            "cms",
-            "clusters/prod",
-            "[{version: v1, resource: configmaps}]",
-        ),
-    );
-    await_rule(c, op, "team-a", "cms");
 }
 
 #[test]

@@ -14,7 +14,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use support::cluster::{
-    eventually, eventually_within, namespace, repo_config, watch_rule, Cluster, Operator, Remote,
+    eventually, eventually_within, mirror_configmaps, namespace, repo_config, watch_rule, Cluster,
+    Operator, Remote,
 };
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -78,24 +79,6 @@ fn is_leader(op: &Operator) -> bool {
 
 fn config_map(name: &str, data: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: team-a}}\ndata: {data}\n")
-}
-
-/// team-a's ConfigMaps mirrored to `remote` under `clusters/prod`, the rule ready on `leader`.
-fn mirror_configmaps(c: &Cluster, leader: &Operator, remote: &Remote) {
-    c.apply("admin", &repo_config("team-a", &remote.url(), ""));
-    c.apply(
-        "admin",
-        &watch_rule(
-            "team-a",
-            "cms",
-            "clusters/prod",
-            "[{version: v1, resource: configmaps}]",
-        ),
-    );
-    c.await_ready("watchrule/cms", Some("team-a"), "True");
-    eventually("the leader synced", || {
-        support::cluster::http_get(leader.admin_port, "/readyz").filter(|(code, _)| *code == 200)
-    });
 }
 
 /// Each commit's (author, subject), oldest first.

@@ -444,3 +444,27 @@ pub fn namespace(c: &Cluster, ns: &str) {
         &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"),
     );
 }
+
+/// A rule is in force once its status says so and the operator has listed its streams again.
+pub fn await_rule(c: &Cluster, op: &Operator, ns: &str, name: &str) {
+    c.await_ready(&format!("watchrule/{name}"), Some(ns), "True");
+    eventually("the operator synced", || {
+        http_get(op.admin_port, "/readyz").filter(|(code, _)| *code == 200)
+    });
+}
+
+/// team-a's ConfigMaps mirrored to `remote` under `clusters/prod` (GitRepoConfig `repo`,
+/// WatchRule `cms`), the rule in force on `op` (the leader, with several replicas).
+pub fn mirror_configmaps(c: &Cluster, op: &Operator, remote: &Remote) {
+    c.apply("admin", &repo_config("team-a", &remote.url(), ""));
+    c.apply(
+        "admin",
+        &watch_rule(
+            "team-a",
+            "cms",
+            "clusters/prod",
+            "[{version: v1, resource: configmaps}]",
+        ),
+    );
+    await_rule(c, op, "team-a", "cms");
+}

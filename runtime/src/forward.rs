@@ -314,7 +314,8 @@ impl Router {
                 {
                     local = core.clone();
                 }
-                self.hand_window_before(&mut handed, &queue_tx, &req).await;
+                // Its window first: `req` joins the window only once it is on its way.
+                self.hand_window(&mut handed, &queue_tx).await;
             }
             // Kept after it is on its way: the window's file write is not on the record's path.
             let served = req.clone();
@@ -329,7 +330,7 @@ impl Router {
                     Err(_) => self.metrics.forward_dropped("queue_full"),
                 },
             }
-            self.window.push(&served, crate::records::wall_ms());
+            self.window.push(served, crate::records::wall_ms());
         }
         sender.abort();
     }
@@ -341,8 +342,8 @@ impl Router {
         queue: &mpsc::Sender<AdmissionRequest>,
     ) {
         let local = self.local.borrow().clone();
-        let target = match (&local, &*self.leadership.borrow()) {
-            (Some(core), _) => Some(Handed::Core(core.clone())),
+        let target = match (local, &*self.leadership.borrow()) {
+            (Some(core), _) => Some(Handed::Core(core)),
             (None, Leadership::Follower { leader: Some(h) }) => {
                 Some(Handed::Leader(h.identity.clone()))
             }
@@ -355,18 +356,24 @@ impl Router {
             return;
         }
         let records = self.window.current(crate::records::wall_ms());
-        if !records.is_empty() {
-            tracing::info!(records = records.len(), to = ?target, "handing the admission records of the last TTL to the core");
-        }
-        match (&target, local) {
-            (Handed::Core(_), Some(core)) => {
+        match &target {
+            Handed::Core(core) => {
+                if !records.is_empty() {
+                    tracing::info!(
+                        records = records.len(),
+                        "handing the admission records of the last TTL to this replica's core"
+                    );
+                }
                 for r in records {
                     if core.send(r).await.is_err() {
                         break;
                     }
                 }
             }
-            _ => {
+            Handed::Leader(leader) => {
+                if !records.is_empty() {
+                    tracing::info!(records = records.len(), %leader, "handing the admission records of the last TTL to the leader");
+                }
                 for r in records {
                     if queue.try_send(r).is_err() {
                         self.metrics.forward_dropped("queue_full");
@@ -374,32 +381,6 @@ impl Router {
                 }
             }
         }
-        *handed = Some(target);
-    }
-
-    /// [`Self::hand_window`] for a term that started while `req` waited for it: the window
-    /// without `req`, which goes next.
-    async fn hand_window_before(
-        &mut self,
-        handed: &mut Option<Handed>,
-        queue: &mpsc::Sender<AdmissionRequest>,
-        req: &AdmissionRequest,
-    ) {
-        let Some(core) = self.local.borrow().clone() else {
-            return;
-        };
-        let target = Handed::Core(core.clone());
-        if handed.as_ref() == Some(&target) {
-            return;
-        }
-        let records = self.window.current(crate::records::wall_ms());
-        let _ = req;
-        for r in records {
-            if core.send(r).await.is_err() {
-                break;
-            }
-        }
-        let _ = queue;
         *handed = Some(target);
     }
 }

@@ -39,6 +39,13 @@ enum Line {
     },
 }
 
+/// [`Line::Record`] as written, borrowing its request.
+#[derive(Serialize)]
+struct RecordLine<'a> {
+    at_ms: u64,
+    request: &'a AdmissionRequest,
+}
+
 struct Entry {
     at_ms: u64,
     bytes: usize,
@@ -155,9 +162,9 @@ impl Window {
         let mut out = std::io::BufWriter::new(file);
         let mut written = 0;
         for e in &self.entries {
-            let mut line = serde_json::to_vec(&Line::Record {
+            let mut line = serde_json::to_vec(&RecordLine {
                 at_ms: e.at_ms,
-                request: e.request.clone(),
+                request: &e.request,
             })?;
             line.push(b'\n');
             out.write_all(&line)?;
@@ -173,16 +180,16 @@ impl Window {
 
     /// Keeps `request`, served at `now_ms`, and appends it to the file. The file is rewritten
     /// when it has grown to twice what the window holds.
-    pub fn push(&mut self, request: &AdmissionRequest, now_ms: u64) {
-        let mut line = match serde_json::to_vec(&Line::Record {
+    pub fn push(&mut self, request: AdmissionRequest, now_ms: u64) {
+        let mut line = match serde_json::to_vec(&RecordLine {
             at_ms: now_ms,
-            request: request.clone(),
+            request: &request,
         }) {
             Ok(l) => l,
             Err(_) => return,
         };
         line.push(b'\n');
-        self.keep(now_ms, line.len(), request.clone());
+        self.keep(now_ms, line.len(), request);
         self.expire(now_ms);
         self.append(&line);
     }
@@ -294,9 +301,9 @@ mod tests {
     fn a_restarted_window_finds_the_records_of_the_last_ttl_and_drops_older_ones() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = Window::open(dir.path(), 60_000, 0);
-        w.push(&request("old"), 1_000);
-        w.push(&request("a"), 30_000);
-        w.push(&request("b"), 50_000);
+        w.push(request("old"), 1_000);
+        w.push(request("a"), 30_000);
+        w.push(request("b"), 50_000);
         drop(w);
         // A line cut by a kill mid-write is skipped.
         let mut f = OpenOptions::new()
@@ -323,8 +330,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = Window::open(dir.path(), 60_000, 0);
         let (a, b) = (request("a"), request("b"));
-        w.push(&a, 1_000);
-        w.push(&b, 2_000);
+        w.push(a.clone(), 1_000);
+        w.push(b, 2_000);
         w.settle(&[record_id(&a)]);
         assert_eq!(names(&mut w, 3_000), ["b"]);
         drop(w);
@@ -337,11 +344,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = Window::open(dir.path(), 1_000, 0);
         for i in 0..RECORDS_MAX as u64 + 10 {
-            w.push(&request(&format!("r{i}")), i / 100);
+            w.push(request(&format!("r{i}")), i / 100);
         }
         assert_eq!(w.len(), RECORDS_MAX);
         // Records a TTL old are gone, and the file keeps no more than twice the window.
-        w.push(&request("late"), 10_000);
+        w.push(request("late"), 10_000);
         assert_eq!(names(&mut w, 10_000), ["late"]);
         let size = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().len();
         assert!(size < 2 * 1024 * 1024, "{size}");

@@ -30,14 +30,6 @@ const LEASE: [&str; 6] = [
     "250ms",
 ];
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A replica in `dir`, with the serving certificate of `cert_from` (if given) and its own
 /// forwarding endpoint on loopback.
 fn replica(c: &Cluster, dir: &Path, cert_from: Option<&Path>, name: &str) -> Operator {
@@ -59,7 +51,7 @@ fn replica_args(name: &str) -> Vec<String> {
         "--lease-identity",
         name,
         "--forward-addr",
-        &format!("127.0.0.1:{}", free_port()),
+        &format!("127.0.0.1:{}", support::free_port()),
         "--shutdown-timeout",
         "5s",
         // The leader narrows the webhook's rules to the watched types, as in a cluster: with
@@ -399,17 +391,9 @@ fn wrong_authors(remote: &Remote) -> Vec<String> {
     wrong
 }
 
-/// The remote holds each ConfigMap as the cluster does.
+/// The remote holds each of `c0`..`c5` as the cluster does.
 fn converged(c: &Cluster, remote: &Remote) -> bool {
-    (0..6).all(|n| {
-        let live = c.jsonpath(
-            &["get", "configmap", &format!("c{n}"), "-n", "team-a"],
-            "{.data.k}",
-        );
-        remote
-            .file(&format!("clusters/prod/v1/configmaps/team-a/c{n}.yaml"))
-            .is_some_and(|f| f.contains(&format!("k: {}", live.trim())))
-    })
+    converged_some(c, remote, &["c0", "c1", "c2", "c3", "c4", "c5"])
 }
 
 #[test]
@@ -529,6 +513,7 @@ fn sigterm_hands_over_at_once_and_a_paused_deposed_leader_overwrites_nothing() {
     assert_eq!(empty_commits(&remote), Vec::<String>::new());
 }
 
+/// The remote holds each of team-a's ConfigMaps `names` as the cluster does.
 fn converged_some(c: &Cluster, remote: &Remote, names: &[&str]) -> bool {
     names.iter().all(|n| {
         let live = c.jsonpath(&["get", "configmap", n, "-n", "team-a"], "{.data.k}");

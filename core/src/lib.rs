@@ -118,6 +118,7 @@ mod namespaces;
 mod paths;
 mod rules;
 mod sanitize;
+pub mod seal;
 mod selector;
 mod time;
 mod yaml;

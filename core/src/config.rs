@@ -2,10 +2,12 @@
 //! (group `configbutler.ai`, version `v1alpha1`), and their validation into status conditions.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{validate_base_folder, Operation};
+use crate::seal::Sealing;
 use crate::selector::{LabelSelector, Selector};
 
 /// Fixed byte trigger of a batch: flush once this much sanitized content is pending.
@@ -64,6 +66,55 @@ pub struct GitRepoConfigSpec {
     /// Batching of pushes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<PushStrategy>,
+    /// Secrets written encrypted with SOPS for age recipients, restorable with `sops --decrypt`.
+    /// Without it, their values are redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionSpec>,
+    /// Every commit signed with an SSH key (git's `gpgsig` header, `sshsig` format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<SigningSpec>,
+}
+
+/// `spec.encryption` of a GitRepoConfig.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionSpec {
+    /// SOPS with age.
+    pub sops: SopsSpec,
+}
+
+/// `spec.encryption.sops` of a GitRepoConfig.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SopsSpec {
+    /// age X25519 recipients (`age1…`, as `age-keygen` prints them); every one can decrypt.
+    pub age_recipients: Vec<String>,
+    /// Further resources sealed like Secrets (the values under their `data` and `stringData`),
+    /// e.g. `{resource: configmaps}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<SealedResource>,
+}
+
+/// A resource whose files are sealed.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedResource {
+    /// API group, `""` for core.
+    #[serde(default)]
+    pub group: String,
+    /// Plural resource name.
+    pub resource: String,
+}
+
+/// `spec.signing` of a GitRepoConfig.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningSpec {
+    /// Secret in the same namespace, labelled `configbutler.ai/credentials=true`, whose
+    /// `ssh-privatekey` is an unencrypted OpenSSH `ssh-ed25519` key.
+    pub secret_ref: LocalObjectReference,
 }
 
 /// A reference to an object in the same namespace.
@@ -275,6 +326,12 @@ pub struct RepoSettings {
     pub push_interval_ms: u64,
     /// Flush after this many commits.
     pub max_commits: u32,
+    /// `spec.encryption`: how Secrets (and the resources it names) are sealed.
+    pub sealing: Option<Arc<Sealing>>,
+    /// Why `sealing` cannot be used: then no file it would seal is written.
+    pub sealing_problem: Option<String>,
+    /// `spec.signing`: the signing key's Secret in the GitRepoConfig's namespace.
+    pub signing_secret: Option<String>,
 }
 
 /// Validates a GitRepoConfig into settings, or a `Ready=False` condition saying what to fix.
@@ -343,6 +400,13 @@ pub fn validate_repo(
             }
         },
     };
+    let (sealing, sealing_problem) = match &spec.encryption {
+        None => (None, None),
+        Some(e) => {
+            let (sealing, problem) = validate_sops(&e.sops)?;
+            (Some(sealing), problem)
+        }
+    };
     let max_commits = push.max_commits.unwrap_or(BATCH_COMMITS_DEFAULT);
     if !(1..=BATCH_COMMITS_MAX).contains(&max_commits) {
         return Err(Condition::not_ready(
@@ -356,7 +420,67 @@ pub fn validate_repo(
         allowed_branches: spec.allowed_branches.clone(),
         push_interval_ms,
         max_commits,
+        sealing,
+        sealing_problem,
+        signing_secret: spec.signing.as_ref().map(|s| s.secret_ref.name.clone()),
     })
+}
+
+/// Validates `spec.encryption.sops`: what is sealed, and whether it can be. A resource entry
+/// that names no resource makes the whole spec invalid (what it meant to seal would be written in
+/// plaintext). A recipient problem is not the whole repository's: it keeps every other file and
+/// writes no sealed one until it is fixed (plaintext is never the fallback, and neither is a
+/// redacted file that a restore would take for the real one).
+pub fn validate_sops(spec: &SopsSpec) -> Result<(Arc<Sealing>, Option<String>), Condition> {
+    if let Some((i, _)) = spec
+        .resources
+        .iter()
+        .enumerate()
+        .find(|(_, r)| !valid_resource_name(&r.resource) || r.group.contains(['/', '*']))
+    {
+        return Err(Condition::not_ready(
+            "InvalidEncryption",
+            format!("spec.encryption.sops.resources[{i}]: name one plural resource and its group, e.g. {{group: \"\", resource: configmaps}}"),
+        ));
+    }
+    let mut extra_resources: Vec<(String, String)> = spec
+        .resources
+        .iter()
+        .map(|r| (r.group.clone(), r.resource.clone()))
+        .collect();
+    extra_resources.sort();
+    extra_resources.dedup();
+    let mut recipients: Vec<String> = spec
+        .age_recipients
+        .iter()
+        .map(|r| r.trim().to_string())
+        .collect();
+    recipients.sort();
+    recipients.dedup();
+    let problem = match spec.age_recipients.is_empty() {
+        true => Some(
+            "spec.encryption.sops.ageRecipients is empty; list at least one age recipient (age1…, from age-keygen)".to_string(),
+        ),
+        false => spec.age_recipients.iter().enumerate().find_map(|(i, r)| {
+            crate::seal::parse_age_recipient(r.trim())
+                .err()
+                .map(|e| format!("spec.encryption.sops.ageRecipients[{i}]: {e}"))
+        }),
+    };
+    let sealing = Arc::new(Sealing {
+        recipients,
+        extra_resources,
+    });
+    Ok((sealing, problem))
+}
+
+/// A plural resource name as the API server spells them (lower case DNS label characters).
+fn valid_resource_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
 }
 
 /// `file://` and `file:` URLs, in any letter case.

@@ -16,7 +16,7 @@ use crate::gitplan::{self, Identities};
 use crate::ids::{layout_segments, write_file_path, Gvr, Operation, ResourceRef};
 use crate::io::{
     ApiResource, Blobs, CommitId, FileBody, GitOp, GitOpKind, GitResult, Identity, Input, Output,
-    WatchEvent,
+    SigningVerdict, WatchEvent,
 };
 use crate::json::{Doc, JsonError, Kind, RawObject};
 use crate::live::{key128, tag64, KeyHash, LiveEntry, StreamLive, Terminating};
@@ -25,7 +25,8 @@ use crate::paths::{BranchPaths, Held, Member};
 use crate::rules::{
     CompiledRule, Destination, DocLabels, ObjectFacts, RuleReach, RuleStore, Served,
 };
-use crate::sanitize::{sanitize, SecretPolicy, TypeRules};
+use crate::sanitize::{sanitize, with_secret_values, SecretPolicy, TypeRules};
+use crate::seal::Sealing;
 use crate::selector::Selector;
 use crate::time::{MonoClamp, Now};
 
@@ -70,7 +71,14 @@ pub struct CoreConfig {
     /// How much one push carries (the executor's memory per push) and how large a resync part is.
     #[serde(default)]
     pub push_bounds: PushBounds,
+    /// The key of sealed files' fingerprints (a Secret in the operator's namespace); without
+    /// it, a GitRepoConfig's `spec.encryption` cannot be used and its Secrets are not written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_key: Option<crate::seal::SealKey>,
 }
+
+/// Why `spec.encryption` is unusable when the runtime gave the core no [`CoreConfig::seal_key`].
+const NO_SEAL_KEY: &str = "the operator has no fingerprint key (the Secret gitops-reverser-seal-key in its namespace could not be read or created; see its log), so it cannot tell a changed Secret from an unchanged one";
 
 impl Default for CoreConfig {
     fn default() -> Self {
@@ -92,6 +100,7 @@ impl Default for CoreConfig {
             trusted_namespaces: None,
             file_remotes: false,
             push_bounds: PushBounds::default(),
+            seal_key: None,
         }
     }
 }
@@ -180,6 +189,8 @@ struct RepoEntry {
     settings: Result<Arc<RepoSettings>, Condition>,
     /// What is wrong with its credentials Secret, if anything (the runtime's verdict).
     credentials_problem: Option<String>,
+    /// The runtime's verdict on its signing key, once it has one.
+    signing: Option<SigningVerdict>,
 }
 
 /// What the branch has (or will have once pending commits land) at a path.
@@ -310,16 +321,21 @@ impl Core {
                 match spec {
                     Some(spec) => {
                         let settings =
-                            config::validate_repo(&spec, self.config.file_remotes).map(Arc::new);
-                        let credentials_problem = self
-                            .repos
-                            .get(&name)
-                            .and_then(|r| r.credentials_problem.clone());
+                            config::validate_repo(&spec, self.config.file_remotes).map(|mut s| {
+                                if s.sealing.is_some() && self.config.seal_key.is_none() {
+                                    s.sealing_problem.get_or_insert_with(|| NO_SEAL_KEY.into());
+                                }
+                                Arc::new(s)
+                            });
+                        let old = self.repos.get(&name);
+                        let credentials_problem = old.and_then(|r| r.credentials_problem.clone());
+                        let signing = old.and_then(|r| r.signing.clone());
                         self.repos.insert(
                             name,
                             RepoEntry {
                                 settings,
                                 credentials_problem,
+                                signing,
                             },
                         );
                     }
@@ -346,6 +362,12 @@ impl Core {
             Input::Credentials(name, verdict) => {
                 if let Some(r) = self.repos.get_mut(&name) {
                     r.credentials_problem = verdict.into();
+                }
+                self.reconfigure();
+            }
+            Input::Signing(name, verdict) => {
+                if let Some(r) = self.repos.get_mut(&name) {
+                    r.signing = Some(verdict);
                 }
                 self.reconfigure();
             }

@@ -82,6 +82,20 @@ impl From<CredentialsVerdict> for Option<String> {
     }
 }
 
+/// Whether a GitRepoConfig's signing key can be used: its public key, or what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SigningVerdict {
+    /// Usable: the public key (`ssh-ed25519 AAAA… comment`) and its `SHA256:` fingerprint.
+    Usable {
+        /// The authorized-keys line.
+        public_key: String,
+        /// As `ssh-keygen -l` prints it.
+        fingerprint: String,
+    },
+    /// Not usable: what is wrong, for the status.
+    Invalid(String),
+}
+
 /// Everything that can happen to the core.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Input {
@@ -93,6 +107,8 @@ pub enum Input {
     ClusterWatchRule(String, Option<ClusterWatchRuleSpec>),
     /// The runtime's verdict on a GitRepoConfig's credentials Secret.
     Credentials(NamespacedName, CredentialsVerdict),
+    /// The runtime's verdict on a GitRepoConfig's signing key (`spec.signing`).
+    Signing(NamespacedName, SigningVerdict),
     /// The API server's resource types, from discovery; wildcards in rules expand over these.
     ApiResources(Vec<ApiResource>),
     /// The API server refused to list a watched type (403: the operator's role does not
@@ -135,35 +151,54 @@ pub enum FileBody {
     Object(RawObject, crate::sanitize::TypeRules),
     /// A file already rendered.
     Yaml(Arc<[u8]>),
+    /// An object's file to be encrypted as it is written ([`crate::seal`]): never written as
+    /// it is. Executors seal it with their cipher; its id is its fingerprint's.
+    Sealed(Arc<crate::seal::SealedFile>),
 }
 
 impl FileBody {
-    /// The file's bytes.
+    /// The file's bytes. A sealed file has none until an executor encrypts it: ask
+    /// [`Self::sealed`] first.
     pub fn render(&self) -> std::borrow::Cow<'_, [u8]> {
         match self {
             FileBody::Object(o, rules) => crate::yaml::render_object(o.as_bytes(), *rules)
                 .expect("the core read this object before it planned its file")
                 .into(),
             FileBody::Yaml(y) => std::borrow::Cow::Borrowed(y),
+            FileBody::Sealed(s) => panic!("{s:?} is encrypted by its executor, never rendered"),
         }
     }
 
-    /// The file's bytes, shared.
+    /// The file's bytes, shared (see [`Self::render`]).
     pub fn shared(&self) -> Arc<[u8]> {
         match self {
-            FileBody::Object(..) => self.render().into(),
+            FileBody::Object(..) | FileBody::Sealed(_) => self.render().into(),
             FileBody::Yaml(y) => y.clone(),
         }
     }
 
-    /// The git blob id of the file.
-    pub fn blob_id(&self) -> [u8; 20] {
-        crate::canonical::git_blob_id(&self.render())
+    /// The file to encrypt, if this is one.
+    pub fn sealed(&self) -> Option<&crate::seal::SealedFile> {
+        match self {
+            FileBody::Sealed(s) => Some(s),
+            _ => None,
+        }
     }
 
-    /// The file rendered: what an executor writes.
+    /// The id the core knows the file by: its git blob id, or a sealed file's listed id.
+    pub fn blob_id(&self) -> [u8; 20] {
+        match self {
+            FileBody::Sealed(s) => s.listed_id(),
+            _ => crate::canonical::git_blob_id(&self.render()),
+        }
+    }
+
+    /// The file rendered: what an executor writes (a sealed file stays as it is).
     pub fn rendered(&self) -> FileBody {
-        FileBody::Yaml(self.shared())
+        match self {
+            FileBody::Sealed(_) => self.clone(),
+            _ => FileBody::Yaml(self.shared()),
+        }
     }
 }
 
@@ -174,6 +209,7 @@ impl std::fmt::Debug for FileBody {
         match self {
             FileBody::Object(o, rules) => f.debug_tuple("Object").field(o).field(rules).finish(),
             FileBody::Yaml(y) => y.fmt(f),
+            FileBody::Sealed(s) => s.fmt(f),
         }
     }
 }
@@ -252,6 +288,12 @@ pub struct GitOp {
     pub repo_url: String,
     /// Its credentials Secret, in the GitRepoConfig's namespace.
     pub secret_name: Option<String>,
+    /// How sealed files are encrypted (`spec.encryption`, when usable): a push's sealed writes
+    /// are encrypted for these recipients, and a listing reports sealed files by their listed id.
+    pub sealing: Option<Arc<crate::seal::Sealing>>,
+    /// The Secret holding the key every commit is signed with (`spec.signing`), in the
+    /// GitRepoConfig's namespace. The executor pushes nothing unsigned when it is named.
+    pub signing_secret: Option<String>,
     /// The branch.
     pub branch: String,
     /// What to do.

@@ -250,6 +250,37 @@ fn redact_secret(doc: &mut Doc) {
     }
 }
 
+/// `hash` (a Secret's content hash, over its redacted form) with its values mixed in. Redaction
+/// hides them from the file, but a Secret whose values changed did change: a sealed file
+/// ([`crate::seal`]) holds them, and an admission's content must still match its watch event's.
+/// Files that redact compare by the redacted hash (`Change::redacted_hash` in the core).
+pub(crate) fn with_secret_values(doc: &Doc, hash: u64) -> u64 {
+    let mut bytes = Vec::new();
+    for field in ["data", "stringData"] {
+        let Some(map) = doc
+            .get(Doc::ROOT, field)
+            .filter(|&m| doc.kind(m) == Kind::Object)
+        else {
+            continue;
+        };
+        bytes.extend_from_slice(field.as_bytes());
+        bytes.push(0);
+        for c in doc.children(map) {
+            bytes.extend_from_slice(doc.key(c));
+            bytes.push(0);
+            match doc.str(c) {
+                Some(text) => bytes.extend_from_slice(text.as_bytes()),
+                None => bytes.extend_from_slice(doc.raw(c)),
+            }
+            bytes.push(0);
+        }
+    }
+    match bytes.is_empty() {
+        true => hash,
+        false => xxhash_rust::xxh64::xxh64(&bytes, hash),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -566,6 +566,8 @@ fn main() {
         },
         repo_url: url.clone(),
         secret_name: None,
+        sealing: None,
+        signing_secret: None,
         branch: "main".into(),
         kind,
     };

@@ -33,6 +33,8 @@ fn a_remote_that_never_answers_times_out_as_remote_timeout() {
         repo_url: format!("git://127.0.0.1:{port}/r.git"),
         branch: "main".into(),
         secret_name: None,
+        sealing: None,
+        signing_secret: None,
         kind: GitOpKind::ReadPaths { folder: "".into() },
     };
     let started = Instant::now();

@@ -23,6 +23,12 @@ impl Core {
             repo: key.0.clone(),
             repo_url: b.settings.repo_url.clone(),
             secret_name: b.settings.secret_name.clone(),
+            sealing: b
+                .settings
+                .sealing
+                .clone()
+                .filter(|_| b.settings.sealing_problem.is_none()),
+            signing_secret: b.settings.signing_secret.clone(),
             branch: key.1.clone(),
             kind,
         }));

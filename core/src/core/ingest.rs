@@ -110,8 +110,12 @@ impl Core {
                 .path(&["metadata", "finalizers"])
                 .is_some_and(|f| doc.children(f).next().is_some());
             sanitize(doc, rules);
+            let hash = out.finish(doc).0;
             AdmissionDigest {
-                hash: out.finish(doc).0,
+                hash: match rules.is_secret() {
+                    true => with_secret_values(doc, hash),
+                    false => hash,
+                },
                 rv,
                 uid,
                 held: deleting && finalized,

@@ -3,8 +3,10 @@
 //! (or its removal) queued on each destination's branch.
 
 use super::*;
+use crate::config::RepoSettings;
 use crate::ids::PathError;
 use crate::json::NodeId;
+use crate::seal::{SealKey, SealedFile};
 
 /// One object as a stream delivers it.
 #[derive(Clone, Copy)]
@@ -26,6 +28,8 @@ struct Change {
     op: Operation,
     /// The file to write; `None` for a deletion.
     file: Option<FileBody>,
+    /// The content hash of its file as written unsealed (a Secret's values redacted); a sealed
+    /// file's is its fingerprint's.
     hash: u64,
     bytes: usize,
     /// The user found for it.
@@ -306,7 +310,11 @@ impl Core {
         let (rv, uid, being_deleted) = (head.rv, head.uid, head.being_deleted);
         let rules = TypeRules::of(ev.gvr);
         sanitize(doc, rules);
-        let (hash, bytes) = out.finish(doc);
+        let (redacted_hash, bytes) = out.finish(doc);
+        let hash = match rules.is_secret() {
+            true => with_secret_values(doc, redacted_hash),
+            false => redacted_hash,
+        };
         let seen = Seen {
             ident,
             rv,
@@ -349,7 +357,7 @@ impl Core {
                 op
             },
             file: (!ev.deleted).then(|| FileBody::Object(ev.obj.clone(), rules)),
-            hash,
+            hash: redacted_hash,
             bytes,
             author,
             record: found.record,
@@ -672,12 +680,14 @@ impl Core {
                         gid,
                         epoch,
                     };
+                    // The member stays even when its file is withheld: it is no orphan.
                     b.paths.add_member(path_key, member);
-                    Some(Content {
-                        hash,
-                        file: file.clone(),
-                        bytes,
-                    })
+                    let key = self.config.seal_key.as_ref();
+                    let (file, hash) = match repo_file(key, &b.settings, gvr, file, hash) {
+                        Some(f) => f,
+                        None => continue,
+                    };
+                    Some(Content { hash, file, bytes })
                 }
                 // Deleted, or no longer selected (labels changed): the file goes if it is there.
                 _ => {
@@ -710,4 +720,38 @@ impl Core {
         self.dests_of_gvr = dests;
         queued
     }
+}
+
+/// The file a destination's repository gets for an object, with its content hash; `None` when
+/// it is withheld. A repository that seals the object's type gets a [`SealedFile`] (known by its
+/// fingerprint, which covers the values and the recipients); one whose sealing cannot be used
+/// gets nothing (neither plaintext nor a redacted file a restore would take for the real one);
+/// any other gets the file as it is, a Secret's values redacted.
+fn repo_file(
+    key: Option<&SealKey>,
+    settings: &RepoSettings,
+    gvr: &Gvr,
+    file: &FileBody,
+    hash: u64,
+) -> Option<(FileBody, u64)> {
+    let Some(sealing) = settings
+        .sealing
+        .as_ref()
+        .filter(|s| s.seals(&gvr.group, &gvr.resource))
+    else {
+        return Some((file.clone(), hash));
+    };
+    if settings.sealing_problem.is_some() {
+        return None;
+    }
+    let (FileBody::Object(obj, rules), Some(key)) = (file, key) else {
+        invariant!(
+            false,
+            "an object's file is its text, and sealing is usable with a key"
+        );
+        return None;
+    };
+    let sealed = SealedFile::new(obj.clone(), *rules, key, sealing.clone()).ok()?;
+    let id = u64::from_le_bytes(sealed.fingerprint[..8].try_into().expect("8 bytes"));
+    Some((FileBody::Sealed(Arc::new(sealed)), id))
 }

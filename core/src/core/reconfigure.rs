@@ -25,6 +25,7 @@ impl Core {
             RepoEntry {
                 settings,
                 credentials_problem: cred,
+                signing,
             },
         ) in &self.repos
         {
@@ -35,6 +36,15 @@ impl Core {
             if let (Ok(_), Some(problem)) = (settings, cred) {
                 // A spec that cannot be used says so first: its credentials may not even apply.
                 conds[0] = Condition::not_ready("CredentialsInvalid", problem.clone());
+            }
+            if let Ok(s) = settings {
+                conds.extend(trust_conditions(s, signing.as_ref()));
+                if let (Some(SigningVerdict::Invalid(p)), true) = (signing, conds[0].status) {
+                    conds[0] = Condition::not_ready(
+                        "SigningKeyInvalid",
+                        format!("{p}; nothing is pushed unsigned, so nothing is pushed until the key is fixed"),
+                    );
+                }
             }
             if let Some((reason, message)) = self
                 .branches
@@ -369,12 +379,23 @@ impl Core {
             .keys()
             .map(|d| (d.repo.clone(), d.branch.clone()))
             .collect();
+        // Branches whose sealing changed (recipients, resources, usable or not): their sealed
+        // types are listed again, so that every file is written the new way at once (a removed
+        // recipient can no longer read any file at the head; history keeps what it could).
+        let mut resealed: BTreeMap<BranchKey, Vec<Arc<Sealing>>> = BTreeMap::new();
         for key in keys {
             let Some(Ok(settings)) = self.repos.get(&key.0).map(|r| r.settings.clone()) else {
                 continue;
             };
             match self.branches.get_mut(&key) {
-                Some(b) => b.settings = settings,
+                Some(b) => {
+                    let before = (&b.settings.sealing, &b.settings.sealing_problem);
+                    if before != (&settings.sealing, &settings.sealing_problem) {
+                        let both = [b.settings.sealing.clone(), settings.sealing.clone()];
+                        resealed.insert(key.clone(), both.into_iter().flatten().collect());
+                    }
+                    b.settings = settings
+                }
                 None => {
                     self.branches
                         .insert(key, Branch::new(settings, self.config.push_bounds));
@@ -394,6 +415,18 @@ impl Core {
                 b.dests.insert(dest.clone(), state);
                 self.branch_of.insert(dest, key);
             }
+        }
+        for (dest, key) in &self.branch_of {
+            let Some(sealings) = resealed.get(key) else {
+                continue;
+            };
+            resync.extend(
+                self.rules
+                    .gvrs_of_destination(dest)
+                    .into_iter()
+                    .filter(|g| sealings.iter().any(|s| s.seals(&g.group, &g.resource)))
+                    .cloned(),
+            );
         }
         self.wake.extend(self.branches.keys().cloned());
         // A stream that is not running yet starts with a list anyway.
@@ -419,4 +452,55 @@ impl Core {
         let (_, status) = self.compile_rules();
         self.emit_statuses(status);
     }
+}
+
+/// The `Encryption` and `Signing` conditions of a GitRepoConfig that asks for them.
+fn trust_conditions(s: &RepoSettings, signing: Option<&SigningVerdict>) -> Vec<Condition> {
+    let mut conds = Vec::new();
+    match (&s.sealing, &s.sealing_problem) {
+        (None, _) => {}
+        (Some(sealing), None) => conds.push(Condition {
+            type_: "Encryption".into(),
+            status: true,
+            reason: "SopsAge".into(),
+            message: format!(
+                "Secrets are written as SOPS files for {} age recipient(s); sops --decrypt restores them",
+                sealing.recipients.len()
+            ),
+        }),
+        (Some(_), Some(problem)) => conds.push(Condition {
+            type_: "Encryption".into(),
+            status: false,
+            reason: "EncryptionInvalid".into(),
+            message: format!("{problem}; no Secret is written until it is fixed"),
+        }),
+    }
+    if let Some(secret) = &s.signing_secret {
+        conds.push(match signing {
+            Some(SigningVerdict::Usable {
+                public_key,
+                fingerprint,
+            }) => Condition {
+                type_: "Signing".into(),
+                status: true,
+                reason: "SigningKeyLoaded".into(),
+                message: format!(
+                    "commits are signed with {public_key} ({fingerprint}) from Secret {secret}; put it in an allowed-signers file to verify them"
+                ),
+            },
+            Some(SigningVerdict::Invalid(problem)) => Condition {
+                type_: "Signing".into(),
+                status: false,
+                reason: "SigningKeyInvalid".into(),
+                message: problem.clone(),
+            },
+            None => Condition {
+                type_: "Signing".into(),
+                status: false,
+                reason: "SigningKeyPending".into(),
+                message: format!("Secret {secret} is being read"),
+            },
+        });
+    }
+    conds
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use gitops_reverser_core::config::{GitRepoConfigSpec, NamespacedName, WatchRuleSpec};
 use gitops_reverser_core::io::{
-    GitOp, GitOpKind, GitResult, Input, Output, PlannedCommit, WatchEvent,
+    FileBody, GitOp, GitOpKind, GitResult, Input, Output, PlannedCommit, WatchEvent,
 };
+use gitops_reverser_core::seal;
 use gitops_reverser_core::Gvr;
 use gitops_reverser_core::Now;
 use gitops_reverser_core::{Core, CoreConfig};
@@ -26,6 +27,64 @@ pub struct Harness {
     pub commits: Vec<PlannedCommit>,
     pub head: Option<String>,
     pub gvrs: Vec<Gvr>,
+    /// Encrypts sealed files as an executor would, each write new.
+    pub sealer: Sealer,
+}
+
+/// A stand-in cipher for sealed files: reversible, and new bytes on every write (as a real
+/// encryption is), so that a rewrite of an unchanged Secret shows as a changed file.
+#[derive(Default)]
+pub struct Sealer {
+    writes: u64,
+}
+
+impl Sealer {
+    /// A file's bytes as the harness's remote stores them.
+    pub fn write(&mut self, body: &FileBody) -> Arc<[u8]> {
+        match body.sealed() {
+            None => body.shared(),
+            Some(s) => {
+                self.writes += 1;
+                let mut c = StandIn(self.writes);
+                s.seal("2023-11-14T22:13:20Z", &mut c).unwrap().into()
+            }
+        }
+    }
+}
+
+struct StandIn(u64);
+
+impl seal::SopsCipher for StandIn {
+    fn encrypt(&mut self, plaintext: &[u8], aad: &str, kind: &str) -> Result<String, String> {
+        let hex: String = plaintext
+            .iter()
+            .map(|b| format!("{:02x}", b ^ 0x5a))
+            .collect();
+        Ok(format!(
+            "ENC[STANDIN,data:{hex},iv:{},aad:{aad},type:{kind}]",
+            self.0
+        ))
+    }
+
+    fn wrapped_keys(&mut self, recipients: &[String]) -> Result<Vec<(String, String)>, String> {
+        Ok(recipients
+            .iter()
+            .map(|r| (r.clone(), format!("key-{}", self.0)))
+            .collect())
+    }
+}
+
+/// The plaintext of a stand-in sealed value (`ENC[STANDIN,data:…]`).
+pub fn unseal_value(text: &str) -> Option<String> {
+    let hex = text.strip_prefix("ENC[STANDIN,data:")?.split(',').next()?;
+    let bytes: Option<Vec<u8>> = (0..hex.len() / 2)
+        .map(|i| {
+            u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+                .ok()
+                .map(|b| b ^ 0x5a)
+        })
+        .collect();
+    String::from_utf8(bytes?).ok()
 }
 
 pub fn repo_name() -> NamespacedName {
@@ -42,6 +101,7 @@ impl Harness {
             commits: Vec::new(),
             head: None,
             gvrs: Vec::new(),
+            sealer: Sealer::default(),
         }
     }
 
@@ -52,11 +112,21 @@ impl Harness {
 
     /// [`Harness::with_rule`] with a core built from `config`.
     pub fn with_config(config: CoreConfig, resources: &[(&str, &str, &str)], folder: &str) -> Self {
+        let repo = serde_json::json!({
+            "repoURL": "https://git.example/org/repo", "allowedBranches": ["main"]});
+        Self::with_repo(config, repo, resources, folder)
+    }
+
+    /// [`Harness::with_config`] with the GitRepoConfig's spec given.
+    pub fn with_repo(
+        config: CoreConfig,
+        repo: serde_json::Value,
+        resources: &[(&str, &str, &str)],
+        folder: &str,
+    ) -> Self {
         let mut h = Self::new();
         h.core = Core::new(config);
-        let repo: GitRepoConfigSpec = serde_json::from_value(serde_json::json!({
-            "repoURL": "https://git.example/org/repo", "allowedBranches": ["main"]}))
-        .unwrap();
+        let repo: GitRepoConfigSpec = serde_json::from_value(repo).unwrap();
         h.input(Input::GitRepoConfig(repo_name(), Some(repo)));
         let res: Vec<_> = resources
             .iter()
@@ -161,7 +231,11 @@ impl Harness {
                     .files
                     .iter()
                     .filter(|(p, _)| folder.is_empty() || p.starts_with(&format!("{folder}/")))
-                    .map(|(p, b)| (p.clone(), gitops_reverser_core::git_blob_id(b)))
+                    .map(|(p, b)| {
+                        let id = seal::listed_id(b)
+                            .unwrap_or_else(|| gitops_reverser_core::git_blob_id(b));
+                        (p.clone(), id)
+                    })
                     .collect(),
             },
             GitOpKind::Push {
@@ -177,7 +251,7 @@ impl Harness {
                     assert!(!c.writes.is_empty(), "no empty commits");
                     for (path, bytes) in &c.writes {
                         match bytes {
-                            Some(b) => self.files.insert(path.clone(), b.shared()),
+                            Some(b) => self.files.insert(path.clone(), self.sealer.write(b)),
                             None => self.files.remove(path),
                         };
                     }

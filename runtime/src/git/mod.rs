@@ -10,6 +10,7 @@ pub mod errors;
 pub mod exec;
 pub mod known_hosts;
 pub mod pack;
+pub mod sign;
 pub mod sops;
 pub mod tree;
 pub mod url;

@@ -169,6 +169,8 @@ pub fn op(op_id: u64, url: &str, secret: Option<&str>, kind: GitOpKind) -> GitOp
         },
         repo_url: url.into(),
         secret_name: secret.map(String::from),
+        sealing: None,
+        signing_secret: None,
         branch: "main".into(),
         kind,
     }

@@ -336,6 +336,7 @@ impl Driver {
                 }
                 Output::Git(op) => {
                     let creds = self.shared.creds_of(&op.repo);
+                    let signer = self.shared.signer_of(&op.repo);
                     let (git, tx) = (self.git.clone(), self.tx.clone());
                     let repo = op.repo.clone();
                     let push = matches!(op.kind, GitOpKind::Push { .. });
@@ -354,7 +355,7 @@ impl Driver {
                                 cause: "NotLeader".into(),
                             }
                         } else {
-                            git.run(op, creds).await
+                            git.run(op, creds, signer).await
                         };
                         let done = GitDone {
                             op_id,

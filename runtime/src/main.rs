@@ -155,6 +155,16 @@ struct RunArgs {
         default_value = "gitops-reverser-webhook-tls"
     )]
     webhook_cert_secret: String,
+
+    /// The Secret in the operator's namespace holding the fingerprint key of sealed files
+    /// (GitRepoConfig spec.encryption); made at the first start. Empty: none (encryption
+    /// cannot be used).
+    #[arg(
+        long,
+        env = "GITOPS_REVERSER_SEAL_KEY_SECRET",
+        default_value = "gitops-reverser-seal-key"
+    )]
+    seal_key_secret: String,
     /// How long each self-managed certificate is valid; a new one is staged at two thirds of it
     /// and serves a sixth later. At least 30s.
     #[arg(long, env = "GITOPS_REVERSER_WEBHOOK_CERT_LIFETIME", default_value = "2160h", value_parser = duration_ms)]
@@ -495,6 +505,8 @@ fn main() -> anyhow::Result<()> {
                 self_managed_tls: args.webhook_certs == WebhookCerts::SelfManaged,
                 webhook_configuration: webhook_settings(&args),
                 election: election(&args),
+                seal_key_secret: (!args.seal_key_secret.is_empty())
+                    .then(|| (own_namespace(), args.seal_key_secret.clone())),
             };
             // Every thread of this runtime runs below the webhook's own (see `priority`).
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -80,6 +80,9 @@ pub struct RunConfig {
     pub webhook_configuration: Option<webhook_config::Settings>,
     /// Leader election among replicas; `None` runs the core at once (one replica).
     pub election: Option<ElectionConfig>,
+    /// The Secret (namespace, name) holding the fingerprint key of sealed files; read or made
+    /// at start. Without it, `spec.encryption` cannot be used (the GitRepoConfigs say so).
+    pub seal_key_secret: Option<(String, String)>,
 }
 
 struct Observer {
@@ -198,11 +201,19 @@ struct Process {
 
 /// Runs the operator until `shutdown` turns true, then flushes and returns. With an election,
 /// the core runs only while this replica leads; the webhook serves all along.
-pub async fn run(cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(mut cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     if let Some(e) = &cfg.election {
         e.lease.check().map_err(anyhow::Error::msg)?;
     }
     let client = client(cfg.kubeconfig.as_ref(), cfg.context.as_ref()).await?;
+    if let Some((namespace, name)) = &cfg.seal_key_secret {
+        match crate::kube::seal_key::load_or_create(&client, namespace, name).await {
+            Ok(key) => cfg.core.seal_key = Some(key),
+            Err(e) => tracing::error!(
+                "no fingerprint key for sealed files, so GitRepoConfigs with spec.encryption write no Secret: {e}"
+            ),
+        }
+    }
     let metrics = Arc::new(Metrics::new());
     let tls = if cfg.self_managed_tls {
         ReloadingTls::managed()

@@ -823,6 +823,7 @@ async fn no_credential_appears_in_any_result_or_log_line() {
             .run(
                 op(i as u64, &url, Some("repo-creds"), kind),
                 Some(Arc::new(c)),
+                None,
             )
             .await;
         let (_, reason) = failed(result);
@@ -866,7 +867,7 @@ async fn git_ops_leave_the_async_thread_free() {
         expected_head: None,
         commits: vec![commit("a", "[CREATE] x", 1, &[("x", Some("1\n"))])],
     };
-    let result = exec.run(op(1, &url, None, kind), None).await;
+    let result = exec.run(op(1, &url, None, kind), None, None).await;
     let seen = ticks.load(std::sync::atomic::Ordering::Relaxed);
     ticker.abort();
     let head = pushed(result);
@@ -969,7 +970,7 @@ async fn a_clone_no_branch_uses_goes_at_the_second_look_and_a_used_one_stays() {
     // The GitRepoConfig's URL changed from old to new: both have clones now.
     for url in [&old_url, &new_url] {
         assert!(matches!(
-            exec.run(read(url), None).await,
+            exec.run(read(url), None, None).await,
             GitResult::Paths { .. }
         ));
     }
@@ -985,7 +986,7 @@ async fn a_clone_no_branch_uses_goes_at_the_second_look_and_a_used_one_stays() {
 
     // An op for the removed clone later simply clones again.
     assert!(matches!(
-        exec.run(read(&old_url), None).await,
+        exec.run(read(&old_url), None, None).await,
         GitResult::Paths { .. }
     ));
     assert!(old_dir.is_dir());

@@ -163,7 +163,7 @@ async fn trickled_ref_advertisement() {
     };
 
     let started = Instant::now();
-    let (cause, reason) = cause_of(git.run(read(), None).await);
+    let (cause, reason) = cause_of(git.run(read(), None, None).await);
     assert_eq!(cause, "RemoteTooSlow", "{reason}");
     assert!(reason.contains("in all"), "{reason}");
     let took = started.elapsed();
@@ -173,7 +173,7 @@ async fn trickled_ref_advertisement() {
     );
 
     // Its thread still reads the trickle: the branch takes no other op meanwhile.
-    let (cause, reason) = cause_of(git.run(read(), None).await);
+    let (cause, reason) = cause_of(git.run(read(), None, None).await);
     assert_eq!(cause, "RemoteTooSlow", "{reason}");
     assert!(reason.contains("still running"), "{reason}");
 
@@ -181,7 +181,7 @@ async fn trickled_ref_advertisement() {
     drop(trickler);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, reason) = cause_of(git.run(read(), None).await);
+        let (_, reason) = cause_of(git.run(read(), None, None).await);
         if !reason.contains("still running") {
             break;
         }

@@ -13,6 +13,7 @@ use git2::{ObjectType, Odb, Oid, Repository};
 use gitops_reverser_core::io::{Blobs, Identity, PlannedCommit};
 
 use super::delta::{self, Records};
+use super::sign::Signer;
 use super::{pack, tree};
 
 /// Packs a clone may hold before [`maintain`] merges the smallest (each push and each fetch adds
@@ -39,6 +40,8 @@ pub enum CommitError {
     Identity(String),
     /// The repository failed (disk, corruption).
     Git(git2::Error),
+    /// A sealed file could not be encrypted.
+    Seal(String),
 }
 
 impl From<git2::Error> for CommitError {
@@ -65,14 +68,26 @@ pub fn write_commits_with_blobs(
     parent: Option<Oid>,
     commits: &[PlannedCommit],
 ) -> Result<(Oid, Blobs), CommitError> {
-    write_commits_chunked(repo, parent, commits, CHUNK_BYTES_MAX)
+    write_commits_chunked(repo, parent, commits, None, CHUNK_BYTES_MAX)
 }
 
-/// [`write_commits_with_blobs`], holding at most about `chunk_bytes_max` of objects in memory.
+/// [`write_commits_with_blobs`], every commit signed with `signer` when one is given. Sealed
+/// files are encrypted here, stamped with their commit's time, and reported by their listed id.
+pub fn write_commits_signed(
+    repo: &Repository,
+    parent: Option<Oid>,
+    commits: &[PlannedCommit],
+    signer: Option<&Signer>,
+) -> Result<(Oid, Blobs), CommitError> {
+    write_commits_chunked(repo, parent, commits, signer, CHUNK_BYTES_MAX)
+}
+
+/// [`write_commits_signed`], holding at most about `chunk_bytes_max` of objects in memory.
 fn write_commits_chunked(
     repo: &Repository,
     parent: Option<Oid>,
     commits: &[PlannedCommit],
+    signer: Option<&Signer>,
     chunk_bytes_max: usize,
 ) -> Result<(Oid, Blobs), CommitError> {
     // libgit2 cannot detach an odb backend: the batch gets its own handle on the repository, so
@@ -96,24 +111,36 @@ fn write_commits_chunked(
     let mut trees = tree::TreeCache::default();
     for c in commits {
         let mut changes = Vec::with_capacity(c.writes.len());
+        let mut reported = Vec::with_capacity(c.writes.len());
         for (path, bytes) in &c.writes {
             let blob = match bytes {
                 Some(b) => {
                     // The core hands over objects; their files are rendered here, off its thread.
-                    let id = odb.write(git2::ObjectType::Blob, &b.render())?;
+                    let id = match b.sealed() {
+                        Some(s) => {
+                            let stamp = crate::kube::status::rfc3339(c.commit_time_ms / 1000);
+                            let file = super::sops::seal(s, &stamp).map_err(CommitError::Seal)?;
+                            let id = odb.write(git2::ObjectType::Blob, &file)?;
+                            reported.push(Some(s.listed_id()));
+                            id
+                        }
+                        None => {
+                            let id = odb.write(git2::ObjectType::Blob, &b.render())?;
+                            reported.push(Some(id.as_bytes().try_into().expect("SHA-1 ids")));
+                            id
+                        }
+                    };
                     written.push(id);
                     Some(id)
                 }
-                None => None,
+                None => {
+                    reported.push(None);
+                    None
+                }
             };
             changes.push((path.as_str(), blob));
         }
-        blobs.push(
-            changes
-                .iter()
-                .map(|(_, b)| b.map(|id| id.as_bytes().try_into().expect("SHA-1 ids")))
-                .collect(),
-        );
+        blobs.push(reported);
         changes.sort_by(|a, b| a.0.cmp(b.0));
         // The same path twice in one commit: the later write wins.
         changes.dedup_by(|later, earlier| {
@@ -130,7 +157,10 @@ fn write_commits_chunked(
         }
         let author = signature(&c.author, c.author_time_ms)?;
         let committer = signature(&c.committer, c.commit_time_ms)?;
-        let raw = raw_commit(new_tree, head, &author, &committer, &c.message);
+        let mut raw = raw_commit(new_tree, head, &author, &committer, &c.message);
+        if let Some(signer) = signer {
+            raw = signer.sign_commit(&raw);
+        }
         let id = odb.write(ObjectType::Commit, &raw)?;
         written.push(id);
         head = Some(id);
@@ -695,7 +725,8 @@ mod tests {
             .map(|(p, c)| planned("alice", &[(p.as_str(), Some(c.as_str()))]))
             .collect();
         let chunk_bytes_max = 4 << 20;
-        let (head, _) = write_commits_chunked(&repo, Some(root), &burst, chunk_bytes_max).unwrap();
+        let (head, _) =
+            write_commits_chunked(&repo, Some(root), &burst, None, chunk_bytes_max).unwrap();
         let tree_bytes = repo
             .find_commit(head)
             .unwrap()

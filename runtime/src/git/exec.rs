@@ -13,12 +13,14 @@ use git2::{
 use gitops_reverser_core::config::NamespacedName;
 use gitops_reverser_core::io::{Blobs, GitOp, GitOpKind, GitResult, PlannedCommit};
 
-use super::commit::{write_commits_with_blobs, CommitError};
+use super::commit::{write_commits_signed, CommitError};
 use super::creds::{Credentials, HttpAuth};
 use super::errors::{classify, scrub, Fail, Findings};
 use super::known_hosts::{fingerprint, Verdict};
+use super::sign::Signer;
 use super::tree;
 use super::url::{RemoteUrl, Transport};
+use gitops_reverser_core::seal::Sealing;
 
 /// How long libgit2 waits to connect to a server, in milliseconds (at most: see
 /// [`set_git_timeout_ms`]).
@@ -158,8 +160,19 @@ impl Workspace {
 /// Runs `op` to completion on this thread; failures come back as `GitResult::Failed` with reasons
 /// scrubbed of every credential in `creds`.
 pub fn execute(ws: &Workspace, op: &GitOp, creds: Option<&Credentials>) -> GitResult {
+    execute_signed(ws, op, creds, None)
+}
+
+/// [`execute`], signing every commit with `signer`. An op whose GitRepoConfig names a signing
+/// key ([`GitOp::signing_secret`]) pushes nothing without one.
+pub fn execute_signed(
+    ws: &Workspace,
+    op: &GitOp,
+    creds: Option<&Credentials>,
+    signer: Option<&Signer>,
+) -> GitResult {
     let secrets = creds.map(Credentials::secrets).unwrap_or_default();
-    match run(ws, op, creds) {
+    match run(ws, op, creds, signer) {
         Ok(result) => result,
         Err(fail) => GitResult::Failed {
             retryable: fail.retryable,
@@ -169,7 +182,12 @@ pub fn execute(ws: &Workspace, op: &GitOp, creds: Option<&Credentials>) -> GitRe
     }
 }
 
-fn run(ws: &Workspace, op: &GitOp, creds: Option<&Credentials>) -> Result<GitResult, Fail> {
+fn run(
+    ws: &Workspace,
+    op: &GitOp,
+    creds: Option<&Credentials>,
+    signer: Option<&Signer>,
+) -> Result<GitResult, Fail> {
     let url = RemoteUrl::parse(&op.repo_url)
         .map_err(|e| Fail::fatal(e).because("InvalidConfiguration"))?;
     if !git2::Reference::is_valid_name(&format!("refs/heads/{}", op.branch)) {
@@ -179,6 +197,17 @@ fn run(ws: &Workspace, op: &GitOp, creds: Option<&Credentials>) -> Result<GitRes
         )));
     }
     check_auth_fits(&url, creds, op.secret_name.as_deref())?;
+    let signer = match (&op.signing_secret, signer) {
+        (None, _) => None,
+        (Some(_), Some(s)) => Some(s),
+        (Some(secret), None) if matches!(op.kind, GitOpKind::Push { .. }) => {
+            return Err(Fail::fatal(format!(
+                "the signing key in Secret {secret} is not usable (see the GitRepoConfig's Signing condition); nothing is pushed unsigned"
+            ))
+            .because("SigningKeyInvalid"))
+        }
+        (Some(_), None) => None,
+    };
     let clone = Clone::open(&ws.clone_dir(op), url, &op.branch, creds)?;
     match &op.kind {
         GitOpKind::ReadPaths { folder } => {
@@ -191,13 +220,17 @@ fn run(ws: &Workspace, op: &GitOp, creds: Option<&Credentials>) -> Result<GitRes
                         .find_commit(h)
                         .and_then(|c| c.tree())
                         .map_err(local)?;
-                    tree::list(&clone.repo, &tree, folder).map_err(|e| match e {
+                    let mut entries = tree::list(&clone.repo, &tree, folder).map_err(|e| match e {
                         tree::ListError::Git(e) => local(e),
                         e @ tree::ListError::TooLarge { .. } => Fail::fatal(format!(
                             "{e}; the operator does not read a folder that large (move the files out, or choose another baseFolder)"
                         ))
                         .because("RepositoryTooLarge"),
-                    })?
+                    })?;
+                    if let Some(sealing) = &op.sealing {
+                        listed_ids(&clone.repo, sealing, &mut entries).map_err(local)?;
+                    }
+                    entries
                 }
             };
             Ok(GitResult::Paths {
@@ -208,7 +241,7 @@ fn run(ws: &Workspace, op: &GitOp, creds: Option<&Credentials>) -> Result<GitRes
         GitOpKind::Push {
             expected_head,
             commits,
-        } => clone.push(parse_oid(expected_head)?, commits),
+        } => clone.push(parse_oid(expected_head)?, commits, signer),
         GitOpKind::Verify {
             expected_head,
             op_tag,
@@ -518,7 +551,12 @@ impl<'c> Clone<'c> {
         Ok(self.tracked_head())
     }
 
-    fn push(&self, expected: Option<Oid>, commits: &[PlannedCommit]) -> Result<GitResult, Fail> {
+    fn push(
+        &self,
+        expected: Option<Oid>,
+        commits: &[PlannedCommit],
+        signer: Option<&Signer>,
+    ) -> Result<GitResult, Fail> {
         if self.tracked_head() != expected {
             // Our copy is behind (or ahead of) what the core planned on: learn the truth first.
             let remote = self.fetch()?;
@@ -528,7 +566,7 @@ impl<'c> Clone<'c> {
                 });
             }
         }
-        let (head, blobs) = self.build(expected, commits)?;
+        let (head, blobs) = self.build(expected, commits, signer)?;
         if Some(head) == expected {
             // Every commit was already true of the remote's tree: nothing to push.
             return Ok(GitResult::Pushed {
@@ -594,9 +632,18 @@ impl<'c> Clone<'c> {
         self.creds.map(Credentials::secrets).unwrap_or_default()
     }
 
-    fn build(&self, parent: Option<Oid>, commits: &[PlannedCommit]) -> Result<(Oid, Blobs), Fail> {
-        write_commits_with_blobs(&self.repo, parent, commits).map_err(|e| match e {
+    fn build(
+        &self,
+        parent: Option<Oid>,
+        commits: &[PlannedCommit],
+        signer: Option<&Signer>,
+    ) -> Result<(Oid, Blobs), Fail> {
+        write_commits_signed(&self.repo, parent, commits, signer).map_err(|e| match e {
             CommitError::Identity(why) => Fail::fatal(why),
+            CommitError::Seal(why) => {
+                Fail::fatal(format!("a Secret could not be encrypted: {why}"))
+                    .because("EncryptionFailed")
+            }
             CommitError::Git(e) => local(e),
         })
     }
@@ -623,6 +670,28 @@ impl<'c> Clone<'c> {
         }
         Ok(false)
     }
+}
+
+/// Reports the sealed files of a listing by their listed id ([`gitops_reverser_core::seal`]):
+/// their blobs are new on every encryption, their fingerprints are not. Only files in a sealed
+/// resource's folders are read.
+fn listed_ids(
+    repo: &Repository,
+    sealing: &Sealing,
+    entries: &mut [(String, [u8; 20])],
+) -> Result<(), git2::Error> {
+    let mut names: Vec<&str> = vec!["secrets"];
+    names.extend(sealing.extra_resources.iter().map(|(_, r)| r.as_str()));
+    for (path, id) in entries.iter_mut() {
+        if !path.split('/').any(|seg| names.contains(&seg)) {
+            continue;
+        }
+        let blob = repo.find_blob(Oid::from_bytes(id)?)?;
+        if let Some(listed) = gitops_reverser_core::seal::listed_id(blob.content()) {
+            *id = listed;
+        }
+    }
+    Ok(())
 }
 
 /// Server statuses that mean "the branch moved under you".

@@ -111,7 +111,12 @@ impl GitExecutor {
     /// so its thread runs on until the remote's silence (`--git-timeout`) or the end of the op;
     /// meanwhile that clone takes no op (each fails at once as `RemoteTooSlow`), so a remote that
     /// trickles bytes holds one thread at most, and its branch's status says why.
-    pub async fn run(&self, op: GitOp, creds: Option<Arc<Credentials>>) -> GitResult {
+    pub async fn run(
+        &self,
+        op: GitOp,
+        creds: Option<Arc<Credentials>>,
+        signer: Option<Arc<sign::Signer>>,
+    ) -> GitResult {
         let ws = self.ws.clone();
         let dir = ws.clone_dir(&op);
         let limit_ms = exec::op_ms_max();
@@ -142,7 +147,7 @@ impl GitExecutor {
         let url = redacted(&op.repo_url);
         let mut joined = tokio::task::spawn_blocking(move || {
             let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
-            let result = execute(&ws, &op, creds.as_deref());
+            let result = exec::execute_signed(&ws, &op, creds.as_deref(), signer.as_deref());
             log_result(&op, &result, started.elapsed());
             result
         });

@@ -14,7 +14,7 @@ use base64::Engine;
 use gitops_reverser_core::config::{
     ClusterWatchRuleSpec, CrRef, GitRepoConfigSpec, NamespacedName, WatchRuleSpec,
 };
-use gitops_reverser_core::io::{Input, WatchEvent};
+use gitops_reverser_core::io::{Input, SigningVerdict, WatchEvent};
 use kube::Client;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use super::stream::{self, StreamObserver, StreamSpec};
 use crate::crd::CrKind;
 use crate::crd::{GROUP, VERSION};
+use crate::git::sign::Signer;
 use crate::git::Credentials;
 use crate::msg::Msg;
 
@@ -34,12 +35,23 @@ pub struct Shared {
     pub generations: Mutex<BTreeMap<CrRef, i64>>,
     /// Usable credentials per GitRepoConfig.
     pub creds: RwLock<BTreeMap<NamespacedName, Arc<Credentials>>>,
+    /// Usable signing keys per GitRepoConfig (`spec.signing`).
+    pub signers: RwLock<BTreeMap<NamespacedName, Arc<Signer>>>,
 }
 
 impl Shared {
     /// The credentials of a GitRepoConfig, if its Secret is usable.
     pub fn creds_of(&self, repo: &NamespacedName) -> Option<Arc<Credentials>> {
         self.creds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(repo)
+            .cloned()
+    }
+
+    /// The signing key of a GitRepoConfig, if its Secret holds a usable one.
+    pub fn signer_of(&self, repo: &NamespacedName) -> Option<Arc<Signer>> {
+        self.signers
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(repo)
@@ -132,6 +144,18 @@ pub fn spawn(
     tasks
 }
 
+/// What a GitRepoConfig reads a Secret for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Purpose {
+    /// `spec.secretRef`: the remote's credentials.
+    Credentials,
+    /// `spec.signing.secretRef`: the commit signing key.
+    Signing,
+}
+
+/// The key of the signing key in its Secret (as a `kubernetes.io/ssh-auth` Secret has it).
+pub const SIGNING_KEY_FIELD: &str = "ssh-privatekey";
+
 /// A GitRepoConfig's Secret stream, restarted when its reference changes.
 struct SecretWatch {
     secret: String,
@@ -154,7 +178,7 @@ async fn translate(
 ) {
     let mut known: BTreeSet<CrRef> = BTreeSet::new();
     let mut listed: BTreeSet<CrRef> = BTreeSet::new();
-    let mut secrets: BTreeMap<NamespacedName, SecretWatch> = BTreeMap::new();
+    let mut secrets: BTreeMap<(NamespacedName, Purpose), SecretWatch> = BTreeMap::new();
     while let Some(ev) = rx.recv().await {
         let mut out = Vec::new();
         match ev {
@@ -188,16 +212,24 @@ async fn translate(
                 match upserted(&r, cr.spec) {
                     Ok(input) => {
                         if let Input::GitRepoConfig(name, Some(spec)) = &input {
-                            let secret = spec.secret_ref.as_ref().map(|s| s.name.clone());
-                            watch_secret(
-                                name,
-                                secret,
-                                &mut secrets,
-                                &client,
-                                &tx,
-                                &shared,
-                                &observer,
-                            );
+                            let wanted = [
+                                (Purpose::Credentials, spec.secret_ref.as_ref()),
+                                (
+                                    Purpose::Signing,
+                                    spec.signing.as_ref().map(|s| &s.secret_ref),
+                                ),
+                            ];
+                            for (purpose, secret) in wanted {
+                                watch_secret(
+                                    (name, purpose),
+                                    secret.map(|s| s.name.clone()),
+                                    &mut secrets,
+                                    &client,
+                                    &tx,
+                                    &shared,
+                                    &observer,
+                                );
+                            }
                         }
                         out.push(Msg::Input(input));
                     }
@@ -228,40 +260,57 @@ async fn translate(
     }
 }
 
-fn forget(cr: &CrRef, shared: &Shared, secrets: &mut BTreeMap<NamespacedName, SecretWatch>) {
+type SecretWatches = BTreeMap<(NamespacedName, Purpose), SecretWatch>;
+
+fn forget(cr: &CrRef, shared: &Shared, secrets: &mut SecretWatches) {
     shared
         .generations
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(cr);
     if let CrRef::GitRepoConfig(name) = cr {
-        secrets.remove(name);
-        shared
-            .creds
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        for purpose in [Purpose::Credentials, Purpose::Signing] {
+            secrets.remove(&(name.clone(), purpose));
+            shared.drop_secret(name, purpose);
+        }
+    }
+}
+
+impl Shared {
+    /// Forgets what a GitRepoConfig's Secret for `purpose` gave.
+    fn drop_secret(&self, repo: &NamespacedName, purpose: Purpose) {
+        match purpose {
+            Purpose::Credentials => {
+                self.creds
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(repo);
+            }
+            Purpose::Signing => {
+                self.signers
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(repo);
+            }
+        }
     }
 }
 
 fn watch_secret(
-    repo: &NamespacedName,
+    (repo, purpose): (&NamespacedName, Purpose),
     secret: Option<String>,
-    secrets: &mut BTreeMap<NamespacedName, SecretWatch>,
+    secrets: &mut SecretWatches,
     client: &Client,
     tx: &mpsc::Sender<Msg>,
     shared: &Arc<Shared>,
     observer: &Arc<dyn StreamObserver>,
 ) {
-    if secrets.get(repo).map(|w| &w.secret) == secret.as_ref() {
+    let key = (repo.clone(), purpose);
+    if secrets.get(&key).map(|w| &w.secret) == secret.as_ref() {
         return;
     }
-    secrets.remove(repo);
-    shared
-        .creds
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(repo);
+    secrets.remove(&key);
+    shared.drop_secret(repo, purpose);
     let Some(secret) = secret else {
         return;
     };
@@ -278,13 +327,14 @@ fn watch_secret(
     let verdicts = tokio::spawn(secret_verdicts(
         repo.clone(),
         secret.clone(),
+        purpose,
         erx,
         tx.clone(),
         shared.clone(),
         stream,
     ));
     secrets.insert(
-        repo.clone(),
+        key,
         SecretWatch {
             secret,
             task: verdicts,
@@ -345,6 +395,7 @@ pub fn secret_data(text: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, String> {
 async fn secret_verdicts(
     repo: NamespacedName,
     secret: String,
+    purpose: Purpose,
     mut rx: mpsc::Receiver<WatchEvent>,
     tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
@@ -359,13 +410,17 @@ async fn secret_verdicts(
     let _stream = AbortOnDrop(stream);
     // The same words whether the Secret is missing or not labelled: whoever reads the status
     // learns nothing of a Secret they could not read.
+    let what = match purpose {
+        Purpose::Credentials => "credentials",
+        Purpose::Signing => "signing key",
+    };
     let missing = format!(
-        "Secret {secret} not found in namespace {}, or not labelled {CREDENTIALS_LABEL}=true: create it there with that label (a GitRepoConfig's credentials are read only from its own namespace, and only from a Secret that opts in)",
+        "Secret {secret} not found in namespace {}, or not labelled {CREDENTIALS_LABEL}=true: create it there with that label (a GitRepoConfig's {what} is read only from its own namespace, and only from a Secret that opts in)",
         repo.namespace
     );
     let mut found = false;
     while let Some(ev) = rx.recv().await {
-        let verdict = match ev {
+        let data = match ev {
             WatchEvent::Init => {
                 found = false;
                 continue;
@@ -380,9 +435,7 @@ async fn secret_verdicts(
                 match parse_secret(obj.as_bytes()) {
                     Ok(s) if labelled(&s) => {
                         found = true;
-                        decode(s)
-                            .map_err(|e| format!("Secret {}/{secret}: {e}", repo.namespace))
-                            .and_then(|data| Credentials::from_secret_data(&secret, &data))
+                        decode(s).map_err(|e| format!("Secret {}/{secret}: {e}", repo.namespace))
                     }
                     _ => {
                         found = false;
@@ -391,27 +444,59 @@ async fn secret_verdicts(
                 }
             }
         };
-        let problem = {
-            let mut creds = shared.creds.write().unwrap_or_else(|p| p.into_inner());
-            match verdict {
-                Ok(c) => {
-                    creds.insert(repo.clone(), Arc::new(c));
-                    None
-                }
-                Err(problem) => {
-                    creds.remove(&repo);
-                    Some(problem)
-                }
+        let input = match purpose {
+            Purpose::Credentials => {
+                let verdict = data.and_then(|d| Credentials::from_secret_data(&secret, &d));
+                let mut creds = shared.creds.write().unwrap_or_else(|p| p.into_inner());
+                let problem = match verdict {
+                    Ok(c) => {
+                        creds.insert(repo.clone(), Arc::new(c));
+                        None
+                    }
+                    Err(problem) => {
+                        creds.remove(&repo);
+                        tracing::warn!(repo = %repo, "credentials unusable: {problem}");
+                        Some(problem)
+                    }
+                };
+                Input::Credentials(repo.clone(), problem.into())
+            }
+            Purpose::Signing => {
+                let verdict = data.and_then(|d| {
+                    let key = d.get(SIGNING_KEY_FIELD).ok_or_else(|| {
+                        format!(
+                            "Secret {}/{secret} has no {SIGNING_KEY_FIELD}",
+                            repo.namespace
+                        )
+                    })?;
+                    Signer::from_openssh(key).map_err(|e| {
+                        format!(
+                            "Secret {}/{secret}: {SIGNING_KEY_FIELD}: {e}",
+                            repo.namespace
+                        )
+                    })
+                });
+                let mut signers = shared.signers.write().unwrap_or_else(|p| p.into_inner());
+                let verdict = match verdict {
+                    Ok(s) => {
+                        let v = SigningVerdict::Usable {
+                            public_key: s.public_key(),
+                            fingerprint: s.fingerprint(),
+                        };
+                        tracing::info!(repo = %repo, key = %s.fingerprint(), "commits are signed");
+                        signers.insert(repo.clone(), Arc::new(s));
+                        v
+                    }
+                    Err(problem) => {
+                        signers.remove(&repo);
+                        tracing::warn!(repo = %repo, "signing key unusable: {problem}");
+                        SigningVerdict::Invalid(problem)
+                    }
+                };
+                Input::Signing(repo.clone(), verdict)
             }
         };
-        if let Some(p) = &problem {
-            tracing::warn!(repo = %repo, "credentials unusable: {p}");
-        }
-        if tx
-            .send(Msg::Input(Input::Credentials(repo.clone(), problem.into())))
-            .await
-            .is_err()
-        {
+        if tx.send(Msg::Input(input)).await.is_err() {
             return;
         }
     }

@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod client_config;
 pub mod config;
 pub mod discovery;
+pub mod seal_key;
 pub mod status;
 pub mod stream;
 pub mod watches;

@@ -217,6 +217,9 @@ fn a_bad_recipient_withholds_secrets_keeps_their_files_and_writes_everything_els
     ));
     h.flush_and_push();
     assert!(h.files.contains_key("v1/configmaps/team-a/app.yaml"));
+    assert!(h.outputs.iter().any(|o| matches!(o,
+        Output::Refused { subject, reason }
+            if subject == "v1/secrets/team-a/db" && reason.contains("never written unencrypted"))));
     // Neither rewritten (in plaintext or redacted) nor deleted as an orphan.
     assert_eq!(h.files["v1/secrets/team-a/db.yaml"], kept);
     let text = String::from_utf8_lossy(&kept);

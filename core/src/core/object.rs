@@ -655,6 +655,7 @@ impl Core {
         } = change;
         let epoch = self.live[gid as usize].epoch();
         let mut queued = false;
+        let mut withheld = Vec::new();
         let mut dests = std::mem::take(&mut self.dests_of_gvr);
         dests.extend_from_slice(self.rules.destinations_of_gvr(gvr));
         for dest in dests.drain(..) {
@@ -685,7 +686,10 @@ impl Core {
                     let key = self.config.seal_key.as_ref();
                     let (file, hash) = match repo_file(key, &b.settings, gvr, file, hash) {
                         Some(f) => f,
-                        None => continue,
+                        None => {
+                            withheld.push(dest.repo.clone());
+                            continue;
+                        }
                     };
                     Some(Content { hash, file, bytes })
                 }
@@ -718,6 +722,12 @@ impl Core {
             queued |= queue.write(b, write, author.clone(), kind, resync);
         }
         self.dests_of_gvr = dests;
+        for repo in withheld {
+            self.refuse(
+                self.ident.clone(),
+                format!("not written to GitRepoConfig {repo}: its spec.encryption cannot be used (see its Encryption condition), and a Secret is never written unencrypted"),
+            );
+        }
         queued
     }
 }

@@ -148,6 +148,30 @@ impl Cluster {
         self.await_ready_with(kind_name, ns, status, |_| true)
     }
 
+    /// Waits until a custom resource's condition `type_` has `status`; returns its reason and
+    /// message.
+    pub fn await_condition(
+        &self,
+        kind_name: &str,
+        ns: Option<&str>,
+        type_: &str,
+        status: &str,
+    ) -> (String, String) {
+        let mut args = vec!["get", kind_name];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns]);
+        }
+        let at = |field: &str| format!("{{.status.conditions[?(@.type==\"{type_}\")].{field}}}");
+        eventually(&format!("{kind_name} {type_}={status}"), || {
+            (self.jsonpath(&args, &at("status")) == status).then(|| {
+                (
+                    self.jsonpath(&args, &at("reason")),
+                    self.jsonpath(&args, &at("message")),
+                )
+            })
+        })
+    }
+
     /// [`Cluster::await_ready`] until the message also satisfies `message_ok` (a status that
     /// stays False while its reason's text changes).
     pub fn await_ready_with(

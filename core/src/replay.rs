@@ -149,9 +149,10 @@ impl Replay {
                 .writes
                 .iter()
                 .map(|(path, body)| {
-                    let text = body
-                        .as_ref()
-                        .map(|b| String::from_utf8_lossy(&b.render()).into_owned());
+                    let text = body.as_ref().map(|b| match b.sealed() {
+                        Some(s) => String::from_utf8_lossy(&s.redacted_view()).into_owned(),
+                        None => String::from_utf8_lossy(&b.render()).into_owned(),
+                    });
                     (path.clone(), text)
                 })
                 .collect();

@@ -136,6 +136,13 @@ impl SealedFile {
         })
     }
 
+    /// The file as a replay shows it, with no executor to encrypt it: `data`/`stringData` values
+    /// redacted, as a repository without `spec.encryption` gets a Secret.
+    pub fn redacted_view(&self) -> Vec<u8> {
+        crate::yaml::render_object(self.object.as_bytes(), TypeRules::Secret)
+            .expect("the core read this object before it sealed it")
+    }
+
     /// The id the core and the executors know this file by, in place of its blob id (which is
     /// new on every encryption): the fingerprint's first 20 bytes.
     pub fn listed_id(&self) -> [u8; 20] {

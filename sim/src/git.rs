@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use gitops_reverser_core::git_blob_id;
 use gitops_reverser_core::io::{CommitId, Identity, PlannedCommit};
+use gitops_reverser_core::seal;
 use gitops_reverser_core::OP_TRAILER;
 
 /// A tree: path → bytes.
@@ -41,6 +42,8 @@ pub struct Remotes {
     /// Every head each branch ever had, in order.
     pub head_log: BTreeMap<(String, String), Vec<CommitId>>,
     next: u64,
+    /// Sealed files written: each write's nonce ([`crate::sealing`]).
+    sealed_writes: u64,
 }
 
 static EMPTY: std::sync::OnceLock<Arc<Tree>> = std::sync::OnceLock::new();
@@ -64,13 +67,23 @@ impl Remotes {
         }
     }
 
-    /// Files under `folder` at the head, with blob ids.
-    pub fn paths(&self, url: &str, branch: &str, folder: &str) -> Vec<(String, [u8; 20])> {
+    /// Files under `folder` at the head, with blob ids; with `sealing`, a sealed file's listed id
+    /// in place of its blob id, as the runtime's executor reports it.
+    pub fn paths(
+        &self,
+        url: &str,
+        branch: &str,
+        folder: &str,
+        sealing: bool,
+    ) -> Vec<(String, [u8; 20])> {
         let prefix = format!("{folder}/");
         self.tree(url, branch)
             .iter()
             .filter(|(p, _)| folder.is_empty() || p.starts_with(&prefix))
-            .map(|(p, b)| (p.clone(), git_blob_id(b)))
+            .map(|(p, b)| {
+                let listed = sealing.then(|| seal::listed_id(b)).flatten();
+                (p.clone(), listed.unwrap_or_else(|| git_blob_id(b)))
+            })
             .collect()
     }
 
@@ -94,7 +107,16 @@ impl Remotes {
             let mut next: Tree = (*tree).clone();
             for (path, bytes) in &c.writes {
                 match bytes {
-                    Some(b) => next.insert(path.clone(), b.shared()),
+                    Some(b) => {
+                        let file = match b.sealed() {
+                            Some(s) => {
+                                self.sealed_writes += 1;
+                                crate::sealing::seal(s, self.sealed_writes)
+                            }
+                            None => b.shared(),
+                        };
+                        next.insert(path.clone(), file)
+                    }
                     None => next.remove(path),
                 };
             }

@@ -14,6 +14,7 @@ pub mod reduce;
 pub mod rng;
 pub mod scenario;
 pub mod scenarios;
+pub mod sealing;
 pub mod shrink;
 pub mod swarm;
 pub mod topology;

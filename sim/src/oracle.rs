@@ -64,6 +64,12 @@ const REDACTED: &str = "<redacted>";
 
 /// The content of the file for `body`, an object of type `gvr` as the API server holds it.
 pub fn expected(gvr: &Gvr, body: &Value) -> Value {
+    expected_in(gvr, body, false)
+}
+
+/// [`expected`] in a repository that seals Secrets (`spec.encryption`): their values are kept
+/// (the file holds them encrypted; the checkers read it decrypted).
+pub fn expected_in(gvr: &Gvr, body: &Value, sealed: bool) -> Value {
     let mut v = body.clone();
     let Some(obj) = v.as_object_mut() else {
         return v;
@@ -98,15 +104,7 @@ pub fn expected(gvr: &Gvr, body: &Value) -> Value {
         ("", "services") => spec_fields(obj, &SERVICE),
         ("", "pods") => spec_fields(obj, &["nodeName"]),
         ("", "persistentvolumeclaims") => spec_fields(obj, &["volumeName", "volumeMode"]),
-        ("", "secrets") => {
-            for field in ["data", "stringData"] {
-                if let Some(m) = obj.get_mut(field).and_then(Value::as_object_mut) {
-                    for value in m.values_mut() {
-                        *value = Value::String(REDACTED.into());
-                    }
-                }
-            }
-        }
+        ("", "secrets") if !sealed => redact(obj),
         ("apps", "deployments" | "statefulsets" | "daemonsets" | "replicasets")
         | ("batch", "jobs")
         | ("", "replicationcontrollers") => template(obj, &["spec", "template"]),
@@ -136,6 +134,17 @@ pub fn path(folder: &str, gvr: &Gvr, namespace: Option<&str>, name: &str) -> Str
 /// A committed file's content as a value (`None` when it is not YAML).
 pub fn parse(file: &[u8]) -> Option<Value> {
     serde_yaml::from_slice(file).ok()
+}
+
+/// Replaces a Secret's `data`/`stringData` values with what the product writes in their place.
+pub fn redact(obj: &mut Map<String, Value>) {
+    for field in ["data", "stringData"] {
+        if let Some(m) = obj.get_mut(field).and_then(Value::as_object_mut) {
+            for value in m.values_mut() {
+                *value = Value::String(REDACTED.into());
+            }
+        }
+    }
 }
 
 /// Removes the keys of map `field` that `remove` picks; the map too, if that left it empty.

@@ -295,7 +295,9 @@ impl Script {
         let result = match &op.kind {
             GitOpKind::ReadPaths { folder } => GitResult::Paths {
                 head: self.remotes.head(&url, &branch),
-                entries: self.remotes.paths(&url, &branch, folder),
+                entries: self
+                    .remotes
+                    .paths(&url, &branch, folder, op.sealing.is_some()),
             },
             GitOpKind::Verify {
                 expected_head,

@@ -30,7 +30,13 @@ pub struct Repo {
     pub url: &'static str,
     /// Allowed branches.
     pub branches: &'static [&'static str],
+    /// Seals Secrets (`spec.encryption.sops` for [`SIM_RECIPIENT`]) rather than redacting them.
+    pub sealed: bool,
 }
+
+/// The age recipient sealed repositories encrypt for (the simulation's cipher is a stand-in, but
+/// the core checks the recipient as it would in a cluster).
+pub const SIM_RECIPIENT: &str = "age16tjsgvucfgtk0wxch0cncf09m83chnnl455599azkkxsraucu4sqle5wvm";
 
 /// One selection entry of a rule.
 #[derive(Clone, Debug)]
@@ -118,17 +124,20 @@ const fn entry(resources: &'static [&'static str]) -> Entry {
 
 impl Topology {
     /// The world's configuration: two repositories, three branches, seven rules (four toggle).
-    pub fn new(max_commits: u32, interval: &'static str) -> Self {
+    /// `sealed`: repo-a seals Secrets.
+    pub fn new(max_commits: u32, interval: &'static str, sealed: bool) -> Self {
         let repos = vec![
             Repo {
                 name: NamespacedName::new("team-a", "repo-a"),
                 url: "https://git.sim/repo-a.git",
                 branches: &["main", "dev"],
+                sealed,
             },
             Repo {
                 name: NamespacedName::new("ops", "repo-b"),
                 url: "https://git.sim/repo-b.git",
                 branches: &["main"],
+                sealed: false,
             },
         ];
         let rules = vec![
@@ -246,10 +255,14 @@ impl Topology {
             .repos
             .iter()
             .map(|r| {
-                let spec: GitRepoConfigSpec = serde_json::from_value(json!({
+                let mut spec = json!({
                     "repoURL": r.url, "allowedBranches": r.branches,
-                    "push": {"interval": self.interval, "maxCommits": self.max_commits}}))
-                .expect("valid GitRepoConfig");
+                    "push": {"interval": self.interval, "maxCommits": self.max_commits}});
+                if r.sealed {
+                    spec["encryption"] = json!({"sops": {"ageRecipients": [SIM_RECIPIENT]}});
+                }
+                let spec: GitRepoConfigSpec =
+                    serde_json::from_value(spec).expect("valid GitRepoConfig");
                 Input::GitRepoConfig(r.name.clone(), Some(spec))
             })
             .collect();

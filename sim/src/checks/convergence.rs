@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::checks::secrets::is_secret_path;
 use crate::checks::{Checker, End};
 use crate::cluster::Cluster;
 use crate::git::Remotes;
@@ -36,6 +37,7 @@ pub fn check(
         } else {
             format!("{folder}/")
         };
+        let sealed = topo.repos.iter().any(|r| r.url == url && r.sealed);
         let mut prefixes = Vec::new();
         let mut expected: BTreeMap<String, Value> = BTreeMap::new();
         for (key, obj) in &cluster.objects {
@@ -57,7 +59,7 @@ pub fn check(
             if rules.iter().any(|&i| topo.selects(i, &subject)) {
                 expected.insert(
                     oracle::path(folder, &kind.gvr, key.1.as_deref(), &key.2),
-                    oracle::expected(&kind.gvr, &obj.body),
+                    oracle::expected_in(&kind.gvr, &obj.body, sealed),
                 );
             }
         }
@@ -95,6 +97,16 @@ pub fn check(
         for (path, want) in &expected {
             match actual.get(path) {
                 None => out.push(format!("{url} {branch}: missing {path}")),
+                // A sealed repository's Secret is read decrypted (and must be sealed).
+                Some(have) if sealed && is_secret_path(path) => {
+                    if crate::sealing::unseal(have).map(|(doc, _)| doc).as_ref() != Some(want) {
+                        out.push(format!(
+                            "{url} {branch}: {path} does not decrypt to the live object\n--- git\n{}--- oracle\n{}",
+                            String::from_utf8_lossy(have),
+                            serde_json::to_string_pretty(want).unwrap_or_default()
+                        ));
+                    }
+                }
                 Some(have) if oracle::parse(have).as_ref() != Some(want) => out.push(format!(
                     "{url} {branch}: {path} differs\n--- git\n{}--- oracle\n{}",
                     String::from_utf8_lossy(have),

@@ -41,7 +41,14 @@ impl Commit {
             writes: c
                 .writes
                 .iter()
-                .map(|(p, f)| (p.clone(), f.as_ref().map(|f| xxh3_64(&f.render()))))
+                .map(|(p, f)| {
+                    let id = f.as_ref().map(|f| match f.sealed() {
+                        // A sealed file is its fingerprint: its bytes are the executor's.
+                        Some(s) => xxh3_64(&s.listed_id()),
+                        None => xxh3_64(&f.render()),
+                    });
+                    (p.clone(), id)
+                })
                 .collect(),
         }
     }

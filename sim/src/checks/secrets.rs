@@ -83,6 +83,37 @@ impl SecretCheck {
     }
 }
 
+/// Sealed files ([`crate::sealing`]): a repository that seals writes every Secret sealed, and a
+/// sealed file is written again only when its values, or whom it is encrypted for, changed. Its
+/// bytes change on every encryption, so an operator that took an unchanged Secret for a changed
+/// one (after a restart, a relist, a retried push) would commit it again: caught here, by reading
+/// both versions back.
+fn check_sealed(l: &Landed<'_>, sealing: bool, out: &mut Vec<String>) {
+    let subject = l.commit.message.lines().next().unwrap_or_default();
+    for (path, bytes) in l.after.iter() {
+        let before = l.before.get(path);
+        if before == Some(bytes) {
+            continue;
+        }
+        let now = crate::sealing::unseal(bytes);
+        if sealing && is_secret_path(path) && now.is_none() {
+            out.push(format!(
+                "{} {}: {path} is written unsealed by {subject:?} in a repository that seals Secrets",
+                l.url, l.branch
+            ));
+        }
+        let was = before.and_then(|b| crate::sealing::unseal(b));
+        if let (Some(now), Some(was)) = (now, was) {
+            if now == was {
+                out.push(format!(
+                    "{} {}: {path} is rewritten by {subject:?} though neither its values nor its recipients changed",
+                    l.url, l.branch
+                ));
+            }
+        }
+    }
+}
+
 /// Whether `path` is in a core Secret's layout (`…v1/secrets/<namespace>/<name>.yaml`).
 pub fn is_secret_path(path: &str) -> bool {
     path.starts_with("v1/secrets/") || path.contains("/v1/secrets/")
@@ -97,8 +128,10 @@ impl Checker for SecretCheck {
         }
     }
 
-    fn on_commit(&mut self, l: &Landed<'_>, _scene: &Scene<'_>, out: &mut Vec<String>) {
+    fn on_commit(&mut self, l: &Landed<'_>, scene: &Scene<'_>, out: &mut Vec<String>) {
         self.check_commit(l.url, l.branch, &l.commit.message, l.after, out);
+        let sealing = scene.topo.repos.iter().any(|r| r.url == l.url && r.sealed);
+        check_sealed(l, sealing, out);
     }
 }
 

@@ -48,6 +48,9 @@ pub(crate) struct Behaviours {
     /// and a note of a write seen without one lasts. The world's watch outages and lulls scale
     /// with it, and the attribution checker judges by it.
     pub(crate) correlation_ttl_ms: u64,
+    /// repo-a seals Secrets (`spec.encryption`, SOPS with age) while repo-b redacts them; only
+    /// under [`SecretPolicy::Redact`].
+    pub(crate) sealed: bool,
 }
 
 impl Behaviours {
@@ -107,6 +110,9 @@ impl Behaviours {
         } else {
             CORRELATION_TTL_MS
         };
+        // Drawn last, and only where Secrets are written: half of those runs seal them in one
+        // repository.
+        let sealed = secret_policy == SecretPolicy::Redact && rng.gen_bool(0.5);
         Self {
             max_commits,
             interval,
@@ -122,6 +128,7 @@ impl Behaviours {
             crd_upgrade,
             push_bounds,
             correlation_ttl_ms,
+            sealed,
         }
     }
 
@@ -150,8 +157,9 @@ impl Behaviours {
         };
         format!(
             "secrets={} lists={} admit-twice={:.2} unchanged-updates={:.2} racing={:.2} finalizers={:.2} subresources={} namespace-changes={:.3} crd={crd}{upgrade} parts={parts}{ttl}",
-            match self.secret_policy {
-                SecretPolicy::Exclude => "exclude",
+            match (self.secret_policy, self.sealed) {
+                (SecretPolicy::Exclude, _) => "exclude",
+                (_, true) => "sealed-in-repo-a",
                 _ => "redact",
             },
             if self.bare_lists { "bare" } else { "typed" },

@@ -262,6 +262,8 @@ pub(crate) fn core_config(
             ttl_ms: correlation_ttl_ms,
             ..CorrelationLimits::default()
         },
+        // Every generation of the operator reads the same key, as replicas and restarts do.
+        seal_key: Some(gitops_reverser_core::seal::SealKey([0x5e; 32])),
         ..CoreConfig::default()
     }
 }
@@ -299,7 +301,7 @@ pub fn run(params: &Params) -> Report {
         rng,
         swarm: swarm.clone(),
         cluster,
-        topo: Topology::new(max_commits, interval),
+        topo: Topology::new(max_commits, interval, behaviours.sealed),
         streams: BTreeMap::new(),
         core: Core::new(core_config(
             0,

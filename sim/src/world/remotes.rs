@@ -128,7 +128,9 @@ impl World {
                 } else {
                     GitResult::Paths {
                         head: self.remotes.head(&url, &branch),
-                        entries: self.remotes.paths(&url, &branch, folder),
+                        entries: self
+                            .remotes
+                            .paths(&url, &branch, folder, op.sealing.is_some()),
                     }
                 }
             }

@@ -40,11 +40,13 @@ fn commit(writes: Vec<(String, Option<FileBody>)>, i: i64) -> PlannedCommit {
 }
 
 fn secret(i: usize) -> RawObject {
-    RawObject::from(json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+    RawObject::from(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": format!("s{i}"), "namespace": "bench", "uid": format!("u{i}"),
                      "resourceVersion": "1", "labels": {"app": "bench"}},
         "data": {"username": "YWxpY2U=", "password": format!("cGFzc3dvcmQt{i:08}"),
-                 "host": "ZGIuYmVuY2guc3ZjLmNsdXN0ZXIubG9jYWw=", "port": "NTQzMg=="}}))
+                 "host": "ZGIuYmVuY2guc3ZjLmNsdXN0ZXIubG9jYWw=", "port": "NTQzMg=="}}),
+    )
 }
 
 /// Seconds to write `commits` into a fresh bare repository.
@@ -96,7 +98,12 @@ fn main() {
         let plain: Vec<_> = objects
             .iter()
             .enumerate()
-            .map(|(i, o)| (path(i), Some(FileBody::Object(o.clone(), TypeRules::Secret))))
+            .map(|(i, o)| {
+                (
+                    path(i),
+                    Some(FileBody::Object(o.clone(), TypeRules::Secret)),
+                )
+            })
             .collect();
         redacted.push(write(&[commit(plain, 0)], None));
         // The core's part (render and fingerprint), then the executor's (encrypt and store).
@@ -127,7 +134,10 @@ fn main() {
     let batch: Vec<PlannedCommit> = (0..commits)
         .map(|i| {
             let body = FileBody::Yaml(Arc::from(format!("k: v{i}\n").as_bytes()));
-            commit(vec![("v1/configmaps/bench/c.yaml".into(), Some(body))], i as i64)
+            commit(
+                vec![("v1/configmaps/bench/c.yaml".into(), Some(body))],
+                i as i64,
+            )
         })
         .collect();
     let (mut unsigned, mut signed) = (Vec::new(), Vec::new());

@@ -6,7 +6,6 @@
 //! webhook before it stores the write, so the record is queued before the watch event it explains.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -112,6 +111,42 @@ struct Sync {
     discovered: bool,
     listing: BTreeSet<Gvr>,
     listed_once: BTreeSet<Gvr>,
+    /// Whether the log has said what readiness waits for (once per term).
+    warned: bool,
+}
+
+/// How long after a term starts a readiness still waiting is worth a warning that names what
+/// it waits for.
+const SYNC_WARN_MS: u64 = 30_000;
+
+impl Sync {
+    /// What readiness still waits for, in words; empty when synced. A type the API server
+    /// refuses to list (`denied`) says so in its rules' status and holds no readiness: a
+    /// tenant's rule must not take the webhook out of its Service.
+    fn waiting_for(&self, denied: impl Fn(&Gvr) -> bool) -> String {
+        let mut parts = Vec::new();
+        let unlisted: Vec<&str> = CrKind::ALL
+            .iter()
+            .map(|k| k.kind())
+            .filter(|k| !self.config.contains(k))
+            .collect();
+        if !unlisted.is_empty() {
+            parts.push(format!("the first list of {}", unlisted.join(", ")));
+        }
+        if !self.discovered {
+            parts.push("discovery".to_string());
+        }
+        let listing: Vec<String> = self
+            .listing
+            .iter()
+            .filter(|g| !denied(g))
+            .map(|g| g.to_string())
+            .collect();
+        if !listing.is_empty() {
+            parts.push(format!("the list of {}", listing.join(", ")));
+        }
+        parts.join("; ")
+    }
 }
 
 impl Driver {
@@ -202,15 +237,15 @@ impl Driver {
             if let (false, Some(tx)) = (settled.is_empty(), &self.settled) {
                 let _ = tx.send(Arc::new(settled));
             }
-            self.health.synced.store(
-                sync.config.len() == CrKind::ALL.len()
-                    && sync.discovered
-                    // A type the API server refuses to list says so in its rules' status and
-                    // holds no readiness: a tenant's rule must not take the webhook out of its
-                    // Service.
-                    && sync.listing.iter().all(|g| self.core.list_denied(g)),
-                Ordering::Relaxed,
-            );
+            let waiting = sync.waiting_for(|g| self.core.list_denied(g));
+            if !waiting.is_empty()
+                && !sync.warned
+                && clock.origin.elapsed() >= Duration::from_millis(SYNC_WARN_MS)
+            {
+                sync.warned = true;
+                tracing::warn!("not ready {SYNC_WARN_MS} ms after start: waiting for {waiting}");
+            }
+            self.health.set_waiting(waiting);
             if let Some(r) = &mut self.recorder {
                 if inbox.rx.is_empty() && inbox.admissions.is_empty() {
                     r.flush();
@@ -434,5 +469,31 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_names_what_it_waits_for_and_not_a_denied_type() {
+        let mut sync = Sync::default();
+        assert_eq!(
+            sync.waiting_for(|_| false),
+            "the first list of GitRepoConfig, WatchRule, ClusterWatchRule; discovery"
+        );
+        sync.config.extend(CrKind::ALL.iter().map(|k| k.kind()));
+        sync.discovered = true;
+        let (cm, secrets) = (
+            Gvr::new("", "v1", "configmaps"),
+            Gvr::new("", "v1", "secrets"),
+        );
+        sync.listing.extend([cm.clone(), secrets.clone()]);
+        assert_eq!(
+            sync.waiting_for(|g| *g == secrets),
+            "the list of v1/configmaps"
+        );
+        assert_eq!(sync.waiting_for(|_| true), "");
     }
 }

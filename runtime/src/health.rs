@@ -18,6 +18,8 @@ pub(crate) struct Health {
     /// Set by the driver once every stream it runs has listed (and cleared while one relists
     /// after a reconfiguration has not).
     pub synced: AtomicBool,
+    /// What the driver waits for while not synced, in words, for `/readyz`.
+    waiting: Mutex<String>,
     /// Whether this replica runs the core now (always, without an election). A follower is
     /// ready when it can serve the webhook: readiness never waits for leadership.
     pub core_running: AtomicBool,
@@ -32,6 +34,7 @@ impl Health {
     pub(crate) fn new(tls: Arc<ReloadingTls>) -> Self {
         Self {
             synced: AtomicBool::new(false),
+            waiting: Mutex::new("the first lists".into()),
             core_running: AtomicBool::new(false),
             tls,
             missing_crds: Mutex::new(BTreeSet::new()),
@@ -49,8 +52,17 @@ impl Health {
             return Err("the webhook's certificate is not loaded".into());
         }
         if self.core_running.load(Ordering::Relaxed) && !self.synced.load(Ordering::Relaxed) {
-            return Err("watches are not synced yet".into());
+            let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            return Err(format!("watches are not synced yet: waiting for {waiting}"));
         }
         Ok(())
+    }
+
+    /// Records what the driver waits for; empty means synced.
+    pub(crate) fn set_waiting(&self, waiting: String) {
+        self.synced.store(waiting.is_empty(), Ordering::Relaxed);
+        if !waiting.is_empty() {
+            *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = waiting;
+        }
     }
 }

@@ -476,7 +476,7 @@ impl Process {
             admissions: adm_rx,
             shutdown,
         };
-        self.health.synced.store(false, Ordering::Relaxed);
+        self.health.set_waiting("the first lists".into());
         self.health.core_running.store(true, Ordering::Relaxed);
         self.local.send_replace(Some(adm_tx));
         let guard = AbortOnDrop(tasks);
@@ -525,7 +525,15 @@ async fn discover_forever(
     let _guard = AbortOnDrop(vec![crds, relay]);
     let mut backoff = crate::kube::backoff::Backoff::default();
     loop {
-        match discovery::discover(&client).await {
+        let bound = Duration::from_millis(crate::kube::stream::REQUEST_MS_MAX);
+        let found = tokio::time::timeout(bound, discovery::discover(&client))
+            .await
+            .unwrap_or_else(|_| {
+                Err(kube::Error::Service(
+                    format!("no complete answer within {} ms", bound.as_millis()).into(),
+                ))
+            });
+        match found {
             Ok((found, failures)) => {
                 backoff.reset();
                 for f in failures {

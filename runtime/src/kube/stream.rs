@@ -28,6 +28,12 @@ use crate::health::crd_missing_message;
 pub const PAGE_ITEMS_MAX: u32 = 500;
 /// How long the server keeps a watch open before it ends it, in seconds (kube-runtime's default).
 pub const WATCH_TIMEOUT_S: u32 = 290;
+
+/// How long a request that is not a watch (a list page, a status write) may take, headers and
+/// body. The client's own read timeout is per read and long enough for an idle watch; without
+/// this bound a request the server never answers would hold a list, and readiness, with no
+/// word in the log.
+pub const REQUEST_MS_MAX: u64 = 30_000;
 /// Longest watch line accepted, in bytes: a bigger object than the API server stores (1.5 MiB by
 /// default, 3 MiB request limit) means a broken stream.
 pub const LINE_BYTES_MAX: usize = 8 * 1024 * 1024;
@@ -400,22 +406,32 @@ pub async fn send_request(
     client: &Client,
     req: http::Request<Vec<u8>>,
 ) -> Result<bytes::Bytes, StreamError> {
-    let res = client
-        .send(req.map(kube::client::Body::from))
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let exchange = async {
+        let res = client
+            .send(req.map(kube::client::Body::from))
+            .await
+            .map_err(|e| StreamError::Transport(e.to_string()))?;
+        let code = res.status().as_u16();
+        let ok = res.status().is_success();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| StreamError::Transport(e.to_string()))?
+            .to_bytes();
+        if !ok {
+            return Err(api_error(code, &body));
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(std::time::Duration::from_millis(REQUEST_MS_MAX), exchange)
         .await
-        .map_err(|e| StreamError::Transport(e.to_string()))?;
-    let code = res.status().as_u16();
-    let ok = res.status().is_success();
-    let body = res
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| StreamError::Transport(e.to_string()))?
-        .to_bytes();
-    if !ok {
-        return Err(api_error(code, &body));
-    }
-    Ok(body)
+        .unwrap_or_else(|_| {
+            Err(StreamError::Transport(format!(
+                "{method} {uri}: no complete answer within {REQUEST_MS_MAX} ms"
+            )))
+        })
 }
 
 #[cfg(test)]

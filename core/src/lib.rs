@@ -110,6 +110,7 @@ mod canonical;
 mod core;
 mod correlation;
 mod coverage;
+mod defaults;
 mod gitplan;
 mod ids;
 mod json;

@@ -69,16 +69,6 @@ const SERVICE_SPEC_REMOVED: [&str; 6] = [
     "internalTrafficPolicy",
 ];
 
-/// The built-in workload resources whose `spec.template` is a pod template, by API group.
-const POD_TEMPLATE_RESOURCES: [(&str, &str); 6] = [
-    ("apps", "deployments"),
-    ("apps", "statefulsets"),
-    ("apps", "daemonsets"),
-    ("apps", "replicasets"),
-    ("batch", "jobs"),
-    ("", "replicationcontrollers"),
-];
-
 /// What an object's type adds to the common rules. It comes from the GVR of the stream or the
 /// admission request, never from the object's own `kind`/`apiVersion` text: the API server
 /// leaves those out of list items, and an object's text is the cluster's to spell.
@@ -89,18 +79,48 @@ pub enum TypeRules {
     Plain,
     /// A core `v1` Secret: every value redacted.
     Secret,
+    /// A core `v1` Secret whose file is sealed ([`crate::seal`]): its values kept for the cipher.
+    SealedSecret,
     /// A core Service: cluster-allocated `spec` fields removed.
     Service,
     /// A core Pod: `spec.nodeName` removed.
     Pod,
     /// A core PersistentVolumeClaim: `spec.volumeName` and `spec.volumeMode` removed.
     PersistentVolumeClaim,
-    /// A built-in workload: the pod template's `metadata.creationTimestamp` removed.
-    Workload,
+    /// A core PodTemplate: the template's `metadata.creationTimestamp` removed.
+    PodTemplate,
     /// A CronJob: the same under `spec.jobTemplate.spec.template`.
     CronJob,
-    /// A core PodTemplate: the same under `template`.
-    PodTemplate,
+    /// The built-in workloads, each the same under `spec.template` (and each with its own
+    /// defaults, [`crate::defaults`]).
+    Deployment,
+    /// An `apps` StatefulSet.
+    StatefulSet,
+    /// An `apps` DaemonSet.
+    DaemonSet,
+    /// An `apps` ReplicaSet.
+    ReplicaSet,
+    /// A core ReplicationController.
+    ReplicationController,
+    /// A `batch` Job.
+    Job,
+    /// The types below differ from [`TypeRules::Plain`] only in their defaults.
+    /// A core Namespace.
+    Namespace,
+    /// A core PersistentVolume.
+    PersistentVolume,
+    /// A `networking.k8s.io` NetworkPolicy.
+    NetworkPolicy,
+    /// An Ingress of a `v1beta1` version (whose paths' `pathType` has a default).
+    IngressBeta,
+    /// An `rbac.authorization.k8s.io` RoleBinding or ClusterRoleBinding.
+    RoleBinding,
+    /// An `autoscaling` HorizontalPodAutoscaler.
+    HorizontalPodAutoscaler,
+    /// A `storage.k8s.io` StorageClass.
+    StorageClass,
+    /// A `scheduling.k8s.io` PriorityClass.
+    PriorityClass,
 }
 
 impl TypeRules {
@@ -113,8 +133,25 @@ impl TypeRules {
             ("", "pods") => TypeRules::Pod,
             ("", "persistentvolumeclaims") => TypeRules::PersistentVolumeClaim,
             ("", "podtemplates") => TypeRules::PodTemplate,
+            ("", "replicationcontrollers") => TypeRules::ReplicationController,
+            ("", "namespaces") => TypeRules::Namespace,
+            ("", "persistentvolumes") => TypeRules::PersistentVolume,
+            ("apps", "deployments") => TypeRules::Deployment,
+            ("apps", "statefulsets") => TypeRules::StatefulSet,
+            ("apps", "daemonsets") => TypeRules::DaemonSet,
+            ("apps", "replicasets") => TypeRules::ReplicaSet,
+            ("batch", "jobs") => TypeRules::Job,
             ("batch", "cronjobs") => TypeRules::CronJob,
-            _ if POD_TEMPLATE_RESOURCES.contains(&(group, resource)) => TypeRules::Workload,
+            ("networking.k8s.io", "networkpolicies") => TypeRules::NetworkPolicy,
+            ("networking.k8s.io" | "extensions", "ingresses") if gvr.version == "v1beta1" => {
+                TypeRules::IngressBeta
+            }
+            ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
+                TypeRules::RoleBinding
+            }
+            ("autoscaling", "horizontalpodautoscalers") => TypeRules::HorizontalPodAutoscaler,
+            ("storage.k8s.io", "storageclasses") => TypeRules::StorageClass,
+            ("scheduling.k8s.io", "priorityclasses") => TypeRules::PriorityClass,
             _ => TypeRules::Plain,
         }
     }
@@ -125,9 +162,15 @@ impl TypeRules {
     }
 }
 
-/// Marks server-set noise removed and Secret values redacted; [`crate::canonical`] writes the
-/// result. Nothing is copied or freed.
+/// Marks server-set noise and values equal to their defaults ([`crate::defaults`]) removed and
+/// Secret values redacted; [`crate::canonical`] writes the result. Nothing is copied or freed.
 pub(crate) fn sanitize(doc: &mut Doc, rules: TypeRules) {
+    sanitize_keeping_defaults(doc, rules);
+    crate::defaults::omit(doc, rules);
+}
+
+/// [`sanitize`] without leaving defaults out: a repository's `spec.output.defaults: Keep`.
+pub(crate) fn sanitize_keeping_defaults(doc: &mut Doc, rules: TypeRules) {
     let root = Doc::ROOT;
     let [status, meta] = doc.lookup(root, ["status", "metadata"]);
     if let Some(status) = status {
@@ -144,18 +187,42 @@ pub(crate) fn sanitize(doc: &mut Doc, rules: TypeRules) {
         }
     };
     match rules {
-        TypeRules::Plain => {}
         TypeRules::Secret => redact_secret(doc),
-        TypeRules::Service => remove_under(doc, &["spec"], &SERVICE_SPEC_REMOVED),
+        TypeRules::Service => {
+            // A headless Service's `None` is the user's, not an allocated address.
+            let headless = doc
+                .path(&["spec", "clusterIP"])
+                .is_some_and(|ip| doc.str_is(ip, "None"));
+            let fields = match headless {
+                true => &SERVICE_SPEC_REMOVED[1..],
+                false => &SERVICE_SPEC_REMOVED[..],
+            };
+            remove_under(doc, &["spec"], fields)
+        }
         TypeRules::Pod => remove_under(doc, &["spec"], &["nodeName"]),
         TypeRules::PersistentVolumeClaim => {
-            remove_under(doc, &["spec"], &["volumeName", "volumeMode"])
+            remove_under(doc, &["spec"], &["volumeName"]);
+            // The default mode; `Block` is the user's.
+            if let Some(spec) = doc.path(&["spec"]) {
+                if doc
+                    .get(spec, "volumeMode")
+                    .is_some_and(|m| doc.str_is(m, "Filesystem"))
+                {
+                    remove(doc, spec, "volumeMode");
+                }
+            }
         }
-        TypeRules::Workload => drop_template_timestamp(doc, &["spec", "template"]),
+        TypeRules::Deployment
+        | TypeRules::StatefulSet
+        | TypeRules::DaemonSet
+        | TypeRules::ReplicaSet
+        | TypeRules::ReplicationController
+        | TypeRules::Job => drop_template_timestamp(doc, &["spec", "template"]),
         TypeRules::CronJob => {
             drop_template_timestamp(doc, &["spec", "jobTemplate", "spec", "template"])
         }
         TypeRules::PodTemplate => drop_template_timestamp(doc, &["template"]),
+        _ => {}
     }
 }
 
@@ -374,11 +441,11 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
             "spec": {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "ipFamilies": ["IPv4"],
                 "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster", "healthCheckNodePort": 3,
-                "ports": [{"port": 80, "protocol": "TCP"}]}}),
+                "ports": [{"port": 80, "protocol": "UDP"}]}}),
         );
         assert_eq!(
             svc["spec"],
-            json!({"ports": [{"port": 80, "protocol": "TCP"}]})
+            json!({"ports": [{"port": 80, "protocol": "UDP"}]})
         );
         let pod = sanitized_as(
             "",
@@ -455,9 +522,12 @@ mod tests {
         assert!(of("", "secrets").is_secret());
         assert_eq!(of("example.com", "secrets"), TypeRules::Plain);
         assert!(!of("example.com", "secrets").is_secret());
-        assert_eq!(of("apps", "deployments"), TypeRules::Workload);
-        assert_eq!(of("", "replicationcontrollers"), TypeRules::Workload);
-        assert_eq!(of("batch", "jobs"), TypeRules::Workload);
+        assert_eq!(of("apps", "deployments"), TypeRules::Deployment);
+        assert_eq!(
+            of("", "replicationcontrollers"),
+            TypeRules::ReplicationController
+        );
+        assert_eq!(of("batch", "jobs"), TypeRules::Job);
         assert_eq!(of("batch", "cronjobs"), TypeRules::CronJob);
         assert_eq!(of("", "podtemplates"), TypeRules::PodTemplate);
         assert_eq!(of("example.com", "deployments"), TypeRules::Plain);

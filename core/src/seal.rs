@@ -123,7 +123,7 @@ impl SealedFile {
         sealing: Arc<Sealing>,
     ) -> Result<Self, JsonError> {
         let rules = match rules {
-            TypeRules::Secret => TypeRules::Plain,
+            TypeRules::Secret => TypeRules::SealedSecret,
             other => other,
         };
         let plaintext = crate::yaml::render_object(object.as_bytes(), rules)?;

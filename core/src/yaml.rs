@@ -399,7 +399,7 @@ mod tests {
             texts.push(serde_json::to_string(&sanitize_shapes(&mut rng)).unwrap());
         }
         for text in &texts {
-            for rules in [TypeRules::Plain, TypeRules::Secret, TypeRules::Workload] {
+            for rules in [TypeRules::Plain, TypeRules::Secret, TypeRules::Deployment] {
                 let direct = render_object(text.as_bytes(), rules).unwrap();
                 let via_canonical =
                     render(&crate::canonical::sanitized_bytes(text.as_bytes(), rules).unwrap());

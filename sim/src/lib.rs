@@ -8,6 +8,7 @@
 
 pub mod checks;
 pub mod cluster;
+pub mod defaults;
 pub mod git;
 pub mod oracle;
 pub mod reduce;

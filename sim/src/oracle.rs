@@ -14,8 +14,9 @@
 //!   `autoscaling.alpha.kubernetes.io/`, `kustomize.toolkit.fluxcd.io/`, `applyset.kubernetes.io/`;
 //! - labels by prefix: `kustomize.toolkit.fluxcd.io/`, `kro.run/`, `applyset.kubernetes.io/`;
 //! - per type: a core Service's cluster-allocated `spec` fields, a Pod's `spec.nodeName`, a
-//!   PersistentVolumeClaim's `spec.volumeName` and `spec.volumeMode`, a pod template's
-//!   `metadata.creationTimestamp: null`;
+//!   PersistentVolumeClaim's `spec.volumeName` and `spec.volumeMode: Filesystem`, a pod
+//!   template's `metadata.creationTimestamp: null` (a headless Service keeps `clusterIP: None`);
+//! - values equal to what the API server's defaulting would set ([`crate::defaults`]);
 //! - maps that a removal left empty go; a core Secret's `data`/`stringData` values become
 //!   `<redacted>`.
 
@@ -101,9 +102,20 @@ pub fn expected_in(gvr: &Gvr, body: &Value, sealed: bool) -> Value {
         }
     };
     match (gvr.group.as_str(), gvr.resource.as_str()) {
-        ("", "services") => spec_fields(obj, &SERVICE),
+        ("", "services") => {
+            let headless =
+                obj.get("spec").and_then(|s| s.get("clusterIP")) == Some(&Value::from("None"));
+            spec_fields(obj, if headless { &SERVICE[1..] } else { &SERVICE })
+        }
         ("", "pods") => spec_fields(obj, &["nodeName"]),
-        ("", "persistentvolumeclaims") => spec_fields(obj, &["volumeName", "volumeMode"]),
+        ("", "persistentvolumeclaims") => {
+            spec_fields(obj, &["volumeName"]);
+            let filesystem = obj.get("spec").and_then(|s| s.get("volumeMode"))
+                == Some(&Value::from("Filesystem"));
+            if filesystem {
+                spec_fields(obj, &["volumeMode"]);
+            }
+        }
         ("", "secrets") if !sealed => redact(obj),
         ("apps", "deployments" | "statefulsets" | "daemonsets" | "replicasets")
         | ("batch", "jobs")
@@ -112,6 +124,7 @@ pub fn expected_in(gvr: &Gvr, body: &Value, sealed: bool) -> Value {
         ("", "podtemplates") => template(obj, &["template"]),
         _ => {}
     }
+    crate::defaults::leave_out(&gvr.group, &gvr.version, &gvr.resource, &mut v);
     v
 }
 

@@ -156,9 +156,16 @@ fn fresh(rng: &mut ChaCha8Rng, cluster: &Cluster, key: &ObjKey, finalizers: f64)
             body["data"] = json!({"password": secret_of(v)});
         }
         "Deployment" => {
+            // As the API server holds it: its defaults filled in.
             body["spec"] = json!({"replicas": 1, "selector": {"matchLabels": {"app": key.2}},
+                "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
                 "template": {"metadata": {"creationTimestamp": null, "labels": {"app": key.2}},
-                    "spec": {"containers": [{"name": "app", "image": format!("app:{v}")}]}}})
+                    "spec": {"containers": [{"name": "app", "image": format!("app:{v}"),
+                        "imagePullPolicy": "IfNotPresent", "resources": {},
+                        "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"}],
+                        "dnsPolicy": "ClusterFirst", "restartPolicy": "Always", "schedulerName": "default-scheduler",
+                        "securityContext": {}, "terminationGracePeriodSeconds": 30}}})
         }
         "Widget" => body["spec"] = json!({"size": v}),
         "ClusterRole" => {
@@ -175,13 +182,13 @@ pub fn mutate(rng: &mut ChaCha8Rng, mut body: Value) -> Value {
     match rng.gen_range(0..10) {
         0..=5 => {
             let v = value(rng);
-            let kind = body["kind"].as_str().unwrap_or_default();
+            let kind = body["kind"].as_str().unwrap_or_default().to_string();
             let v = if kind == "Secret" {
                 secret_of(v)
             } else {
                 v.to_string()
             };
-            let slot = match kind {
+            let slot = match kind.as_str() {
                 "ConfigMap" => "/data/mode",
                 "Secret" => "/data/password",
                 "Deployment" => "/spec/template/spec/containers/0/image",
@@ -190,6 +197,11 @@ pub fn mutate(rng: &mut ChaCha8Rng, mut body: Value) -> Value {
             };
             if let Some(x) = body.pointer_mut(slot) {
                 *x = json!(v);
+            }
+            if kind == "Deployment" {
+                // Sometimes a value other than its default, which the file must keep.
+                let history = if v == "one" { 5 } else { 10 };
+                body["spec"]["revisionHistoryLimit"] = json!(history);
             }
         }
         6..=7 => body["metadata"]["labels"]["tier"] = json!(tier(rng)),

@@ -34,7 +34,7 @@ fn sealing() -> Arc<Sealing> {
 
 fn secret(password: &str) -> RawObject {
     RawObject::from(json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": false,
+        "apiVersion": "v1", "kind": "Secret", "type": "example.com/db", "immutable": false,
         "metadata": {"name": "db", "namespace": "shop", "uid": "u-1", "resourceVersion": "7",
                      "labels": {"app": "db", "data": "labels-named-data-are-sealed-too"}},
         "data": {"password": password, "empty": ""},
@@ -76,7 +76,7 @@ fn values_under_data_and_string_data_are_encrypted_with_their_path_as_additional
     assert!(text.contains("  empty: \"\"\n"), "{text}");
     // The rest stays readable, sanitized as any file is.
     assert!(text.contains("  name: db\n"), "{text}");
-    assert!(text.contains("type: Opaque\n"), "{text}");
+    assert!(text.contains("type: example.com/db\n"), "{text}");
     assert!(!text.contains("resourceVersion"), "{text}");
     assert!(
         text.contains(&format!("    recipient: {RECIPIENT}\n")),
@@ -105,7 +105,7 @@ fn the_mac_is_the_upper_case_sha512_of_every_value_in_file_order_as_sops_spells_
         "cw==",
         "False",
         "alice",
-        "Opaque",
+        "example.com/db",
     ];
     let mut h = Sha512::new();
     for l in leaves {

@@ -126,8 +126,8 @@ pub(crate) fn omit(doc: &mut Doc, rules: TypeRules) {
             }
         }
         TypeRules::RoleBinding => {
-            let role_ref = doc.get(root, "roleRef");
-            drop_str(doc, role_ref, "apiGroup", RBAC_GROUP);
+            // `roleRef.apiGroup` is defaulted too, but the published schema requires it:
+            // kubectl refuses a file without it, so it stays.
             for subject in elements(doc, doc.get(root, "subjects")) {
                 let kind = doc.get_str(subject, "kind");
                 if matches!(kind, Some("User" | "Group")) {

@@ -133,4 +133,4 @@ pub use ids::{validate_base_folder, Gvr, Operation};
 pub use json::{split_watch_line, RawObject};
 pub use sanitize::{SecretPolicy, TypeRules};
 pub use time::Now;
-pub use yaml::render_object;
+pub use yaml::{render_object, render_object_keeping_defaults};

@@ -27,6 +27,14 @@ pub fn render_object(json: &[u8], rules: TypeRules) -> Result<Vec<u8>, JsonError
     Ok(render_doc(&doc))
 }
 
+/// [`render_object`] with every default kept ([`crate::defaults`] not applied): the file of a
+/// repository whose `spec.output.defaults` is `Keep`.
+pub fn render_object_keeping_defaults(json: &[u8], rules: TypeRules) -> Result<Vec<u8>, JsonError> {
+    let mut doc = Doc::parse(json)?;
+    crate::sanitize::sanitize_keeping_defaults(&mut doc, rules);
+    Ok(render_doc(&doc))
+}
+
 /// Renders a parsed document as sanitization marked it, keys in canonical order: the same YAML
 /// whether the document is an object's JSON text or its canonical bytes.
 pub(crate) fn render_doc(doc: &Doc) -> Vec<u8> {

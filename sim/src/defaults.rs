@@ -129,7 +129,6 @@ pub fn leave_out(group: &str, version: &str, resource: &str, obj: &mut Value) {
         }
         ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
             let group = json!("rbac.authorization.k8s.io");
-            at(obj, &["roleRef"], |r| remove_eq(r, "apiGroup", &group));
             for s in elements(obj, "subjects") {
                 if matches!(
                     s.get("kind").and_then(Value::as_str),

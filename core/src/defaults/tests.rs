@@ -467,7 +467,7 @@ fn network_policy_types_are_a_default_only_as_its_rules_imply_them() {
 }
 
 #[test]
-fn rbac_api_groups_go_for_users_and_groups_but_not_service_accounts() {
+fn rbac_subjects_api_groups_go_for_users_and_groups_and_the_required_role_ref_stays() {
     let rb = file(
         "rbac.authorization.k8s.io",
         "v1",
@@ -477,7 +477,10 @@ fn rbac_api_groups_go_for_users_and_groups_but_not_service_accounts() {
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
                      {"kind": "ServiceAccount", "name": "bot", "namespace": "ns"}]}),
     );
-    assert_eq!(rb["roleRef"], json!({"kind": "Role", "name": "view"}));
+    assert_eq!(
+        rb["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "view"})
+    );
     assert_eq!(
         rb["subjects"],
         json!([{"kind": "User", "name": "alice"}, {"kind": "ServiceAccount", "name": "bot", "namespace": "ns"}])

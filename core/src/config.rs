@@ -73,6 +73,30 @@ pub struct GitRepoConfigSpec {
     /// Every commit signed with an SSH key (git's `gpgsig` header, `sshsig` format).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<SigningSpec>,
+    /// How files are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputSpec>,
+}
+
+/// `spec.output` of a GitRepoConfig.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputSpec {
+    /// `Omit` (the default) leaves out every value the API server's defaulting would fill in;
+    /// `Keep` writes every field as the API server holds it.
+    #[serde(default)]
+    pub defaults: DefaultsMode,
+}
+
+/// Whether files hold the values the API server's defaulting fills in.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DefaultsMode {
+    /// Left out: a file holds what a user would write, and applies to the same object.
+    #[default]
+    Omit,
+    /// Kept.
+    Keep,
 }
 
 /// `spec.encryption` of a GitRepoConfig.
@@ -332,6 +356,8 @@ pub struct RepoSettings {
     pub sealing_problem: Option<String>,
     /// `spec.signing`: the signing key's Secret in the GitRepoConfig's namespace.
     pub signing_secret: Option<String>,
+    /// `spec.output.defaults: Keep`: files keep the values the API server's defaulting fills in.
+    pub keep_defaults: bool,
 }
 
 /// Validates a GitRepoConfig into settings, or a `Ready=False` condition saying what to fix.
@@ -423,6 +449,10 @@ pub fn validate_repo(
         sealing,
         sealing_problem,
         signing_secret: spec.signing.as_ref().map(|s| s.secret_ref.name.clone()),
+        keep_defaults: spec
+            .output
+            .as_ref()
+            .is_some_and(|o| o.defaults == DefaultsMode::Keep),
     })
 }
 

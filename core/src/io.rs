@@ -149,6 +149,8 @@ pub enum FileBody {
     /// An object's JSON text, as read by the core (so it renders without error), and the
     /// sanitization rules of its type (from its stream's GVR).
     Object(RawObject, crate::sanitize::TypeRules),
+    /// [`FileBody::Object`] for a repository that keeps defaults (`spec.output.defaults: Keep`).
+    ObjectWithDefaults(RawObject, crate::sanitize::TypeRules),
     /// A file already rendered.
     Yaml(Arc<[u8]>),
     /// An object's file to be encrypted as it is written ([`crate::seal`]): never written as
@@ -164,6 +166,11 @@ impl FileBody {
             FileBody::Object(o, rules) => crate::yaml::render_object(o.as_bytes(), *rules)
                 .expect("the core read this object before it planned its file")
                 .into(),
+            FileBody::ObjectWithDefaults(o, rules) => {
+                crate::yaml::render_object_keeping_defaults(o.as_bytes(), *rules)
+                    .expect("the core read this object before it planned its file")
+                    .into()
+            }
             FileBody::Yaml(y) => std::borrow::Cow::Borrowed(y),
             FileBody::Sealed(s) => panic!("{s:?} is encrypted by its executor, never rendered"),
         }
@@ -172,7 +179,9 @@ impl FileBody {
     /// The file's bytes, shared (see [`Self::render`]).
     pub fn shared(&self) -> Arc<[u8]> {
         match self {
-            FileBody::Object(..) | FileBody::Sealed(_) => self.render().into(),
+            FileBody::Object(..) | FileBody::ObjectWithDefaults(..) | FileBody::Sealed(_) => {
+                self.render().into()
+            }
             FileBody::Yaml(y) => y.clone(),
         }
     }
@@ -208,6 +217,11 @@ impl std::fmt::Debug for FileBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FileBody::Object(o, rules) => f.debug_tuple("Object").field(o).field(rules).finish(),
+            FileBody::ObjectWithDefaults(o, rules) => f
+                .debug_tuple("ObjectWithDefaults")
+                .field(o)
+                .field(rules)
+                .finish(),
             FileBody::Yaml(y) => y.fmt(f),
             FileBody::Sealed(s) => s.fmt(f),
         }

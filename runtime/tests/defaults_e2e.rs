@@ -518,6 +518,7 @@ fn every_file_restores_to_the_live_object_and_holds_no_default() {
     });
 
     let (mut lines, mut bytes) = ((0, 0), (0, 0));
+    let mut lives = Vec::new();
     let mut failures = Vec::new();
     for ((t, name), file) in objects.iter().zip(&files) {
         let (g, v, r, kind) = TYPES[*t];
@@ -549,6 +550,7 @@ fn every_file_restores_to_the_live_object_and_holds_no_default() {
             file.len() <= with_defaults.len(),
             "{kind} {name}: the file grew"
         );
+        lives.push((live_json.clone(), rules));
         lines.0 += String::from_utf8_lossy(&with_defaults).lines().count();
         lines.1 += file.lines().count();
         bytes.0 += with_defaults.len();
@@ -596,4 +598,55 @@ fn every_file_restores_to_the_live_object_and_holds_no_default() {
         bytes.1
     );
     assert!(bytes.1 < bytes.0 && lines.1 < lines.0);
+
+    // The switch, both ways: every file that holds a default rewritten, in [RESYNC] commits
+    // only (one per burst of relists: the streams list again one by one).
+    let explicit = path(
+        TYPES.iter().position(|t| t.3 == "Deployment").unwrap(),
+        "explicit",
+    );
+    let live = c.kubectl(
+        "admin",
+        &["get", "deployment", "explicit", "-n", "apps", "-o", "json"],
+    );
+    let rules = TypeRules::of(&Gvr::new("apps", "v1", "deployments"));
+    let with_defaults = render_object_keeping_defaults(live.as_bytes(), rules).unwrap();
+    let without = render_object(live.as_bytes(), rules).unwrap();
+    for (mode, want) in [("Keep", &with_defaults), ("Omit", &without)] {
+        let commits = remote.log().len();
+        c.apply(
+            "admin",
+            &repo_config(
+                "apps",
+                &remote.url(),
+                &format!("  output: {{defaults: {mode}}}\n"),
+            ),
+        );
+        eventually(&format!("the files written with defaults: {mode}"), || {
+            (remote.file(&explicit)?.as_bytes() == &want[..]).then_some(())
+        });
+        // Every file written the new way, by resyncs alone.
+        eventually(&format!("every file written with defaults: {mode}"), || {
+            objects
+                .iter()
+                .zip(&lives)
+                .all(|((t, name), (live, rules))| {
+                    let want = match mode {
+                        "Keep" => render_object_keeping_defaults(live, *rules).unwrap(),
+                        _ => render_object(live, *rules).unwrap(),
+                    };
+                    remote
+                        .file(&path(*t, name))
+                        .is_some_and(|f| f.as_bytes() == &want[..])
+                })
+                .then_some(())
+        });
+        let log = remote.log();
+        let resyncs = &log[commits..];
+        assert!(
+            !resyncs.is_empty() && resyncs.iter().all(|l| l.contains("|[RESYNC] ")),
+            "{mode}: {resyncs:?}"
+        );
+        eprintln!("defaults: {mode}: {resyncs:?}");
+    }
 }

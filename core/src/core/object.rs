@@ -732,6 +732,9 @@ impl Core {
     }
 }
 
+/// Mixed into the content hash of a file that keeps its defaults ("keepdefs").
+const KEPT_DEFAULTS_SALT: u64 = 0x6b65_6570_6465_6673;
+
 /// The file a destination's repository gets for an object, with its content hash; `None` when
 /// it is withheld. A repository that seals the object's type gets a [`SealedFile`] (known by its
 /// fingerprint, which covers the values and the recipients); one whose sealing cannot be used
@@ -749,7 +752,16 @@ fn repo_file(
         .as_ref()
         .filter(|s| s.seals(&gvr.group, &gvr.resource))
     else {
-        return Some((file.clone(), hash));
+        // A file with its defaults changes when the one without them does (the server fills a
+        // default in alike), but it is another file: its hash is salted, so that a repository
+        // switching `spec.output.defaults` finds every file changed.
+        return Some(match (file, settings.keep_defaults) {
+            (FileBody::Object(obj, rules), true) => (
+                FileBody::ObjectWithDefaults(obj.clone(), *rules),
+                hash ^ KEPT_DEFAULTS_SALT,
+            ),
+            _ => (file.clone(), hash),
+        });
     };
     if settings.sealing_problem.is_some() {
         return None;

@@ -383,6 +383,8 @@ impl Core {
         // types are listed again, so that every file is written the new way at once (a removed
         // recipient can no longer read any file at the head; history keeps what it could).
         let mut resealed: BTreeMap<BranchKey, Vec<Arc<Sealing>>> = BTreeMap::new();
+        // Branches whose `spec.output.defaults` changed: every file is written the new way.
+        let mut rewritten: BTreeSet<BranchKey> = BTreeSet::new();
         for key in keys {
             let Some(Ok(settings)) = self.repos.get(&key.0).map(|r| r.settings.clone()) else {
                 continue;
@@ -393,6 +395,9 @@ impl Core {
                     if before != (&settings.sealing, &settings.sealing_problem) {
                         let both = [b.settings.sealing.clone(), settings.sealing.clone()];
                         resealed.insert(key.clone(), both.into_iter().flatten().collect());
+                    }
+                    if b.settings.keep_defaults != settings.keep_defaults {
+                        rewritten.insert(key.clone());
                     }
                     b.settings = settings
                 }
@@ -417,6 +422,9 @@ impl Core {
             }
         }
         for (dest, key) in &self.branch_of {
+            if rewritten.contains(key) {
+                resync.extend(self.rules.gvrs_of_destination(dest).into_iter().cloned());
+            }
             let Some(sealings) = resealed.get(key) else {
                 continue;
             };

@@ -19,7 +19,7 @@
 //! reads anything but the document and its type.
 
 use crate::json::{Doc, Kind, NodeId, REMOVED};
-use crate::sanitize::TypeRules;
+use crate::type_rules::TypeRules;
 
 /// A pod spec's place: a Pod's own spec has defaults (and admission values) a template's has not.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -122,6 +122,7 @@ mod sanitize;
 pub mod seal;
 mod selector;
 mod time;
+mod type_rules;
 mod yaml;
 
 pub use crate::core::{Core, CoreConfig, Counters};

@@ -238,6 +238,8 @@ pub struct Core {
     denied: BTreeMap<Gvr, String>,
     /// Discovery's `kind` per type: what a list item without `apiVersion`/`kind` is given.
     kinds: BTreeMap<Gvr, String>,
+    /// The defaults custom resource types' schemas declare, left out of their files.
+    schema_defaults: BTreeMap<Gvr, Arc<crate::schema_defaults::SchemaDefaults>>,
     rules: RuleStore,
     watched: BTreeSet<Gvr>,
     gvr_ids: BTreeMap<Gvr, u16>,
@@ -286,6 +288,7 @@ impl Core {
             discovery_seen: false,
             denied: BTreeMap::new(),
             kinds: BTreeMap::new(),
+            schema_defaults: BTreeMap::new(),
             rules: RuleStore::default(),
             watched: BTreeSet::new(),
             gvr_ids: BTreeMap::new(),
@@ -389,6 +392,17 @@ impl Core {
                     .collect();
                 self.discovery_seen = true;
                 self.reconfigure();
+            }
+            Input::SchemaDefaults(gvr, defaults) => {
+                let defaults = defaults.filter(|d| !d.is_empty()).map(Arc::new);
+                let before = match &defaults {
+                    Some(d) => self.schema_defaults.insert(gvr.clone(), d.clone()),
+                    None => self.schema_defaults.remove(&gvr),
+                };
+                // New defaults rewrite the type's files: a relist compares every one again.
+                if before != defaults && self.watched.contains(&gvr) {
+                    self.resync(vec![gvr]);
+                }
             }
             Input::WatchDenied(gvr, why) => {
                 let changed = match why {

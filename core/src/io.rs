@@ -111,6 +111,9 @@ pub enum Input {
     Signing(NamespacedName, SigningVerdict),
     /// The API server's resource types, from discovery; wildcards in rules expand over these.
     ApiResources(Vec<ApiResource>),
+    /// The defaults a custom resource type's schema declares (from its CRD), or none (`None`:
+    /// the CRD is gone or declares none).
+    SchemaDefaults(Gvr, Option<crate::schema_defaults::SchemaDefaults>),
     /// The API server refused to list a watched type (403: the operator's role does not
     /// allow it), with its message; `None` once a list succeeds again. Rules selecting only
     /// such types say so in their status (reason `Forbidden`).
@@ -151,6 +154,8 @@ pub enum FileBody {
     Object(RawObject, crate::sanitize::TypeRules),
     /// [`FileBody::Object`] for a repository that keeps defaults (`spec.output.defaults: Keep`).
     ObjectWithDefaults(RawObject, crate::sanitize::TypeRules),
+    /// A custom resource's JSON text, with the defaults its CRD's schema declares (left out).
+    CustomObject(RawObject, Arc<crate::schema_defaults::SchemaDefaults>),
     /// A file already rendered.
     Yaml(Arc<[u8]>),
     /// An object's file to be encrypted as it is written ([`crate::seal`]): never written as
@@ -171,6 +176,11 @@ impl FileBody {
                     .expect("the core read this object before it planned its file")
                     .into()
             }
+            FileBody::CustomObject(o, defaults) => {
+                crate::yaml::render_custom_object(o.as_bytes(), defaults)
+                    .expect("the core read this object before it planned its file")
+                    .into()
+            }
             FileBody::Yaml(y) => std::borrow::Cow::Borrowed(y),
             FileBody::Sealed(s) => panic!("{s:?} is encrypted by its executor, never rendered"),
         }
@@ -179,9 +189,10 @@ impl FileBody {
     /// The file's bytes, shared (see [`Self::render`]).
     pub fn shared(&self) -> Arc<[u8]> {
         match self {
-            FileBody::Object(..) | FileBody::ObjectWithDefaults(..) | FileBody::Sealed(_) => {
-                self.render().into()
-            }
+            FileBody::Object(..)
+            | FileBody::ObjectWithDefaults(..)
+            | FileBody::CustomObject(..)
+            | FileBody::Sealed(_) => self.render().into(),
             FileBody::Yaml(y) => y.clone(),
         }
     }
@@ -221,6 +232,11 @@ impl std::fmt::Debug for FileBody {
                 .debug_tuple("ObjectWithDefaults")
                 .field(o)
                 .field(rules)
+                .finish(),
+            FileBody::CustomObject(o, d) => f
+                .debug_tuple("CustomObject")
+                .field(o)
+                .field(&d.len())
                 .finish(),
             FileBody::Yaml(y) => y.fmt(f),
             FileBody::Sealed(s) => s.fmt(f),

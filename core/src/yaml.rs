@@ -35,6 +35,17 @@ pub fn render_object_keeping_defaults(json: &[u8], rules: TypeRules) -> Result<V
     Ok(render_doc(&doc))
 }
 
+/// [`render_object`] for a custom resource whose CRD's schema declares defaults: those go too.
+pub fn render_custom_object(
+    json: &[u8],
+    defaults: &crate::schema_defaults::SchemaDefaults,
+) -> Result<Vec<u8>, JsonError> {
+    let mut doc = Doc::parse(json)?;
+    crate::sanitize::sanitize(&mut doc, TypeRules::Plain);
+    crate::schema_defaults::omit(&mut doc, defaults);
+    Ok(render_doc(&doc))
+}
+
 /// Renders a parsed document as sanitization marked it, keys in canonical order: the same YAML
 /// whether the document is an object's JSON text or its canonical bytes.
 pub(crate) fn render_doc(doc: &Doc) -> Vec<u8> {

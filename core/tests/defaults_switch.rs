@@ -142,3 +142,95 @@ fn files_leave_defaults_out_unless_kept_and_a_switch_rewrites_them_in_one_commit
         h.outputs
     );
 }
+
+fn widgets() -> gitops_reverser_core::Gvr {
+    gvr("example.com", "v1", "widgets")
+}
+
+fn widget(size: u32) -> Value {
+    json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "team-a", "uid": "u-w", "resourceVersion": "1"},
+        "spec": {"size": size, "mode": "auto", "tuning": {"level": 3}}})
+}
+
+fn widget_defaults(mode: &str) -> gitops_reverser_core::schema_defaults::SchemaDefaults {
+    gitops_reverser_core::schema_defaults::SchemaDefaults::from_schema(&json!({"type": "object",
+        "properties": {"spec": {"type": "object", "properties": {
+            "size": {"type": "integer", "default": 1},
+            "mode": {"type": "string", "default": mode},
+            "tuning": {"type": "object", "default": {}, "properties": {"level": {"type": "integer", "default": 3}}}}}}}))
+}
+
+#[test]
+fn a_custom_resources_schema_defaults_are_left_out_and_its_author_still_found() {
+    use gitops_reverser_core::admission::AdmissionRequest;
+    use gitops_reverser_core::Operation;
+    let mut h = Harness::with_repo(
+        CoreConfig::default(),
+        repo(None),
+        &[("example.com", "v1", "widgets")],
+        "",
+    );
+    h.input(Input::SchemaDefaults(
+        widgets(),
+        Some(widget_defaults("auto")),
+    ));
+    h.input(Input::Watch(widgets(), WatchEvent::Init));
+    h.input(Input::Watch(widgets(), WatchEvent::InitDone));
+    h.answer_all();
+    // The API server applied the schema's defaults before it asked the webhook.
+    h.input(Input::Admission(AdmissionRequest {
+        uid: "req-1".into(),
+        gvr: widgets(),
+        namespace: Some("team-a".into()),
+        name: "w".into(),
+        operation: Operation::Create,
+        username: "alice".into(),
+        dry_run: false,
+        object: Some(widget(2).into()),
+        old_object: None,
+        sub_resource: None,
+    }));
+    h.input(Input::Watch(widgets(), WatchEvent::Apply(widget(2).into())));
+    let pushed = h.flush_and_push();
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(pushed[0].author.name, "alice");
+    let file = String::from_utf8(h.files["example.com/v1/widgets/team-a/w.yaml"].to_vec()).unwrap();
+    assert!(file.contains("size: 2"), "{file}");
+    assert!(!file.contains("mode") && !file.contains("tuning"), "{file}");
+
+    // A CRD whose defaults change rewrites its objects' files.
+    h.outputs.clear();
+    h.input(Input::SchemaDefaults(
+        widgets(),
+        Some(widget_defaults("manual")),
+    ));
+    assert!(
+        h.outputs.contains(&Output::Resync(widgets())),
+        "{:?}",
+        h.outputs
+    );
+    h.input(Input::Watch(widgets(), WatchEvent::Init));
+    h.input(Input::Watch(
+        widgets(),
+        WatchEvent::InitApply(widget(2).into()),
+    ));
+    h.input(Input::Watch(widgets(), WatchEvent::InitDone));
+    h.flush_and_push();
+    let file = String::from_utf8(h.files["example.com/v1/widgets/team-a/w.yaml"].to_vec()).unwrap();
+    assert!(
+        file.contains("mode: auto") && !file.contains("tuning"),
+        "{file}"
+    );
+    // The same defaults again change nothing.
+    h.outputs.clear();
+    h.input(Input::SchemaDefaults(
+        widgets(),
+        Some(widget_defaults("manual")),
+    ));
+    assert!(
+        !h.outputs.contains(&Output::Resync(widgets())),
+        "{:?}",
+        h.outputs
+    );
+}

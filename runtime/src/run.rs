@@ -487,6 +487,9 @@ impl Process {
     }
 }
 
+/// How long discovery at start waits for the CRDs' first list (their schemas' defaults).
+const CRD_FIRST_LIST_MS_MAX: u64 = 10_000;
+
 /// Runs discovery at start, whenever a CRD changes (a new one is served once Established), and
 /// every [`REDISCOVERY_MS`].
 async fn discover_forever(
@@ -512,8 +515,25 @@ async fn discover_forever(
         &observer,
     );
     let notify = changed.clone();
+    // The schemas' defaults go to the core before the discovery that starts the custom
+    // resources' streams (one channel keeps the order), so that their first files already leave
+    // the defaults out: otherwise every restart would write them in and take them out again.
+    let (listed_tx, listed_rx) = tokio::sync::oneshot::channel::<()>();
+    let defaults_tx = tx.clone();
     let relay = tokio::spawn(async move {
+        let mut defaults = crate::kube::crd_defaults::CrdDefaults::default();
+        let mut listed = Some(listed_tx);
         while let Some(ev) = crx.recv().await {
+            for input in defaults.on_event(&ev) {
+                if defaults_tx.send(Msg::Input(input)).await.is_err() {
+                    return;
+                }
+            }
+            if matches!(ev, WatchEvent::InitDone) {
+                if let Some(l) = listed.take() {
+                    let _ = l.send(());
+                }
+            }
             if matches!(
                 ev,
                 WatchEvent::Apply(_) | WatchEvent::Delete(_) | WatchEvent::InitDone
@@ -523,6 +543,14 @@ async fn discover_forever(
         }
     });
     let _guard = AbortOnDrop(vec![crds, relay]);
+    // Bounded: an operator that may not list CRDs still discovers (its custom resources' files
+    // then keep their schemas' defaults).
+    let first_list = Duration::from_millis(CRD_FIRST_LIST_MS_MAX);
+    if tokio::time::timeout(first_list, listed_rx).await.is_err() {
+        tracing::warn!(
+            "the CRDs did not list within {CRD_FIRST_LIST_MS_MAX} ms: discovering without their schemas' defaults"
+        );
+    }
     let mut backoff = crate::kube::backoff::Backoff::default();
     loop {
         let bound = Duration::from_millis(crate::kube::stream::REQUEST_MS_MAX);

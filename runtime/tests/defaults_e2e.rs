@@ -5,7 +5,10 @@
 
 mod support;
 
-use gitops_reverser_core::{render_object, render_object_keeping_defaults, Gvr, TypeRules};
+use gitops_reverser_core::schema_defaults::SchemaDefaults;
+use gitops_reverser_core::{
+    render_custom_object, render_object, render_object_keeping_defaults, Gvr, TypeRules,
+};
 use serde_json::Value;
 use support::cluster::{
     await_rule, eventually, namespace, repo_config, watch_rule, Cluster, Operator, Remote,
@@ -51,7 +54,45 @@ const TYPES: &[(&str, &str, &str, &str)] = &[
         "poddisruptionbudgets",
         "PodDisruptionBudget",
     ),
+    ("example.com", "v1", "gizmos", "Gizmo"),
 ];
+
+/// A custom resource type whose schema declares defaults, some nested in a defaulted object
+/// and in array items.
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gizmos.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gizmos, singular: gizmo, kind: Gizmo}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, default: 1}
+              mode: {type: string, default: auto}
+              tuning:
+                type: object
+                default: {}
+                properties:
+                  level: {type: integer, default: 3}
+              ports:
+                type: array
+                items:
+                  type: object
+                  properties:
+                    port: {type: integer}
+                    protocol: {type: string, default: TCP}
+"#;
 
 /// The objects: typical manifests and awkward ones (defaults written out, values that are not
 /// defaults, `:latest` and digest images, multi-port Services with named target ports, Jobs with
@@ -415,7 +456,35 @@ metadata: {name: db}
 spec:
   minAvailable: 1
   selector: {matchLabels: {app: db}}
+---
+apiVersion: example.com/v1
+kind: Gizmo
+metadata: {name: minimal}
+spec:
+  ports: [{port: 80}]
+---
+apiVersion: example.com/v1
+kind: Gizmo
+metadata: {name: explicit}
+spec:
+  size: 1
+  mode: manual
+  tuning: {level: 3}
+  ports: [{port: 53, protocol: UDP}, {port: 80, protocol: TCP}]
 "#;
+
+/// The file the core writes for `live`: a custom resource's without its schema's defaults.
+fn render(live: &[u8], rules: TypeRules, kind: &str) -> Vec<u8> {
+    match kind {
+        "Gizmo" => {
+            let crd: Value = serde_yaml::from_str(CRD).unwrap();
+            let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+            let defaults = SchemaDefaults::from_schema(schema);
+            render_custom_object(live, &defaults).unwrap()
+        }
+        _ => render_object(live, rules).unwrap(),
+    }
+}
 
 /// A value's labels and selectors that carry a Job's generated `controller-uid`, made equal: a
 /// dry run generates another.
@@ -459,6 +528,16 @@ fn every_file_restores_to_the_live_object_and_holds_no_default() {
             &format!("apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: default, namespace: {ns}}}\nautomountServiceAccountToken: false\n"),
         );
     }
+    c.apply("admin", CRD);
+    c.kubectl(
+        "admin",
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/gizmos.example.com",
+        ],
+    );
     c.apply("admin", &repo_config("apps", &remote.url(), ""));
     let resources: Vec<String> = TYPES
         .iter()
@@ -542,7 +621,7 @@ fn every_file_restores_to_the_live_object_and_holds_no_default() {
         let live_json = serde_json::to_vec(&live).unwrap();
         assert_eq!(
             file.as_bytes(),
-            &render_object(&live_json, rules).unwrap()[..],
+            &render(&live_json, rules, kind)[..],
             "{kind} {name}: the committed file is not the live object's"
         );
         let with_defaults = render_object_keeping_defaults(&live_json, rules).unwrap();
@@ -550,7 +629,7 @@ fn every_file_restores_to_the_live_object_and_holds_no_default() {
             file.len() <= with_defaults.len(),
             "{kind} {name}: the file grew"
         );
-        lives.push((live_json.clone(), rules));
+        lives.push((live_json.clone(), rules, kind));
         lines.0 += String::from_utf8_lossy(&with_defaults).lines().count();
         lines.1 += file.lines().count();
         bytes.0 += with_defaults.len();
@@ -630,10 +709,10 @@ fn every_file_restores_to_the_live_object_and_holds_no_default() {
             objects
                 .iter()
                 .zip(&lives)
-                .all(|((t, name), (live, rules))| {
+                .all(|((t, name), (live, rules, kind))| {
                     let want = match mode {
                         "Keep" => render_object_keeping_defaults(live, *rules).unwrap(),
-                        _ => render_object(live, *rules).unwrap(),
+                        _ => render(live, *rules, kind),
                     };
                     remote
                         .file(&path(*t, name))

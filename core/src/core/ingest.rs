@@ -95,7 +95,9 @@ impl Core {
         &mut self,
         obj: &RawObject,
         rules: TypeRules,
+        gvr: &Gvr,
     ) -> Result<AdmissionDigest, JsonError> {
+        let custom = self.schema_defaults.get(gvr).cloned();
         self.digester.with_doc(obj.as_bytes(), |doc, out| {
             let fingerprint = |doc: &Doc, field: &str| {
                 doc.path(&["metadata", field])
@@ -110,6 +112,9 @@ impl Core {
                 .path(&["metadata", "finalizers"])
                 .is_some_and(|f| doc.children(f).next().is_some());
             sanitize(doc, rules);
+            if let Some(d) = &custom {
+                crate::schema_defaults::omit(doc, d);
+            }
             let hash = out.finish(doc).0;
             AdmissionDigest {
                 hash: match rules.is_secret() {
@@ -171,10 +176,14 @@ impl Core {
             return;
         };
         let rules = TypeRules::of(&req.gvr);
-        let digested = self.digest_admission(primary, rules).and_then(|d| {
-            let old = old.map(|o| self.digest_admission(o, rules)).transpose()?;
-            Ok((d, old.map(|o| (o.hash, o.rv))))
-        });
+        let digested = self
+            .digest_admission(primary, rules, &req.gvr)
+            .and_then(|d| {
+                let old = old
+                    .map(|o| self.digest_admission(o, rules, &req.gvr))
+                    .transpose()?;
+                Ok((d, old.map(|o| (o.hash, o.rv))))
+            });
         let (primary, old) = match digested {
             Ok(d) => d,
             Err(e) => {

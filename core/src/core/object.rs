@@ -310,6 +310,10 @@ impl Core {
         let (rv, uid, being_deleted) = (head.rv, head.uid, head.being_deleted);
         let rules = TypeRules::of(ev.gvr);
         sanitize(doc, rules);
+        let custom = self.schema_defaults.get(ev.gvr).cloned();
+        if let Some(d) = &custom {
+            crate::schema_defaults::omit(doc, d);
+        }
         let (redacted_hash, bytes) = out.finish(doc);
         let hash = match rules.is_secret() {
             true => with_secret_values(doc, redacted_hash),
@@ -356,7 +360,10 @@ impl Core {
             } else {
                 op
             },
-            file: (!ev.deleted).then(|| FileBody::Object(ev.obj.clone(), rules)),
+            file: (!ev.deleted).then(|| match custom {
+                Some(d) => FileBody::CustomObject(ev.obj.clone(), d),
+                None => FileBody::Object(ev.obj.clone(), rules),
+            }),
             hash: redacted_hash,
             bytes,
             author,
@@ -760,20 +767,29 @@ fn repo_file(
                 FileBody::ObjectWithDefaults(obj.clone(), *rules),
                 hash ^ KEPT_DEFAULTS_SALT,
             ),
+            (FileBody::CustomObject(obj, _), true) => (
+                FileBody::ObjectWithDefaults(obj.clone(), TypeRules::of(gvr)),
+                hash ^ KEPT_DEFAULTS_SALT,
+            ),
             _ => (file.clone(), hash),
         });
     };
     if settings.sealing_problem.is_some() {
         return None;
     }
-    let (FileBody::Object(obj, rules), Some(key)) = (file, key) else {
-        invariant!(
-            false,
-            "an object's file is its text, and sealing is usable with a key"
-        );
+    let (obj, rules) = match file {
+        FileBody::Object(obj, rules) => (obj, *rules),
+        FileBody::CustomObject(obj, _) => (obj, TypeRules::of(gvr)),
+        _ => {
+            invariant!(false, "an object's file is its text");
+            return None;
+        }
+    };
+    let Some(key) = key else {
+        invariant!(false, "sealing is usable with a key");
         return None;
     };
-    let sealed = SealedFile::new(obj.clone(), *rules, key, sealing.clone()).ok()?;
+    let sealed = SealedFile::new(obj.clone(), rules, key, sealing.clone()).ok()?;
     let id = u64::from_le_bytes(sealed.fingerprint[..8].try_into().expect("8 bytes"));
     Some((FileBody::Sealed(Arc::new(sealed)), id))
 }

@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod client_config;
 pub mod config;
+pub mod crd_defaults;
 pub mod discovery;
 pub mod seal_key;
 pub mod status;

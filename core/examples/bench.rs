@@ -2,6 +2,10 @@
 //!
 //! `cargo run -p gitops-reverser-core --release --example bench -- [objects] [updates]`
 //!
+//! With `BENCH_KIND=deployments` the objects are Deployments as the API server writes them (Go's
+//! field order, every default filled in, about the same size), so the figures include leaving
+//! the defaults out.
+//!
 //! Every object (~1 KiB ConfigMap) is created, then `updates` rounds change each once; every change
 //! is an admission request followed by the watch event it caused, as on a real cluster. Git ops are
 //! answered at once (outside the timed sections), by a stand-in executor that renders the files and
@@ -55,8 +59,14 @@ static ALLOC: Counting = Counting;
 const CHUNK: usize = 64;
 
 fn object(i: usize, round: usize, rv: u64) -> RawObject {
+    if DEPLOYMENTS.load(Ordering::Relaxed) {
+        return RawObject::new(deployment_text(i, round, rv, None).into_bytes());
+    }
     object_value(i, round, rv).into()
 }
+
+/// Whether the objects are Deployments (`BENCH_KIND=deployments`), else ConfigMaps.
+static DEPLOYMENTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn object_value(i: usize, round: usize, rv: u64) -> Value {
     let data: serde_json::Map<String, Value> = (0..8)
@@ -75,6 +85,29 @@ fn object_value(i: usize, round: usize, rv: u64) -> Value {
             "managedFields": [{"manager": "kubectl", "operation": "Update", "apiVersion": "v1", "time": "2026-11-26T17:33:21Z",
                 "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}}}]},
         "data": data})
+}
+
+/// A Deployment of about the ConfigMap's size as the API server writes it (Go's encoder: struct
+/// fields in declaration order, not sorted), its defaults filled in.
+fn deployment_text(i: usize, round: usize, rv: u64, status: Option<u64>) -> String {
+    let env: Vec<String> = (0..4)
+        .map(|k| {
+            format!(
+                r#"{{"name":"KEY_{k}","value":"value-{i}-{round}-{k}-{}"}}"#,
+                "x".repeat(40)
+            )
+        })
+        .collect();
+    let app = format!("app-{}", i % 50);
+    let status = match status {
+        Some(g) => format!(r#"{{"observedGeneration":{g},"replicas":1}}"#),
+        None => "{}".into(),
+    };
+    format!(
+        r#"{{"kind":"Deployment","apiVersion":"apps/v1","metadata":{{"name":"config-{i:06}","namespace":"ns-{ns:03}","uid":"uid-{i}","resourceVersion":"{rv}","generation":1,"creationTimestamp":"2026-11-26T17:33:21Z","labels":{{"app":"{app}","tier":"backend"}},"annotations":{{"deployment.kubernetes.io/revision":"1","owner":"payments"}},"managedFields":[{{"manager":"kubectl","operation":"Update","apiVersion":"apps/v1","time":"2026-11-26T17:33:21Z","fieldsType":"FieldsV1","fieldsV1":{{"f:spec":{{}}}}}}]}},"spec":{{"replicas":1,"selector":{{"matchLabels":{{"app":"{app}"}}}},"template":{{"metadata":{{"creationTimestamp":null,"labels":{{"app":"{app}"}}}},"spec":{{"containers":[{{"name":"app","image":"registry.example.com/app:{round}","ports":[{{"containerPort":8080,"protocol":"TCP"}}],"env":[{env}],"resources":{{"limits":{{"cpu":"500m","memory":"256Mi"}}}},"readinessProbe":{{"httpGet":{{"path":"/ready","port":8080,"scheme":"HTTP"}},"timeoutSeconds":1,"periodSeconds":10,"successThreshold":1,"failureThreshold":3}},"terminationMessagePath":"/dev/termination-log","terminationMessagePolicy":"File","imagePullPolicy":"IfNotPresent"}}],"restartPolicy":"Always","terminationGracePeriodSeconds":30,"dnsPolicy":"ClusterFirst","securityContext":{{}},"schedulerName":"default-scheduler"}}}},"strategy":{{"type":"RollingUpdate","rollingUpdate":{{"maxUnavailable":"25%","maxSurge":"25%"}}}},"revisionHistoryLimit":10,"progressDeadlineSeconds":600}},"status":{status}}}"#,
+        ns = i % 100,
+        env = env.join(","),
+    )
 }
 
 fn drain(core: &mut Core, now: Now) {
@@ -109,7 +142,12 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let objects: usize = args.next().map_or(100_000, |a| a.parse().expect("objects"));
     let updates: usize = args.next().map_or(1, |a| a.parse().expect("updates"));
-    let gvr = Gvr::new("", "v1", "configmaps");
+    let deployments = std::env::var("BENCH_KIND").is_ok_and(|k| k == "deployments");
+    DEPLOYMENTS.store(deployments, Ordering::Relaxed);
+    let gvr = match deployments {
+        true => Gvr::new("apps", "v1", "deployments"),
+        false => Gvr::new("", "v1", "configmaps"),
+    };
     let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
     let mut core = Core::new(CoreConfig::default());
     let mut now = Now::at(0);
@@ -119,7 +157,7 @@ fn main() {
         Input::GitRepoConfig(NamespacedName::new("ops", "repo"), Some(repo)),
     );
     let rule = serde_json::from_value(json!({"gitRepoConfigRef": {"name": "repo", "namespace": "ops"},
-        "rules": [{"scope": "Namespaced", "resources": [{"group": "", "version": "v1", "resource": "configmaps"}]}]})).unwrap();
+        "rules": [{"scope": "Namespaced", "resources": [{"group": gvr.group, "version": "v1", "resource": gvr.resource}]}]})).unwrap();
     core.handle(now, Input::ClusterWatchRule("all".into(), Some(rule)));
     core.handle(now, Input::Watch(gvr.clone(), WatchEvent::Init));
     core.handle(now, Input::Watch(gvr.clone(), WatchEvent::InitDone));
@@ -195,9 +233,12 @@ fn main() {
     for start in (0..objects).step_by(CHUNK) {
         let raws: Vec<RawObject> = (start..(start + CHUNK).min(objects))
             .map(|i| {
+                rv += 1;
+                if DEPLOYMENTS.load(Ordering::Relaxed) {
+                    return RawObject::new(deployment_text(i, updates, rv, Some(rv)).into_bytes());
+                }
                 let mut o = object_value(i, updates, rv);
                 o["status"] = json!({"observedGeneration": rv});
-                rv += 1;
                 o.into()
             })
             .collect();
@@ -215,7 +256,11 @@ fn main() {
         ignored_time += t.elapsed();
         let t = Instant::now();
         for raw in &raws {
-            std::hint::black_box(digester.digest(raw.as_bytes(), TypeRules::Plain).unwrap());
+            std::hint::black_box(
+                digester
+                    .digest(raw.as_bytes(), TypeRules::of(&gvr))
+                    .unwrap(),
+            );
         }
         digest_time += t.elapsed();
         let batch: Vec<Input> = raws
@@ -236,7 +281,8 @@ fn main() {
     let c = core.counters();
     let per_object = heap as f64 / core.live_objects() as f64;
     println!(
-        "objects: {objects}, rounds: {} (create + {updates} update)",
+        "objects: {objects} {}, rounds: {} (create + {updates} update)",
+        gvr.resource,
         updates + 1
     );
     println!(

@@ -32,7 +32,10 @@ enum PodSpecOf {
 pub(crate) fn omit(doc: &mut Doc, rules: TypeRules) {
     let root = Doc::ROOT;
     let spec = doc.get(root, "spec");
-    let template_spec = |doc: &Doc| doc.path(&["spec", "template", "spec"]);
+    let template_spec = |doc: &Doc| {
+        let template = spec.and_then(|s| doc.get(s, "template"));
+        template.and_then(|t| doc.get(t, "spec"))
+    };
     match rules {
         TypeRules::Plain | TypeRules::PersistentVolumeClaim => {}
         TypeRules::Secret | TypeRules::SealedSecret => drop_str(doc, Some(root), "type", "Opaque"),
@@ -43,9 +46,20 @@ pub(crate) fn omit(doc: &mut Doc, rules: TypeRules) {
             pod_spec(doc, s, PodSpecOf::Template);
         }
         TypeRules::Deployment => {
-            drop_int(doc, spec, "replicas", 1);
-            drop_int(doc, spec, "revisionHistoryLimit", 10);
-            drop_int(doc, spec, "progressDeadlineSeconds", 600);
+            let Some(spec) = spec else { return };
+            // One pass over the spec's members: Deployments are the commonest workload.
+            let [replicas, history, deadline] = doc.lookup(
+                spec,
+                [
+                    "replicas",
+                    "revisionHistoryLimit",
+                    "progressDeadlineSeconds",
+                ],
+            );
+            drop_node(doc, spec, replicas, |d, v| is_int(d, v, 1));
+            drop_node(doc, spec, history, |d, v| is_int(d, v, 10));
+            drop_node(doc, spec, deadline, |d, v| is_int(d, v, 600));
+            let spec = Some(spec);
             rolling_update(
                 doc,
                 spec,
@@ -118,9 +132,11 @@ pub(crate) fn omit(doc: &mut Doc, rules: TypeRules) {
         }
         TypeRules::NetworkPolicy => network_policy(doc, spec),
         TypeRules::IngressBeta => {
-            for rule in elements(doc, spec.and_then(|s| doc.get(s, "rules"))) {
+            let mut items = elements(doc, spec.and_then(|s| doc.get(s, "rules")));
+            while let Some(rule) = items.next(doc) {
                 let paths = doc.get(rule, "http").and_then(|h| doc.get(h, "paths"));
-                for path in elements(doc, paths) {
+                let mut items = elements(doc, paths);
+                while let Some(path) = items.next(doc) {
                     drop_str(doc, Some(path), "pathType", "ImplementationSpecific");
                 }
             }
@@ -128,7 +144,8 @@ pub(crate) fn omit(doc: &mut Doc, rules: TypeRules) {
         TypeRules::RoleBinding => {
             // `roleRef.apiGroup` is defaulted too, but the published schema requires it:
             // kubectl refuses a file without it, so it stays.
-            for subject in elements(doc, doc.get(root, "subjects")) {
+            let mut items = elements(doc, doc.get(root, "subjects"));
+            while let Some(subject) = items.next(doc) {
                 let kind = doc.get_str(subject, "kind");
                 if matches!(kind, Some("User" | "Group")) {
                     drop_str(doc, Some(subject), "apiGroup", RBAC_GROUP);
@@ -153,75 +170,132 @@ fn pod_spec(doc: &mut Doc, spec: Option<NodeId>, of: PodSpecOf) {
     let Some(spec) = spec.filter(|&s| doc.kind(s) == Kind::Object) else {
         return;
     };
-    let s = Some(spec);
-    drop_str(doc, s, "dnsPolicy", "ClusterFirst");
-    drop_str(doc, s, "restartPolicy", "Always");
-    drop_str(doc, s, "schedulerName", "default-scheduler");
-    drop_int(doc, s, "terminationGracePeriodSeconds", 30);
-    drop_empty(doc, s, "securityContext");
-    let account = doc.get_str(spec, "serviceAccountName").map(str::to_owned);
-    drop_when(doc, s, "serviceAccount", |d, v| {
-        account.as_deref().is_some_and(|a| d.str_is(v, a))
+    // One pass over the spec's members (a pod spec is in every workload event).
+    let [dns, restart, scheduler, grace, security, account, account_name, links, priority, priority_class, host_network, containers, init_containers, ephemeral, volumes] =
+        doc.lookup(
+            spec,
+            [
+                "dnsPolicy",
+                "restartPolicy",
+                "schedulerName",
+                "terminationGracePeriodSeconds",
+                "securityContext",
+                "serviceAccount",
+                "serviceAccountName",
+                "enableServiceLinks",
+                "priority",
+                "priorityClassName",
+                "hostNetwork",
+                "containers",
+                "initContainers",
+                "ephemeralContainers",
+                "volumes",
+            ],
+        );
+    drop_node(doc, spec, dns, |d, v| d.str_is(v, "ClusterFirst"));
+    drop_node(doc, spec, restart, |d, v| d.str_is(v, "Always"));
+    drop_node(doc, spec, scheduler, |d, v| {
+        d.str_is(v, "default-scheduler")
+    });
+    drop_node(doc, spec, grace, |d, v| is_int(d, v, 30));
+    drop_node(doc, spec, security, is_empty_object);
+    drop_node(doc, spec, account, |d, v| {
+        account_name.is_some_and(|n| {
+            d.kind(n) == Kind::String && d.kind(v) == Kind::String && d.str(n) == d.str(v)
+        })
     });
     if of == PodSpecOf::Pod {
-        drop_bool(doc, s, "enableServiceLinks", true);
-        if doc.get(spec, "priorityClassName").is_none() {
-            drop_int(doc, s, "priority", 0);
+        drop_node(doc, spec, links, |d, v| {
+            d.kind(v) == Kind::Bool && d.is_true(v)
+        });
+        if priority_class.is_none() {
+            drop_node(doc, spec, priority, |d, v| is_int(d, v, 0));
         }
-        drop_str(doc, s, "serviceAccountName", "default");
+        drop_node(doc, spec, account_name, |d, v| d.str_is(v, "default"));
     }
-    let host_network = doc.get(spec, "hostNetwork").is_some_and(|h| doc.is_true(h));
-    for list in ["containers", "initContainers", "ephemeralContainers"] {
-        for c in elements(doc, doc.get(spec, list)) {
+    let host_network = host_network.is_some_and(|h| doc.is_true(h));
+    for list in [containers, init_containers, ephemeral] {
+        let mut items = elements(doc, list);
+        while let Some(c) = items.next(doc) {
             container(doc, c, of, host_network);
         }
     }
-    for v in elements(doc, doc.get(spec, "volumes")) {
+    let mut items = elements(doc, volumes);
+    while let Some(v) = items.next(doc) {
         volume(doc, v);
     }
 }
 
 fn container(doc: &mut Doc, c: NodeId, of: PodSpecOf, host_network: bool) {
-    let s = Some(c);
-    drop_str(doc, s, "terminationMessagePath", "/dev/termination-log");
-    drop_str(doc, s, "terminationMessagePolicy", "File");
-    let policy = default_pull_policy(doc.get_str(c, "image").unwrap_or(""));
-    drop_str(doc, s, "imagePullPolicy", policy);
-    if let Some(resources) = doc.get(c, "resources") {
-        if of == PodSpecOf::Pod {
-            requests_from_limits(doc, resources);
-        }
+    if doc.kind(c) != Kind::Object {
+        return;
     }
-    drop_empty(doc, s, "resources");
-    for port in elements(doc, doc.get(c, "ports")) {
+    let [message_path, message_policy, image, pull_policy, resources, ports, liveness, readiness, startup, lifecycle, env] =
+        doc.lookup(
+            c,
+            [
+                "terminationMessagePath",
+                "terminationMessagePolicy",
+                "image",
+                "imagePullPolicy",
+                "resources",
+                "ports",
+                "livenessProbe",
+                "readinessProbe",
+                "startupProbe",
+                "lifecycle",
+                "env",
+            ],
+        );
+    drop_node(doc, c, message_path, |d, v| {
+        d.str_is(v, "/dev/termination-log")
+    });
+    drop_node(doc, c, message_policy, |d, v| d.str_is(v, "File"));
+    let policy = default_pull_policy(image.and_then(|i| doc.str(i)).unwrap_or(""));
+    drop_node(doc, c, pull_policy, |d, v| d.str_is(v, policy));
+    if let (Some(r), PodSpecOf::Pod) = (resources, of) {
+        requests_from_limits(doc, r);
+    }
+    drop_node(doc, c, resources, is_empty_object);
+    let mut items = elements(doc, ports);
+    while let Some(port) = items.next(doc) {
         drop_str(doc, Some(port), "protocol", "TCP");
         if host_network {
             // With the host's network a port's hostPort defaults to its containerPort.
-            let container_port = doc.get(port, "containerPort").map(|p| doc.raw(p).to_vec());
+            let container_port = doc.get(port, "containerPort");
             drop_when(doc, Some(port), "hostPort", |d, h| {
-                container_port
-                    .as_deref()
-                    .is_some_and(|p| d.kind(h) == Kind::Number && d.raw(h) == p)
+                container_port.is_some_and(|p| d.kind(h) == Kind::Number && d.raw(h) == d.raw(p))
             });
         }
     }
-    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
-        if let Some(p) = doc.get(c, probe) {
-            let p = Some(p);
-            drop_int(doc, p, "timeoutSeconds", 1);
-            drop_int(doc, p, "periodSeconds", 10);
-            drop_int(doc, p, "successThreshold", 1);
-            drop_int(doc, p, "failureThreshold", 3);
-            http_get(doc, p);
+    for p in [liveness, readiness, startup].into_iter().flatten() {
+        if doc.kind(p) != Kind::Object {
+            continue;
         }
+        let [timeout, period, success, failure, get] = doc.lookup(
+            p,
+            [
+                "timeoutSeconds",
+                "periodSeconds",
+                "successThreshold",
+                "failureThreshold",
+                "httpGet",
+            ],
+        );
+        drop_node(doc, p, timeout, |d, v| is_int(d, v, 1));
+        drop_node(doc, p, period, |d, v| is_int(d, v, 10));
+        drop_node(doc, p, success, |d, v| is_int(d, v, 1));
+        drop_node(doc, p, failure, |d, v| is_int(d, v, 3));
+        http_get_defaults(doc, get);
     }
-    if let Some(lifecycle) = doc.get(c, "lifecycle") {
+    if let Some(lifecycle) = lifecycle {
         for hook in ["postStart", "preStop"] {
             let h = doc.get(lifecycle, hook);
             http_get(doc, h);
         }
     }
-    for env in elements(doc, doc.get(c, "env")) {
+    let mut items = elements(doc, env);
+    while let Some(env) = items.next(doc) {
         let field_ref = doc
             .get(env, "valueFrom")
             .and_then(|v| doc.get(v, "fieldRef"));
@@ -290,6 +364,10 @@ fn reference_parses(name: &str) -> bool {
 /// `SetDefaults_HTTPGetAction` under a handler (a probe or a lifecycle hook).
 fn http_get(doc: &mut Doc, handler: Option<NodeId>) {
     let get = handler.and_then(|h| doc.get(h, "httpGet"));
+    http_get_defaults(doc, get);
+}
+
+fn http_get_defaults(doc: &mut Doc, get: Option<NodeId>) {
     drop_str(doc, get, "path", "/");
     drop_str(doc, get, "scheme", "HTTP");
 }
@@ -303,7 +381,8 @@ fn volume(doc: &mut Doc, v: NodeId) {
     let items = doc.get(v, "downwardAPI").and_then(|d| doc.get(d, "items"));
     downward_items(doc, items);
     let sources = doc.get(v, "projected").and_then(|p| doc.get(p, "sources"));
-    for source in elements(doc, sources) {
+    let mut items = elements(doc, sources);
+    while let Some(source) = items.next(doc) {
         let token = doc.get(source, "serviceAccountToken");
         drop_int(doc, token, "expirationSeconds", 3600);
         let items = doc
@@ -314,7 +393,8 @@ fn volume(doc: &mut Doc, v: NodeId) {
 }
 
 fn downward_items(doc: &mut Doc, items: Option<NodeId>) {
-    for item in elements(doc, items) {
+    let mut items = elements(doc, items);
+    while let Some(item) = items.next(doc) {
         drop_str(doc, doc.get(item, "fieldRef"), "apiVersion", "v1");
     }
 }
@@ -335,7 +415,8 @@ fn service(doc: &mut Doc, spec: Option<NodeId>) {
     if matches!(kind.as_str(), "NodePort" | "LoadBalancer") {
         drop_str(doc, s, "externalTrafficPolicy", "Cluster");
     }
-    for port in elements(doc, doc.get(spec, "ports")) {
+    let mut items = elements(doc, doc.get(spec, "ports"));
+    while let Some(port) = items.next(doc) {
         drop_str(doc, Some(port), "protocol", "TCP");
         let number = doc.get(port, "port").map(|p| doc.raw(p).to_vec());
         drop_when(doc, Some(port), "targetPort", |d, t| {
@@ -395,7 +476,8 @@ fn stateful_update_strategy(doc: &mut Doc, spec: Option<NodeId>) {
 /// `volumeMode: Filesystem`, with the Go encoder's `creationTimestamp: null`.
 fn volume_claim_templates(doc: &mut Doc, spec: Option<NodeId>) {
     let templates = spec.and_then(|s| doc.get(s, "volumeClaimTemplates"));
-    for t in elements(doc, templates) {
+    let mut items = elements(doc, templates);
+    while let Some(t) = items.next(doc) {
         drop_null_timestamp(doc, t);
         drop_str(doc, doc.get(t, "spec"), "volumeMode", "Filesystem");
         let status = doc.get(t, "status");
@@ -463,8 +545,10 @@ fn job(doc: &mut Doc, spec: Option<NodeId>, generated_selector: bool) {
 fn network_policy(doc: &mut Doc, spec: Option<NodeId>) {
     let Some(spec) = spec else { return };
     for direction in ["ingress", "egress"] {
-        for rule in elements(doc, doc.get(spec, direction)) {
-            for port in elements(doc, doc.get(rule, "ports")) {
+        let mut items = elements(doc, doc.get(spec, direction));
+        while let Some(rule) = items.next(doc) {
+            let mut items = elements(doc, doc.get(rule, "ports"));
+            while let Some(port) = items.next(doc) {
                 drop_str(doc, Some(port), "protocol", "TCP");
             }
         }
@@ -494,10 +578,31 @@ fn drop_null_timestamp(doc: &mut Doc, holder: NodeId) {
 }
 
 /// The elements of an array (none for anything else).
-fn elements(doc: &Doc, array: Option<NodeId>) -> Vec<NodeId> {
+fn elements(doc: &Doc, array: Option<NodeId>) -> Elements {
     match array.filter(|&a| doc.kind(a) == Kind::Array) {
-        Some(a) => doc.children(a).collect(),
-        None => Vec::new(),
+        Some(a) => Elements {
+            next: a + 1,
+            end: doc.subtree_end(a),
+        },
+        None => Elements { next: 0, end: 0 },
+    }
+}
+
+/// The elements of an array, one after the other, without holding the document (marking a
+/// value removed changes no node's place) and without allocating.
+struct Elements {
+    next: NodeId,
+    end: NodeId,
+}
+
+impl Elements {
+    fn next(&mut self, doc: &Doc) -> Option<NodeId> {
+        let at = self.next;
+        if at >= self.end {
+            return None;
+        }
+        self.next = doc.subtree_end(at);
+        Some(at)
     }
 }
 
@@ -534,13 +639,48 @@ fn drop_bool(doc: &mut Doc, obj: Option<NodeId>, key: &str, value: bool) {
 
 /// Removes member `key` when it is an object with nothing left in it.
 fn drop_empty(doc: &mut Doc, obj: Option<NodeId>, key: &str) {
-    drop_when(doc, obj, key, |d, v| {
-        d.kind(v) == Kind::Object && !d.has_members(v)
-    });
+    drop_when(doc, obj, key, is_empty_object);
 }
 
+/// Removes `node`, a member of `obj` found by one [`Doc::lookup`], when `is_default` holds.
+fn drop_node(
+    doc: &mut Doc,
+    obj: NodeId,
+    node: Option<NodeId>,
+    is_default: impl FnOnce(&Doc, NodeId) -> bool,
+) {
+    if let Some(v) = node {
+        if is_default(doc, v) {
+            doc.mark_member(obj, v, REMOVED);
+        }
+    }
+}
+
+fn is_empty_object(doc: &Doc, v: NodeId) -> bool {
+    doc.kind(v) == Kind::Object && !doc.has_members(v)
+}
+
+/// Whether `v` is the integer `value`, written plainly (no allocation: this runs per field).
 fn is_int(doc: &Doc, v: NodeId, value: i64) -> bool {
-    doc.kind(v) == Kind::Number && doc.raw(v) == value.to_string().as_bytes()
+    if doc.kind(v) != Kind::Number {
+        return false;
+    }
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = value.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let raw = doc.raw(v);
+    match value < 0 {
+        true => raw.first() == Some(&b'-') && raw[1..] == digits[at..],
+        false => raw == &digits[at..],
+    }
 }
 
 /// Two scalars with the same JSON value (strings by their text, anything else by its source).

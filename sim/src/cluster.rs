@@ -113,6 +113,26 @@ pub fn api_resources(kinds: &[Kind]) -> Vec<ApiResource> {
         .collect()
 }
 
+/// What the core hears of the API server's types, in the runtime's order: the schema defaults of
+/// the CRD's versions (sent before the discovery that starts their streams), then discovery.
+pub fn discovery_inputs(kinds: &[Kind]) -> Vec<gitops_reverser_core::io::Input> {
+    use gitops_reverser_core::io::Input;
+    let mut inputs: Vec<Input> = kinds
+        .iter()
+        .filter(|k| k.gvr.resource == "widgets")
+        .flat_map(|k| {
+            std::iter::once(k.gvr.version.as_str())
+                .chain(k.other_versions.iter().map(|v| &**v))
+                .map(move |v| {
+                    let gvr = Gvr::new(&k.gvr.group, v, &k.gvr.resource);
+                    Input::SchemaDefaults(gvr, k.served.then(crate::defaults::widget_schema))
+                })
+        })
+        .collect();
+    inputs.push(Input::ApiResources(api_resources(kinds)));
+    inputs
+}
+
 /// The namespaces at the start and their `env` labels. They stay; `team-b` may be relabelled.
 pub const NAMESPACES: [(&str, &str); 2] = [("team-a", "prod"), ("team-b", "dev")];
 

@@ -33,6 +33,13 @@ const PROBE: &[Default] = &[
     ("failureThreshold", || json!(3)),
 ];
 
+/// The Widget CRD's schema, as its versions declare it: `spec.size` defaults to `one`.
+pub fn widget_schema() -> gitops_reverser_core::schema_defaults::SchemaDefaults {
+    gitops_reverser_core::schema_defaults::SchemaDefaults::from_schema(&json!({"type": "object",
+        "properties": {"spec": {"type": "object", "properties": {
+            "size": {"type": "string", "default": "one"}}}}}))
+}
+
 /// Leaves out what the API server would fill in for an object of `group`/`version`/`resource`.
 pub fn leave_out(group: &str, version: &str, resource: &str, obj: &mut Value) {
     match (group, resource) {
@@ -120,6 +127,8 @@ pub fn leave_out(group: &str, version: &str, resource: &str, obj: &mut Value) {
             );
         }
         ("", "secrets") => remove_eq(obj, "type", &json!("Opaque")),
+        // The Widget CRD's schema default (every version): a widget's size is `one` unless set.
+        ("example.com", "widgets") => at(obj, &["spec"], |s| remove_eq(s, "size", &json!("one"))),
         ("", "services") => service(obj),
         ("", "namespaces") => {
             at(obj, &["spec"], |spec| {

@@ -22,7 +22,7 @@ use gitops_reverser_core::{Core, CoreConfig};
 use gitops_reverser_core::{Gvr, Operation};
 use serde_json::{json, Value};
 
-use crate::cluster::{api_resources, Cluster, ObjKey};
+use crate::cluster::{discovery_inputs, Cluster, ObjKey};
 use crate::git::{PushError, Remotes};
 use crate::world::{core_config, rendered};
 
@@ -105,7 +105,9 @@ impl Script {
             requests: 0,
             down: false,
         };
-        s.feed(Input::ApiResources(api_resources(&s.cluster.kinds)));
+        for input in discovery_inputs(&s.cluster.kinds) {
+            s.feed(input);
+        }
         s
     }
 
@@ -392,7 +394,9 @@ impl Script {
             at: self.rec.entries.len(),
             config: self.config.clone(),
         });
-        self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
+        for input in discovery_inputs(&self.cluster.kinds) {
+            self.feed(input);
+        }
         let inputs: Vec<Input> = self.config_inputs.values().cloned().collect();
         for i in inputs {
             self.feed(i);

@@ -96,7 +96,9 @@ impl World {
         self.cluster.kinds[kind].served = true;
         self.checkers
             .on_event(Event::AllChanged { now_ms: self.now });
-        self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
+        for input in discovery_inputs(&self.cluster.kinds) {
+            self.feed(input);
+        }
         let gvr = self.cluster.kinds[kind].gvr.clone();
         if self.streams.contains_key(&gvr) {
             self.relist(gvr);
@@ -118,7 +120,9 @@ impl World {
         self.cluster.carry_history(&old, &new);
         self.checkers
             .on_event(Event::AllChanged { now_ms: self.now });
-        self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
+        for input in discovery_inputs(&self.cluster.kinds) {
+            self.feed(input);
+        }
     }
 
     /// The Widget CRD is deleted: no new widgets; the API server deletes every one (through
@@ -155,7 +159,9 @@ impl World {
         self.cluster.kinds[kind].removing = false;
         self.checkers
             .on_event(Event::AllChanged { now_ms: self.now });
-        self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
+        for input in discovery_inputs(&self.cluster.kinds) {
+            self.feed(input);
+        }
         if let Some(s) = self.streams.get_mut(&gvr) {
             s.queue.clear();
             s.token += 1;

@@ -26,7 +26,8 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::checks::attribution::AttrCounts;
 use crate::checks::{Checkers, End, Event, Landed, Scene};
 use crate::cluster::{
-    api_resources, file_of, meta_mut, Cluster, Destination, ObjKey, WriteRecord, PASSING_NAMESPACE,
+    discovery_inputs, file_of, meta_mut, Cluster, Destination, ObjKey, WriteRecord,
+    PASSING_NAMESPACE,
 };
 use crate::git::{PushError, Remotes};
 use crate::oracle;
@@ -409,7 +410,9 @@ impl World {
     }
 
     fn configure(&mut self) {
-        self.feed(Input::ApiResources(api_resources(&self.cluster.kinds)));
+        for input in discovery_inputs(&self.cluster.kinds) {
+            self.feed(input);
+        }
         for input in self.topo.config_inputs() {
             self.feed(input);
         }

@@ -106,7 +106,7 @@ pub(crate) fn omit(doc: &mut Doc, rules: TypeRules) {
             pod_spec(doc, template_spec(doc), PodSpecOf::Template);
         }
         TypeRules::Job => {
-            job(doc, spec, true);
+            job(doc, spec);
             pod_spec(doc, template_spec(doc), PodSpecOf::Template);
         }
         TypeRules::CronJob => {
@@ -262,10 +262,7 @@ fn container(doc: &mut Doc, c: NodeId, of: PodSpecOf, host_network: bool) {
         drop_str(doc, Some(port), "protocol", "TCP");
         if host_network {
             // With the host's network a port's hostPort defaults to its containerPort.
-            let container_port = doc.get(port, "containerPort");
-            drop_when(doc, Some(port), "hostPort", |d, h| {
-                container_port.is_some_and(|p| d.kind(h) == Kind::Number && d.raw(h) == d.raw(p))
-            });
+            drop_same_number(doc, port, "hostPort", "containerPort");
         }
     }
     for p in [liveness, readiness, startup].into_iter().flatten() {
@@ -403,7 +400,7 @@ fn downward_items(doc: &mut Doc, items: Option<NodeId>) {
 fn service(doc: &mut Doc, spec: Option<NodeId>) {
     let Some(spec) = spec else { return };
     let s = Some(spec);
-    let kind = doc.get_str(spec, "type").unwrap_or("ClusterIP").to_owned();
+    let node_facing = matches!(doc.get_str(spec, "type"), Some("NodePort" | "LoadBalancer"));
     drop_str(doc, s, "type", "ClusterIP");
     drop_str(doc, s, "sessionAffinity", "None");
     if let Some(config) = doc.get(spec, "sessionAffinityConfig") {
@@ -412,18 +409,13 @@ fn service(doc: &mut Doc, spec: Option<NodeId>) {
         drop_empty(doc, Some(config), "clientIP");
         drop_empty(doc, s, "sessionAffinityConfig");
     }
-    if matches!(kind.as_str(), "NodePort" | "LoadBalancer") {
+    if node_facing {
         drop_str(doc, s, "externalTrafficPolicy", "Cluster");
     }
     let mut items = elements(doc, doc.get(spec, "ports"));
     while let Some(port) = items.next(doc) {
         drop_str(doc, Some(port), "protocol", "TCP");
-        let number = doc.get(port, "port").map(|p| doc.raw(p).to_vec());
-        drop_when(doc, Some(port), "targetPort", |d, t| {
-            number
-                .as_deref()
-                .is_some_and(|n| d.kind(t) == Kind::Number && d.raw(t) == n)
-        });
+        drop_same_number(doc, port, "targetPort", "port");
     }
 }
 
@@ -489,7 +481,7 @@ fn volume_claim_templates(doc: &mut Doc, spec: Option<NodeId>) {
 /// `SetDefaults_Job`, and the selector the API server generates for a Job without
 /// `manualSelector` (its `controller-uid` label on the selector, the pod template and, when
 /// the Job had no labels of its own, the Job).
-fn job(doc: &mut Doc, spec: Option<NodeId>, generated_selector: bool) {
+fn job(doc: &mut Doc, spec: Option<NodeId>) {
     let Some(spec) = spec else { return };
     let s = Some(spec);
     drop_int(doc, s, "backoffLimit", 6);
@@ -507,7 +499,7 @@ fn job(doc: &mut Doc, spec: Option<NodeId>, generated_selector: bool) {
     let manual = doc
         .get(spec, "manualSelector")
         .is_some_and(|m| doc.is_true(m));
-    if !generated_selector || manual {
+    if manual {
         return;
     }
     let uid = doc
@@ -654,6 +646,17 @@ fn drop_node(
             doc.mark_member(obj, v, REMOVED);
         }
     }
+}
+
+/// Removes member `key` of `obj` when it is the same number as member `source`, which its
+/// default copies (a Service port's `targetPort`, a host-network port's `hostPort`).
+fn drop_same_number(doc: &mut Doc, obj: NodeId, key: &str, source: &str) {
+    let source = doc.get(obj, source);
+    drop_when(doc, Some(obj), key, |d, v| {
+        source.is_some_and(|s| {
+            d.kind(v) == Kind::Number && d.kind(s) == Kind::Number && d.raw(v) == d.raw(s)
+        })
+    });
 }
 
 fn is_empty_object(doc: &Doc, v: NodeId) -> bool {

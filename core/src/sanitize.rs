@@ -100,6 +100,8 @@ pub(crate) fn sanitize_keeping_defaults(doc: &mut Doc, rules: TypeRules) {
             let headless = doc
                 .path(&["spec", "clusterIP"])
                 .is_some_and(|ip| doc.str_is(ip, "None"));
+            // `clusterIP` leads the list, so a headless Service's fields are the rest of it.
+            const { assert!(matches!(SERVICE_SPEC_REMOVED[0].as_bytes(), b"clusterIP")) };
             let fields = match headless {
                 true => &SERVICE_SPEC_REMOVED[1..],
                 false => &SERVICE_SPEC_REMOVED[..],

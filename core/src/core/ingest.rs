@@ -94,9 +94,9 @@ impl Core {
     pub(super) fn digest_admission(
         &mut self,
         obj: &RawObject,
-        rules: TypeRules,
         gvr: &Gvr,
     ) -> Result<AdmissionDigest, JsonError> {
+        let rules = TypeRules::of(gvr);
         let custom = self.schema_defaults.get(gvr).cloned();
         self.digester.with_doc(obj.as_bytes(), |doc, out| {
             let fingerprint = |doc: &Doc, field: &str| {
@@ -175,15 +175,12 @@ impl Core {
             );
             return;
         };
-        let rules = TypeRules::of(&req.gvr);
-        let digested = self
-            .digest_admission(primary, rules, &req.gvr)
-            .and_then(|d| {
-                let old = old
-                    .map(|o| self.digest_admission(o, rules, &req.gvr))
-                    .transpose()?;
-                Ok((d, old.map(|o| (o.hash, o.rv))))
-            });
+        let digested = self.digest_admission(primary, &req.gvr).and_then(|d| {
+            let old = old
+                .map(|o| self.digest_admission(o, &req.gvr))
+                .transpose()?;
+            Ok((d, old.map(|o| (o.hash, o.rv))))
+        });
         let (primary, old) = match digested {
             Ok(d) => d,
             Err(e) => {

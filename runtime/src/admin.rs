@@ -1,5 +1,5 @@
 //! The admin server on its own port: `/metrics` (Prometheus text), `/healthz` (the process
-//! serves), `/readyz` (watches synced and the webhook's certificate loaded).
+//! serves and its driver's loop turns), `/readyz` (watches synced and the webhook's certificate loaded).
 
 use std::sync::Arc;
 
@@ -43,7 +43,14 @@ pub(crate) async fn serve(
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 metrics.render(),
             ),
-            "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+            "/healthz" => match health.live() {
+                Ok(()) => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+                Err(why) => reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("{why}\n"),
+                ),
+            },
             "/readyz" => match health.ready() {
                 Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n".into()),
                 Err(why) => reply(

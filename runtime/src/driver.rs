@@ -162,6 +162,8 @@ impl Driver {
         let clock = Clock {
             origin: Instant::now(),
         };
+        // The watchdog looks at this loop's turns from now until it returns or is dropped.
+        let running = Running::start(self.health.clone());
         let mut sync = Sync::default();
         let mut pending_status: BTreeMap<CrRef, Vec<Condition>> = BTreeMap::new();
         let mut metrics_tick = tokio::time::interval(Duration::from_millis(METRICS_SYNC_MS));
@@ -176,6 +178,7 @@ impl Driver {
         // before the change it explains.
         let mut delayed: VecDeque<(Instant, Input)> = VecDeque::new();
         loop {
+            self.health.beat.turn(Instant::now());
             let timeout = self.core.poll_timeout();
             let deadline = timeout.map(|d| clock.instant(d.at_ms));
             tokio::select! {
@@ -231,7 +234,10 @@ impl Driver {
                     tracing::trace!(reason = ?timeout.map(|d| d.reason), "deadline");
                     self.feed(&clock, Input::Tick, &mut sync, &mut pending_status);
                 }
-                _ = metrics_tick.tick() => self.sync_metrics(&inbox),
+                _ = metrics_tick.tick() => {
+                    self.health.beat.doing("the metrics tick");
+                    self.sync_metrics(&inbox);
+                }
                 // Only once every kind of configuration has listed: before that, every clone
                 // would look unused.
                 _ = clone_gc_tick.tick(), if sync.config.len() == CrKind::ALL.len() => {
@@ -259,6 +265,7 @@ impl Driver {
                 }
             }
         }
+        drop(running);
         self.drain(&mut inbox, &clock, &mut sync, &mut pending_status)
             .await;
     }
@@ -360,6 +367,7 @@ impl Driver {
                 _ => {}
             }
         }
+        self.health.beat.doing(input_name(&input));
         let now = clock.now();
         if let Some(r) = &mut self.recorder {
             r.write(now, &input);
@@ -469,6 +477,41 @@ impl Driver {
         self.metrics.input_queue_depth.set(depth as i64);
         let depth = inbox.admissions.max_capacity() - inbox.admissions.capacity();
         self.metrics.admission_queue_depth.set(depth as i64);
+    }
+}
+
+/// The driver's loop runs while this lives (see [`crate::watchdog`]).
+struct Running(Arc<Health>);
+
+impl Running {
+    fn start(health: Arc<Health>) -> Self {
+        health.beat.set_running(true, Instant::now());
+        Self(health)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.beat.set_running(false, Instant::now());
+    }
+}
+
+/// What the watchdog's log calls an input the loop is handling.
+fn input_name(input: &Input) -> &'static str {
+    match input {
+        Input::GitRepoConfig(..) => "a GitRepoConfig",
+        Input::WatchRule(..) => "a WatchRule",
+        Input::ClusterWatchRule(..) => "a ClusterWatchRule",
+        Input::Credentials(..) => "credentials",
+        Input::Signing(..) => "a signing key",
+        Input::ApiResources(..) => "discovery's resources",
+        Input::SchemaDefaults(..) => "a CRD's schema defaults",
+        Input::WatchDenied(..) => "a denied list",
+        Input::Admission(..) => "an admission record",
+        Input::Watch(..) => "a watch event",
+        Input::GitDone(..) => "a git op's result",
+        Input::Tick => "a deadline",
+        Input::Flush => "the shutdown's flush",
     }
 }
 

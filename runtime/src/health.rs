@@ -1,10 +1,12 @@
-//! Readiness: what `/readyz` answers and why. A leaf beside the TLS state it reads.
+//! Readiness and liveness: what `/readyz` and `/healthz` answer and why. A leaf beside the TLS
+//! state and the heartbeat it reads.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::tls::ReloadingTls;
+use crate::watchdog::{Heartbeat, STALL_UNHEALTHY_MS};
 
 /// What to tell an operator whose own CRD is not installed.
 pub(crate) fn crd_missing_message(crd: &str) -> String {
@@ -27,6 +29,8 @@ pub(crate) struct Health {
     pub tls: Arc<ReloadingTls>,
     /// The operator's own CRDs whose streams last found them not installed.
     pub missing_crds: Mutex<BTreeSet<String>>,
+    /// The driver's loop, for liveness.
+    pub beat: Heartbeat,
 }
 
 impl Health {
@@ -38,6 +42,7 @@ impl Health {
             core_running: AtomicBool::new(false),
             tls,
             missing_crds: Mutex::new(BTreeSet::new()),
+            beat: Heartbeat::default(),
         }
     }
 
@@ -56,6 +61,22 @@ impl Health {
             return Err(format!("watches are not synced yet: waiting for {waiting}"));
         }
         Ok(())
+    }
+
+    /// Whether the process is alive: not while the driver's loop has been stuck for
+    /// [`STALL_UNHEALTHY_MS`] (a restart is the way out of it).
+    pub(crate) fn live(&self) -> Result<(), String> {
+        match self
+            .beat
+            .stall(std::time::Instant::now(), STALL_UNHEALTHY_MS)
+        {
+            None => Ok(()),
+            Some(s) => Err(format!(
+                "the driver's loop has not turned for {} s (it was handling {})",
+                s.for_ms / 1000,
+                s.step
+            )),
+        }
     }
 
     /// Records what the driver waits for; empty means synced.

@@ -7,6 +7,7 @@
 //! - [`admin`] and [`metrics`]: `/metrics`, `/healthz`, `/readyz`; [`health`]: what readiness is;
 //! - [`msg`]: what the tasks send the driver; [`shutdown`]: the shutdown signal as a value;
 //! - [`listen`]: bounded connection serving for both servers; [`priority`]: thread priorities;
+//!   [`watchdog`]: whether the driver's loop still turns;
 //! - [`lease`]: leader election; [`forward`]: admission records from followers to the leader;
 //! - [`record`]: the `--record-inputs` writer; [`records`]: the window of admission records a
 //!   restarted or newly elected core is handed;
@@ -33,4 +34,5 @@ pub mod records;
 pub mod run;
 pub(crate) mod shutdown;
 pub mod tls;
+pub(crate) mod watchdog;
 pub mod webhook;

@@ -232,6 +232,7 @@ pub async fn run(mut cfg: RunConfig, shutdown: watch::Receiver<bool>) -> anyhow:
         );
     }
     let health = Arc::new(Health::new(tls.clone()));
+    crate::watchdog::spawn(Arc::downgrade(&health));
     let (adm_tx, adm_rx) = mpsc::channel(ADMISSION_QUEUE_MAX);
 
     let webhook_listener = std::net::TcpListener::bind(cfg.webhook_addr)

@@ -374,9 +374,11 @@ impl Process {
             }
             self.metrics.leader.set(1);
             self.metrics.leadership_transitions.inc();
-            let term = self.term(shutdown.clone())?;
+            // The term runs as a task on the runtime's workers, not on the thread that blocks
+            // on this function's future: the watchdog then tells a stuck loop from a lost wake-up.
+            let term = AbortOnDrop(vec![tokio::spawn(self.term(shutdown.clone())?)]);
             let lost = tokio::select! {
-                _ = term => false,
+                _ = joined(term) => false,
                 r = leadership.wait_for(|l| !l.is_leader()) => r.is_ok(),
             };
             // Dropping the term aborts its tasks: its core writes nothing more. A git op already
@@ -485,6 +487,13 @@ impl Process {
             let _guard = guard;
             driver.run(inbox).await;
         })
+    }
+}
+
+/// Waits for the one task `guard` holds (aborted if this future is dropped).
+async fn joined(mut guard: AbortOnDrop) {
+    if let Some(task) = guard.0.last_mut() {
+        let _ = task.await;
     }
 }
 

@@ -164,6 +164,10 @@ pub struct WriteRecord {
     /// The content of the file the write leaves, from the independent oracle
     /// ([`crate::oracle::expected`]); `None` for a delete.
     pub file: Option<Value>,
+    /// A Secret's file in a repository that seals Secrets, as it reads decrypted: its values
+    /// kept ([`crate::oracle::expected_in`]). `None` for other types (their `file` holds) and
+    /// in runs where no repository seals.
+    pub sealed_file: Option<Value>,
     /// The destinations (url, branch, folder) whose rules select the object the write left; the
     /// file is in those folders and absent from every other.
     pub dests: Vec<Destination>,

@@ -35,6 +35,7 @@ fn everything_written_by(user: &str, rec: &gitops_reverser_core::record::Recordi
                     file: text
                         .as_ref()
                         .map(|t| gitops_reverser_sim::oracle::parse(t.as_bytes()).unwrap()),
+                    sealed_file: None,
                     dests: vec![(leak(&c.url), leak(&c.branch), leak(folder))],
                     rejected: false,
                     admitted_ms: None,

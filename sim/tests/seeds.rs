@@ -72,3 +72,19 @@ fn a_run_without_faults_attributes_every_change_to_its_user() {
         );
     }
 }
+
+/// A Secret whose values alone change is a change in a repository that seals Secrets: the
+/// checker judged sealed Secrets by their redacted files, took bob's new password for a no-op,
+/// and called his commit and alice's after it wrong (seed 2722849, shrunk to 68 steps).
+#[test]
+fn a_sealed_secrets_value_change_is_its_writers_commit() {
+    let r = run(&Params {
+        seed: 2722849,
+        steps: 68,
+        faults: FaultChoice::Only(Vec::new()),
+        record: false,
+    });
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert_eq!((r.attribution.miss, r.attribution.wrong), (0, 0));
+    assert!(r.attribution.hit > 20, "{r:?}");
+}

@@ -76,6 +76,7 @@ impl AttributionCheck {
         branch: &str,
         commit: &PlannedCommit,
         history: &BTreeMap<String, Vec<WriteRecord>>,
+        sealed: bool,
         out: &mut Vec<String>,
     ) {
         let Some((op, ident)) = event_subject(&commit.message) else {
@@ -109,7 +110,7 @@ impl AttributionCheck {
                     let f = if ours(&w.held) {
                         last
                     } else {
-                        w.file.as_ref().filter(|_| ours(&w.dests))
+                        file_in(w, sealed).filter(|_| ours(&w.dests))
                     };
                     if !w.rejected {
                         last = f;
@@ -124,10 +125,10 @@ impl AttributionCheck {
                 .map(|w| {
                     let mut alt = Vec::new();
                     if ours(&w.moved) {
-                        alt.extend([w.file.as_ref(), None]);
+                        alt.extend([file_in(w, sealed), None]);
                     }
                     if ours(&w.held) {
-                        alt.push(w.file.as_ref().filter(|_| ours(&w.dests)));
+                        alt.push(file_in(w, sealed).filter(|_| ours(&w.dests)));
                     }
                     alt
                 })
@@ -161,15 +162,10 @@ impl AttributionCheck {
             let key = (url.to_string(), branch.to_string(), path.clone());
             // The committed file's content, read back: the oracle judges values, not bytes.
             let have = bytes.as_ref().map(|b| match b.sealed() {
-                // A sealed Secret is judged as the redacted file the oracle expects of every
-                // write (the convergence and Secret checkers judge its values).
+                // A sealed Secret is judged as it reads decrypted, values and all.
                 Some(s) => {
                     let plain = gitops_reverser_core::render_object(s.object.as_bytes(), s.rules);
-                    let mut v = plain.ok().and_then(|p| oracle::parse(&p));
-                    if let Some(obj) = v.as_mut().and_then(Value::as_object_mut) {
-                        oracle::redact(obj);
-                    }
-                    v
+                    plain.ok().and_then(|p| oracle::parse(&p))
                 }
                 None => oracle::parse(&b.render()),
             });
@@ -210,7 +206,7 @@ impl AttributionCheck {
                                 w.via_subresource
                                     && !w.rejected
                                     && w.op == x.op
-                                    && w.file == x.file
+                                    && file_in(w, sealed) == file_in(x, sealed)
                                     && x.at_ms <= w.at_ms + self.ttl_ms
                             })
                     });
@@ -227,7 +223,7 @@ impl AttributionCheck {
                                 w.rejected
                                     && w.user != x.user
                                     && w.op == x.op
-                                    && w.file == x.file
+                                    && file_in(w, sealed) == file_in(x, sealed)
                                     && w.at_ms.abs_diff(x.at_ms) <= self.ttl_ms
                             })
                     }
@@ -243,7 +239,7 @@ impl AttributionCheck {
                     out.push(format!(
                         "{url} {branch}: {ident} committed with the fallback author in a run without attribution faults (matched up to #{}); writes:\n{}",
                         start as i64 - 1,
-                        trail(writes, &here)
+                        trail(writes, &here, sealed)
                     ));
                 }
                 // The cursor goes to the earliest write that could leave this file, no-ops
@@ -281,7 +277,7 @@ impl AttributionCheck {
                                     .unwrap_or(w.at_ms)
                                     .max(w.redelivered_ms.unwrap_or(0))
                                     + self.ttl_ms
-                            && x.file == w.file
+                            && file_in(x, sealed) == file_in(w, sealed)
                     })
             };
             let twin = (start..writes.len()).find(|&j| twin_of(j));
@@ -310,14 +306,24 @@ impl AttributionCheck {
                 "{url} {branch}: {ident} attributed to {author}, who did not make that change (matched up to #{}); file {}; writes:\n{}",
                 start as i64 - 1,
                 have.as_ref().map_or(String::from("<deleted>"), |v| v.as_ref().map_or(String::from("<not YAML>"), value_hash)),
-                trail(writes, &here)
+                trail(writes, &here, sealed)
             ));
         }
     }
 }
 
+/// The file a write leaves. In a repository that seals Secrets a Secret's file changes with its
+/// values: writes that change only values are changes there (seed 2722849: bob's new password
+/// looked like a no-op, and his commit was matched to his later write).
+fn file_in(w: &WriteRecord, sealed: bool) -> Option<&Value> {
+    match sealed {
+        true => w.sealed_file.as_ref().or(w.file.as_ref()),
+        false => w.file.as_ref(),
+    }
+}
+
 /// An object's writes as a violation shows them.
-fn trail(writes: &[WriteRecord], here: &[Option<&Value>]) -> String {
+fn trail(writes: &[WriteRecord], here: &[Option<&Value>], sealed: bool) -> String {
     let lines: Vec<String> = writes
         .iter()
         .enumerate()
@@ -333,9 +339,7 @@ fn trail(writes: &[WriteRecord], here: &[Option<&Value>]) -> String {
                 } else {
                     ""
                 },
-                w.file
-                    .as_ref()
-                    .map_or(String::from("<deleted>"), value_hash),
+                file_in(w, sealed).map_or(String::from("<deleted>"), value_hash),
                 if w.file.is_some() && here[i].is_none() {
                     " (not selected here)"
                 } else {
@@ -357,6 +361,14 @@ fn value_hash(v: &Value) -> String {
 
 impl Checker for AttributionCheck {
     fn on_commit(&mut self, l: &Landed<'_>, scene: &Scene<'_>, out: &mut Vec<String>) {
-        self.check_commit(l.url, l.branch, l.commit, &scene.cluster.history, out);
+        let sealed = scene.topo.repos.iter().any(|r| r.url == l.url && r.sealed);
+        self.check_commit(
+            l.url,
+            l.branch,
+            l.commit,
+            &scene.cluster.history,
+            sealed,
+            out,
+        );
     }
 }

@@ -461,6 +461,10 @@ impl World {
     ) {
         let kind = &self.cluster.kinds[key.0];
         let file = body.map(|b| oracle::expected(&kind.gvr, b));
+        // A sealed file changes with the Secret's values, which the redacted `file` leaves out.
+        let sealed_file = body
+            .filter(|_| kind.gvr.resource == "secrets" && self.topo.repos.iter().any(|r| r.sealed))
+            .map(|b| oracle::expected_in(&kind.gvr, b, true));
         let ns_env = self.cluster.ns_env(key.1.as_deref());
         let labels_of = |b: &Value| b.pointer("/metadata/labels").cloned().unwrap_or_default();
         let on = |b: &Value, f: &dyn Fn(&Subject<'_>) -> Vec<Destination>| {
@@ -513,6 +517,7 @@ impl World {
                 user: user.into(),
                 op,
                 file,
+                sealed_file,
                 dests,
                 held,
                 moved,

@@ -88,6 +88,20 @@ impl Digester {
             out.finish(doc)
         })
     }
+
+    /// [`Digester::digest`] without leaving defaults out: what the pass saves or costs is the
+    /// difference, measured on the same bytes (the core itself always leaves them out of the
+    /// hash it joins and compares on).
+    pub fn digest_keeping_defaults(
+        &mut self,
+        json: &[u8],
+        rules: TypeRules,
+    ) -> Result<(u64, usize), JsonError> {
+        self.with_doc(json, |doc, out| {
+            crate::sanitize::sanitize_keeping_defaults(doc, rules);
+            out.finish(doc)
+        })
+    }
 }
 
 /// Where a [`Digester`] writes canonical bytes.

@@ -48,36 +48,34 @@ pub(crate) fn omit(doc: &mut Doc, rules: TypeRules) {
         TypeRules::Deployment => {
             let Some(spec) = spec else { return };
             // One pass over the spec's members: Deployments are the commonest workload.
-            let [replicas, history, deadline] = doc.lookup(
+            let [replicas, history, deadline, strategy, template] = doc.lookup(
                 spec,
                 [
                     "replicas",
                     "revisionHistoryLimit",
                     "progressDeadlineSeconds",
+                    "strategy",
+                    "template",
                 ],
             );
             drop_node(doc, spec, replicas, |d, v| is_int(d, v, 1));
             drop_node(doc, spec, history, |d, v| is_int(d, v, 10));
             drop_node(doc, spec, deadline, |d, v| is_int(d, v, 600));
-            let spec = Some(spec);
             rolling_update(
                 doc,
                 spec,
-                "strategy",
+                strategy,
                 &[("maxUnavailable", "25%"), ("maxSurge", "25%")],
                 None,
             );
-            pod_spec(doc, template_spec(doc), PodSpecOf::Template);
+            let template_spec = template.and_then(|t| doc.get(t, "spec"));
+            pod_spec(doc, template_spec, PodSpecOf::Template);
         }
         TypeRules::DaemonSet => {
-            drop_int(doc, spec, "revisionHistoryLimit", 10);
-            rolling_update(
-                doc,
-                spec,
-                "updateStrategy",
-                &[],
-                Some(("maxUnavailable", 1)),
-            );
+            let Some(spec) = spec else { return };
+            drop_int(doc, Some(spec), "revisionHistoryLimit", 10);
+            let strategy = doc.get(spec, "updateStrategy");
+            rolling_update(doc, spec, strategy, &[], Some(("maxUnavailable", 1)));
             pod_spec(doc, template_spec(doc), PodSpecOf::Template);
         }
         TypeRules::StatefulSet => {
@@ -419,25 +417,24 @@ fn service(doc: &mut Doc, spec: Option<NodeId>) {
     }
 }
 
-/// A `RollingUpdate` strategy (a Deployment's `strategy`, a DaemonSet's `updateStrategy`): its
-/// type is the default, and its `rollingUpdate` exists, with its defaults, only for that type.
+/// A `RollingUpdate` strategy (a Deployment's `strategy`, a DaemonSet's `updateStrategy`, a
+/// member of `spec`): its type is the default, and its `rollingUpdate` exists, with its
+/// defaults, only for that type.
 fn rolling_update(
     doc: &mut Doc,
-    spec: Option<NodeId>,
-    field: &str,
+    spec: NodeId,
+    strategy: Option<NodeId>,
     strings: &[(&str, &str)],
     int: Option<(&str, i64)>,
 ) {
-    let Some(strategy) = spec.and_then(|s| doc.get(s, field)) else {
+    let Some(strategy) = strategy.filter(|&s| doc.kind(s) == Kind::Object) else {
         return;
     };
-    if !doc
-        .get(strategy, "type")
-        .is_none_or(|t| doc.str_is(t, "RollingUpdate"))
-    {
+    let [kind, rolling] = doc.lookup(strategy, ["type", "rollingUpdate"]);
+    if !kind.is_none_or(|t| doc.str_is(t, "RollingUpdate")) {
         return;
     }
-    if let Some(rolling) = doc.get(strategy, "rollingUpdate") {
+    if let Some(rolling) = rolling {
         let r = Some(rolling);
         for (key, value) in strings {
             drop_str(doc, r, key, value);
@@ -445,10 +442,10 @@ fn rolling_update(
         if let Some((key, value)) = int {
             drop_int(doc, r, key, value);
         }
-        drop_empty(doc, Some(strategy), "rollingUpdate");
+        drop_node(doc, strategy, Some(rolling), is_empty_object);
     }
-    drop_str(doc, Some(strategy), "type", "RollingUpdate");
-    drop_empty(doc, spec, field);
+    drop_node(doc, strategy, kind, |_, _| true);
+    drop_node(doc, spec, Some(strategy), is_empty_object);
 }
 
 /// A StatefulSet's `updateStrategy` defaults to `RollingUpdate` with `partition: 0` only when

@@ -143,6 +143,9 @@ pub(crate) struct Queue {
     /// The last push took only part of what was pending (see [`PushBounds`]): the rest is due at
     /// once.
     cut: bool,
+    /// The admission records of commits dropped before they went out (redundant, superseded,
+    /// merged): the change each names needs no commit of its own, so no later core may use it.
+    dropped_records: Vec<u64>,
 }
 
 fn note_latest(latest: &mut HashMap<u128, Latest, KeyHash>, seq: u64, w: &PendingWrite) {
@@ -474,6 +477,12 @@ impl Queue {
                 !redundant
             });
         }
+        self.dropped_records.extend(
+            commits
+                .iter()
+                .filter(|c| c.writes.is_empty())
+                .filter_map(|c| c.record),
+        );
         commits.retain(|c| !c.writes.is_empty());
         self.commits = commits;
         if dropped > 0 {
@@ -496,6 +505,7 @@ impl Queue {
             });
         }
         if dropped > 0 {
+            self.note_dropped_records();
             self.commits.retain(|c| !c.writes.is_empty());
             self.reindex();
         }
@@ -503,6 +513,21 @@ impl Queue {
             self.emptied();
         }
         dropped
+    }
+
+    /// The records of pending commits left without writes (before those commits go).
+    fn note_dropped_records(&mut self) {
+        self.dropped_records.extend(
+            self.commits
+                .iter()
+                .filter(|c| c.writes.is_empty())
+                .filter_map(|c| c.record),
+        );
+    }
+
+    /// The records of commits dropped before they went out, since the last call.
+    pub(crate) fn take_dropped_records(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.dropped_records)
     }
 
     /// Pending writes (not in flight), oldest first.
@@ -539,10 +564,14 @@ impl Queue {
         for c in self.commits.iter_mut().rev() {
             c.writes.retain(|w| seen.insert(w.path_key));
         }
+        self.note_dropped_records();
         self.commits.retain(|c| !c.writes.is_empty());
         if self.commits.len() > PENDING_COMMITS_MAX {
             let half = self.commits.len() / 2;
             let merged: Vec<PendingCommit> = self.commits.drain(..half).collect();
+            // Merged into the fallback identity's commit: their authors go unnamed.
+            self.dropped_records
+                .extend(merged.iter().filter_map(|c| c.record));
             let last = merged.last().expect("half of a full queue is not empty");
             let (seq, seen_wall_ms) = (last.seq, last.seen_wall_ms);
             let writes: Vec<PendingWrite> = merged.into_iter().flat_map(|c| c.writes).collect();

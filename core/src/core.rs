@@ -544,13 +544,18 @@ impl Core {
     }
 
     /// The admission records ([`crate::admission::record_id`]) settled since the last call: those
-    /// whose change's commit went out in a push, and those dropped as late or retired. A runtime keeps a
+    /// whose change's commit went out in a push, those whose change made no commit (its file was
+    /// already so, or a later write replaced it before it went out), and those dropped as late
+    /// or retired. A runtime keeps a
     /// window of records for the core of its next process, and hands it only records not
     /// settled: a record the last core used for a commit that landed, or found late, would name
     /// its user again for a change already committed.
     pub fn take_settled_records(&mut self) -> Vec<u64> {
         let mut out = std::mem::take(&mut self.settled_records);
         out.extend(self.attributor.drain_settled());
+        for b in self.branches.values_mut() {
+            out.extend(b.queue.take_dropped_records());
+        }
         out
     }
 

@@ -1236,6 +1236,28 @@ fn after_a_restart_an_update_record_names_nobody_for_another_object_or_when_two_
 }
 
 #[test]
+fn a_handed_record_whose_change_is_already_committed_is_settled_and_names_nobody_later() {
+    use gitops_reverser_core::admission::record_id;
+    // The last core pushed a (content 1) and b, then went before its window forgot alice's
+    // record: handed again, it joins the listed a, whose file the repository already holds.
+    let mut h = restarted_over_a_and_b();
+    let Input::Admission(mut alice) =
+        admission(Operation::Create, "alice", Some(cm("a", "1", 10)), None)
+    else {
+        unreachable!()
+    };
+    alice.uid = "req-alice".into();
+    h.input(Input::Admission(alice.clone()));
+    relist(&mut h, vec![cm("a", "1", 10), cm("b", "1", 11)]);
+    let pushed = h.flush_and_push();
+    assert!(pushed.is_empty(), "{:?}", subjects(&pushed));
+    assert!(
+        h.core.take_settled_records().contains(&record_id(&alice)),
+        "the change the record names needs no commit: no later core may use it"
+    );
+}
+
+#[test]
 fn a_record_is_settled_once_the_commit_it_named_goes_out_or_once_it_is_dropped_as_late() {
     use gitops_reverser_core::admission::record_id;
     let mut h = seeded();

@@ -370,7 +370,15 @@ impl Core {
             record: found.record,
             resync: ev.initial && found.attribution.user().is_none(),
         };
+        let record = change.record;
         let queued = self.enqueue_change(ev.now, ev.gvr, ev.gid, routed, held, change);
+        if let (false, Some(record)) = (queued, record) {
+            // The change needs no commit (its files are already so): the record named it, and
+            // handed to a later core it would name its user for another version with this content
+            // (seed 2722099: bob's update, listed after a failover with its file already pushed,
+            // named him again for carol's later write back to the same content).
+            self.settled_records.push(record);
+        }
         self.note_unattributed(ev, &seen, &found, queued);
         if queued {
             self.counters.events_processed_total += 1;

@@ -33,6 +33,12 @@ pub(crate) struct Health {
     pub beat: Heartbeat,
 }
 
+impl AsRef<Heartbeat> for Health {
+    fn as_ref(&self) -> &Heartbeat {
+        &self.beat
+    }
+}
+
 impl Health {
     /// Readiness of a fresh process: nothing synced, no CRD known to be missing.
     pub(crate) fn new(tls: Arc<ReloadingTls>) -> Self {

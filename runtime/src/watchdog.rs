@@ -6,8 +6,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
-
-use crate::health::Health;
 use std::time::{Duration, Instant};
 
 /// How long the loop may go without a turn before the log says so.
@@ -82,17 +80,18 @@ impl Heartbeat {
     }
 }
 
-/// Watches the driver's heartbeat once a second on a thread of its own until `health` is
-/// dropped. A stall is
+/// Watches the heartbeat `owner` holds (the process's readiness and liveness) once a second, on
+/// a thread of its own, until `owner` is dropped. A stall is
 /// logged when it passes [`STALL_WARN_MS`] and again at [`STALL_UNHEALTHY_MS`] (the threads'
 /// CPU times between the two tell a spinning thread from a blocked one).
-pub(crate) fn spawn(health: Weak<Health>) {
+pub(crate) fn spawn<T: AsRef<Heartbeat> + Send + Sync + 'static>(owner: Weak<T>) {
     let spawned = std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || {
             let mut logged = [false; 2];
-            while let Some(owner) = health.upgrade() {
-                match owner.beat.stall(Instant::now(), STALL_WARN_MS) {
+            while let Some(held) = owner.upgrade() {
+                let beat: &Heartbeat = (*held).as_ref();
+                match beat.stall(Instant::now(), STALL_WARN_MS) {
                     None => logged = [false; 2],
                     Some(stall) => {
                         let level = usize::from(stall.for_ms >= STALL_UNHEALTHY_MS);
@@ -109,7 +108,7 @@ pub(crate) fn spawn(health: Weak<Health>) {
                         }
                     }
                 }
-                drop(owner);
+                drop(held);
                 std::thread::sleep(Duration::from_secs(1));
             }
         });

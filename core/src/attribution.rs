@@ -156,6 +156,10 @@ pub(crate) struct Attributor {
     /// Versions (object, resourceVersion) the watch showed replaced by a write joined on a certain
     /// base: a record made on one of them came late for a write already seen.
     replaced: CorrelationStore<(u128, u64), ()>,
+    /// Versions (object, resourceVersion) a record was made on, with the arrival of the first
+    /// such record: the version existed when that record was admitted, so no record that came
+    /// after it can have made that version.
+    made_on: CorrelationStore<(u128, u64), u64>,
     next_seq: u64,
     /// The record the last join took, for the change it named.
     last_taken: Option<u64>,
@@ -171,6 +175,7 @@ impl Attributor {
             store: CorrelationStore::new(limits),
             missed: CorrelationStore::new(limits),
             replaced: CorrelationStore::new(limits),
+            made_on: CorrelationStore::new(limits),
             next_seq: 0,
             last_taken: None,
             settled: Vec::new(),
@@ -229,6 +234,16 @@ impl Attributor {
         );
         record.seq = self.next_seq;
         self.next_seq += 1;
+        if let Some(base) = record.base_rv.filter(|&b| b != 0) {
+            if self
+                .made_on
+                .peek(now_ms, &(key.ident, base))
+                .next()
+                .is_none()
+            {
+                self.made_on.put(now_ms, (key.ident, base), record.seq);
+            }
+        }
         self.counters.recorded_total += 1;
         self.store.put(now_ms, store_key(key), record);
     }
@@ -275,13 +290,28 @@ impl Attributor {
     /// a relist shows (seed 960015299: bob's update, admitted before the first list showed the
     /// object unknown to the core, named him 56 s later for carol's). Not done for live events:
     /// there a record to the same content may be for a write still to come.
-    pub(crate) fn retire_listed(&mut self, now_ms: u64, ident: u128, uid: u64, content: u64) {
+    ///
+    /// Records that came after one made on `rv` itself are for writes after this version (seed
+    /// 2722592: a stale list), and stay.
+    pub(crate) fn retire_listed(
+        &mut self,
+        now_ms: u64,
+        ident: u128,
+        rv: u64,
+        uid: u64,
+        content: u64,
+    ) {
         let key = CorrKey {
             ident,
             op: Operation::Update,
             content,
         };
-        let same_object = |r: &Record| r.uid.is_none_or(|u| u == uid);
+        let later_than = (rv != 0)
+            .then(|| self.made_on.peek(now_ms, &(ident, rv)).copied().min())
+            .flatten();
+        let same_object = |r: &Record| {
+            r.uid.is_none_or(|u| u == uid) && later_than.is_none_or(|bound| r.seq < bound)
+        };
         while let Some(r) = self.store.take(now_ms, &key, same_object) {
             self.counters.superseded_total += 1;
             self.settled.push(r.req);
@@ -378,6 +408,19 @@ impl Attributor {
                     .min()
             })
             .flatten();
+        // Likewise any record made on this very version: the version existed when it was
+        // admitted, so a record that came after it made some later version, or none (seed
+        // 2722592: after a crash a stale list showed bob's creation, and the deployer's handed
+        // record, made two versions later with bob's content, named him for it; alice's record,
+        // made on the listed version, shows the order). Not for a deletion: its DELETE is made
+        // on the version it removes.
+        let made_before = (key.op != Operation::Delete && rv != 0)
+            .then(|| self.made_on.peek(now_ms, &(key.ident, rv)).copied().min())
+            .flatten();
+        let created_before = match (created_before, made_before) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         // A CREATE record names the uid of the object it made, when the request carried it.
         // Nor can a record made on a version already seen replaced (it is stale).
         let replaced = &self.replaced;
@@ -508,6 +551,7 @@ impl Attributor {
         self.store.sweep(now_ms);
         self.missed.sweep(now_ms);
         self.replaced.sweep(now_ms);
+        self.made_on.sweep(now_ms);
     }
 
     /// When the next key expires.

@@ -1236,6 +1236,38 @@ fn after_a_restart_an_update_record_names_nobody_for_another_object_or_when_two_
 }
 
 #[test]
+fn a_record_admitted_after_one_made_on_the_listed_version_does_not_name_that_version() {
+    // Handed after a restart: alice changed a from version 10 to content 2, then the deployer
+    // changed it back to content 1. A stale list shows version 10 (content 1): alice's record,
+    // made on it, shows it came before both writes, so the deployer's names neither it nor
+    // anything but his own write, which the watch shows next.
+    let mut h = restarted_over_a_and_b();
+    h.input(admission(
+        Operation::Update,
+        "alice",
+        Some(cm("a", "2", 12)),
+        Some(cm("a", "1", 10)),
+    ));
+    h.input(admission(
+        Operation::Update,
+        "deployer",
+        Some(cm("a", "1", 14)),
+        Some(cm("a", "2", 12)),
+    ));
+    relist(&mut h, vec![cm("a", "1", 10), cm("b", "1", 11)]);
+    h.input(apply(cm("a", "2", 12)));
+    h.input(apply(cm("a", "1", 14)));
+    let pushed = h.flush_and_push();
+    assert_eq!(
+        subjects(&pushed),
+        [
+            "alice [UPDATE] v1/configmaps/team-a/a",
+            "deployer [UPDATE] v1/configmaps/team-a/a"
+        ]
+    );
+}
+
+#[test]
 fn a_handed_record_whose_change_is_already_committed_is_settled_and_names_nobody_later() {
     use gitops_reverser_core::admission::record_id;
     // The last core pushed a (content 1) and b, then went before its window forgot alice's

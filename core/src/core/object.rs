@@ -604,7 +604,8 @@ impl Core {
             }
         }
         if initial && !deleted && !prev.is_some_and(|p| same_object && p.rv == rv) {
-            self.attributor.retire_listed(now.mono_ms, ident, uid, hash);
+            self.attributor
+                .retire_listed(now.mono_ms, ident, rv, uid, hash);
         }
         let record = record.filter(|_| attribution.user().is_some());
         Found {

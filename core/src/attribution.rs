@@ -156,9 +156,9 @@ pub(crate) struct Attributor {
     /// Versions (object, resourceVersion) the watch showed replaced by a write joined on a certain
     /// base: a record made on one of them came late for a write already seen.
     replaced: CorrelationStore<(u128, u64), ()>,
-    /// Versions (object, resourceVersion) a record was made on, with the arrival of the first
-    /// such record: the version existed when that record was admitted, so no record that came
-    /// after it can have made that version.
+    /// Versions (object, resourceVersion) records were made on, with each record's arrival: the
+    /// version existed when such a record was admitted, so no record that came after it can have
+    /// made that version. Kept after the records are used (a version does not come back).
     made_on: CorrelationStore<(u128, u64), u64>,
     next_seq: u64,
     /// The record the last join took, for the change it named.
@@ -235,14 +235,7 @@ impl Attributor {
         record.seq = self.next_seq;
         self.next_seq += 1;
         if let Some(base) = record.base_rv.filter(|&b| b != 0) {
-            if self
-                .made_on
-                .peek(now_ms, &(key.ident, base))
-                .next()
-                .is_none()
-            {
-                self.made_on.put(now_ms, (key.ident, base), record.seq);
-            }
+            self.made_on.put(now_ms, (key.ident, base), record.seq);
         }
         self.counters.recorded_total += 1;
         self.store.put(now_ms, store_key(key), record);
@@ -253,6 +246,14 @@ impl Attributor {
     /// base (every later write is made on a later version).
     fn made_on_replaced(&self, now_ms: u64, ident: u128, record: &Record) -> bool {
         made_on_replaced(&self.replaced, now_ms, ident, record)
+    }
+
+    /// The arrival of the first record still within the TTL that was made on version `rv` of
+    /// `ident` (none for a version without a resourceVersion).
+    fn first_made_on(&self, now_ms: u64, ident: u128, rv: u64) -> Option<u64> {
+        (rv != 0)
+            .then(|| self.made_on.peek(now_ms, &(ident, rv)).copied().min())
+            .flatten()
     }
 
     /// The watch (or a list) showed version `rv` of the object `ident` replaced by a later one.
@@ -306,9 +307,7 @@ impl Attributor {
             op: Operation::Update,
             content,
         };
-        let later_than = (rv != 0)
-            .then(|| self.made_on.peek(now_ms, &(ident, rv)).copied().min())
-            .flatten();
+        let later_than = self.first_made_on(now_ms, ident, rv);
         let same_object = |r: &Record| {
             r.uid.is_none_or(|u| u == uid) && later_than.is_none_or(|bound| r.seq < bound)
         };
@@ -391,41 +390,22 @@ impl Attributor {
         base_rv: Option<u64>,
         base_certain: bool,
     ) -> Attribution {
-        // A DELETE admitted for exactly this version shows the version existed when that DELETE
-        // was admitted, so the creation that made it was admitted earlier: a CREATE record that
-        // arrived after such a DELETE is for the next incarnation of the name (still on its way
-        // through the watch) and cannot explain this one.
-        let created_before = (key.op == Operation::Create)
-            .then(|| {
-                let delete = store_key(CorrKey {
-                    op: Operation::Delete,
-                    ..key
-                });
-                self.store
-                    .peek(now_ms, &delete)
-                    .filter(|r| r.base_rv == Some(rv) && r.content == key.content)
-                    .map(|r| r.seq)
-                    .min()
-            })
+        // A record made on this very version shows the version existed when it was admitted, so
+        // a record that came after it made some later version, or none. A DELETE made on it
+        // bounds the CREATE records that can explain it (a later one is for the next incarnation
+        // of the name, still on its way through the watch); any record made on it bounds the
+        // UPDATE records (seed 2722592: after a crash a stale list showed bob's creation, and the
+        // deployer's handed record, made two versions later with bob's content, named him for it;
+        // alice's record, made on the listed version, shows the order). Not for a deletion: its
+        // DELETE is made on the version it removes.
+        let made_before = (key.op != Operation::Delete)
+            .then(|| self.first_made_on(now_ms, key.ident, rv))
             .flatten();
-        // Likewise any record made on this very version: the version existed when it was
-        // admitted, so a record that came after it made some later version, or none (seed
-        // 2722592: after a crash a stale list showed bob's creation, and the deployer's handed
-        // record, made two versions later with bob's content, named him for it; alice's record,
-        // made on the listed version, shows the order). Not for a deletion: its DELETE is made
-        // on the version it removes.
-        let made_before = (key.op != Operation::Delete && rv != 0)
-            .then(|| self.made_on.peek(now_ms, &(key.ident, rv)).copied().min())
-            .flatten();
-        let created_before = match (created_before, made_before) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         // A CREATE record names the uid of the object it made, when the request carried it.
         // Nor can a record made on a version already seen replaced (it is stale).
         let replaced = &self.replaced;
         let in_time = move |r: &Record| {
-            created_before.is_none_or(|bound| r.seq < bound)
+            made_before.is_none_or(|bound| r.seq < bound)
                 && r.uid.is_none_or(|u| u == uid)
                 && !made_on_replaced(replaced, now_ms, key.ident, r)
         };

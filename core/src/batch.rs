@@ -477,14 +477,8 @@ impl Queue {
                 !redundant
             });
         }
-        self.dropped_records.extend(
-            commits
-                .iter()
-                .filter(|c| c.writes.is_empty())
-                .filter_map(|c| c.record),
-        );
-        commits.retain(|c| !c.writes.is_empty());
         self.commits = commits;
+        self.remove_empty_commits();
         if dropped > 0 {
             self.reindex();
         }
@@ -505,8 +499,7 @@ impl Queue {
             });
         }
         if dropped > 0 {
-            self.note_dropped_records();
-            self.commits.retain(|c| !c.writes.is_empty());
+            self.remove_empty_commits();
             self.reindex();
         }
         if self.commits.is_empty() {
@@ -515,14 +508,15 @@ impl Queue {
         dropped
     }
 
-    /// The records of pending commits left without writes (before those commits go).
-    fn note_dropped_records(&mut self) {
-        self.dropped_records.extend(
-            self.commits
-                .iter()
-                .filter(|c| c.writes.is_empty())
-                .filter_map(|c| c.record),
-        );
+    /// Removes the pending commits left without writes, keeping their records as dropped.
+    fn remove_empty_commits(&mut self) {
+        let dropped = &mut self.dropped_records;
+        self.commits.retain(|c| {
+            if c.writes.is_empty() {
+                dropped.extend(c.record);
+            }
+            !c.writes.is_empty()
+        });
     }
 
     /// The records of commits dropped before they went out, since the last call.
@@ -564,8 +558,7 @@ impl Queue {
         for c in self.commits.iter_mut().rev() {
             c.writes.retain(|w| seen.insert(w.path_key));
         }
-        self.note_dropped_records();
-        self.commits.retain(|c| !c.writes.is_empty());
+        self.remove_empty_commits();
         if self.commits.len() > PENDING_COMMITS_MAX {
             let half = self.commits.len() / 2;
             let merged: Vec<PendingCommit> = self.commits.drain(..half).collect();

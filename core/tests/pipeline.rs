@@ -19,11 +19,28 @@ fn cm(name: &str, value: &str, rv: u64) -> Value {
 }
 
 fn admission(op: Operation, user: &str, object: Option<Value>, old: Option<Value>) -> Input {
+    Input::Admission(request(op, user, object, old))
+}
+
+/// An admission record with a uid of its own (`req-<user>`), for tests that name records.
+fn named_request(op: Operation, user: &str, object: Value, old: Option<Value>) -> AdmissionRequest {
+    AdmissionRequest {
+        uid: format!("req-{user}"),
+        ..request(op, user, Some(object), old)
+    }
+}
+
+fn request(
+    op: Operation,
+    user: &str,
+    object: Option<Value>,
+    old: Option<Value>,
+) -> AdmissionRequest {
     let name = object.as_ref().or(old.as_ref()).unwrap()["metadata"]["name"]
         .as_str()
         .unwrap()
         .to_string();
-    Input::Admission(AdmissionRequest {
+    AdmissionRequest {
         uid: "u".into(),
         gvr: gvr("", "v1", "configmaps"),
         namespace: Some("team-a".into()),
@@ -34,7 +51,7 @@ fn admission(op: Operation, user: &str, object: Option<Value>, old: Option<Value
         object: object.map(Into::into),
         old_object: old.map(Into::into),
         sub_resource: None,
-    })
+    }
 }
 
 fn apply(obj: Value) -> Input {
@@ -120,14 +137,12 @@ fn a_subresource_admission_is_not_recorded() {
             "metadata": {"name": "a", "namespace": "team-a", "resourceVersion": rv.to_string()},
             "spec": {"replicas": replicas}})
     };
-    let Input::Admission(mut req) = admission(
+    let mut req = request(
         Operation::Update,
         "bob",
         Some(scale(3, 10)),
         Some(scale(1, 10)),
-    ) else {
-        unreachable!()
-    };
+    );
     req.sub_resource = Some("scale".into());
     h.input(Input::Admission(req));
     let counters = h.core.attribution_counters();
@@ -1273,12 +1288,7 @@ fn a_handed_record_whose_change_is_already_committed_is_settled_and_names_nobody
     // The last core pushed a (content 1) and b, then went before its window forgot alice's
     // record: handed again, it joins the listed a, whose file the repository already holds.
     let mut h = restarted_over_a_and_b();
-    let Input::Admission(mut alice) =
-        admission(Operation::Create, "alice", Some(cm("a", "1", 10)), None)
-    else {
-        unreachable!()
-    };
-    alice.uid = "req-alice".into();
+    let alice = named_request(Operation::Create, "alice", cm("a", "1", 10), None);
     h.input(Input::Admission(alice.clone()));
     relist(&mut h, vec![cm("a", "1", 10), cm("b", "1", 11)]);
     let pushed = h.flush_and_push();
@@ -1293,14 +1303,7 @@ fn a_handed_record_whose_change_is_already_committed_is_settled_and_names_nobody
 fn a_record_is_settled_once_the_commit_it_named_goes_out_or_once_it_is_dropped_as_late() {
     use gitops_reverser_core::admission::record_id;
     let mut h = seeded();
-    let record = |op, user: &str, obj: Value, old: Option<Value>| {
-        let Input::Admission(mut req) = admission(op, user, Some(obj), old) else {
-            unreachable!()
-        };
-        req.uid = format!("req-{user}");
-        req
-    };
-    let alice = record(Operation::Create, "alice", cm("a", "1", 10), None);
+    let alice = named_request(Operation::Create, "alice", cm("a", "1", 10), None);
     h.input(Input::Admission(alice.clone()));
     h.input(apply(cm("a", "1", 10)));
     assert_eq!(
@@ -1312,7 +1315,7 @@ fn a_record_is_settled_once_the_commit_it_named_goes_out_or_once_it_is_dropped_a
     assert_eq!(h.core.take_settled_records(), [record_id(&alice)]);
     // bob's creation of b is seen before his record: the record comes late, and is settled at once.
     h.input(apply(cm("b", "1", 11)));
-    let bob = record(Operation::Create, "bob", cm("b", "1", 11), None);
+    let bob = named_request(Operation::Create, "bob", cm("b", "1", 11), None);
     h.input(Input::Admission(bob.clone()));
     assert_eq!(h.core.take_settled_records(), [record_id(&bob)]);
 }

@@ -21,6 +21,18 @@ fn reply(code: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
         .expect("a static response builds")
 }
 
+/// A probe's answer: 200 with `ok`, or 503 with the reason.
+fn verdict(outcome: Result<(), String>, ok: &str) -> Response<Full<Bytes>> {
+    match outcome {
+        Ok(()) => reply(StatusCode::OK, "text/plain", format!("{ok}\n")),
+        Err(why) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            format!("{why}\n"),
+        ),
+    }
+}
+
 /// The admin server's connection bounds: scrapers and probes keep few connections.
 pub(crate) const LIMITS: Limits = Limits {
     connections_max: 64,
@@ -43,22 +55,8 @@ pub(crate) async fn serve(
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 metrics.render(),
             ),
-            "/healthz" => match health.live() {
-                Ok(()) => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-                Err(why) => reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    format!("{why}\n"),
-                ),
-            },
-            "/readyz" => match health.ready() {
-                Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n".into()),
-                Err(why) => reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    format!("{why}\n"),
-                ),
-            },
+            "/healthz" => verdict(health.live(), "ok"),
+            "/readyz" => verdict(health.ready(), "ready"),
             other => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",

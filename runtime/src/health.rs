@@ -77,11 +77,7 @@ impl Health {
             .stall(std::time::Instant::now(), STALL_UNHEALTHY_MS)
         {
             None => Ok(()),
-            Some(s) => Err(format!(
-                "the driver's loop has not turned for {} s (it was handling {})",
-                s.for_ms / 1000,
-                s.step
-            )),
+            Some(stall) => Err(stall.to_string()),
         }
     }
 

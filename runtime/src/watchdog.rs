@@ -32,6 +32,17 @@ pub(crate) struct Stall {
     pub step: &'static str,
 }
 
+impl std::fmt::Display for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the driver's loop has not turned for {} s (it was handling {})",
+            self.for_ms / 1000,
+            self.step
+        )
+    }
+}
+
 impl Default for Heartbeat {
     fn default() -> Self {
         Self {
@@ -100,9 +111,7 @@ pub(crate) fn spawn<T: AsRef<Heartbeat> + Send + Sync + 'static>(owner: Weak<T>)
                             tracing::error!(
                                 stalled_ms = stall.for_ms,
                                 threads = %threads(),
-                                "the driver's loop has not turned for {} s (it was handling {}){}",
-                                stall.for_ms / 1000,
-                                stall.step,
+                                "{stall}{}",
                                 if level == 1 { ": /healthz fails from now on" } else { "" },
                             );
                         }

@@ -76,6 +76,15 @@ fn made_on_replaced(
         .is_some_and(|b| replaced.peek(now_ms, &(ident, b)).next().is_some())
 }
 
+/// A record made on a version, as [`Attributor`]'s index of versions holds it.
+#[derive(Clone, Copy, Debug)]
+struct MadeOn {
+    /// The record's arrival ([`Record::seq`]).
+    seq: u64,
+    /// Where it is filed, so that it can be found again when its base is replaced.
+    key: CorrKey,
+}
+
 /// How a watch event got its author.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Attribution {
@@ -159,7 +168,11 @@ pub(crate) struct Attributor {
     /// Versions (object, resourceVersion) records were made on, with each record's arrival: the
     /// version existed when such a record was admitted, so no record that came after it can have
     /// made that version. Kept after the records are used (a version does not come back).
-    made_on: CorrelationStore<(u128, u64), u64>,
+    made_on: CorrelationStore<(u128, u64), MadeOn>,
+    /// The versions (uid, resourceVersion) each object's records were made on, within the TTL:
+    /// an object that had one of them before the version a list shows was not created by that
+    /// version (see [`Attributor::made_on_other_version`]).
+    versions: CorrelationStore<u128, (Option<u64>, u64)>,
     next_seq: u64,
     /// The record the last join took, for the change it named.
     last_taken: Option<u64>,
@@ -176,6 +189,7 @@ impl Attributor {
             missed: CorrelationStore::new(limits),
             replaced: CorrelationStore::new(limits),
             made_on: CorrelationStore::new(limits),
+            versions: CorrelationStore::new(limits),
             next_seq: 0,
             last_taken: None,
             settled: Vec::new(),
@@ -235,10 +249,29 @@ impl Attributor {
         record.seq = self.next_seq;
         self.next_seq += 1;
         if let Some(base) = record.base_rv.filter(|&b| b != 0) {
-            self.made_on.put(now_ms, (key.ident, base), record.seq);
+            let filed = MadeOn {
+                seq: record.seq,
+                key: store_key(key),
+            };
+            self.made_on.put(now_ms, (key.ident, base), filed);
+            let version = (record.uid, base);
+            if !self
+                .versions
+                .peek(now_ms, &key.ident)
+                .any(|v| *v == version)
+            {
+                self.versions.put(now_ms, key.ident, version);
+            }
         }
         self.counters.recorded_total += 1;
         self.store.put(now_ms, store_key(key), record);
+    }
+
+    /// A record that came after the change it records was seen: nothing is stored, and the
+    /// runtime may forget it.
+    pub(crate) fn settle_late(&mut self, req: u64) {
+        self.counters.late_skipped_total += 1;
+        self.settled.push(req);
     }
 
     /// Whether `record` was made on a version the watch has shown replaced. Such a record can
@@ -252,14 +285,33 @@ impl Attributor {
     /// `ident` (none for a version without a resourceVersion).
     fn first_made_on(&self, now_ms: u64, ident: u128, rv: u64) -> Option<u64> {
         (rv != 0)
-            .then(|| self.made_on.peek(now_ms, &(ident, rv)).copied().min())
+            .then(|| self.made_on.peek(now_ms, &(ident, rv)).map(|m| m.seq).min())
             .flatten()
+    }
+
+    /// Whether a record of object `ident` (uid `uid`; a record without one counts) was made on a
+    /// version other than `rv`. When a list shows `rv`, that other version came before it (a
+    /// list shows an object's newest version, or an older one when it is stale), so `rv` is
+    /// not the object's creation, and no CREATE record explains it (seed 84898370: after a
+    /// crash, alice's second admission of her creation was handed to the new core, and named
+    /// her for the deployer's change back to her content, listed two writes later; his record,
+    /// made on carol's version, showed the object had changed since its creation).
+    pub(crate) fn made_on_other_version(
+        &self,
+        now_ms: u64,
+        ident: u128,
+        uid: u64,
+        rv: u64,
+    ) -> bool {
+        self.versions
+            .peek(now_ms, &ident)
+            .any(|&(u, v)| v != rv && u.is_none_or(|u| u == uid))
     }
 
     /// The watch (or a list) showed version `rv` of the object `ident` replaced by a later one.
     /// From now on, for the TTL, a record made on it is stale: it is dropped when it arrives,
-    /// and one already stored is passed over by every join (it may still be in the store: it
-    /// arrived before the replacement and fitted nothing then).
+    /// one already stored (it arrived before the replacement and fitted nothing then) is taken
+    /// out, and every join passes over such records.
     ///
     /// The caller calls this after [`Attributor::attribute`] for the replacing version, whose
     /// own join may take a record made on `rv`. Records live a TTL from their arrival, so a note
@@ -268,20 +320,17 @@ impl Attributor {
         if self.replaced.peek(now_ms, &(ident, rv)).next().is_none() {
             self.replaced.put(now_ms, (ident, rv), ());
         }
-        // Stale now: settled, so that a runtime does not hand them to its next core, which
-        // cannot know they are stale (the object's DELETE records are filed together; an
-        // UPDATE record is filed by its content and joins a fresh core's list only on it).
-        let deletes = CorrKey {
-            ident,
-            op: Operation::Delete,
-            content: 0,
-        };
-        let stale = self
-            .store
-            .peek(now_ms, &deletes)
-            .filter(|r| r.base_rv == Some(rv))
-            .map(|r| r.req);
-        self.settled.extend(stale);
+        // Every record still stored that was made on it is stale now: taken out and settled, so
+        // that a runtime does not hand it to its next core, which cannot know it is stale (seed
+        // 84897378: the deployer's refused update, made on alice's version, was handed after a
+        // crash and named him for carol's identical write, whose record the webhook had missed).
+        let filed: Vec<MadeOn> = self.made_on.peek(now_ms, &(ident, rv)).copied().collect();
+        for m in filed {
+            if let Some(r) = self.store.take(now_ms, &m.key, |r| r.seq == m.seq) {
+                self.counters.superseded_total += 1;
+                self.settled.push(r.req);
+            }
+        }
     }
 
     /// A (re)list showed version `rv` of object `ident` (uid fingerprint `uid`) with content

@@ -1180,9 +1180,16 @@ fn intake_pauses_while_a_branch_whose_pushes_land_is_backlogged_never_for_a_fail
 /// The core of a restarted (or newly elected) operator over the branch its predecessor pushed:
 /// ConfigMaps `a` (`1`) and `b` (`1`) in the repository, nothing known in memory.
 fn restarted_over_a_and_b() -> Harness {
+    restarted_over(vec![cm("a", "1", 10), cm("b", "1", 11)])
+}
+
+/// The core of a restarted operator over the branch its predecessor pushed after the watch
+/// showed `objects`, in order.
+fn restarted_over(objects: Vec<Value>) -> Harness {
     let mut h = seeded();
-    h.input(apply(cm("a", "1", 10)));
-    h.input(apply(cm("b", "1", 11)));
+    for o in objects {
+        h.input(apply(o));
+    }
     h.flush_and_push();
     let (files, head) = (h.files.clone(), h.head.clone());
     let mut fresh = Harness::with_rule(&[("", "v1", "configmaps")], "prod");
@@ -1280,6 +1287,80 @@ fn a_record_admitted_after_one_made_on_the_listed_version_does_not_name_that_ver
             "deployer [UPDATE] v1/configmaps/team-a/a"
         ]
     );
+}
+
+#[test]
+fn a_creation_record_names_nobody_for_a_listed_version_later_writes_made() {
+    // alice created a with content 1 and carol changed it to 2; the last core pushed both. Then
+    // the deployer changed it back to 1, and the core went before it saw that. Handed again:
+    // alice's creation (its second admission, never used) and the deployer's update. The list
+    // shows content 1: the deployer's record, made on carol's version, shows the object had a
+    // version before the listed one, so the listed one is no creation, and alice is not named.
+    let mut h = restarted_over(vec![cm("a", "1", 10), cm("a", "2", 12)]);
+    h.input(admission(
+        Operation::Create,
+        "alice",
+        Some(cm("a", "1", 10)),
+        None,
+    ));
+    h.input(admission(
+        Operation::Update,
+        "deployer",
+        Some(cm("a", "1", 14)),
+        Some(cm("a", "2", 12)),
+    ));
+    relist(&mut h, vec![cm("a", "1", 14)]);
+    let pushed = h.flush_and_push();
+    assert_eq!(
+        subjects(&pushed),
+        ["deployer [UPDATE] v1/configmaps/team-a/a"]
+    );
+}
+
+#[test]
+fn a_creation_admitted_again_after_the_watch_showed_it_is_settled_at_once() {
+    use gitops_reverser_core::admission::record_id;
+    // The webhook was called twice for alice's creation, the second time after the watch showed
+    // it. An object is created once: the second record explains nothing still to come, and a
+    // runtime that kept it would hand it to its next core, which would name alice for the
+    // listed object whatever happened to it since.
+    let mut h = seeded();
+    let first = named_request(Operation::Create, "alice", cm("a", "1", 10), None);
+    h.input(Input::Admission(first));
+    h.input(apply(cm("a", "1", 10)));
+    let again = AdmissionRequest {
+        uid: "req-alice-again".into(),
+        ..named_request(Operation::Create, "alice", cm("a", "1", 10), None)
+    };
+    h.input(Input::Admission(again.clone()));
+    assert_eq!(h.core.take_settled_records(), [record_id(&again)]);
+}
+
+#[test]
+fn a_record_made_on_a_version_the_watch_shows_replaced_is_settled() {
+    use gitops_reverser_core::admission::record_id;
+    // The deployer's update of a from version 10 was refused after admission; bob's, from the
+    // same version, made version 12. The deployer's record can explain nothing any more: kept, a
+    // runtime would hand it to its next core, which cannot tell it is stale, and it would name
+    // the deployer for a later write of the same content whose own record was missed.
+    let mut h = seeded();
+    h.input(apply(cm("a", "1", 10)));
+    let refused = named_request(
+        Operation::Update,
+        "deployer",
+        cm("a", "2", 11),
+        Some(cm("a", "1", 10)),
+    );
+    h.input(Input::Admission(refused.clone()));
+    h.input(admission(
+        Operation::Update,
+        "bob",
+        Some(cm("a", "3", 12)),
+        Some(cm("a", "1", 10)),
+    ));
+    assert_eq!(h.core.take_settled_records(), Vec::<u64>::new());
+    h.input(apply(cm("a", "3", 12)));
+    assert_eq!(h.core.take_settled_records(), [record_id(&refused)]);
 }
 
 #[test]

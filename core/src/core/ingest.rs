@@ -218,11 +218,20 @@ impl Core {
         };
         // The version of the object the watch showed last, if this core saw it. (A version
         // names one object: a record made on it is that object's, whatever uid it carries.)
-        let current_rv = self
+        let known = self
             .gvr_ids
             .get(&req.gvr)
-            .and_then(|&gid| self.live[gid as usize].get(ident))
-            .map(|e| e.rv);
+            .and_then(|&gid| self.live[gid as usize].get(ident));
+        let current_rv = known.map(|e| e.rv);
+        // A CREATE of an object this core already knows, by its uid, came after the creation it
+        // records was seen (the webhook was called again, or late): an object is created once,
+        // so it explains nothing still to come. Kept and handed to a later core, it named its
+        // user for that object's listed content again (seed 2722827: the deployer's second
+        // admission of his creation, after someone deleted its file in Git and a failover).
+        if req.operation == Operation::Create && known.is_some_and(|e| Some(e.uid) == primary.uid) {
+            self.attributor.settle_late(record_id);
+            return;
+        }
         self.attributor.record(
             now.mono_ms,
             key,

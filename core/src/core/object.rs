@@ -561,9 +561,19 @@ impl Core {
         let attribution = if seen_before {
             Attribution::Miss
         } else {
-            let found = self
-                .attributor
-                .attribute(now.mono_ms, key, rv, uid, base_rv, base_certain);
+            // A listed object this core did not know was created by the listed version only if
+            // no record shows it had another one first.
+            let created_earlier = initial
+                && op == Operation::Create
+                && self
+                    .attributor
+                    .made_on_other_version(now.mono_ms, ident, uid, rv);
+            let found = if created_earlier {
+                Attribution::Miss
+            } else {
+                self.attributor
+                    .attribute(now.mono_ms, key, rv, uid, base_rv, base_certain)
+            };
             record = self.attributor.take_last_taken();
             // A listed object this core did not know (after a restart or a failover, a new
             // stream, a gap) was made by a CREATE or by an UPDATE, which one is unknown: an

@@ -76,14 +76,22 @@ fn made_on_replaced(
         .is_some_and(|b| replaced.peek(now_ms, &(ident, b)).next().is_some())
 }
 
-/// A record made on a version, as [`Attributor`]'s index of versions holds it.
+/// A record made on a version, as [`Attributor`]'s index of each object's records holds it.
 #[derive(Clone, Copy, Debug)]
 struct MadeOn {
     /// The record's arrival ([`Record::seq`]).
     seq: u64,
-    /// Where it is filed, so that it can be found again when its base is replaced.
+    /// Where it is filed, so that it can be found again once it is stale.
     key: CorrKey,
+    /// Fingerprint of the version it was made on.
+    base: u64,
+    /// Fingerprint of its object's uid, if the request carried one.
+    uid: Option<u64>,
 }
+
+/// Records of one object the index of versions keeps within the TTL: beyond it the oldest go,
+/// and a stale one among them is no longer settled early (it still expires with its TTL).
+pub(crate) const RECORDS_PER_OBJECT_MAX: usize = 64;
 
 /// How a watch event got its author.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,11 +176,11 @@ pub(crate) struct Attributor {
     /// Versions (object, resourceVersion) records were made on, with each record's arrival: the
     /// version existed when such a record was admitted, so no record that came after it can have
     /// made that version. Kept after the records are used (a version does not come back).
-    made_on: CorrelationStore<(u128, u64), MadeOn>,
-    /// The versions (uid, resourceVersion) each object's records were made on, within the TTL:
-    /// an object that had one of them before the version a list shows was not created by that
-    /// version (see [`Attributor::made_on_other_version`]).
-    versions: CorrelationStore<u128, (Option<u64>, u64)>,
+    made_on: CorrelationStore<(u128, u64), u64>,
+    /// Each object's records made on a version, in order of arrival, kept after they are used:
+    /// which versions the object had (an object that had one before the version a list shows
+    /// was not created by that version) and which records are stale once a version is seen.
+    versions: CorrelationStore<u128, MadeOn>,
     next_seq: u64,
     /// The record the last join took, for the change it named.
     last_taken: Option<u64>,
@@ -189,7 +197,10 @@ impl Attributor {
             missed: CorrelationStore::new(limits),
             replaced: CorrelationStore::new(limits),
             made_on: CorrelationStore::new(limits),
-            versions: CorrelationStore::new(limits),
+            versions: CorrelationStore::new(CorrelationLimits {
+                entries_per_key_max: RECORDS_PER_OBJECT_MAX,
+                ..limits
+            }),
             next_seq: 0,
             last_taken: None,
             settled: Vec::new(),
@@ -248,23 +259,24 @@ impl Attributor {
         );
         record.seq = self.next_seq;
         self.next_seq += 1;
-        if let Some(base) = record.base_rv.filter(|&b| b != 0) {
+        let base = record.base_rv.filter(|&b| b != 0);
+        if let Some(base) = base {
+            self.made_on.put(now_ms, (key.ident, base), record.seq);
             let filed = MadeOn {
                 seq: record.seq,
                 key: store_key(key),
+                base,
+                uid: record.uid,
             };
-            self.made_on.put(now_ms, (key.ident, base), filed);
-            let version = (record.uid, base);
-            if !self
-                .versions
-                .peek(now_ms, &key.ident)
-                .any(|v| *v == version)
-            {
-                self.versions.put(now_ms, key.ident, version);
-            }
+            self.versions.put(now_ms, key.ident, filed);
         }
         self.counters.recorded_total += 1;
         self.store.put(now_ms, store_key(key), record);
+        // Made on the version the watch shows now: the records of the object that came before it
+        // and were made on another version are stale.
+        if let (true, Some(base)) = (pending, base) {
+            self.note_seen(now_ms, key.ident, base);
+        }
     }
 
     /// A record that came after the change it records was seen: nothing is stored, and the
@@ -285,7 +297,7 @@ impl Attributor {
     /// `ident` (none for a version without a resourceVersion).
     fn first_made_on(&self, now_ms: u64, ident: u128, rv: u64) -> Option<u64> {
         (rv != 0)
-            .then(|| self.made_on.peek(now_ms, &(ident, rv)).map(|m| m.seq).min())
+            .then(|| self.made_on.peek(now_ms, &(ident, rv)).copied().min())
             .flatten()
     }
 
@@ -305,7 +317,62 @@ impl Attributor {
     ) -> bool {
         self.versions
             .peek(now_ms, &ident)
-            .any(|&(u, v)| v != rv && u.is_none_or(|u| u == uid))
+            .any(|m| m.base != rv && m.uid.is_none_or(|u| u == uid))
+    }
+
+    /// The watch (or a list) showed version `rv` of object `ident`, or a record made on the
+    /// version it shows now arrived. A record that came before the first one made on `rv`, and
+    /// was made on another version, is stale: when it was admitted its object was at that
+    /// version or an older one (an admission's old object is the stored one, or a cached one
+    /// that then conflicts), so that version came before `rv`, and the write the record was for
+    /// made that version's successor, which is `rv` or came before it: shown already, or never
+    /// to be shown. Taken out and settled, so that a runtime does not hand it to its next core,
+    /// which cannot know it is stale (seed 84895199: the deployer's update, made on carol's
+    /// creation, was handed after two crashes, and named him for alice's later write of his
+    /// content, whose record came late).
+    ///
+    /// Not a DELETE record: the version after its base may only begin the deletion (finalizers
+    /// hold the object), and its final event, which the record explains too, is still to come.
+    pub(crate) fn note_seen(&mut self, now_ms: u64, ident: u128, rv: u64) {
+        let Some(bound) = self.first_made_on(now_ms, ident, rv) else {
+            return;
+        };
+        self.settle_made_on(now_ms, ident, |m| {
+            m.seq < bound && m.base != rv && m.key.op != Operation::Delete
+        });
+    }
+
+    /// `taken`, made on a version, explained version `rv` of object `ident`, so its write was
+    /// admitted on the version then stored. A record of the object that came before it and was
+    /// made on neither that version nor `rv` is stale, as in [`Attributor::note_seen`]: its
+    /// version came before `taken`'s, and its write made a version the watch has shown by now,
+    /// or none (seed 84895199: after a crash, carol's handed update explained the listed
+    /// version, and the deployer's, made on carol's creation and handed with it, stayed to be
+    /// handed again after the next crash, and named him for alice's later write of his content).
+    fn retire_before(&mut self, now_ms: u64, ident: u128, taken: &Record, rv: u64) {
+        let Some(base) = taken.base_rv.filter(|&b| b != 0) else {
+            return;
+        };
+        self.settle_made_on(now_ms, ident, |m| {
+            m.seq < taken.seq && m.base != base && m.base != rv && m.key.op != Operation::Delete
+        });
+    }
+
+    /// Takes out and settles every stored record of `ident` in the index of versions for which
+    /// `stale` holds.
+    fn settle_made_on(&mut self, now_ms: u64, ident: u128, stale: impl Fn(&MadeOn) -> bool) {
+        let stale: Vec<MadeOn> = self
+            .versions
+            .peek(now_ms, &ident)
+            .filter(|m| stale(m))
+            .copied()
+            .collect();
+        for m in stale {
+            if let Some(r) = self.store.take(now_ms, &m.key, |r| r.seq == m.seq) {
+                self.counters.superseded_total += 1;
+                self.settled.push(r.req);
+            }
+        }
     }
 
     /// The watch (or a list) showed version `rv` of the object `ident` replaced by a later one.
@@ -324,13 +391,7 @@ impl Attributor {
         // that a runtime does not hand it to its next core, which cannot know it is stale (seed
         // 84897378: the deployer's refused update, made on alice's version, was handed after a
         // crash and named him for carol's identical write, whose record the webhook had missed).
-        let filed: Vec<MadeOn> = self.made_on.peek(now_ms, &(ident, rv)).copied().collect();
-        for m in filed {
-            if let Some(r) = self.store.take(now_ms, &m.key, |r| r.seq == m.seq) {
-                self.counters.superseded_total += 1;
-                self.settled.push(r.req);
-            }
-        }
+        self.settle_made_on(now_ms, ident, |m| m.base == rv);
     }
 
     /// A (re)list showed version `rv` of object `ident` (uid fingerprint `uid`) with content
@@ -504,6 +565,7 @@ impl Attributor {
                 self.last_taken = Some(r.req);
                 self.retire_duplicates(now_ms, sk, &r);
                 self.retire_older_creates(now_ms, key, &r);
+                self.retire_before(now_ms, key.ident, &r, rv);
                 return Attribution::Exact(r.user);
             }
         }
@@ -550,6 +612,7 @@ impl Attributor {
                 self.last_taken = Some(taken.req);
                 self.retire_duplicates(now_ms, sk, &taken);
                 self.retire_older_creates(now_ms, key, &taken);
+                self.retire_before(now_ms, key.ident, &taken, rv);
                 return Attribution::HashOnly(first);
             }
         }
@@ -581,6 +644,7 @@ impl Attributor {
         self.missed.sweep(now_ms);
         self.replaced.sweep(now_ms);
         self.made_on.sweep(now_ms);
+        self.versions.sweep(now_ms);
     }
 
     /// When the next key expires.

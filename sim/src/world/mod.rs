@@ -532,8 +532,17 @@ impl World {
         // The runtime's window keeps only records the core has not settled.
         let settled = self.core.take_settled_records();
         if !settled.is_empty() {
-            self.window
-                .retain(|(_, r)| !settled.contains(&gitops_reverser_core::admission::record_id(r)));
+            let (now, trace) = (self.now, self.trace);
+            self.window.retain(|(_, r)| {
+                let keep = !settled.contains(&gitops_reverser_core::admission::record_id(r));
+                if trace && !keep {
+                    eprintln!(
+                        "{now:>9} settled {} {} {:?}/{} by {}",
+                        r.operation, r.gvr.resource, r.namespace, r.name, r.username
+                    );
+                }
+                keep
+            });
         }
         self.checkers.on_event(Event::Handled {
             core: &self.core,

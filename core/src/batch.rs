@@ -159,6 +159,20 @@ fn note_latest(latest: &mut HashMap<u128, Latest, KeyHash>, seq: u64, w: &Pendin
     l.writes += 1;
 }
 
+/// The commit and content of the last write of a path among `commits`, oldest first.
+fn last_write<'c>(
+    commits: impl Iterator<Item = &'c PendingCommit>,
+    path_key: u128,
+) -> Option<(u64, Option<u64>)> {
+    let mut last = None;
+    for c in commits {
+        for w in c.writes.iter().filter(|w| w.path_key == path_key) {
+            last = Some((c.seq, w.content.as_ref().map(|c| c.hash)));
+        }
+    }
+    last
+}
+
 fn write_bytes(w: &PendingWrite) -> usize {
     w.content.as_ref().map_or(0, |c| c.bytes)
 }
@@ -299,6 +313,33 @@ impl Queue {
                 .is_some_and(|l| l.seq == *seq && l.writes == 1)
     }
 
+    /// The content of the path's unpushed write before the one in the open resync commit of
+    /// `folder`, when the path's newest write is there and is not its only one (`Some(None)`: a
+    /// delete). A new resync write of the path replaces the open commit's, so it is judged
+    /// against that earlier write: equal, the path's part of the open commit changes nothing.
+    pub(crate) fn before_open_resync(&self, path_key: u128, folder: &str) -> Option<Option<u64>> {
+        let Some(PendingCommit {
+            seq,
+            kind: CommitKind::Resync { folder: f },
+            ..
+        }) = self.commits.back()
+        else {
+            return None;
+        };
+        let latest = self.latest.get(&path_key)?;
+        if f.as_str() != folder || latest.seq != *seq || latest.writes < 2 {
+            return None;
+        }
+        let open = self.commits.len() - 1;
+        let earlier = self.in_flight.iter().chain(self.commits.range(..open));
+        let before = last_write(earlier, path_key).map(|(_, content)| content);
+        invariant!(
+            before.is_some(),
+            "a path with two unpushed writes has an earlier one"
+        );
+        before
+    }
+
     /// Drops the path's write from the open resync commit (see [`Queue::only_in_open_resync`]):
     /// the repository holds what it is being replaced with. The commit goes if it is left empty.
     pub(crate) fn drop_from_open_resync(&mut self, path_key: u128) {
@@ -316,6 +357,15 @@ impl Queue {
             self.commits.pop_back();
         }
         self.forget_write(seq, path_key);
+        // An earlier unpushed write of the path, if it has one, is its newest again (looked for
+        // only then: a seed's resync commit holds every file).
+        if self.latest.contains_key(&path_key) {
+            let earlier = self.in_flight.iter().chain(self.commits.iter());
+            let (seq, content) = last_write(earlier, path_key).expect("counted");
+            let l = self.latest.get_mut(&path_key).expect("looked up");
+            l.seq = seq;
+            l.content = content;
+        }
         if self.commits.is_empty() {
             self.emptied();
         }

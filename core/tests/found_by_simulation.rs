@@ -1394,6 +1394,58 @@ fn a_resync_removal_that_replaces_an_unpushed_addition_leaves_nothing_to_commit(
     assert!(!h.files.keys().any(|p| p.contains("team-b")));
 }
 
+/// Seed 3100000033 of a long run. b was created in team-b, a prod namespace, and before the push
+/// team-b became dev and then prod again: the first relist's removal of b, then the second's
+/// addition, went into the open `[RESYNC]` commit after b's creation, which already wrote that
+/// very file. The resync commit changed nothing (an empty commit).
+#[test]
+fn a_resync_addition_that_replaces_a_removal_after_an_unpushed_creation_leaves_nothing_to_commit() {
+    let mut h = Harness::new();
+    for i in prod_rule_inputs() {
+        h.input(i);
+    }
+    let relist = |h: &mut Harness| {
+        h.input(watch(WatchEvent::Init));
+        h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+        h.input(watch(WatchEvent::InitApply(in_team_b("b", 11))));
+        h.input(watch(WatchEvent::InitDone));
+    };
+    h.input(namespaces(WatchEvent::Init));
+    h.input(namespaces(WatchEvent::InitApply(team_a_prod())));
+    h.input(namespaces(WatchEvent::InitApply(team_b_labelled(
+        "prod", 2,
+    ))));
+    h.input(namespaces(WatchEvent::InitDone));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+    h.input(watch(WatchEvent::InitDone));
+    h.answer_all();
+    h.flush_and_push();
+    let before = h.commits.len();
+    h.input(watch(WatchEvent::Apply(in_team_b("b", 11))));
+    h.input(namespaces(WatchEvent::Apply(team_b_labelled("dev", 3))));
+    relist(&mut h);
+    for op in h.take_git_ops() {
+        assert!(matches!(op.kind, GitOpKind::ReadPaths { .. }), "{op:?}");
+        let listing = h.apply(&op);
+        h.input(Input::GitDone(op.op_id, listing));
+    }
+    // The push goes while the second relist is still running (the folder was read once already).
+    h.input(namespaces(WatchEvent::Apply(team_b_labelled("prod", 4))));
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+    h.input(watch(WatchEvent::InitApply(in_team_b("b", 11))));
+    h.flush_and_push();
+    let touched: Vec<&String> = h.commits[before..]
+        .iter()
+        .filter(|c| c.writes.iter().any(|(p, _)| p.contains("team-b")))
+        .map(|c| &c.message)
+        .collect();
+    assert_eq!(touched.len(), 1, "{touched:?}");
+    assert!(touched[0].contains("[CREATE]"), "{touched:?}");
+    assert!(h.files.contains_key("prod/v1/configmaps/team-b/b.yaml"));
+}
+
 /// Seed 109362. A relist showed a ClusterRole the core had not known (its stream had just
 /// started), with no record to explain it: noted as a creation seen without an author, in case
 /// its admission came late. 55 s later the deployer created the next object of that name with

@@ -160,6 +160,39 @@ fn a_write_only_in_the_open_resync_commit_can_be_dropped_from_it() {
 }
 
 #[test]
+fn a_write_in_the_open_resync_commit_behind_earlier_ones_is_judged_against_the_last_of_them() {
+    let mut q = Queue::default();
+    let p = crate::live::key128("f/p");
+    q.push_resync(0, 0, "f", write("f/p", 1));
+    assert_eq!(q.before_open_resync(p, "f"), None, "its only write");
+    q.start_push();
+    event(&mut q, "u", "f/p", 2);
+    assert_eq!(q.before_open_resync(p, "f"), None, "not in a resync commit");
+    q.push_resync(0, 0, "f", write("f/p", 3));
+    q.push_resync(0, 0, "f", write("f/q", 4));
+    assert_eq!(q.before_open_resync(p, "f"), Some(Some(2)));
+    assert_eq!(
+        q.before_open_resync(p, "g"),
+        None,
+        "another folder's commit"
+    );
+    // Dropped from the open commit, the event's write is the path's newest again, and the one in
+    // flight before it counts too.
+    q.drop_from_open_resync(p);
+    assert_eq!(q.latest(p), Some(Some(2)));
+    assert_eq!(q.len(), 2);
+    q.push_failed(5);
+    let of_p = q
+        .start_push()
+        .iter()
+        .filter(|c| c.writes.iter().any(|w| w.path_key == p))
+        .count();
+    assert_eq!(of_p, 2, "the resync of 1 and the event's 2");
+    q.push_landed();
+    assert_eq!(q.latest(p), None);
+}
+
+#[test]
 fn a_write_equal_to_what_precedes_it_is_dropped_and_later_changes_stay() {
     // The repository holds p = 1 and q = 3.
     let repo = |w: &PendingWrite| {

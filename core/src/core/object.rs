@@ -129,9 +129,22 @@ impl Enqueue<'_> {
         // it, the replaced write goes as well (seed 85336: a namespace relabelled there and back
         // before the push, and the listed objects' additions, replaced by removals, became a
         // commit of deletes of files the repository never had).
-        let replaces = resync
-            && b.queue
-                .only_in_open_resync(write.path_key, &self.dest.base_folder);
+        let folder = &self.dest.base_folder;
+        // One that replaces the open resync commit's write of a path with earlier unpushed
+        // writes is judged against the last of those (seed 3100000033: a namespace relabelled
+        // and back while an object's creation waited to be pushed; the listed object's removal,
+        // replaced by its addition, made a resync commit of the file the creation had written).
+        if let Some(before) = resync
+            .then(|| b.queue.before_open_resync(write.path_key, folder))
+            .flatten()
+        {
+            if redundant(before.map_or(Have::Absent, Have::Content)) {
+                b.queue.drop_from_open_resync(write.path_key);
+                return false;
+            }
+            return self.enqueue(b, write, author, kind, resync);
+        }
+        let replaces = resync && b.queue.only_in_open_resync(write.path_key, folder);
         if queued.is_some() && !replaces {
             return self.enqueue(b, write, author, kind, resync);
         }

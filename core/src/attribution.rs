@@ -179,7 +179,8 @@ pub(crate) struct Attributor {
     made_on: CorrelationStore<(u128, u64), u64>,
     /// Each object's records made on a version, in order of arrival, kept after they are used:
     /// which versions the object had (an object that had one before the version a list shows
-    /// was not created by that version) and which records are stale once a version is seen.
+    /// was not created by that version), and where each record is filed, to settle it once it
+    /// is stale.
     versions: CorrelationStore<u128, MadeOn>,
     next_seq: u64,
     /// The record the last join took, for the change it named.
@@ -272,11 +273,6 @@ impl Attributor {
         }
         self.counters.recorded_total += 1;
         self.store.put(now_ms, store_key(key), record);
-        // Made on the version the watch shows now: the records of the object that came before it
-        // and were made on another version are stale.
-        if let (true, Some(base)) = (pending, base) {
-            self.note_seen(now_ms, key.ident, base);
-        }
     }
 
     /// A record that came after the change it records was seen: nothing is stored, and the
@@ -320,35 +316,21 @@ impl Attributor {
             .any(|m| m.base != rv && m.uid.is_none_or(|u| u == uid))
     }
 
-    /// The watch (or a list) showed version `rv` of object `ident`, or a record made on the
-    /// version it shows now arrived. A record that came before the first one made on `rv`, and
-    /// was made on another version, is stale: when it was admitted its object was at that
-    /// version or an older one (an admission's old object is the stored one, or a cached one
-    /// that then conflicts), so that version came before `rv`, and the write the record was for
-    /// made that version's successor, which is `rv` or came before it: shown already, or never
-    /// to be shown. Taken out and settled, so that a runtime does not hand it to its next core,
-    /// which cannot know it is stale (seed 84895199: the deployer's update, made on carol's
-    /// creation, was handed after two crashes, and named him for alice's later write of his
-    /// content, whose record came late).
-    ///
-    /// Not a DELETE record: the version after its base may only begin the deletion (finalizers
-    /// hold the object), and its final event, which the record explains too, is still to come.
-    pub(crate) fn note_seen(&mut self, now_ms: u64, ident: u128, rv: u64) {
-        let Some(bound) = self.first_made_on(now_ms, ident, rv) else {
-            return;
-        };
-        self.settle_made_on(now_ms, ident, |m| {
-            m.seq < bound && m.base != rv && m.key.op != Operation::Delete
-        });
-    }
-
     /// `taken`, made on a version, explained version `rv` of object `ident`, so its write was
     /// admitted on the version then stored. A record of the object that came before it and was
-    /// made on neither that version nor `rv` is stale, as in [`Attributor::note_seen`]: its
-    /// version came before `taken`'s, and its write made a version the watch has shown by now,
-    /// or none (seed 84895199: after a crash, carol's handed update explained the listed
-    /// version, and the deployer's, made on carol's creation and handed with it, stayed to be
-    /// handed again after the next crash, and named him for alice's later write of his content).
+    /// made on neither that version nor `rv` is stale: when it was admitted its object was at
+    /// that version or an older one (an admission's old object is the stored one, or a cached
+    /// one that then conflicts), so its version came before `taken`'s, and its write made a
+    /// version the watch has shown by now, or none. Taken out and settled, so that a runtime
+    /// does not hand it to its next core, which cannot know it is stale (seed 84895199: after a
+    /// crash, carol's handed update explained the listed version, and the deployer's, made on
+    /// carol's creation and handed with it, stayed to be handed again after the next crash, and
+    /// named him for alice's later write of his content).
+    ///
+    /// DELETE records are left: the version after a DELETE's base may only begin the deletion
+    /// (finalizers hold the object), and its final event, which the record explains too, is
+    /// still to come. Like every bound on arrival, this one needs records in the order of their
+    /// admissions: see docs/dev/simulation.md, Open findings, for forwarded records.
     fn retire_before(&mut self, now_ms: u64, ident: u128, taken: &Record, rv: u64) {
         let Some(base) = taken.base_rv.filter(|&b| b != 0) else {
             return;

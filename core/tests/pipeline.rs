@@ -1396,33 +1396,6 @@ fn a_handed_record_that_came_before_the_one_explaining_the_listed_version_is_set
 }
 
 #[test]
-fn a_record_that_came_before_one_made_on_the_version_the_watch_shows_is_settled() {
-    use gitops_reverser_core::admission::record_id;
-    // After a restart the list shows a at version 10. The deployer's record, made on version 8
-    // that the core never saw, may be for a write still to come, or for one the list already
-    // includes. bob's record, made on version 10, tells: the deployer's came first, so version
-    // 8 came before 10, and his write is history.
-    let mut h = restarted_over_a_and_b();
-    relist(&mut h, vec![cm("a", "1", 10), cm("b", "1", 11)]);
-    h.core.take_settled_records();
-    let deployer = named_request(
-        Operation::Update,
-        "deployer",
-        cm("a", "3", 9),
-        Some(cm("a", "4", 8)),
-    );
-    h.input(Input::Admission(deployer.clone()));
-    assert_eq!(h.core.take_settled_records(), Vec::<u64>::new());
-    h.input(admission(
-        Operation::Update,
-        "bob",
-        Some(cm("a", "2", 12)),
-        Some(cm("a", "1", 10)),
-    ));
-    assert_eq!(h.core.take_settled_records(), [record_id(&deployer)]);
-}
-
-#[test]
 fn a_handed_record_whose_change_is_already_committed_is_settled_and_names_nobody_later() {
     use gitops_reverser_core::admission::record_id;
     // The last core pushed a (content 1) and b, then went before its window forgot alice's

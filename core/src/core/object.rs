@@ -626,7 +626,6 @@ impl Core {
                 self.attributor.note_replaced(now.mono_ms, ident, since);
             }
         }
-        self.attributor.note_seen(now.mono_ms, ident, rv);
         if initial && !deleted && !prev.is_some_and(|p| same_object && p.rv == rv) {
             self.attributor
                 .retire_listed(now.mono_ms, ident, rv, uid, hash);

@@ -212,6 +212,27 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// The writes whose admission `req` is, admitted (reaching a core) at `admitted_ms`.
+    pub fn writes_admitted<'a>(
+        &'a mut self,
+        req: &'a gitops_reverser_core::admission::AdmissionRequest,
+        admitted_ms: u64,
+    ) -> impl Iterator<Item = &'a mut WriteRecord> + 'a {
+        let mut segments: Vec<&str> = Vec::with_capacity(5);
+        if !req.gvr.group.is_empty() {
+            segments.push(&req.gvr.group);
+        }
+        segments.extend([req.gvr.version.as_str(), req.gvr.resource.as_str()]);
+        segments.extend(req.namespace.as_deref());
+        segments.push(&req.name);
+        let identifier = segments.join("/");
+        self.history
+            .get_mut(&identifier)
+            .into_iter()
+            .flatten()
+            .filter(move |w| w.admitted_ms == Some(admitted_ms) && w.user == req.username)
+    }
+
     /// A cluster with the namespaces and no other objects.
     pub fn new() -> Self {
         let mut c = Self {

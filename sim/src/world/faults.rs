@@ -92,21 +92,8 @@ impl World {
         }
         let records: Vec<(u64, AdmissionRequest)> = self.window.iter().cloned().collect();
         for (at, req) in records {
-            let mut segments: Vec<&str> = Vec::with_capacity(5);
-            if !req.gvr.group.is_empty() {
-                segments.push(&req.gvr.group);
-            }
-            segments.extend([req.gvr.version.as_str(), req.gvr.resource.as_str()]);
-            segments.extend(req.namespace.as_deref());
-            segments.push(&req.name);
-            let identifier = segments.join("/");
-            if let Some(writes) = self.cluster.history.get_mut(&identifier) {
-                for w in writes
-                    .iter_mut()
-                    .filter(|w| w.admitted_ms == Some(at) && w.user == req.username)
-                {
-                    w.redelivered_ms = Some(now);
-                }
+            for w in self.cluster.writes_admitted(&req, at) {
+                w.redelivered_ms = Some(now);
             }
             self.feed(Input::Admission(req));
         }

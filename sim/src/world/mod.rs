@@ -430,6 +430,14 @@ impl World {
                         self.admissions += 1;
                         self.window.push_back((self.now, req.clone()));
                         self.feed(Input::Admission(req));
+                    } else {
+                        // The replica that served it went down before its record was kept: for
+                        // the checkers the write was never admitted (the API server's call
+                        // failed, and the write went through without a record).
+                        let now = self.now;
+                        for w in self.cluster.writes_admitted(&req, now) {
+                            w.admitted_ms = None;
+                        }
                     }
                 }
                 Ev::GitDone(op_id, generation) => self.git_done(op_id, generation),

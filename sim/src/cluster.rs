@@ -211,6 +211,18 @@ pub struct Cluster {
     pub changes: BTreeMap<String, Vec<u64>>,
 }
 
+/// The identifier of the object an admission request is for.
+pub fn request_identifier(req: &gitops_reverser_core::admission::AdmissionRequest) -> String {
+    let mut segments: Vec<&str> = Vec::with_capacity(5);
+    if !req.gvr.group.is_empty() {
+        segments.push(&req.gvr.group);
+    }
+    segments.extend([req.gvr.version.as_str(), req.gvr.resource.as_str()]);
+    segments.extend(req.namespace.as_deref());
+    segments.push(&req.name);
+    segments.join("/")
+}
+
 impl Cluster {
     /// The writes whose admission `req` is, admitted (reaching a core) at `admitted_ms`.
     pub fn writes_admitted<'a>(
@@ -218,14 +230,7 @@ impl Cluster {
         req: &'a gitops_reverser_core::admission::AdmissionRequest,
         admitted_ms: u64,
     ) -> impl Iterator<Item = &'a mut WriteRecord> + 'a {
-        let mut segments: Vec<&str> = Vec::with_capacity(5);
-        if !req.gvr.group.is_empty() {
-            segments.push(&req.gvr.group);
-        }
-        segments.extend([req.gvr.version.as_str(), req.gvr.resource.as_str()]);
-        segments.extend(req.namespace.as_deref());
-        segments.push(&req.name);
-        let identifier = segments.join("/");
+        let identifier = request_identifier(req);
         self.history
             .get_mut(&identifier)
             .into_iter()

@@ -438,6 +438,18 @@ impl World {
                         for w in self.cluster.writes_admitted(&req, now) {
                             w.admitted_ms = None;
                         }
+                        // A deletion the finalizer holds is noted when the object goes.
+                        let ident = crate::cluster::request_identifier(&req);
+                        for ev in self.sched.values_mut() {
+                            if let Ev::Finalize(f) = ev {
+                                if f.admitted_ms == Some(now)
+                                    && f.deleter == req.username
+                                    && self.cluster.identifier(&f.key) == ident
+                                {
+                                    f.admitted_ms = None;
+                                }
+                            }
+                        }
                     }
                 }
                 Ev::GitDone(op_id, generation) => self.git_done(op_id, generation),

@@ -294,23 +294,23 @@ impl Queue {
         self.coalesce_if_over();
     }
 
+    /// The path's unpushed writes when its newest one is in the open resync commit of `folder`.
+    fn in_open_resync(&self, path_key: u128, folder: &str) -> Option<&Latest> {
+        let open = self.commits.back()?;
+        let CommitKind::Resync { folder: f } = &open.kind else {
+            return None;
+        };
+        self.latest
+            .get(&path_key)
+            .filter(|l| f.as_str() == folder && l.seq == open.seq)
+    }
+
     /// Whether the path's only unpushed write is in the open resync commit of `folder`: a new
     /// resync write of the path replaces it, so the new one is judged against what precedes it,
     /// the repository.
     pub(crate) fn only_in_open_resync(&self, path_key: u128, folder: &str) -> bool {
-        let Some(PendingCommit {
-            seq,
-            kind: CommitKind::Resync { folder: f },
-            ..
-        }) = self.commits.back()
-        else {
-            return false;
-        };
-        f.as_str() == folder
-            && self
-                .latest
-                .get(&path_key)
-                .is_some_and(|l| l.seq == *seq && l.writes == 1)
+        self.in_open_resync(path_key, folder)
+            .is_some_and(|l| l.writes == 1)
     }
 
     /// The content of the path's unpushed write before the one in the open resync commit of
@@ -318,18 +318,8 @@ impl Queue {
     /// delete). A new resync write of the path replaces the open commit's, so it is judged
     /// against that earlier write: equal, the path's part of the open commit changes nothing.
     pub(crate) fn before_open_resync(&self, path_key: u128, folder: &str) -> Option<Option<u64>> {
-        let Some(PendingCommit {
-            seq,
-            kind: CommitKind::Resync { folder: f },
-            ..
-        }) = self.commits.back()
-        else {
-            return None;
-        };
-        let latest = self.latest.get(&path_key)?;
-        if f.as_str() != folder || latest.seq != *seq || latest.writes < 2 {
-            return None;
-        }
+        self.in_open_resync(path_key, folder)
+            .filter(|l| l.writes >= 2)?;
         let open = self.commits.len() - 1;
         let earlier = self.in_flight.iter().chain(self.commits.range(..open));
         let before = last_write(earlier, path_key).map(|(_, content)| content);

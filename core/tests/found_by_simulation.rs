@@ -1345,6 +1345,38 @@ fn team_b_labelled(env: &str, rv: u64) -> RawObject {
     .into()
 }
 
+/// The ConfigMaps stream relists and shows a (team-a) and b (team-b), without ending the list
+/// (the folder was read once already, and a push may go meanwhile).
+fn begin_relist_of_a_and_b(h: &mut Harness) {
+    h.input(watch(WatchEvent::Init));
+    h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
+    h.input(watch(WatchEvent::InitApply(in_team_b("b", 11))));
+}
+
+/// A whole relist of a and b.
+fn relist_a_and_b(h: &mut Harness) {
+    begin_relist_of_a_and_b(h);
+    h.input(watch(WatchEvent::InitDone));
+}
+
+/// Answers the folder reads the core asked for, and nothing else.
+fn answer_folder_reads(h: &mut Harness) {
+    for op in h.take_git_ops() {
+        assert!(matches!(op.kind, GitOpKind::ReadPaths { .. }), "{op:?}");
+        let listing = h.apply(&op);
+        h.input(Input::GitDone(op.op_id, listing));
+    }
+}
+
+/// The messages of the commits since the `before`th that touch a file of team-b.
+fn commits_touching_team_b(h: &Harness, before: usize) -> Vec<&String> {
+    h.commits[before..]
+        .iter()
+        .filter(|c| c.writes.iter().any(|(p, _)| p.contains("team-b")))
+        .map(|c| &c.message)
+        .collect()
+}
+
 /// Seed 85336 of the long run. team-b became prod and, before the next push, dev again: each
 /// relabel's relist wrote into the open `[RESYNC]` commit, the first an addition of team-b's
 /// ConfigMap, the second its removal, which replaced the addition. The repository never had the
@@ -1355,17 +1387,11 @@ fn a_resync_removal_that_replaces_an_unpushed_addition_leaves_nothing_to_commit(
     for i in prod_rule_inputs() {
         h.input(i);
     }
-    let relist = |h: &mut Harness| {
-        h.input(watch(WatchEvent::Init));
-        h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
-        h.input(watch(WatchEvent::InitApply(in_team_b("b", 11))));
-        h.input(watch(WatchEvent::InitDone));
-    };
     h.input(namespaces(WatchEvent::Init));
     h.input(namespaces(WatchEvent::InitApply(team_a_prod())));
     h.input(namespaces(WatchEvent::InitApply(team_b_labelled("dev", 2))));
     h.input(namespaces(WatchEvent::InitDone));
-    relist(&mut h);
+    relist_a_and_b(&mut h);
     h.answer_all();
     h.flush_and_push();
     assert!(h.files.contains_key("prod/v1/configmaps/team-a/a.yaml"));
@@ -1373,23 +1399,13 @@ fn a_resync_removal_that_replaces_an_unpushed_addition_leaves_nothing_to_commit(
     // Relabelled there and back before the push: the folder is read after the first relist,
     // and the second one's removal replaces the addition still waiting in the open commit.
     h.input(namespaces(WatchEvent::Apply(team_b_labelled("prod", 3))));
-    relist(&mut h);
-    for op in h.take_git_ops() {
-        assert!(matches!(op.kind, GitOpKind::ReadPaths { .. }), "{op:?}");
-        let listing = h.apply(&op);
-        h.input(Input::GitDone(op.op_id, listing));
-    }
+    relist_a_and_b(&mut h);
+    answer_folder_reads(&mut h);
     // The push goes while the second relist is still running (the folder was read once already).
     h.input(namespaces(WatchEvent::Apply(team_b_labelled("dev", 4))));
-    h.input(watch(WatchEvent::Init));
-    h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
-    h.input(watch(WatchEvent::InitApply(in_team_b("b", 11))));
+    begin_relist_of_a_and_b(&mut h);
     h.flush_and_push();
-    let touched: Vec<&String> = h.commits[before..]
-        .iter()
-        .filter(|c| c.writes.iter().any(|(p, _)| p.contains("team-b")))
-        .map(|c| &c.message)
-        .collect();
+    let touched = commits_touching_team_b(&h, before);
     assert!(touched.is_empty(), "{touched:?}");
     assert!(!h.files.keys().any(|p| p.contains("team-b")));
 }
@@ -1404,12 +1420,6 @@ fn a_resync_addition_that_replaces_a_removal_after_an_unpushed_creation_leaves_n
     for i in prod_rule_inputs() {
         h.input(i);
     }
-    let relist = |h: &mut Harness| {
-        h.input(watch(WatchEvent::Init));
-        h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
-        h.input(watch(WatchEvent::InitApply(in_team_b("b", 11))));
-        h.input(watch(WatchEvent::InitDone));
-    };
     h.input(namespaces(WatchEvent::Init));
     h.input(namespaces(WatchEvent::InitApply(team_a_prod())));
     h.input(namespaces(WatchEvent::InitApply(team_b_labelled(
@@ -1424,23 +1434,13 @@ fn a_resync_addition_that_replaces_a_removal_after_an_unpushed_creation_leaves_n
     let before = h.commits.len();
     h.input(watch(WatchEvent::Apply(in_team_b("b", 11))));
     h.input(namespaces(WatchEvent::Apply(team_b_labelled("dev", 3))));
-    relist(&mut h);
-    for op in h.take_git_ops() {
-        assert!(matches!(op.kind, GitOpKind::ReadPaths { .. }), "{op:?}");
-        let listing = h.apply(&op);
-        h.input(Input::GitDone(op.op_id, listing));
-    }
+    relist_a_and_b(&mut h);
+    answer_folder_reads(&mut h);
     // The push goes while the second relist is still running (the folder was read once already).
     h.input(namespaces(WatchEvent::Apply(team_b_labelled("prod", 4))));
-    h.input(watch(WatchEvent::Init));
-    h.input(watch(WatchEvent::InitApply(cm("a", "1", "u1", 10))));
-    h.input(watch(WatchEvent::InitApply(in_team_b("b", 11))));
+    begin_relist_of_a_and_b(&mut h);
     h.flush_and_push();
-    let touched: Vec<&String> = h.commits[before..]
-        .iter()
-        .filter(|c| c.writes.iter().any(|(p, _)| p.contains("team-b")))
-        .map(|c| &c.message)
-        .collect();
+    let touched = commits_touching_team_b(&h, before);
     assert_eq!(touched.len(), 1, "{touched:?}");
     assert!(touched[0].contains("[CREATE]"), "{touched:?}");
     assert!(h.files.contains_key("prod/v1/configmaps/team-b/b.yaml"));

@@ -211,16 +211,21 @@ pub struct Cluster {
     pub changes: BTreeMap<String, Vec<u64>>,
 }
 
+/// The identifier of an object of `gvr`: group (unless core), version, resource, namespace, name.
+fn identifier_of(gvr: &Gvr, namespace: Option<&str>, name: &str) -> String {
+    let mut segments: Vec<&str> = Vec::with_capacity(5);
+    if !gvr.group.is_empty() {
+        segments.push(&gvr.group);
+    }
+    segments.extend([gvr.version.as_str(), gvr.resource.as_str()]);
+    segments.extend(namespace);
+    segments.push(name);
+    segments.join("/")
+}
+
 /// The identifier of the object an admission request is for.
 pub fn request_identifier(req: &gitops_reverser_core::admission::AdmissionRequest) -> String {
-    let mut segments: Vec<&str> = Vec::with_capacity(5);
-    if !req.gvr.group.is_empty() {
-        segments.push(&req.gvr.group);
-    }
-    segments.extend([req.gvr.version.as_str(), req.gvr.resource.as_str()]);
-    segments.extend(req.namespace.as_deref());
-    segments.push(&req.name);
-    segments.join("/")
+    identifier_of(&req.gvr, req.namespace.as_deref(), &req.name)
 }
 
 impl Cluster {
@@ -309,15 +314,7 @@ impl Cluster {
     /// empty group and namespace left out. Written here from the path format, not taken from the
     /// core, so that the checkers that compare paths do not agree with the core by construction.
     pub fn identifier(&self, key: &ObjKey) -> String {
-        let gvr = &self.kinds[key.0].gvr;
-        let mut segments: Vec<&str> = Vec::with_capacity(5);
-        if !gvr.group.is_empty() {
-            segments.push(&gvr.group);
-        }
-        segments.extend([gvr.version.as_str(), gvr.resource.as_str()]);
-        segments.extend(key.1.as_deref());
-        segments.push(&key.2);
-        segments.join("/")
+        identifier_of(&self.kinds[key.0].gvr, key.1.as_deref(), &key.2)
     }
 
     fn next_rv(&mut self) -> String {

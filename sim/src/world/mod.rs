@@ -431,25 +431,7 @@ impl World {
                         self.window.push_back((self.now, req.clone()));
                         self.feed(Input::Admission(req));
                     } else {
-                        // The replica that served it went down before its record was kept: for
-                        // the checkers the write was never admitted (the API server's call
-                        // failed, and the write went through without a record).
-                        let now = self.now;
-                        for w in self.cluster.writes_admitted(&req, now) {
-                            w.admitted_ms = None;
-                        }
-                        // A deletion the finalizer holds is noted when the object goes.
-                        let ident = crate::cluster::request_identifier(&req);
-                        for ev in self.sched.values_mut() {
-                            if let Ev::Finalize(f) = ev {
-                                if f.admitted_ms == Some(now)
-                                    && f.deleter == req.username
-                                    && self.cluster.identifier(&f.key) == ident
-                                {
-                                    f.admitted_ms = None;
-                                }
-                            }
-                        }
+                        self.lose_admission(&req);
                     }
                 }
                 Ev::GitDone(op_id, generation) => self.git_done(op_id, generation),
@@ -520,6 +502,28 @@ impl World {
                     .branch(repo, branch)
                     .is_none_or(|b| b.pending_commits == 0 && !b.op_in_flight)
             })
+    }
+
+    /// An admission on its way to a replica that went down before its record was kept: for the
+    /// checkers its write was never admitted (the API server's call failed, and the write went
+    /// through without a record).
+    fn lose_admission(&mut self, req: &AdmissionRequest) {
+        let now = self.now;
+        for w in self.cluster.writes_admitted(req, now) {
+            w.admitted_ms = None;
+        }
+        // A deletion the finalizer holds is noted when the object goes.
+        let ident = crate::cluster::request_identifier(req);
+        for ev in self.sched.values_mut() {
+            if let Ev::Finalize(f) = ev {
+                if f.admitted_ms == Some(now)
+                    && f.deleter == req.username
+                    && self.cluster.identifier(&f.key) == ident
+                {
+                    f.admitted_ms = None;
+                }
+            }
+        }
     }
 
     // ---- the core ----------------------------------------------------------------------------
